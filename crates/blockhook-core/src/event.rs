@@ -1,0 +1,193 @@
+//! Events as the gateway publishes them: a type, a merchant, and a JSON object kept byte for byte.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::{Cursor, DeliveryState, Error, EventId, MerchantId, Timestamp};
+
+/// An event type such as `Payment`, `Payout`, `QR-Payment`, `QR-Payout`, or an operator's own.
+///
+/// Sent exactly as given in `BlockATM-Event`; compared case-insensitively when filtering.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EventType(String);
+
+impl EventType {
+    /// The contract's event types.
+    pub const BUILT_IN: [&'static str; 4] = ["Payment", "Payout", "QR-Payment", "QR-Payout"];
+
+    /// 1 to 64 characters of `[A-Za-z0-9._:-]`.
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Error::invalid("event_type", "1 to 64 characters of letters, digits, '.', '_', ':', '-'"))
+        }
+    }
+
+    /// The type as sent in `BlockATM-Event`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Case-insensitive equality, as the contract asks receivers to compare.
+    pub fn matches(&self, other: &EventType) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+impl TryFrom<String> for EventType {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<EventType> for String {
+    fn from(t: EventType) -> String {
+        t.0
+    }
+}
+
+/// An event's payload: exactly one JSON object, kept as the exact bytes received so that `raw`
+/// signatures and the merchant's view match what the gateway sent. Cheap to clone (shared bytes).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Payload(Bytes);
+
+impl Payload {
+    /// Checks that `bytes` is one JSON object the signer can canonicalise (valid UTF-8, no
+    /// duplicate keys, bounded depth).
+    pub fn parse(bytes: Bytes) -> Result<Self, Error> {
+        blockhook_sig::json::validate_object(&bytes)
+            .map_err(|e| Error::invalid("payload", e.to_string()))?;
+        Ok(Self(bytes))
+    }
+
+    /// Rebuilds a payload read back from the store (validated when written).
+    pub fn from_trusted(bytes: Bytes) -> Self {
+        Self(bytes)
+    }
+
+    /// The exact bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty (never, for a parsed payload).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Payload({} bytes)", self.0.len())
+    }
+}
+
+/// A gateway-chosen key that makes publishing idempotent per merchant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// 1 to 255 printable ASCII characters.
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| (0x21..0x7f).contains(&b));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Error::invalid("idempotency_key", "1 to 255 printable ASCII characters, no spaces"))
+        }
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for IdempotencyKey {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<IdempotencyKey> for String {
+    fn from(k: IdempotencyKey) -> String {
+        k.0
+    }
+}
+
+/// An event about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Its id, generated before storing.
+    pub id: EventId,
+    /// The merchant it belongs to.
+    pub merchant_id: MerchantId,
+    /// Its type.
+    pub event_type: EventType,
+    /// The JSON object.
+    pub payload: Payload,
+    /// Optional idempotency key.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// When it was received.
+    pub created_at: Timestamp,
+}
+
+/// What storing one event did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ingested {
+    /// The event's id (the original one when `duplicate`).
+    pub event_id: EventId,
+    /// The idempotency key had been used: nothing new was stored.
+    pub duplicate: bool,
+    /// Deliveries created (0 when duplicate or no endpoint matched).
+    pub deliveries: u32,
+}
+
+/// A stored event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Its id.
+    pub id: EventId,
+    /// Its merchant.
+    pub merchant_id: MerchantId,
+    /// Its type.
+    pub event_type: EventType,
+    /// The payload; `None` once retention has removed it.
+    pub payload: Option<Payload>,
+    /// Its idempotency key.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// When it was received.
+    pub created_at: Timestamp,
+    /// Manual resends made so far.
+    pub resend_count: u32,
+}
+
+/// Filters for listing events, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only this type (case-insensitive).
+    pub event_type: Option<EventType>,
+    /// Created at or after.
+    pub since: Option<Timestamp>,
+    /// Created before.
+    pub until: Option<Timestamp>,
+    /// Only events with at least one delivery in this state.
+    pub state: Option<DeliveryState>,
+    /// Continue after this cursor.
+    pub after: Option<Cursor>,
+    /// Page size (1 to 250).
+    pub limit: u32,
+}

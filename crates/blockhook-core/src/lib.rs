@@ -1,0 +1,39 @@
+//! blockhook's domain: merchants, endpoints, events, deliveries, attempts, the retry decision, and
+//! the [`Store`] trait through which everything is persisted.
+//!
+//! This crate knows no SQL, no HTTP framework and no HTTP client. Values are parsed once at the
+//! edge into newtypes (`EndpointUrl`, `EventType`, `Payload`, ...) so every invariant is checked
+//! in exactly one place, and the storage backends (SQLite, PostgreSQL) implement one trait in
+//! domain verbs, so nothing above the store knows which database is in use.
+#![forbid(unsafe_code)]
+
+mod attempt;
+mod delivery;
+mod endpoint;
+mod error;
+mod event;
+mod ids;
+mod merchant;
+mod page;
+mod retry;
+mod store;
+mod time;
+
+pub use attempt::{AttemptRecord, ErrorClass, Outcome};
+pub use delivery::{
+    Claim, ClaimRequest, Completion, Delivery, DeliveryOrigin, DeliveryState, LeaseToken,
+};
+pub use endpoint::{
+    Endpoint, EndpointUrl, EventFilter, ExtraHeaders, Label, SealedSecret, SigningMode,
+    SuccessPolicy,
+};
+pub use error::Error;
+pub use event::{Event, EventQuery, EventType, IdempotencyKey, Ingested, NewEvent, Payload};
+pub use ids::{ApiKeyId, AttemptId, DeliveryId, EndpointId, EventId, MerchantId};
+pub use merchant::{ApiKey, Merchant, MerchantStatus, NewApiKey, NewMerchant};
+pub use page::{Cursor, Page};
+pub use retry::{Next, RetryPolicy};
+pub use store::{
+    EndpointBacklog, EndpointHealth, QueueStats, ResendLimits, ResendScope, Store, StoreRef,
+};
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -1,0 +1,1 @@
+//! blockhook-receiver (being written).

@@ -1,0 +1,142 @@
+//! Publishing events: `POST /v1/events` (one) and `POST /v1/events/batch` (up to
+//! `server.max_batch_events`, one transaction). Operator only.
+//!
+//! The payload is kept as the exact bytes the gateway sent (a slice of the request body), so
+//! `raw` signatures and the merchant's logs show precisely what was published. A `202` is sent
+//! only after the events and all their deliveries are committed.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use blockhook_core::{
+    Error as CoreError, EventId, EventType, IdempotencyKey, Ingested, MerchantId, NewEvent, Payload,
+};
+
+use super::extract::{Operator, json_bytes, json_error};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/events", post(publish)).route("/v1/events/batch", post(publish_batch))
+}
+
+/// One event as the gateway publishes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishEvent<'a> {
+    merchant_id: String,
+    event_type: String,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBatch<'a> {
+    #[serde(borrow)]
+    events: Vec<PublishEvent<'a>>,
+}
+
+/// The answer for one event.
+#[derive(Debug, Serialize)]
+struct Published {
+    event_id: EventId,
+    duplicate: bool,
+    deliveries: u32,
+}
+
+impl From<Ingested> for Published {
+    fn from(i: Ingested) -> Self {
+        Self { event_id: i.event_id, duplicate: i.duplicate, deliveries: i.deliveries }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct PublishedBatch {
+    data: Vec<Published>,
+}
+
+async fn publish(
+    _: Operator,
+    State(state): State<AppState>,
+    req: Request,
+) -> ApiResult<(StatusCode, Json<Published>)> {
+    let body = json_bytes(req, &state).await?;
+    let input: PublishEvent<'_> = serde_json::from_slice(&body).map_err(json_error)?;
+    let event = parse_event(&input, &body, &state, None)?;
+    let stored = submit(&state, vec![event]).await?;
+    let first = stored.into_iter().next().ok_or_else(|| ApiError::Internal("no result".into()))?;
+    Ok((StatusCode::ACCEPTED, Json(first.into())))
+}
+
+async fn publish_batch(
+    _: Operator,
+    State(state): State<AppState>,
+    req: Request,
+) -> ApiResult<(StatusCode, Json<PublishedBatch>)> {
+    let body = json_bytes(req, &state).await?;
+    let input: PublishBatch<'_> = serde_json::from_slice(&body).map_err(json_error)?;
+    let max = state.settings.server.max_batch_events;
+    if input.events.is_empty() || input.events.len() > max {
+        return Err(ApiError::invalid("events", format!("must hold 1 to {max} events")));
+    }
+    let events = input
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| parse_event(e, &body, &state, Some(i)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stored = submit(&state, events).await?;
+    Ok((StatusCode::ACCEPTED, Json(PublishedBatch { data: stored.into_iter().map(Into::into).collect() })))
+}
+
+fn parse_event(
+    e: &PublishEvent<'_>,
+    body: &Bytes,
+    state: &AppState,
+    index: Option<usize>,
+) -> Result<NewEvent, ApiError> {
+    let at = |field: &str| match index {
+        Some(i) => format!("events[{i}].{field}"),
+        None => field.to_owned(),
+    };
+    let field_err = |field: &str, err: CoreError| match err {
+        CoreError::Invalid { reason, .. } => ApiError::invalid(at(field), reason),
+        other => ApiError::from(other),
+    };
+    let merchant_id =
+        MerchantId::parse(&e.merchant_id).map_err(|err| field_err("merchant_id", err))?;
+    let event_type = EventType::parse(&e.event_type).map_err(|err| field_err("event_type", err))?;
+    let idempotency_key = e
+        .idempotency_key
+        .as_deref()
+        .map(IdempotencyKey::parse)
+        .transpose()
+        .map_err(|err| field_err("idempotency_key", err))?;
+    let payload = Payload::parse(body.slice_ref(e.payload.get().as_bytes()))
+        .map_err(|err| field_err("payload", err))?;
+    Ok(NewEvent {
+        id: EventId::generate(),
+        merchant_id,
+        event_type,
+        payload,
+        idempotency_key,
+        created_at: state.clock.now(),
+    })
+}
+
+async fn submit(state: &AppState, events: Vec<NewEvent>) -> Result<Vec<Ingested>, ApiError> {
+    state.ingest.submit(events).await.map_err(|e| match e {
+        CoreError::NotFound("merchant") => ApiError::invalid("merchant_id", "no such merchant"),
+        CoreError::Conflict(why) => ApiError::invalid("merchant_id", why),
+        other => other.into(),
+    })
+}

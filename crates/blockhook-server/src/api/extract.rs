@@ -1,0 +1,179 @@
+//! Extractors: who is calling (`Caller`, `Operator`, `Tenant`) and the JSON body (`ApiJson`).
+//!
+//! A handler that takes `Tenant` cannot forget tenancy: the merchant in the path must be the
+//! caller's own (merchant keys; `me` also works) or exist (operator). Another merchant's id
+//! answers 404 exactly like an unknown one.
+
+use std::collections::HashMap;
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use blockhook_core::{ApiKeyId, MerchantId, MerchantStatus};
+
+use crate::error::ApiError;
+use crate::keys::hash_api_key;
+use crate::state::AppState;
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The gateway's platform team (admin token).
+    Operator,
+    /// A merchant, through one of its API keys.
+    Merchant {
+        /// The merchant.
+        merchant_id: MerchantId,
+        /// The key used.
+        key_id: ApiKeyId,
+    },
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized("missing Authorization: Bearer <token>"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthorized("Authorization must be \"Bearer <token>\""))?;
+        let caller = authenticate(token, state).await?;
+        let limit = &state.settings.api;
+        if limit.requests_per_second > 0 {
+            let key = match &caller {
+                Caller::Operator => None,
+                Caller::Merchant { key_id, .. } => Some(key_id.clone()),
+            };
+            if let Err(wait) = state.api_limiter.check(&key, limit.requests_per_second, limit.burst)
+            {
+                return Err(ApiError::RateLimited { retry_after_secs: wait.as_secs().max(1) });
+            }
+        }
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
+    }
+}
+
+async fn authenticate(token: &str, state: &AppState) -> Result<Caller, ApiError> {
+    if state.admin.matches(token) {
+        return Ok(Caller::Operator);
+    }
+    let key = state
+        .store
+        .api_key_by_hash(&hash_api_key(token))
+        .await?
+        .ok_or(ApiError::Unauthorized("unknown API key"))?;
+    if key.revoked_at.is_some() {
+        return Err(ApiError::Unauthorized("API key revoked"));
+    }
+    let merchant = state.store.get_merchant(&key.merchant_id).await?;
+    if merchant.status == MerchantStatus::Suspended {
+        return Err(ApiError::Unauthorized("merchant suspended"));
+    }
+    Ok(Caller::Merchant { merchant_id: key.merchant_id, key_id: key.id })
+}
+
+/// The caller must be the operator.
+#[derive(Debug, Clone, Copy)]
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Operator => Ok(Operator),
+            Caller::Merchant { .. } => Err(ApiError::Forbidden),
+        }
+    }
+}
+
+/// The merchant named by the `{merchant_id}` path segment, which the caller may act for.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// The merchant.
+    pub merchant_id: MerchantId,
+    /// Who is acting.
+    pub caller: Caller,
+}
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state).await?;
+        let raw = params
+            .get("merchant_id")
+            .ok_or_else(|| ApiError::Internal("route has no {merchant_id}".into()))?;
+        let not_found = || ApiError::NotFound("merchant".into());
+        let merchant_id = match &caller {
+            Caller::Merchant { merchant_id, .. } => {
+                if raw == "me" || raw == merchant_id.as_str() {
+                    merchant_id.clone()
+                } else {
+                    return Err(not_found());
+                }
+            }
+            Caller::Operator => {
+                let id = MerchantId::parse(raw).map_err(|_| not_found())?;
+                state.store.get_merchant(&id).await?;
+                id
+            }
+        };
+        Ok(Tenant { merchant_id, caller })
+    }
+}
+
+/// A JSON body, with every failure answered as problem+json.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = json_bytes(req, state).await?;
+        let value = serde_json::from_slice(&bytes).map_err(json_error)?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// The raw bytes of a JSON body (content type checked, size limited).
+pub async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+        if !ct.starts_with("application/json") && !ct.contains("+json") {
+            return Err(ApiError::MalformedBody("Content-Type must be application/json".into()));
+        }
+    }
+    Bytes::from_request(req, state).await.map_err(|r| {
+        if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::MalformedBody(r.body_text())
+        }
+    })
+}
+
+/// Maps a serde_json error: syntax problems are 400, shape problems 422.
+pub fn json_error(e: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data => ApiError::Invalid { field: None, detail: e.to_string() },
+        _ => ApiError::MalformedBody(format!("body is not valid JSON: {e}")),
+    }
+}

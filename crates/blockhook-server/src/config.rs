@@ -1,0 +1,325 @@
+//! `Settings`: every knob of `blockhook serve`, loaded in one documented order.
+//!
+//! Layers, later ones winning: compiled-in defaults (`defaults.toml` beside this file) → the
+//! config file (`--config`, default `blockhook.toml` if it exists) → `BLOCKHOOK_*` environment
+//! variables (`__` separates sections: `BLOCKHOOK_DELIVERY__CONCURRENCY=64`) → command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+const DEFAULTS: &str = include_str!("defaults.toml");
+
+/// Everything `blockhook serve` can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// HTTP listener and API limits.
+    pub server: ServerSettings,
+    /// Where data lives.
+    pub store: StoreSettings,
+    /// How deliveries are made.
+    pub delivery: DeliverySettings,
+    /// Manual resend limits.
+    pub resend: ResendSettings,
+    /// Recovery of failed deliveries.
+    pub recover: RecoverSettings,
+    /// Data retention.
+    pub retention: RetentionSettings,
+    /// Per-key API rate limit.
+    pub api: ApiSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Encryption of secrets at rest.
+    pub keys: KeySettings,
+}
+
+/// Which parts of blockhook this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// API and dispatcher.
+    #[default]
+    All,
+    /// Ingest and management API only.
+    Api,
+    /// Dispatcher only (still serves `/healthz`, `/readyz` and `/metrics`).
+    Worker,
+}
+
+impl Role {
+    /// Whether this role delivers.
+    pub fn delivers(self) -> bool {
+        matches!(self, Self::All | Self::Worker)
+    }
+
+    /// Whether this role answers the API.
+    pub fn serves_api(self) -> bool {
+        matches!(self, Self::All | Self::Api)
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerSettings {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// `all`, `api` or `worker`.
+    pub role: Role,
+    /// The operator's bearer token; when empty one is generated into `<data_dir>/admin-token`.
+    pub admin_token: String,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Most events in one batch ingest.
+    pub max_batch_events: usize,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreSettings {
+    /// `postgres://…` or `sqlite://path`; empty means `<data_dir>/blockhook.db`.
+    pub url: String,
+    /// Directory for the embedded database and generated keys.
+    pub data_dir: PathBuf,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Wait for a connection at most this long.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// `full` (survives power loss) or `normal` (survives process crashes only).
+    pub sqlite_sync: blockhook_store::SqliteSync,
+}
+
+/// `[delivery]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliverySettings {
+    /// Accept `http://` endpoint URLs (development only).
+    pub allow_http: bool,
+    /// CIDRs exempt from the address policy (e.g. `["127.0.0.0/8"]` for local testing).
+    pub allow_nets: Vec<ipnet::IpNet>,
+    /// PEM file with extra trusted CA certificates.
+    pub extra_ca_file: String,
+    /// TCP+TLS connect timeout.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Whole-request timeout.
+    #[serde(with = "humantime_serde")]
+    pub total_timeout: Duration,
+    /// Response bytes kept per attempt.
+    pub max_response_bytes: usize,
+    /// Delay after each failed attempt; attempts in all = len + 1.
+    #[serde(with = "duration_list")]
+    pub retry_schedule: Vec<Duration>,
+    /// ± fraction of each delay.
+    pub jitter: f64,
+    /// Longest `Retry-After` honoured.
+    #[serde(with = "humantime_serde")]
+    pub retry_after_max: Duration,
+    /// Requests in flight at once, all endpoints together.
+    pub concurrency: usize,
+    /// Requests in flight at once to one endpoint.
+    pub per_endpoint_concurrency: usize,
+    /// Deliveries claimed per store round trip.
+    pub claim_batch: u32,
+    /// Lease length (renewed while the request runs).
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// On shutdown, wait this long for in-flight attempts.
+    #[serde(with = "humantime_serde")]
+    pub drain_deadline: Duration,
+    /// With nothing due, look again at least this often.
+    #[serde(with = "humantime_serde")]
+    pub idle_poll: Duration,
+}
+
+/// `[resend]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResendSettings {
+    /// Events older than this cannot be resent.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Most manual resends per event.
+    pub max_per_event: u32,
+}
+
+/// `[recover]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoverSettings {
+    /// How far back a recovery may reach.
+    #[serde(with = "humantime_serde")]
+    pub max_window: Duration,
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetentionSettings {
+    /// Payloads and attempts older than this are deleted (0s disables).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// How often the job runs.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Rows per statement.
+    pub batch: u32,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiSettings {
+    /// Sustained requests per second per API key (0 disables the limit).
+    pub requests_per_second: u32,
+    /// Burst size per key.
+    pub burst: u32,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogSettings {
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive (`RUST_LOG` overrides it).
+    pub filter: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[keys]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeySettings {
+    /// Base64 of 32 random bytes; when empty one is generated into `<data_dir>/master.key`.
+    pub master_key: String,
+}
+
+impl Settings {
+    /// The compiled-in defaults alone.
+    pub fn defaults() -> Result<Self, Error> {
+        Self::figment(None).extract().map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// Defaults → file → environment → `overrides` (a serialisable value holding only the
+    /// keys the user set on the command line, nested like the file).
+    pub fn load(file: Option<&Path>, overrides: impl Serialize) -> Result<Self, Error> {
+        let mut fig = Self::figment(file);
+        fig = fig.merge(Env::prefixed("BLOCKHOOK_").split("__").ignore(&["config", "secret"]));
+        fig = fig.merge(Serialized::defaults(overrides));
+        let settings: Settings = fig.extract().map_err(|e| Error::Config(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn figment(file: Option<&Path>) -> Figment {
+        let fig = Figment::from(Toml::string(DEFAULTS));
+        match file {
+            Some(path) => fig.merge(Toml::file_exact(path)),
+            None => fig.merge(Toml::file("blockhook.toml")),
+        }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |msg: &str| Err(Error::Config(msg.to_owned()));
+        if self.delivery.concurrency == 0 || self.delivery.per_endpoint_concurrency == 0 {
+            return bad("delivery.concurrency and delivery.per_endpoint_concurrency must be > 0");
+        }
+        if self.delivery.claim_batch == 0 {
+            return bad("delivery.claim_batch must be > 0");
+        }
+        if !(0.0..=0.5).contains(&self.delivery.jitter) {
+            return bad("delivery.jitter must be between 0.0 and 0.5");
+        }
+        if self.delivery.lease < Duration::from_secs(1) {
+            return bad("delivery.lease must be at least 1s");
+        }
+        if self.delivery.lease <= self.delivery.total_timeout {
+            return bad("delivery.lease must be longer than delivery.total_timeout");
+        }
+        if self.server.max_batch_events == 0 || self.server.max_batch_events > 10_000 {
+            return bad("server.max_batch_events must be between 1 and 10000");
+        }
+        Ok(())
+    }
+
+    /// The store URL, defaulting to the SQLite file in the data directory.
+    pub fn store_url(&self) -> String {
+        if self.store.url.is_empty() {
+            format!("sqlite://{}", self.store.data_dir.join("blockhook.db").display())
+        } else {
+            self.store.url.clone()
+        }
+    }
+
+    /// The retry policy these settings describe.
+    pub fn retry_policy(&self) -> blockhook_core::RetryPolicy {
+        blockhook_core::RetryPolicy {
+            schedule: self.delivery.retry_schedule.clone(),
+            jitter: self.delivery.jitter,
+            retry_after_max: self.delivery.retry_after_max,
+        }
+    }
+
+    /// The manual resend limits.
+    pub fn resend_limits(&self) -> blockhook_core::ResendLimits {
+        blockhook_core::ResendLimits {
+            window: self.resend.window,
+            max_per_event: self.resend.max_per_event,
+        }
+    }
+}
+
+/// `["1m", "5m"]` lists of human-readable durations.
+mod duration_list {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        let texts: Vec<String> = v.iter().map(|d| humantime::format_duration(*d).to_string()).collect();
+        texts.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let texts = Vec::<String>::deserialize(d)?;
+        texts
+            .iter()
+            .map(|t| humantime::parse_duration(t).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_match_the_contract() {
+        let s = Settings::defaults().unwrap();
+        assert_eq!(s.delivery.retry_schedule.len(), 5);
+        assert_eq!(s.delivery.retry_schedule[4], Duration::from_secs(86_400));
+        assert_eq!(s.server.max_body_bytes, 256 * 1024);
+        assert_eq!(s.delivery.connect_timeout, Duration::from_secs(5));
+        assert!(!s.delivery.allow_http);
+    }
+
+    #[test]
+    fn example_file_mirrors_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../blockhook.example.toml");
+        let example = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        let defaults = Settings::defaults().unwrap();
+        assert_eq!(
+            serde_json::to_value(&example).unwrap(),
+            serde_json::to_value(&defaults).unwrap()
+        );
+    }
+}

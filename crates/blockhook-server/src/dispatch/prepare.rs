@@ -1,0 +1,74 @@
+//! Builds one signed request: fresh `BlockATM-Request-Time`, fresh signature, the contract's
+//! headers plus blockhook's own (event id, attempt number), then the endpoint's extra headers.
+//!
+//! The clock is read once per attempt, by the caller, and that one value is both signed and sent.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use blockhook_core::{Endpoint, EventId, EventType, Timestamp};
+use blockhook_sig::headers as h;
+
+use crate::keys::EndpointSecret;
+
+/// A request ready for egress, with the headers as they will be logged.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// What egress sends.
+    pub request: blockhook_egress::Request,
+    /// The same headers as text pairs, for the attempt log (contains no secret).
+    pub logged_headers: Vec<(String, String)>,
+}
+
+/// Why a request could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The payload cannot be signed in the endpoint's mode.
+    #[error("cannot sign: {0}")]
+    Sign(#[from] blockhook_sig::Error),
+    /// A header value was not valid.
+    #[error("invalid header {0}")]
+    Header(String),
+}
+
+/// Signs `payload` for `endpoint` at time `now` and builds the request.
+pub fn request(
+    endpoint: &Endpoint,
+    secret: &EndpointSecret,
+    event_id: &EventId,
+    event_type: &EventType,
+    payload: &Bytes,
+    attempt: u32,
+    now: Timestamp,
+) -> Result<Prepared, PrepareError> {
+    let time_ms = u64::try_from(now.ms()).unwrap_or(0);
+    let signature = blockhook_sig::sign(
+        secret.expose().as_bytes(),
+        endpoint.signing_mode.sig_mode(),
+        payload,
+        time_ms,
+    )?;
+    let mut pairs: Vec<(String, String)> = vec![
+        ("Content-Type".into(), "application/json".into()),
+        (h::EVENT.into(), event_type.as_str().into()),
+        (h::REQUEST_TIME.into(), time_ms.to_string()),
+        (h::SIGNATURE_V2.into(), signature.to_hex()),
+        (h::EVENT_ID.into(), event_id.to_string()),
+        (h::ATTEMPT.into(), attempt.to_string()),
+    ];
+    pairs.extend(endpoint.headers.pairs().iter().cloned());
+    let mut headers = HeaderMap::with_capacity(pairs.len());
+    for (name, value) in &pairs {
+        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| PrepareError::Header(name.clone()))?;
+        let v = HeaderValue::from_str(value).map_err(|_| PrepareError::Header(name.clone()))?;
+        headers.append(n, v);
+    }
+    Ok(Prepared {
+        request: blockhook_egress::Request {
+            url: endpoint.url.as_url().clone(),
+            headers,
+            body: payload.clone(),
+        },
+        logged_headers: pairs,
+    })
+}

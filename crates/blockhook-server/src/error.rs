@@ -1,0 +1,207 @@
+//! The server's errors: `Error` for startup and background work, `ApiError` for HTTP answers.
+//!
+//! `ApiError` is the one place where failures become HTTP: each maps to a status and an
+//! RFC 9457 problem document (`application/problem+json`) with a stable `type`, a `title`, a
+//! human `detail` and, for validation errors, the offending `field`. Server-side failures are
+//! logged with their cause and answered with a generic detail.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Errors of startup and background tasks.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Reading or writing a local file failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] blockhook_core::Error),
+    /// The outbound HTTP client could not be built.
+    #[error("egress: {0}")]
+    Egress(#[from] blockhook_egress::Error),
+    /// A secret could not be sealed or opened.
+    #[error("keys: {0}")]
+    Keys(String),
+}
+
+/// An error answered to an API client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Missing or bad credentials.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Authenticated, but this route is for the operator.
+    #[error("this route needs the operator token")]
+    Forbidden,
+    /// Bad input.
+    #[error("{detail}")]
+    Invalid {
+        /// The offending field, if one.
+        field: Option<String>,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The body is not valid JSON or not of the expected shape.
+    #[error("{0}")]
+    MalformedBody(String),
+    /// Too large.
+    #[error("request body larger than the configured limit (server.max_body_bytes)")]
+    PayloadTooLarge,
+    /// Not found, or not yours.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many requests for this key.
+    #[error("rate limit exceeded")]
+    RateLimited {
+        /// Seconds until a request would be accepted.
+        retry_after_secs: u64,
+    },
+    /// The store is unavailable.
+    #[error("the store is unavailable; retry shortly")]
+    Unavailable,
+    /// A bug or unexpected failure; details only in the log.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A validation error on `field`.
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::Invalid { field: Some(field.into()), detail: detail.into() }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            Self::Invalid { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Validation failed")
+            }
+            Self::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed body"),
+            Self::PayloadTooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large")
+            }
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            Self::RateLimited { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
+            }
+            Self::Unavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
+            }
+            Self::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error")
+            }
+        }
+    }
+}
+
+/// The problem document (RFC 9457).
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    /// Stable identifier of the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind.
+    pub title: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong this time.
+    pub detail: String,
+    /// The offending input field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// The `type` URI prefix of every problem blockhook answers.
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:blockhook:problem:";
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.parts();
+        if let Self::Internal(cause) = &self {
+            tracing::error!(%cause, "request failed");
+        }
+        let field = match &self {
+            Self::Invalid { field, .. } => field.clone(),
+            _ => None,
+        };
+        let problem = Problem {
+            kind: format!("{PROBLEM_TYPE_PREFIX}{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+            field,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Self::RateLimited { retry_after_secs } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<blockhook_core::Error> for ApiError {
+    fn from(e: blockhook_core::Error) -> Self {
+        use blockhook_core::Error as E;
+        match e {
+            E::Invalid { field, reason } => Self::Invalid { field: Some(field.into()), detail: reason },
+            E::NotFound(what) => Self::NotFound(what.to_owned()),
+            E::Conflict(why) => Self::Conflict(why),
+            E::Unavailable(cause) => {
+                tracing::warn!(%cause, "store unavailable");
+                Self::Unavailable
+            }
+            E::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::PayloadTooLarge
+            }
+            JsonRejection::MissingJsonContentType(_) => {
+                Self::MalformedBody("expected Content-Type: application/json".to_owned())
+            }
+            JsonRejection::JsonDataError(e) => Self::Invalid { field: None, detail: e.body_text() },
+            other => Self::MalformedBody(other.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        Self::MalformedBody(r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::Invalid { field: None, detail: r.body_text() }
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,125 @@
+//! Group commit for ingest: concurrent `POST /v1/events` requests share one store transaction.
+//!
+//! Each request hands its events to one task over a channel and waits for its own answer. The
+//! task takes everything queued (up to a cap) and stores it with a single `Store::ingest` call,
+//! so under load one commit (one fsync on SQLite) acknowledges many requests, and with no load a
+//! request is committed alone, at once. Nothing is answered before its transaction committed.
+//!
+//! A combined batch that fails for a client reason (unknown merchant, suspended merchant) is
+//! retried request by request, so one bad request never fails its neighbours.
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use blockhook_core::{Error, Ingested, NewEvent, StoreRef};
+
+use crate::metrics::Metrics;
+
+/// Largest number of events committed in one transaction.
+const MAX_GROUP_EVENTS: usize = 2_000;
+
+type Reply = oneshot::Sender<Result<Vec<Ingested>, Error>>;
+
+struct Job {
+    events: Vec<NewEvent>,
+    reply: Reply,
+}
+
+/// The handle handlers submit events through.
+#[derive(Clone, Debug)]
+pub struct Ingestor {
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Job({} events)", self.events.len())
+    }
+}
+
+impl Ingestor {
+    /// Starts the committing task. `wake` is notified after each commit that stored deliveries.
+    pub fn start(store: StoreRef, wake: Arc<Notify>, metrics: Arc<Metrics>) -> Self {
+        let (tx, rx) = mpsc::channel(4_096);
+        tokio::spawn(run(store, rx, wake, metrics));
+        Self { tx }
+    }
+
+    /// Stores `events` in one transaction (possibly shared with other requests) and returns
+    /// what was stored, in order.
+    pub async fn submit(&self, events: Vec<NewEvent>) -> Result<Vec<Ingested>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job { events, reply })
+            .await
+            .map_err(|_| Error::Unavailable("ingest is shutting down".to_owned()))?;
+        answer.await.map_err(|_| Error::Internal("ingest task stopped".to_owned()))?
+    }
+}
+
+async fn run(store: StoreRef, mut rx: mpsc::Receiver<Job>, wake: Arc<Notify>, metrics: Arc<Metrics>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        let mut total = jobs[0].events.len();
+        while total < MAX_GROUP_EVENTS {
+            match rx.try_recv() {
+                Ok(job) => {
+                    total += job.events.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(&store, jobs, &metrics).await;
+        wake.notify_one();
+    }
+}
+
+async fn commit(store: &StoreRef, jobs: Vec<Job>, metrics: &Metrics) {
+    if jobs.len() == 1 {
+        for job in jobs {
+            let result = store.ingest(&job.events).await;
+            count(&result, metrics);
+            let _ = job.reply.send(result);
+        }
+        return;
+    }
+    let all: Vec<NewEvent> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
+    match store.ingest(&all).await {
+        Ok(results) => {
+            count(&Ok(results.clone()), metrics);
+            let mut rest = results.into_iter();
+            for job in jobs {
+                let mine: Vec<Ingested> = rest.by_ref().take(job.events.len()).collect();
+                let _ = job.reply.send(Ok(mine));
+            }
+        }
+        Err(Error::NotFound(_) | Error::Conflict(_) | Error::Invalid { .. }) => {
+            for job in jobs {
+                let result = store.ingest(&job.events).await;
+                count(&result, metrics);
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(clone_error(&e)));
+            }
+        }
+    }
+}
+
+fn count(result: &Result<Vec<Ingested>, Error>, metrics: &Metrics) {
+    if let Ok(done) = result {
+        let fresh = done.iter().filter(|i| !i.duplicate).count();
+        metrics.events_ingested.inc_by(u64::try_from(fresh).unwrap_or(0));
+    }
+}
+
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::Unavailable(m) => Error::Unavailable(m.clone()),
+        other => Error::Internal(other.to_string()),
+    }
+}

@@ -1,0 +1,278 @@
+//! Secrets: endpoint secrets sealed at rest, API keys hashed, the admin token compared in
+//! constant time.
+//!
+//! Endpoint secrets must be readable by their merchant (they need them to verify), so they are
+//! encrypted, not hashed: XChaCha20-Poly1305 under a 32-byte master key, with a random 24-byte
+//! nonce per seal (random nonces of that size never realistically collide) and the endpoint id as
+//! associated data, so a sealed secret copied onto another endpoint's row does not open. API keys
+//! are random 256-bit tokens, so a plain SHA-256 is enough to store them (no password stretching
+//! is needed for keys nobody chose).
+
+use std::fmt;
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::Rng as _;
+use rand::distributions::Alphanumeric;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use blockhook_core::{EndpointId, SealedSecret};
+
+use crate::Error;
+
+const NONCE_LEN: usize = 24;
+
+/// An endpoint's signing secret in clear. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EndpointSecret(String);
+
+impl EndpointSecret {
+    /// The BlockATM format: `sck_` and 41 base62 characters from the OS CSPRNG.
+    pub fn generate() -> Self {
+        let tail: String =
+            rand::rngs::OsRng.sample_iter(&Alphanumeric).take(41).map(char::from).collect();
+        Self(format!("sck_{tail}"))
+    }
+
+    /// A merchant-supplied secret: at least 24 and at most 256 printable ASCII characters.
+    pub fn parse(raw: &str) -> Result<Self, blockhook_core::Error> {
+        let ok = (24..=256).contains(&raw.len()) && raw.bytes().all(|b| (0x21..0x7f).contains(&b));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(blockhook_core::Error::invalid(
+                "secret",
+                "must be 24 to 256 printable ASCII characters without spaces",
+            ))
+        }
+    }
+
+    /// The secret itself (grep for `expose` to find every place it leaves this type).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for EndpointSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EndpointSecret([REDACTED])")
+    }
+}
+
+/// The master key that seals endpoint secrets.
+#[derive(Clone)]
+pub struct MasterKey(XChaCha20Poly1305);
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey([REDACTED])")
+    }
+}
+
+impl MasterKey {
+    /// From base64 of 32 bytes.
+    pub fn from_base64(b64: &str) -> Result<Self, Error> {
+        let bytes = B64
+            .decode(b64.trim())
+            .map_err(|_| Error::Keys("master key is not valid base64".to_owned()))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| Error::Keys("master key must be 32 bytes (base64)".to_owned()))?;
+        Ok(Self(XChaCha20Poly1305::new(&key.into())))
+    }
+
+    /// The configured key, or the one in `<data_dir>/master.key`, created (mode 0600) on first
+    /// start. Returns whether it was generated, so startup can warn.
+    pub fn load_or_generate(configured: &str, data_dir: &Path) -> Result<(Self, bool), Error> {
+        if !configured.is_empty() {
+            return Ok((Self::from_base64(configured)?, false));
+        }
+        let path = data_dir.join("master.key");
+        if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| Error::Io { what: format!("reading {}", path.display()), source })?;
+            return Ok((Self::from_base64(&text)?, false));
+        }
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill(&mut key);
+        write_private_file(&path, &B64.encode(key))?;
+        Ok((Self(XChaCha20Poly1305::new(&key.into())), true))
+    }
+
+    /// Encrypts a secret for `endpoint`.
+    pub fn seal(&self, endpoint: &EndpointId, secret: &EndpointSecret) -> Result<SealedSecret, Error> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill(&mut nonce);
+        let ct = self
+            .0
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload { msg: secret.0.as_bytes(), aad: endpoint.as_str().as_bytes() },
+            )
+            .map_err(|_| Error::Keys("sealing failed".to_owned()))?;
+        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(SealedSecret(out))
+    }
+
+    /// Decrypts the secret of `endpoint`.
+    pub fn open(&self, endpoint: &EndpointId, sealed: &SealedSecret) -> Result<EndpointSecret, Error> {
+        let bytes = &sealed.0;
+        if bytes.len() <= NONCE_LEN {
+            return Err(Error::Keys("sealed secret too short".to_owned()));
+        }
+        let (nonce, ct) = bytes.split_at(NONCE_LEN);
+        let clear = self
+            .0
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: endpoint.as_str().as_bytes() })
+            .map_err(|_| Error::Keys("secret does not open with this master key".to_owned()))?;
+        String::from_utf8(clear)
+            .map(EndpointSecret)
+            .map_err(|_| Error::Keys("sealed secret is not UTF-8".to_owned()))
+    }
+}
+
+/// Writes `contents` to a new file readable only by its owner.
+pub fn write_private_file(path: &Path, contents: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let io = |source| Error::Io { what: format!("writing {}", path.display()), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(contents.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// A freshly issued API key: shown once, stored as its hash.
+#[derive(Clone)]
+pub struct IssuedKey {
+    /// The key the merchant will send as `Authorization: Bearer …`.
+    pub token: String,
+    /// Lowercase hex SHA-256 of `token`.
+    pub hash: String,
+    /// The first characters, for lists.
+    pub prefix: String,
+}
+
+impl fmt::Debug for IssuedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IssuedKey({}…)", self.prefix)
+    }
+}
+
+impl IssuedKey {
+    /// `bhk_` and 43 base62 characters (~256 bits).
+    pub fn generate() -> Self {
+        let tail: String =
+            rand::rngs::OsRng.sample_iter(&Alphanumeric).take(43).map(char::from).collect();
+        let token = format!("bhk_{tail}");
+        let prefix = token.chars().take(10).collect();
+        Self { hash: hash_api_key(&token), token, prefix }
+    }
+}
+
+/// The stored form of an API key.
+pub fn hash_api_key(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The operator token, compared in constant time.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken([REDACTED])")
+    }
+}
+
+impl AdminToken {
+    /// The configured token, or the one in `<data_dir>/admin-token`, generated on first start.
+    /// Returns the path when it lives in a file.
+    pub fn load_or_generate(configured: &str, data_dir: &Path) -> Result<(Self, Option<std::path::PathBuf>), Error> {
+        if !configured.is_empty() {
+            if configured.len() < 16 {
+                return Err(Error::Config("server.admin_token must be at least 16 characters".into()));
+            }
+            return Ok((Self(configured.to_owned()), None));
+        }
+        let path = data_dir.join("admin-token");
+        if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| Error::Io { what: format!("reading {}", path.display()), source })?;
+            return Ok((Self(text.trim().to_owned()), Some(path)));
+        }
+        let tail: String =
+            rand::rngs::OsRng.sample_iter(&Alphanumeric).take(43).map(char::from).collect();
+        let token = format!("bha_{tail}");
+        write_private_file(&path, &token)?;
+        Ok((Self(token), Some(path)))
+    }
+
+    /// Whether `candidate` is the token (constant time).
+    pub fn matches(&self, candidate: &str) -> bool {
+        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secrets_have_blockatms_format() {
+        let s = EndpointSecret::generate();
+        assert_eq!(s.expose().len(), 45);
+        assert!(s.expose().starts_with("sck_"));
+        assert!(s.expose()[4..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(s, EndpointSecret::generate());
+        assert_eq!(format!("{s:?}"), "EndpointSecret([REDACTED])");
+    }
+
+    #[test]
+    fn seal_round_trips_and_is_bound_to_the_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, generated) = MasterKey::load_or_generate("", dir.path()).unwrap();
+        assert!(generated);
+        let (again, generated) = MasterKey::load_or_generate("", dir.path()).unwrap();
+        assert!(!generated);
+        let ep = EndpointId::generate();
+        let secret = EndpointSecret::generate();
+        let sealed = key.seal(&ep, &secret).unwrap();
+        assert!(!sealed.0.windows(4).any(|w| w == b"sck_"), "ciphertext hides the secret");
+        assert_eq!(again.open(&ep, &sealed).unwrap(), secret);
+        assert!(key.open(&EndpointId::generate(), &sealed).is_err());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("master.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn api_keys_hash_and_admin_token_compares() {
+        let k = IssuedKey::generate();
+        assert_eq!(hash_api_key(&k.token), k.hash);
+        assert!(k.token.starts_with("bhk_"));
+        let t = AdminToken("bha_0123456789abcdef".into());
+        assert!(t.matches("bha_0123456789abcdef"));
+        assert!(!t.matches("bha_0123456789abcdeX"));
+        assert!(!t.matches(""));
+    }
+
+    #[test]
+    fn short_merchant_secrets_are_refused() {
+        assert!(EndpointSecret::parse("short").is_err());
+        assert!(EndpointSecret::parse(&"x".repeat(24)).is_ok());
+    }
+}

@@ -1,0 +1,25 @@
+//! Everything `blockhook serve` runs, as a library: configuration, the HTTP API, group-committed
+//! ingest, the dispatcher, keys, metrics and retention. The binary only parses flags and calls
+//! [`Application`].
+//!
+//! Layout: `api/` is the only HTTP-facing code (thin handlers over the store and domain),
+//! `dispatch/` the only code that delivers, `keys` the only code that touches secrets in clear.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod dispatch;
+mod error;
+pub mod ingest;
+pub mod keys;
+pub mod metrics;
+pub mod ratelimit;
+mod retention;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use error::{ApiError, ApiResult, Error, PROBLEM_TYPE_PREFIX, Problem};
+pub use startup::{Application, cancel_on_signal};
+pub use state::AppState;

@@ -1,0 +1,175 @@
+//! `Application`: builds everything `blockhook serve` runs (store, keys, egress, API, dispatcher,
+//! retention) from `Settings`, binds its own listener (port 0 works, `local_addr` tells the real
+//! one) and runs until a `CancellationToken` is cancelled.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use blockhook_core::{Clock, SystemClock};
+use blockhook_store::StoreOptions;
+
+use crate::config::Settings;
+use crate::dispatch::{self, DispatchCx};
+use crate::ingest::Ingestor;
+use crate::keys::{AdminToken, MasterKey};
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::{Error, api, retention};
+
+/// A built, bound, not yet running blockhook.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the store (creating and migrating it), loads or generates keys, binds the listener.
+    pub async fn build(settings: Settings) -> Result<Self, Error> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// Same, with a given clock (tests).
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let data_dir = settings.store.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|source| Error::Io { what: format!("creating {}", data_dir.display()), source })?;
+        let url = settings.store_url();
+        let store = blockhook_store::open(
+            &url,
+            &StoreOptions {
+                max_connections: settings.store.max_connections,
+                acquire_timeout: settings.store.acquire_timeout,
+                sqlite_sync: settings.store.sqlite_sync,
+            },
+        )
+        .await?;
+        let (keys, generated) = MasterKey::load_or_generate(&settings.keys.master_key, &data_dir)?;
+        if generated {
+            tracing::warn!(
+                path = %data_dir.join("master.key").display(),
+                "no keys.master_key configured: generated one; back it up, secrets cannot be read without it"
+            );
+        }
+        let (admin, admin_path) = AdminToken::load_or_generate(&settings.server.admin_token, &data_dir)?;
+        if let Some(path) = admin_path {
+            tracing::info!(path = %path.display(), "operator token is in this file");
+        }
+        let extra_ca_pem = if settings.delivery.extra_ca_file.is_empty() {
+            None
+        } else {
+            let path = &settings.delivery.extra_ca_file;
+            Some(std::fs::read(path).map_err(|source| Error::Io { what: format!("reading {path}"), source })?)
+        };
+        let egress = blockhook_egress::Client::new(blockhook_egress::EgressConfig {
+            connect_timeout: settings.delivery.connect_timeout,
+            total_timeout: settings.delivery.total_timeout,
+            allow_http: settings.delivery.allow_http,
+            allow_nets: settings.delivery.allow_nets.clone(),
+            extra_ca_pem,
+            max_response_bytes: settings.delivery.max_response_bytes,
+            ..blockhook_egress::EgressConfig::default()
+        })?;
+        let listener = TcpListener::bind(settings.server.listen).await.map_err(|source| Error::Io {
+            what: format!("binding {}", settings.server.listen),
+            source,
+        })?;
+        let wake = Arc::new(Notify::new());
+        let metrics = Arc::new(Metrics::new());
+        let ingest = Ingestor::start(store.clone(), wake.clone(), metrics.clone());
+        let state = AppState {
+            store,
+            settings: Arc::new(settings),
+            keys,
+            admin,
+            egress,
+            wake,
+            clock,
+            metrics,
+            ingest,
+            api_limiter: Arc::default(),
+        };
+        Ok(Self { listener, state })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        self.listener
+            .local_addr()
+            .map_err(|source| Error::Io { what: "reading the bound address".into(), source })
+    }
+
+    /// The shared state (tests use it to reach the store directly).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves the API and runs the dispatcher and retention until `stop` is cancelled, then
+    /// shuts down gracefully: the API stops accepting, the dispatcher drains in-flight attempts
+    /// up to `delivery.drain_deadline`.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<(), Error> {
+        let state = self.state;
+        let settings = state.settings.clone();
+        let addr = self.listener.local_addr().ok();
+        tracing::info!(
+            listen = ?addr,
+            role = ?settings.server.role,
+            store = state.store.backend(),
+            data_dir = %settings.store.data_dir.display(),
+            "blockhook is running"
+        );
+        let worker = settings.server.role.delivers().then(|| {
+            let cx = DispatchCx {
+                store: state.store.clone(),
+                keys: state.keys.clone(),
+                egress: state.egress.clone(),
+                clock: state.clock.clone(),
+                policy: settings.retry_policy(),
+                settings: settings.delivery.clone(),
+                metrics: state.metrics.clone(),
+                wake: state.wake.clone(),
+            };
+            tokio::spawn(dispatch::run(cx, stop.child_token()))
+        });
+        let retention = (settings.retention.max_age > Duration::ZERO).then(|| {
+            tokio::spawn(retention::run(state.store.clone(), state.clock.clone(), settings.retention.clone(), stop.child_token()))
+        });
+        let app = api::router(state);
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let served = server.await;
+        if let Some(w) = worker {
+            let _ = w.await;
+        }
+        if let Some(r) = retention {
+            let _ = r.await;
+        }
+        served.map_err(|source| Error::Io { what: "serving HTTP".into(), source })
+    }
+}
+
+/// Cancels `stop` on SIGINT or SIGTERM.
+pub async fn cancel_on_signal(stop: CancellationToken) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        () = term => tracing::info!("SIGTERM received; shutting down"),
+    }
+    stop.cancel();
+}

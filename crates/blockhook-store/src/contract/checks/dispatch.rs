@@ -1,0 +1,380 @@
+//! Dispatch: claiming due work under leases, finishing attempts, renewing leases, and what
+//! `next_due_at` reports.
+
+use std::collections::HashSet;
+
+use blockhook_core::{
+    AttemptId, AttemptRecord, ClaimRequest, Completion, DeliveryId, DeliveryState, ErrorClass,
+    LeaseToken, Next, StoreRef,
+};
+use bytes::Bytes;
+
+use crate::contract::fixtures::*;
+
+/// Only deliveries due at `now` are claimed, oldest due first, and a claim carries everything a
+/// worker needs.
+pub async fn claim_only_due(store: StoreRef) {
+    let m = merchant(&store).await;
+    let ep = endpoint(&store, &m, &[]).await;
+    let late = ingest_one(&store, &m, "Payout", t(20)).await;
+    let early = ingest_one(&store, &m, "Payment", t(0)).await;
+    let mid = ingest_one(&store, &m, "Payment", t(10)).await;
+
+    assert!(store.claim_due(&claim_req(t(-1), 10)).await.unwrap().is_empty());
+    let first = store.claim_due(&claim_req(t(15), 10)).await.unwrap();
+    let got: Vec<_> = first.iter().map(|c| c.event_id.clone()).collect();
+    assert_eq!(got, vec![early.clone(), mid.clone()], "due ones only, oldest due first");
+
+    let c = &first[0];
+    assert_eq!(c.attempt, 1);
+    assert_eq!(c.round_attempt, 1);
+    assert_eq!(c.event_type.as_str(), "Payment");
+    assert_eq!(c.payload.bytes().as_ref(), PAYLOAD.as_bytes());
+    assert_eq!(c.event_created_at, t(0));
+    assert_same_endpoint(&c.endpoint, &ep);
+    assert_ne!(first[0].delivery_id, first[1].delivery_id);
+
+    // `max` is honoured.
+    let second = store.claim_due(&claim_req(t(30), 0)).await.unwrap();
+    assert!(second.is_empty(), "max 0 claims nothing");
+    let third = store.claim_due(&claim_req(t(30), 10)).await.unwrap();
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].event_id, late);
+}
+
+/// A live lease keeps a delivery from being claimed again; once it expires the delivery is
+/// claimed afresh, with a new token and the same attempt number (nothing was logged).
+pub async fn lease_excludes_reclaim_until_expired(store: StoreRef) {
+    let m = merchant(&store).await;
+    endpoint(&store, &m, &[]).await;
+    ingest_one(&store, &m, "Payment", t(0)).await;
+    let first = store.claim_due(&claim_req(t(1), 10)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    // Lease runs to t(31).
+    assert!(store.claim_due(&claim_req(t(2), 10)).await.unwrap().is_empty());
+    assert!(store.claim_due(&claim_req(t(30), 10)).await.unwrap().is_empty());
+    let again = store.claim_due(&claim_req(t(31), 10)).await.unwrap();
+    assert_eq!(again.len(), 1, "an expired lease is due again");
+    assert_eq!(again[0].delivery_id, first[0].delivery_id);
+    assert_ne!(again[0].lease, first[0].lease, "a new lease token");
+    assert_eq!(again[0].attempt, 1);
+
+    // The old holder can no longer finish; the new one can.
+    let stale = store.finish(&[completion(&first[0], Next::Succeeded, t(32))], t(32)).await.unwrap();
+    assert_eq!(stale, 0);
+    finish_one(&store, &again[0], Next::Succeeded, t(33)).await;
+}
+
+/// `per_endpoint_max` caps one endpoint's share of a claim and `exclude` skips endpoints.
+pub async fn claim_honours_per_endpoint_max_and_exclude(store: StoreRef) {
+    let m = merchant(&store).await;
+    let a = endpoint(&store, &m, &["Payment"]).await;
+    let b = endpoint(&store, &m, &["Payout"]).await;
+    let c = endpoint(&store, &m, &["Refund"]).await;
+    let mut batch = Vec::new();
+    for i in 0..10 {
+        batch.push(event(&m, "Payment", t(i)));
+        batch.push(event(&m, "Payout", t(i)));
+        batch.push(event(&m, "Refund", t(i)));
+    }
+    store.ingest(&batch).await.unwrap();
+
+    let req = ClaimRequest {
+        now: t(100),
+        max: 100,
+        lease_until: t(200),
+        per_endpoint_max: 3,
+        exclude: vec![c.id.clone()],
+    };
+    let got = store.claim_due(&req).await.unwrap();
+    let count = |id| got.iter().filter(|cl| &cl.endpoint.id == id).count();
+    assert_eq!(count(&a.id), 3);
+    assert_eq!(count(&b.id), 3);
+    assert_eq!(count(&c.id), 0);
+    // Each endpoint's share is its oldest due deliveries.
+    let a_times: Vec<_> = got.iter().filter(|cl| cl.endpoint.id == a.id).map(|cl| cl.event_created_at).collect();
+    assert_eq!(a_times, vec![t(0), t(1), t(2)]);
+
+    let rest = store.claim_due(&ClaimRequest { exclude: vec![a.id.clone(), b.id.clone()], ..req.clone() }).await.unwrap();
+    assert_eq!(rest.len(), 3);
+    assert!(rest.iter().all(|cl| cl.endpoint.id == c.id));
+}
+
+/// A disabled endpoint's pending deliveries wait; they are claimed again once it is re-enabled.
+pub async fn disabled_endpoint_not_claimed(store: StoreRef) {
+    let m = merchant(&store).await;
+    let ep = endpoint(&store, &m, &[]).await;
+    ingest_one(&store, &m, "Payment", t(0)).await;
+    set_enabled(&store, &ep, false).await;
+    assert!(claim_all(&store, t(10)).await.is_empty());
+    let stats = store.queue_stats(t(10)).await.unwrap();
+    assert_eq!(stats.due + stats.scheduled, 1, "still pending: {stats:?}");
+    set_enabled(&store, &ep, true).await;
+    assert_eq!(claim_all(&store, t(10)).await.len(), 1);
+}
+
+/// Two workers claiming at once never get the same delivery.
+pub async fn concurrent_claimers_never_share(store: StoreRef) {
+    let m = merchant(&store).await;
+    endpoint(&store, &m, &[]).await;
+    endpoint(&store, &m, &[]).await;
+    let batch: Vec<_> = (0..150).map(|i| event(&m, "Payment", t(i % 7))).collect();
+    store.ingest(&batch).await.unwrap();
+
+    let worker = |store: StoreRef| async move {
+        let mut mine = Vec::new();
+        loop {
+            let got = store.claim_due(&claim_req(t(10), 7)).await.unwrap();
+            if got.is_empty() {
+                break mine;
+            }
+            mine.extend(got.into_iter().map(|c| c.delivery_id));
+            tokio::task::yield_now().await;
+        }
+    };
+    let (x, y) = tokio::join!(tokio::spawn(worker(store.clone())), tokio::spawn(worker(store.clone())));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    let all: HashSet<DeliveryId> = x.iter().chain(&y).cloned().collect();
+    assert_eq!(x.len() + y.len(), 300, "every delivery claimed");
+    assert_eq!(all.len(), 300, "no delivery claimed twice");
+}
+
+/// `Succeeded` is final: logged, lease released, never claimed again.
+pub async fn finish_succeeded(store: StoreRef) {
+    let m = merchant(&store).await;
+    endpoint(&store, &m, &[]).await;
+    let ev = ingest_one(&store, &m, "Payment", t(0)).await;
+    let c = claim_all(&store, t(1)).await.remove(0);
+    finish_one(&store, &c, Next::Succeeded, t(2)).await;
+    let d = store.get_delivery(&m, &c.delivery_id, t(3)).await.unwrap();
+    assert_eq!(d.state, DeliveryState::Succeeded);
+    assert_eq!(d.attempts, 1);
+    assert_eq!(d.last_status, Some(200));
+    assert_eq!(d.next_attempt_at, None);
+    assert_eq!(d.updated_at, t(2));
+    assert_eq!(d.event_id, ev);
+    assert!(claim_all(&store, t(1000)).await.is_empty());
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+    // Finishing twice changes nothing: the lease was released.
+    let again = store.finish(&[completion(&c, Next::Succeeded, t(4))], t(4)).await.unwrap();
+    assert_eq!(again, 0);
+    assert_eq!(store.list_attempts(&m, &c.delivery_id).await.unwrap().len(), 1);
+}
+
+/// `RetryAt` keeps the delivery pending until the given time; the next claim is attempt 2.
+pub async fn finish_retry_reschedules(store: StoreRef) {
+    let m = merchant(&store).await;
+    endpoint(&store, &m, &[]).await;
+    ingest_one(&store, &m, "Payment", t(0)).await;
+    let c = claim_all(&store, t(1)).await.remove(0);
+    finish_one(&store, &c, Next::RetryAt(t(61)), t(2)).await;
+    let d = store.get_delivery(&m, &c.delivery_id, t(3)).await.unwrap();
+    assert_eq!(d.state, DeliveryState::Pending);
+    assert_eq!(d.attempts, 1);
+    assert_eq!(d.last_status, Some(500));
+    assert_eq!(d.next_attempt_at, Some(t(61)));
+    assert_eq!(store.next_due_at().await.unwrap(), Some(t(61)));
+    assert!(claim_all(&store, t(60)).await.is_empty(), "not before its time");
+    let c2 = claim_all(&store, t(61)).await.remove(0);
+    assert_eq!(c2.delivery_id, c.delivery_id);
+    assert_eq!(c2.attempt, 2);
+    assert_eq!(c2.round_attempt, 2);
+    assert_ne!(c2.lease, c.lease);
+}
+
+/// `GiveUp` fails the delivery for good.
+pub async fn finish_give_up_fails(store: StoreRef) {
+    let m = merchant(&store).await;
+    endpoint(&store, &m, &[]).await;
+    ingest_one(&store, &m, "Payment", t(0)).await;
+    let c = claim_all(&store, t(1)).await.remove(0);
+    finish_one(&store, &c, Next::GiveUp, t(2)).await;
+    let d = store.get_delivery(&m, &c.delivery_id, t(3)).await.unwrap();
+    assert_eq!(d.state, DeliveryState::Failed);
+    assert_eq!(d.attempts, 1);
+    assert_eq!(d.next_attempt_at, None);
+    assert!(claim_all(&store, t(100_000)).await.is_empty());
+    assert_eq!(store.queue_stats(t(3)).await.unwrap().failed, 1);
+}
+
+/// `DisableEndpoint` fails the delivery and disables its endpoint with the reason given; the
+/// endpoint's other deliveries wait.
+pub async fn finish_disable_endpoint(store: StoreRef) {
+    let m = merchant(&store).await;
+    let ep = endpoint(&store, &m, &[]).await;
+    let other = endpoint(&store, &m, &[]).await;
+    ingest_one(&store, &m, "Payment", t(0)).await;
+    ingest_one(&store, &m, "Payment", t(5)).await;
+    let claims = store.claim_due(&claim_req(t(1), 10)).await.unwrap();
+    assert_eq!(claims.len(), 2);
+    let gone = claims.iter().find(|c| c.endpoint.id == ep.id).unwrap();
+    let fine = claims.iter().find(|c| c.endpoint.id == other.id).unwrap();
+    let applied = store
+        .finish(
+            &[completion(gone, Next::DisableEndpoint, t(2)), completion(fine, Next::Succeeded, t(2))],
+            t(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied, 2);
+    let d = store.get_delivery(&m, &gone.delivery_id, t(3)).await.unwrap();
+    assert_eq!(d.state, DeliveryState::Failed);
+    assert_eq!(d.last_status, Some(410));
+    let e = store.get_endpoint(&m, &ep.id).await.unwrap();
+    assert!(!e.enabled);
+    assert_eq!(e.disabled_reason.as_deref(), Some("410 Gone"));
+    assert!(store.get_endpoint(&m, &other.id).await.unwrap().enabled);
+    let later = claim_all(&store, t(10)).await;
+    assert_eq!(later.len(), 1, "only the other endpoint's second delivery");
+    assert_eq!(later[0].endpoint.id, other.id);
+}
+
+/// A completion with a stale token changes nothing and logs nothing, even inside a batch with
+/// valid ones.
+pub async fn finish_with_stale_token_changes_nothing(store: StoreRef) {
+    let m = merchant(&store).await;
+    endpoint(&store, &m, &[]).await;
+    ingest_one(&store, &m, "Payment", t(0)).await;
+    ingest_one(&store, &m, "Payment", t(0)).await;
+    let claims = claim_all(&store, t(1)).await;
+    assert_eq!(claims.len(), 2);
+    let mut forged = completion(&claims[0], Next::GiveUp, t(2));
+    forged.lease = LeaseToken(claims[0].lease.0.wrapping_add(1));
+    let good = completion(&claims[1], Next::Succeeded, t(2));
+    let applied = store.finish(&[forged, good], t(2)).await.unwrap();
+    assert_eq!(applied, 1);
+
+    let d = store.get_delivery(&m, &claims[0].delivery_id, t(3)).await.unwrap();
+    assert_eq!(d.state, DeliveryState::InFlight, "still leased by the real holder");
+    assert_eq!(d.attempts, 0);
+    assert_eq!(d.last_status, None);
+    assert!(store.list_attempts(&m, &claims[0].delivery_id).await.unwrap().is_empty());
+    assert_eq!(store.get_delivery(&m, &claims[1].delivery_id, t(3)).await.unwrap().state, DeliveryState::Succeeded);
+    // Unknown deliveries are skipped the same way.
+    let mut ghost = completion(&claims[0], Next::Succeeded, t(2));
+    ghost.delivery_id = DeliveryId::generate();
+    ghost.attempt.delivery_id = ghost.delivery_id.clone();
+    assert_eq!(store.finish(&[ghost], t(2)).await.unwrap(), 0);
+    assert_eq!(store.finish(&[], t(2)).await.unwrap(), 0);
+}
+
+/// Every field of an attempt record round-trips, oldest attempt first.
+pub async fn attempt_record_round_trips(store: StoreRef) {
+    let m = merchant(&store).await;
+    endpoint(&store, &m, &[]).await;
+    ingest_one(&store, &m, "Payment", t(0)).await;
+    let c1 = claim_all(&store, t(1)).await.remove(0);
+    let failed = AttemptRecord {
+        id: AttemptId::generate(),
+        delivery_id: c1.delivery_id.clone(),
+        number: c1.attempt,
+        started_at: t(1),
+        url: "https://receiver.example/hook?q=ü".to_owned(),
+        request_headers: vec![
+            ("Content-Type".into(), "application/json".into()),
+            ("BlockATM-Signature-V2".into(), "ab".repeat(32)),
+            ("X-Dup".into(), "1".into()),
+            ("X-Dup".into(), "2".into()),
+        ],
+        status: None,
+        response_headers: vec![],
+        response_body: Bytes::new(),
+        response_truncated: false,
+        latency_ms: 10_000,
+        error: Some(ErrorClass::Timeout),
+        error_detail: Some("no answer within 10s \"quoted\" ✗".into()),
+    };
+    let done = Completion {
+        delivery_id: c1.delivery_id.clone(),
+        lease: c1.lease,
+        attempt: failed.clone(),
+        next: Next::RetryAt(t(61)),
+        disable_reason: None,
+    };
+    assert_eq!(store.finish(&[done], t(11)).await.unwrap(), 1);
+
+    let c2 = claim_all(&store, t(61)).await.remove(0);
+    // A capped binary body, not valid UTF-8.
+    let body: Vec<u8> = (0..65_536u32).map(|i| (i % 251) as u8).collect();
+    let ok = AttemptRecord {
+        id: AttemptId::generate(),
+        delivery_id: c2.delivery_id.clone(),
+        number: c2.attempt,
+        started_at: t(61),
+        url: c2.endpoint.url.as_str().to_owned(),
+        request_headers: vec![("BlockATM-Event".into(), "Payment".into())],
+        status: Some(200),
+        response_headers: vec![("content-type".into(), "application/octet-stream".into())],
+        response_body: Bytes::from(body),
+        response_truncated: true,
+        latency_ms: 0,
+        error: None,
+        error_detail: None,
+    };
+    store
+        .finish(
+            &[Completion {
+                delivery_id: c2.delivery_id.clone(),
+                lease: c2.lease,
+                attempt: ok.clone(),
+                next: Next::Succeeded,
+                disable_reason: None,
+            }],
+            t(62),
+        )
+        .await
+        .unwrap();
+
+    let logged = store.list_attempts(&m, &c1.delivery_id).await.unwrap();
+    assert_eq!(logged, vec![failed, ok]);
+}
+
+/// `renew_leases` extends only leases held with the given token.
+pub async fn renew_leases_needs_the_right_token(store: StoreRef) {
+    let m = merchant(&store).await;
+    endpoint(&store, &m, &[]).await;
+    ingest_one(&store, &m, "Payment", t(0)).await;
+    ingest_one(&store, &m, "Payment", t(0)).await;
+    let claims = claim_all(&store, t(1)).await; // leased until t(31)
+    assert_eq!(claims.len(), 2);
+    let (a, b) = (&claims[0], &claims[1]);
+    store
+        .renew_leases(
+            &[(a.delivery_id.clone(), a.lease), (b.delivery_id.clone(), LeaseToken(b.lease.0 ^ 1))],
+            t(120),
+        )
+        .await
+        .unwrap();
+    let reclaimed = claim_all(&store, t(31)).await;
+    assert_eq!(reclaimed.len(), 1, "b's lease was not renewed: {reclaimed:?}");
+    assert_eq!(reclaimed[0].delivery_id, b.delivery_id);
+    let before = claim_all(&store, t(119)).await; // b again (its new lease lapsed at t(61))
+    assert!(before.iter().all(|x| x.delivery_id != a.delivery_id), "a is held until t(120)");
+    assert_eq!(store.get_delivery(&m, &a.delivery_id, t(100)).await.unwrap().state, DeliveryState::InFlight);
+    let c = claim_all(&store, t(120)).await;
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].delivery_id, a.delivery_id);
+    // The old token of `a` can neither renew nor finish now.
+    store.renew_leases(&[(a.delivery_id.clone(), a.lease)], t(1000)).await.unwrap();
+    assert!(claim_all(&store, t(151)).await.iter().any(|x| x.delivery_id == a.delivery_id));
+    store.renew_leases(&[], t(1000)).await.unwrap();
+}
+
+/// `next_due_at` is the earliest due time of any pending delivery, counting expired leases.
+pub async fn next_due_at_reports_earliest(store: StoreRef) {
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+    let m = merchant(&store).await;
+    endpoint(&store, &m, &[]).await;
+    ingest_one(&store, &m, "Payment", t(50)).await;
+    ingest_one(&store, &m, "Payment", t(20)).await;
+    assert_eq!(store.next_due_at().await.unwrap(), Some(t(20)));
+    // The t(20) one claimed with a lease to t(40): its expiry is now the earliest due work.
+    let req = ClaimRequest { lease_until: t(40), ..claim_req(t(25), 1) };
+    let c = store.claim_due(&req).await.unwrap().remove(0);
+    assert_eq!(store.next_due_at().await.unwrap(), Some(t(40)), "an expiring lease is due work");
+    finish_one(&store, &c, Next::Succeeded, t(26)).await;
+    assert_eq!(store.next_due_at().await.unwrap(), Some(t(50)));
+    let c = claim_all(&store, t(50)).await.remove(0);
+    finish_one(&store, &c, Next::GiveUp, t(51)).await;
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+}

@@ -1,0 +1,10 @@
+//! The checks, grouped by topic. Each is `pub async fn name(store: StoreRef)` and panics when the
+//! store misbehaves; `tests/contract.rs` lists them all.
+
+pub mod actions;
+pub mod dispatch;
+pub mod endpoints;
+pub mod ingest;
+pub mod logs;
+pub mod merchants;
+pub mod retention;

@@ -1,0 +1,292 @@
+//! [`PgStore`]: the connection pool, the statement counter, the wake-up listener, and the
+//! `Store` impl that hands each verb to the module owning its SQL.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use blockhook_core::{
+    ApiKey, ApiKeyId, AttemptRecord, Claim, ClaimRequest, Completion, Cursor, Delivery,
+    DeliveryId, Endpoint, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId,
+    EventQuery, Ingested, LeaseToken, Merchant, MerchantId, MerchantStatus, NewApiKey, NewEvent,
+    NewMerchant, Page, QueueStats, ResendLimits, ResendScope, Store, Timestamp,
+};
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::{actions, dispatch, endpoints, ingest, listen, logs, merchants, ops};
+use crate::{StoreOptions, classify};
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A connection idle for longer than this is pinged before it is handed out. Shorter idles skip
+/// the ping: under load connections cycle in milliseconds, and a ping per checkout would double
+/// the round trips. A connection that died while idle for less than this fails its one query
+/// with `Unavailable` and is then discarded (sqlx tests every connection on release).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// The PostgreSQL store: for several blockhook processes sharing one database.
+pub struct PgStore {
+    pool: PgPool,
+    statements: AtomicU64,
+    wake: Arc<Notify>,
+    listener: JoinHandle<()>,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:pass@host:port/db?options`), runs the migrations and
+    /// starts listening for other processes' wake-ups.
+    pub async fn open(url: &str, opts: &StoreOptions) -> Result<Self, Error> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::invalid("database_url", format!("not a PostgreSQL URL: {e}")))?;
+        Self::open_with(connect, opts).await
+    }
+
+    /// Like [`PgStore::open`], from parsed connection options (tests set a `search_path`).
+    pub(super) async fn open_with(connect: PgConnectOptions, opts: &StoreOptions) -> Result<Self, Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .acquire_timeout(opts.acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        // An error here makes the pool discard the connection and open another.
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_with(connect.clone())
+            .await
+            .map_err(classify)?;
+        MIGRATOR.run(&pool).await.map_err(migrate_error)?;
+
+        const SCHEMA: &str = "SELECT current_schema()::text";
+        let schema: Option<String> =
+            sqlx::query_scalar(SCHEMA).fetch_one(&pool).await.map_err(classify)?;
+        let schema = schema.ok_or_else(|| Error::Internal("no schema in search_path".into()))?;
+
+        let wake = Arc::new(Notify::new());
+        let listener = listen::start(connect, opts.acquire_timeout, schema, wake.clone()).await?;
+        Ok(Self { pool, statements: AtomicU64::new(0), wake, listener })
+    }
+
+    /// The pool, counting one statement: pass it straight to the query it is for.
+    pub(super) fn db(&self) -> &PgPool {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        &self.pool
+    }
+
+    /// A connection, counting one statement: pass it straight to the query it is for.
+    pub(super) fn on<'c>(&self, conn: &'c mut PgConnection) -> &'c mut PgConnection {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        conn
+    }
+
+    /// A connection for several statements in a row (one checkout, no transaction).
+    pub(super) async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, Error> {
+        self.pool.acquire().await.map_err(classify)
+    }
+
+    /// `BEGIN` (one statement).
+    pub(super) async fn begin(&self) -> Result<Transaction<'static, Postgres>, Error> {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        self.pool.begin().await.map_err(classify)
+    }
+
+    /// `COMMIT` (one statement).
+    pub(super) async fn commit(&self, tx: Transaction<'static, Postgres>) -> Result<(), Error> {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        tx.commit().await.map_err(classify)
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // The listener holds its own connection; nothing else stops it.
+        self.listener.abort();
+    }
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("pool", &self.pool).finish_non_exhaustive()
+    }
+}
+
+fn migrate_error(e: MigrateError) -> Error {
+    match e {
+        MigrateError::Execute(e) => classify(e),
+        other => Error::Internal(format!("migration: {other}")),
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        const PING: &str = "SELECT 1";
+        sqlx::query(PING).execute(self.db()).await.map_err(classify)?;
+        Ok(())
+    }
+
+    fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    async fn wait_for_work(&self, max: Duration) {
+        // Elapsing is the normal way out when nothing was notified.
+        let _ = tokio::time::timeout(max, self.wake.notified()).await;
+    }
+
+    async fn create_merchant(&self, m: &NewMerchant) -> Result<Merchant, Error> {
+        merchants::create(self, m).await
+    }
+    async fn get_merchant(&self, id: &MerchantId) -> Result<Merchant, Error> {
+        merchants::get(self, id).await
+    }
+    async fn list_merchants(&self, after: Option<&Cursor>, limit: u32) -> Result<Page<Merchant>, Error> {
+        merchants::list(self, after, limit).await
+    }
+    async fn set_merchant_status(&self, id: &MerchantId, status: MerchantStatus) -> Result<Merchant, Error> {
+        merchants::set_status(self, id, status).await
+    }
+    async fn delete_merchant(&self, id: &MerchantId) -> Result<(), Error> {
+        merchants::delete(self, id).await
+    }
+    async fn create_api_key(&self, key: &NewApiKey) -> Result<ApiKey, Error> {
+        merchants::create_key(self, key).await
+    }
+    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, Error> {
+        merchants::key_by_hash(self, hash).await
+    }
+    async fn list_api_keys(&self, merchant: &MerchantId) -> Result<Vec<ApiKey>, Error> {
+        merchants::list_keys(self, merchant).await
+    }
+    async fn revoke_api_key(&self, merchant: &MerchantId, id: &ApiKeyId, at: Timestamp) -> Result<(), Error> {
+        merchants::revoke_key(self, merchant, id, at).await
+    }
+
+    async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), Error> {
+        endpoints::create(self, ep).await
+    }
+    async fn get_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<Endpoint, Error> {
+        endpoints::get(self, merchant, id).await
+    }
+    async fn list_endpoints(
+        &self,
+        merchant: &MerchantId,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<Endpoint>, Error> {
+        endpoints::list(self, merchant, after, limit).await
+    }
+    async fn update_endpoint(&self, ep: &Endpoint) -> Result<(), Error> {
+        endpoints::update(self, ep).await
+    }
+    async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<(), Error> {
+        endpoints::delete(self, merchant, id).await
+    }
+
+    async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
+        ingest::ingest(self, events).await
+    }
+    async fn get_event(&self, merchant: &MerchantId, id: &EventId) -> Result<Event, Error> {
+        logs::get_event(self, merchant, id).await
+    }
+    async fn list_events(&self, merchant: &MerchantId, q: &EventQuery) -> Result<Page<Event>, Error> {
+        logs::list_events(self, merchant, q).await
+    }
+    async fn list_deliveries(
+        &self,
+        merchant: &MerchantId,
+        event: &EventId,
+        now: Timestamp,
+    ) -> Result<Vec<Delivery>, Error> {
+        logs::list_deliveries(self, merchant, event, now).await
+    }
+    async fn get_delivery(&self, merchant: &MerchantId, id: &DeliveryId, now: Timestamp) -> Result<Delivery, Error> {
+        logs::get_delivery(self, merchant, id, now).await
+    }
+    async fn list_attempts(&self, merchant: &MerchantId, delivery: &DeliveryId) -> Result<Vec<AttemptRecord>, Error> {
+        logs::list_attempts(self, merchant, delivery).await
+    }
+    async fn backlog(&self, merchant: &MerchantId) -> Result<Vec<EndpointBacklog>, Error> {
+        logs::backlog(self, merchant).await
+    }
+    async fn endpoint_health(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<EndpointHealth, Error> {
+        logs::endpoint_health(self, merchant, endpoint, since).await
+    }
+
+    async fn claim_due(&self, req: &ClaimRequest) -> Result<Vec<Claim>, Error> {
+        dispatch::claim_due(self, req).await
+    }
+    async fn renew_leases(&self, leases: &[(DeliveryId, LeaseToken)], until: Timestamp) -> Result<(), Error> {
+        dispatch::renew_leases(self, leases, until).await
+    }
+    async fn finish(&self, done: &[Completion], now: Timestamp) -> Result<u32, Error> {
+        dispatch::finish(self, done, now).await
+    }
+    async fn next_due_at(&self) -> Result<Option<Timestamp>, Error> {
+        dispatch::next_due_at(self).await
+    }
+
+    async fn resend(
+        &self,
+        merchant: &MerchantId,
+        event: &EventId,
+        scope: &ResendScope,
+        limits: &ResendLimits,
+        now: Timestamp,
+    ) -> Result<Vec<DeliveryId>, Error> {
+        actions::resend(self, merchant, event, scope, limits, now).await
+    }
+    async fn recover(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, Error> {
+        actions::recover(self, merchant, endpoint, since, now).await
+    }
+
+    async fn queue_stats(&self, now: Timestamp) -> Result<QueueStats, Error> {
+        ops::queue_stats(self, now).await
+    }
+    async fn purge_before(&self, before: Timestamp, batch: u32) -> Result<u64, Error> {
+        ops::purge_before(self, before, batch).await
+    }
+}
+
+/// `classify` for inserts: a foreign-key violation means the parent (`parent`) does not exist,
+/// a unique violation that `thing` (with this id or key) already does.
+pub(super) fn insert_error(e: sqlx::Error, parent: &'static str, thing: &str) -> Error {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_foreign_key_violation() {
+            return Error::NotFound(parent);
+        }
+        if db.is_unique_violation() {
+            return Error::Conflict(format!("{thing} already exists"));
+        }
+    }
+    classify(e)
+}
+
+/// A page size as a `LIMIT` that fetches one extra row (which only says there is more).
+pub(super) fn overfetch(limit: u32) -> i64 {
+    i64::from(limit.max(1)) + 1
+}

@@ -1,0 +1,333 @@
+//! Events: ingest (the write path every event takes), reading events back, and the delivery and
+//! attempt logs of one event.
+
+use std::collections::HashMap;
+
+use blockhook_core::{
+    AttemptRecord, Delivery, DeliveryId, DeliveryOrigin, DeliveryState, Error, Event, EventFilter,
+    EventId, EventQuery, Ingested, MerchantId, NewEvent, Page, Timestamp,
+};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use super::SqliteStore;
+use super::rows::{
+    AttemptRow, DeliveryRow, EventRow, chunks, filter_from_json, json_list, page_limit,
+};
+use crate::classify;
+
+// One statement answers for every merchant of the batch: whether it exists, its status, and its
+// enabled endpoints with their filters (a merchant without endpoints comes back once with NULLs).
+const TARGETS: &str = "SELECT m.id AS merchant_id, m.status, e.id AS endpoint_id, e.event_types \
+     FROM merchants m LEFT JOIN endpoints e ON e.merchant_id = m.id AND e.enabled = 1 \
+     WHERE m.id IN (SELECT value FROM json_each(?1))";
+
+#[derive(sqlx::FromRow)]
+struct TargetRow {
+    merchant_id: String,
+    status: String,
+    endpoint_id: Option<String>,
+    event_types: Option<String>,
+}
+
+// The batch's (merchant, key) pairs that are already taken, looked up through the unique index.
+const TAKEN_KEYS: &str = "SELECT e.merchant_id, e.idempotency_key, e.id FROM json_each(?1) AS j \
+     JOIN events e ON e.merchant_id = j.value ->> 0 AND e.idempotency_key = j.value ->> 1";
+
+#[derive(sqlx::FromRow)]
+struct TakenKey {
+    merchant_id: String,
+    idempotency_key: String,
+    id: String,
+}
+
+/// A delivery about to be inserted.
+pub(super) struct NewDelivery<'a> {
+    pub(super) id: DeliveryId,
+    pub(super) event_id: &'a str,
+    pub(super) endpoint_id: &'a str,
+    pub(super) merchant_id: &'a str,
+    /// Due time and creation time.
+    pub(super) at: Timestamp,
+}
+
+/// Stores the batch in one transaction with a fixed number of statements (plus one per 256
+/// rows): targets, taken keys (only if any event has a key), events, deliveries.
+pub(super) async fn ingest(s: &SqliteStore, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut merchants: Vec<&str> = events.iter().map(|e| e.merchant_id.as_str()).collect();
+    merchants.sort_unstable();
+    merchants.dedup();
+
+    let mut tx = s.begin().await?;
+
+    s.tick(1);
+    let rows: Vec<TargetRow> = sqlx::query_as(TARGETS)
+        .bind(json_list(merchants.iter().copied())?)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+    let mut endpoints: HashMap<String, Vec<(String, EventFilter)>> = HashMap::new();
+    for r in rows {
+        if r.status != "active" {
+            return Err(Error::Conflict(format!("merchant {} is suspended", r.merchant_id)));
+        }
+        let eps = endpoints.entry(r.merchant_id).or_default();
+        if let (Some(id), Some(types)) = (r.endpoint_id, r.event_types) {
+            eps.push((id, filter_from_json(&types)?));
+        }
+    }
+    if endpoints.len() != merchants.len() {
+        // Dropping `tx` rolls back (nothing was written yet anyway).
+        return Err(Error::NotFound("merchant"));
+    }
+
+    // (merchant, key) -> the event that owns it: stored ones first, then this batch's own.
+    let mut owners: HashMap<(&str, &str), EventId> = HashMap::new();
+    let keyed: Vec<(&str, &str)> = events
+        .iter()
+        .filter_map(|e| e.idempotency_key.as_ref().map(|k| (e.merchant_id.as_str(), k.as_str())))
+        .collect();
+    let mut taken: Vec<TakenKey> = Vec::new();
+    if !keyed.is_empty() {
+        let pairs = serde_json::to_string(&keyed).map_err(|e| Error::Internal(e.to_string()))?;
+        s.tick(1);
+        taken = sqlx::query_as(TAKEN_KEYS).bind(pairs).fetch_all(&mut *tx).await.map_err(classify)?;
+    }
+    for t in &taken {
+        owners.insert(
+            (t.merchant_id.as_str(), t.idempotency_key.as_str()),
+            EventId::from_trusted(t.id.clone()),
+        );
+    }
+
+    let mut out = Vec::with_capacity(events.len());
+    let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
+    let mut deliveries: Vec<NewDelivery<'_>> = Vec::with_capacity(events.len());
+    for ev in events {
+        if let Some(key) = &ev.idempotency_key {
+            let slot = (ev.merchant_id.as_str(), key.as_str());
+            if let Some(original) = owners.get(&slot) {
+                out.push(Ingested { event_id: original.clone(), duplicate: true, deliveries: 0 });
+                continue;
+            }
+            owners.insert(slot, ev.id.clone());
+        }
+        let before = deliveries.len();
+        for (endpoint_id, filter) in endpoints.get(ev.merchant_id.as_str()).into_iter().flatten() {
+            if filter.matches(&ev.event_type) {
+                deliveries.push(NewDelivery {
+                    id: DeliveryId::generate(),
+                    event_id: ev.id.as_str(),
+                    endpoint_id,
+                    merchant_id: ev.merchant_id.as_str(),
+                    at: ev.created_at,
+                });
+            }
+        }
+        let made = u32::try_from(deliveries.len() - before).unwrap_or(u32::MAX);
+        out.push(Ingested { event_id: ev.id.clone(), duplicate: false, deliveries: made });
+        fresh.push(ev);
+    }
+
+    insert_events(s, &mut tx, &fresh).await?;
+    insert_deliveries(s, &mut tx, &deliveries, DeliveryOrigin::Initial).await?;
+    s.commit(tx).await?;
+    Ok(out)
+}
+
+/// Multi-row INSERT of events, in [`chunks`].
+async fn insert_events(s: &SqliteStore, conn: &mut SqliteConnection, events: &[&NewEvent]) -> Result<(), Error> {
+    for chunk in chunks(events) {
+        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "INSERT INTO events (id, merchant_id, event_type, payload, idempotency_key, created_at) ",
+        );
+        q.push_values(chunk, |mut row, ev| {
+            row.push_bind(ev.id.as_str())
+                .push_bind(ev.merchant_id.as_str())
+                .push_bind(ev.event_type.as_str())
+                .push_bind(ev.payload.bytes().as_ref())
+                .push_bind(ev.idempotency_key.as_ref().map(|k| k.as_str()))
+                .push_bind(ev.created_at.ms());
+        });
+        s.tick(1);
+        q.build().execute(&mut *conn).await.map_err(classify)?;
+    }
+    Ok(())
+}
+
+/// Multi-row INSERT of pending deliveries, due at their creation time, in [`chunks`].
+pub(super) async fn insert_deliveries(
+    s: &SqliteStore,
+    conn: &mut SqliteConnection,
+    deliveries: &[NewDelivery<'_>],
+    origin: DeliveryOrigin,
+) -> Result<(), Error> {
+    for chunk in chunks(deliveries) {
+        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, state, origin, \
+             next_attempt_at, created_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut row, d| {
+            row.push_bind(d.id.as_str())
+                .push_bind(d.event_id)
+                .push_bind(d.endpoint_id)
+                .push_bind(d.merchant_id)
+                .push_bind(DeliveryState::Pending.as_str())
+                .push_bind(origin.as_str())
+                .push_bind(d.at.ms())
+                .push_bind(d.at.ms())
+                .push_bind(d.at.ms());
+        });
+        s.tick(1);
+        q.build().execute(&mut *conn).await.map_err(classify)?;
+    }
+    Ok(())
+}
+
+const GET: &str = concat!("SELECT ", event_columns!(), " FROM events WHERE id = ?1 AND merchant_id = ?2");
+
+pub(super) async fn get(s: &SqliteStore, merchant: &MerchantId, id: &EventId) -> Result<Event, Error> {
+    s.tick(1);
+    let row: Option<EventRow> = sqlx::query_as(GET)
+        .bind(id.as_str())
+        .bind(merchant.as_str())
+        .fetch_optional(&s.readers)
+        .await
+        .map_err(classify)?;
+    row.ok_or(Error::NotFound("event"))?.try_into()
+}
+
+/// Newest first (ids are UUIDv7), resuming strictly after the cursor id, so rows inserted while
+/// paging never shift a page. The SQL is assembled from the filters present, so each combination
+/// gets its own plan using `events_merchant`.
+pub(super) async fn list(s: &SqliteStore, merchant: &MerchantId, q: &EventQuery) -> Result<Page<Event>, Error> {
+    let (limit, fetch) = page_limit(q.limit);
+    let mut sql: QueryBuilder<'_, Sqlite> = QueryBuilder::new(concat!("SELECT ", event_columns!(), " FROM events"));
+    sql.push(" WHERE merchant_id = ").push_bind(merchant.as_str());
+    if let Some(after) = &q.after {
+        sql.push(" AND id < ").push_bind(after.0.as_str());
+    }
+    if let Some(t) = &q.event_type {
+        // Event types are ASCII, so NOCASE is exactly the contract's case-insensitive compare.
+        sql.push(" AND event_type = ").push_bind(t.as_str()).push(" COLLATE NOCASE");
+    }
+    if let Some(since) = q.since {
+        sql.push(" AND created_at >= ").push_bind(since.ms());
+    }
+    if let Some(until) = q.until {
+        sql.push(" AND created_at < ").push_bind(until.ms());
+    }
+    if let Some(state) = q.state {
+        // No clock here: "in flight" is a pending delivery holding a lease token (finish and
+        // recovery clear it); "pending" is any undelivered one, leased or not.
+        let cond = match state {
+            DeliveryState::Pending => "d.state = 'pending'",
+            DeliveryState::InFlight => "d.state = 'pending' AND d.lease_token IS NOT NULL",
+            DeliveryState::Succeeded => "d.state = 'succeeded'",
+            DeliveryState::Failed => "d.state = 'failed'",
+        };
+        sql.push(" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND ")
+            .push(cond)
+            .push(")");
+    }
+    sql.push(" ORDER BY id DESC LIMIT ").push_bind(fetch);
+    s.tick(1);
+    let rows: Vec<EventRow> = sql.build_query_as().fetch_all(&s.readers).await.map_err(classify)?;
+    let events = rows.into_iter().map(Event::try_from).collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_overfetch(events, limit, |e| e.id.to_string()))
+}
+
+const EVENT_EXISTS: &str = "SELECT 1 FROM events WHERE id = ?1 AND merchant_id = ?2";
+
+const DELIVERIES_OF_EVENT: &str = concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM deliveries WHERE event_id = ?1 AND merchant_id = ?2 ORDER BY created_at, id"
+);
+
+/// One statement when the event has deliveries; a second one tells "none" from "not yours".
+pub(super) async fn list_deliveries(
+    s: &SqliteStore,
+    merchant: &MerchantId,
+    event: &EventId,
+    now: Timestamp,
+) -> Result<Vec<Delivery>, Error> {
+    s.tick(1);
+    let rows: Vec<DeliveryRow> = sqlx::query_as(DELIVERIES_OF_EVENT)
+        .bind(event.as_str())
+        .bind(merchant.as_str())
+        .fetch_all(&s.readers)
+        .await
+        .map_err(classify)?;
+    if rows.is_empty() {
+        s.tick(1);
+        let exists = sqlx::query(EVENT_EXISTS)
+            .bind(event.as_str())
+            .bind(merchant.as_str())
+            .fetch_optional(&s.readers)
+            .await
+            .map_err(classify)?;
+        if exists.is_none() {
+            return Err(Error::NotFound("event"));
+        }
+    }
+    rows.into_iter().map(|r| r.at(now)).collect()
+}
+
+const GET_DELIVERY: &str =
+    concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE id = ?1 AND merchant_id = ?2");
+
+pub(super) async fn get_delivery(
+    s: &SqliteStore,
+    merchant: &MerchantId,
+    id: &DeliveryId,
+    now: Timestamp,
+) -> Result<Delivery, Error> {
+    s.tick(1);
+    let row: Option<DeliveryRow> = sqlx::query_as(GET_DELIVERY)
+        .bind(id.as_str())
+        .bind(merchant.as_str())
+        .fetch_optional(&s.readers)
+        .await
+        .map_err(classify)?;
+    row.ok_or(Error::NotFound("delivery"))?.at(now)
+}
+
+const DELIVERY_EXISTS: &str = "SELECT 1 FROM deliveries WHERE id = ?1 AND merchant_id = ?2";
+
+const ATTEMPTS_OF_DELIVERY: &str = concat!(
+    "SELECT ",
+    attempt_columns!(),
+    " FROM attempts WHERE delivery_id = ?1 \
+     AND EXISTS (SELECT 1 FROM deliveries WHERE id = ?1 AND merchant_id = ?2) \
+     ORDER BY number, started_at, id"
+);
+
+pub(super) async fn list_attempts(
+    s: &SqliteStore,
+    merchant: &MerchantId,
+    delivery: &DeliveryId,
+) -> Result<Vec<AttemptRecord>, Error> {
+    s.tick(1);
+    let rows: Vec<AttemptRow> = sqlx::query_as(ATTEMPTS_OF_DELIVERY)
+        .bind(delivery.as_str())
+        .bind(merchant.as_str())
+        .fetch_all(&s.readers)
+        .await
+        .map_err(classify)?;
+    if rows.is_empty() {
+        s.tick(1);
+        let exists = sqlx::query(DELIVERY_EXISTS)
+            .bind(delivery.as_str())
+            .bind(merchant.as_str())
+            .fetch_optional(&s.readers)
+            .await
+            .map_err(classify)?;
+        if exists.is_none() {
+            return Err(Error::NotFound("delivery"));
+        }
+    }
+    rows.into_iter().map(AttemptRecord::try_from).collect()
+}

@@ -1,0 +1,169 @@
+//! Read-only views for operations (backlog, queue stats, endpoint health) and retention.
+
+use blockhook_core::{
+    EndpointBacklog, EndpointHealth, EndpointId, Error, MerchantId, QueueStats, Timestamp,
+};
+
+use super::SqliteStore;
+use super::rows::{count, to_u32};
+use crate::classify;
+
+// Walks the merchant's endpoints, then each one's (endpoint_id, state) index range.
+const BACKLOG: &str = "SELECT d.endpoint_id, \
+       COALESCE(SUM(d.state = 'pending'), 0) AS pending, \
+       COALESCE(SUM(d.state = 'failed'), 0) AS failed, \
+       MIN(d.created_at) AS oldest \
+     FROM endpoints e CROSS JOIN deliveries d \
+     WHERE e.merchant_id = ?1 AND d.endpoint_id = e.id AND d.state IN ('pending', 'failed') \
+     GROUP BY d.endpoint_id ORDER BY d.endpoint_id";
+
+#[derive(sqlx::FromRow)]
+struct BacklogRow {
+    endpoint_id: String,
+    pending: i64,
+    failed: i64,
+    oldest: Option<i64>,
+}
+
+pub(super) async fn backlog(s: &SqliteStore, merchant: &MerchantId) -> Result<Vec<EndpointBacklog>, Error> {
+    s.tick(1);
+    let rows: Vec<BacklogRow> =
+        sqlx::query_as(BACKLOG).bind(merchant.as_str()).fetch_all(&s.readers).await.map_err(classify)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| EndpointBacklog {
+            endpoint_id: EndpointId::from_trusted(r.endpoint_id),
+            pending: count(r.pending),
+            failed: count(r.failed),
+            oldest: r.oldest.map(Timestamp::from_ms),
+        })
+        .collect())
+}
+
+const ENDPOINT_EXISTS: &str = "SELECT 1 FROM endpoints WHERE id = ?1 AND merchant_id = ?2";
+
+const HEALTH_TOTALS: &str = "SELECT COUNT(*) AS attempts, \
+       COALESCE(SUM(error IS NULL), 0) AS succeeded \
+     FROM attempts WHERE endpoint_id = ?1 AND started_at >= ?2";
+
+// The most recent 10,000, returned oldest first.
+const HEALTH_LATENCIES: &str = "SELECT started_at, latency_ms FROM ( \
+       SELECT started_at, latency_ms, id FROM attempts \
+       WHERE endpoint_id = ?1 AND started_at >= ?2 \
+       ORDER BY started_at DESC, id DESC LIMIT 10000) \
+     ORDER BY started_at, id";
+
+pub(super) async fn endpoint_health(
+    s: &SqliteStore,
+    merchant: &MerchantId,
+    endpoint: &EndpointId,
+    since: Timestamp,
+) -> Result<EndpointHealth, Error> {
+    s.tick(1);
+    sqlx::query(ENDPOINT_EXISTS)
+        .bind(endpoint.as_str())
+        .bind(merchant.as_str())
+        .fetch_optional(&s.readers)
+        .await
+        .map_err(classify)?
+        .ok_or(Error::NotFound("endpoint"))?;
+    s.tick(2);
+    let ((attempts, succeeded), latencies) = futures::try_join!(
+        sqlx::query_as::<_, (i64, i64)>(HEALTH_TOTALS)
+            .bind(endpoint.as_str())
+            .bind(since.ms())
+            .fetch_one(&s.readers),
+        sqlx::query_as::<_, (i64, i64)>(HEALTH_LATENCIES)
+            .bind(endpoint.as_str())
+            .bind(since.ms())
+            .fetch_all(&s.readers),
+    )
+    .map_err(classify)?;
+    Ok(EndpointHealth {
+        attempts: count(attempts),
+        succeeded: count(succeeded),
+        latencies: latencies
+            .into_iter()
+            .map(|(at, ms)| Ok((Timestamp::from_ms(at), to_u32(ms, "latency")?)))
+            .collect::<Result<_, Error>>()?,
+    })
+}
+
+// Pending work, from the partial due index alone (it carries lease_until). While leased,
+// next_attempt_at = lease_until, so "due" includes expired leases and excludes live ones.
+const PENDING_STATS: &str = "SELECT \
+       COALESCE(SUM(next_attempt_at <= ?1), 0) AS due, \
+       COALESCE(SUM(next_attempt_at > ?1 AND (lease_until IS NULL OR lease_until <= ?1)), 0) \
+         AS scheduled, \
+       COALESCE(SUM(lease_until > ?1), 0) AS in_flight, \
+       MIN(CASE WHEN next_attempt_at <= ?1 THEN next_attempt_at END) AS oldest_due_at \
+     FROM deliveries WHERE state = 'pending'";
+
+#[derive(sqlx::FromRow)]
+struct PendingStats {
+    due: i64,
+    scheduled: i64,
+    in_flight: i64,
+    oldest_due_at: Option<i64>,
+}
+
+// Final states: a count over the (endpoint_id, state, created_at) index, not the table.
+const FINAL_STATS: &str = "SELECT \
+       (SELECT COUNT(*) FROM deliveries WHERE state = 'succeeded') AS succeeded, \
+       (SELECT COUNT(*) FROM deliveries WHERE state = 'failed') AS failed";
+
+pub(super) async fn queue_stats(s: &SqliteStore, now: Timestamp) -> Result<QueueStats, Error> {
+    s.tick(2);
+    let (p, (succeeded, failed)) = futures::try_join!(
+        sqlx::query_as::<_, PendingStats>(PENDING_STATS).bind(now.ms()).fetch_one(&s.readers),
+        sqlx::query_as::<_, (i64, i64)>(FINAL_STATS).fetch_one(&s.readers),
+    )
+    .map_err(classify)?;
+    Ok(QueueStats {
+        due: count(p.due),
+        scheduled: count(p.scheduled),
+        in_flight: count(p.in_flight),
+        succeeded: count(succeeded),
+        failed: count(failed),
+        oldest_due_at: p.oldest_due_at.map(Timestamp::from_ms),
+    })
+}
+
+// Old payloads, oldest first through the partial index of events still holding one; an event
+// with a pending delivery keeps its payload (it is still to be sent).
+const PURGE_PAYLOADS: &str = "UPDATE events SET payload = NULL WHERE id IN ( \
+       SELECT e.id FROM events e \
+       WHERE e.payload IS NOT NULL AND e.created_at < ?1 \
+         AND NOT EXISTS (SELECT 1 FROM deliveries d \
+                         WHERE d.event_id = e.id AND d.state = 'pending') \
+       ORDER BY e.created_at LIMIT ?2)";
+
+// Old attempts, found per endpoint through the (endpoint_id, started_at) index, so no index on
+// started_at alone has to be maintained on the hot insert path. Every attempt's endpoint exists:
+// attempts cascade away with their delivery, deliveries with their endpoint.
+const PURGE_ATTEMPTS: &str = "DELETE FROM attempts WHERE rowid IN ( \
+       SELECT a.rowid FROM endpoints e CROSS JOIN attempts a \
+       WHERE a.endpoint_id = e.id AND a.started_at < ?1 LIMIT ?2)";
+
+/// Two bounded statements, each its own short write: retention runs beside live traffic and
+/// must not hold the writer for long.
+pub(super) async fn purge_before(s: &SqliteStore, before: Timestamp, batch: u32) -> Result<u64, Error> {
+    let batch = i64::from(batch);
+    s.tick(1);
+    let payloads = sqlx::query(PURGE_PAYLOADS)
+        .bind(before.ms())
+        .bind(batch)
+        .execute(&s.writer)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+    s.tick(1);
+    let attempts = sqlx::query(PURGE_ATTEMPTS)
+        .bind(before.ms())
+        .bind(batch)
+        .execute(&s.writer)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+    Ok(payloads + attempts)
+}

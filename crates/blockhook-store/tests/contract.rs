@@ -1,0 +1,56 @@
+//! Runs the contract suite: one test per check, each on a fresh SQLite store and, when
+//! `BLOCKHOOK_TEST_DATABASE_URL` is set, on a fresh PostgreSQL store too. A failure names the
+//! check and the backend.
+#![cfg(feature = "contract")]
+
+use blockhook_store::contract::{checks, run};
+
+macro_rules! contract {
+    ($($group:ident :: $check:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $check() {
+            run(stringify!($check), checks::$group::$check).await;
+        }
+    )*};
+}
+
+contract!(
+    merchants::merchant_crud,
+    merchants::merchant_suspend,
+    merchants::merchant_delete_cascades,
+    merchants::api_key_lifecycle,
+    endpoints::endpoint_crud,
+    endpoints::endpoint_tenant_isolation,
+    endpoints::endpoint_delete_removes_deliveries,
+    ingest::ingest_fans_out,
+    ingest::ingest_idempotency,
+    ingest::ingest_refuses_unknown_and_suspended_merchants,
+    ingest::ingest_batch_is_atomic,
+    ingest::ingest_large_batch,
+    ingest::payload_round_trips_exactly,
+    ingest::event_tenant_isolation,
+    dispatch::claim_only_due,
+    dispatch::lease_excludes_reclaim_until_expired,
+    dispatch::claim_honours_per_endpoint_max_and_exclude,
+    dispatch::disabled_endpoint_not_claimed,
+    dispatch::concurrent_claimers_never_share,
+    dispatch::finish_succeeded,
+    dispatch::finish_retry_reschedules,
+    dispatch::finish_give_up_fails,
+    dispatch::finish_disable_endpoint,
+    dispatch::finish_with_stale_token_changes_nothing,
+    dispatch::attempt_record_round_trips,
+    dispatch::renew_leases_needs_the_right_token,
+    dispatch::next_due_at_reports_earliest,
+    logs::list_events_newest_first,
+    logs::list_events_stable_under_concurrent_inserts,
+    logs::list_events_filters,
+    logs::list_deliveries_reports_in_flight,
+    actions::resend_scopes,
+    actions::resend_limits,
+    actions::recover_requeues_failed_since,
+    actions::backlog_counts,
+    actions::queue_stats_counts,
+    actions::endpoint_health_window,
+    retention::purge_before_removes_exactly_the_old,
+);

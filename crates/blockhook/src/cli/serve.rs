@@ -1,0 +1,99 @@
+//! `blockhook serve`: run the API and the dispatcher.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use blockhook_server::{Application, Settings, cancel_on_signal, telemetry};
+
+/// Flags of `serve` (each overrides the config file and `BLOCKHOOK_*` variables).
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Settings are layered: compiled-in defaults, then the config file, then \
+BLOCKHOOK_* environment variables (sections joined by '__', e.g. BLOCKHOOK_DELIVERY__CONCURRENCY=64), \
+then these flags. See blockhook.example.toml for every setting.\n\n\
+With no configuration at all, blockhook stores everything in ./blockhook-data/ (SQLite), listens on \
+127.0.0.1:8080, and writes a generated operator token to ./blockhook-data/admin-token.")]
+pub struct Args {
+    /// Config file (TOML). Default: ./blockhook.toml when it exists.
+    #[arg(long, env = "BLOCKHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the embedded database and generated keys.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Store URL: postgres://user@host/db for PostgreSQL; default is SQLite in --data-dir.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Which parts to run: all (API + delivery), api, or worker.
+    #[arg(long, value_parser = ["all", "api", "worker"])]
+    pub role: Option<String>,
+    /// Accept http:// endpoint URLs (development only).
+    #[arg(long)]
+    pub allow_http: bool,
+    /// Allow delivering to this network despite the address policy (repeatable), e.g. 127.0.0.0/8.
+    #[arg(long = "allow-net", value_name = "CIDR")]
+    pub allow_nets: Vec<String>,
+    /// Log format: pretty or json.
+    #[arg(long, value_parser = ["pretty", "json"])]
+    pub log_format: Option<String>,
+}
+
+impl Args {
+    /// Only the flags the user set, nested like the config file.
+    fn overrides(&self) -> Value {
+        let mut root = Map::new();
+        let mut set = |section: &str, key: &str, value: Value| {
+            let entry = root.entry(section.to_owned()).or_insert_with(|| json!({}));
+            if let Value::Object(m) = entry {
+                m.insert(key.to_owned(), value);
+            }
+        };
+        if let Some(l) = self.listen {
+            set("server", "listen", json!(l.to_string()));
+        }
+        if let Some(r) = &self.role {
+            set("server", "role", json!(r));
+        }
+        if let Some(d) = &self.data_dir {
+            set("store", "data_dir", json!(d));
+        }
+        if let Some(u) = &self.database_url {
+            set("store", "url", json!(u));
+        }
+        if self.allow_http {
+            set("delivery", "allow_http", json!(true));
+        }
+        if !self.allow_nets.is_empty() {
+            set("delivery", "allow_nets", json!(self.allow_nets));
+        }
+        if let Some(f) = &self.log_format {
+            set("log", "format", json!(f));
+        }
+        Value::Object(root)
+    }
+
+    /// The settings these flags select.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        Ok(Settings::load(self.config.as_deref(), self.overrides())?)
+    }
+}
+
+/// Runs until SIGINT/SIGTERM.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let settings = args.settings()?;
+    telemetry::init(&settings.log);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let app = Application::build(settings).await?;
+        let stop = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(stop.clone()));
+        app.run_until_stopped(stop).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
