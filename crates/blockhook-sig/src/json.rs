@@ -126,7 +126,20 @@ impl Iterator for Children<'_, '_> {
 #[derive(Debug)]
 pub(crate) struct Member<'a> {
     pub(crate) key: Cow<'a, [u8]>,
+    /// The key's first 8 bytes, big-endian, zero-padded: orders most keys without a `memcmp`.
+    prefix: u64,
     pub(crate) node: usize,
+}
+
+/// The first 8 bytes of `key` as a big-endian number, zero-padded. Comparing prefixes first and
+/// the full keys only on a tie gives exactly the byte order of the keys.
+fn prefix(key: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = key.len().min(8);
+    if let (Some(dst), Some(src)) = (buf.get_mut(..n), key.get(..n)) {
+        dst.copy_from_slice(src);
+    }
+    u64::from_be_bytes(buf)
 }
 
 /// Appends the members of object `index` to `out`, sorted by decoded key bytes, and fails with
@@ -147,11 +160,11 @@ pub(crate) fn sorted_members<'a>(
         } else {
             Cow::Borrowed(raw)
         };
-        out.push(Member { key, node: child });
+        out.push(Member { prefix: prefix(&key), key, node: child });
     }
     let members = out.get_mut(base..).unwrap_or_default();
-    members.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-    if let Some(pair) = members.windows(2).find(|w| w[0].key == w[1].key) {
+    members.sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| a.key.cmp(&b.key)));
+    if let Some(pair) = members.windows(2).find(|w| w[0].prefix == w[1].prefix && w[0].key == w[1].key) {
         return Err(Error::DuplicateKey(String::from_utf8_lossy(&pair[0].key).into_owned()));
     }
     Ok(())
@@ -328,6 +341,33 @@ pub(crate) fn parse(src: &[u8]) -> Result<Doc<'_>, Error> {
     Ok(Doc { src, nodes })
 }
 
+/// Length of the run of plain string bytes at the start of `bytes`: bytes other than the closing
+/// quote, a backslash or a control character. Eight bytes at a time (SWAR), since strings such as
+/// transaction hashes and addresses make up most of a webhook body.
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // High bit set in each byte of `v` that is zero (exact for the lowest such byte).
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut run = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        // Bytes below 0x20 (ASCII only: `!w` drops bytes with the high bit), '"' and '\\'.
+        let stop = (w.wrapping_sub(ONES * 0x20) & !w & HIGHS)
+            | zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')));
+        if stop != 0 {
+            return run + (stop.trailing_zeros() / 8) as usize;
+        }
+        run += 8;
+    }
+    let tail = chunks.remainder();
+    run + tail.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(tail.len())
+}
+
 /// The cursor over the input.
 struct Parser<'a> {
     src: &'a [u8],
@@ -371,12 +411,7 @@ impl Parser<'_> {
         let mut escaped = false;
         loop {
             // Fast path: skip plain bytes (UTF-8 was validated up front).
-            while let Some(b) = self.peek() {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.pos += 1;
-            }
+            self.pos += plain_run(self.src.get(self.pos..).unwrap_or_default());
             match self.peek() {
                 Some(b'"') => {
                     let span = Span { start, end: self.pos, escaped };
@@ -602,6 +637,38 @@ mod tests {
         assert_eq!(doc.children(3).collect::<Vec<_>>(), [4]);
         assert_eq!(doc.bytes(doc.nodes[5].key), b"c");
         assert_eq!(doc.bytes(doc.nodes[5].value), b"x");
+    }
+
+    #[test]
+    fn plain_run_stops_at_the_first_special_byte() {
+        let naive = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).unwrap_or(b.len());
+        let mut cases: Vec<Vec<u8>> = vec![b"".to_vec(), b"abc".to_vec(), "héllo wörld 😀 0123456789".into()];
+        for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+            for at in 0..20 {
+                for len in at + 1..at + 12 {
+                    let mut v: Vec<u8> = (0..len).map(|i| [b'a', 0x7f, 0x80, 0xff, b' ', 0x21, 0x5b, 0x5d][i % 8]).collect();
+                    v[at] = special;
+                    cases.push(v.clone());
+                    v.push(special);
+                    cases.push(v);
+                }
+            }
+        }
+        for case in cases {
+            assert_eq!(plain_run(&case), naive(&case), "{case:?}");
+        }
+    }
+
+    #[test]
+    fn prefix_order_is_byte_order() {
+        let keys: [&[u8]; 12] = [b"", b"\0", b"a", b"a\0", b"a\0\0\0\0\0\0\0\0", b"ab", b"abcdefgh",
+            b"abcdefgh\0", b"abcdefghi", b"abcdefgi", b"b", b"\xff"];
+        for x in keys {
+            for y in keys {
+                let fast = prefix(x).cmp(&prefix(y)).then_with(|| x.cmp(y));
+                assert_eq!(fast, x.cmp(y), "{x:?} vs {y:?}");
+            }
+        }
     }
 
     #[test]

@@ -53,4 +53,7 @@ contract!(
     actions::queue_stats_counts,
     actions::endpoint_health_window,
     retention::purge_before_removes_exactly_the_old,
+    scale::many_claimers_never_double_claim,
+    scale::notify_wakes_wait_for_work,
+    scale::round_trips_per_delivered_event,
 );

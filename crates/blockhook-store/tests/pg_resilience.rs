@@ -254,3 +254,25 @@ async fn unreachable_database_is_unavailable() {
     let r = PgStore::open("postgres://postgres@127.0.0.1:1/test", &opts).await;
     assert!(matches!(r, Err(Error::Unavailable(_))), "{:?}", r.map(|_| ()));
 }
+
+/// `classify` reads real PostgreSQL errors by SQLSTATE: transient ones are `Unavailable`,
+/// constraint violations `Conflict`, mistakes `Internal`.
+#[tokio::test]
+async fn classify_reads_postgres_sqlstates() {
+    let Ok(url) = std::env::var(testing::ENV) else {
+        eprintln!("classify_reads_postgres_sqlstates: skipped, {} is not set", testing::ENV);
+        return;
+    };
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    let mut raise = async |code: &str| {
+        let sql = format!("DO $$ BEGIN RAISE EXCEPTION 'test' USING ERRCODE = '{code}'; END $$");
+        blockhook_store::classify(sqlx::query(&sql).execute(&mut conn).await.unwrap_err())
+    };
+    for code in ["40P01", "40001", "57P01", "08006", "53300", "25006"] {
+        assert!(matches!(raise(code).await, Error::Unavailable(_)), "{code}");
+    }
+    assert!(matches!(raise("23505").await, Error::Conflict(_)));
+    for code in ["22012", "42P01", "P0001"] {
+        assert!(matches!(raise(code).await, Error::Internal(_)), "{code}");
+    }
+}

@@ -90,6 +90,8 @@ async fn loopback_in_every_spelling_is_blocked_without_connecting() {
         format!("http://2130706433:{p4}/"),
         format!("http://0177.0.0.1:{p4}/"),
         format!("http://127.1:{p4}/"),
+        format!("http://0x7f000001:{p4}/"),
+        format!("http://127.0.0.1.:{p4}/"),
         format!("http://[::ffff:127.0.0.1]:{p4}/"),
         format!("http://[::1]:{p6}/"),
         format!("https://[::1]:{p6}/"),

@@ -17,6 +17,11 @@
 -- again through the same due index, without a separate scan for expired leases. `attempts`
 -- counts logged attempts; `round_start` is the value of `attempts` when the current retry round
 -- began (0 at first, set by recover), so the retry schedule sees attempts - round_start + 1.
+--
+-- SQLite-only tuning: foreign keys are DEFERRABLE INITIALLY DEFERRED (checked at COMMIT; cascades
+-- still run at once), and the multi-row writes use OR IGNORE and check the row count instead of
+-- failing mid-statement. Together these let SQLite skip the per-statement rollback journal,
+-- which otherwise copies every page a batch touches.
 
 CREATE TABLE merchants (
     id          TEXT PRIMARY KEY NOT NULL,
@@ -28,7 +33,7 @@ CREATE INDEX merchants_newest ON merchants (created_at, id);
 
 CREATE TABLE api_keys (
     id           TEXT PRIMARY KEY NOT NULL,
-    merchant_id  TEXT NOT NULL REFERENCES merchants (id) ON DELETE CASCADE,
+    merchant_id  TEXT NOT NULL REFERENCES merchants (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
     prefix       TEXT NOT NULL,
     hash         TEXT NOT NULL UNIQUE,   -- lowercase hex SHA-256 of the key
     created_at   INTEGER NOT NULL,
@@ -38,7 +43,7 @@ CREATE INDEX api_keys_merchant ON api_keys (merchant_id, id);
 
 CREATE TABLE endpoints (
     id               TEXT PRIMARY KEY NOT NULL,
-    merchant_id      TEXT NOT NULL REFERENCES merchants (id) ON DELETE CASCADE,
+    merchant_id      TEXT NOT NULL REFERENCES merchants (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
     url              TEXT NOT NULL,
     description      TEXT,
     event_types      TEXT NOT NULL,      -- JSON array of event types, [] = all
@@ -57,7 +62,7 @@ CREATE INDEX endpoints_merchant ON endpoints (merchant_id, id);
 
 CREATE TABLE events (
     id               TEXT PRIMARY KEY NOT NULL,
-    merchant_id      TEXT NOT NULL REFERENCES merchants (id) ON DELETE CASCADE,
+    merchant_id      TEXT NOT NULL REFERENCES merchants (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
     event_type       TEXT NOT NULL,      -- as sent; filters compare case-insensitively
     payload          BLOB,               -- exact bytes; NULL once retention removed it
     idempotency_key  TEXT,
@@ -72,8 +77,8 @@ CREATE INDEX events_payload_age ON events (created_at) WHERE payload IS NOT NULL
 
 CREATE TABLE deliveries (
     id               TEXT PRIMARY KEY NOT NULL,
-    event_id         TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
-    endpoint_id      TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
+    event_id         TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+    endpoint_id      TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
     merchant_id      TEXT NOT NULL,      -- denormalised for tenant checks; cascades via event/endpoint
     state            TEXT NOT NULL CHECK (state IN ('pending', 'succeeded', 'failed')),
     origin           TEXT NOT NULL CHECK (origin IN ('initial', 'resend')),
@@ -94,7 +99,7 @@ CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, state, created_at);
 
 CREATE TABLE attempts (
     id                  TEXT PRIMARY KEY NOT NULL,
-    delivery_id         TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    delivery_id         TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
     endpoint_id         TEXT NOT NULL,   -- denormalised for endpoint health; cascades via delivery
     number              INTEGER NOT NULL,
     started_at          INTEGER NOT NULL,

@@ -137,11 +137,14 @@ pub(super) async fn ingest(s: &SqliteStore, events: &[NewEvent]) -> Result<Vec<I
     Ok(out)
 }
 
-/// Multi-row INSERT of events, in [`chunks`].
+/// Multi-row INSERT of events, in [`chunks`]. `OR IGNORE` plus a row count check instead of
+/// failing mid-statement: a statement that cannot abort needs no statement journal (see the
+/// migration's notes).
 async fn insert_events(s: &SqliteStore, conn: &mut SqliteConnection, events: &[&NewEvent]) -> Result<(), Error> {
     for chunk in chunks(events) {
         let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-            "INSERT INTO events (id, merchant_id, event_type, payload, idempotency_key, created_at) ",
+            "INSERT OR IGNORE INTO events (id, merchant_id, event_type, payload, idempotency_key, \
+             created_at) ",
         );
         q.push_values(chunk, |mut row, ev| {
             row.push_bind(ev.id.as_str())
@@ -152,7 +155,12 @@ async fn insert_events(s: &SqliteStore, conn: &mut SqliteConnection, events: &[&
                 .push_bind(ev.created_at.ms());
         });
         s.tick(1);
-        q.build().execute(&mut *conn).await.map_err(classify)?;
+        let done = q.build().execute(&mut *conn).await.map_err(classify)?;
+        if done.rows_affected() != chunk.len() as u64 {
+            // OR IGNORE skipped a row: its id (or idempotency key) is taken. The caller drops the
+            // transaction, which rolls the whole batch back.
+            return Err(Error::Conflict("an event with this id already exists".to_owned()));
+        }
     }
     Ok(())
 }
@@ -166,7 +174,7 @@ pub(super) async fn insert_deliveries(
 ) -> Result<(), Error> {
     for chunk in chunks(deliveries) {
         let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-            "INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, state, origin, \
+            "INSERT OR IGNORE INTO deliveries (id, event_id, endpoint_id, merchant_id, state, origin, \
              next_attempt_at, created_at, updated_at) ",
         );
         q.push_values(chunk, |mut row, d| {
@@ -181,7 +189,10 @@ pub(super) async fn insert_deliveries(
                 .push_bind(d.at.ms());
         });
         s.tick(1);
-        q.build().execute(&mut *conn).await.map_err(classify)?;
+        let done = q.build().execute(&mut *conn).await.map_err(classify)?;
+        if done.rows_affected() != chunk.len() as u64 {
+            return Err(Error::Conflict("a delivery with this id already exists".to_owned()));
+        }
     }
     Ok(())
 }

@@ -466,11 +466,17 @@ mod perf {
         }
         let ingest = start.elapsed();
         let s_ingest = store.statements();
+        if std::env::var("BH_ONLY").as_deref() == Ok("ingest") {
+            println!("{total} events, batch {batch}, {sync:?}: ingest {:.0}/s", total as f64 / ingest.as_secs_f64());
+            return;
+        }
 
         let start = Instant::now();
         let now = t0 + Duration::from_secs(3600);
         let mut done = 0;
+        let (mut in_claim, mut in_finish) = (Duration::ZERO, Duration::ZERO);
         loop {
+            let lap = Instant::now();
             let req = ClaimRequest {
                 now,
                 max: 256,
@@ -479,6 +485,7 @@ mod perf {
                 exclude: vec![],
             };
             let claims = store.claim_due(&req).await.unwrap();
+            in_claim += lap.elapsed();
             if claims.is_empty() {
                 break;
             }
@@ -506,16 +513,20 @@ mod perf {
                     disable_reason: None,
                 })
                 .collect();
+            let lap = Instant::now();
             done += store.finish(&completions, now).await.unwrap();
+            in_finish += lap.elapsed();
         }
         let dispatch = start.elapsed();
         assert_eq!(done as usize, total);
         let per_s = |d: Duration| total as f64 / d.as_secs_f64();
         println!(
             "{total} events, batch {batch}, {sync:?}: ingest {:.0}/s, claim+finish {:.0}/s, \
-             statements: ingest {s_ingest}, dispatch {}",
+             (claim {:.0}/s, finish {:.0}/s), statements: ingest {s_ingest}, dispatch {}",
             per_s(ingest),
             per_s(dispatch),
+            per_s(in_claim),
+            per_s(in_finish),
             store.statements() - s_ingest
         );
     }

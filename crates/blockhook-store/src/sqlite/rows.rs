@@ -64,6 +64,41 @@ pub(super) fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<
         .map_err(|e| Error::Internal(format!("encode id list: {e}")))
 }
 
+/// Lowercase hex of `bytes`: how blobs travel inside the JSON arrays bound to hot-path statements
+/// (SQLite's `unhex()` and `hex()` convert at the other end).
+pub(super) fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// Decodes hex as produced by SQLite's `hex()` (uppercase) or [`to_hex`].
+pub(super) fn from_hex(text: &str) -> Result<Vec<u8>, Error> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let bytes = text.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return Err(Error::Internal("odd-length hex from the database".to_owned()));
+    }
+    bytes
+        .chunks_exact(2)
+        .map(|pair| match (nibble(pair[0]), nibble(pair[1])) {
+            (Some(hi), Some(lo)) => Ok(hi << 4 | lo),
+            _ => Err(Error::Internal("bad hex from the database".to_owned())),
+        })
+        .collect()
+}
+
 /// Header pairs as the JSON text stored in headers columns.
 pub(super) fn pairs_json(pairs: &[(String, String)]) -> Result<String, Error> {
     serde_json::to_string(pairs).map_err(|e| Error::Internal(format!("encode headers: {e}")))
@@ -302,5 +337,15 @@ mod tests {
         // 3 x 256 + 7 x 32 + 2 x 4
         assert_eq!(parts.len(), 12);
         assert!(chunks::<u32>(&[]).is_empty());
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(from_hex(&to_hex(&all)).unwrap(), all);
+        assert_eq!(from_hex("00FFa0").unwrap(), vec![0, 255, 160]);
+        assert!(from_hex("abc").is_err());
+        assert!(from_hex("zz").is_err());
+        assert_eq!(to_hex(b""), "");
     }
 }

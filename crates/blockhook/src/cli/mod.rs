@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod listen;
 mod migrate;
+mod send;
 mod serve;
 mod sign;
 mod verify;
@@ -30,6 +32,10 @@ pub enum Command {
     Sign(sign::Args),
     /// Check a BlockATM-Signature-V2 against a body (exit 0 valid, 1 rejected, 2 error).
     Verify(verify::Args),
+    /// Run a local receiver for development: verify and print each webhook, optionally forward it.
+    Listen(listen::Args),
+    /// Send one correctly signed sample webhook to a URL and show the exchange (exit 0 on 200).
+    Send(send::Args),
 }
 
 /// Runs one parsed command line.
@@ -39,5 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => migrate::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Listen(args) => listen::run(args),
+        Command::Send(args) => send::run(args),
     }
 }

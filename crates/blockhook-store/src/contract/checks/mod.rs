@@ -8,3 +8,4 @@ pub mod ingest;
 pub mod logs;
 pub mod merchants;
 pub mod retention;
+pub mod scale;

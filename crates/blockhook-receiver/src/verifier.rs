@@ -1,0 +1,339 @@
+//! The [`Verifier`]: secrets, mode, window and replay cache, applied to one request at a time.
+
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use blockhook_sig::{HeaderSource, Signature, VerifyMode, VerifyOptions, headers};
+
+use crate::replay::ReplayCache;
+use crate::{Error, EventKind, Webhook};
+
+/// Verifies webhooks for one endpoint: build it once at start-up, share it (`Arc<Verifier>`)
+/// between requests. It is `Send + Sync`; the replay cache sits behind a mutex.
+pub struct Verifier {
+    secrets: Vec<Vec<u8>>,
+    options: VerifyOptions,
+    replay: Option<Mutex<ReplayCache>>,
+}
+
+/// Configures a [`Verifier`]: see [`Verifier::builder`].
+#[derive(Default)]
+pub struct VerifierBuilder {
+    secrets: Vec<Vec<u8>>,
+    mode: VerifyMode,
+    window_ms: Option<u64>,
+    replay_capacity: Option<usize>,
+}
+
+impl Verifier {
+    /// How many signatures the replay cache holds by default.
+    pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
+
+    /// The contract's default window: 5 minutes.
+    pub const DEFAULT_WINDOW: Duration = Duration::from_millis(VerifyOptions::DEFAULT_WINDOW_MS);
+
+    /// Starts a configuration: no secret yet, mode `sorted`, 5-minute window, no replay cache.
+    pub fn builder() -> VerifierBuilder {
+        VerifierBuilder::default()
+    }
+
+    /// A verifier with one secret and the defaults (mode `sorted`, 5-minute window, no replay
+    /// cache). Errors: an empty secret.
+    pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, Error> {
+        Self::builder().secret(secret).build()
+    }
+
+    /// Verifies a request against the current system time. `headers` is any [`HeaderSource`]
+    /// (names are matched case-insensitively); `body` must be the raw bytes received, before
+    /// any JSON parsing.
+    ///
+    /// Checks, in order: the time and signature headers are present, the time is a plain
+    /// integer inside the window, the signature is well formed and matches one of the secrets
+    /// (in the configured mode), the body is a JSON object, and (with replay protection) this
+    /// signature was not accepted before.
+    pub fn verify(
+        &self,
+        headers: &(impl HeaderSource + ?Sized),
+        body: &[u8],
+    ) -> Result<Webhook, Error> {
+        self.verify_at(headers, body, now_ms())
+    }
+
+    /// [`Verifier::verify`] at a given time (`now_ms`, Unix milliseconds): for tests.
+    pub fn verify_at(
+        &self,
+        headers: &(impl HeaderSource + ?Sized),
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<Webhook, Error> {
+        let secrets: Vec<&[u8]> = self.secrets.iter().map(Vec::as_slice).collect();
+        let verified = blockhook_sig::verify(headers, body, &secrets, &self.options, now_ms)?;
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| Error::Body(e.to_string()))?;
+        if !value.is_object() {
+            return Err(Error::Body("the top level is not an object".to_owned()));
+        }
+        if let Some(cache) = &self.replay {
+            let signature: Signature = headers
+                .header(headers::SIGNATURE_V2)
+                .ok_or(blockhook_sig::Error::MissingHeader(headers::SIGNATURE_V2))?
+                .parse()?;
+            let expires_ms = verified.time_ms.saturating_add(self.options.window_ms);
+            let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if !cache.insert(*signature.as_bytes(), expires_ms, now_ms) {
+                return Err(Error::Replay);
+            }
+        }
+        let event_header = headers.header(headers::EVENT).unwrap_or_default().to_owned();
+        Ok(Webhook {
+            event: EventKind::parse(&event_header),
+            event_header,
+            request_time_ms: verified.time_ms,
+            event_id: headers.header(headers::EVENT_ID).map(str::to_owned),
+            attempt: headers.header(headers::ATTEMPT).and_then(|a| a.trim().parse().ok()),
+            mode: verified.mode,
+            secret_index: verified.secret_index,
+            body: body.to_vec(),
+            value,
+        })
+    }
+
+    /// The accepted signing mode(s).
+    pub fn mode(&self) -> VerifyMode {
+        self.options.mode
+    }
+
+    /// The time window: requests this far from now, or farther, are refused.
+    pub fn window(&self) -> Duration {
+        Duration::from_millis(self.options.window_ms)
+    }
+
+    /// How many secrets are tried.
+    pub fn secret_count(&self) -> usize {
+        self.secrets.len()
+    }
+
+    /// Whether exact replays are refused.
+    pub fn replay_protection(&self) -> bool {
+        self.replay.is_some()
+    }
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field("mode", &self.options.mode)
+            .field("window_ms", &self.options.window_ms)
+            .field("replay_protection", &self.replay.is_some())
+            .finish()
+    }
+}
+
+impl VerifierBuilder {
+    /// Adds a secret, used exactly as shown in the dashboard (`sck_...`, not decoded). Give
+    /// two during a rotation: a request is accepted if any secret matches.
+    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secrets.push(secret.as_ref().to_vec());
+        self
+    }
+
+    /// Adds several secrets (see [`VerifierBuilder::secret`]).
+    pub fn secrets<I>(self, secrets: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        secrets.into_iter().fold(self, Self::secret)
+    }
+
+    /// Which signing mode(s) to accept: the endpoint's (`sorted` by default, or `raw`), or
+    /// `either` if you do not know it.
+    pub fn mode(mut self, mode: VerifyMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The time window (default 5 minutes). The contract advises never more than 15 minutes:
+    /// the window is what makes a captured request useless later.
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window_ms = Some(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// Refuse an exact replay of an accepted request ([`Error::Replay`]), remembering up to
+    /// [`Verifier::DEFAULT_REPLAY_CAPACITY`] signatures; `false` turns it off again.
+    pub fn replay_protection(mut self, on: bool) -> Self {
+        self.replay_capacity = on.then_some(Verifier::DEFAULT_REPLAY_CAPACITY);
+        self
+    }
+
+    /// Turns replay protection on with a cache of `capacity` signatures. When the cache is
+    /// full the oldest entry is forgotten, so size it above your peak requests per window.
+    pub fn replay_cache_capacity(mut self, capacity: usize) -> Self {
+        self.replay_capacity = Some(capacity);
+        self
+    }
+
+    /// Builds the verifier. Errors: no secret, or an empty one
+    /// ([`blockhook_sig::Error::EmptySecret`]).
+    pub fn build(self) -> Result<Verifier, Error> {
+        if self.secrets.is_empty() || self.secrets.iter().any(Vec::is_empty) {
+            return Err(blockhook_sig::Error::EmptySecret.into());
+        }
+        Ok(Verifier {
+            secrets: self.secrets,
+            options: VerifyOptions {
+                mode: self.mode,
+                window_ms: self.window_ms.unwrap_or(VerifyOptions::DEFAULT_WINDOW_MS),
+            },
+            replay: self.replay_capacity.map(|c| Mutex::new(ReplayCache::new(c))),
+        })
+    }
+}
+
+impl fmt::Debug for VerifierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierBuilder")
+            .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field("mode", &self.mode)
+            .field("window_ms", &self.window_ms)
+            .field("replay_capacity", &self.replay_capacity)
+            .finish()
+    }
+}
+
+/// The current Unix time in milliseconds (0 if the clock is before 1970).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use blockhook_sig::{Mode, sign};
+
+    const T: u64 = 1_743_060_268_000;
+    const BODY: &[u8] = br#"{"orderNo":"OrderNo_1","amount":"2000.00","id":8210003616}"#;
+
+    fn headers(secret: &str, mode: Mode, body: &[u8], t: u64) -> Vec<(String, String)> {
+        let sig = sign(secret.as_bytes(), mode, body, t).unwrap().to_string();
+        vec![
+            ("BlockATM-Event".into(), "payment".into()),
+            ("BlockATM-Request-Time".into(), t.to_string()),
+            ("BlockATM-Signature-V2".into(), sig),
+            ("BlockHook-Event-Id".into(), "evt_1".into()),
+            ("BlockHook-Attempt".into(), "3".into()),
+        ]
+    }
+
+    #[test]
+    fn accepts_and_exposes_everything() {
+        let v = Verifier::new("sck_a").unwrap();
+        let hook = v.verify_at(&headers("sck_a", Mode::Sorted, BODY, T), BODY, T + 1).unwrap();
+        assert_eq!(*hook.event(), EventKind::Payment);
+        assert_eq!(hook.event_header(), "payment");
+        assert_eq!(hook.request_time_ms(), T);
+        assert_eq!(hook.event_id(), Some("evt_1"));
+        assert_eq!(hook.attempt(), Some(3));
+        assert_eq!(hook.mode(), Mode::Sorted);
+        assert_eq!(hook.secret_index(), 0);
+        assert_eq!(hook.body(), BODY);
+        assert_eq!(hook.value()["amount"], "2000.00");
+        assert_eq!(hook.order_no(), Some("OrderNo_1"));
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Payment {
+            order_no: String,
+            id: u64,
+        }
+        let p: Payment = hook.json().unwrap();
+        assert_eq!((p.order_no.as_str(), p.id), ("OrderNo_1", 8_210_003_616));
+        assert_eq!(hook.clone().into_body(), BODY);
+        assert!(hook.into_value().is_object());
+    }
+
+    #[test]
+    fn optional_headers_may_be_absent() {
+        let v = Verifier::new("sck_a").unwrap();
+        let mut h = headers("sck_a", Mode::Sorted, BODY, T);
+        h.retain(|(k, _)| k.starts_with("BlockATM-R") || k.starts_with("BlockATM-S"));
+        let hook = v.verify_at(&h, BODY, T).unwrap();
+        assert_eq!(*hook.event(), EventKind::Other(String::new()));
+        assert_eq!((hook.event_id(), hook.attempt()), (None, None));
+    }
+
+    #[test]
+    fn builder_refuses_missing_or_empty_secrets() {
+        assert!(Verifier::builder().build().unwrap_err().is_config());
+        assert!(Verifier::new("").unwrap_err().is_config());
+        assert!(Verifier::builder().secrets(["a", ""]).build().is_err());
+    }
+
+    #[test]
+    fn builder_settings_are_kept_and_debug_hides_secrets() {
+        let v = Verifier::builder()
+            .secrets(["sck_one", "sck_two"])
+            .mode(VerifyMode::Either)
+            .window(Duration::from_secs(60))
+            .replay_protection(true)
+            .build()
+            .unwrap();
+        assert_eq!(v.mode(), VerifyMode::Either);
+        assert_eq!(v.window(), Duration::from_secs(60));
+        assert_eq!(v.secret_count(), 2);
+        assert!(v.replay_protection());
+        let debug = format!("{v:?}");
+        assert!(!debug.contains("sck_"), "{debug}");
+        assert!(debug.contains("2 redacted"), "{debug}");
+        assert_eq!(Verifier::DEFAULT_WINDOW, Duration::from_secs(300));
+        let b = format!("{:?}", Verifier::builder().secret("sck_x"));
+        assert!(!b.contains("sck_x"), "{b}");
+        assert!(!Verifier::builder().secret("a").replay_protection(true).replay_protection(false).build().unwrap().replay_protection());
+    }
+
+    #[test]
+    fn raw_mode_body_must_still_be_a_json_object() {
+        let v = Verifier::builder().secret("k").mode(VerifyMode::Raw).build().unwrap();
+        for body in [&b"not json"[..], b"[1,2]", b"{\"a\":1e400}"] {
+            let err = v.verify_at(&headers("k", Mode::Raw, body, T), body, T).unwrap_err();
+            assert!(matches!(err, Error::Body(_)), "{err:?}");
+            assert_eq!(err.reason(), "not_json_object");
+        }
+    }
+
+    #[test]
+    fn replay_key_ignores_signature_case() {
+        let v = Verifier::builder().secret("k").replay_protection(true).build().unwrap();
+        let mut h = headers("k", Mode::Sorted, BODY, T);
+        v.verify_at(&h, BODY, T).unwrap();
+        h[2].1 = h[2].1.to_uppercase();
+        assert_eq!(v.verify_at(&h, BODY, T).unwrap_err(), Error::Replay);
+    }
+
+    #[test]
+    fn replays_are_refused_only_with_protection_and_only_exact_ones() {
+        let plain = Verifier::new("k").unwrap();
+        let guarded = Verifier::builder().secret("k").replay_cache_capacity(10).build().unwrap();
+        let h = headers("k", Mode::Sorted, BODY, T);
+        for _ in 0..3 {
+            plain.verify_at(&h, BODY, T).unwrap();
+        }
+        guarded.verify_at(&h, BODY, T).unwrap();
+        assert_eq!(guarded.verify_at(&h, BODY, T + 10).unwrap_err(), Error::Replay);
+        // A retry: same body, fresh time, new signature.
+        let retry = headers("k", Mode::Sorted, BODY, T + 60_000);
+        guarded.verify_at(&retry, BODY, T + 60_000).unwrap();
+        // A rejected request is not recorded.
+        let wrong = headers("other", Mode::Sorted, BODY, T + 1);
+        assert_eq!(guarded.verify_at(&wrong, BODY, T + 1).unwrap_err().reason(), "mismatch");
+        // After the window, the window check refuses the old request (not the cache).
+        assert_eq!(guarded.verify_at(&h, BODY, T + 300_000).unwrap_err().reason(), "too_old");
+    }
+}

@@ -1,0 +1,243 @@
+//! `blockhook send`: send one correctly signed webhook to a URL and show the exchange.
+//!
+//! The request carries the contract headers (`Content-Type`, `BlockATM-Event`,
+//! `BlockATM-Request-Time` taken now, `BlockATM-Signature-V2`) plus `BlockHook-Event-Id` (fresh)
+//! and `BlockHook-Attempt: 1`, exactly as blockhook's dispatcher sends them. The body is a file,
+//! stdin, or a sample payload for the event type (contract section 4). Exit code: 0 when the
+//! receiver answered `200` (the only acknowledgement), 1 for any other status, 2 on errors.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use reqwest::Url;
+
+use blockhook_sig::{Mode, headers, sign};
+
+/// `Payment` sample of contract section 4.
+const PAYMENT: &str = r#"{"custNo":"CustNo_00240101","orderNo":"OrderNo_202504010023","id":8210003616,"symbol":"USDT","amount":"2000.00","status":"SUCCESS","txId":"0x7614a9840d9422feaef4671e0ee98dd7092ebcba6e41076285f99d0b2b0de5fe","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","cashierId":86100021}"#;
+/// `Payout` sample of contract section 4.
+const PAYOUT: &str = r#"{"custNo":"CustNo_2022140101","bizOrderNo":"B202505220012","id":8210003616,"symbol":"USDT","amount":"2000.00","status":"SUCCESS","txId":"0x7614a9840d9422feaef4671e0ee98dd7092ebcba6e41076285f99d0b2b0de5fe","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","toAddress":"0xa9e358E33a57E67c9B84618a52f0194C345C8e35","fee":"2","gasAmount":"1","type":1,"createTime":1693212861016,"contractId":200910,"blockTime":1693212861016}"#;
+/// `QR-Payment`: a payment through the QR-code model (`orderType` 2, legacy numeric status 9).
+const QR_PAYMENT: &str = r#"{"custNo":"CustNo_00240101","orderNo":"OrderNo_202504010024","id":8210003617,"symbol":"USDT","amount":"13.410037","status":9,"orderType":2,"txId":"0xf3d879bad10f4cfe481d9e53538a0889c04c0973dfff82797ef7604143fc9984","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","cashierId":86100021,"blockTime":1693212861016}"#;
+/// `QR-Payout`: a legacy batch payout with its nested `detailList` (the contract's nested vector).
+const QR_PAYOUT: &str = r#"{"blockId":"10168195","chainId":"5","contractAddress":"0x57609702e66d6dee9d1f3a9fab376b95b9ec9e02","detailList":[{"amount":"1.00000000","orderNo":"TX1","symbol":"USDT","toAddress":"0x2d7ff2dc166ae09542c749be052028e43825cde7","tokenAddress":"0x92efdfa35c75b259375ebe0f84ee1d95db0489b6"},{"amount":"1.00000000","orderNo":"TX2","symbol":"USDC","toAddress":"0x2d7ff2dc166ae09542c749be052028e43825cde7","tokenAddress":"0x2f96275bbb4a54714ef0251226c42811fb9f98aa"}],"fromAddress":"0x8e5df55ac224db7424fa8536eda9356f44474936","merchantId":20,"network":"ETH","txId":"0xa85f090dc5e722177ddc2cd2d4d87467820635cf736ec1a5910997118e3d3cb6"}"#;
+
+/// Flags of `send`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:\n  blockhook send --url http://127.0.0.1:9000/ --secret sck_... --event Payout\n  \
+blockhook send --url https://localhost:8443/hook --ca-file dev-ca.pem --secret sck_... order.json\n  \
+blockhook send --url http://127.0.0.1:3000/hook --secret sck_... --header 'BlockATM-Event: payment' -\n\n\
+Exit status: 0 when the receiver answered 200, 1 for any other status, 2 on errors.")]
+pub struct Args {
+    /// Receiver URL (http:// is allowed: this is a development tool).
+    #[arg(long)]
+    pub url: Url,
+    /// The endpoint's webhook secret, as shown (used as-is, not decoded).
+    #[arg(long, env = "BLOCKATM_WEBHOOK_SECRET")]
+    pub secret: String,
+    /// Event type sent as BlockATM-Event: Payment, Payout, QR-Payment, QR-Payout or your own.
+    #[arg(long, default_value = "Payment")]
+    pub event: String,
+    /// Signing mode of the endpoint: sorted or raw.
+    #[arg(long, default_value_t = Mode::Sorted)]
+    pub mode: Mode,
+    /// Extra header "Name: value" (repeatable); it replaces a header of the same name, so a
+    /// contract header can be altered to test the receiver's checks.
+    #[arg(long = "header", value_name = "K:V", value_parser = parse_header)]
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// PEM file of CA certificate(s) to trust, e.g. for a receiver with a self-signed certificate.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Use this BlockATM-Request-Time (Unix ms) instead of now, e.g. to test the window check.
+    #[arg(long, value_name = "MS")]
+    pub time: Option<u64>,
+    /// Give up after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+    /// JSON body: a file, or - for stdin (sent byte for byte). Default: a sample for --event.
+    #[arg(value_name = "FILE|-")]
+    pub file: Option<PathBuf>,
+}
+
+/// Sends the webhook and prints the exchange.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let body = read_body(args.file.as_ref(), &args.event)?;
+    let time_ms = args.time.unwrap_or_else(now_ms);
+    let signature = sign(args.secret.as_bytes(), args.mode, &body, time_ms)
+        .with_context(|| format!("cannot sign this body in {} mode", args.mode))?;
+    let mut request_headers = HeaderMap::new();
+    let contract = [
+        (header::CONTENT_TYPE.as_str(), "application/json".to_owned()),
+        (headers::EVENT, args.event.clone()),
+        (headers::REQUEST_TIME, time_ms.to_string()),
+        (headers::SIGNATURE_V2, signature.to_string()),
+        (headers::EVENT_ID, format!("evt_{}", uuid::Uuid::now_v7().simple())),
+        (headers::ATTEMPT, "1".to_owned()),
+    ];
+    for (name, value) in contract {
+        let value = HeaderValue::from_str(&value).with_context(|| format!("invalid {name} value"))?;
+        request_headers.insert(HeaderName::from_bytes(name.as_bytes())?, value);
+    }
+    for (name, value) in args.headers {
+        request_headers.insert(name, value);
+    }
+    let client = client(args.ca_file.as_ref(), args.timeout)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let status = rt.block_on(exchange(&client, &args.url, request_headers, body))?;
+    Ok(if status == 200 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Prints the request, sends it, prints the response; returns the status.
+async fn exchange(
+    client: &reqwest::Client,
+    url: &Url,
+    headers: HeaderMap,
+    body: Vec<u8>,
+) -> anyhow::Result<u16> {
+    println!("> POST {url}");
+    print_headers('>', &headers);
+    println!(">");
+    println!("{}", String::from_utf8_lossy(&body));
+    println!();
+    let started = Instant::now();
+    let resp = client
+        .post(url.clone())
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("POST {url} failed"))?;
+    let status = resp.status();
+    let response_headers = resp.headers().clone();
+    let text = resp.bytes().await.context("reading the response body")?;
+    println!("< {status} ({} ms)", started.elapsed().as_millis());
+    print_headers('<', &response_headers);
+    println!("<");
+    if !text.is_empty() {
+        println!("{}", String::from_utf8_lossy(&text).trim_end());
+    }
+    if status != 200 {
+        eprintln!("blockhook: the receiver answered {status}: only 200 acknowledges a webhook");
+    }
+    Ok(status.as_u16())
+}
+
+fn print_headers(prefix: char, headers: &HeaderMap) {
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        println!("{prefix} {}: {value}", display_name(name.as_str()));
+    }
+}
+
+/// The contract's spelling of our headers (`HeaderMap` lower-cases names; HTTP/1 sends them
+/// as given here, and receivers match case-insensitively anyway).
+fn display_name(name: &str) -> &str {
+    [headers::EVENT, headers::REQUEST_TIME, headers::SIGNATURE_V2, headers::EVENT_ID, headers::ATTEMPT, "Content-Type"]
+        .into_iter()
+        .find(|known| known.eq_ignore_ascii_case(name))
+        .unwrap_or(name)
+}
+
+fn client(ca_file: Option<&PathBuf>, timeout_secs: u64) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(timeout_secs));
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no usable PEM certificate", path.display()))?;
+        anyhow::ensure!(!certs.is_empty(), "{} holds no PEM certificate", path.display());
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder.build()?)
+}
+
+/// The body: the file's bytes, stdin's, or the sample for `event`.
+fn read_body(file: Option<&PathBuf>, event: &str) -> anyhow::Result<Vec<u8>> {
+    match file {
+        Some(path) if path.as_os_str() == "-" => {
+            let mut body = Vec::new();
+            std::io::stdin().read_to_end(&mut body).context("reading the body from stdin")?;
+            Ok(body)
+        }
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display())),
+        None => Ok(sample(event).into_bytes()),
+    }
+}
+
+/// A realistic payload for `event` (compared case-insensitively, like receivers do).
+fn sample(event: &str) -> String {
+    use blockhook_receiver::EventKind;
+    match EventKind::parse(event) {
+        EventKind::Payment => PAYMENT.to_owned(),
+        EventKind::Payout => PAYOUT.to_owned(),
+        EventKind::QrPayment => QR_PAYMENT.to_owned(),
+        EventKind::QrPayout => QR_PAYOUT.to_owned(),
+        EventKind::Other(name) => serde_json::json!({
+            "event": name,
+            "test": true,
+            "note": "sample payload sent by `blockhook send`",
+            "createTime": now_ms(),
+        })
+        .to_string(),
+    }
+}
+
+/// Parses `Name: value` (or `Name:value`).
+fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = raw.split_once(':').ok_or_else(|| format!("{raw:?} is not Name:value"))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| format!("{:?} is not a valid header name", name.trim()))?;
+    let value = HeaderValue::from_str(value.trim())
+        .map_err(|_| format!("the value of {name} is not a valid header value"))?;
+    Ok((name, value))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_signable_json_objects() {
+        for event in ["Payment", "payout", "QR-Payment", "qr_payout", "Refund \"x\""] {
+            let body = sample(event);
+            blockhook_sig::json::validate_object(body.as_bytes()).unwrap();
+            sign(b"k", Mode::Sorted, body.as_bytes(), 1).unwrap();
+        }
+        assert!(sample("Payment").contains("\"orderNo\":\"OrderNo_202504010023\""));
+        assert!(sample("Payout").contains("\"bizOrderNo\":\"B202505220012\""));
+        assert!(sample("QR-Payout").contains("detailList"));
+        assert!(sample("Refund").contains("\"event\":\"Refund\""));
+    }
+
+    #[test]
+    fn header_flags() {
+        let (n, v) = parse_header("X-Debug: 1").unwrap();
+        assert_eq!((n.as_str(), v.to_str().unwrap()), ("x-debug", "1"));
+        let (n, v) = parse_header("BlockATM-Event:payment").unwrap();
+        assert_eq!((n.as_str(), v.to_str().unwrap()), ("blockatm-event", "payment"));
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_header("bad name: 1").is_err());
+        assert!(parse_header("X: a\nb").is_err());
+    }
+
+    #[test]
+    fn display_names_follow_the_contract() {
+        assert_eq!(display_name("blockatm-signature-v2"), "BlockATM-Signature-V2");
+        assert_eq!(display_name("content-type"), "Content-Type");
+        assert_eq!(display_name("x-other"), "x-other");
+    }
+}
