@@ -81,42 +81,56 @@ pub enum ApiError {
 impl ApiError {
     /// A validation error on `field`.
     pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self::Invalid { field: Some(field.into()), detail: detail.into() }
+        Self::Invalid {
+            field: Some(field.into()),
+            detail: detail.into(),
+        }
     }
 
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
-            Self::Invalid { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Validation failed")
-            }
+            Self::Invalid { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Validation failed",
+            ),
             Self::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed body"),
-            Self::PayloadTooLarge => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large")
-            }
+            Self::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
-            Self::RateLimited { .. } => {
-                (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
-            }
-            Self::Unavailable => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
-            }
-            Self::Internal(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error")
-            }
+            Self::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            ),
+            Self::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
         }
     }
 }
 
 /// The problem document (RFC 9457).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// Stable identifier of the kind of problem.
     #[serde(rename = "type")]
     pub kind: String,
     /// Short summary of the kind.
+    #[schema(value_type = String)]
     pub title: &'static str,
     /// HTTP status.
     pub status: u16,
@@ -150,7 +164,10 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut resp = (status, body).into_response();
         let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Self::RateLimited { retry_after_secs } = self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 headers.insert(header::RETRY_AFTER, v);
@@ -164,7 +181,10 @@ impl From<blockhook_core::Error> for ApiError {
     fn from(e: blockhook_core::Error) -> Self {
         use blockhook_core::Error as E;
         match e {
-            E::Invalid { field, reason } => Self::Invalid { field: Some(field.into()), detail: reason },
+            E::Invalid { field, reason } => Self::Invalid {
+                field: Some(field.into()),
+                detail: reason,
+            },
             E::NotFound(what) => Self::NotFound(what.to_owned()),
             E::Conflict(why) => Self::Conflict(why),
             E::Unavailable(cause) => {
@@ -185,7 +205,10 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 Self::MalformedBody("expected Content-Type: application/json".to_owned())
             }
-            JsonRejection::JsonDataError(e) => Self::Invalid { field: None, detail: e.body_text() },
+            JsonRejection::JsonDataError(e) => Self::Invalid {
+                field: None,
+                detail: e.body_text(),
+            },
             other => Self::MalformedBody(other.body_text()),
         }
     }
@@ -199,7 +222,10 @@ impl From<PathRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        Self::Invalid { field: None, detail: r.body_text() }
+        Self::Invalid {
+            field: None,
+            detail: r.body_text(),
+        }
     }
 }
 

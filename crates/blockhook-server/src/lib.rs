@@ -12,12 +12,14 @@ pub mod dispatch;
 mod error;
 pub mod ingest;
 pub mod keys;
+pub mod manage;
 pub mod metrics;
 pub mod ratelimit;
 mod retention;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod ui;
 
 pub use config::Settings;
 pub use error::{ApiError, ApiResult, Error, PROBLEM_TYPE_PREFIX, Problem};

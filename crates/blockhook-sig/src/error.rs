@@ -55,9 +55,9 @@ pub enum Error {
     #[error("signature does not match: the body, the time or the secret differs from what was signed")]
     Mismatch,
 
-    /// The body is not a JSON object (it is empty, or another JSON value such as an array).
-    /// Only the `sorted` mode needs an object; `raw` signs any bytes.
-    #[error("body is not a JSON object (the sorted signing mode needs one)")]
+    /// The body is not a JSON object: it is empty, another JSON value (such as an array), or
+    /// not JSON at all. Only the `sorted` mode needs an object; `raw` signs any bytes.
+    #[error("body is not a JSON object")]
     NotAnObject,
 
     /// The body is not valid JSON (or not valid UTF-8).

@@ -700,7 +700,7 @@ mod tests {
             (Error::TooNew { skew_ms: 5 }, "BlockATM-Request-Time is 5 ms in the future, outside the verification window (is one of the clocks wrong?)"),
             (Error::MalformedSignature, "signature is malformed (BlockATM-Signature-V2 must be 64 hexadecimal characters; V1 must be base64 of a DER ECDSA signature)"),
             (Error::Mismatch, "signature does not match: the body, the time or the secret differs from what was signed"),
-            (Error::NotAnObject, "body is not a JSON object (the sorted signing mode needs one)"),
+            (Error::NotAnObject, "body is not a JSON object"),
             (Error::InvalidJson { offset: 7, reason: "unterminated string" }, "body is not valid JSON: unterminated string at byte 7"),
             (Error::TooDeep, "body nests objects and arrays deeper than 128 levels"),
             (Error::DuplicateKey("a\"b".into()), "body has the key \"a\\\"b\" twice in one JSON object"),

@@ -53,8 +53,12 @@ impl Default for StoreOptions {
 /// Opens (creating and migrating as needed) the store at `url`.
 pub async fn open(url: &str, opts: &StoreOptions) -> Result<StoreRef, blockhook_core::Error> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(postgres::PgStore::open(url, opts).await?))
+        Ok(std::sync::Arc::new(
+            postgres::PgStore::open(url, opts).await?,
+        ))
     } else {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url, opts).await?))
+        Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::open(url, opts).await?,
+        ))
     }
 }

@@ -24,7 +24,10 @@ const T0: Timestamp = Timestamp::from_ms(1_700_000_000_000);
 async fn fresh_or_skip(test: &str) -> Option<TestDb> {
     let db = testing::fresh_db().await;
     if db.is_none() {
-        eprintln!("{test}: skipped, {} is not set (e.g. postgres://postgres@127.0.0.1:5432/test)", testing::ENV);
+        eprintln!(
+            "{test}: skipped, {} is not set (e.g. postgres://postgres@127.0.0.1:5432/test)",
+            testing::ENV
+        );
     }
     db
 }
@@ -70,7 +73,11 @@ async fn terminate_backends(db: &TestDb) -> i64 {
     const KILL: &str = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
          WHERE application_name = $1 AND pid <> pg_backend_pid()";
     let mut admin = PgConnection::connect(&db.url).await.unwrap();
-    let killed: i64 = sqlx::query_scalar(KILL).bind(&db.schema).fetch_one(&mut admin).await.unwrap();
+    let killed: i64 = sqlx::query_scalar(KILL)
+        .bind(&db.schema)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
     admin.close().await.unwrap();
     killed
 }
@@ -88,7 +95,13 @@ fn ok_or_unavailable<T>(what: &str, r: Result<T, Error>) -> bool {
 /// One full delivery cycle (ingest, claim, finish); any error is returned.
 async fn cycle(store: &StoreRef, m: &MerchantId, now: Timestamp) -> Result<(), Error> {
     store.ingest(&[event(m)]).await?;
-    let req = ClaimRequest { now, max: 50, lease_until: now + Duration::from_secs(30), per_endpoint_max: 50, exclude: vec![] };
+    let req = ClaimRequest {
+        now,
+        max: 50,
+        lease_until: now + Duration::from_secs(30),
+        per_endpoint_max: 50,
+        exclude: vec![],
+    };
     let claims = store.claim_due(&req).await?;
     let done: Vec<Completion> = claims
         .iter()
@@ -135,18 +148,30 @@ async fn heals_within(store: &StoreRef, m: &MerchantId, deadline: Duration) -> D
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminated_backends_are_unavailable_then_heal() {
-    let Some(db) = fresh_or_skip("terminated_backends_are_unavailable_then_heal").await else { return };
+    let Some(db) = fresh_or_skip("terminated_backends_are_unavailable_then_heal").await else {
+        return;
+    };
     let store = db.store.clone();
     let m = merchant_with_endpoint(&store).await;
     // Open several pooled connections, so there is more than one to kill.
-    let warm: Vec<_> = (0..4).map(|_| { let s = store.clone(); tokio::spawn(async move { s.ping().await }) }).collect();
+    let warm: Vec<_> = (0..4)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.ping().await })
+        })
+        .collect();
     for w in warm {
         w.await.unwrap().unwrap();
     }
-    cycle(&store, &m, T0 + Duration::from_secs(1)).await.unwrap();
+    cycle(&store, &m, T0 + Duration::from_secs(1))
+        .await
+        .unwrap();
 
     let killed = terminate_backends(&db).await;
-    assert!(killed >= 2, "the pool and the listener were connected: killed {killed}");
+    assert!(
+        killed >= 2,
+        "the pool and the listener were connected: killed {killed}"
+    );
 
     // The first calls after the kill either already reconnected or say Unavailable.
     for i in 0..6 {
@@ -163,7 +188,9 @@ async fn terminated_backends_are_unavailable_then_heal() {
 /// the same load runs cleanly a moment later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_under_load_never_panics_or_misclassifies() {
-    let Some(db) = fresh_or_skip("kill_under_load_never_panics_or_misclassifies").await else { return };
+    let Some(db) = fresh_or_skip("kill_under_load_never_panics_or_misclassifies").await else {
+        return;
+    };
     let store = db.store.clone();
     let m = merchant_with_endpoint(&store).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -196,7 +223,10 @@ async fn kill_under_load_never_panics_or_misclassifies() {
     for w in workers {
         w.await.expect("a worker panicked");
     }
-    eprintln!("{} cycles failed with Unavailable during the kills", failures.load(Ordering::Relaxed));
+    eprintln!(
+        "{} cycles failed with Unavailable during the kills",
+        failures.load(Ordering::Relaxed)
+    );
     heals_within(&store, &m, Duration::from_secs(5)).await;
 }
 
@@ -205,7 +235,9 @@ async fn kill_under_load_never_panics_or_misclassifies() {
 /// PostgreSQL, from the ingest's `pg_notify` to the LISTEN connection.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_resubscribes_after_kill() {
-    let Some(db) = fresh_or_skip("listener_resubscribes_after_kill").await else { return };
+    let Some(db) = fresh_or_skip("listener_resubscribes_after_kill").await else {
+        return;
+    };
     let store = db.store.clone();
     let m = merchant_with_endpoint(&store).await;
     terminate_backends(&db).await;
@@ -215,9 +247,12 @@ async fn listener_resubscribes_after_kill() {
     let mut woke_in = None;
     while start.elapsed() < Duration::from_secs(10) {
         // Drain wake-ups already pending (the reconnection itself wakes once).
-        while tokio::time::timeout(Duration::from_millis(20), store.wait_for_work(Duration::from_secs(60)))
-            .await
-            .is_ok()
+        while tokio::time::timeout(
+            Duration::from_millis(20),
+            store.wait_for_work(Duration::from_secs(60)),
+        )
+        .await
+        .is_ok()
         {}
         let waiter = {
             let store = store.clone();
@@ -246,13 +281,23 @@ async fn listener_resubscribes_after_kill() {
 #[tokio::test]
 async fn unreachable_database_is_unavailable() {
     if std::env::var(testing::ENV).is_err() {
-        eprintln!("unreachable_database_is_unavailable: skipped, {} is not set", testing::ENV);
+        eprintln!(
+            "unreachable_database_is_unavailable: skipped, {} is not set",
+            testing::ENV
+        );
         return;
     }
-    let opts = StoreOptions { acquire_timeout: Duration::from_millis(500), ..StoreOptions::default() };
+    let opts = StoreOptions {
+        acquire_timeout: Duration::from_millis(500),
+        ..StoreOptions::default()
+    };
     // Port 1 on loopback: nothing listens there, so the connection is refused at once.
     let r = PgStore::open("postgres://postgres@127.0.0.1:1/test", &opts).await;
-    assert!(matches!(r, Err(Error::Unavailable(_))), "{:?}", r.map(|_| ()));
+    assert!(
+        matches!(r, Err(Error::Unavailable(_))),
+        "{:?}",
+        r.map(|_| ())
+    );
 }
 
 /// `classify` reads real PostgreSQL errors by SQLSTATE: transient ones are `Unavailable`,
@@ -260,7 +305,10 @@ async fn unreachable_database_is_unavailable() {
 #[tokio::test]
 async fn classify_reads_postgres_sqlstates() {
     let Ok(url) = std::env::var(testing::ENV) else {
-        eprintln!("classify_reads_postgres_sqlstates: skipped, {} is not set", testing::ENV);
+        eprintln!(
+            "classify_reads_postgres_sqlstates: skipped, {} is not set",
+            testing::ENV
+        );
         return;
     };
     let mut conn = PgConnection::connect(&url).await.unwrap();

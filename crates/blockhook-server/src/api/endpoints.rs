@@ -1,138 +1,186 @@
-//! A merchant's endpoints: create and read (the management API builds on this).
+//! A merchant's endpoints: CRUD, enable/disable, secret rotation, test sends, recovery, backlog.
+//! Thin handlers over [`crate::manage::endpoints`].
 
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-
-use blockhook_core::{
-    Endpoint, EndpointId, EndpointUrl, EventFilter, EventType, ExtraHeaders, Label, MerchantId,
-    SigningMode, SuccessPolicy, Timestamp,
-};
 
 use super::extract::{ApiJson, Tenant};
-use crate::error::{ApiError, ApiResult};
-use crate::keys::EndpointSecret;
+use crate::error::ApiResult;
+use crate::manage::endpoints::{
+    self as e, BacklogView, CreateEndpoint, RecoverRequest, Recovered, RotatedSecret,
+    TestSendRequest, TestSendResult, UpdateEndpoint, endpoint_id,
+};
+use crate::manage::{PageQuery, PageView};
 use crate::state::AppState;
 
-/// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/merchants/{merchant_id}/endpoints", post(create))
-        .route("/v1/merchants/{merchant_id}/endpoints/{endpoint_id}", get(read))
+pub use crate::manage::endpoints::EndpointView;
+
+routes! {
+    post "/v1/merchants/{merchant_id}/endpoints" => create,
+    get "/v1/merchants/{merchant_id}/endpoints" => list,
+    get "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}" => read,
+    patch "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}" => update,
+    delete "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}" => remove,
+    post "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/enable" => enable,
+    post "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/disable" => disable,
+    post "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/rotate-secret" => rotate_secret,
+    post "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/test" => test_send,
+    post "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/recover" => recover,
+    get "/v1/merchants/{merchant_id}/backlog" => backlog,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateEndpoint {
-    url: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    event_types: Vec<String>,
-    #[serde(default)]
-    signing_mode: Option<String>,
-    #[serde(default)]
-    success_policy: Option<String>,
-    #[serde(default)]
-    headers: Vec<(String, String)>,
-    #[serde(default)]
-    rate_limit: Option<u32>,
-    #[serde(default)]
-    label: Option<String>,
-    #[serde(default)]
-    secret: Option<String>,
-}
+type Ids = Path<(String, String)>;
 
-/// An endpoint as the API shows it, secret included (its merchant needs it to verify).
-#[derive(Debug, Serialize)]
-pub struct EndpointView {
-    id: EndpointId,
-    merchant_id: MerchantId,
-    url: EndpointUrl,
-    description: Option<String>,
-    event_types: EventFilter,
-    signing_mode: SigningMode,
-    success_policy: SuccessPolicy,
-    headers: Vec<(String, String)>,
-    rate_limit: Option<u32>,
-    label: Option<Label>,
-    enabled: bool,
-    disabled_reason: Option<String>,
-    secret: String,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-}
-
-impl EndpointView {
-    /// The view of `ep`, with its secret opened.
-    pub fn of(ep: Endpoint, state: &AppState) -> ApiResult<Self> {
-        let secret = state
-            .keys
-            .open(&ep.id, &ep.secret)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(Self {
-            secret: secret.expose().to_owned(),
-            id: ep.id,
-            merchant_id: ep.merchant_id,
-            url: ep.url,
-            description: ep.description,
-            event_types: ep.filter,
-            signing_mode: ep.signing_mode,
-            success_policy: ep.success_policy,
-            headers: ep.headers.pairs().to_vec(),
-            rate_limit: ep.rate_limit,
-            label: ep.label,
-            enabled: ep.enabled,
-            disabled_reason: ep.disabled_reason,
-            created_at: ep.created_at,
-            updated_at: ep.updated_at,
-        })
-    }
-}
-
+/// Creates an endpoint; the answer holds its signing secret.
+#[utoipa::path(post, path = "/v1/merchants/{merchant_id}/endpoints", tag = "endpoints",
+    params(("merchant_id" = String, Path, description = "the merchant's id, or `me` with a merchant key")),
+    request_body = CreateEndpoint,
+    responses((status = 201, body = EndpointView), (status = 422, description = "validation failed; `field` names the input")))]
 async fn create(
     tenant: Tenant,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateEndpoint>,
 ) -> ApiResult<(StatusCode, Json<EndpointView>)> {
-    let id = EndpointId::generate();
-    let url = EndpointUrl::parse(&body.url, state.settings.delivery.allow_http)?;
-    let types =
-        body.event_types.iter().map(|t| EventType::parse(t)).collect::<Result<Vec<_>, _>>()?;
-    let secret = match body.secret.as_deref() {
-        Some(s) => EndpointSecret::parse(s)?,
-        None => EndpointSecret::generate(),
-    };
-    let now = state.clock.now();
-    let endpoint = Endpoint {
-        secret: state.keys.seal(&id, &secret).map_err(|e| ApiError::Internal(e.to_string()))?,
-        id,
-        merchant_id: tenant.merchant_id,
-        url,
-        description: body.description,
-        filter: EventFilter::new(types)?,
-        signing_mode: body.signing_mode.as_deref().map(SigningMode::parse).transpose()?.unwrap_or_default(),
-        success_policy: body.success_policy.as_deref().map(SuccessPolicy::parse).transpose()?.unwrap_or_default(),
-        headers: ExtraHeaders::parse(body.headers)?,
-        rate_limit: body.rate_limit,
-        label: body.label.as_deref().map(Label::parse).transpose()?,
-        enabled: true,
-        disabled_reason: None,
-        created_at: now,
-        updated_at: now,
-    };
-    state.store.create_endpoint(&endpoint).await?;
-    Ok((StatusCode::CREATED, Json(EndpointView::of(endpoint, &state)?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(e::create(&state, &tenant.merchant_id, body).await?),
+    ))
 }
 
+/// Lists endpoints, newest first.
+#[utoipa::path(get, path = "/v1/merchants/{merchant_id}/endpoints", tag = "endpoints",
+    params(("merchant_id" = String, Path), PageQuery),
+    responses((status = 200, body = PageView<EndpointView>)))]
+async fn list(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<PageView<EndpointView>>> {
+    Ok(Json(e::list(&state, &tenant.merchant_id, &page).await?))
+}
+
+/// One endpoint.
+#[utoipa::path(get, path = "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}", tag = "endpoints",
+    params(("merchant_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 200, body = EndpointView), (status = 404, description = "unknown or not yours")))]
 async fn read(
     tenant: Tenant,
     State(state): State<AppState>,
-    Path((_, endpoint_id)): Path<(String, String)>,
+    Path(ids): Ids,
 ) -> ApiResult<Json<EndpointView>> {
-    let id = EndpointId::parse(&endpoint_id).map_err(|_| ApiError::NotFound("endpoint".into()))?;
-    let ep = state.store.get_endpoint(&tenant.merchant_id, &id).await?;
-    Ok(Json(EndpointView::of(ep, &state)?))
+    Ok(Json(
+        e::get(&state, &tenant.merchant_id, &endpoint_id(&ids.1)?).await?,
+    ))
+}
+
+/// Changes an endpoint (only the fields given).
+#[utoipa::path(patch, path = "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}", tag = "endpoints",
+    params(("merchant_id" = String, Path), ("endpoint_id" = String, Path)),
+    request_body = UpdateEndpoint, responses((status = 200, body = EndpointView)))]
+async fn update(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Path(ids): Ids,
+    ApiJson(body): ApiJson<UpdateEndpoint>,
+) -> ApiResult<Json<EndpointView>> {
+    Ok(Json(
+        e::update(&state, &tenant.merchant_id, &endpoint_id(&ids.1)?, body).await?,
+    ))
+}
+
+/// Deletes an endpoint with its deliveries and attempts.
+#[utoipa::path(delete, path = "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}", tag = "endpoints",
+    params(("merchant_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 204, description = "deleted")))]
+async fn remove(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Path(ids): Ids,
+) -> ApiResult<StatusCode> {
+    e::delete(&state, &tenant.merchant_id, &endpoint_id(&ids.1)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enables an endpoint (clears the reason it was disabled).
+#[utoipa::path(post, path = "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/enable", tag = "endpoints",
+    params(("merchant_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 200, body = EndpointView)))]
+async fn enable(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Path(ids): Ids,
+) -> ApiResult<Json<EndpointView>> {
+    Ok(Json(
+        e::set_enabled(&state, &tenant.merchant_id, &endpoint_id(&ids.1)?, true).await?,
+    ))
+}
+
+/// Disables an endpoint: it gets no new deliveries and its pending ones wait.
+#[utoipa::path(post, path = "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/disable", tag = "endpoints",
+    params(("merchant_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 200, body = EndpointView)))]
+async fn disable(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Path(ids): Ids,
+) -> ApiResult<Json<EndpointView>> {
+    Ok(Json(
+        e::set_enabled(&state, &tenant.merchant_id, &endpoint_id(&ids.1)?, false).await?,
+    ))
+}
+
+/// Replaces the signing secret; deliveries signed from now on use the new one.
+#[utoipa::path(post, path = "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/rotate-secret", tag = "endpoints",
+    params(("merchant_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 200, body = RotatedSecret)))]
+async fn rotate_secret(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Path(ids): Ids,
+) -> ApiResult<Json<RotatedSecret>> {
+    Ok(Json(
+        e::rotate_secret(&state, &tenant.merchant_id, &endpoint_id(&ids.1)?).await?,
+    ))
+}
+
+/// Sends a signed sample webhook now and shows the request and the response (nothing stored).
+#[utoipa::path(post, path = "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/test", tag = "endpoints",
+    params(("merchant_id" = String, Path), ("endpoint_id" = String, Path)),
+    request_body = TestSendRequest, responses((status = 200, body = TestSendResult)))]
+async fn test_send(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Path(ids): Ids,
+    ApiJson(body): ApiJson<TestSendRequest>,
+) -> ApiResult<Json<TestSendResult>> {
+    Ok(Json(
+        e::test_send(&state, &tenant.merchant_id, &endpoint_id(&ids.1)?, body).await?,
+    ))
+}
+
+/// Re-queues the endpoint's failed deliveries created since `since` (at most `recover.max_window` ago).
+#[utoipa::path(post, path = "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/recover", tag = "endpoints",
+    params(("merchant_id" = String, Path), ("endpoint_id" = String, Path)),
+    request_body = RecoverRequest,
+    responses((status = 200, body = Recovered), (status = 422, description = "`since` too far back")))]
+async fn recover(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Path(ids): Ids,
+    ApiJson(body): ApiJson<RecoverRequest>,
+) -> ApiResult<Json<Recovered>> {
+    Ok(Json(
+        e::recover(&state, &tenant.merchant_id, &endpoint_id(&ids.1)?, body).await?,
+    ))
+}
+
+/// Undelivered work per endpoint (endpoints with nothing undelivered are omitted).
+#[utoipa::path(get, path = "/v1/merchants/{merchant_id}/backlog", tag = "endpoints",
+    params(("merchant_id" = String, Path)), responses((status = 200, body = Vec<BacklogView>)))]
+async fn backlog(
+    tenant: Tenant,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Vec<BacklogView>>> {
+    Ok(Json(e::backlog(&state, &tenant.merchant_id).await?))
 }

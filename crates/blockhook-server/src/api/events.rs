@@ -5,10 +5,9 @@
 //! `raw` signatures and the merchant's logs show precisely what was published. A `202` is sent
 //! only after the events and all their deliveries are committed.
 
+use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -21,9 +20,9 @@ use super::extract::{Operator, json_bytes, json_error};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-/// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/events", post(publish)).route("/v1/events/batch", post(publish_batch))
+routes! {
+    post "/v1/events" => publish,
+    post "/v1/events/batch" => publish_batch,
 }
 
 /// One event as the gateway publishes it.
@@ -46,8 +45,9 @@ struct PublishBatch<'a> {
 }
 
 /// The answer for one event.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Published {
+    #[schema(value_type = String)]
     event_id: EventId,
     duplicate: bool,
     deliveries: u32,
@@ -55,15 +55,24 @@ struct Published {
 
 impl From<Ingested> for Published {
     fn from(i: Ingested) -> Self {
-        Self { event_id: i.event_id, duplicate: i.duplicate, deliveries: i.deliveries }
+        Self {
+            event_id: i.event_id,
+            duplicate: i.duplicate,
+            deliveries: i.deliveries,
+        }
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PublishedBatch {
     data: Vec<Published>,
 }
 
+/// Publishes one event: `{"merchant_id", "event_type", "payload": {…}, "idempotency_key"?}`.
+/// Answered once the event and its deliveries are committed.
+#[utoipa::path(post, path = "/v1/events", tag = "publish",
+    request_body(content = Object, description = "merchant_id, event_type, payload (a JSON object, relayed byte for byte), optional idempotency_key"),
+    responses((status = 202, body = Published), (status = 422, description = "validation failed")))]
 async fn publish(
     _: Operator,
     State(state): State<AppState>,
@@ -73,10 +82,17 @@ async fn publish(
     let input: PublishEvent<'_> = serde_json::from_slice(&body).map_err(json_error)?;
     let event = parse_event(&input, &body, &state, None)?;
     let stored = submit(&state, vec![event]).await?;
-    let first = stored.into_iter().next().ok_or_else(|| ApiError::Internal("no result".into()))?;
+    let first = stored
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Internal("no result".into()))?;
     Ok((StatusCode::ACCEPTED, Json(first.into())))
 }
 
+/// Publishes up to `server.max_batch_events` events in one transaction: `{"events": [...]}`.
+#[utoipa::path(post, path = "/v1/events/batch", tag = "publish",
+    request_body(content = Object, description = "events: an array of events as for POST /v1/events"),
+    responses((status = 202, body = PublishedBatch)))]
 async fn publish_batch(
     _: Operator,
     State(state): State<AppState>,
@@ -86,7 +102,10 @@ async fn publish_batch(
     let input: PublishBatch<'_> = serde_json::from_slice(&body).map_err(json_error)?;
     let max = state.settings.server.max_batch_events;
     if input.events.is_empty() || input.events.len() > max {
-        return Err(ApiError::invalid("events", format!("must hold 1 to {max} events")));
+        return Err(ApiError::invalid(
+            "events",
+            format!("must hold 1 to {max} events"),
+        ));
     }
     let events = input
         .events
@@ -95,7 +114,12 @@ async fn publish_batch(
         .map(|(i, e)| parse_event(e, &body, &state, Some(i)))
         .collect::<Result<Vec<_>, _>>()?;
     let stored = submit(&state, events).await?;
-    Ok((StatusCode::ACCEPTED, Json(PublishedBatch { data: stored.into_iter().map(Into::into).collect() })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(PublishedBatch {
+            data: stored.into_iter().map(Into::into).collect(),
+        }),
+    ))
 }
 
 fn parse_event(

@@ -42,14 +42,18 @@ impl FromRequestParts<AppState> for Caller {
         let header = parts
             .headers
             .get(AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized("missing Authorization: Bearer <token>"))?;
+            .ok_or(ApiError::Unauthorized(
+                "missing Authorization: Bearer <token>",
+            ))?;
         let token = header
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthorized("Authorization must be \"Bearer <token>\""))?;
+            .ok_or(ApiError::Unauthorized(
+                "Authorization must be \"Bearer <token>\"",
+            ))?;
         let caller = authenticate(token, state).await?;
         let limit = &state.settings.api;
         if limit.requests_per_second > 0 {
@@ -57,9 +61,13 @@ impl FromRequestParts<AppState> for Caller {
                 Caller::Operator => None,
                 Caller::Merchant { key_id, .. } => Some(key_id.clone()),
             };
-            if let Err(wait) = state.api_limiter.check(&key, limit.requests_per_second, limit.burst)
+            if let Err(wait) = state
+                .api_limiter
+                .check(&key, limit.requests_per_second, limit.burst)
             {
-                return Err(ApiError::RateLimited { retry_after_secs: wait.as_secs().max(1) });
+                return Err(ApiError::RateLimited {
+                    retry_after_secs: wait.as_secs().max(1),
+                });
             }
         }
         parts.extensions.insert(caller.clone());
@@ -83,7 +91,10 @@ async fn authenticate(token: &str, state: &AppState) -> Result<Caller, ApiError>
     if merchant.status == MerchantStatus::Suspended {
         return Err(ApiError::Unauthorized("merchant suspended"));
     }
-    Ok(Caller::Merchant { merchant_id: key.merchant_id, key_id: key.id })
+    Ok(Caller::Merchant {
+        merchant_id: key.merchant_id,
+        key_id: key.id,
+    })
 }
 
 /// The caller must be the operator.
@@ -115,7 +126,8 @@ impl FromRequestParts<AppState> for Tenant {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state).await?;
+        let Path(params) =
+            Path::<HashMap<String, String>>::from_request_parts(parts, state).await?;
         let raw = params
             .get("merchant_id")
             .ok_or_else(|| ApiError::Internal("route has no {merchant_id}".into()))?;
@@ -134,7 +146,10 @@ impl FromRequestParts<AppState> for Tenant {
                 id
             }
         };
-        Ok(Tenant { merchant_id, caller })
+        Ok(Tenant {
+            merchant_id,
+            caller,
+        })
     }
 }
 
@@ -157,7 +172,9 @@ pub async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
         if !ct.starts_with("application/json") && !ct.contains("+json") {
-            return Err(ApiError::MalformedBody("Content-Type must be application/json".into()));
+            return Err(ApiError::MalformedBody(
+                "Content-Type must be application/json".into(),
+            ));
         }
     }
     Bytes::from_request(req, state).await.map_err(|r| {
@@ -173,7 +190,10 @@ pub async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
 pub fn json_error(e: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     match e.classify() {
-        Category::Data => ApiError::Invalid { field: None, detail: e.to_string() },
+        Category::Data => ApiError::Invalid {
+            field: None,
+            detail: e.to_string(),
+        },
         _ => ApiError::MalformedBody(format!("body is not valid JSON: {e}")),
     }
 }

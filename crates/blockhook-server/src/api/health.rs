@@ -1,30 +1,38 @@
 //! Liveness, readiness and metrics.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::json;
 
 use crate::error::ApiResult;
 use crate::state::AppState;
 
-/// `/healthz`, `/readyz`, `/metrics`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+routes! {
+    get "/healthz" => live,
+    get "/readyz" => ready,
+    get "/metrics" => metrics,
+}
+
+/// Alive whenever the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
+async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
 }
 
 /// Ready when the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "the store answers"), (status = 503, description = "it does not")))]
 async fn ready(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     state.store.ping().await?;
-    Ok(Json(json!({ "status": "ready", "store": state.store.backend() })))
+    Ok(Json(
+        json!({ "status": "ready", "store": state.store.backend() }),
+    ))
 }
 
 /// Prometheus text format; queue gauges are refreshed from the store at each scrape.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let now = state.clock.now();
     if let Ok(q) = state.store.queue_stats(now).await {

@@ -1,11 +1,32 @@
-//! The HTTP API under `/v1`, plus health and metrics: one router per resource, merged here,
-//! with the cross-cutting layers added once.
+//! The HTTP API under `/v1`, plus health, metrics and the OpenAPI document: one router per
+//! resource, merged here, with the cross-cutting layers added once.
+//!
+//! Each resource module declares its routes once, with [`routes!`]: that one list builds the
+//! module's router *and* its [`RouteSpec`] table, so [`route_table`] is exactly what the router
+//! serves, and a test can check every entry against the OpenAPI document.
+
+/// Declares a module's routes, as `method "path" => handler`, producing `ROUTES` (the table)
+/// and `router()` (built from the same entries).
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// The routes of this module, exactly as [`router`] registers them.
+        pub const ROUTES: &[$crate::api::RouteSpec] =
+            &[$($crate::api::RouteSpec { method: stringify!($method), path: $path }),*];
+
+        /// This module's router.
+        pub fn router() -> axum::Router<$crate::state::AppState> {
+            axum::Router::new()$(.route($path, axum::routing::$method($handler)))*
+        }
+    };
+}
 
 pub mod endpoints;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod logs;
 pub mod merchants;
+pub mod openapi;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -15,14 +36,50 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// One registered route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Lowercase HTTP method (`get`, `post`, …), as OpenAPI spells it.
+    pub method: &'static str,
+    /// The path template, `{param}` style (axum and OpenAPI agree).
+    pub path: &'static str,
+}
+
+type Module = (fn() -> Router<AppState>, &'static [RouteSpec]);
+
+/// Served by every role (workers too, for probes and scraping).
+const ALWAYS: &[Module] = &[(health::router, health::ROUTES)];
+
+/// Served by roles that answer the API.
+const API: &[Module] = &[
+    (openapi::router, openapi::ROUTES),
+    (events::router, events::ROUTES),
+    (merchants::router, merchants::ROUTES),
+    (endpoints::router, endpoints::ROUTES),
+    (logs::router, logs::ROUTES),
+];
+
+/// Every route the API role serves.
+pub fn route_table() -> impl Iterator<Item = &'static RouteSpec> {
+    ALWAYS
+        .iter()
+        .chain(API)
+        .flat_map(|(_, routes)| routes.iter())
+}
+
 /// The application's router for `role`.
 pub fn router(state: AppState) -> Router {
-    let mut app = health::router();
+    let mut app = Router::new();
+    let modules = if state.settings.server.role.serves_api() {
+        [ALWAYS, API].concat()
+    } else {
+        ALWAYS.to_vec()
+    };
+    for (module, _) in modules {
+        app = app.merge(module());
+    }
     if state.settings.server.role.serves_api() {
-        app = app
-            .merge(events::router())
-            .merge(merchants::router())
-            .merge(endpoints::router());
+        app = app.merge(crate::ui::router());
     }
     let limit = state.settings.server.max_body_bytes;
     app.fallback(|| async { ApiError::NotFound("route".into()) })
@@ -30,7 +87,9 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         // The last layer is the outermost: a panic anywhere becomes a 500 problem, not a reset.
         .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(ApiError::Internal("handler panicked".into()))
+            axum::response::IntoResponse::into_response(ApiError::Internal(
+                "handler panicked".into(),
+            ))
         }))
         .with_state(state)
 }

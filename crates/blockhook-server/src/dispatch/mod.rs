@@ -137,6 +137,9 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
             per_endpoint_max: u32::try_from(cx.settings.per_endpoint_concurrency).unwrap_or(u32::MAX),
             exclude: endpoints.saturated(cx.settings.per_endpoint_concurrency),
         };
+        // Only when endpoints were left out for being saturated does a finishing request make
+        // new work claimable; otherwise waking per completion would cost one claim per event.
+        let waiting_on_slots = !req.exclude.is_empty();
         // Register interest before claiming, so a wake between the claim and the wait is kept.
         let woken = cx.wake.notified();
         let claims = match cx.store.claim_due(&req).await {
@@ -186,12 +189,14 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
         if got as u32 >= want {
             continue;
         }
-        let idle = idle_wait(&cx).await;
+        // With saturated endpoints left out, their due deliveries would make `next_due_at`
+        // say "now" and this loop spin; a finishing request wakes it instead.
+        let idle = if waiting_on_slots { cx.settings.idle_poll } else { idle_wait(&cx).await };
         tokio::select! {
             () = woken => {}
             () = tokio::time::sleep(idle) => {}
             () = cx.store.wait_for_work(idle) => {}
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(_) = tasks.join_next(), if waiting_on_slots && !tasks.is_empty() => {}
             () = stop.cancelled() => {}
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use blockhook_core::{Completion, Error};
+use blockhook_core::{Completion, Error, Next};
 
 use super::DispatchCx;
 
@@ -17,9 +17,11 @@ pub async fn run(cx: Arc<DispatchCx>, mut rx: mpsc::Receiver<Completion>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         write(&cx, &batch).await;
+        // A retry may now be due sooner than the dispatcher's current sleep.
+        if batch.iter().any(|c| matches!(c.next, Next::RetryAt(_))) {
+            cx.wake.notify_one();
+        }
         batch.clear();
-        // Retries may now be due sooner than the dispatcher's current sleep.
-        cx.wake.notify_one();
     }
 }
 

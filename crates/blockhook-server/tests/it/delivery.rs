@@ -20,8 +20,15 @@ fn secret_of(endpoint: &Value) -> String {
 fn assert_signed(r: &crate::receiver::Received, secret: &str, mode: VerifyMode) {
     assert_eq!(r.header("content-type"), Some("application/json"));
     let time: u64 = r.header("blockatm-request-time").unwrap().parse().unwrap();
-    assert!(r.at_ms.abs_diff(time) < 2_000, "request time is fresh: sent {time}, arrived {}", r.at_ms);
-    let opts = VerifyOptions { mode, window_ms: 300_000 };
+    assert!(
+        r.at_ms.abs_diff(time) < 2_000,
+        "request time is fresh: sent {time}, arrived {}",
+        r.at_ms
+    );
+    let opts = VerifyOptions {
+        mode,
+        window_ms: 300_000,
+    };
     let verified = blockhook_sig::verify(&r.headers, &r.body, &[secret.as_bytes()], &opts, r.at_ms);
     assert!(verified.is_ok(), "signature verifies: {verified:?}");
 }
@@ -30,7 +37,14 @@ async fn delivery_states(app: &TestApp, merchant: &str, event: &str) -> Vec<Deli
     let m = MerchantId::parse(merchant).unwrap();
     let e = EventId::parse(event).unwrap();
     let now = Timestamp::from_ms(now_ms() as i64);
-    app.state.store.list_deliveries(&m, &e, now).await.unwrap().into_iter().map(|d| d.state).collect()
+    app.state
+        .store
+        .list_deliveries(&m, &e, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.state)
+        .collect()
 }
 
 async fn wait_states(app: &TestApp, merchant: &str, event: &str, want: &[DeliveryState]) {
@@ -44,7 +58,10 @@ async fn wait_states(app: &TestApp, merchant: &str, event: &str, want: &[Deliver
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("deliveries never reached {want:?}: {:?}", delivery_states(app, merchant, event).await);
+    panic!(
+        "deliveries never reached {want:?}: {:?}",
+        delivery_states(app, merchant, event).await
+    );
 }
 
 #[tokio::test]
@@ -58,8 +75,15 @@ async fn one_event_fans_out_to_exactly_the_matching_endpoints_over_https() {
         );
         let m = app.merchant().await;
         let ea = app.endpoint(&m, &a.url(), json!({})).await;
-        let eb = app.endpoint(&m, &b.url(), json!({ "event_types": ["payment"], "signing_mode": "raw" })).await;
-        app.endpoint(&m, &c.url(), json!({ "event_types": ["Payout"] })).await;
+        let eb = app
+            .endpoint(
+                &m,
+                &b.url(),
+                json!({ "event_types": ["payment"], "signing_mode": "raw" }),
+            )
+            .await;
+        app.endpoint(&m, &c.url(), json!({ "event_types": ["Payout"] }))
+            .await;
         let published = app.publish(&m, "Payment", PAYMENT).await;
         assert_eq!(published["deliveries"], 2, "{backend:?}");
         let got_a = a.wait_for(1, Duration::from_secs(10)).await;
@@ -71,16 +95,35 @@ async fn one_event_fans_out_to_exactly_the_matching_endpoints_over_https() {
         assert_signed(&got_b[0], &secret_of(&eb), VerifyMode::Raw);
         // The wrong secret must not verify.
         let opts = VerifyOptions::default();
-        let wrong = blockhook_sig::verify(&got_a[0].headers, &got_a[0].body, &[secret_of(&eb).as_bytes()], &opts, got_a[0].at_ms);
+        let wrong = blockhook_sig::verify(
+            &got_a[0].headers,
+            &got_a[0].body,
+            &[secret_of(&eb).as_bytes()],
+            &opts,
+            got_a[0].at_ms,
+        );
         assert!(wrong.is_err());
         for r in [&got_a[0], &got_b[0]] {
-            assert_eq!(r.body.as_ref(), PAYMENT.as_bytes(), "payload relayed byte for byte");
+            assert_eq!(
+                r.body.as_ref(),
+                PAYMENT.as_bytes(),
+                "payload relayed byte for byte"
+            );
             assert_eq!(r.header("blockatm-event"), Some("Payment"));
-            assert_eq!(r.header("blockhook-event-id"), published["event_id"].as_str());
+            assert_eq!(
+                r.header("blockhook-event-id"),
+                published["event_id"].as_str()
+            );
             assert_eq!(r.header("blockhook-attempt"), Some("1"));
         }
         let event = published["event_id"].as_str().unwrap();
-        wait_states(&app, &m, event, &[DeliveryState::Succeeded, DeliveryState::Succeeded]).await;
+        wait_states(
+            &app,
+            &m,
+            event,
+            &[DeliveryState::Succeeded, DeliveryState::Succeeded],
+        )
+        .await;
         app.stop().await;
     }
 }
@@ -89,7 +132,12 @@ async fn one_event_fans_out_to_exactly_the_matching_endpoints_over_https() {
 async fn failing_twice_then_200_takes_exactly_three_attempts_at_the_configured_spacing() {
     for backend in backends() {
         let app = TestApp::spawn(backend).await;
-        let rx = Receiver::scripted(Some(&app.ca), Arc::new(|n| if n < 2 { 500 } else { 200 }), Duration::ZERO).await;
+        let rx = Receiver::scripted(
+            Some(&app.ca),
+            Arc::new(|n| if n < 2 { 500 } else { 200 }),
+            Duration::ZERO,
+        )
+        .await;
         let m = app.merchant().await;
         let ep = app.endpoint(&m, &rx.url(), json!({})).await;
         let published = app.publish(&m, "Payment", PAYMENT).await;
@@ -98,24 +146,52 @@ async fn failing_twice_then_200_takes_exactly_three_attempts_at_the_configured_s
         wait_states(&app, &m, event, &[DeliveryState::Succeeded]).await;
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         assert_eq!(rx.count(), 3, "{backend:?}: no attempt after the 200");
-        let times: Vec<u64> = got.iter().map(|r| r.header("blockatm-request-time").unwrap().parse().unwrap()).collect();
+        let times: Vec<u64> = got
+            .iter()
+            .map(|r| r.header("blockatm-request-time").unwrap().parse().unwrap())
+            .collect();
         for pair in times.windows(2) {
-            assert!(pair[1] - pair[0] >= 1_000, "retry waited the configured 1s: {times:?}");
-            assert!(pair[1] - pair[0] < 5_000, "retry came reasonably soon: {times:?}");
+            assert!(
+                pair[1] - pair[0] >= 1_000,
+                "retry waited the configured 1s: {times:?}"
+            );
+            assert!(
+                pair[1] - pair[0] < 5_000,
+                "retry came reasonably soon: {times:?}"
+            );
         }
         for (i, r) in got.iter().enumerate() {
-            assert_eq!(r.header("blockhook-attempt"), Some((i + 1).to_string().as_str()));
+            assert_eq!(
+                r.header("blockhook-attempt"),
+                Some((i + 1).to_string().as_str())
+            );
             assert_signed(r, &secret_of(&ep), VerifyMode::Sorted);
             assert_eq!(r.body, got[0].body, "same body bytes on every attempt");
         }
         // Every attempt is logged, with the response.
         let m_id = MerchantId::parse(&m).unwrap();
         let now = Timestamp::from_ms(now_ms() as i64);
-        let deliveries = app.state.store.list_deliveries(&m_id, &EventId::parse(event).unwrap(), now).await.unwrap();
-        let attempts = app.state.store.list_attempts(&m_id, &deliveries[0].id).await.unwrap();
+        let deliveries = app
+            .state
+            .store
+            .list_deliveries(&m_id, &EventId::parse(event).unwrap(), now)
+            .await
+            .unwrap();
+        let attempts = app
+            .state
+            .store
+            .list_attempts(&m_id, &deliveries[0].id)
+            .await
+            .unwrap();
         let statuses: Vec<Option<u16>> = attempts.iter().map(|a| a.status).collect();
         assert_eq!(statuses, vec![Some(500), Some(500), Some(200)]);
-        assert!(attempts.iter().all(|a| !a.request_headers.iter().any(|(_, v)| v.contains(&secret_of(&ep)))), "no secret in logged headers");
+        assert!(
+            attempts.iter().all(|a| !a
+                .request_headers
+                .iter()
+                .any(|(_, v)| v.contains(&secret_of(&ep)))),
+            "no secret in logged headers"
+        );
         app.stop().await;
     }
 }
@@ -131,7 +207,11 @@ async fn an_endpoint_that_always_fails_ends_failed_after_the_configured_attempts
         let event = published["event_id"].as_str().unwrap();
         wait_states(&app, &m, event, &[DeliveryState::Failed]).await;
         tokio::time::sleep(Duration::from_millis(1_500)).await;
-        assert_eq!(rx.count(), 3, "{backend:?}: schedule of 2 delays = 3 attempts");
+        assert_eq!(
+            rx.count(),
+            3,
+            "{backend:?}: schedule of 2 delays = 3 attempts"
+        );
         app.stop().await;
     }
 }
@@ -144,10 +224,17 @@ async fn status_201_fails_by_default_and_succeeds_with_the_2xx_policy() {
         let lenient = Receiver::scripted(Some(&app.ca), Arc::new(|_| 201), Duration::ZERO).await;
         let m = app.merchant().await;
         app.endpoint(&m, &strict.url(), json!({})).await;
-        app.endpoint(&m, &lenient.url(), json!({ "success_policy": "2xx" })).await;
+        app.endpoint(&m, &lenient.url(), json!({ "success_policy": "2xx" }))
+            .await;
         let published = app.publish(&m, "Payment", PAYMENT).await;
         let event = published["event_id"].as_str().unwrap();
-        wait_states(&app, &m, event, &[DeliveryState::Failed, DeliveryState::Succeeded]).await;
+        wait_states(
+            &app,
+            &m,
+            event,
+            &[DeliveryState::Failed, DeliveryState::Succeeded],
+        )
+        .await;
         app.stop().await;
     }
 }
@@ -160,9 +247,18 @@ async fn gone_410_disables_the_endpoint_with_a_reason() {
         let m = app.merchant().await;
         let ep = app.endpoint(&m, &rx.url(), json!({})).await;
         let published = app.publish(&m, "Payment", PAYMENT).await;
-        wait_states(&app, &m, published["event_id"].as_str().unwrap(), &[DeliveryState::Failed]).await;
+        wait_states(
+            &app,
+            &m,
+            published["event_id"].as_str().unwrap(),
+            &[DeliveryState::Failed],
+        )
+        .await;
         let view: Value = app
-            .get(&format!("/v1/merchants/{m}/endpoints/{}", ep["id"].as_str().unwrap()), crate::helpers::ADMIN)
+            .get(
+                &format!("/v1/merchants/{m}/endpoints/{}", ep["id"].as_str().unwrap()),
+                crate::helpers::ADMIN,
+            )
             .await
             .json()
             .await

@@ -39,7 +39,10 @@ pub async fn store_url(backend: Backend, dir: &std::path::Path) -> String {
             let base = std::env::var("BLOCKHOOK_TEST_DATABASE_URL").unwrap();
             let schema = format!("bh_it_{}", uuid::Uuid::new_v4().simple());
             let pool = sqlx::PgPool::connect(&base).await.unwrap();
-            sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&pool).await.unwrap();
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&pool)
+                .await
+                .unwrap();
             pool.close().await;
             let sep = if base.contains('?') { '&' } else { '?' };
             format!("{base}{sep}options=-c%20search_path%3D{schema}")
@@ -129,7 +132,12 @@ impl TestApp {
             .unwrap()
     }
 
-    pub async fn post_raw(&self, path: &str, token: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.base))
             .bearer_auth(token)
@@ -141,14 +149,24 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.unwrap()
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Creates a merchant and returns its id.
     pub async fn merchant(&self) -> String {
-        let r = self.post("/v1/merchants", ADMIN, &json!({ "name": "Test merchant" })).await;
+        let r = self
+            .post("/v1/merchants", ADMIN, &json!({ "name": "Test merchant" }))
+            .await;
         assert_eq!(r.status(), 201, "create merchant");
-        r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Creates an endpoint (extra fields merged into the body) and returns its view.
@@ -157,7 +175,9 @@ impl TestApp {
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             b.extend(e.clone());
         }
-        let r = self.post(&format!("/v1/merchants/{merchant}/endpoints"), ADMIN, &body).await;
+        let r = self
+            .post(&format!("/v1/merchants/{merchant}/endpoints"), ADMIN, &body)
+            .await;
         let status = r.status();
         let v: Value = r.json().await.unwrap();
         assert_eq!(status, 201, "create endpoint: {v}");

@@ -7,9 +7,18 @@ use blockhook_core::{EventQuery, MerchantId};
 use crate::helpers::{ADMIN, TestApp, backends};
 
 async fn event_count(app: &TestApp, merchant: &str) -> usize {
-    let q = EventQuery { limit: 250, ..EventQuery::default() };
+    let q = EventQuery {
+        limit: 250,
+        ..EventQuery::default()
+    };
     let m = MerchantId::parse(merchant).unwrap();
-    app.state.store.list_events(&m, &q).await.unwrap().data.len()
+    app.state
+        .store
+        .list_events(&m, &q)
+        .await
+        .unwrap()
+        .data
+        .len()
 }
 
 #[tokio::test]
@@ -17,9 +26,15 @@ async fn a_repeated_idempotency_key_returns_the_original_event_and_creates_nothi
     for backend in backends() {
         let app = TestApp::spawn(backend).await;
         let m = app.merchant().await;
-        app.endpoint(&m, "https://localhost:9/hook", json!({})).await;
+        app.endpoint(&m, "https://localhost:9/hook", json!({}))
+            .await;
         let body = json!({ "merchant_id": m, "event_type": "Payment", "payload": { "orderNo": "A1" }, "idempotency_key": "order-A1-paid" });
-        let first: Value = app.post("/v1/events", ADMIN, &body).await.json().await.unwrap();
+        let first: Value = app
+            .post("/v1/events", ADMIN, &body)
+            .await
+            .json()
+            .await
+            .unwrap();
         let again = app.post("/v1/events", ADMIN, &body).await;
         assert_eq!(again.status(), 202);
         let again: Value = again.json().await.unwrap();
@@ -40,12 +55,18 @@ async fn a_batch_is_stored_in_one_go_and_a_bad_member_stores_nothing() {
         let events: Vec<Value> = (0..1_000)
             .map(|i| json!({ "merchant_id": m, "event_type": "Payment", "payload": { "orderNo": format!("B{i}"), "amount": "1.00" } }))
             .collect();
-        let r = app.post("/v1/events/batch", ADMIN, &json!({ "events": events })).await;
+        let r = app
+            .post("/v1/events/batch", ADMIN, &json!({ "events": events }))
+            .await;
         assert_eq!(r.status(), 202, "{backend:?}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["data"].as_array().unwrap().len(), 1_000);
-        let too_many: Vec<Value> = (0..1_001).map(|_| json!({ "merchant_id": m, "event_type": "Payment", "payload": {} })).collect();
-        let r = app.post("/v1/events/batch", ADMIN, &json!({ "events": too_many })).await;
+        let too_many: Vec<Value> = (0..1_001)
+            .map(|_| json!({ "merchant_id": m, "event_type": "Payment", "payload": {} }))
+            .collect();
+        let r = app
+            .post("/v1/events/batch", ADMIN, &json!({ "events": too_many }))
+            .await;
         assert_eq!(r.status(), 422);
         let bad = json!({ "events": [
             { "merchant_id": m, "event_type": "Payment", "payload": {} },
@@ -55,14 +76,28 @@ async fn a_batch_is_stored_in_one_go_and_a_bad_member_stores_nothing() {
         assert_eq!(r.status(), 422);
         let p: Value = r.json().await.unwrap();
         assert_eq!(p["field"], "events[1].payload");
-        let q = blockhook_core::EventQuery { limit: 250, ..Default::default() };
+        let q = blockhook_core::EventQuery {
+            limit: 250,
+            ..Default::default()
+        };
         let mid = MerchantId::parse(&m).unwrap();
         let mut total = 0;
         let mut page = app.state.store.list_events(&mid, &q).await.unwrap();
         loop {
             total += page.data.len();
             let Some(next) = page.next.clone() else { break };
-            page = app.state.store.list_events(&mid, &blockhook_core::EventQuery { after: Some(next), ..q.clone() }).await.unwrap();
+            page = app
+                .state
+                .store
+                .list_events(
+                    &mid,
+                    &blockhook_core::EventQuery {
+                        after: Some(next),
+                        ..q.clone()
+                    },
+                )
+                .await
+                .unwrap();
         }
         assert_eq!(total, 1_000, "only the good batch was stored");
         app.stop().await;
@@ -74,27 +109,82 @@ async fn bad_input_gets_problem_details_and_stores_nothing() {
     for backend in backends() {
         let app = TestApp::spawn_with(backend, |s| s.server.max_body_bytes = 65_536).await;
         let m = app.merchant().await;
-        let deep = format!(r#"{{"merchant_id":"{m}","event_type":"Payment","payload":{{"a":{}{}}}}}"#, "[".repeat(10_000), "]".repeat(10_000));
+        let deep = format!(
+            r#"{{"merchant_id":"{m}","event_type":"Payment","payload":{{"a":{}{}}}}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
         let cases: Vec<(&str, String, u16)> = vec![
             ("not json", "{not json".into(), 400),
-            ("payload not an object", format!(r#"{{"merchant_id":"{m}","event_type":"Payment","payload":[1]}}"#), 422),
-            ("duplicate keys", format!(r#"{{"merchant_id":"{m}","event_type":"Payment","payload":{{"a":1,"a":2}}}}"#), 422),
-            ("unknown merchant", r#"{"merchant_id":"mch_0000","event_type":"Payment","payload":{}}"#.into(), 422),
-            ("malformed merchant id", r#"{"merchant_id":"nope","event_type":"Payment","payload":{}}"#.into(), 422),
-            ("bad event type", format!(r#"{{"merchant_id":"{m}","event_type":"Pay ment","payload":{{}}}}"#), 422),
-            ("missing payload", format!(r#"{{"merchant_id":"{m}","event_type":"Payment"}}"#), 422),
-            ("oversized", format!(r#"{{"merchant_id":"{m}","event_type":"Payment","payload":{{"x":"{}"}}}}"#, "y".repeat(70_000)), 413),
+            (
+                "payload not an object",
+                format!(r#"{{"merchant_id":"{m}","event_type":"Payment","payload":[1]}}"#),
+                422,
+            ),
+            (
+                "duplicate keys",
+                format!(
+                    r#"{{"merchant_id":"{m}","event_type":"Payment","payload":{{"a":1,"a":2}}}}"#
+                ),
+                422,
+            ),
+            (
+                "unknown merchant",
+                r#"{"merchant_id":"mch_0000","event_type":"Payment","payload":{}}"#.into(),
+                422,
+            ),
+            (
+                "malformed merchant id",
+                r#"{"merchant_id":"nope","event_type":"Payment","payload":{}}"#.into(),
+                422,
+            ),
+            (
+                "bad event type",
+                format!(r#"{{"merchant_id":"{m}","event_type":"Pay ment","payload":{{}}}}"#),
+                422,
+            ),
+            (
+                "missing payload",
+                format!(r#"{{"merchant_id":"{m}","event_type":"Payment"}}"#),
+                422,
+            ),
+            (
+                "oversized",
+                format!(
+                    r#"{{"merchant_id":"{m}","event_type":"Payment","payload":{{"x":"{}"}}}}"#,
+                    "y".repeat(70_000)
+                ),
+                413,
+            ),
             ("deep nesting", deep, 422),
         ];
         for (what, body, status) in cases {
             let r = app.post_raw("/v1/events", ADMIN, body).await;
             assert_eq!(r.status().as_u16(), status, "{backend:?} {what}");
-            assert_eq!(r.headers()["content-type"], "application/problem+json", "{what}");
+            assert_eq!(
+                r.headers()["content-type"],
+                "application/problem+json",
+                "{what}"
+            );
             let p: Value = r.json().await.unwrap();
-            assert!(p["type"].as_str().unwrap().starts_with("urn:blockhook:problem:"), "{what}: {p}");
+            assert!(
+                p["type"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("urn:blockhook:problem:"),
+                "{what}: {p}"
+            );
             assert!(!p["detail"].as_str().unwrap().is_empty(), "{what}");
         }
-        let r = app.http.post(format!("{}/v1/events", app.base)).bearer_auth(ADMIN).body(vec![0xff, 0xfe, 0x00]).header("content-type", "application/json").send().await.unwrap();
+        let r = app
+            .http
+            .post(format!("{}/v1/events", app.base))
+            .bearer_auth(ADMIN)
+            .body(vec![0xff, 0xfe, 0x00])
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400, "invalid UTF-8");
         let r = app.post("/v1/events", "wrong-token", &json!({})).await;
         assert_eq!(r.status(), 401);

@@ -7,4 +7,7 @@ mod receiver;
 
 mod delivery;
 mod ingest;
+mod manage;
+mod metrics;
 mod ssrf;
+mod ui;

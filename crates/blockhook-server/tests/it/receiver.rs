@@ -25,7 +25,9 @@ impl TestCa {
     pub fn new() -> Self {
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "blockhook test CA");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "blockhook test CA");
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let leaf_params = rcgen::CertificateParams::new(vec![
@@ -68,7 +70,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -84,7 +89,10 @@ pub struct Receiver {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 impl Receiver {
@@ -104,22 +112,38 @@ impl Receiver {
         let (seen2, conns2) = (seen.clone(), connections.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
                 conns2.fetch_add(1, Ordering::SeqCst);
-                let (seen, script, counter, acceptor) =
-                    (seen2.clone(), script.clone(), counter.clone(), acceptor.clone());
+                let (seen, script, counter, acceptor) = (
+                    seen2.clone(),
+                    script.clone(),
+                    counter.clone(),
+                    acceptor.clone(),
+                );
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (seen, script, counter) = (seen.clone(), script.clone(), counter.clone());
+                        let (seen, script, counter) =
+                            (seen.clone(), script.clone(), counter.clone());
                         async move {
                             let headers = req
                                 .headers()
                                 .iter()
                                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
                                 .collect();
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             let n = counter.fetch_add(1, Ordering::SeqCst);
-                            seen.lock().unwrap().push(Received { headers, body, at_ms: now_ms() });
+                            seen.lock().unwrap().push(Received {
+                                headers,
+                                body,
+                                at_ms: now_ms(),
+                            });
                             if !delay.is_zero() {
                                 tokio::time::sleep(delay).await;
                             }
@@ -132,7 +156,8 @@ impl Receiver {
                             )
                         }
                     });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match acceptor {
                         Some(acc) => {
                             if let Ok(tls) = acc.accept(tcp).await {
@@ -146,7 +171,12 @@ impl Receiver {
                 });
             }
         });
-        Self { addr, tls: ca.is_some(), seen, connections }
+        Self {
+            addr,
+            tls: ca.is_some(),
+            seen,
+            connections,
+        }
     }
 
     /// The URL to register (`https://localhost:port/hook` or `http://127.0.0.1:port/hook`).

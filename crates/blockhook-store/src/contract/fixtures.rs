@@ -84,15 +84,27 @@ pub async fn endpoint_at(
 
 /// Disables (or re-enables) a stored endpoint.
 pub async fn set_enabled(store: &StoreRef, ep: &Endpoint, enabled: bool) -> Endpoint {
-    let mut ep = store.get_endpoint(&ep.merchant_id, &ep.id).await.expect("get_endpoint");
+    let mut ep = store
+        .get_endpoint(&ep.merchant_id, &ep.id)
+        .await
+        .expect("get_endpoint");
     ep.enabled = enabled;
-    ep.disabled_reason = if enabled { None } else { Some("disabled by the check".to_owned()) };
+    ep.disabled_reason = if enabled {
+        None
+    } else {
+        Some("disabled by the check".to_owned())
+    };
     store.update_endpoint(&ep).await.expect("update_endpoint");
     ep
 }
 
 /// An event (not stored) with this payload.
-pub fn event_with(merchant: &MerchantId, event_type: &str, payload: &[u8], at: Timestamp) -> NewEvent {
+pub fn event_with(
+    merchant: &MerchantId,
+    event_type: &str,
+    payload: &[u8],
+    at: Timestamp,
+) -> NewEvent {
     NewEvent {
         id: EventId::generate(),
         merchant_id: merchant.clone(),
@@ -116,9 +128,17 @@ pub fn keyed_event(merchant: &MerchantId, event_type: &str, key: &str, at: Times
 }
 
 /// Ingests one event of `event_type` at `at` and returns its id.
-pub async fn ingest_one(store: &StoreRef, merchant: &MerchantId, event_type: &str, at: Timestamp) -> EventId {
+pub async fn ingest_one(
+    store: &StoreRef,
+    merchant: &MerchantId,
+    event_type: &str,
+    at: Timestamp,
+) -> EventId {
     let ev = event(merchant, event_type, at);
-    let done = store.ingest(std::slice::from_ref(&ev)).await.expect("ingest");
+    let done = store
+        .ingest(std::slice::from_ref(&ev))
+        .await
+        .expect("ingest");
     assert_eq!(done.len(), 1);
     done[0].event_id.clone()
 }
@@ -126,12 +146,21 @@ pub async fn ingest_one(store: &StoreRef, merchant: &MerchantId, event_type: &st
 /// A claim request at `now` for up to `max` deliveries, leased for [`LEASE`], no per-endpoint
 /// cap beyond `max`, nothing excluded.
 pub fn claim_req(now: Timestamp, max: u32) -> ClaimRequest {
-    ClaimRequest { now, max, lease_until: now + LEASE, per_endpoint_max: max, exclude: Vec::new() }
+    ClaimRequest {
+        now,
+        max,
+        lease_until: now + LEASE,
+        per_endpoint_max: max,
+        exclude: Vec::new(),
+    }
 }
 
 /// Claims everything due at `now` (up to 10,000).
 pub async fn claim_all(store: &StoreRef, now: Timestamp) -> Vec<Claim> {
-    store.claim_due(&claim_req(now, 10_000)).await.expect("claim_due")
+    store
+        .claim_due(&claim_req(now, 10_000))
+        .await
+        .expect("claim_due")
 }
 
 /// The attempt a worker would log for `claim`: `status` (None = no response) and `error`.
@@ -148,8 +177,14 @@ pub fn attempt_for(
         started_at,
         url: claim.endpoint.url.as_str().to_owned(),
         request_headers: vec![
-            ("BlockATM-Event".to_owned(), claim.event_type.as_str().to_owned()),
-            ("BlockATM-Request-Time".to_owned(), started_at.ms().to_string()),
+            (
+                "BlockATM-Event".to_owned(),
+                claim.event_type.as_str().to_owned(),
+            ),
+            (
+                "BlockATM-Request-Time".to_owned(),
+                started_at.ms().to_string(),
+            ),
         ],
         status,
         response_headers: vec![("content-type".to_owned(), "text/plain".to_owned())],
@@ -180,7 +215,10 @@ pub fn completion(claim: &Claim, next: Next, at: Timestamp) -> Completion {
 
 /// Finishes one claim with `next` at `at`, asserting it applied.
 pub async fn finish_one(store: &StoreRef, claim: &Claim, next: Next, at: Timestamp) {
-    let applied = store.finish(&[completion(claim, next, at)], at).await.expect("finish");
+    let applied = store
+        .finish(&[completion(claim, next, at)], at)
+        .await
+        .expect("finish");
     assert_eq!(applied, 1, "finish with a live lease applies");
 }
 
@@ -198,7 +236,8 @@ pub fn assert_not_found<T: std::fmt::Debug>(r: Result<T, Error>, what: &str) {
 pub fn assert_conflict<T: std::fmt::Debug>(r: Result<T, Error>, needle: &str) {
     match r {
         Err(Error::Conflict(msg)) => assert!(
-            msg.to_ascii_lowercase().contains(&needle.to_ascii_lowercase()),
+            msg.to_ascii_lowercase()
+                .contains(&needle.to_ascii_lowercase()),
             "Conflict message {msg:?} should mention {needle:?}"
         ),
         other => panic!("expected Conflict(..{needle}..), got {other:?}"),

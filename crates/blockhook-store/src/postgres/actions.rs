@@ -69,7 +69,9 @@ pub(super) async fn resend(
         )));
     }
     if !ev.has_payload {
-        return Err(Error::Conflict("the event's payload was removed by retention".to_owned()));
+        return Err(Error::Conflict(
+            "the event's payload was removed by retention".to_owned(),
+        ));
     }
 
     let targets: Vec<String> = match scope {

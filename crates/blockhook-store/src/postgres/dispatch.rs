@@ -82,7 +82,11 @@ const CLAIM: &str = concat!(
 /// How many due rows one claim may lock to pick `max` under a per-endpoint cap.
 fn candidate_pool(req: &ClaimRequest) -> i64 {
     let max = i64::from(req.max);
-    if req.per_endpoint_max >= req.max { max } else { max.saturating_mul(4) }
+    if req.per_endpoint_max >= req.max {
+        max
+    } else {
+        max.saturating_mul(4)
+    }
 }
 
 pub(super) async fn claim_due(db: &PgStore, req: &ClaimRequest) -> Result<Vec<Claim>, Error> {
@@ -248,9 +252,11 @@ impl<'a> Completions<'a> {
         self.next_at.push(next_at);
         self.disable.push(disable);
         // Only read with `disable`; the reason the worker gave, or the one rule that disables.
-        self.reason.push(c.disable_reason.as_deref().unwrap_or("410 Gone"));
+        self.reason
+            .push(c.disable_reason.as_deref().unwrap_or("410 Gone"));
         self.attempt_id.push(a.id.as_str());
-        self.number.push(i32::try_from(a.number).unwrap_or(i32::MAX));
+        self.number
+            .push(i32::try_from(a.number).unwrap_or(i32::MAX));
         self.started_at.push(a.started_at.ms());
         self.url.push(&a.url);
         self.request_headers.push(pairs_json(&a.request_headers)?);
@@ -265,7 +271,11 @@ impl<'a> Completions<'a> {
     }
 }
 
-pub(super) async fn finish(db: &PgStore, done: &[Completion], now: Timestamp) -> Result<u32, Error> {
+pub(super) async fn finish(
+    db: &PgStore,
+    done: &[Completion],
+    now: Timestamp,
+) -> Result<u32, Error> {
     if done.is_empty() {
         return Ok(0);
     }
@@ -307,7 +317,9 @@ const NEXT_DUE: &str = "SELECT d.next_attempt_at FROM deliveries d \
      ORDER BY d.next_attempt_at LIMIT 1";
 
 pub(super) async fn next_due_at(db: &PgStore) -> Result<Option<Timestamp>, Error> {
-    let at: Option<Option<i64>> =
-        sqlx::query_scalar(NEXT_DUE).fetch_optional(db.db()).await.map_err(classify)?;
+    let at: Option<Option<i64>> = sqlx::query_scalar(NEXT_DUE)
+        .fetch_optional(db.db())
+        .await
+        .map_err(classify)?;
     Ok(at.flatten().map(Timestamp::from_ms))
 }

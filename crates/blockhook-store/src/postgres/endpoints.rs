@@ -3,7 +3,7 @@
 use blockhook_core::{Cursor, Endpoint, EndpointId, Error, MerchantId, Page};
 
 use super::rows::{EndpointJson, EndpointRow, endpoint_columns};
-use super::store::{PgStore, insert_error, overfetch};
+use super::store::{PgStore, cursor, insert_error, overfetch};
 use crate::classify;
 
 const CREATE: &str = "INSERT INTO endpoints (id, merchant_id, url, description, event_types, \
@@ -41,7 +41,11 @@ const GET: &str = concat!(
     " FROM endpoints e WHERE e.id = $1 AND e.merchant_id = $2"
 );
 
-pub(super) async fn get(db: &PgStore, merchant: &MerchantId, id: &EndpointId) -> Result<Endpoint, Error> {
+pub(super) async fn get(
+    db: &PgStore,
+    merchant: &MerchantId,
+    id: &EndpointId,
+) -> Result<Endpoint, Error> {
     let row: Option<EndpointRow> = sqlx::query_as(GET)
         .bind(id.as_str())
         .bind(merchant.as_str())
@@ -54,7 +58,7 @@ pub(super) async fn get(db: &PgStore, merchant: &MerchantId, id: &EndpointId) ->
 const LIST: &str = concat!(
     "SELECT ",
     endpoint_columns!(),
-    " FROM endpoints e WHERE e.merchant_id = $1 AND ($2::text IS NULL OR e.id < $2) \
+    " FROM endpoints e WHERE e.merchant_id = $1 AND e.id < $2 \
      ORDER BY e.id DESC LIMIT $3"
 );
 
@@ -66,13 +70,18 @@ pub(super) async fn list(
 ) -> Result<Page<Endpoint>, Error> {
     let rows: Vec<EndpointRow> = sqlx::query_as(LIST)
         .bind(merchant.as_str())
-        .bind(after.map(|c| c.0.as_str()))
+        .bind(cursor(after))
         .bind(overfetch(limit))
         .fetch_all(db.db())
         .await
         .map_err(classify)?;
-    let eps = rows.into_iter().map(Endpoint::try_from).collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::from_overfetch(eps, limit.max(1) as usize, |e| e.id.to_string()))
+    let eps = rows
+        .into_iter()
+        .map(Endpoint::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_overfetch(eps, limit.max(1) as usize, |e| {
+        e.id.to_string()
+    }))
 }
 
 // The merchant in the WHERE clause (never in SET) keeps an endpoint from being moved to, or
@@ -111,7 +120,11 @@ pub(super) async fn update(db: &PgStore, ep: &Endpoint) -> Result<(), Error> {
 // Deliveries cascade, and their attempts with them.
 const DELETE: &str = "DELETE FROM endpoints WHERE id = $1 AND merchant_id = $2";
 
-pub(super) async fn delete(db: &PgStore, merchant: &MerchantId, id: &EndpointId) -> Result<(), Error> {
+pub(super) async fn delete(
+    db: &PgStore,
+    merchant: &MerchantId,
+    id: &EndpointId,
+) -> Result<(), Error> {
     let done = sqlx::query(DELETE)
         .bind(id.as_str())
         .bind(merchant.as_str())

@@ -84,18 +84,23 @@ pub(super) async fn ingest(db: &PgStore, events: &[NewEvent]) -> Result<Vec<Inge
 
     // One checkout for both statements: no transaction needs to span them.
     let mut conn = db.conn().await?;
-    let rows: Vec<TargetRow> =
-        sqlx::query_as(LOAD).bind(&merchants).fetch_all(db.on(&mut conn)).await.map_err(classify)?;
+    let rows: Vec<TargetRow> = sqlx::query_as(LOAD)
+        .bind(&merchants)
+        .fetch_all(db.on(&mut conn))
+        .await
+        .map_err(classify)?;
     let targets = targets_by_merchant(rows)?;
 
     let mut ev = EventArrays::with_capacity(events.len());
     let mut dl = DeliveryArrays::default();
     for e in events {
-        let endpoints = targets.get(e.merchant_id.as_str()).ok_or(Error::NotFound("merchant"))?;
+        let endpoints = targets
+            .get(e.merchant_id.as_str())
+            .ok_or(Error::NotFound("merchant"))?;
         ev.push(e);
-        for (endpoint_id, types) in endpoints {
-            if filter_matches(types, &e.event_type) {
-                dl.push(e, endpoint_id);
+        for t in endpoints {
+            if filter_matches(&t.types, &e.event_type) {
+                dl.push(e, &t.endpoint_id);
             }
         }
     }
@@ -120,17 +125,27 @@ pub(super) async fn ingest(db: &PgStore, events: &[NewEvent]) -> Result<Vec<Inge
     resolve(db, events, rows).await
 }
 
-/// Each merchant's enabled endpoints with their filter types; refuses the batch if a merchant is
-/// unknown (`NotFound`, raised by the caller when the merchant is absent) or suspended.
-fn targets_by_merchant(rows: Vec<TargetRow>) -> Result<HashMap<String, Vec<(String, Vec<String>)>>, Error> {
-    let mut targets: HashMap<String, Vec<(String, Vec<String>)>> = HashMap::new();
+/// An enabled endpoint an event may fan out to.
+struct Target {
+    endpoint_id: String,
+    /// Its filter's event types (empty = every type).
+    types: Vec<String>,
+}
+
+/// Each merchant's enabled endpoints, by merchant id.
+type Targets = HashMap<String, Vec<Target>>;
+
+/// Groups [`LOAD`]'s rows by merchant; refuses the batch if a merchant is suspended (an unknown
+/// one is simply absent, and the caller answers `NotFound`).
+fn targets_by_merchant(rows: Vec<TargetRow>) -> Result<Targets, Error> {
+    let mut targets = Targets::new();
     for r in rows {
         if r.status != "active" {
             return Err(Error::Conflict(format!("merchant {} is suspended", r.merchant_id)));
         }
         let endpoints = targets.entry(r.merchant_id).or_default();
-        if let (Some(id), Some(types)) = (r.endpoint_id, r.event_types) {
-            endpoints.push((id, filter_types(&types)?));
+        if let (Some(endpoint_id), Some(types)) = (r.endpoint_id, r.event_types) {
+            endpoints.push(Target { endpoint_id, types: filter_types(&types)? });
         }
     }
     Ok(targets)
@@ -163,7 +178,8 @@ impl<'a> EventArrays<'a> {
         self.merchants.push(e.merchant_id.as_str());
         self.types.push(e.event_type.as_str());
         self.payloads.push(e.payload.bytes().as_ref());
-        self.keys.push(e.idempotency_key.as_ref().map(|k| k.as_str()));
+        self.keys
+            .push(e.idempotency_key.as_ref().map(|k| k.as_str()));
         self.created.push(e.created_at.ms());
     }
 }
@@ -218,9 +234,17 @@ const ORIGINALS: &str = "SELECT id, merchant_id, idempotency_key FROM events \
      WHERE (merchant_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
 
 /// Turns [`STORE`]'s rows into answers, finding the original event of each repeated key.
-async fn resolve(db: &PgStore, events: &[NewEvent], rows: Vec<StoredRow>) -> Result<Vec<Ingested>, Error> {
+async fn resolve(
+    db: &PgStore,
+    events: &[NewEvent],
+    rows: Vec<StoredRow>,
+) -> Result<Vec<Ingested>, Error> {
     if rows.len() != events.len() {
-        return Err(Error::Internal(format!("ingest: {} answers for {} events", rows.len(), events.len())));
+        return Err(Error::Internal(format!(
+            "ingest: {} answers for {} events",
+            rows.len(),
+            events.len()
+        )));
     }
     // Keys first used in this very batch: the statement's snapshot cannot see those rows.
     let mut in_batch: HashMap<(&str, &str), &str> = HashMap::new();
@@ -237,12 +261,20 @@ async fn resolve(db: &PgStore, events: &[NewEvent], rows: Vec<StoredRow>) -> Res
         }
         if r.stored {
             let deliveries = u32::try_from(r.deliveries.unwrap_or(0)).unwrap_or(u32::MAX);
-            out.push(Ingested { event_id: e.id.clone(), duplicate: false, deliveries });
+            out.push(Ingested {
+                event_id: e.id.clone(),
+                duplicate: false,
+                deliveries,
+            });
             continue;
         }
-        let key = e.idempotency_key.as_ref().map(|k| k.as_str()).ok_or_else(|| {
-            Error::Internal("ingest: an event without a key was not stored".to_owned())
-        })?;
+        let key = e
+            .idempotency_key
+            .as_ref()
+            .map(|k| k.as_str())
+            .ok_or_else(|| {
+                Error::Internal("ingest: an event without a key was not stored".to_owned())
+            })?;
         let original = match (&r.earlier_id, in_batch.get(&(e.merchant_id.as_str(), key))) {
             (Some(id), _) => Some(EventId::from_trusted(id.clone())),
             (None, Some(id)) => Some(EventId::from_trusted((*id).to_owned())),
@@ -260,7 +292,10 @@ async fn resolve(db: &PgStore, events: &[NewEvent], rows: Vec<StoredRow>) -> Res
     if !unresolved.is_empty() {
         // A concurrent ingest committed the key after our snapshot: read it now (one more round
         // trip, only in that race).
-        let merchants: Vec<&str> = unresolved.iter().map(|&i| events[i].merchant_id.as_str()).collect();
+        let merchants: Vec<&str> = unresolved
+            .iter()
+            .map(|&i| events[i].merchant_id.as_str())
+            .collect();
         let keys: Vec<&str> = unresolved
             .iter()
             .filter_map(|&i| events[i].idempotency_key.as_ref().map(|k| k.as_str()))
@@ -276,8 +311,13 @@ async fn resolve(db: &PgStore, events: &[NewEvent], rows: Vec<StoredRow>) -> Res
             let key = e.idempotency_key.as_ref().map(|k| k.as_str());
             let hit = found
                 .iter()
-                .find(|f| f.merchant_id == e.merchant_id.as_str() && Some(f.idempotency_key.as_str()) == key)
-                .ok_or_else(|| Error::Internal("ingest: repeated key without an original".to_owned()))?;
+                .find(|f| {
+                    f.merchant_id == e.merchant_id.as_str()
+                        && Some(f.idempotency_key.as_str()) == key
+                })
+                .ok_or_else(|| {
+                    Error::Internal("ingest: repeated key without an original".to_owned())
+                })?;
             out[i].event_id = EventId::from_trusted(hit.id.clone());
         }
     }

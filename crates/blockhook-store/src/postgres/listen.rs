@@ -77,7 +77,9 @@ async fn run(pool: PgPool, first: PgListener, schema: String, wake: Arc<Notify>)
                     listener = Some(fresh);
                     wake_all(&wake);
                 }
-                Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "LISTEN reconnection failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "LISTEN reconnection failed")
+                }
             }
             continue;
         };

@@ -8,13 +8,17 @@ use blockhook_core::{
 };
 
 use super::rows::{AttemptRow, DeliveryRow, EventRow, count, to_u32};
-use super::store::{PgStore, overfetch};
+use super::store::{PgStore, cursor, overfetch};
 use crate::classify;
 
 const GET_EVENT: &str = "SELECT id, merchant_id, event_type, payload, idempotency_key, created_at, \
      resend_count FROM events WHERE id = $1 AND merchant_id = $2";
 
-pub(super) async fn get_event(db: &PgStore, merchant: &MerchantId, id: &EventId) -> Result<Event, Error> {
+pub(super) async fn get_event(
+    db: &PgStore,
+    merchant: &MerchantId,
+    id: &EventId,
+) -> Result<Event, Error> {
     let row: Option<EventRow> = sqlx::query_as(GET_EVENT)
         .bind(id.as_str())
         .bind(merchant.as_str())
@@ -25,14 +29,14 @@ pub(super) async fn get_event(db: &PgStore, merchant: &MerchantId, id: &EventId)
 }
 
 // Newest first by id with `id < cursor`, so rows inserted while paging (newer ids) never shift
-// a page. Each filter is off when its parameter is NULL. The state filter has no `now` to compare
+// a page. Each other filter is off when its parameter is NULL. The state filter has no `now` to compare
 // leases with (the query carries none), so "in flight" means "claimed and not yet finished"
 // (a lease token is set), and `Pending` matches every undelivered delivery, leased or not.
 const LIST_EVENTS: &str = "SELECT ev.id, ev.merchant_id, ev.event_type, ev.payload, \
      ev.idempotency_key, ev.created_at, ev.resend_count \
      FROM events ev \
      WHERE ev.merchant_id = $1 \
-       AND ($2::text IS NULL OR ev.id < $2) \
+       AND ev.id < $2 \
        AND ($3::text IS NULL OR lower(ev.event_type) = lower($3)) \
        AND ($4::int8 IS NULL OR ev.created_at >= $4) \
        AND ($5::int8 IS NULL OR ev.created_at < $5) \
@@ -41,7 +45,11 @@ const LIST_EVENTS: &str = "SELECT ev.id, ev.merchant_id, ev.event_type, ev.paylo
              AND (NOT $7 OR d.lease_token IS NOT NULL))) \
      ORDER BY ev.id DESC LIMIT $8";
 
-pub(super) async fn list_events(db: &PgStore, merchant: &MerchantId, q: &EventQuery) -> Result<Page<Event>, Error> {
+pub(super) async fn list_events(
+    db: &PgStore,
+    merchant: &MerchantId,
+    q: &EventQuery,
+) -> Result<Page<Event>, Error> {
     let (state, leased) = match q.state {
         None => (None, false),
         Some(DeliveryState::InFlight) => (Some("pending"), true),
@@ -49,7 +57,7 @@ pub(super) async fn list_events(db: &PgStore, merchant: &MerchantId, q: &EventQu
     };
     let rows: Vec<EventRow> = sqlx::query_as(LIST_EVENTS)
         .bind(merchant.as_str())
-        .bind(q.after.as_ref().map(|c| c.0.as_str()))
+        .bind(cursor(q.after.as_ref()))
         .bind(q.event_type.as_ref().map(|t| t.as_str()))
         .bind(q.since.map(Timestamp::ms))
         .bind(q.until.map(Timestamp::ms))
@@ -59,8 +67,13 @@ pub(super) async fn list_events(db: &PgStore, merchant: &MerchantId, q: &EventQu
         .fetch_all(db.db())
         .await
         .map_err(classify)?;
-    let events = rows.into_iter().map(Event::try_from).collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::from_overfetch(events, q.limit.max(1) as usize, |e| e.id.to_string()))
+    let events = rows
+        .into_iter()
+        .map(Event::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_overfetch(events, q.limit.max(1) as usize, |e| {
+        e.id.to_string()
+    }))
 }
 
 const LIST_DELIVERIES: &str = "SELECT id, event_id, endpoint_id, merchant_id, state, origin, \
@@ -68,7 +81,8 @@ const LIST_DELIVERIES: &str = "SELECT id, event_id, endpoint_id, merchant_id, st
      FROM deliveries WHERE event_id = $1 AND merchant_id = $2 ORDER BY created_at, id";
 
 // Only asked when an event has no delivery at all, to tell "none" from "no such event".
-const EVENT_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM events WHERE id = $1 AND merchant_id = $2)";
+const EVENT_EXISTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM events WHERE id = $1 AND merchant_id = $2)";
 
 pub(super) async fn list_deliveries(
     db: &PgStore,
@@ -167,9 +181,15 @@ const BACKLOG: &str = "SELECT d.endpoint_id, \
      WHERE e.merchant_id = $1 AND d.state IN ('pending', 'failed') \
      GROUP BY d.endpoint_id ORDER BY d.endpoint_id";
 
-pub(super) async fn backlog(db: &PgStore, merchant: &MerchantId) -> Result<Vec<EndpointBacklog>, Error> {
-    let rows: Vec<BacklogRow> =
-        sqlx::query_as(BACKLOG).bind(merchant.as_str()).fetch_all(db.db()).await.map_err(classify)?;
+pub(super) async fn backlog(
+    db: &PgStore,
+    merchant: &MerchantId,
+) -> Result<Vec<EndpointBacklog>, Error> {
+    let rows: Vec<BacklogRow> = sqlx::query_as(BACKLOG)
+        .bind(merchant.as_str())
+        .fetch_all(db.db())
+        .await
+        .map_err(classify)?;
     Ok(rows
         .into_iter()
         .map(|r| EndpointBacklog {
@@ -226,13 +246,26 @@ pub(super) async fn endpoint_health(
             .fetch_one(db.db())
             .await
             .map_err(classify)?;
-        return if exists { Ok(EndpointHealth::default()) } else { Err(Error::NotFound("endpoint")) };
+        return if exists {
+            Ok(EndpointHealth::default())
+        } else {
+            Err(Error::NotFound("endpoint"))
+        };
     };
     let (attempts, succeeded) = (count(first.attempts), count(first.succeeded));
     let mut latencies = rows
         .iter()
-        .map(|r| Ok((Timestamp::from_ms(r.started_at), to_u32(r.latency_ms, "latency")?)))
+        .map(|r| {
+            Ok((
+                Timestamp::from_ms(r.started_at),
+                to_u32(r.latency_ms, "latency")?,
+            ))
+        })
         .collect::<Result<Vec<_>, Error>>()?;
     latencies.reverse(); // oldest first
-    Ok(EndpointHealth { attempts, succeeded, latencies })
+    Ok(EndpointHealth {
+        attempts,
+        succeeded,
+        latencies,
+    })
 }

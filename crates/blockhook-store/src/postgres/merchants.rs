@@ -6,7 +6,7 @@ use blockhook_core::{
 };
 
 use super::rows::{ApiKeyRow, MerchantRow};
-use super::store::{PgStore, insert_error, overfetch};
+use super::store::{PgStore, cursor, insert_error, overfetch};
 use crate::classify;
 
 const CREATE: &str = "INSERT INTO merchants (id, name, status, created_at) \
@@ -26,30 +26,48 @@ pub(super) async fn create(db: &PgStore, m: &NewMerchant) -> Result<Merchant, Er
 const GET: &str = "SELECT id, name, status, created_at FROM merchants WHERE id = $1";
 
 pub(super) async fn get(db: &PgStore, id: &MerchantId) -> Result<Merchant, Error> {
-    let row: Option<MerchantRow> =
-        sqlx::query_as(GET).bind(id.as_str()).fetch_optional(db.db()).await.map_err(classify)?;
+    let row: Option<MerchantRow> = sqlx::query_as(GET)
+        .bind(id.as_str())
+        .fetch_optional(db.db())
+        .await
+        .map_err(classify)?;
     row.ok_or(Error::NotFound("merchant"))?.try_into()
 }
 
 // Newest first by id (ids are time-ordered); the cursor is the last id returned.
 const LIST: &str = "SELECT id, name, status, created_at FROM merchants \
-     WHERE $1::text IS NULL OR id < $1 ORDER BY id DESC LIMIT $2";
+     WHERE id < $1 ORDER BY id DESC LIMIT $2";
 
-pub(super) async fn list(db: &PgStore, after: Option<&Cursor>, limit: u32) -> Result<Page<Merchant>, Error> {
+pub(super) async fn list(
+    db: &PgStore,
+    after: Option<&Cursor>,
+    limit: u32,
+) -> Result<Page<Merchant>, Error> {
     let rows: Vec<MerchantRow> = sqlx::query_as(LIST)
-        .bind(after.map(|c| c.0.as_str()))
+        .bind(cursor(after))
         .bind(overfetch(limit))
         .fetch_all(db.db())
         .await
         .map_err(classify)?;
-    let merchants = rows.into_iter().map(Merchant::try_from).collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::from_overfetch(merchants, limit.max(1) as usize, |m| m.id.to_string()))
+    let merchants = rows
+        .into_iter()
+        .map(Merchant::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_overfetch(
+        merchants,
+        limit.max(1) as usize,
+        |m| m.id.to_string(),
+    ))
 }
 
 const SET_STATUS: &str = "UPDATE merchants SET status = $2 WHERE id = $1 \
      RETURNING id, name, status, created_at";
 
-pub(super) async fn set_status(db: &PgStore, id: &MerchantId, status: MerchantStatus) -> Result<Merchant, Error> {
+pub(super) async fn set_status(
+    db: &PgStore,
+    id: &MerchantId,
+    status: MerchantStatus,
+) -> Result<Merchant, Error> {
     let row: Option<MerchantRow> = sqlx::query_as(SET_STATUS)
         .bind(id.as_str())
         .bind(status.as_str())
@@ -63,7 +81,11 @@ pub(super) async fn set_status(db: &PgStore, id: &MerchantId, status: MerchantSt
 const DELETE: &str = "DELETE FROM merchants WHERE id = $1";
 
 pub(super) async fn delete(db: &PgStore, id: &MerchantId) -> Result<(), Error> {
-    let done = sqlx::query(DELETE).bind(id.as_str()).execute(db.db()).await.map_err(classify)?;
+    let done = sqlx::query(DELETE)
+        .bind(id.as_str())
+        .execute(db.db())
+        .await
+        .map_err(classify)?;
     if done.rows_affected() == 0 {
         return Err(Error::NotFound("merchant"));
     }
@@ -90,8 +112,11 @@ const KEY_BY_HASH: &str =
     "SELECT id, merchant_id, prefix, created_at, revoked_at FROM api_keys WHERE hash = $1";
 
 pub(super) async fn key_by_hash(db: &PgStore, hash: &str) -> Result<Option<ApiKey>, Error> {
-    let row: Option<ApiKeyRow> =
-        sqlx::query_as(KEY_BY_HASH).bind(hash).fetch_optional(db.db()).await.map_err(classify)?;
+    let row: Option<ApiKeyRow> = sqlx::query_as(KEY_BY_HASH)
+        .bind(hash)
+        .fetch_optional(db.db())
+        .await
+        .map_err(classify)?;
     Ok(row.map(ApiKey::from))
 }
 

@@ -31,8 +31,11 @@ const STATS: &str = "SELECT \
 
 /// See `Store::queue_stats`.
 pub(super) async fn queue_stats(db: &PgStore, now: Timestamp) -> Result<QueueStats, Error> {
-    let r: StatsRow =
-        sqlx::query_as(STATS).bind(now.ms()).fetch_one(db.db()).await.map_err(classify)?;
+    let r: StatsRow = sqlx::query_as(STATS)
+        .bind(now.ms())
+        .fetch_one(db.db())
+        .await
+        .map_err(classify)?;
     Ok(QueueStats {
         due: count(r.due),
         scheduled: count(r.scheduled),
@@ -64,7 +67,11 @@ const PURGE: &str = "WITH emptied AS ( \
      SELECT (SELECT count(*) FROM emptied) + (SELECT count(*) FROM dropped)";
 
 /// See `Store::purge_before`.
-pub(super) async fn purge_before(db: &PgStore, before: Timestamp, batch: u32) -> Result<u64, Error> {
+pub(super) async fn purge_before(
+    db: &PgStore,
+    before: Timestamp,
+    batch: u32,
+) -> Result<u64, Error> {
     if batch == 0 {
         return Ok(0);
     }

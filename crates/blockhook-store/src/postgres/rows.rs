@@ -135,7 +135,12 @@ impl TryFrom<EndpointRow> for Endpoint {
             headers: serde_json::from_str::<ExtraHeaders>(&r.headers)
                 .map_err(|e| Error::Internal(format!("stored endpoint headers: {e}")))?,
             rate_limit: r.rate_limit.map(|v| to_u32(v, "rate limit")).transpose()?,
-            label: r.label.as_deref().map(Label::parse).transpose().map_err(|e| bad("label", e))?,
+            label: r
+                .label
+                .as_deref()
+                .map(Label::parse)
+                .transpose()
+                .map_err(|e| bad("label", e))?,
             enabled: r.enabled,
             disabled_reason: r.disabled_reason,
             secret: SealedSecret(r.secret),
@@ -233,8 +238,11 @@ impl DeliveryRow {
             other => return Err(Error::Internal(format!("stored delivery state {other:?}"))),
         };
         let leased = self.lease_until.is_some_and(|until| until > now.ms());
-        let state =
-            if stored == DeliveryState::Pending && leased { DeliveryState::InFlight } else { stored };
+        let state = if stored == DeliveryState::Pending && leased {
+            DeliveryState::InFlight
+        } else {
+            stored
+        };
         Ok(Delivery {
             id: DeliveryId::from_trusted(self.id),
             event_id: EventId::from_trusted(self.event_id),

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use blockhook_core::{
-    ApiKey, ApiKeyId, AttemptRecord, Claim, ClaimRequest, Completion, Cursor, Delivery,
-    DeliveryId, Endpoint, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId,
-    EventQuery, Ingested, LeaseToken, Merchant, MerchantId, MerchantStatus, NewApiKey, NewEvent,
-    NewMerchant, Page, QueueStats, ResendLimits, ResendScope, Store, Timestamp,
+    ApiKey, ApiKeyId, AttemptRecord, Claim, ClaimRequest, Completion, Cursor, Delivery, DeliveryId,
+    Endpoint, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId, EventQuery,
+    Ingested, LeaseToken, Merchant, MerchantId, MerchantStatus, NewApiKey, NewEvent, NewMerchant,
+    Page, QueueStats, ResendLimits, ResendScope, Store, Timestamp,
 };
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -41,13 +41,20 @@ impl PgStore {
     /// Connects to `url` (`postgres://user:pass@host:port/db?options`), runs the migrations and
     /// starts listening for other processes' wake-ups.
     pub async fn open(url: &str, opts: &StoreOptions) -> Result<Self, Error> {
-        let connect = PgConnectOptions::from_str(url)
+        let mut connect = PgConnectOptions::from_str(url)
             .map_err(|e| Error::invalid("database_url", format!("not a PostgreSQL URL: {e}")))?;
+        if connect.get_application_name().is_none() {
+            // So operators can tell blockhook's sessions apart in `pg_stat_activity`.
+            connect = connect.application_name("blockhook");
+        }
         Self::open_with(connect, opts).await
     }
 
     /// Like [`PgStore::open`], from parsed connection options (tests set a `search_path`).
-    pub(super) async fn open_with(connect: PgConnectOptions, opts: &StoreOptions) -> Result<Self, Error> {
+    pub(super) async fn open_with(
+        connect: PgConnectOptions,
+        opts: &StoreOptions,
+    ) -> Result<Self, Error> {
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .acquire_timeout(opts.acquire_timeout)
@@ -67,13 +74,20 @@ impl PgStore {
         MIGRATOR.run(&pool).await.map_err(migrate_error)?;
 
         const SCHEMA: &str = "SELECT current_schema()::text";
-        let schema: Option<String> =
-            sqlx::query_scalar(SCHEMA).fetch_one(&pool).await.map_err(classify)?;
+        let schema: Option<String> = sqlx::query_scalar(SCHEMA)
+            .fetch_one(&pool)
+            .await
+            .map_err(classify)?;
         let schema = schema.ok_or_else(|| Error::Internal("no schema in search_path".into()))?;
 
         let wake = Arc::new(Notify::new());
         let listener = listen::start(connect, opts.acquire_timeout, schema, wake.clone()).await?;
-        Ok(Self { pool, statements: AtomicU64::new(0), wake, listener })
+        Ok(Self {
+            pool,
+            statements: AtomicU64::new(0),
+            wake,
+            listener,
+        })
     }
 
     /// The pool, counting one statement: pass it straight to the query it is for.
@@ -115,7 +129,9 @@ impl Drop for PgStore {
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("pool", &self.pool).finish_non_exhaustive()
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
     }
 }
 
@@ -134,7 +150,10 @@ impl Store for PgStore {
 
     async fn ping(&self) -> Result<(), Error> {
         const PING: &str = "SELECT 1";
-        sqlx::query(PING).execute(self.db()).await.map_err(classify)?;
+        sqlx::query(PING)
+            .execute(self.db())
+            .await
+            .map_err(classify)?;
         Ok(())
     }
 
@@ -153,10 +172,18 @@ impl Store for PgStore {
     async fn get_merchant(&self, id: &MerchantId) -> Result<Merchant, Error> {
         merchants::get(self, id).await
     }
-    async fn list_merchants(&self, after: Option<&Cursor>, limit: u32) -> Result<Page<Merchant>, Error> {
+    async fn list_merchants(
+        &self,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<Merchant>, Error> {
         merchants::list(self, after, limit).await
     }
-    async fn set_merchant_status(&self, id: &MerchantId, status: MerchantStatus) -> Result<Merchant, Error> {
+    async fn set_merchant_status(
+        &self,
+        id: &MerchantId,
+        status: MerchantStatus,
+    ) -> Result<Merchant, Error> {
         merchants::set_status(self, id, status).await
     }
     async fn delete_merchant(&self, id: &MerchantId) -> Result<(), Error> {
@@ -171,14 +198,23 @@ impl Store for PgStore {
     async fn list_api_keys(&self, merchant: &MerchantId) -> Result<Vec<ApiKey>, Error> {
         merchants::list_keys(self, merchant).await
     }
-    async fn revoke_api_key(&self, merchant: &MerchantId, id: &ApiKeyId, at: Timestamp) -> Result<(), Error> {
+    async fn revoke_api_key(
+        &self,
+        merchant: &MerchantId,
+        id: &ApiKeyId,
+        at: Timestamp,
+    ) -> Result<(), Error> {
         merchants::revoke_key(self, merchant, id, at).await
     }
 
     async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), Error> {
         endpoints::create(self, ep).await
     }
-    async fn get_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<Endpoint, Error> {
+    async fn get_endpoint(
+        &self,
+        merchant: &MerchantId,
+        id: &EndpointId,
+    ) -> Result<Endpoint, Error> {
         endpoints::get(self, merchant, id).await
     }
     async fn list_endpoints(
@@ -202,7 +238,11 @@ impl Store for PgStore {
     async fn get_event(&self, merchant: &MerchantId, id: &EventId) -> Result<Event, Error> {
         logs::get_event(self, merchant, id).await
     }
-    async fn list_events(&self, merchant: &MerchantId, q: &EventQuery) -> Result<Page<Event>, Error> {
+    async fn list_events(
+        &self,
+        merchant: &MerchantId,
+        q: &EventQuery,
+    ) -> Result<Page<Event>, Error> {
         logs::list_events(self, merchant, q).await
     }
     async fn list_deliveries(
@@ -213,10 +253,19 @@ impl Store for PgStore {
     ) -> Result<Vec<Delivery>, Error> {
         logs::list_deliveries(self, merchant, event, now).await
     }
-    async fn get_delivery(&self, merchant: &MerchantId, id: &DeliveryId, now: Timestamp) -> Result<Delivery, Error> {
+    async fn get_delivery(
+        &self,
+        merchant: &MerchantId,
+        id: &DeliveryId,
+        now: Timestamp,
+    ) -> Result<Delivery, Error> {
         logs::get_delivery(self, merchant, id, now).await
     }
-    async fn list_attempts(&self, merchant: &MerchantId, delivery: &DeliveryId) -> Result<Vec<AttemptRecord>, Error> {
+    async fn list_attempts(
+        &self,
+        merchant: &MerchantId,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<AttemptRecord>, Error> {
         logs::list_attempts(self, merchant, delivery).await
     }
     async fn backlog(&self, merchant: &MerchantId) -> Result<Vec<EndpointBacklog>, Error> {
@@ -234,7 +283,11 @@ impl Store for PgStore {
     async fn claim_due(&self, req: &ClaimRequest) -> Result<Vec<Claim>, Error> {
         dispatch::claim_due(self, req).await
     }
-    async fn renew_leases(&self, leases: &[(DeliveryId, LeaseToken)], until: Timestamp) -> Result<(), Error> {
+    async fn renew_leases(
+        &self,
+        leases: &[(DeliveryId, LeaseToken)],
+        until: Timestamp,
+    ) -> Result<(), Error> {
         dispatch::renew_leases(self, leases, until).await
     }
     async fn finish(&self, done: &[Completion], now: Timestamp) -> Result<u32, Error> {
@@ -284,6 +337,17 @@ pub(super) fn insert_error(e: sqlx::Error, parent: &'static str, thing: &str) ->
         }
     }
     classify(e)
+}
+
+/// The cursor of a first page: sorts after every id (ids are ASCII letters, digits and `_`,
+/// compared byte by byte in the "C" collation the id columns use). Binding it instead of NULL
+/// keeps `id < $cursor` an index range even in a generic (cached) plan, where an
+/// `$cursor IS NULL OR id < $cursor` form would turn every deep page into a scan from the top.
+const AFTER_EVERY_ID: &str = "~";
+
+/// The cursor to bind for `after`.
+pub(super) fn cursor(after: Option<&Cursor>) -> &str {
+    after.map_or(AFTER_EVERY_ID, |c| c.0.as_str())
 }
 
 /// A page size as a `LIMIT` that fetches one extra row (which only says there is more).

@@ -55,7 +55,9 @@ async fn create(url: &str) -> Result<TestDb, String> {
     let base = PgConnectOptions::from_str(url).map_err(|e| format!("bad URL: {e}"))?;
     let schema = format!("bh_test_{}", uuid::Uuid::now_v7().simple());
 
-    let mut admin = PgConnection::connect_with(&base).await.map_err(|e| format!("connect: {e}"))?;
+    let mut admin = PgConnection::connect_with(&base)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     drop_stale_schemas(&mut admin).await;
     // The name is ours (hex digits only), so formatting it into DDL is safe.
     sqlx::query(&format!("CREATE SCHEMA {schema}"))
@@ -64,14 +66,22 @@ async fn create(url: &str) -> Result<TestDb, String> {
         .map_err(|e| format!("create schema: {e}"))?;
     let _ = admin.close().await;
 
-    let connect = base.options([("search_path", schema.as_str())]).application_name(&schema);
+    let connect = base
+        .options([("search_path", schema.as_str())])
+        .application_name(&schema);
     let opts = StoreOptions {
         max_connections: 4,
         acquire_timeout: Duration::from_secs(5),
         ..StoreOptions::default()
     };
-    let store = PgStore::open_with(connect, &opts).await.map_err(|e| format!("open: {e}"))?;
-    Ok(TestDb { store: Arc::new(store), schema, url: url.to_owned() })
+    let store = PgStore::open_with(connect, &opts)
+        .await
+        .map_err(|e| format!("open: {e}"))?;
+    Ok(TestDb {
+        store: Arc::new(store),
+        schema,
+        url: url.to_owned(),
+    })
 }
 
 const TEST_SCHEMAS: &str =
@@ -80,14 +90,19 @@ const TEST_SCHEMAS: &str =
 /// Drops test schemas older than [`STALE_AFTER_MS`]; best effort (another run may be dropping
 /// the same ones).
 async fn drop_stale_schemas(admin: &mut PgConnection) {
-    let Ok(names) = sqlx::query_scalar::<_, String>(TEST_SCHEMAS).fetch_all(&mut *admin).await else {
+    let Ok(names) = sqlx::query_scalar::<_, String>(TEST_SCHEMAS)
+        .fetch_all(&mut *admin)
+        .await
+    else {
         return;
     };
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     for name in names {
-        let Some(created_ms) = created_ms(&name) else { continue };
+        let Some(created_ms) = created_ms(&name) else {
+            continue;
+        };
         if now_ms.saturating_sub(created_ms) > STALE_AFTER_MS {
             let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
                 .execute(&mut *admin)

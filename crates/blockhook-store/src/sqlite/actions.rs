@@ -50,7 +50,10 @@ pub(super) async fn resend(
     s.tick(1);
     let targets: Vec<String> = match scope {
         ResendScope::All => {
-            sqlx::query_scalar(PAST_TARGETS).bind(event.as_str()).fetch_all(&mut *tx).await
+            sqlx::query_scalar(PAST_TARGETS)
+                .bind(event.as_str())
+                .fetch_all(&mut *tx)
+                .await
         }
         ResendScope::Endpoint(id) => {
             sqlx::query_scalar(OWN_ENDPOINT)
@@ -79,7 +82,9 @@ pub(super) async fn resend(
         )));
     }
     if !ev.has_payload {
-        return Err(Error::Conflict("the event's payload is no longer retained".to_owned()));
+        return Err(Error::Conflict(
+            "the event's payload is no longer retained".to_owned(),
+        ));
     }
 
     let deliveries: Vec<NewDelivery<'_>> = targets
@@ -94,7 +99,11 @@ pub(super) async fn resend(
         .collect();
     insert_deliveries(s, &mut tx, &deliveries, DeliveryOrigin::Resend).await?;
     s.tick(1);
-    sqlx::query(COUNT_RESEND).bind(event.as_str()).execute(&mut *tx).await.map_err(classify)?;
+    sqlx::query(COUNT_RESEND)
+        .bind(event.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
     s.commit(tx).await?;
     Ok(deliveries.into_iter().map(|d| d.id).collect())
 }

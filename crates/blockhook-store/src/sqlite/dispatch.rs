@@ -14,7 +14,8 @@ use blockhook_core::{
 use bytes::Bytes;
 
 use super::SqliteStore;
-use super::rows::{EndpointRow, from_hex, json_list, to_hex, to_u32};
+use super::cache::CachedEvent;
+use super::rows::{EndpointRow, json_list, padded_chunks, pairs_json, placeholders, to_u32};
 use crate::classify;
 
 /// The most candidate rows one claim looks at when `per_endpoint_max` may reject some.
@@ -40,12 +41,17 @@ type Candidate = (String, String, String, i64, i64, i64);
 const LEASE: &str = "UPDATE OR IGNORE deliveries SET lease_token = ?1, lease_until = ?2, \
      next_attempt_at = ?2, updated_at = ?3 WHERE id IN (SELECT value FROM json_each(?4))";
 
-// One row: `[[id, event_type, created_at, hex(payload) or null], ...]`.
-const CLAIMED_EVENTS: &str = "SELECT json_group_array(json_array(id, event_type, created_at, \
-       hex(payload))) FROM events WHERE id IN (SELECT value FROM json_each(?1))";
+// Only for events the cache does not hold (see `cache`).
+const CLAIMED_EVENTS: &str = "SELECT id, event_type, payload, created_at FROM events \
+     WHERE id IN (SELECT value FROM json_each(?1))";
 
-/// `[id, event_type, created_at, hex payload]`.
-type ClaimedEvent = (String, String, i64, Option<String>);
+#[derive(sqlx::FromRow)]
+struct ClaimedEvent {
+    id: String,
+    event_type: String,
+    payload: Option<Vec<u8>>,
+    created_at: i64,
+}
 
 const CLAIMED_ENDPOINTS: &str = concat!(
     "SELECT ",
@@ -65,7 +71,11 @@ pub(super) async fn claim_due(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec
         return Ok(Vec::new());
     }
     let capped = req.per_endpoint_max < req.max;
-    let look_at = if capped { (i64::from(req.max) * 4).min(MAX_CANDIDATES) } else { i64::from(req.max) };
+    let look_at = if capped {
+        (i64::from(req.max) * 4).min(MAX_CANDIDATES)
+    } else {
+        i64::from(req.max)
+    };
     let exclude = json_list(req.exclude.iter().map(EndpointId::as_str))?;
 
     let mut tx = s.begin().await?;
@@ -113,30 +123,35 @@ pub(super) async fn claim_due(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec
     let mut event_ids: Vec<&str> = chosen.iter().map(|c| c.1.as_str()).collect();
     event_ids.sort_unstable();
     event_ids.dedup();
+    let (cached, missing) = s.events.get_all(event_ids);
+    let mut fetched: HashMap<String, CachedEvent> = HashMap::new();
     let endpoint_ids: Vec<&str> = per_endpoint.keys().copied().collect();
-    s.tick(2);
-    let ((events,), endpoints) = futures::try_join!(
-        sqlx::query_as::<_, (String,)>(CLAIMED_EVENTS)
-            .bind(json_list(event_ids)?)
-            .fetch_one(&s.readers),
-        sqlx::query_as::<_, EndpointRow>(CLAIMED_ENDPOINTS)
-            .bind(json_list(endpoint_ids)?)
-            .fetch_all(&s.readers),
-    )
-    .map_err(classify)?;
-
-    let events: Vec<ClaimedEvent> = decode(&events, "claimed events")?;
-    let mut events_by_id: HashMap<String, (EventType, Option<Payload>, Timestamp)> =
-        HashMap::with_capacity(events.len());
-    for (id, event_type, created_at, payload) in events {
-        let ty = EventType::parse(&event_type)
-            .map_err(|_| Error::Internal(format!("stored event type {event_type:?}")))?;
-        // One `Bytes` per event, shared by all its claims.
-        let payload = payload
-            .map(|hex| from_hex(&hex).map(|b| Payload::from_trusted(Bytes::from(b))))
-            .transpose()?;
-        events_by_id.insert(id, (ty, payload, Timestamp::from_ms(created_at)));
-    }
+    let endpoints_query = sqlx::query_as::<_, EndpointRow>(CLAIMED_ENDPOINTS)
+        .bind(json_list(endpoint_ids)?)
+        .fetch_all(&s.readers);
+    let endpoints = if missing.is_empty() {
+        s.tick(1);
+        endpoints_query.await.map_err(classify)?
+    } else {
+        s.tick(2);
+        let events_query = sqlx::query_as::<_, ClaimedEvent>(CLAIMED_EVENTS)
+            .bind(json_list(missing)?)
+            .fetch_all(&s.readers);
+        let (rows, endpoints) = futures::try_join!(events_query, endpoints_query).map_err(classify)?;
+        for ev in rows {
+            let Some(payload) = ev.payload else { continue };
+            let event_type = EventType::parse(&ev.event_type)
+                .map_err(|_| Error::Internal(format!("stored event type {:?}", ev.event_type)))?;
+            let cached = CachedEvent {
+                event_type,
+                // One `Bytes` per event, shared by all its claims.
+                payload: Payload::from_trusted(Bytes::from(payload)),
+                created_at: Timestamp::from_ms(ev.created_at),
+            };
+            fetched.insert(ev.id, cached);
+        }
+        endpoints
+    };
     let mut endpoints_by_id: HashMap<String, Endpoint> = HashMap::with_capacity(endpoints.len());
     for row in endpoints {
         let ep = Endpoint::try_from(row)?;
@@ -148,8 +163,8 @@ pub(super) async fn claim_due(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec
         // Both can only be missing if the endpoint or merchant was deleted since the commit (the
         // delivery went with it), or a payload was purged under a pending delivery (purge skips
         // those); either way there is nothing to send, and the lease simply lapses.
-        let (Some((ty, Some(payload), created)), Some(endpoint)) =
-            (events_by_id.get(event_id), endpoints_by_id.get(endpoint_id))
+        let ev = cached.get(event_id.as_str()).or_else(|| fetched.get(event_id));
+        let (Some(ev), Some(endpoint)) = (ev, endpoints_by_id.get(endpoint_id))
         else {
             tracing::warn!(delivery = %id, "claimed delivery lost its event payload or endpoint");
             continue;
@@ -162,48 +177,59 @@ pub(super) async fn claim_due(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec
             attempt: attempts.saturating_add(1),
             round_attempt: attempts.saturating_sub(round_start).saturating_add(1),
             event_id: EventId::from_trusted(event_id.clone()),
-            event_type: ty.clone(),
-            payload: payload.clone(),
-            event_created_at: *created,
+            event_type: ev.event_type.clone(),
+            payload: ev.payload.clone(),
+            event_created_at: ev.created_at,
             endpoint: endpoint.clone(),
         });
     }
     Ok(claims)
 }
 
-// `[[delivery_id, token], ...]` joined to the table by primary key; only rows still holding the
-// token move.
-const RENEW: &str = "UPDATE OR IGNORE deliveries SET lease_until = ?2, next_attempt_at = ?2 \
-     FROM (SELECT value ->> 0 AS id, value ->> 1 AS token FROM json_each(?1)) AS r \
+// The leases to extend, as `VALUES` joined to the table by primary key; only rows still holding
+// the token move. (Padding rows are all NULL and match nothing.)
+const RENEW: (&str, &str) = (
+    "WITH r(id, token) AS (VALUES ",
+    ") UPDATE OR IGNORE deliveries SET lease_until = ?, next_attempt_at = ? FROM r \
      WHERE deliveries.id = r.id AND deliveries.lease_token = r.token \
-       AND deliveries.state = 'pending'";
+       AND deliveries.state = 'pending'",
+);
 
 pub(super) async fn renew_leases(
     s: &SqliteStore,
     leases: &[(DeliveryId, LeaseToken)],
     until: Timestamp,
 ) -> Result<(), Error> {
-    if leases.is_empty() {
-        return Ok(());
+    for (chunk, rows) in padded_chunks(leases) {
+        let sql = format!("{}{}{}", RENEW.0, placeholders(rows, 2), RENEW.1);
+        let mut q = sqlx::query(&sql);
+        for (id, token) in chunk {
+            q = q.bind(id.as_str()).bind(token.0);
+        }
+        for _ in chunk.len()..rows {
+            q = q.bind(None::<&str>).bind(None::<i64>);
+        }
+        s.tick(1);
+        q.bind(until.ms()).bind(until.ms()).execute(&s.writer).await.map_err(classify)?;
     }
-    let pairs: Vec<(&str, i64)> = leases.iter().map(|(id, t)| (id.as_str(), t.0)).collect();
-    let pairs = serde_json::to_string(&pairs).map_err(|e| Error::Internal(e.to_string()))?;
-    s.tick(1);
-    sqlx::query(RENEW).bind(pairs).bind(until.ms()).execute(&s.writer).await.map_err(classify)?;
     Ok(())
 }
 
-// Logs the attempt of every completion whose lease token still holds (the join with the live
-// delivery row is the token check), taking endpoint_id from the delivery. One JSON array element
-// per completion, see [`CompletionRow`]; headers stay JSON (`->`), the body travels as hex.
-const LOG_ATTEMPTS: &str = "INSERT OR IGNORE INTO attempts (id, delivery_id, endpoint_id, number, \
-       started_at, url, request_headers, status, response_headers, response_body, \
-       response_truncated, latency_ms, error, error_detail) \
-     SELECT c.value ->> 5, d.id, d.endpoint_id, c.value ->> 6, c.value ->> 7, c.value ->> 8, \
-       c.value -> 9, c.value ->> 4, c.value -> 10, COALESCE(unhex(c.value ->> 11), x''), \
-       c.value ->> 12, c.value ->> 13, c.value ->> 14, c.value ->> 15 \
-     FROM json_each(?1) AS c CROSS JOIN deliveries d \
-     WHERE d.id = c.value ->> 0 AND d.lease_token = c.value ->> 1 AND d.state = 'pending'";
+// Logs the attempt of every completion whose lease token still holds: the join with the live
+// delivery row is the token check, and it supplies endpoint_id.
+const LOG_ATTEMPTS: (&str, &str) = (
+    "WITH c(delivery_id, token, id, number, started_at, url, request_headers, status, \
+       response_headers, response_body, response_truncated, latency_ms, error, error_detail) \
+     AS (VALUES ",
+    ") INSERT OR IGNORE INTO attempts (id, delivery_id, endpoint_id, number, started_at, url, \
+       request_headers, status, response_headers, response_body, response_truncated, \
+       latency_ms, error, error_detail) \
+     SELECT c.id, d.id, d.endpoint_id, c.number, c.started_at, c.url, c.request_headers, \
+       c.status, c.response_headers, c.response_body, c.response_truncated, c.latency_ms, \
+       c.error, c.error_detail \
+     FROM c CROSS JOIN deliveries d \
+     WHERE d.id = c.delivery_id AND d.lease_token = c.token AND d.state = 'pending'",
+);
 
 // Before APPLY releases the lease: the token check is the same.
 const DISABLE_ENDPOINT: &str = "UPDATE endpoints SET enabled = 0, disabled_reason = ?3, \
@@ -211,121 +237,111 @@ const DISABLE_ENDPOINT: &str = "UPDATE endpoints SET enabled = 0, disabled_reaso
        WHERE id = ?1 AND lease_token = ?2 AND state = 'pending')";
 
 // Applies every completion whose token still holds; its row count is the number applied.
-const APPLY: &str = "UPDATE OR IGNORE deliveries SET state = c.value ->> 2, \
-       attempts = attempts + 1, next_attempt_at = c.value ->> 3, last_status = c.value ->> 4, \
-       lease_token = NULL, lease_until = NULL, updated_at = ?2 \
-     FROM json_each(?1) AS c \
-     WHERE deliveries.id = c.value ->> 0 AND deliveries.lease_token = c.value ->> 1 \
-       AND deliveries.state = 'pending'";
-
-/// One completion as bound to [`LOG_ATTEMPTS`] and [`APPLY`] (serialised as a JSON array):
-/// delivery id, token, new state, next attempt time, status, then the attempt's id, number,
-/// start, url, request headers, response headers, hex body, truncated, latency, error class,
-/// error detail.
-#[derive(serde::Serialize)]
-struct CompletionRow<'a>(
-    &'a str,
-    i64,
-    &'static str,
-    Option<i64>,
-    Option<u16>,
-    &'a str,
-    u32,
-    i64,
-    &'a str,
-    &'a [(String, String)],
-    &'a [(String, String)],
-    String,
-    bool,
-    u32,
-    Option<&'static str>,
-    Option<&'a str>,
+const APPLY: (&str, &str) = (
+    "WITH c(id, token, state, next_at, status) AS (VALUES ",
+    ") UPDATE OR IGNORE deliveries SET state = c.state, attempts = attempts + 1, \
+       next_attempt_at = c.next_at, last_status = c.status, lease_token = NULL, \
+       lease_until = NULL, updated_at = ? \
+     FROM c WHERE deliveries.id = c.id AND deliveries.lease_token = c.token \
+       AND deliveries.state = 'pending'",
 );
 
-/// BEGIN, log the attempts, apply the states, COMMIT: four statements whatever the batch size
-/// (plus one per endpoint disabled). Stale completions fail the token join in both statements,
-/// so they change nothing and log nothing.
+/// BEGIN, log the attempts, apply the states, COMMIT: four statements per 256 completions (plus
+/// one per endpoint disabled). Stale completions fail the token join in both statements, so they
+/// change nothing and log nothing.
 pub(super) async fn finish(s: &SqliteStore, done: &[Completion], now: Timestamp) -> Result<u32, Error> {
-    if done.is_empty() {
-        return Ok(0);
-    }
     // A delivery completed twice in one batch: only the first counts.
     let mut seen: HashSet<&str> = HashSet::with_capacity(done.len());
-    let mut rows = Vec::with_capacity(done.len());
-    let mut disabling = Vec::new();
+    let mut unique: Vec<(&Completion, String, String)> = Vec::with_capacity(done.len());
     for c in done {
-        if !seen.insert(c.delivery_id.as_str()) {
-            continue;
+        if seen.insert(c.delivery_id.as_str()) {
+            let a = &c.attempt;
+            unique.push((c, pairs_json(&a.request_headers)?, pairs_json(&a.response_headers)?));
         }
-        let (state, next_at) = match c.next {
-            Next::Succeeded => (DeliveryState::Succeeded, None),
-            Next::RetryAt(t) => (DeliveryState::Pending, Some(t.ms())),
-            Next::GiveUp | Next::DisableEndpoint => (DeliveryState::Failed, None),
-        };
-        if c.next == Next::DisableEndpoint {
-            disabling.push(c);
-        }
-        let a = &c.attempt;
-        rows.push(CompletionRow(
-            c.delivery_id.as_str(),
-            c.lease.0,
-            state.as_str(),
-            next_at,
-            a.status,
-            a.id.as_str(),
-            a.number,
-            a.started_at.ms(),
-            a.url.as_str(),
-            &a.request_headers,
-            &a.response_headers,
-            to_hex(&a.response_body),
-            a.response_truncated,
-            a.latency_ms,
-            a.error.map(|e| e.as_str()),
-            a.error_detail.as_deref(),
-        ));
     }
-    let rows = serde_json::to_string(&rows).map_err(|e| Error::Internal(e.to_string()))?;
+    if unique.is_empty() {
+        return Ok(0);
+    }
 
     let mut tx = s.begin().await?;
-    s.tick(1);
-    let logged = sqlx::query(LOG_ATTEMPTS)
-        .bind(rows.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?
-        .rows_affected();
-    for c in disabling {
-        let reason = c.disable_reason.clone().unwrap_or_else(|| {
-            format!("410 Gone on attempt {} of {}", c.attempt.number, c.delivery_id)
-        });
+    let mut applied_total = 0;
+    for (chunk, rows) in padded_chunks(&unique) {
+        let sql = format!("{}{}{}", LOG_ATTEMPTS.0, placeholders(rows, 14), LOG_ATTEMPTS.1);
+        let mut q = sqlx::query(&sql);
+        for (c, req_headers, resp_headers) in chunk {
+            let a = &c.attempt;
+            q = q
+                .bind(c.delivery_id.as_str())
+                .bind(c.lease.0)
+                .bind(a.id.as_str())
+                .bind(i64::from(a.number))
+                .bind(a.started_at.ms())
+                .bind(a.url.as_str())
+                .bind(req_headers.as_str())
+                .bind(a.status.map(i64::from))
+                .bind(resp_headers.as_str())
+                .bind(a.response_body.as_ref())
+                .bind(a.response_truncated)
+                .bind(i64::from(a.latency_ms))
+                .bind(a.error.map(|e| e.as_str()))
+                .bind(a.error_detail.as_deref());
+        }
+        for _ in chunk.len()..rows {
+            for _ in 0..14 {
+                q = q.bind(None::<&str>);
+            }
+        }
         s.tick(1);
-        sqlx::query(DISABLE_ENDPOINT)
-            .bind(c.delivery_id.as_str())
-            .bind(c.lease.0)
-            .bind(reason)
-            .bind(now.ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        let logged = q.execute(&mut *tx).await.map_err(classify)?.rows_affected();
+
+        for (c, _, _) in chunk.iter().filter(|(c, _, _)| c.next == Next::DisableEndpoint) {
+            let reason = c.disable_reason.clone().unwrap_or_else(|| {
+                format!("410 Gone on attempt {} of {}", c.attempt.number, c.delivery_id)
+            });
+            s.tick(1);
+            sqlx::query(DISABLE_ENDPOINT)
+                .bind(c.delivery_id.as_str())
+                .bind(c.lease.0)
+                .bind(reason)
+                .bind(now.ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+
+        let sql = format!("{}{}{}", APPLY.0, placeholders(rows, 5), APPLY.1);
+        let mut q = sqlx::query(&sql);
+        for (c, _, _) in chunk {
+            let (state, next_at) = match c.next {
+                Next::Succeeded => (DeliveryState::Succeeded, None),
+                Next::RetryAt(t) => (DeliveryState::Pending, Some(t.ms())),
+                Next::GiveUp | Next::DisableEndpoint => (DeliveryState::Failed, None),
+            };
+            q = q
+                .bind(c.delivery_id.as_str())
+                .bind(c.lease.0)
+                .bind(state.as_str())
+                .bind(next_at)
+                .bind(c.attempt.status.map(i64::from));
+        }
+        for _ in chunk.len()..rows {
+            for _ in 0..5 {
+                q = q.bind(None::<&str>);
+            }
+        }
+        s.tick(1);
+        let applied = q.bind(now.ms()).execute(&mut *tx).await.map_err(classify)?.rows_affected();
+        if applied != logged {
+            // Only possible if an attempt id was reused (OR IGNORE skipped its row).
+            return Err(Error::Conflict("an attempt with this id already exists".to_owned()));
+        }
+        applied_total += applied;
     }
-    s.tick(1);
-    let applied = sqlx::query(APPLY)
-        .bind(rows.as_str())
-        .bind(now.ms())
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?
-        .rows_affected();
-    if applied != logged {
-        // Only possible if an attempt id was reused (OR IGNORE skipped its row).
-        return Err(Error::Conflict("an attempt with this id already exists".to_owned()));
-    }
-    if applied == 0 {
+    if applied_total == 0 {
         return Ok(0); // nothing written: roll back on drop
     }
     s.commit(tx).await?;
-    Ok(u32::try_from(applied).unwrap_or(u32::MAX))
+    Ok(u32::try_from(applied_total).unwrap_or(u32::MAX))
 }
 
 // The head of the due index among enabled endpoints (a disabled endpoint's deliveries wait and
@@ -336,7 +352,9 @@ const NEXT_DUE: &str = "SELECT d.next_attempt_at FROM deliveries d CROSS JOIN en
 
 pub(super) async fn next_due_at(s: &SqliteStore) -> Result<Option<Timestamp>, Error> {
     s.tick(1);
-    let row: Option<(Option<i64>,)> =
-        sqlx::query_as(NEXT_DUE).fetch_optional(&s.readers).await.map_err(classify)?;
+    let row: Option<(Option<i64>,)> = sqlx::query_as(NEXT_DUE)
+        .fetch_optional(&s.readers)
+        .await
+        .map_err(classify)?;
     Ok(row.and_then(|(t,)| t).map(Timestamp::from_ms))
 }

@@ -41,10 +41,17 @@ pub(super) async fn create(s: &SqliteStore, ep: &Endpoint) -> Result<(), Error> 
     Ok(())
 }
 
-const GET: &str =
-    concat!("SELECT ", endpoint_columns!(), " FROM endpoints WHERE id = ?1 AND merchant_id = ?2");
+const GET: &str = concat!(
+    "SELECT ",
+    endpoint_columns!(),
+    " FROM endpoints WHERE id = ?1 AND merchant_id = ?2"
+);
 
-pub(super) async fn get(s: &SqliteStore, merchant: &MerchantId, id: &EndpointId) -> Result<Endpoint, Error> {
+pub(super) async fn get(
+    s: &SqliteStore,
+    merchant: &MerchantId,
+    id: &EndpointId,
+) -> Result<Endpoint, Error> {
     s.tick(1);
     let row: Option<EndpointRow> = sqlx::query_as(GET)
         .bind(id.as_str())
@@ -77,7 +84,10 @@ pub(super) async fn list(
         .fetch_all(&s.readers)
         .await
         .map_err(classify)?;
-    let eps = rows.into_iter().map(Endpoint::try_from).collect::<Result<Vec<_>, _>>()?;
+    let eps = rows
+        .into_iter()
+        .map(Endpoint::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_overfetch(eps, limit, |e| e.id.to_string()))
 }
 
@@ -112,19 +122,28 @@ pub(super) async fn update(s: &SqliteStore, ep: &Endpoint) -> Result<(), Error> 
     Ok(())
 }
 
-// Deliveries cascade from the endpoint, attempts from the deliveries.
 const DELETE: &str = "DELETE FROM endpoints WHERE id = ?1 AND merchant_id = ?2";
 
+// Deliveries and attempts carry no foreign keys (see the migration), so they go explicitly,
+// through their endpoint indexes, in the same transaction.
+const DELETE_ATTEMPTS: &str = "DELETE FROM attempts WHERE endpoint_id = ?1";
+const DELETE_DELIVERIES: &str = "DELETE FROM deliveries WHERE endpoint_id = ?1";
+
 pub(super) async fn delete(s: &SqliteStore, merchant: &MerchantId, id: &EndpointId) -> Result<(), Error> {
+    let mut tx = s.begin().await?;
     s.tick(1);
     let done = sqlx::query(DELETE)
         .bind(id.as_str())
         .bind(merchant.as_str())
-        .execute(&s.writer)
+        .execute(&mut *tx)
         .await
         .map_err(classify)?;
     if done.rows_affected() == 0 {
         return Err(Error::NotFound("endpoint"));
     }
-    Ok(())
+    for sql in [DELETE_ATTEMPTS, DELETE_DELIVERIES] {
+        s.tick(1);
+        sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await.map_err(classify)?;
+    }
+    s.commit(tx).await
 }

@@ -9,9 +9,12 @@ use blockhook_core::{
 };
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
+use super::cache::CachedEvent;
+
 use super::SqliteStore;
 use super::rows::{
-    AttemptRow, DeliveryRow, EventRow, chunks, filter_from_json, json_list, page_limit,
+    AttemptRow, DeliveryRow, EventRow, filter_from_json, json_list, padded_chunks, page_limit,
+    placeholders,
 };
 use crate::classify;
 
@@ -71,7 +74,10 @@ pub(super) async fn ingest(s: &SqliteStore, events: &[NewEvent]) -> Result<Vec<I
     let mut endpoints: HashMap<String, Vec<(String, EventFilter)>> = HashMap::new();
     for r in rows {
         if r.status != "active" {
-            return Err(Error::Conflict(format!("merchant {} is suspended", r.merchant_id)));
+            return Err(Error::Conflict(format!(
+                "merchant {} is suspended",
+                r.merchant_id
+            )));
         }
         let eps = endpoints.entry(r.merchant_id).or_default();
         if let (Some(id), Some(types)) = (r.endpoint_id, r.event_types) {
@@ -87,13 +93,21 @@ pub(super) async fn ingest(s: &SqliteStore, events: &[NewEvent]) -> Result<Vec<I
     let mut owners: HashMap<(&str, &str), EventId> = HashMap::new();
     let keyed: Vec<(&str, &str)> = events
         .iter()
-        .filter_map(|e| e.idempotency_key.as_ref().map(|k| (e.merchant_id.as_str(), k.as_str())))
+        .filter_map(|e| {
+            e.idempotency_key
+                .as_ref()
+                .map(|k| (e.merchant_id.as_str(), k.as_str()))
+        })
         .collect();
     let mut taken: Vec<TakenKey> = Vec::new();
     if !keyed.is_empty() {
         let pairs = serde_json::to_string(&keyed).map_err(|e| Error::Internal(e.to_string()))?;
         s.tick(1);
-        taken = sqlx::query_as(TAKEN_KEYS).bind(pairs).fetch_all(&mut *tx).await.map_err(classify)?;
+        taken = sqlx::query_as(TAKEN_KEYS)
+            .bind(pairs)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
     }
     for t in &taken {
         owners.insert(
@@ -109,7 +123,11 @@ pub(super) async fn ingest(s: &SqliteStore, events: &[NewEvent]) -> Result<Vec<I
         if let Some(key) = &ev.idempotency_key {
             let slot = (ev.merchant_id.as_str(), key.as_str());
             if let Some(original) = owners.get(&slot) {
-                out.push(Ingested { event_id: original.clone(), duplicate: true, deliveries: 0 });
+                out.push(Ingested {
+                    event_id: original.clone(),
+                    duplicate: true,
+                    deliveries: 0,
+                });
                 continue;
             }
             owners.insert(slot, ev.id.clone());
@@ -127,35 +145,60 @@ pub(super) async fn ingest(s: &SqliteStore, events: &[NewEvent]) -> Result<Vec<I
             }
         }
         let made = u32::try_from(deliveries.len() - before).unwrap_or(u32::MAX);
-        out.push(Ingested { event_id: ev.id.clone(), duplicate: false, deliveries: made });
+        out.push(Ingested {
+            event_id: ev.id.clone(),
+            duplicate: false,
+            deliveries: made,
+        });
         fresh.push(ev);
     }
 
     insert_events(s, &mut tx, &fresh).await?;
     insert_deliveries(s, &mut tx, &deliveries, DeliveryOrigin::Initial).await?;
     s.commit(tx).await?;
+
+    // Events with deliveries are about to be claimed: keep what a claim needs at hand.
+    s.events.put_all(fresh.iter().zip(out.iter().filter(|i| !i.duplicate)).filter_map(|(ev, done)| {
+        (done.deliveries > 0).then(|| {
+            let cached = CachedEvent {
+                event_type: ev.event_type.clone(),
+                payload: ev.payload.clone(),
+                created_at: ev.created_at,
+            };
+            (ev.id.as_str().to_owned(), cached)
+        })
+    }));
     Ok(out)
 }
 
-/// Multi-row INSERT of events, in [`chunks`]. `OR IGNORE` plus a row count check instead of
-/// failing mid-statement: a statement that cannot abort needs no statement journal (see the
-/// migration's notes).
+const INSERT_EVENTS: (&str, &str) = (
+    "INSERT OR IGNORE INTO events (id, merchant_id, event_type, payload, idempotency_key, \
+     created_at) SELECT * FROM (VALUES ",
+    ") WHERE column1 IS NOT NULL",
+);
+
+/// Multi-row INSERT of events, one statement per 256 (see `rows::padded_chunks`). `OR IGNORE`
+/// plus a row count check instead of failing mid-statement: a statement that cannot abort needs
+/// no statement journal (see the migration's notes).
 async fn insert_events(s: &SqliteStore, conn: &mut SqliteConnection, events: &[&NewEvent]) -> Result<(), Error> {
-    for chunk in chunks(events) {
-        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-            "INSERT OR IGNORE INTO events (id, merchant_id, event_type, payload, idempotency_key, \
-             created_at) ",
-        );
-        q.push_values(chunk, |mut row, ev| {
-            row.push_bind(ev.id.as_str())
-                .push_bind(ev.merchant_id.as_str())
-                .push_bind(ev.event_type.as_str())
-                .push_bind(ev.payload.bytes().as_ref())
-                .push_bind(ev.idempotency_key.as_ref().map(|k| k.as_str()))
-                .push_bind(ev.created_at.ms());
-        });
+    for (chunk, rows) in padded_chunks(events) {
+        let sql = format!("{}{}{}", INSERT_EVENTS.0, placeholders(rows, 6), INSERT_EVENTS.1);
+        let mut q = sqlx::query(&sql);
+        for ev in chunk {
+            q = q
+                .bind(ev.id.as_str())
+                .bind(ev.merchant_id.as_str())
+                .bind(ev.event_type.as_str())
+                .bind(ev.payload.bytes().as_ref())
+                .bind(ev.idempotency_key.as_ref().map(|k| k.as_str()))
+                .bind(ev.created_at.ms());
+        }
+        for _ in chunk.len()..rows {
+            q = q.bind(None::<&str>).bind(None::<&str>).bind(None::<&str>);
+            q = q.bind(None::<&[u8]>).bind(None::<&str>).bind(None::<i64>);
+        }
         s.tick(1);
-        let done = q.build().execute(&mut *conn).await.map_err(classify)?;
+        let done = q.execute(&mut *conn).await.map_err(classify)?;
         if done.rows_affected() != chunk.len() as u64 {
             // OR IGNORE skipped a row: its id (or idempotency key) is taken. The caller drops the
             // transaction, which rolls the whole batch back.
@@ -165,31 +208,39 @@ async fn insert_events(s: &SqliteStore, conn: &mut SqliteConnection, events: &[&
     Ok(())
 }
 
-/// Multi-row INSERT of pending deliveries, due at their creation time, in [`chunks`].
+const INSERT_DELIVERIES: (&str, &str) = (
+    "INSERT OR IGNORE INTO deliveries (id, event_id, endpoint_id, merchant_id, state, origin, \
+     next_attempt_at, created_at, updated_at) \
+     SELECT column1, column2, column3, column4, 'pending', column5, column6, column6, column6 \
+     FROM (VALUES ",
+    ") WHERE column1 IS NOT NULL",
+);
+
+/// Multi-row INSERT of pending deliveries, due at their creation time, one statement per 256.
 pub(super) async fn insert_deliveries(
     s: &SqliteStore,
     conn: &mut SqliteConnection,
     deliveries: &[NewDelivery<'_>],
     origin: DeliveryOrigin,
 ) -> Result<(), Error> {
-    for chunk in chunks(deliveries) {
-        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-            "INSERT OR IGNORE INTO deliveries (id, event_id, endpoint_id, merchant_id, state, origin, \
-             next_attempt_at, created_at, updated_at) ",
-        );
-        q.push_values(chunk, |mut row, d| {
-            row.push_bind(d.id.as_str())
-                .push_bind(d.event_id)
-                .push_bind(d.endpoint_id)
-                .push_bind(d.merchant_id)
-                .push_bind(DeliveryState::Pending.as_str())
-                .push_bind(origin.as_str())
-                .push_bind(d.at.ms())
-                .push_bind(d.at.ms())
-                .push_bind(d.at.ms());
-        });
+    for (chunk, rows) in padded_chunks(deliveries) {
+        let sql = format!("{}{}{}", INSERT_DELIVERIES.0, placeholders(rows, 6), INSERT_DELIVERIES.1);
+        let mut q = sqlx::query(&sql);
+        for d in chunk {
+            q = q
+                .bind(d.id.as_str())
+                .bind(d.event_id)
+                .bind(d.endpoint_id)
+                .bind(d.merchant_id)
+                .bind(origin.as_str())
+                .bind(d.at.ms());
+        }
+        for _ in chunk.len()..rows {
+            q = q.bind(None::<&str>).bind(None::<&str>).bind(None::<&str>);
+            q = q.bind(None::<&str>).bind(None::<&str>).bind(None::<i64>);
+        }
         s.tick(1);
-        let done = q.build().execute(&mut *conn).await.map_err(classify)?;
+        let done = q.execute(&mut *conn).await.map_err(classify)?;
         if done.rows_affected() != chunk.len() as u64 {
             return Err(Error::Conflict("a delivery with this id already exists".to_owned()));
         }
@@ -197,9 +248,17 @@ pub(super) async fn insert_deliveries(
     Ok(())
 }
 
-const GET: &str = concat!("SELECT ", event_columns!(), " FROM events WHERE id = ?1 AND merchant_id = ?2");
+const GET: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events WHERE id = ?1 AND merchant_id = ?2"
+);
 
-pub(super) async fn get(s: &SqliteStore, merchant: &MerchantId, id: &EventId) -> Result<Event, Error> {
+pub(super) async fn get(
+    s: &SqliteStore,
+    merchant: &MerchantId,
+    id: &EventId,
+) -> Result<Event, Error> {
     s.tick(1);
     let row: Option<EventRow> = sqlx::query_as(GET)
         .bind(id.as_str())
@@ -213,16 +272,24 @@ pub(super) async fn get(s: &SqliteStore, merchant: &MerchantId, id: &EventId) ->
 /// Newest first (ids are UUIDv7), resuming strictly after the cursor id, so rows inserted while
 /// paging never shift a page. The SQL is assembled from the filters present, so each combination
 /// gets its own plan using `events_merchant`.
-pub(super) async fn list(s: &SqliteStore, merchant: &MerchantId, q: &EventQuery) -> Result<Page<Event>, Error> {
+pub(super) async fn list(
+    s: &SqliteStore,
+    merchant: &MerchantId,
+    q: &EventQuery,
+) -> Result<Page<Event>, Error> {
     let (limit, fetch) = page_limit(q.limit);
-    let mut sql: QueryBuilder<'_, Sqlite> = QueryBuilder::new(concat!("SELECT ", event_columns!(), " FROM events"));
-    sql.push(" WHERE merchant_id = ").push_bind(merchant.as_str());
+    let mut sql: QueryBuilder<'_, Sqlite> =
+        QueryBuilder::new(concat!("SELECT ", event_columns!(), " FROM events"));
+    sql.push(" WHERE merchant_id = ")
+        .push_bind(merchant.as_str());
     if let Some(after) = &q.after {
         sql.push(" AND id < ").push_bind(after.0.as_str());
     }
     if let Some(t) = &q.event_type {
         // Event types are ASCII, so NOCASE is exactly the contract's case-insensitive compare.
-        sql.push(" AND event_type = ").push_bind(t.as_str()).push(" COLLATE NOCASE");
+        sql.push(" AND event_type = ")
+            .push_bind(t.as_str())
+            .push(" COLLATE NOCASE");
     }
     if let Some(since) = q.since {
         sql.push(" AND created_at >= ").push_bind(since.ms());
@@ -245,8 +312,15 @@ pub(super) async fn list(s: &SqliteStore, merchant: &MerchantId, q: &EventQuery)
     }
     sql.push(" ORDER BY id DESC LIMIT ").push_bind(fetch);
     s.tick(1);
-    let rows: Vec<EventRow> = sql.build_query_as().fetch_all(&s.readers).await.map_err(classify)?;
-    let events = rows.into_iter().map(Event::try_from).collect::<Result<Vec<_>, _>>()?;
+    let rows: Vec<EventRow> = sql
+        .build_query_as()
+        .fetch_all(&s.readers)
+        .await
+        .map_err(classify)?;
+    let events = rows
+        .into_iter()
+        .map(Event::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_overfetch(events, limit, |e| e.id.to_string()))
 }
 
@@ -287,8 +361,11 @@ pub(super) async fn list_deliveries(
     rows.into_iter().map(|r| r.at(now)).collect()
 }
 
-const GET_DELIVERY: &str =
-    concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE id = ?1 AND merchant_id = ?2");
+const GET_DELIVERY: &str = concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM deliveries WHERE id = ?1 AND merchant_id = ?2"
+);
 
 pub(super) async fn get_delivery(
     s: &SqliteStore,

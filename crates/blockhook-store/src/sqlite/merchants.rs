@@ -29,8 +29,11 @@ const GET: &str = "SELECT id, name, status, created_at FROM merchants WHERE id =
 
 pub(super) async fn get(s: &SqliteStore, id: &MerchantId) -> Result<Merchant, Error> {
     s.tick(1);
-    let row: Option<MerchantRow> =
-        sqlx::query_as(GET).bind(id.as_str()).fetch_optional(&s.readers).await.map_err(classify)?;
+    let row: Option<MerchantRow> = sqlx::query_as(GET)
+        .bind(id.as_str())
+        .fetch_optional(&s.readers)
+        .await
+        .map_err(classify)?;
     row.ok_or(Error::NotFound("merchant"))?.try_into()
 }
 
@@ -42,22 +45,44 @@ const LIST_AFTER: &str = "SELECT id, name, status, created_at FROM merchants \
      WHERE (created_at, id) < (SELECT created_at, id FROM merchants WHERE id = ?2) \
      ORDER BY created_at DESC, id DESC LIMIT ?1";
 
-pub(super) async fn list(s: &SqliteStore, after: Option<&Cursor>, limit: u32) -> Result<Page<Merchant>, Error> {
+pub(super) async fn list(
+    s: &SqliteStore,
+    after: Option<&Cursor>,
+    limit: u32,
+) -> Result<Page<Merchant>, Error> {
     let (limit, fetch) = page_limit(limit);
     s.tick(1);
     let rows: Vec<MerchantRow> = match after {
-        None => sqlx::query_as(LIST_FIRST).bind(fetch).fetch_all(&s.readers).await,
-        Some(c) => sqlx::query_as(LIST_AFTER).bind(fetch).bind(&c.0).fetch_all(&s.readers).await,
+        None => {
+            sqlx::query_as(LIST_FIRST)
+                .bind(fetch)
+                .fetch_all(&s.readers)
+                .await
+        }
+        Some(c) => {
+            sqlx::query_as(LIST_AFTER)
+                .bind(fetch)
+                .bind(&c.0)
+                .fetch_all(&s.readers)
+                .await
+        }
     }
     .map_err(classify)?;
-    let merchants = rows.into_iter().map(Merchant::try_from).collect::<Result<Vec<_>, _>>()?;
+    let merchants = rows
+        .into_iter()
+        .map(Merchant::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_overfetch(merchants, limit, |m| m.id.to_string()))
 }
 
 const SET_STATUS: &str =
     "UPDATE merchants SET status = ?2 WHERE id = ?1 RETURNING id, name, status, created_at";
 
-pub(super) async fn set_status(s: &SqliteStore, id: &MerchantId, status: MerchantStatus) -> Result<Merchant, Error> {
+pub(super) async fn set_status(
+    s: &SqliteStore,
+    id: &MerchantId,
+    status: MerchantStatus,
+) -> Result<Merchant, Error> {
     s.tick(1);
     let row: Option<MerchantRow> = sqlx::query_as(SET_STATUS)
         .bind(id.as_str())
@@ -68,16 +93,27 @@ pub(super) async fn set_status(s: &SqliteStore, id: &MerchantId, status: Merchan
     row.ok_or(Error::NotFound("merchant"))?.try_into()
 }
 
-// Foreign keys cascade to api_keys, endpoints, events, and through them deliveries and attempts.
+// Deliveries and attempts carry no foreign keys (see the migration): they go first, through the
+// merchant's endpoints (every delivery goes to an endpoint of its event's merchant); then the
+// merchant, whose foreign keys cascade to api_keys, endpoints and events.
+const DELETE_ATTEMPTS: &str = "DELETE FROM attempts WHERE endpoint_id IN \
+     (SELECT id FROM endpoints WHERE merchant_id = ?1)";
+const DELETE_DELIVERIES: &str = "DELETE FROM deliveries WHERE endpoint_id IN \
+     (SELECT id FROM endpoints WHERE merchant_id = ?1)";
 const DELETE: &str = "DELETE FROM merchants WHERE id = ?1";
 
 pub(super) async fn delete(s: &SqliteStore, id: &MerchantId) -> Result<(), Error> {
+    let mut tx = s.begin().await?;
+    for sql in [DELETE_ATTEMPTS, DELETE_DELIVERIES] {
+        s.tick(1);
+        sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await.map_err(classify)?;
+    }
     s.tick(1);
-    let done = sqlx::query(DELETE).bind(id.as_str()).execute(&s.writer).await.map_err(classify)?;
+    let done = sqlx::query(DELETE).bind(id.as_str()).execute(&mut *tx).await.map_err(classify)?;
     if done.rows_affected() == 0 {
         return Err(Error::NotFound("merchant"));
     }
-    Ok(())
+    s.commit(tx).await
 }
 
 // Inserts only when the merchant exists, so an unknown one is `NotFound` rather than a foreign
@@ -105,18 +141,27 @@ const BY_HASH: &str =
 
 pub(super) async fn key_by_hash(s: &SqliteStore, hash: &str) -> Result<Option<ApiKey>, Error> {
     s.tick(1);
-    let row: Option<ApiKeyRow> =
-        sqlx::query_as(BY_HASH).bind(hash).fetch_optional(&s.readers).await.map_err(classify)?;
+    let row: Option<ApiKeyRow> = sqlx::query_as(BY_HASH)
+        .bind(hash)
+        .fetch_optional(&s.readers)
+        .await
+        .map_err(classify)?;
     Ok(row.map(ApiKey::from))
 }
 
 const LIST_KEYS: &str = "SELECT id, merchant_id, prefix, created_at, revoked_at FROM api_keys \
      WHERE merchant_id = ?1 ORDER BY id DESC";
 
-pub(super) async fn list_keys(s: &SqliteStore, merchant: &MerchantId) -> Result<Vec<ApiKey>, Error> {
+pub(super) async fn list_keys(
+    s: &SqliteStore,
+    merchant: &MerchantId,
+) -> Result<Vec<ApiKey>, Error> {
     s.tick(1);
-    let rows: Vec<ApiKeyRow> =
-        sqlx::query_as(LIST_KEYS).bind(merchant.as_str()).fetch_all(&s.readers).await.map_err(classify)?;
+    let rows: Vec<ApiKeyRow> = sqlx::query_as(LIST_KEYS)
+        .bind(merchant.as_str())
+        .fetch_all(&s.readers)
+        .await
+        .map_err(classify)?;
     Ok(rows.into_iter().map(ApiKey::from).collect())
 }
 
@@ -124,7 +169,12 @@ pub(super) async fn list_keys(s: &SqliteStore, merchant: &MerchantId) -> Result<
 const REVOKE_KEY: &str =
     "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE id = ?1 AND merchant_id = ?2";
 
-pub(super) async fn revoke_key(s: &SqliteStore, merchant: &MerchantId, id: &ApiKeyId, at: Timestamp) -> Result<(), Error> {
+pub(super) async fn revoke_key(
+    s: &SqliteStore,
+    merchant: &MerchantId,
+    id: &ApiKeyId,
+    at: Timestamp,
+) -> Result<(), Error> {
     s.tick(1);
     let done = sqlx::query(REVOKE_KEY)
         .bind(id.as_str())

@@ -8,14 +8,20 @@ use super::SqliteStore;
 use super::rows::{count, to_u32};
 use crate::classify;
 
-// Walks the merchant's endpoints, then each one's (endpoint_id, state) index range.
-const BACKLOG: &str = "SELECT d.endpoint_id, \
-       COALESCE(SUM(d.state = 'pending'), 0) AS pending, \
-       COALESCE(SUM(d.state = 'failed'), 0) AS failed, \
-       MIN(d.created_at) AS oldest \
-     FROM endpoints e CROSS JOIN deliveries d \
-     WHERE e.merchant_id = ?1 AND d.endpoint_id = e.id AND d.state IN ('pending', 'failed') \
-     GROUP BY d.endpoint_id ORDER BY d.endpoint_id";
+// Pending work from the due index (all pending deliveries; small unless receivers are down;
+// INDEXED BY, or the planner walks the whole table in endpoint order to save a sort), failed
+// work from the partial index of failed deliveries, merged per endpoint.
+const BACKLOG: &str = "SELECT endpoint_id, SUM(pending) AS pending, SUM(failed) AS failed, \
+       MIN(oldest) AS oldest FROM ( \
+       SELECT endpoint_id, COUNT(*) AS pending, 0 AS failed, MIN(created_at) AS oldest \
+       FROM deliveries INDEXED BY deliveries_due \
+       WHERE state = 'pending' AND merchant_id = ?1 GROUP BY endpoint_id \
+       UNION ALL \
+       SELECT d.endpoint_id, 0, COUNT(*), MIN(d.created_at) \
+       FROM endpoints e CROSS JOIN deliveries d \
+       WHERE e.merchant_id = ?1 AND d.endpoint_id = e.id AND d.state = 'failed' \
+       GROUP BY d.endpoint_id) \
+     GROUP BY endpoint_id ORDER BY endpoint_id";
 
 #[derive(sqlx::FromRow)]
 struct BacklogRow {
@@ -25,10 +31,16 @@ struct BacklogRow {
     oldest: Option<i64>,
 }
 
-pub(super) async fn backlog(s: &SqliteStore, merchant: &MerchantId) -> Result<Vec<EndpointBacklog>, Error> {
+pub(super) async fn backlog(
+    s: &SqliteStore,
+    merchant: &MerchantId,
+) -> Result<Vec<EndpointBacklog>, Error> {
     s.tick(1);
-    let rows: Vec<BacklogRow> =
-        sqlx::query_as(BACKLOG).bind(merchant.as_str()).fetch_all(&s.readers).await.map_err(classify)?;
+    let rows: Vec<BacklogRow> = sqlx::query_as(BACKLOG)
+        .bind(merchant.as_str())
+        .fetch_all(&s.readers)
+        .await
+        .map_err(classify)?;
     Ok(rows
         .into_iter()
         .map(|r| EndpointBacklog {
@@ -89,43 +101,44 @@ pub(super) async fn endpoint_health(
     })
 }
 
-// Pending work, from the partial due index alone (it carries lease_until). While leased,
-// next_attempt_at = lease_until, so "due" includes expired leases and excludes live ones.
-const PENDING_STATS: &str = "SELECT \
+// One statement, so every number comes from the same snapshot. Pending work comes from the
+// partial due index alone (it carries lease_until): while leased, next_attempt_at = lease_until,
+// so "due" includes expired leases and excludes live ones. Finals are counted without an index
+// on state: total (SQLite counts the smallest index) minus pending minus failed (partial index).
+const QUEUE_STATS: &str = "SELECT \
+       (SELECT COUNT(*) FROM deliveries) AS total, \
+       (SELECT COUNT(*) FROM deliveries WHERE state = 'failed') AS failed, \
+       p.pending, p.due, p.scheduled, p.in_flight, p.oldest_due_at \
+     FROM (SELECT COUNT(*) AS pending, \
        COALESCE(SUM(next_attempt_at <= ?1), 0) AS due, \
        COALESCE(SUM(next_attempt_at > ?1 AND (lease_until IS NULL OR lease_until <= ?1)), 0) \
          AS scheduled, \
        COALESCE(SUM(lease_until > ?1), 0) AS in_flight, \
        MIN(CASE WHEN next_attempt_at <= ?1 THEN next_attempt_at END) AS oldest_due_at \
-     FROM deliveries WHERE state = 'pending'";
+       FROM deliveries WHERE state = 'pending') AS p";
 
 #[derive(sqlx::FromRow)]
-struct PendingStats {
+struct StatsRow {
+    total: i64,
+    failed: i64,
+    pending: i64,
     due: i64,
     scheduled: i64,
     in_flight: i64,
     oldest_due_at: Option<i64>,
 }
 
-// Final states: a count over the (endpoint_id, state, created_at) index, not the table.
-const FINAL_STATS: &str = "SELECT \
-       (SELECT COUNT(*) FROM deliveries WHERE state = 'succeeded') AS succeeded, \
-       (SELECT COUNT(*) FROM deliveries WHERE state = 'failed') AS failed";
-
 pub(super) async fn queue_stats(s: &SqliteStore, now: Timestamp) -> Result<QueueStats, Error> {
-    s.tick(2);
-    let (p, (succeeded, failed)) = futures::try_join!(
-        sqlx::query_as::<_, PendingStats>(PENDING_STATS).bind(now.ms()).fetch_one(&s.readers),
-        sqlx::query_as::<_, (i64, i64)>(FINAL_STATS).fetch_one(&s.readers),
-    )
-    .map_err(classify)?;
+    s.tick(1);
+    let r: StatsRow =
+        sqlx::query_as(QUEUE_STATS).bind(now.ms()).fetch_one(&s.readers).await.map_err(classify)?;
     Ok(QueueStats {
-        due: count(p.due),
-        scheduled: count(p.scheduled),
-        in_flight: count(p.in_flight),
-        succeeded: count(succeeded),
-        failed: count(failed),
-        oldest_due_at: p.oldest_due_at.map(Timestamp::from_ms),
+        due: count(r.due),
+        scheduled: count(r.scheduled),
+        in_flight: count(r.in_flight),
+        succeeded: count(r.total - r.pending - r.failed),
+        failed: count(r.failed),
+        oldest_due_at: r.oldest_due_at.map(Timestamp::from_ms),
     })
 }
 
@@ -140,14 +153,18 @@ const PURGE_PAYLOADS: &str = "UPDATE events SET payload = NULL WHERE id IN ( \
 
 // Old attempts, found per endpoint through the (endpoint_id, started_at) index, so no index on
 // started_at alone has to be maintained on the hot insert path. Every attempt's endpoint exists:
-// attempts cascade away with their delivery, deliveries with their endpoint.
+// deleting an endpoint deletes its attempts.
 const PURGE_ATTEMPTS: &str = "DELETE FROM attempts WHERE rowid IN ( \
        SELECT a.rowid FROM endpoints e CROSS JOIN attempts a \
        WHERE a.endpoint_id = e.id AND a.started_at < ?1 LIMIT ?2)";
 
 /// Two bounded statements, each its own short write: retention runs beside live traffic and
 /// must not hold the writer for long.
-pub(super) async fn purge_before(s: &SqliteStore, before: Timestamp, batch: u32) -> Result<u64, Error> {
+pub(super) async fn purge_before(
+    s: &SqliteStore,
+    before: Timestamp,
+    batch: u32,
+) -> Result<u64, Error> {
     let batch = i64::from(batch);
     s.tick(1);
     let payloads = sqlx::query(PURGE_PAYLOADS)

@@ -16,23 +16,22 @@ use bytes::Bytes;
 /// The largest page any listing returns, whatever the caller asks.
 pub(super) const MAX_PAGE: u32 = 1000;
 
-/// Rows per multi-row INSERT. Fixed sizes (largest first) keep the number of distinct SQL texts,
-/// and so of prepared statements in the connection's cache, small, while a big batch still
-/// needs only a few statements. 256 rows x 14 columns stays far below SQLite's 32,766 variables.
-const CHUNKS: [usize; 4] = [256, 32, 4, 1];
+/// Rows per multi-row statement at most.
+pub(super) const MAX_ROWS: usize = 256;
 
-/// Splits `items` into slices of the [`CHUNKS`] sizes, largest first.
-pub(super) fn chunks<T>(items: &[T]) -> Vec<&[T]> {
-    let mut out = Vec::new();
-    let mut rest = items;
-    for size in CHUNKS {
-        while rest.len() >= size {
-            let (head, tail) = rest.split_at(size);
-            out.push(head);
-            rest = tail;
-        }
-    }
-    out
+/// Splits a batch for multi-row statements: slices of at most [`MAX_ROWS`], each with the row
+/// count its statement is written for, the next power of two. The statement's extra rows are
+/// bound to NULL and filtered out in SQL (`WHERE column1 IS NOT NULL`), so nine SQL texts (1 to
+/// 256 rows) serve every batch size: each is prepared once per connection, and a batch of any
+/// size is one statement per 256 rows.
+pub(super) fn padded_chunks<T>(items: &[T]) -> impl Iterator<Item = (&[T], usize)> {
+    items.chunks(MAX_ROWS).map(|c| (c, c.len().next_power_of_two()))
+}
+
+/// `(?, ?, ?), (?, ?, ?)`: `rows` tuples of `cols` placeholders, for `VALUES`.
+pub(super) fn placeholders(rows: usize, cols: usize) -> String {
+    let tuple = format!("({})", vec!["?"; cols].join(", "));
+    vec![tuple.as_str(); rows].join(", ")
 }
 
 /// A stored count or number that must fit the domain's `u32`.
@@ -62,41 +61,6 @@ pub(super) fn page_limit(limit: u32) -> (usize, i64) {
 pub(super) fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<String, Error> {
     serde_json::to_string(&items.into_iter().collect::<Vec<_>>())
         .map_err(|e| Error::Internal(format!("encode id list: {e}")))
-}
-
-/// Lowercase hex of `bytes`: how blobs travel inside the JSON arrays bound to hot-path statements
-/// (SQLite's `unhex()` and `hex()` convert at the other end).
-pub(super) fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
-/// Decodes hex as produced by SQLite's `hex()` (uppercase) or [`to_hex`].
-pub(super) fn from_hex(text: &str) -> Result<Vec<u8>, Error> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
-        return Err(Error::Internal("odd-length hex from the database".to_owned()));
-    }
-    bytes
-        .chunks_exact(2)
-        .map(|pair| match (nibble(pair[0]), nibble(pair[1])) {
-            (Some(hi), Some(lo)) => Ok(hi << 4 | lo),
-            _ => Err(Error::Internal("bad hex from the database".to_owned())),
-        })
-        .collect()
 }
 
 /// Header pairs as the JSON text stored in headers columns.
@@ -134,7 +98,8 @@ impl TryFrom<MerchantRow> for Merchant {
     type Error = Error;
     fn try_from(r: MerchantRow) -> Result<Self, Error> {
         Ok(Merchant {
-            status: MerchantStatus::parse(&r.status).map_err(|_| corrupt("merchant status", &r.status))?,
+            status: MerchantStatus::parse(&r.status)
+                .map_err(|_| corrupt("merchant status", &r.status))?,
             id: MerchantId::from_trusted(r.id),
             name: r.name,
             created_at: Timestamp::from_ms(r.created_at),
@@ -197,7 +162,10 @@ impl TryFrom<EndpointRow> for Endpoint {
                 .map_err(|_| corrupt("success policy", &r.success_policy))?,
             headers,
             rate_limit: r.rate_limit.map(|v| to_u32(v, "rate limit")).transpose()?,
-            label: r.label.map(|l| Label::parse(&l).map_err(|_| corrupt("label", &l))).transpose()?,
+            label: r
+                .label
+                .map(|l| Label::parse(&l).map_err(|_| corrupt("label", &l)))
+                .transpose()?,
             id: EndpointId::from_trusted(r.id),
             merchant_id: MerchantId::from_trusted(r.merchant_id),
             description: r.description,
@@ -225,7 +193,8 @@ impl TryFrom<EventRow> for Event {
     type Error = Error;
     fn try_from(r: EventRow) -> Result<Self, Error> {
         Ok(Event {
-            event_type: EventType::parse(&r.event_type).map_err(|_| corrupt("event type", &r.event_type))?,
+            event_type: EventType::parse(&r.event_type)
+                .map_err(|_| corrupt("event type", &r.event_type))?,
             idempotency_key: r
                 .idempotency_key
                 .map(|k| IdempotencyKey::parse(&k).map_err(|_| corrupt("idempotency key", &k)))
@@ -259,13 +228,16 @@ impl DeliveryRow {
     /// The delivery as seen at `now`: a pending one under a live lease is `InFlight`.
     pub(super) fn at(self, now: Timestamp) -> Result<Delivery, Error> {
         let stored = match self.state.as_str() {
-            "pending" | "succeeded" | "failed" => {
-                DeliveryState::parse(&self.state).map_err(|_| corrupt("delivery state", &self.state))?
-            }
+            "pending" | "succeeded" | "failed" => DeliveryState::parse(&self.state)
+                .map_err(|_| corrupt("delivery state", &self.state))?,
             _ => return Err(corrupt("delivery state", &self.state)),
         };
         let leased = self.lease_until.is_some_and(|until| until > now.ms());
-        let state = if stored == DeliveryState::Pending && leased { DeliveryState::InFlight } else { stored };
+        let state = if stored == DeliveryState::Pending && leased {
+            DeliveryState::InFlight
+        } else {
+            stored
+        };
         Ok(Delivery {
             id: DeliveryId::from_trusted(self.id),
             event_id: EventId::from_trusted(self.event_id),
@@ -329,23 +301,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_cover_everything_in_few_pieces() {
+    fn padded_chunks_use_few_shapes() {
         let items: Vec<u32> = (0..1000).collect();
-        let parts = chunks(&items);
-        assert_eq!(parts.iter().map(|c| c.len()).sum::<usize>(), 1000);
-        assert_eq!(parts.concat(), items);
-        // 3 x 256 + 7 x 32 + 2 x 4
-        assert_eq!(parts.len(), 12);
-        assert!(chunks::<u32>(&[]).is_empty());
-    }
-
-    #[test]
-    fn hex_round_trips() {
-        let all: Vec<u8> = (0..=255).collect();
-        assert_eq!(from_hex(&to_hex(&all)).unwrap(), all);
-        assert_eq!(from_hex("00FFa0").unwrap(), vec![0, 255, 160]);
-        assert!(from_hex("abc").is_err());
-        assert!(from_hex("zz").is_err());
-        assert_eq!(to_hex(b""), "");
+        let parts: Vec<_> = padded_chunks(&items).collect();
+        assert_eq!(parts.iter().map(|(c, _)| c.len()).sum::<usize>(), 1000);
+        assert_eq!(parts.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![256, 256, 256, 256]);
+        let few: Vec<_> = padded_chunks(&items[..5]).map(|(c, n)| (c.len(), n)).collect();
+        assert_eq!(few, vec![(5, 8)]);
+        assert_eq!(padded_chunks::<u32>(&[]).count(), 0);
+        assert_eq!(placeholders(2, 3), "(?, ?, ?), (?, ?, ?)");
     }
 }

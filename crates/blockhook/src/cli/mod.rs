@@ -4,11 +4,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod api_client;
+mod bench;
+mod endpoint;
+mod event;
 mod listen;
+mod merchant;
 mod migrate;
+mod output;
 mod send;
 mod serve;
 mod sign;
+mod status;
 mod verify;
 
 /// blockhook: self-hosted webhook delivery for stablecoin payment gateways.
@@ -36,6 +43,16 @@ pub enum Command {
     Listen(listen::Args),
     /// Send one correctly signed sample webhook to a URL and show the exchange (exit 0 on 200).
     Send(send::Args),
+    /// Measure end-to-end delivery throughput and latency against a loopback receiver.
+    Bench(bench::Args),
+    /// Summarise a running server's /metrics and /readyz on one screen.
+    Status(status::Args),
+    /// Manage merchants and their API keys (operator).
+    Merchant(merchant::Args),
+    /// Manage a merchant's webhook endpoints.
+    Endpoint(endpoint::Args),
+    /// Publish events and read the event logs (events, deliveries, attempts); resend.
+    Event(event::Args),
 }
 
 /// Runs one parsed command line.
@@ -47,5 +64,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::run(args),
         Command::Listen(args) => listen::run(args),
         Command::Send(args) => send::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Merchant(args) => merchant::run(args),
+        Command::Endpoint(args) => endpoint::run(args),
+        Command::Event(args) => event::run(args),
     }
 }

@@ -20,12 +20,18 @@ pub async fn resend_scopes(store: StoreRef) {
     let ev = ingest_one(&store, &m, "Payment", t(0)).await;
     let late = endpoint(&store, &m, &[]).await; // created after the event: not in `All`
     let theirs = endpoint(&store, &other, &[]).await;
-    let limits = ResendLimits { window: Duration::from_secs(3600), max_per_event: 10 };
+    let limits = ResendLimits {
+        window: Duration::from_secs(3600),
+        max_per_event: 10,
+    };
     for c in claim_all(&store, t(1)).await {
         finish_one(&store, &c, Next::Succeeded, t(1)).await;
     }
 
-    let all = store.resend(&m, &ev, &ResendScope::All, &limits, t(10)).await.unwrap();
+    let all = store
+        .resend(&m, &ev, &ResendScope::All, &limits, t(10))
+        .await
+        .unwrap();
     assert_eq!(all.len(), 2);
     let mut targets = Vec::new();
     for id in &all {
@@ -42,20 +48,48 @@ pub async fn resend_scopes(store: StoreRef) {
     want.sort();
     assert_eq!(targets, want);
 
-    let one = store.resend(&m, &ev, &ResendScope::Endpoint(late.id.clone()), &limits, t(11)).await.unwrap();
+    let one = store
+        .resend(
+            &m,
+            &ev,
+            &ResendScope::Endpoint(late.id.clone()),
+            &limits,
+            t(11),
+        )
+        .await
+        .unwrap();
     assert_eq!(one.len(), 1);
-    assert_eq!(store.get_delivery(&m, &one[0], t(11)).await.unwrap().endpoint_id, late.id);
+    assert_eq!(
+        store
+            .get_delivery(&m, &one[0], t(11))
+            .await
+            .unwrap()
+            .endpoint_id,
+        late.id
+    );
 
     for id in [theirs.id.clone(), EndpointId::generate()] {
-        assert_not_found(store.resend(&m, &ev, &ResendScope::Endpoint(id), &limits, t(12)).await, "endpoint");
+        assert_not_found(
+            store
+                .resend(&m, &ev, &ResendScope::Endpoint(id), &limits, t(12))
+                .await,
+            "endpoint",
+        );
     }
-    assert_eq!(store.get_event(&m, &ev).await.unwrap().resend_count, 2, "refused resends are not counted");
+    assert_eq!(
+        store.get_event(&m, &ev).await.unwrap().resend_count,
+        2,
+        "refused resends are not counted"
+    );
 
     // The resent deliveries are claimed like any other, as attempt 1.
     let claims = claim_all(&store, t(12)).await;
     assert_eq!(claims.len(), 3);
     assert!(claims.iter().all(|c| c.attempt == 1 && c.event_id == ev));
-    assert_eq!(store.list_deliveries(&m, &ev, t(12)).await.unwrap().len(), 5);
+    assert_eq!(
+        store.list_deliveries(&m, &ev, t(12)).await.unwrap().len(),
+        5
+    );
 }
 
 /// Resend limits: events older than the window and events resent `max_per_event` times are
@@ -64,18 +98,53 @@ pub async fn resend_limits(store: StoreRef) {
     let m = merchant(&store).await;
     endpoint(&store, &m, &[]).await;
     let ev = ingest_one(&store, &m, "Payment", t(0)).await;
-    let limits = ResendLimits { window: Duration::from_secs(100), max_per_event: 2 };
+    let limits = ResendLimits {
+        window: Duration::from_secs(100),
+        max_per_event: 2,
+    };
 
     // The window: younger than 100 s succeeds, at or past it is refused.
-    assert_conflict(store.resend(&m, &ev, &ResendScope::All, &limits, t(100)).await, "window");
-    assert_conflict(store.resend(&m, &ev, &ResendScope::All, &limits, t(5000)).await, "window");
+    assert_conflict(
+        store
+            .resend(&m, &ev, &ResendScope::All, &limits, t(100))
+            .await,
+        "window",
+    );
+    assert_conflict(
+        store
+            .resend(&m, &ev, &ResendScope::All, &limits, t(5000))
+            .await,
+        "window",
+    );
     assert_eq!(store.get_event(&m, &ev).await.unwrap().resend_count, 0);
 
-    assert_eq!(store.resend(&m, &ev, &ResendScope::All, &limits, t(10)).await.unwrap().len(), 1);
-    assert_eq!(store.resend(&m, &ev, &ResendScope::All, &limits, t(99)).await.unwrap().len(), 1);
-    assert_conflict(store.resend(&m, &ev, &ResendScope::All, &limits, t(50)).await, "max_per_event");
+    assert_eq!(
+        store
+            .resend(&m, &ev, &ResendScope::All, &limits, t(10))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .resend(&m, &ev, &ResendScope::All, &limits, t(99))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_conflict(
+        store
+            .resend(&m, &ev, &ResendScope::All, &limits, t(50))
+            .await,
+        "max_per_event",
+    );
     assert_eq!(store.get_event(&m, &ev).await.unwrap().resend_count, 2);
-    assert_eq!(store.list_deliveries(&m, &ev, t(50)).await.unwrap().len(), 3);
+    assert_eq!(
+        store.list_deliveries(&m, &ev, t(50)).await.unwrap().len(),
+        3
+    );
 }
 
 /// `recover` re-queues exactly the failed deliveries of one endpoint created since `since`, due
@@ -93,18 +162,32 @@ pub async fn recover_requeues_failed_since(store: StoreRef) {
     // Two failed attempts for `old` and `fresh`, success for `ok`, `pending` retried later,
     // the other endpoint's delivery failed too (it must not be touched).
     for c in claim_all(&store, t(101)).await {
-        let next = if c.event_id == ok { Next::Succeeded } else { Next::RetryAt(t(200)) };
+        let next = if c.event_id == ok {
+            Next::Succeeded
+        } else {
+            Next::RetryAt(t(200))
+        };
         finish_one(&store, &c, next, t(101)).await;
     }
     for c in claim_all(&store, t(200)).await {
-        let next = if c.event_id == pending { Next::RetryAt(t(10_000)) } else { Next::GiveUp };
+        let next = if c.event_id == pending {
+            Next::RetryAt(t(10_000))
+        } else {
+            Next::GiveUp
+        };
         finish_one(&store, &c, next, t(200)).await;
     }
 
     let n = store.recover(&m, &ep.id, t(50), t(300)).await.unwrap();
-    assert_eq!(n, 1, "only `fresh`: `old` is before `since`, the rest did not fail");
+    assert_eq!(
+        n, 1,
+        "only `fresh`: `old` is before `since`, the rest did not fail"
+    );
     let stats = store.queue_stats(t(300)).await.unwrap();
-    assert_eq!(stats.failed, 2, "`old` and the other endpoint's stay failed");
+    assert_eq!(
+        stats.failed, 2,
+        "`old` and the other endpoint's stay failed"
+    );
 
     let claims = claim_all(&store, t(300)).await;
     assert_eq!(claims.len(), 1);
@@ -117,10 +200,22 @@ pub async fn recover_requeues_failed_since(store: StoreRef) {
     let c = claim_all(&store, t(400)).await.remove(0);
     assert_eq!((c.attempt, c.round_attempt), (4, 2));
 
-    assert_eq!(store.recover(&m, &ep.id, t(0), t(500)).await.unwrap(), 1, "now `old`");
+    assert_eq!(
+        store.recover(&m, &ep.id, t(0), t(500)).await.unwrap(),
+        1,
+        "now `old`"
+    );
     assert_eq!(store.recover(&m, &other.id, t(0), t(500)).await.unwrap(), 1);
-    assert_eq!(store.recover(&m, &other.id, t(0), t(500)).await.unwrap(), 0, "nothing failed left");
-    let d = store.list_deliveries(&m, &old, t(500)).await.unwrap().remove(0);
+    assert_eq!(
+        store.recover(&m, &other.id, t(0), t(500)).await.unwrap(),
+        0,
+        "nothing failed left"
+    );
+    let d = store
+        .list_deliveries(&m, &old, t(500))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(d.state, DeliveryState::Pending);
     assert_eq!(d.next_attempt_at, Some(t(500)));
     assert_eq!(d.attempts, 2);
@@ -141,7 +236,11 @@ pub async fn backlog_counts(store: StoreRef) {
     ingest_one(&store, &m, "QR-Payment", t(1)).await;
     let claims = store.claim_due(&claim_req(t(6), 10)).await.unwrap();
     for c in &claims {
-        let next = if c.endpoint.id == done.id { Next::Succeeded } else { Next::GiveUp };
+        let next = if c.endpoint.id == done.id {
+            Next::Succeeded
+        } else {
+            Next::GiveUp
+        };
         finish_one(&store, c, next, t(6)).await;
     }
     // a: t5 failed, t7 pending, t9 pending (in flight); b: t3 failed.
@@ -150,8 +249,18 @@ pub async fn backlog_counts(store: StoreRef) {
     let mut got = store.backlog(&m).await.unwrap();
     got.sort_by(|x, y| x.endpoint_id.cmp(&y.endpoint_id));
     let mut want = vec![
-        blockhook_core::EndpointBacklog { endpoint_id: a.id.clone(), pending: 2, failed: 1, oldest: Some(t(5)) },
-        blockhook_core::EndpointBacklog { endpoint_id: b.id.clone(), pending: 0, failed: 1, oldest: Some(t(3)) },
+        blockhook_core::EndpointBacklog {
+            endpoint_id: a.id.clone(),
+            pending: 2,
+            failed: 1,
+            oldest: Some(t(5)),
+        },
+        blockhook_core::EndpointBacklog {
+            endpoint_id: b.id.clone(),
+            pending: 0,
+            failed: 1,
+            oldest: Some(t(3)),
+        },
     ];
     want.sort_by(|x, y| x.endpoint_id.cmp(&y.endpoint_id));
     assert_eq!(got, want);
@@ -215,6 +324,12 @@ pub async fn endpoint_health_window(store: StoreRef) {
     assert_eq!(h.succeeded, 1);
     assert_eq!(h.latencies, vec![(t(11), 101), (t(12), 102), (t(13), 103)]);
     let all = store.endpoint_health(&m, &ep.id, T0).await.unwrap();
-    assert_eq!((all.attempts, all.succeeded, all.latencies.len()), (4, 2, 4));
-    assert_eq!(store.endpoint_health(&m, &quiet.id, T0).await.unwrap(), Default::default());
+    assert_eq!(
+        (all.attempts, all.succeeded, all.latencies.len()),
+        (4, 2, 4)
+    );
+    assert_eq!(
+        store.endpoint_health(&m, &quiet.id, T0).await.unwrap(),
+        Default::default()
+    );
 }

@@ -20,10 +20,20 @@ pub async fn claim_only_due(store: StoreRef) {
     let early = ingest_one(&store, &m, "Payment", t(0)).await;
     let mid = ingest_one(&store, &m, "Payment", t(10)).await;
 
-    assert!(store.claim_due(&claim_req(t(-1), 10)).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due(&claim_req(t(-1), 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let first = store.claim_due(&claim_req(t(15), 10)).await.unwrap();
     let got: Vec<_> = first.iter().map(|c| c.event_id.clone()).collect();
-    assert_eq!(got, vec![early.clone(), mid.clone()], "due ones only, oldest due first");
+    assert_eq!(
+        got,
+        vec![early.clone(), mid.clone()],
+        "due ones only, oldest due first"
+    );
 
     let c = &first[0];
     assert_eq!(c.attempt, 1);
@@ -51,8 +61,20 @@ pub async fn lease_excludes_reclaim_until_expired(store: StoreRef) {
     let first = store.claim_due(&claim_req(t(1), 10)).await.unwrap();
     assert_eq!(first.len(), 1);
     // Lease runs to t(31).
-    assert!(store.claim_due(&claim_req(t(2), 10)).await.unwrap().is_empty());
-    assert!(store.claim_due(&claim_req(t(30), 10)).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due(&claim_req(t(2), 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .claim_due(&claim_req(t(30), 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let again = store.claim_due(&claim_req(t(31), 10)).await.unwrap();
     assert_eq!(again.len(), 1, "an expired lease is due again");
     assert_eq!(again[0].delivery_id, first[0].delivery_id);
@@ -60,7 +82,10 @@ pub async fn lease_excludes_reclaim_until_expired(store: StoreRef) {
     assert_eq!(again[0].attempt, 1);
 
     // The old holder can no longer finish; the new one can.
-    let stale = store.finish(&[completion(&first[0], Next::Succeeded, t(32))], t(32)).await.unwrap();
+    let stale = store
+        .finish(&[completion(&first[0], Next::Succeeded, t(32))], t(32))
+        .await
+        .unwrap();
     assert_eq!(stale, 0);
     finish_one(&store, &again[0], Next::Succeeded, t(33)).await;
 }
@@ -92,10 +117,20 @@ pub async fn claim_honours_per_endpoint_max_and_exclude(store: StoreRef) {
     assert_eq!(count(&b.id), 3);
     assert_eq!(count(&c.id), 0);
     // Each endpoint's share is its oldest due deliveries.
-    let a_times: Vec<_> = got.iter().filter(|cl| cl.endpoint.id == a.id).map(|cl| cl.event_created_at).collect();
+    let a_times: Vec<_> = got
+        .iter()
+        .filter(|cl| cl.endpoint.id == a.id)
+        .map(|cl| cl.event_created_at)
+        .collect();
     assert_eq!(a_times, vec![t(0), t(1), t(2)]);
 
-    let rest = store.claim_due(&ClaimRequest { exclude: vec![a.id.clone(), b.id.clone()], ..req.clone() }).await.unwrap();
+    let rest = store
+        .claim_due(&ClaimRequest {
+            exclude: vec![a.id.clone(), b.id.clone()],
+            ..req.clone()
+        })
+        .await
+        .unwrap();
     assert_eq!(rest.len(), 3);
     assert!(rest.iter().all(|cl| cl.endpoint.id == c.id));
 }
@@ -132,7 +167,10 @@ pub async fn concurrent_claimers_never_share(store: StoreRef) {
             tokio::task::yield_now().await;
         }
     };
-    let (x, y) = tokio::join!(tokio::spawn(worker(store.clone())), tokio::spawn(worker(store.clone())));
+    let (x, y) = tokio::join!(
+        tokio::spawn(worker(store.clone())),
+        tokio::spawn(worker(store.clone()))
+    );
     let (x, y) = (x.unwrap(), y.unwrap());
     let all: HashSet<DeliveryId> = x.iter().chain(&y).cloned().collect();
     assert_eq!(x.len() + y.len(), 300, "every delivery claimed");
@@ -156,9 +194,15 @@ pub async fn finish_succeeded(store: StoreRef) {
     assert!(claim_all(&store, t(1000)).await.is_empty());
     assert_eq!(store.next_due_at().await.unwrap(), None);
     // Finishing twice changes nothing: the lease was released.
-    let again = store.finish(&[completion(&c, Next::Succeeded, t(4))], t(4)).await.unwrap();
+    let again = store
+        .finish(&[completion(&c, Next::Succeeded, t(4))], t(4))
+        .await
+        .unwrap();
     assert_eq!(again, 0);
-    assert_eq!(store.list_attempts(&m, &c.delivery_id).await.unwrap().len(), 1);
+    assert_eq!(
+        store.list_attempts(&m, &c.delivery_id).await.unwrap().len(),
+        1
+    );
 }
 
 /// `RetryAt` keeps the delivery pending until the given time; the next claim is attempt 2.
@@ -174,7 +218,10 @@ pub async fn finish_retry_reschedules(store: StoreRef) {
     assert_eq!(d.last_status, Some(500));
     assert_eq!(d.next_attempt_at, Some(t(61)));
     assert_eq!(store.next_due_at().await.unwrap(), Some(t(61)));
-    assert!(claim_all(&store, t(60)).await.is_empty(), "not before its time");
+    assert!(
+        claim_all(&store, t(60)).await.is_empty(),
+        "not before its time"
+    );
     let c2 = claim_all(&store, t(61)).await.remove(0);
     assert_eq!(c2.delivery_id, c.delivery_id);
     assert_eq!(c2.attempt, 2);
@@ -211,13 +258,19 @@ pub async fn finish_disable_endpoint(store: StoreRef) {
     let fine = claims.iter().find(|c| c.endpoint.id == other.id).unwrap();
     let applied = store
         .finish(
-            &[completion(gone, Next::DisableEndpoint, t(2)), completion(fine, Next::Succeeded, t(2))],
+            &[
+                completion(gone, Next::DisableEndpoint, t(2)),
+                completion(fine, Next::Succeeded, t(2)),
+            ],
             t(2),
         )
         .await
         .unwrap();
     assert_eq!(applied, 2);
-    let d = store.get_delivery(&m, &gone.delivery_id, t(3)).await.unwrap();
+    let d = store
+        .get_delivery(&m, &gone.delivery_id, t(3))
+        .await
+        .unwrap();
     assert_eq!(d.state, DeliveryState::Failed);
     assert_eq!(d.last_status, Some(410));
     let e = store.get_endpoint(&m, &ep.id).await.unwrap();
@@ -244,12 +297,32 @@ pub async fn finish_with_stale_token_changes_nothing(store: StoreRef) {
     let applied = store.finish(&[forged, good], t(2)).await.unwrap();
     assert_eq!(applied, 1);
 
-    let d = store.get_delivery(&m, &claims[0].delivery_id, t(3)).await.unwrap();
-    assert_eq!(d.state, DeliveryState::InFlight, "still leased by the real holder");
+    let d = store
+        .get_delivery(&m, &claims[0].delivery_id, t(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        d.state,
+        DeliveryState::InFlight,
+        "still leased by the real holder"
+    );
     assert_eq!(d.attempts, 0);
     assert_eq!(d.last_status, None);
-    assert!(store.list_attempts(&m, &claims[0].delivery_id).await.unwrap().is_empty());
-    assert_eq!(store.get_delivery(&m, &claims[1].delivery_id, t(3)).await.unwrap().state, DeliveryState::Succeeded);
+    assert!(
+        store
+            .list_attempts(&m, &claims[0].delivery_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .get_delivery(&m, &claims[1].delivery_id, t(3))
+            .await
+            .unwrap()
+            .state,
+        DeliveryState::Succeeded
+    );
     // Unknown deliveries are skipped the same way.
     let mut ghost = completion(&claims[0], Next::Succeeded, t(2));
     ghost.delivery_id = DeliveryId::generate();
@@ -340,23 +413,48 @@ pub async fn renew_leases_needs_the_right_token(store: StoreRef) {
     let (a, b) = (&claims[0], &claims[1]);
     store
         .renew_leases(
-            &[(a.delivery_id.clone(), a.lease), (b.delivery_id.clone(), LeaseToken(b.lease.0 ^ 1))],
+            &[
+                (a.delivery_id.clone(), a.lease),
+                (b.delivery_id.clone(), LeaseToken(b.lease.0 ^ 1)),
+            ],
             t(120),
         )
         .await
         .unwrap();
     let reclaimed = claim_all(&store, t(31)).await;
-    assert_eq!(reclaimed.len(), 1, "b's lease was not renewed: {reclaimed:?}");
+    assert_eq!(
+        reclaimed.len(),
+        1,
+        "b's lease was not renewed: {reclaimed:?}"
+    );
     assert_eq!(reclaimed[0].delivery_id, b.delivery_id);
     let before = claim_all(&store, t(119)).await; // b again (its new lease lapsed at t(61))
-    assert!(before.iter().all(|x| x.delivery_id != a.delivery_id), "a is held until t(120)");
-    assert_eq!(store.get_delivery(&m, &a.delivery_id, t(100)).await.unwrap().state, DeliveryState::InFlight);
+    assert!(
+        before.iter().all(|x| x.delivery_id != a.delivery_id),
+        "a is held until t(120)"
+    );
+    assert_eq!(
+        store
+            .get_delivery(&m, &a.delivery_id, t(100))
+            .await
+            .unwrap()
+            .state,
+        DeliveryState::InFlight
+    );
     let c = claim_all(&store, t(120)).await;
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].delivery_id, a.delivery_id);
     // The old token of `a` can neither renew nor finish now.
-    store.renew_leases(&[(a.delivery_id.clone(), a.lease)], t(1000)).await.unwrap();
-    assert!(claim_all(&store, t(151)).await.iter().any(|x| x.delivery_id == a.delivery_id));
+    store
+        .renew_leases(&[(a.delivery_id.clone(), a.lease)], t(1000))
+        .await
+        .unwrap();
+    assert!(
+        claim_all(&store, t(151))
+            .await
+            .iter()
+            .any(|x| x.delivery_id == a.delivery_id)
+    );
     store.renew_leases(&[], t(1000)).await.unwrap();
 }
 
@@ -369,9 +467,16 @@ pub async fn next_due_at_reports_earliest(store: StoreRef) {
     ingest_one(&store, &m, "Payment", t(20)).await;
     assert_eq!(store.next_due_at().await.unwrap(), Some(t(20)));
     // The t(20) one claimed with a lease to t(40): its expiry is now the earliest due work.
-    let req = ClaimRequest { lease_until: t(40), ..claim_req(t(25), 1) };
+    let req = ClaimRequest {
+        lease_until: t(40),
+        ..claim_req(t(25), 1)
+    };
     let c = store.claim_due(&req).await.unwrap().remove(0);
-    assert_eq!(store.next_due_at().await.unwrap(), Some(t(40)), "an expiring lease is due work");
+    assert_eq!(
+        store.next_due_at().await.unwrap(),
+        Some(t(40)),
+        "an expiring lease is due work"
+    );
     finish_one(&store, &c, Next::Succeeded, t(26)).await;
     assert_eq!(store.next_due_at().await.unwrap(), Some(t(50)));
     let c = claim_all(&store, t(50)).await.remove(0);

@@ -12,7 +12,11 @@ use crate::contract::fixtures::*;
 /// Create with every optional field set, read back, list with a cursor, update, delete.
 pub async fn endpoint_crud(store: StoreRef) {
     let m = merchant(&store).await;
-    let mut full = endpoint_spec(&m, "https://shop.example/hooks/blockatm?x=1", &["Payment", "QR-Payout"]);
+    let mut full = endpoint_spec(
+        &m,
+        "https://shop.example/hooks/blockatm?x=1",
+        &["Payment", "QR-Payout"],
+    );
     full.description = Some("cashier 91 — 收款".to_owned());
     full.signing_mode = SigningMode::Raw;
     full.success_policy = SuccessPolicy::Any2xx;
@@ -116,7 +120,12 @@ pub async fn endpoint_delete_removes_deliveries(store: StoreRef) {
     }
     let before = store.list_deliveries(&m, &ev, t(2)).await.unwrap();
     assert_eq!(before.len(), 2);
-    let gone = before.iter().find(|d| d.endpoint_id == doomed.id).unwrap().id.clone();
+    let gone = before
+        .iter()
+        .find(|d| d.endpoint_id == doomed.id)
+        .unwrap()
+        .id
+        .clone();
 
     store.delete_endpoint(&m, &doomed.id).await.unwrap();
 

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use blockhook_core::{
-    DeliveryId, DeliveryOrigin, DeliveryState, EventId, IdempotencyKey, MerchantId,
-    MerchantStatus, StoreRef,
+    DeliveryId, DeliveryOrigin, DeliveryState, EventId, IdempotencyKey, MerchantId, MerchantStatus,
+    StoreRef,
 };
 
 use crate::contract::fixtures::*;
@@ -25,10 +25,16 @@ pub async fn ingest_fans_out(store: StoreRef) {
     let pay = event(&m, "Payment", t(0));
     let qr = event(&m, "qr-payout", t(1));
     let custom = event(&m, "Refund", t(2));
-    let done = store.ingest(&[pay.clone(), qr.clone(), custom.clone()]).await.unwrap();
+    let done = store
+        .ingest(&[pay.clone(), qr.clone(), custom.clone()])
+        .await
+        .unwrap();
     assert_eq!(done.len(), 3, "one answer per event, in order");
     assert_eq!(done[0].event_id, pay.id);
-    assert_eq!(done.iter().map(|d| d.deliveries).collect::<Vec<_>>(), vec![2, 2, 1]);
+    assert_eq!(
+        done.iter().map(|d| d.deliveries).collect::<Vec<_>>(),
+        vec![2, 2, 1]
+    );
     assert!(done.iter().all(|d| !d.duplicate));
 
     let targets = |ev: EventId| {
@@ -36,12 +42,23 @@ pub async fn ingest_fans_out(store: StoreRef) {
         let m = m.clone();
         async move {
             let ds = store.list_deliveries(&m, &ev, t(0)).await.unwrap();
-            ds.into_iter().map(|d| d.endpoint_id).collect::<HashSet<_>>()
+            ds.into_iter()
+                .map(|d| d.endpoint_id)
+                .collect::<HashSet<_>>()
         }
     };
-    assert_eq!(targets(pay.id.clone()).await, HashSet::from([payments.id.clone(), everything.id.clone()]));
-    assert_eq!(targets(qr.id.clone()).await, HashSet::from([payouts.id.clone(), everything.id.clone()]));
-    assert_eq!(targets(custom.id.clone()).await, HashSet::from([everything.id.clone()]));
+    assert_eq!(
+        targets(pay.id.clone()).await,
+        HashSet::from([payments.id.clone(), everything.id.clone()])
+    );
+    assert_eq!(
+        targets(qr.id.clone()).await,
+        HashSet::from([payouts.id.clone(), everything.id.clone()])
+    );
+    assert_eq!(
+        targets(custom.id.clone()).await,
+        HashSet::from([everything.id.clone()])
+    );
 
     // Each delivery is pending, initial, due at the event's time, never attempted.
     let ds = store.list_deliveries(&m, &qr.id, t(0)).await.unwrap();
@@ -58,14 +75,25 @@ pub async fn ingest_fans_out(store: StoreRef) {
 
     let claims = claim_all(&store, t(10)).await;
     assert_eq!(claims.len(), 5);
-    assert!(claims.iter().all(|c| c.endpoint.id != disabled.id && c.endpoint.id != foreign.id));
+    assert!(
+        claims
+            .iter()
+            .all(|c| c.endpoint.id != disabled.id && c.endpoint.id != foreign.id)
+    );
 
     // The stored event reads back as given.
     let got = store.get_event(&m, &qr.id).await.unwrap();
     assert_eq!(got.id, qr.id);
     assert_eq!(got.merchant_id, m);
-    assert_eq!(got.event_type.as_str(), "qr-payout", "the type is kept as sent");
-    assert_eq!(got.payload.as_ref().map(|p| p.bytes().clone()), Some(qr.payload.bytes().clone()));
+    assert_eq!(
+        got.event_type.as_str(),
+        "qr-payout",
+        "the type is kept as sent"
+    );
+    assert_eq!(
+        got.payload.as_ref().map(|p| p.bytes().clone()),
+        Some(qr.payload.bytes().clone())
+    );
     assert_eq!(got.idempotency_key, None);
     assert_eq!(got.created_at, t(1));
     assert_eq!(got.resend_count, 0);
@@ -91,7 +119,14 @@ pub async fn ingest_idempotency(store: StoreRef) {
     assert!(r2[0].duplicate);
     assert_eq!(r2[0].deliveries, 0);
     assert_not_found(store.get_event(&m, &again.id).await, "event");
-    assert_eq!(store.list_deliveries(&m, &first.id, t(5)).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_deliveries(&m, &first.id, t(5))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Within one batch: the second use of a key is a duplicate of the first.
     let a = keyed_event(&m, "Payment", "order-43", t(6));
@@ -108,7 +143,10 @@ pub async fn ingest_idempotency(store: StoreRef) {
     assert!(!r4[0].duplicate);
     assert_eq!(r4[0].deliveries, 1);
     let stored = store.get_event(&other, &theirs.id).await.unwrap();
-    assert_eq!(stored.idempotency_key, Some(IdempotencyKey::parse("order-42").unwrap()));
+    assert_eq!(
+        stored.idempotency_key,
+        Some(IdempotencyKey::parse("order-42").unwrap())
+    );
 
     // Three deliveries in all: first, a, theirs.
     assert_eq!(claim_all(&store, t(10)).await.len(), 3);
@@ -126,12 +164,23 @@ pub async fn ingest_refuses_unknown_and_suspended_merchants(store: StoreRef) {
 
     let sleepy = merchant_named(&store, "Sleepy").await;
     endpoint(&store, &sleepy, &[]).await;
-    store.set_merchant_status(&sleepy, MerchantStatus::Suspended).await.unwrap();
-    let r = store.ingest(&[ok.clone(), event(&sleepy, "Payment", t(0))]).await;
-    assert!(matches!(r, Err(blockhook_core::Error::Conflict(_))), "suspended: {r:?}");
+    store
+        .set_merchant_status(&sleepy, MerchantStatus::Suspended)
+        .await
+        .unwrap();
+    let r = store
+        .ingest(&[ok.clone(), event(&sleepy, "Payment", t(0))])
+        .await;
+    assert!(
+        matches!(r, Err(blockhook_core::Error::Conflict(_))),
+        "suspended: {r:?}"
+    );
     assert_not_found(store.get_event(&good, &ok.id).await, "event");
 
-    assert!(claim_all(&store, t(10)).await.is_empty(), "no delivery was stored");
+    assert!(
+        claim_all(&store, t(10)).await.is_empty(),
+        "no delivery was stored"
+    );
     assert_eq!(store.next_due_at().await.unwrap(), None);
 }
 
@@ -150,9 +199,22 @@ pub async fn ingest_batch_is_atomic(store: StoreRef) {
     for ev in &fresh {
         assert_not_found(store.get_event(&m, &ev.id).await, "event");
     }
-    let page = store.list_events(&m, &blockhook_core::EventQuery { limit: 100, ..Default::default() }).await.unwrap();
+    let page = store
+        .list_events(
+            &m,
+            &blockhook_core::EventQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(page.data.len(), 1);
-    assert_eq!(claim_all(&store, t(10)).await.len(), 1, "only the first event's delivery");
+    assert_eq!(
+        claim_all(&store, t(10)).await.len(),
+        1,
+        "only the first event's delivery"
+    );
 }
 
 /// 1,000 events in one call: all stored, one delivery each, all claimable exactly once.
@@ -171,7 +233,11 @@ pub async fn ingest_large_batch(store: StoreRef) {
         .collect();
     let done = store.ingest(&batch).await.unwrap();
     assert_eq!(done.len(), 1000);
-    assert!(done.iter().zip(&batch).all(|(d, e)| d.event_id == e.id && !d.duplicate && d.deliveries == 1));
+    assert!(
+        done.iter()
+            .zip(&batch)
+            .all(|(d, e)| d.event_id == e.id && !d.duplicate && d.deliveries == 1)
+    );
 
     let backlog = store.backlog(&m).await.unwrap();
     assert_eq!(backlog.len(), 1);
@@ -196,7 +262,11 @@ pub async fn payload_round_trips_exactly(store: StoreRef) {
         b"{\"big\":123456789012345678901234567890,\"e\":1E+2,\"neg\":-0.0}",
         b"  {}  ",
     ];
-    let events: Vec<_> = bodies.iter().enumerate().map(|(i, b)| event_with(&m, "Payment", b, t(i as i64))).collect();
+    let events: Vec<_> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| event_with(&m, "Payment", b, t(i as i64)))
+        .collect();
     store.ingest(&events).await.unwrap();
     for (ev, body) in events.iter().zip(bodies) {
         let got = store.get_event(&m, &ev.id).await.unwrap();
@@ -226,18 +296,37 @@ pub async fn event_tenant_isolation(store: StoreRef) {
         assert_not_found(store.list_deliveries(&intruder, &id, t(2)).await, "event");
         let all = blockhook_core::ResendScope::All;
         let limits = blockhook_core::ResendLimits::default();
-        assert_not_found(store.resend(&intruder, &id, &all, &limits, t(2)).await, "event");
+        assert_not_found(
+            store.resend(&intruder, &id, &all, &limits, t(2)).await,
+            "event",
+        );
     }
     for id in [dlv.clone(), DeliveryId::generate()] {
         assert_not_found(store.get_delivery(&intruder, &id, t(2)).await, "delivery");
         assert_not_found(store.list_attempts(&intruder, &id).await, "delivery");
     }
-    let listed = store.list_events(&intruder, &blockhook_core::EventQuery { limit: 100, ..Default::default() }).await.unwrap();
+    let listed = store
+        .list_events(
+            &intruder,
+            &blockhook_core::EventQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert!(listed.data.is_empty());
     assert!(store.backlog(&intruder).await.unwrap().is_empty());
 
     // The owner still sees everything.
     assert_eq!(store.get_event(&owner, &ev).await.unwrap().id, ev);
-    assert_eq!(store.get_delivery(&owner, &dlv, t(2)).await.unwrap().endpoint_id, ep.id);
+    assert_eq!(
+        store
+            .get_delivery(&owner, &dlv, t(2))
+            .await
+            .unwrap()
+            .endpoint_id,
+        ep.id
+    );
     assert_eq!(store.list_attempts(&owner, &dlv).await.unwrap().len(), 1);
 }

@@ -31,17 +31,44 @@ pub async fn list_events_newest_first(store: StoreRef) {
         ids.push(ingest_one(&store, &m, "Payment", t(i)).await);
     }
     ids.reverse();
-    let seen = all_pages(&store, &m, EventQuery { limit: 5, ..Default::default() }).await;
+    let seen = all_pages(
+        &store,
+        &m,
+        EventQuery {
+            limit: 5,
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(seen, ids);
-    let one = store.list_events(&m, &EventQuery { limit: 23, ..Default::default() }).await.unwrap();
+    let one = store
+        .list_events(
+            &m,
+            &EventQuery {
+                limit: 23,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(one.data.len(), 23);
     assert!(one.next.is_none(), "an exactly full last page has no next");
     let first = &one.data[0];
     assert_eq!(first.created_at, t(22));
-    assert_eq!(first.payload.as_ref().unwrap().bytes().as_ref(), PAYLOAD.as_bytes());
+    assert_eq!(
+        first.payload.as_ref().unwrap().bytes().as_ref(),
+        PAYLOAD.as_bytes()
+    );
     // A cursor past the end gives an empty last page.
     let end = store
-        .list_events(&m, &EventQuery { limit: 5, after: Some(Cursor(ids[22].to_string())), ..Default::default() })
+        .list_events(
+            &m,
+            &EventQuery {
+                limit: 5,
+                after: Some(Cursor(ids[22].to_string())),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(end.data.is_empty());
@@ -60,13 +87,19 @@ pub async fn list_events_stable_under_concurrent_inserts(store: StoreRef) {
         let (store, m) = (store.clone(), m.clone());
         tokio::spawn(async move {
             for i in 0..60 {
-                store.ingest(&[event(&m, "Payment", t(1000 + i))]).await.unwrap();
+                store
+                    .ingest(&[event(&m, "Payment", t(1000 + i))])
+                    .await
+                    .unwrap();
                 tokio::task::yield_now().await;
             }
         })
     };
     let mut seen = Vec::new();
-    let mut q = EventQuery { limit: 7, ..Default::default() };
+    let mut q = EventQuery {
+        limit: 7,
+        ..Default::default()
+    };
     loop {
         let page = store.list_events(&m, &q).await.unwrap();
         seen.extend(page.data.into_iter().map(|e| e.id));
@@ -95,23 +128,34 @@ pub async fn list_events_filters(store: StoreRef) {
     let p2 = ingest_one(&store, &m, "payment", t(20)).await;
     let o3 = ingest_one(&store, &m, "Payout", t(30)).await;
     let q = |f: fn(&mut EventQuery)| {
-        let mut q = EventQuery { limit: 50, ..Default::default() };
+        let mut q = EventQuery {
+            limit: 50,
+            ..Default::default()
+        };
         f(&mut q);
         q
     };
 
     let payments = all_pages(&store, &m, q(|q| q.event_type = Some(ty("PAYMENT")))).await;
     assert_eq!(payments, vec![p2.clone(), p0.clone()]);
-    let ranged = all_pages(&store, &m, q(|q| {
-        q.since = Some(t(10));
-        q.until = Some(t(30));
-    }))
+    let ranged = all_pages(
+        &store,
+        &m,
+        q(|q| {
+            q.since = Some(t(10));
+            q.until = Some(t(30));
+        }),
+    )
     .await;
     assert_eq!(ranged, vec![p2.clone(), o1.clone()]);
-    let both = all_pages(&store, &m, q(|q| {
-        q.since = Some(t(10));
-        q.event_type = Some(ty("payout"));
-    }))
+    let both = all_pages(
+        &store,
+        &m,
+        q(|q| {
+            q.since = Some(t(10));
+            q.event_type = Some(ty("payout"));
+        }),
+    )
     .await;
     assert_eq!(both, vec![o3.clone(), o1.clone()]);
 
@@ -123,15 +167,30 @@ pub async fn list_events_filters(store: StoreRef) {
     finish_one(&store, by_event(&o1), Next::GiveUp, t(26)).await;
 
     let state = |s| {
-        let mut q = EventQuery { limit: 50, ..Default::default() };
+        let mut q = EventQuery {
+            limit: 50,
+            ..Default::default()
+        };
         q.state = Some(s);
         q
     };
-    assert_eq!(all_pages(&store, &m, state(DeliveryState::Succeeded)).await, vec![p0.clone()]);
-    assert_eq!(all_pages(&store, &m, state(DeliveryState::Failed)).await, vec![o1.clone()]);
-    assert_eq!(all_pages(&store, &m, state(DeliveryState::InFlight)).await, vec![p2.clone()]);
+    assert_eq!(
+        all_pages(&store, &m, state(DeliveryState::Succeeded)).await,
+        vec![p0.clone()]
+    );
+    assert_eq!(
+        all_pages(&store, &m, state(DeliveryState::Failed)).await,
+        vec![o1.clone()]
+    );
+    assert_eq!(
+        all_pages(&store, &m, state(DeliveryState::InFlight)).await,
+        vec![p2.clone()]
+    );
     let pending = all_pages(&store, &m, state(DeliveryState::Pending)).await;
-    assert!(pending.contains(&o3), "an unleased pending delivery matches Pending");
+    assert!(
+        pending.contains(&o3),
+        "an unleased pending delivery matches Pending"
+    );
     assert!(!pending.contains(&p0) && !pending.contains(&o1));
     let mut combined = state(DeliveryState::Failed);
     combined.event_type = Some(ty("Payment"));
@@ -150,20 +209,43 @@ pub async fn list_deliveries_reports_in_flight(store: StoreRef) {
     assert_eq!(ds.len(), 1);
     assert_eq!(ds[0].state, DeliveryState::InFlight);
     assert_eq!(ds[0].endpoint_id, a.id);
-    assert_eq!(store.get_delivery(&m, &c.delivery_id, t(10)).await.unwrap().state, DeliveryState::InFlight);
-    assert_eq!(store.get_delivery(&m, &c.delivery_id, t(31)).await.unwrap().state, DeliveryState::Pending);
+    assert_eq!(
+        store
+            .get_delivery(&m, &c.delivery_id, t(10))
+            .await
+            .unwrap()
+            .state,
+        DeliveryState::InFlight
+    );
+    assert_eq!(
+        store
+            .get_delivery(&m, &c.delivery_id, t(31))
+            .await
+            .unwrap()
+            .state,
+        DeliveryState::Pending
+    );
     let stats = store.queue_stats(t(10)).await.unwrap();
     assert_eq!((stats.in_flight, stats.due, stats.scheduled), (1, 0, 0));
 
     finish_one(&store, &c, Next::Succeeded, t(11)).await;
     let b = endpoint(&store, &m, &[]).await;
     let new = store
-        .resend(&m, &ev, &blockhook_core::ResendScope::Endpoint(b.id.clone()), &Default::default(), t(12))
+        .resend(
+            &m,
+            &ev,
+            &blockhook_core::ResendScope::Endpoint(b.id.clone()),
+            &Default::default(),
+            t(12),
+        )
         .await
         .unwrap();
     assert_eq!(new.len(), 1);
     let ds = store.list_deliveries(&m, &ev, t(13)).await.unwrap();
-    assert_eq!(ds.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), vec![c.delivery_id.clone(), new[0].clone()]);
+    assert_eq!(
+        ds.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+        vec![c.delivery_id.clone(), new[0].clone()]
+    );
     assert_eq!(ds[0].state, DeliveryState::Succeeded);
     assert_eq!(ds[1].state, DeliveryState::Pending);
     assert_eq!(ds[1].origin, DeliveryOrigin::Resend);

@@ -22,9 +22,15 @@ pub async fn merchant_crud(store: StoreRef) {
 
     let again = NewMerchant::parse(ids[0].clone(), "Someone else", t(9)).unwrap();
     assert_conflict(store.create_merchant(&again).await, "");
-    assert_eq!(store.get_merchant(&ids[0]).await.unwrap().name, "Merchant 0");
+    assert_eq!(
+        store.get_merchant(&ids[0]).await.unwrap().name,
+        "Merchant 0"
+    );
 
-    assert_not_found(store.get_merchant(&MerchantId::generate()).await, "merchant");
+    assert_not_found(
+        store.get_merchant(&MerchantId::generate()).await,
+        "merchant",
+    );
 
     // Newest first, two per page, every merchant exactly once.
     let mut seen = Vec::new();
@@ -46,14 +52,25 @@ pub async fn merchant_crud(store: StoreRef) {
 /// Suspending and reactivating; an unknown merchant is `NotFound`.
 pub async fn merchant_suspend(store: StoreRef) {
     let m = merchant(&store).await;
-    let s = store.set_merchant_status(&m, MerchantStatus::Suspended).await.unwrap();
+    let s = store
+        .set_merchant_status(&m, MerchantStatus::Suspended)
+        .await
+        .unwrap();
     assert_eq!(s.status, MerchantStatus::Suspended);
-    assert_eq!(store.get_merchant(&m).await.unwrap().status, MerchantStatus::Suspended);
-    let a = store.set_merchant_status(&m, MerchantStatus::Active).await.unwrap();
+    assert_eq!(
+        store.get_merchant(&m).await.unwrap().status,
+        MerchantStatus::Suspended
+    );
+    let a = store
+        .set_merchant_status(&m, MerchantStatus::Active)
+        .await
+        .unwrap();
     assert_eq!(a.status, MerchantStatus::Active);
     assert_eq!(a.name, "Acme Ltd");
     assert_not_found(
-        store.set_merchant_status(&MerchantId::generate(), MerchantStatus::Suspended).await,
+        store
+            .set_merchant_status(&MerchantId::generate(), MerchantStatus::Suspended)
+            .await,
         "merchant",
     );
 }
@@ -81,7 +98,9 @@ pub async fn merchant_delete_cascades(store: StoreRef) {
     for c in &claims {
         finish_one(&store, c, Next::RetryAt(t(100)), t(1)).await;
     }
-    let doomed_dlv = store.list_deliveries(&doomed, &ev, t(2)).await.unwrap()[0].id.clone();
+    let doomed_dlv = store.list_deliveries(&doomed, &ev, t(2)).await.unwrap()[0]
+        .id
+        .clone();
 
     store.delete_merchant(&doomed).await.unwrap();
 
@@ -89,7 +108,10 @@ pub async fn merchant_delete_cascades(store: StoreRef) {
     assert_eq!(store.api_key_by_hash(&key.hash).await.unwrap(), None);
     assert_not_found(store.get_endpoint(&doomed, &ep.id).await, "endpoint");
     assert_not_found(store.get_event(&doomed, &ev).await, "event");
-    assert_not_found(store.get_delivery(&doomed, &doomed_dlv, t(2)).await, "delivery");
+    assert_not_found(
+        store.get_delivery(&doomed, &doomed_dlv, t(2)).await,
+        "delivery",
+    );
     assert_not_found(store.list_attempts(&doomed, &doomed_dlv).await, "delivery");
     assert_not_found(store.delete_merchant(&doomed).await, "merchant");
 
@@ -97,9 +119,15 @@ pub async fn merchant_delete_cascades(store: StoreRef) {
     let left = claim_all(&store, t(200)).await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].event_id, other_ev);
-    assert_eq!(store.get_endpoint(&other, &other_ep.id).await.unwrap().id, other_ep.id);
+    assert_eq!(
+        store.get_endpoint(&other, &other_ep.id).await.unwrap().id,
+        other_ep.id
+    );
     let stats = store.queue_stats(t(200)).await.unwrap();
-    assert_eq!(stats.due + stats.scheduled + stats.in_flight + stats.failed + stats.succeeded, 1);
+    assert_eq!(
+        stats.due + stats.scheduled + stats.in_flight + stats.failed + stats.succeeded,
+        1
+    );
 }
 
 /// API keys: create, look up by hash (revoked or not), list newest first, revoke idempotently,
@@ -125,25 +153,64 @@ pub async fn api_key_lifecycle(store: StoreRef) {
         keys.push(k);
     }
 
-    let found = store.api_key_by_hash(&keys[1].hash).await.unwrap().expect("key by hash");
+    let found = store
+        .api_key_by_hash(&keys[1].hash)
+        .await
+        .unwrap()
+        .expect("key by hash");
     assert_eq!(found.id, keys[1].id);
     assert_eq!(found.merchant_id, m);
     assert_eq!(store.api_key_by_hash(&"f".repeat(64)).await.unwrap(), None);
 
-    let listed: Vec<_> = store.list_api_keys(&m).await.unwrap().into_iter().map(|k| k.id).collect();
-    assert_eq!(listed, vec![keys[2].id.clone(), keys[1].id.clone(), keys[0].id.clone()]);
+    let listed: Vec<_> = store
+        .list_api_keys(&m)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(
+        listed,
+        vec![keys[2].id.clone(), keys[1].id.clone(), keys[0].id.clone()]
+    );
     assert!(store.list_api_keys(&other).await.unwrap().is_empty());
 
     // Another merchant cannot revoke it; an unknown key is NotFound alike.
-    assert_not_found(store.revoke_api_key(&other, &keys[1].id, t(10)).await, "api_key");
-    assert_not_found(store.revoke_api_key(&m, &ApiKeyId::generate(), t(10)).await, "api_key");
-    assert_eq!(store.api_key_by_hash(&keys[1].hash).await.unwrap().unwrap().revoked_at, None);
+    assert_not_found(
+        store.revoke_api_key(&other, &keys[1].id, t(10)).await,
+        "api_key",
+    );
+    assert_not_found(
+        store.revoke_api_key(&m, &ApiKeyId::generate(), t(10)).await,
+        "api_key",
+    );
+    assert_eq!(
+        store
+            .api_key_by_hash(&keys[1].hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
 
     store.revoke_api_key(&m, &keys[1].id, t(10)).await.unwrap();
     store.revoke_api_key(&m, &keys[1].id, t(20)).await.unwrap(); // idempotent
     let revoked = store.api_key_by_hash(&keys[1].hash).await.unwrap().unwrap();
-    assert_eq!(revoked.revoked_at, Some(t(10)), "the first revocation time stays");
-    assert_eq!(store.api_key_by_hash(&keys[0].hash).await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(
+        revoked.revoked_at,
+        Some(t(10)),
+        "the first revocation time stays"
+    );
+    assert_eq!(
+        store
+            .api_key_by_hash(&keys[0].hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
 
     // A key for an unknown merchant, or with a hash already stored, is refused.
     let orphan = NewApiKey {
@@ -154,6 +221,9 @@ pub async fn api_key_lifecycle(store: StoreRef) {
         created_at: T0,
     };
     assert_not_found(store.create_api_key(&orphan).await, "merchant");
-    let dup = NewApiKey { id: ApiKeyId::generate(), ..keys[0].clone() };
+    let dup = NewApiKey {
+        id: ApiKeyId::generate(),
+        ..keys[0].clone()
+    };
     assert_conflict(store.create_api_key(&dup).await, "");
 }

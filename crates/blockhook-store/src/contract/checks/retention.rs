@@ -20,7 +20,11 @@ pub async fn purge_before_removes_exactly_the_old(store: StoreRef) {
 
     // Old events: one attempt each at t(10); `waiting` retries much later.
     for c in claim_all(&store, t(10)).await {
-        let next = if c.event_id == waiting { Next::RetryAt(t(5000)) } else { Next::Succeeded };
+        let next = if c.event_id == waiting {
+            Next::RetryAt(t(5000))
+        } else {
+            Next::Succeeded
+        };
         finish_one(&store, &c, next, t(10)).await;
     }
     // The recent event: an attempt at t(1000).
@@ -33,7 +37,10 @@ pub async fn purge_before_removes_exactly_the_old(store: StoreRef) {
     let mut rounds = 0;
     loop {
         let n = store.purge_before(t(500), 2).await.unwrap();
-        assert!(n <= 4, "at most `batch` payloads and `batch` attempts per call, got {n}");
+        assert!(
+            n <= 4,
+            "at most `batch` payloads and `batch` attempts per call, got {n}"
+        );
         total += n;
         rounds += 1;
         assert!(rounds < 20, "purge_before must reach 0");
@@ -47,17 +54,39 @@ pub async fn purge_before_removes_exactly_the_old(store: StoreRef) {
         let ev = store.get_event(&m, id).await.unwrap();
         assert!(ev.payload.is_none(), "old payload removed");
         assert!(ev.created_at < t(500));
-        let d = store.list_deliveries(&m, id, t(2000)).await.unwrap().remove(0);
+        let d = store
+            .list_deliveries(&m, id, t(2000))
+            .await
+            .unwrap()
+            .remove(0);
         assert_eq!(d.state, DeliveryState::Succeeded, "the delivery row stays");
-        assert!(store.list_attempts(&m, &d.id).await.unwrap().is_empty(), "old attempts removed");
+        assert!(
+            store.list_attempts(&m, &d.id).await.unwrap().is_empty(),
+            "old attempts removed"
+        );
     }
     let w = store.get_event(&m, &waiting).await.unwrap();
-    assert_eq!(w.payload.unwrap().bytes().as_ref(), PAYLOAD.as_bytes(), "pending keeps its payload");
-    let wd = store.list_deliveries(&m, &waiting, t(2000)).await.unwrap().remove(0);
-    assert!(store.list_attempts(&m, &wd.id).await.unwrap().is_empty(), "its old attempt went");
+    assert_eq!(
+        w.payload.unwrap().bytes().as_ref(),
+        PAYLOAD.as_bytes(),
+        "pending keeps its payload"
+    );
+    let wd = store
+        .list_deliveries(&m, &waiting, t(2000))
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        store.list_attempts(&m, &wd.id).await.unwrap().is_empty(),
+        "its old attempt went"
+    );
     let r = store.get_event(&m, &recent).await.unwrap();
     assert!(r.payload.is_some());
-    let rd = store.list_deliveries(&m, &recent, t(2000)).await.unwrap().remove(0);
+    let rd = store
+        .list_deliveries(&m, &recent, t(2000))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(store.list_attempts(&m, &rd.id).await.unwrap().len(), 1);
 
     // The pending one is still deliverable with its payload.

@@ -72,7 +72,11 @@ pub async fn many_claimers_never_double_claim(store: StoreRef) {
                     };
                     assert_eq!(c.attempt, n, "attempt numbers follow the claims");
                     // First attempt: retry at once (due again); second: delivered.
-                    let next = if n == 1 { Next::RetryAt(now) } else { Next::Succeeded };
+                    let next = if n == 1 {
+                        Next::RetryAt(now)
+                    } else {
+                        Next::Succeeded
+                    };
                     done.push(completion(c, next, now));
                 }
                 tokio::task::yield_now().await;
@@ -81,7 +85,11 @@ pub async fn many_claimers_never_double_claim(store: StoreRef) {
                     held.lock().unwrap().remove(&c.delivery_id);
                 }
                 let applied = store.finish(&done, now).await.unwrap();
-                assert_eq!(applied as usize, done.len(), "worker {w}: live leases always apply");
+                assert_eq!(
+                    applied as usize,
+                    done.len(),
+                    "worker {w}: live leases always apply"
+                );
             }
         }));
     }
@@ -102,28 +110,45 @@ pub async fn many_claimers_never_double_claim(store: StoreRef) {
                 *n += 1;
                 *n
             };
-            let next = if n == 1 { Next::RetryAt(now) } else { Next::Succeeded };
+            let next = if n == 1 {
+                Next::RetryAt(now)
+            } else {
+                Next::Succeeded
+            };
             finish_one(&store, &c, next, now).await;
         }
     }
 
     let claims = claims.lock().unwrap().clone();
     assert_eq!(claims.len(), 600, "3 endpoints × 200 events");
-    assert!(claims.values().all(|&n| n == 2), "each delivery claimed exactly twice");
+    assert!(
+        claims.values().all(|&n| n == 2),
+        "each delivery claimed exactly twice"
+    );
     let stats = store.queue_stats(now).await.unwrap();
-    assert_eq!((stats.succeeded, stats.due, stats.scheduled, stats.in_flight), (600, 0, 0, 0));
+    assert_eq!(
+        (stats.succeeded, stats.due, stats.scheduled, stats.in_flight),
+        (600, 0, 0, 0)
+    );
 }
 
 /// Drains wake-ups already pending, so the next wait measures only what follows.
 async fn drain_wakeups(store: &StoreRef) {
-    while tokio::time::timeout(Duration::from_millis(20), store.wait_for_work(Duration::from_secs(60)))
-        .await
-        .is_ok()
+    while tokio::time::timeout(
+        Duration::from_millis(20),
+        store.wait_for_work(Duration::from_secs(60)),
+    )
+    .await
+    .is_ok()
     {}
 }
 
 /// Waits up to `max` in a task and returns how long the wait took, after `trigger` ran.
-async fn wait_around<F: std::future::Future<Output = ()>>(store: &StoreRef, max: Duration, trigger: F) -> Duration {
+async fn wait_around<F: std::future::Future<Output = ()>>(
+    store: &StoreRef,
+    max: Duration,
+    trigger: F,
+) -> Duration {
     let waiter = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -150,12 +175,21 @@ pub async fn notify_wakes_wait_for_work(store: StoreRef) {
     // Nothing happening: the wait ends at `max`, not long after.
     drain_wakeups(&store).await;
     let idle = wait_around(&store, Duration::from_millis(300), async {}).await;
-    assert!(idle < Duration::from_secs(3), "wait_for_work overran max: {idle:?}");
+    assert!(
+        idle < Duration::from_secs(3),
+        "wait_for_work overran max: {idle:?}"
+    );
     if !notifies {
-        assert!(idle >= Duration::from_millis(250), "the embedded store waits max: {idle:?}");
+        assert!(
+            idle >= Duration::from_millis(250),
+            "the embedded store waits max: {idle:?}"
+        );
         return;
     }
-    assert!(idle >= Duration::from_millis(250), "woken without a notification: {idle:?}");
+    assert!(
+        idle >= Duration::from_millis(250),
+        "woken without a notification: {idle:?}"
+    );
 
     let long = Duration::from_secs(20);
     let quick = Duration::from_secs(5);
@@ -168,8 +202,14 @@ pub async fn notify_wakes_wait_for_work(store: StoreRef) {
 
     drain_wakeups(&store).await;
     let woke = wait_around(&store, long, async {
-        let limits = ResendLimits { window: Duration::from_secs(3600), max_per_event: 5 };
-        store.resend(&m, &ev, &ResendScope::All, &limits, t(2)).await.unwrap();
+        let limits = ResendLimits {
+            window: Duration::from_secs(3600),
+            max_per_event: 5,
+        };
+        store
+            .resend(&m, &ev, &ResendScope::All, &limits, t(2))
+            .await
+            .unwrap();
     })
     .await;
     assert!(woke < quick, "resend did not wake the waiter: {woke:?}");
@@ -194,7 +234,9 @@ pub async fn round_trips_per_delivered_event(store: StoreRef) {
     endpoint(&store, &m, &[]).await;
     let before = store.statements();
     for chunk in 0..5 {
-        let batch: Vec<_> = (0..10).map(|i| event(&m, "Payment", t(chunk * 10 + i))).collect();
+        let batch: Vec<_> = (0..10)
+            .map(|i| event(&m, "Payment", t(chunk * 10 + i)))
+            .collect();
         store.ingest(&batch).await.unwrap();
     }
     let mut delivered = 0;
@@ -206,15 +248,27 @@ pub async fn round_trips_per_delivered_event(store: StoreRef) {
         let mut by_event: HashMap<_, Vec<_>> = HashMap::new();
         for c in &got {
             // Addresses as integers: raw pointers are not `Send`.
-            by_event.entry(c.event_id.clone()).or_default().push(c.payload.bytes().as_ptr() as usize);
+            by_event
+                .entry(c.event_id.clone())
+                .or_default()
+                .push(c.payload.bytes().as_ptr() as usize);
         }
         for ptrs in by_event.values().filter(|p| p.len() > 1) {
-            assert!(ptrs.windows(2).all(|w| w[0] == w[1]), "claims of one event share its payload");
+            assert!(
+                ptrs.windows(2).all(|w| w[0] == w[1]),
+                "claims of one event share its payload"
+            );
         }
-        let done: Vec<_> = got.iter().map(|c| completion(c, Next::Succeeded, t(100))).collect();
+        let done: Vec<_> = got
+            .iter()
+            .map(|c| completion(c, Next::Succeeded, t(100)))
+            .collect();
         delivered += store.finish(&done, t(100)).await.unwrap();
     }
     assert_eq!(delivered, 100);
     let per_event = (store.statements() - before) as f64 / f64::from(delivered);
-    assert!(per_event < 6.0, "{per_event:.2} statements per delivered event");
+    assert!(
+        per_event < 6.0,
+        "{per_event:.2} statements per delivered event"
+    );
 }

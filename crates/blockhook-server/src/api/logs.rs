@@ -1,0 +1,94 @@
+//! A merchant's event logs: events, one event with its payload, its deliveries, a delivery's
+//! attempts, and manual resends. Thin handlers over [`crate::manage::events`].
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+
+use super::extract::{ApiJson, Tenant};
+use crate::error::ApiResult;
+use crate::manage::PageView;
+use crate::manage::events::{
+    self as ev, AttemptView, DeliveryView, EventFilterQuery, EventSummary, EventView,
+    ResendRequest, Resent, delivery_id, event_id,
+};
+use crate::state::AppState;
+
+routes! {
+    get "/v1/merchants/{merchant_id}/events" => list,
+    get "/v1/merchants/{merchant_id}/events/{event_id}" => read,
+    get "/v1/merchants/{merchant_id}/events/{event_id}/deliveries" => deliveries,
+    post "/v1/merchants/{merchant_id}/events/{event_id}/resend" => resend,
+    get "/v1/merchants/{merchant_id}/deliveries/{delivery_id}/attempts" => attempts,
+}
+
+/// Lists events, newest first, with filters.
+#[utoipa::path(get, path = "/v1/merchants/{merchant_id}/events", tag = "events",
+    params(("merchant_id" = String, Path), EventFilterQuery),
+    responses((status = 200, body = PageView<EventSummary>)))]
+async fn list(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Query(filter): Query<EventFilterQuery>,
+) -> ApiResult<Json<PageView<EventSummary>>> {
+    Ok(Json(ev::list(&state, &tenant.merchant_id, &filter).await?))
+}
+
+/// One event with its payload.
+#[utoipa::path(get, path = "/v1/merchants/{merchant_id}/events/{event_id}", tag = "events",
+    params(("merchant_id" = String, Path), ("event_id" = String, Path)),
+    responses((status = 200, body = EventView)))]
+async fn read(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Path(ids): Path<(String, String)>,
+) -> ApiResult<Json<EventView>> {
+    Ok(Json(
+        ev::get(&state, &tenant.merchant_id, &event_id(&ids.1)?).await?,
+    ))
+}
+
+/// The event's deliveries, oldest first.
+#[utoipa::path(get, path = "/v1/merchants/{merchant_id}/events/{event_id}/deliveries", tag = "events",
+    params(("merchant_id" = String, Path), ("event_id" = String, Path)),
+    responses((status = 200, body = Vec<DeliveryView>)))]
+async fn deliveries(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Path(ids): Path<(String, String)>,
+) -> ApiResult<Json<Vec<DeliveryView>>> {
+    Ok(Json(
+        ev::deliveries(&state, &tenant.merchant_id, &event_id(&ids.1)?).await?,
+    ))
+}
+
+/// Resends the event (within `resend.window`, at most `resend.max_per_event` times).
+#[utoipa::path(post, path = "/v1/merchants/{merchant_id}/events/{event_id}/resend", tag = "events",
+    params(("merchant_id" = String, Path), ("event_id" = String, Path)),
+    request_body = ResendRequest,
+    responses((status = 202, body = Resent), (status = 409, description = "a resend limit was reached")))]
+async fn resend(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Path(ids): Path<(String, String)>,
+    ApiJson(body): ApiJson<ResendRequest>,
+) -> ApiResult<(StatusCode, Json<Resent>)> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ev::resend(&state, &tenant.merchant_id, &event_id(&ids.1)?, body).await?),
+    ))
+}
+
+/// The delivery's attempts, oldest first: request headers, status, response, latency, error.
+#[utoipa::path(get, path = "/v1/merchants/{merchant_id}/deliveries/{delivery_id}/attempts", tag = "events",
+    params(("merchant_id" = String, Path), ("delivery_id" = String, Path)),
+    responses((status = 200, body = Vec<AttemptView>)))]
+async fn attempts(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Path(ids): Path<(String, String)>,
+) -> ApiResult<Json<Vec<AttemptView>>> {
+    Ok(Json(
+        ev::attempts(&state, &tenant.merchant_id, &delivery_id(&ids.1)?).await?,
+    ))
+}

@@ -1,0 +1,593 @@
+//! A merchant's endpoints: create, list, read, update, enable or disable, delete, rotate the
+//! secret, send a test webhook, recover failed deliveries, and show the backlog.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use blockhook_core::{
+    Endpoint, EndpointBacklog, EndpointId, EndpointUrl, EventFilter, EventId, EventType,
+    ExtraHeaders, Label, MerchantId, SigningMode, SuccessPolicy, Timestamp,
+};
+
+use super::{PageQuery, PageView, keys_error};
+use crate::dispatch::{outcome, prepare};
+use crate::error::{ApiError, ApiResult};
+use crate::keys::EndpointSecret;
+use crate::state::AppState;
+
+/// Longest endpoint description.
+const MAX_DESCRIPTION: usize = 1_000;
+/// Response bytes a test send shows (the attempt logs keep more).
+const TEST_BODY_EXCERPT: usize = 4_096;
+
+/// An endpoint to create.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    /// Where webhooks are POSTed (`https://`).
+    pub url: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Event types to receive (case-insensitive); empty or absent means all.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// `sorted` (default) or `raw`.
+    #[serde(default)]
+    pub signing_mode: Option<String>,
+    /// `200` (default) or `2xx`.
+    #[serde(default)]
+    pub success_policy: Option<String>,
+    /// Extra static headers, as `[name, value]` pairs.
+    #[serde(default)]
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub headers: Vec<(String, String)>,
+    /// At most this many deliveries per second.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+    /// A label such as `cashier:91`.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// A secret of your choice (24 to 256 printable characters); generated when absent.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// Changes to an endpoint: absent fields stay as they are; `null` clears the nullable ones
+/// (`description`, `rate_limit`, `label`).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEndpoint {
+    /// New URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// New description (`null` clears).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// New event-type filter (empty = all).
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+    /// `sorted` or `raw`.
+    #[serde(default)]
+    pub signing_mode: Option<String>,
+    /// `200` or `2xx`.
+    #[serde(default)]
+    pub success_policy: Option<String>,
+    /// New extra headers (replaces the list).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Vec<String>>>)]
+    pub headers: Option<Vec<(String, String)>>,
+    /// New rate limit (`null` removes it).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub rate_limit: Option<Option<u32>>,
+    /// New label (`null` clears).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub label: Option<Option<String>>,
+    /// Enable or disable.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// Tells "absent" (outer `None`, via `default`) from "null" (`Some(None)`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// An endpoint as the API shows it, secret included (its merchant needs it to verify).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EndpointView {
+    /// Its id (`ep_…`).
+    pub id: String,
+    /// Its merchant.
+    pub merchant_id: String,
+    /// Where webhooks go.
+    pub url: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Event types received; empty = all.
+    pub event_types: Vec<String>,
+    /// `sorted` or `raw`.
+    pub signing_mode: String,
+    /// `200` or `2xx`.
+    pub success_policy: String,
+    /// Extra static headers.
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub headers: Vec<(String, String)>,
+    /// Deliveries per second, if limited.
+    pub rate_limit: Option<u32>,
+    /// Label.
+    pub label: Option<String>,
+    /// Whether it receives deliveries.
+    pub enabled: bool,
+    /// Why it was disabled.
+    pub disabled_reason: Option<String>,
+    /// The signing secret (`BlockATM-Signature-V2` key).
+    pub secret: String,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+    /// Last change, Unix ms.
+    pub updated_at: i64,
+}
+
+impl EndpointView {
+    /// The view of `ep`, with its secret opened.
+    pub fn of(ep: Endpoint, state: &AppState) -> ApiResult<Self> {
+        let secret = state.keys.open(&ep.id, &ep.secret).map_err(keys_error)?;
+        Ok(Self {
+            secret: secret.expose().to_owned(),
+            id: ep.id.to_string(),
+            merchant_id: ep.merchant_id.to_string(),
+            url: ep.url.as_str().to_owned(),
+            description: ep.description,
+            event_types: ep
+                .filter
+                .types()
+                .iter()
+                .map(|t| t.as_str().to_owned())
+                .collect(),
+            signing_mode: ep.signing_mode.as_str().to_owned(),
+            success_policy: ep.success_policy.as_str().to_owned(),
+            headers: ep.headers.pairs().to_vec(),
+            rate_limit: ep.rate_limit,
+            label: ep.label.map(|l| l.as_str().to_owned()),
+            enabled: ep.enabled,
+            disabled_reason: ep.disabled_reason,
+            created_at: ep.created_at.ms(),
+            updated_at: ep.updated_at.ms(),
+        })
+    }
+}
+
+/// A new secret, shown once here (and in the endpoint's view).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RotatedSecret {
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// The new secret; every delivery signed from now on uses it.
+    pub secret: String,
+}
+
+/// Which sample to send.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestSendRequest {
+    /// `Payment`, `Payout`, `QR-Payment` or `QR-Payout`.
+    pub event_type: String,
+}
+
+/// The request a test send made, exactly as sent.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SentRequest {
+    /// Always `POST`.
+    pub method: String,
+    /// The endpoint URL.
+    pub url: String,
+    /// Headers, in order.
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+/// What came back.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReceivedResponse {
+    /// HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// Response headers.
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub headers: Vec<(String, String)>,
+    /// The first 4 KiB of the body (lossy UTF-8).
+    pub body: String,
+    /// Whether the body was longer than shown.
+    pub truncated: bool,
+    /// Milliseconds from sending to the end of the response.
+    pub latency_ms: u64,
+    /// Failure class (`bad_status`, `timeout`, `tls`, …) when it did not succeed.
+    pub error: Option<String>,
+    /// Human detail of the failure.
+    pub error_detail: Option<String>,
+}
+
+/// A test send's exchange. Nothing is stored.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TestSendResult {
+    /// Whether the endpoint acknowledged under its success policy.
+    pub success: bool,
+    /// What was sent.
+    pub request: SentRequest,
+    /// What came back.
+    pub response: ReceivedResponse,
+}
+
+/// Re-queue failed deliveries created since a time.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverRequest {
+    /// Unix ms; at most `recover.max_window` (default 14 days) ago.
+    pub since: i64,
+}
+
+/// How many deliveries a recovery re-queued.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Recovered {
+    /// Failed deliveries now pending again.
+    pub requeued: u64,
+}
+
+/// Undelivered work of one endpoint.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BacklogView {
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// Pending deliveries (incl. in flight).
+    pub pending: u64,
+    /// Deliveries that failed for good.
+    pub failed: u64,
+    /// Creation time of the oldest undelivered one, Unix ms.
+    pub oldest: Option<i64>,
+}
+
+impl From<EndpointBacklog> for BacklogView {
+    fn from(b: EndpointBacklog) -> Self {
+        Self {
+            endpoint_id: b.endpoint_id.to_string(),
+            pending: b.pending,
+            failed: b.failed,
+            oldest: b.oldest.map(|t| t.ms()),
+        }
+    }
+}
+
+/// Parses an endpoint id from a path; a malformed one is as unknown as a missing one.
+pub fn endpoint_id(raw: &str) -> ApiResult<EndpointId> {
+    EndpointId::parse(raw).map_err(|_| ApiError::NotFound("endpoint".into()))
+}
+
+fn event_types(raw: &[String]) -> ApiResult<EventFilter> {
+    let types = raw
+        .iter()
+        .map(|t| EventType::parse(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| match e {
+            blockhook_core::Error::Invalid { reason, .. } => {
+                ApiError::invalid("event_types", reason)
+            }
+            other => other.into(),
+        })?;
+    Ok(EventFilter::new(types)?)
+}
+
+fn description(raw: Option<String>) -> ApiResult<Option<String>> {
+    match raw {
+        Some(d) if d.chars().count() > MAX_DESCRIPTION => Err(ApiError::invalid(
+            "description",
+            format!("at most {MAX_DESCRIPTION} characters"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn rate_limit(raw: Option<u32>) -> ApiResult<Option<u32>> {
+    match raw {
+        Some(0) => Err(ApiError::invalid(
+            "rate_limit",
+            "must be at least 1 (or null for none)",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Creates an endpoint.
+pub async fn create(
+    state: &AppState,
+    merchant: &MerchantId,
+    input: CreateEndpoint,
+) -> ApiResult<EndpointView> {
+    let id = EndpointId::generate();
+    let url = EndpointUrl::parse(&input.url, state.settings.delivery.allow_http)?;
+    let secret = match input.secret.as_deref() {
+        Some(s) => EndpointSecret::parse(s)?,
+        None => EndpointSecret::generate(),
+    };
+    let now = state.clock.now();
+    let endpoint = Endpoint {
+        secret: state.keys.seal(&id, &secret).map_err(keys_error)?,
+        id,
+        merchant_id: merchant.clone(),
+        url,
+        description: description(input.description)?,
+        filter: event_types(&input.event_types)?,
+        signing_mode: input
+            .signing_mode
+            .as_deref()
+            .map(SigningMode::parse)
+            .transpose()?
+            .unwrap_or_default(),
+        success_policy: input
+            .success_policy
+            .as_deref()
+            .map(SuccessPolicy::parse)
+            .transpose()?
+            .unwrap_or_default(),
+        headers: ExtraHeaders::parse(input.headers)?,
+        rate_limit: rate_limit(input.rate_limit)?,
+        label: input.label.as_deref().map(Label::parse).transpose()?,
+        enabled: true,
+        disabled_reason: None,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.create_endpoint(&endpoint).await?;
+    EndpointView::of(endpoint, state)
+}
+
+/// A merchant's endpoints, newest first.
+pub async fn list(
+    state: &AppState,
+    merchant: &MerchantId,
+    page: &PageQuery,
+) -> ApiResult<PageView<EndpointView>> {
+    let limit = page.limit()?;
+    let after = page.cursor(EndpointId::parse)?;
+    let rows = state
+        .store
+        .list_endpoints(merchant, after.as_ref(), limit)
+        .await?;
+    PageView::map(rows, |ep| EndpointView::of(ep, state))
+}
+
+/// One endpoint.
+pub async fn get(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EndpointId,
+) -> ApiResult<EndpointView> {
+    let ep = state.store.get_endpoint(merchant, id).await?;
+    EndpointView::of(ep, state)
+}
+
+/// Applies `patch`: every field is validated before anything is written.
+pub async fn update(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EndpointId,
+    patch: UpdateEndpoint,
+) -> ApiResult<EndpointView> {
+    let mut ep = state.store.get_endpoint(merchant, id).await?;
+    if let Some(url) = patch.url {
+        ep.url = EndpointUrl::parse(&url, state.settings.delivery.allow_http)?;
+    }
+    if let Some(d) = patch.description {
+        ep.description = description(d)?;
+    }
+    if let Some(types) = patch.event_types {
+        ep.filter = event_types(&types)?;
+    }
+    if let Some(mode) = patch.signing_mode {
+        ep.signing_mode = SigningMode::parse(&mode)?;
+    }
+    if let Some(policy) = patch.success_policy {
+        ep.success_policy = SuccessPolicy::parse(&policy)?;
+    }
+    if let Some(headers) = patch.headers {
+        ep.headers = ExtraHeaders::parse(headers)?;
+    }
+    if let Some(limit) = patch.rate_limit {
+        ep.rate_limit = rate_limit(limit)?;
+    }
+    if let Some(label) = patch.label {
+        ep.label = label.as_deref().map(Label::parse).transpose()?;
+    }
+    if let Some(enabled) = patch.enabled {
+        apply_enabled(&mut ep, enabled);
+    }
+    ep.updated_at = state.clock.now();
+    state.store.update_endpoint(&ep).await?;
+    if ep.enabled {
+        // Deliveries that waited while it was disabled may be due now.
+        state.wake.notify_one();
+    }
+    EndpointView::of(ep, state)
+}
+
+fn apply_enabled(ep: &mut Endpoint, enabled: bool) {
+    if enabled {
+        ep.disabled_reason = None;
+    } else if ep.enabled || ep.disabled_reason.is_none() {
+        ep.disabled_reason = Some("disabled through the management API".to_owned());
+    }
+    ep.enabled = enabled;
+}
+
+/// Enables or disables an endpoint. A disabled endpoint gets no new deliveries and its pending
+/// ones wait; enabling it clears the reason it was disabled (e.g. a 410).
+pub async fn set_enabled(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EndpointId,
+    enabled: bool,
+) -> ApiResult<EndpointView> {
+    update(
+        state,
+        merchant,
+        id,
+        UpdateEndpoint {
+            enabled: Some(enabled),
+            ..UpdateEndpoint::default()
+        },
+    )
+    .await
+}
+
+/// Deletes an endpoint with its deliveries and attempts.
+pub async fn delete(state: &AppState, merchant: &MerchantId, id: &EndpointId) -> ApiResult<()> {
+    Ok(state.store.delete_endpoint(merchant, id).await?)
+}
+
+/// Replaces the signing secret. Claims read the endpoint row when they are taken, so every
+/// delivery signed after this commit uses the new secret (one already in flight finishes with
+/// the old one).
+pub async fn rotate_secret(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EndpointId,
+) -> ApiResult<RotatedSecret> {
+    let mut ep = state.store.get_endpoint(merchant, id).await?;
+    let secret = EndpointSecret::generate();
+    ep.secret = state.keys.seal(&ep.id, &secret).map_err(keys_error)?;
+    ep.updated_at = state.clock.now();
+    state.store.update_endpoint(&ep).await?;
+    Ok(RotatedSecret {
+        endpoint_id: ep.id.to_string(),
+        secret: secret.expose().to_owned(),
+    })
+}
+
+/// The contract's sample payload (section 4) for a built-in event type; the legacy QR types
+/// use the shapes `blockhook send` sends (QR-Payout carries the nested `detailList`).
+pub fn sample_payload(event_type: &str) -> Option<&'static str> {
+    match event_type {
+        "Payment" => Some(
+            r#"{"custNo":"CustNo_00240101","orderNo":"OrderNo_202504010023","id":8210003616,"symbol":"USDT","amount":"2000.00","status":"SUCCESS","txId":"0x7614a9840d9422feaef4671e0ee98dd7092ebcba6e41076285f99d0b2b0de5fe","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","cashierId":86100021}"#,
+        ),
+        "Payout" => Some(
+            r#"{"custNo":"CustNo_2022140101","bizOrderNo":"B202505220012","id":8210003616,"symbol":"USDT","amount":"2000.00","status":"SUCCESS","txId":"0x7614a9840d9422feaef4671e0ee98dd7092ebcba6e41076285f99d0b2b0de5fe","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","toAddress":"0xa9e358E33a57E67c9B84618a52f0194C345C8e35","fee":"2","gasAmount":"1","type":1,"createTime":1693212861016,"contractId":200910,"blockTime":1693212861016}"#,
+        ),
+        "QR-Payment" => Some(
+            r#"{"custNo":"CustNo_00240101","orderNo":"OrderNo_202504010024","id":8210003617,"symbol":"USDT","amount":"13.410037","status":9,"orderType":2,"txId":"0xf3d879bad10f4cfe481d9e53538a0889c04c0973dfff82797ef7604143fc9984","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","cashierId":86100021,"blockTime":1693212861016}"#,
+        ),
+        "QR-Payout" => Some(
+            r#"{"blockId":"10168195","chainId":"5","contractAddress":"0x57609702e66d6dee9d1f3a9fab376b95b9ec9e02","detailList":[{"amount":"1.00000000","orderNo":"TX1","symbol":"USDT","toAddress":"0x2d7ff2dc166ae09542c749be052028e43825cde7","tokenAddress":"0x92efdfa35c75b259375ebe0f84ee1d95db0489b6"},{"amount":"1.00000000","orderNo":"TX2","symbol":"USDC","toAddress":"0x2d7ff2dc166ae09542c749be052028e43825cde7","tokenAddress":"0x2f96275bbb4a54714ef0251226c42811fb9f98aa"}],"fromAddress":"0x8e5df55ac224db7424fa8536eda9356f44474936","merchantId":20,"network":"ETH","txId":"0xa85f090dc5e722177ddc2cd2d4d87467820635cf736ec1a5910997118e3d3cb6"}"#,
+        ),
+        _ => None,
+    }
+}
+
+/// Sends one signed sample webhook now and reports the exchange. Nothing is stored and no
+/// delivery is created; the endpoint need not be enabled.
+pub async fn test_send(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EndpointId,
+    input: TestSendRequest,
+) -> ApiResult<TestSendResult> {
+    let sample = EventType::BUILT_IN
+        .iter()
+        .find(|t| t.eq_ignore_ascii_case(&input.event_type))
+        .and_then(|t| sample_payload(t).map(|p| (*t, p)));
+    let Some((name, payload)) = sample else {
+        return Err(ApiError::invalid(
+            "event_type",
+            format!("must be one of {}", EventType::BUILT_IN.join(", ")),
+        ));
+    };
+    let event_type = EventType::parse(name)?;
+    let ep = state.store.get_endpoint(merchant, id).await?;
+    let secret = state.keys.open(&ep.id, &ep.secret).map_err(keys_error)?;
+    let body = Bytes::from_static(payload.as_bytes());
+    let prepared = prepare::request(
+        &ep,
+        &secret,
+        &EventId::generate(),
+        &event_type,
+        &body,
+        1,
+        state.clock.now(),
+    )
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let resp = state.egress.send(prepared.request.clone()).await;
+    let verdict = outcome::judge(&resp, ep.success_policy);
+    let error = match &verdict {
+        blockhook_core::Outcome::Delivered { .. } => None,
+        blockhook_core::Outcome::Failed { class, .. } => Some(class.as_str().to_owned()),
+    };
+    let shown = resp.body.len().min(TEST_BODY_EXCERPT);
+    Ok(TestSendResult {
+        success: error.is_none(),
+        request: SentRequest {
+            method: "POST".to_owned(),
+            url: prepared.request.url.to_string(),
+            headers: prepared.logged_headers,
+            body: payload.to_owned(),
+        },
+        response: ReceivedResponse {
+            status: resp.status,
+            headers: resp.headers,
+            body: String::from_utf8_lossy(&resp.body[..shown]).into_owned(),
+            truncated: resp.truncated || resp.body.len() > shown,
+            latency_ms: u64::try_from(resp.latency.as_millis()).unwrap_or(u64::MAX),
+            error,
+            error_detail: resp.detail,
+        },
+    })
+}
+
+/// Re-queues every failed delivery of the endpoint created at or after `since`, which may
+/// reach back at most `recover.max_window`.
+pub async fn recover(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EndpointId,
+    input: RecoverRequest,
+) -> ApiResult<Recovered> {
+    let now = state.clock.now();
+    let window: Duration = state.settings.recover.max_window;
+    let since = Timestamp::from_ms(input.since);
+    if since < now - window {
+        return Err(ApiError::invalid(
+            "since",
+            format!(
+                "may reach back at most {} (recover.max_window)",
+                humantime::format_duration(window)
+            ),
+        ));
+    }
+    if since > now {
+        return Err(ApiError::invalid("since", "is in the future"));
+    }
+    let requeued = state.store.recover(merchant, id, since, now).await?;
+    if requeued > 0 {
+        state.wake.notify_one();
+    }
+    Ok(Recovered { requeued })
+}
+
+/// Undelivered work per endpoint of a merchant (endpoints with none are omitted).
+pub async fn backlog(state: &AppState, merchant: &MerchantId) -> ApiResult<Vec<BacklogView>> {
+    Ok(state
+        .store
+        .backlog(merchant)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}

@@ -1,0 +1,313 @@
+//! The event logs of a merchant: events (filtered, newest first), one event with its payload,
+//! its deliveries, each delivery's attempts, and manual resends.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+
+use blockhook_core::{
+    AttemptRecord, Delivery, DeliveryId, DeliveryState, EndpointId, Event, EventId, EventQuery,
+    EventType, MerchantId, ResendScope, Timestamp,
+};
+
+use super::{PageQuery, PageView};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Filters of the event list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventFilterQuery {
+    /// Only this type (case-insensitive).
+    pub event_type: Option<String>,
+    /// Created at or after (Unix ms).
+    pub since: Option<i64>,
+    /// Created before (Unix ms).
+    pub until: Option<i64>,
+    /// Only events with a delivery in this state: `pending`, `in_flight`, `succeeded`, `failed`.
+    pub state: Option<String>,
+    /// The `next` value of the previous page.
+    pub after: Option<String>,
+    /// Page size, 1 to 250 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// An event in a list (no payload).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventSummary {
+    /// Its id (`evt_…`).
+    pub id: String,
+    /// Its type.
+    pub event_type: String,
+    /// The gateway's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// When it arrived, Unix ms.
+    pub created_at: i64,
+    /// Manual resends so far.
+    pub resend_count: u32,
+}
+
+/// One event with its payload.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventView {
+    /// Its id (`evt_…`).
+    pub id: String,
+    /// Its merchant.
+    pub merchant_id: String,
+    /// Its type.
+    pub event_type: String,
+    /// The gateway's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// When it arrived, Unix ms.
+    pub created_at: i64,
+    /// Manual resends so far.
+    pub resend_count: u32,
+    /// The payload exactly as published; `null` once retention removed it.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Box<RawValue>>,
+}
+
+/// One delivery of an event to an endpoint.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// Its id (`dlv_…`).
+    pub id: String,
+    /// The event.
+    pub event_id: String,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// `pending`, `in_flight`, `succeeded` or `failed`.
+    pub state: String,
+    /// `initial` or `resend`.
+    pub origin: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due, Unix ms (pending only).
+    pub next_attempt_at: Option<i64>,
+    /// Status of the last attempt.
+    pub last_status: Option<u16>,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+    /// Last change, Unix ms.
+    pub updated_at: i64,
+}
+
+impl From<Delivery> for DeliveryView {
+    fn from(d: Delivery) -> Self {
+        Self {
+            id: d.id.to_string(),
+            event_id: d.event_id.to_string(),
+            endpoint_id: d.endpoint_id.to_string(),
+            state: d.state.as_str().to_owned(),
+            origin: d.origin.as_str().to_owned(),
+            attempts: d.attempts,
+            next_attempt_at: d.next_attempt_at.map(|t| t.ms()),
+            last_status: d.last_status,
+            created_at: d.created_at.ms(),
+            updated_at: d.updated_at.ms(),
+        }
+    }
+}
+
+/// One HTTP attempt.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AttemptView {
+    /// Its id (`att_…`).
+    pub id: String,
+    /// The delivery.
+    pub delivery_id: String,
+    /// 1 for the first attempt of the delivery.
+    pub number: u32,
+    /// When it was sent (the `BlockATM-Request-Time`), Unix ms.
+    pub started_at: i64,
+    /// The URL posted to.
+    pub url: String,
+    /// Headers sent (signature included, never the secret).
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub request_headers: Vec<(String, String)>,
+    /// Response status, when a response arrived.
+    pub status: Option<u16>,
+    /// Response headers.
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub response_headers: Vec<(String, String)>,
+    /// The first bytes of the response body (lossy UTF-8).
+    pub response_body: String,
+    /// Whether the body was cut.
+    pub response_truncated: bool,
+    /// Milliseconds until the response was read.
+    pub latency_ms: u32,
+    /// Failure class, if it failed.
+    pub error: Option<String>,
+    /// Human detail of the failure.
+    pub error_detail: Option<String>,
+}
+
+impl From<AttemptRecord> for AttemptView {
+    fn from(a: AttemptRecord) -> Self {
+        Self {
+            id: a.id.to_string(),
+            delivery_id: a.delivery_id.to_string(),
+            number: a.number,
+            started_at: a.started_at.ms(),
+            url: a.url,
+            request_headers: a.request_headers,
+            status: a.status,
+            response_headers: a.response_headers,
+            response_body: String::from_utf8_lossy(&a.response_body).into_owned(),
+            response_truncated: a.response_truncated,
+            latency_ms: a.latency_ms,
+            error: a.error.map(|c| c.as_str().to_owned()),
+            error_detail: a.error_detail,
+        }
+    }
+}
+
+/// Where to resend.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResendRequest {
+    /// One endpoint of the merchant; absent = every endpoint the event went to.
+    #[serde(default)]
+    pub endpoint_id: Option<String>,
+}
+
+/// The deliveries a resend created.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Resent {
+    /// New deliveries, due now.
+    pub delivery_ids: Vec<String>,
+}
+
+fn summary(e: Event) -> EventSummary {
+    EventSummary {
+        id: e.id.to_string(),
+        event_type: e.event_type.as_str().to_owned(),
+        idempotency_key: e.idempotency_key.map(|k| k.as_str().to_owned()),
+        created_at: e.created_at.ms(),
+        resend_count: e.resend_count,
+    }
+}
+
+/// Parses an event id from a path; a malformed one is as unknown as a missing one.
+pub fn event_id(raw: &str) -> ApiResult<EventId> {
+    EventId::parse(raw).map_err(|_| ApiError::NotFound("event".into()))
+}
+
+/// Parses a delivery id from a path.
+pub fn delivery_id(raw: &str) -> ApiResult<DeliveryId> {
+    DeliveryId::parse(raw).map_err(|_| ApiError::NotFound("delivery".into()))
+}
+
+/// Events, newest first, filtered.
+pub async fn list(
+    state: &AppState,
+    merchant: &MerchantId,
+    filter: &EventFilterQuery,
+) -> ApiResult<PageView<EventSummary>> {
+    let page = PageQuery {
+        after: filter.after.clone(),
+        limit: filter.limit,
+    };
+    let q = EventQuery {
+        event_type: filter
+            .event_type
+            .as_deref()
+            .map(EventType::parse)
+            .transpose()?,
+        since: filter.since.map(Timestamp::from_ms),
+        until: filter.until.map(Timestamp::from_ms),
+        state: filter
+            .state
+            .as_deref()
+            .map(DeliveryState::parse)
+            .transpose()?,
+        after: page.cursor(EventId::parse)?,
+        limit: page.limit()?,
+    };
+    if let (Some(s), Some(u)) = (q.since, q.until) {
+        if u < s {
+            return Err(ApiError::invalid("until", "is before since"));
+        }
+    }
+    let rows = state.store.list_events(merchant, &q).await?;
+    PageView::map(rows, |e| Ok(summary(e)))
+}
+
+/// One event, payload included.
+pub async fn get(state: &AppState, merchant: &MerchantId, id: &EventId) -> ApiResult<EventView> {
+    let e = state.store.get_event(merchant, id).await?;
+    let payload = match &e.payload {
+        // The payload was validated as one JSON object when it was published.
+        Some(p) => Some(
+            serde_json::from_slice::<Box<RawValue>>(p.bytes())
+                .map_err(|err| ApiError::Internal(format!("stored payload: {err}")))?,
+        ),
+        None => None,
+    };
+    let s = summary(e.clone());
+    Ok(EventView {
+        id: s.id,
+        merchant_id: e.merchant_id.to_string(),
+        event_type: s.event_type,
+        idempotency_key: s.idempotency_key,
+        created_at: s.created_at,
+        resend_count: s.resend_count,
+        payload,
+    })
+}
+
+/// The deliveries of one event, oldest first.
+pub async fn deliveries(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EventId,
+) -> ApiResult<Vec<DeliveryView>> {
+    // An unknown (or another merchant's) event is a 404, not an empty list.
+    state.store.get_event(merchant, id).await?;
+    let rows = state
+        .store
+        .list_deliveries(merchant, id, state.clock.now())
+        .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// The attempts of one delivery, oldest first.
+pub async fn attempts(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &DeliveryId,
+) -> ApiResult<Vec<AttemptView>> {
+    state
+        .store
+        .get_delivery(merchant, id, state.clock.now())
+        .await?;
+    let rows = state.store.list_attempts(merchant, id).await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// Resends an event (to one endpoint, or to every endpoint it went to) within the configured
+/// limits (`resend.window`, `resend.max_per_event`); a limit reached is a conflict naming it.
+pub async fn resend(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EventId,
+    input: ResendRequest,
+) -> ApiResult<Resent> {
+    let scope = match input.endpoint_id.as_deref() {
+        None => ResendScope::All,
+        Some(raw) => ResendScope::Endpoint(
+            EndpointId::parse(raw).map_err(|_| ApiError::NotFound("endpoint".into()))?,
+        ),
+    };
+    let limits = state.settings.resend_limits();
+    let ids = state
+        .store
+        .resend(merchant, id, &scope, &limits, state.clock.now())
+        .await?;
+    if !ids.is_empty() {
+        state.wake.notify_one();
+    }
+    Ok(Resent {
+        delivery_ids: ids.into_iter().map(|d| d.to_string()).collect(),
+    })
+}

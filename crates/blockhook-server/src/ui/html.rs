@@ -1,0 +1,250 @@
+//! HTML building blocks: escaping, UTC time rendering, the page shell and the UI's error type.
+//!
+//! Pages are plain `format!` over values passed through [`Esc`], which escapes every character
+//! that matters in text and in quoted attributes, so no page can forget to escape.
+
+use std::fmt::{self, Write as _};
+
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+use blockhook_core::Timestamp;
+
+use super::session::Ui;
+
+/// Text escaped for HTML text and double-quoted attributes.
+pub struct Esc<'a>(pub &'a str);
+
+impl fmt::Display for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '&' => f.write_str("&amp;")?,
+                '<' => f.write_str("&lt;")?,
+                '>' => f.write_str("&gt;")?,
+                '"' => f.write_str("&quot;")?,
+                '\'' => f.write_str("&#39;")?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `ms` as ISO 8601 in UTC with milliseconds (`2026-11-28T22:01:32.123Z`).
+pub fn iso(t: Timestamp) -> String {
+    let ms = t.ms();
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    let (h, min, s, milli) =
+        (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
+}
+
+/// A `<time>` element: ISO UTC text (the embedded script shows it in the viewer's zone) and the
+/// raw milliseconds in `title`.
+pub fn time(t: Timestamp) -> String {
+    let iso = iso(t);
+    format!(r#"<time datetime="{iso}" title="{} ms">{iso}</time>"#, t.ms())
+}
+
+/// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM` or `YYYY-MM-DDTHH:MM:SS` as UTC.
+pub fn parse_utc(raw: &str) -> Option<Timestamp> {
+    let raw = raw.trim().trim_end_matches('Z');
+    let (date, clock) = raw.split_once('T').unwrap_or((raw, "00:00"));
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut c = clock.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min) = (c.next()??, c.next()??);
+    let s = c.next().flatten().unwrap_or(0);
+    let valid = (1..=12).contains(&m) && (1..=31).contains(&day) && (0..24).contains(&h)
+        && (0..60).contains(&min) && (0..60).contains(&s);
+    valid.then(|| {
+        Timestamp::from_ms((days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + s) * 1000)
+    })
+}
+
+// Howard Hinnant's civil calendar algorithms (proleptic Gregorian, days since 1970-01-01).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The hidden CSRF field every POST form carries.
+pub fn csrf_field(ui: &Ui) -> String {
+    format!(r#"<input type="hidden" name="csrf" value="{}">"#, Esc(&ui.csrf))
+}
+
+/// A one-button POST form (for actions such as enable or revoke).
+pub fn button_form(ui: &Ui, action: &str, label: &str, class: &str) -> String {
+    format!(
+        r#"<form method="post" action="{}" class="inline">{}<button type="submit" class="{class}">{}</button></form>"#,
+        Esc(action),
+        csrf_field(ui),
+        Esc(label)
+    )
+}
+
+/// The page shell: navigation (when signed in), a flash notice, the body.
+pub fn page(title: &str, ui: Option<&Ui>, notice: Option<&str>, body: &str) -> Html<String> {
+    let nav = match ui {
+        Some(ui) => {
+            let mut links = String::new();
+            for (href, label) in [
+                ("/ui/endpoints", "Endpoints"),
+                ("/ui/events", "Events"),
+                ("/ui/health", "Health"),
+            ] {
+                let _ = write!(links, r#"<a href="{href}">{label}</a>"#);
+            }
+            if ui.is_operator() {
+                links.push_str(r#"<a href="/ui/operator">Operator</a>"#);
+            }
+            let who = Esc(&ui.describe()).to_string();
+            format!(
+                r#"<nav aria-label="Main">{links}<span class="who">{who}</span><form method="post" action="/ui/logout" class="inline">{}<button type="submit">Sign out</button></form></nav>"#,
+                csrf_field(ui)
+            )
+        }
+        None => String::new(),
+    };
+    let notice = notice
+        .map(|n| format!(r#"<p class="notice" role="status">{}</p>"#, Esc(n)))
+        .unwrap_or_default();
+    Html(format!(
+        r##"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark"><title>{} · blockhook</title>
+<link rel="stylesheet" href="/ui/assets/style.css"><script src="/ui/assets/time.js" defer></script></head>
+<body><a class="skip" href="#main">Skip to content</a><header><a class="brand" href="/ui/">blockhook</a>{nav}</header>
+<main id="main">{notice}<h1>{}</h1>
+{body}</main></body></html>"##,
+        Esc(title),
+        Esc(title)
+    ))
+}
+
+/// What can go wrong in a UI handler, each answered with a page (or a redirect).
+#[derive(Debug)]
+pub enum UiError {
+    /// No valid session: go to the sign-in page.
+    Login,
+    /// The operator must pick a merchant first.
+    NeedMerchant,
+    /// Unknown, or another merchant's.
+    NotFound,
+    /// Operator-only page.
+    Forbidden,
+    /// The form's CSRF token is missing or wrong.
+    Csrf,
+    /// Input was refused; the message is safe to show.
+    Invalid(String),
+    /// A state conflict (e.g. the resend limit); the message is safe to show.
+    Conflict(String),
+    /// Anything else: logged, shown generically.
+    Internal(String),
+}
+
+impl From<blockhook_core::Error> for UiError {
+    fn from(e: blockhook_core::Error) -> Self {
+        use blockhook_core::Error as E;
+        match e {
+            E::NotFound(_) => Self::NotFound,
+            E::Invalid { field, reason } => Self::Invalid(format!("{field}: {reason}")),
+            E::Conflict(why) => Self::Conflict(why),
+            E::Unavailable(why) => Self::Internal(format!("store unavailable: {why}")),
+            E::Internal(why) => Self::Internal(why),
+        }
+    }
+}
+
+impl From<crate::ApiError> for UiError {
+    fn from(e: crate::ApiError) -> Self {
+        use crate::ApiError as A;
+        match e {
+            A::Unauthorized(_) => Self::Login,
+            A::Forbidden => Self::Forbidden,
+            A::Invalid { field: Some(field), detail } => Self::Invalid(format!("{field}: {detail}")),
+            A::Invalid { field: None, detail } | A::MalformedBody(detail) => Self::Invalid(detail),
+            A::PayloadTooLarge => Self::Invalid("too large".into()),
+            A::NotFound(_) => Self::NotFound,
+            A::Conflict(why) => Self::Conflict(why),
+            A::RateLimited { .. } => Self::Conflict("too many requests; retry shortly".into()),
+            A::Unavailable => Self::Internal("store unavailable".into()),
+            A::Internal(why) => Self::Internal(why),
+        }
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let (status, title, text) = match self {
+            Self::Login => return Redirect::to("/ui/login").into_response(),
+            Self::NeedMerchant => return Redirect::to("/ui/operator").into_response(),
+            Self::NotFound => (StatusCode::NOT_FOUND, "Not found", "There is nothing here.".to_owned()),
+            Self::Forbidden => {
+                (StatusCode::FORBIDDEN, "Forbidden", "This page is for the operator.".to_owned())
+            }
+            Self::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "The form's security token is missing or stale. Go back, reload and try again."
+                    .to_owned(),
+            ),
+            Self::Invalid(why) => (StatusCode::UNPROCESSABLE_ENTITY, "Check your input", why),
+            Self::Conflict(why) => (StatusCode::CONFLICT, "Not possible", why),
+            Self::Internal(why) => {
+                tracing::error!(error = %why, "ui request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please retry.".to_owned())
+            }
+        };
+        let body = format!(
+            r#"<p>{}</p><p><a href="/ui/">Back to the dashboard</a></p>"#,
+            Esc(&text)
+        );
+        let mut resp = (status, page(title, None, None, &body)).into_response();
+        resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+/// Result of a UI handler.
+pub type UiResult<T = Response> = Result<T, UiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(Esc(r#"<a href="x">'&'</a>"#).to_string(), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+
+    #[test]
+    fn iso_round_trips_through_parse() {
+        assert_eq!(iso(Timestamp::from_ms(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso(Timestamp::from_ms(1_764_367_292_123)), "2025-11-28T22:01:32.123Z");
+        assert_eq!(parse_utc("2025-11-28T22:01:32"), Some(Timestamp::from_ms(1_764_367_292_000)));
+        assert_eq!(parse_utc("2024-02-29"), Some(Timestamp::from_ms(1_709_164_800_000)));
+        assert_eq!(parse_utc("2024-13-01"), None);
+        assert_eq!(parse_utc("nonsense"), None);
+    }
+}

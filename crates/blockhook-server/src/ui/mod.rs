@@ -1,0 +1,85 @@
+//! The web dashboard under `/ui`: server-rendered HTML over the same store the API uses.
+//!
+//! Layout: `session` (cookie sessions, CSRF), `html` (escaping, the page shell, times, errors),
+//! `charts` (server-rendered SVG), `pages/` (one module per page) and `assets/` (one CSS file and
+//! one tiny script, embedded with `include_str!`; nothing is loaded from elsewhere). Every page
+//! works without the script; it only shows times in the viewer's zone.
+//!
+//! Tenancy: every read and write goes through the session's merchant, so another merchant's
+//! event or endpoint answers 404 exactly like an unknown id.
+
+pub mod charts;
+pub mod html;
+pub mod pages;
+pub mod session;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+
+use crate::state::AppState;
+
+const STYLE: &str = include_str!("assets/style.css");
+const TIME_JS: &str = include_str!("assets/time.js");
+
+/// The dashboard's routes, with a fresh session table for this app.
+pub fn router() -> Router<AppState> {
+    use pages::{endpoints, events, health, login, operator};
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/endpoints") }))
+        .route("/ui/", get(|| async { Redirect::to("/ui/endpoints") }))
+        .route("/ui/login", get(login::form).post(login::submit))
+        .route("/ui/logout", post(login::logout))
+        .route("/ui/endpoints", get(endpoints::list).post(endpoints::create))
+        .route("/ui/endpoints/{id}", get(endpoints::detail).post(endpoints::update))
+        .route("/ui/endpoints/{id}/enabled", post(endpoints::set_enabled))
+        .route("/ui/endpoints/{id}/delete", get(endpoints::confirm_delete).post(endpoints::delete))
+        .route("/ui/endpoints/{id}/secret", post(endpoints::reveal_secret))
+        .route("/ui/endpoints/{id}/rotate", post(endpoints::rotate_secret))
+        .route("/ui/endpoints/{id}/test", post(endpoints::send_test))
+        .route("/ui/events", get(events::list))
+        .route("/ui/events/{id}", get(events::detail))
+        .route("/ui/events/{id}/resend", post(events::resend))
+        .route("/ui/health", get(health::show))
+        .route("/ui/operator", get(operator::show))
+        .route("/ui/operator/merchants", post(operator::create_merchant))
+        .route("/ui/operator/merchants/{id}/status", post(operator::set_status))
+        .route("/ui/operator/merchants/{id}/keys", post(operator::issue_key))
+        .route("/ui/operator/merchants/{id}/keys/{key}/revoke", post(operator::revoke_key))
+        .route("/ui/operator/act", post(operator::act_as))
+        .route("/ui/assets/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
+        .route("/ui/assets/time.js", get(|| async { asset("text/javascript; charset=utf-8", TIME_JS) }))
+        .layer(axum::middleware::map_response(security_headers))
+        .layer(Extension(Arc::new(session::Sessions::default())))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, content_type),
+        (header::CACHE_CONTROL, "public, max-age=3600"),
+    ];
+    (headers, body).into_response()
+}
+
+/// Headers every dashboard response carries: a strict CSP (only our own CSS and script), no
+/// framing, no referrer, and no caching of pages (they show secrets and per-merchant data).
+async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}

@@ -1,0 +1,418 @@
+//! Endpoints: the list (enabled state, 24 h success rate) with a create form, and one endpoint's
+//! page: edit, enable or disable, delete (after a confirmation page), reveal or rotate the
+//! secret, and send a test webhook showing the request sent and the response received.
+
+use std::fmt::Write as _;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect};
+use serde::Deserialize;
+
+use blockhook_core::{Endpoint, EventType};
+
+use super::{DAY, body_excerpt, endpoint_id, header_list, success_rate};
+use crate::manage::endpoints::{
+    self as manage, CreateEndpoint, TestSendRequest, UpdateEndpoint,
+};
+use crate::state::AppState;
+use crate::ui::html::{Esc, UiError, UiResult, button_form, csrf_field, page, time};
+use crate::ui::session::Ui;
+
+/// The fields of the create and edit forms.
+#[derive(Debug, Deserialize)]
+pub struct EndpointForm {
+    #[serde(default)]
+    csrf: String,
+    url: String,
+    #[serde(default)]
+    event_types: String,
+    #[serde(default)]
+    signing_mode: String,
+    #[serde(default)]
+    success_policy: String,
+    #[serde(default)]
+    rate_limit: String,
+    #[serde(default)]
+    label: String,
+    #[serde(default)]
+    description: String,
+}
+
+impl EndpointForm {
+    fn event_types(&self) -> Vec<String> {
+        self.event_types
+            .split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn rate_limit(&self) -> Result<Option<u32>, UiError> {
+        match self.rate_limit.trim() {
+            "" => Ok(None),
+            n => n.parse::<u32>().map(Some).map_err(|_| {
+                UiError::Invalid("rate limit: must be a whole number of requests per second".into())
+            }),
+        }
+    }
+
+    fn text(s: &str) -> Option<String> {
+        Some(s.trim().to_owned()).filter(|s| !s.is_empty())
+    }
+
+    fn to_create(&self) -> Result<CreateEndpoint, UiError> {
+        Ok(CreateEndpoint {
+            url: self.url.trim().to_owned(),
+            description: Self::text(&self.description),
+            event_types: self.event_types(),
+            signing_mode: Self::text(&self.signing_mode),
+            success_policy: Self::text(&self.success_policy),
+            headers: Vec::new(),
+            rate_limit: self.rate_limit()?,
+            label: Self::text(&self.label),
+            secret: None,
+        })
+    }
+
+    fn to_update(&self) -> Result<UpdateEndpoint, UiError> {
+        Ok(UpdateEndpoint {
+            url: Some(self.url.trim().to_owned()),
+            description: Some(Self::text(&self.description)),
+            event_types: Some(self.event_types()),
+            signing_mode: Self::text(&self.signing_mode),
+            success_policy: Self::text(&self.success_policy),
+            rate_limit: Some(self.rate_limit()?),
+            label: Some(Self::text(&self.label)),
+            ..UpdateEndpoint::default()
+        })
+    }
+}
+
+fn select(name: &str, id: &str, options: &[(&str, &str)], current: &str) -> String {
+    let mut out = format!(r#"<select name="{name}" id="{id}">"#);
+    for (value, label) in options {
+        let sel = if *value == current { " selected" } else { "" };
+        let _ = write!(out, r#"<option value="{value}"{sel}>{label}</option>"#);
+    }
+    out.push_str("</select>");
+    out
+}
+
+/// The create/edit form's fields, prefilled from `ep` when editing.
+fn form_fields(ep: Option<&Endpoint>, prefix: &str) -> String {
+    let url = ep.map(|e| e.url.as_str().to_owned()).unwrap_or_default();
+    let types = ep
+        .map(|e| e.filter.types().iter().map(EventType::as_str).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default();
+    let mode = ep.map_or("sorted", |e| e.signing_mode.as_str());
+    let policy = ep.map_or("200", |e| e.success_policy.as_str());
+    let rate = ep.and_then(|e| e.rate_limit).map(|r| r.to_string()).unwrap_or_default();
+    let label = ep.and_then(|e| e.label.as_ref()).map(|l| l.as_str().to_owned()).unwrap_or_default();
+    let description = ep.and_then(|e| e.description.clone()).unwrap_or_default();
+    let modes = select(
+        "signing_mode",
+        &format!("{prefix}mode"),
+        &[("sorted", "sorted (canonical key=value)"), ("raw", "raw (exact body)")],
+        mode,
+    );
+    let policies = select(
+        "success_policy",
+        &format!("{prefix}policy"),
+        &[("200", "only 200"), ("2xx", "any 2xx")],
+        policy,
+    );
+    format!(
+        r#"<label for="{prefix}url">URL</label>
+<input id="{prefix}url" name="url" type="url" required value="{}" placeholder="https://merchant.example/webhooks">
+<label for="{prefix}types">Event types <span class="hint">(comma separated; empty = all)</span></label>
+<input id="{prefix}types" name="event_types" value="{}" placeholder="Payment, Payout">
+<label for="{prefix}mode">Signing mode</label>{modes}
+<label for="{prefix}policy">Success policy</label>{policies}
+<label for="{prefix}rate">Rate limit <span class="hint">(requests per second; empty = none)</span></label>
+<input id="{prefix}rate" name="rate_limit" inputmode="numeric" pattern="[0-9]*" value="{}">
+<label for="{prefix}label">Label</label>
+<input id="{prefix}label" name="label" value="{}">
+<label for="{prefix}description">Description</label>
+<input id="{prefix}description" name="description" value="{}">"#,
+        Esc(&url),
+        Esc(&types),
+        Esc(&rate),
+        Esc(&label),
+        Esc(&description)
+    )
+}
+
+fn test_form(ui: &Ui, ep: &Endpoint) -> String {
+    let first = ep.filter.types().first().map_or("Payment", EventType::as_str);
+    let mut opts = String::new();
+    for t in EventType::BUILT_IN {
+        let sel = if t.eq_ignore_ascii_case(first) { " selected" } else { "" };
+        let _ = write!(opts, r#"<option value="{t}"{sel}>{t}</option>"#);
+    }
+    format!(
+        r#"<form method="post" action="/ui/endpoints/{}/test" class="inline">{}<label class="sr" for="test-type">Sample event</label><select id="test-type" name="event_type" class="compact">{opts}</select><button type="submit" class="primary">Send test webhook</button></form>"#,
+        ep.id,
+        csrf_field(ui)
+    )
+}
+
+fn state_badge(ep: &Endpoint) -> String {
+    if ep.enabled {
+        r#"<span class="badge ok">enabled</span>"#.to_owned()
+    } else {
+        let why = ep.disabled_reason.as_deref().unwrap_or("disabled");
+        format!(r#"<span class="badge bad" title="{}">disabled</span>"#, Esc(why))
+    }
+}
+
+fn name_of(ep: &Endpoint) -> String {
+    ep.label.as_ref().map_or_else(|| ep.url.as_str().to_owned(), |l| l.as_str().to_owned())
+}
+
+/// `GET /ui/endpoints`.
+pub async fn list(ui: Ui, State(state): State<AppState>) -> UiResult {
+    let merchant = ui.merchant()?;
+    let endpoints = state.store.list_endpoints(merchant, None, 250).await?.data;
+    let since = state.clock.now() - DAY;
+    let mut rows = String::new();
+    for ep in &endpoints {
+        let health = state.store.endpoint_health(merchant, &ep.id, since).await?;
+        let _ = write!(
+            rows,
+            r#"<tr><td><a href="/ui/endpoints/{id}">{name}</a><div class="hint mono">{url}</div></td><td>{badge}</td><td>{rate}</td><td>{types}</td></tr>"#,
+            id = ep.id,
+            name = Esc(&name_of(ep)),
+            url = Esc(ep.url.as_str()),
+            badge = state_badge(ep),
+            rate = success_rate(&health),
+            types = Esc(&if ep.filter.types().is_empty() {
+                "all".to_owned()
+            } else {
+                ep.filter.types().iter().map(EventType::as_str).collect::<Vec<_>>().join(", ")
+            }),
+        );
+    }
+    let table = if endpoints.is_empty() {
+        "<p>No endpoints yet. Create one below.</p>".to_owned()
+    } else {
+        format!(
+            r#"<div class="scroll"><table><thead><tr><th scope="col">Endpoint</th><th scope="col">State</th><th scope="col">Success (24 h)</th><th scope="col">Event types</th></tr></thead><tbody>{rows}</tbody></table></div>"#
+        )
+    };
+    let body = format!(
+        r#"{table}<h2>Create an endpoint</h2><form method="post" action="/ui/endpoints" class="card">{}{}<button type="submit" class="primary">Create endpoint</button></form>"#,
+        csrf_field(&ui),
+        form_fields(None, "new-")
+    );
+    Ok(page("Endpoints", Some(&ui), ui.flash.as_deref(), &body).into_response())
+}
+
+/// `POST /ui/endpoints`.
+pub async fn create(ui: Ui, State(state): State<AppState>, Form(input): Form<EndpointForm>) -> UiResult {
+    ui.check_csrf(&input.csrf)?;
+    let view = manage::create(&state, ui.merchant()?, input.to_create()?).await?;
+    let id = view.id;
+    ui.flash("Endpoint created. Reveal its secret below to configure your receiver.");
+    Ok(Redirect::to(&format!("/ui/endpoints/{id}")).into_response())
+}
+
+async fn load(ui: &Ui, state: &AppState, raw: &str) -> Result<Endpoint, UiError> {
+    let merchant = ui.merchant()?;
+    Ok(state.store.get_endpoint(merchant, &endpoint_id(raw)?).await?)
+}
+
+/// One endpoint's page, with an optional result section (revealed secret, test send) on top.
+async fn render_detail(ui: &Ui, state: &AppState, ep: &Endpoint, extra: &str) -> UiResult {
+    let merchant = ui.merchant()?;
+    let health = state.store.endpoint_health(merchant, &ep.id, state.clock.now() - DAY).await?;
+    let id = &ep.id;
+    let toggle = if ep.enabled {
+        button_form(ui, &format!("/ui/endpoints/{id}/enabled?on=false"), "Disable", "")
+    } else {
+        button_form(ui, &format!("/ui/endpoints/{id}/enabled?on=true"), "Enable", "")
+    };
+    let body = format!(
+        r#"{extra}<section class="card"><dl class="facts">
+<dt>Id</dt><dd class="mono">{id}</dd><dt>URL</dt><dd class="mono">{url}</dd>
+<dt>State</dt><dd>{badge}</dd><dt>Success (24 h)</dt><dd>{rate}</dd>
+<dt>Created</dt><dd>{created}</dd><dt>Updated</dt><dd>{updated}</dd></dl>
+<div class="actions">{toggle}
+{reveal}{rotate}{test}
+<a class="button danger" href="/ui/endpoints/{id}/delete">Delete…</a></div></section>
+<h2>Edit</h2><form method="post" action="/ui/endpoints/{id}" class="card">{csrf}{fields}<button type="submit" class="primary">Save changes</button></form>"#,
+        url = Esc(ep.url.as_str()),
+        badge = state_badge(ep),
+        rate = success_rate(&health),
+        created = time(ep.created_at),
+        updated = time(ep.updated_at),
+        reveal = button_form(ui, &format!("/ui/endpoints/{id}/secret"), "Reveal secret", ""),
+        rotate = button_form(ui, &format!("/ui/endpoints/{id}/rotate"), "Rotate secret", ""),
+        test = test_form(ui, ep),
+        csrf = csrf_field(ui),
+        fields = form_fields(Some(ep), "ep-"),
+    );
+    Ok(page(&format!("Endpoint {}", name_of(ep)), Some(ui), ui.flash.as_deref(), &body).into_response())
+}
+
+/// `GET /ui/endpoints/{id}`.
+pub async fn detail(ui: Ui, State(state): State<AppState>, Path(id): Path<String>) -> UiResult {
+    let ep = load(&ui, &state, &id).await?;
+    render_detail(&ui, &state, &ep, "").await
+}
+
+/// `POST /ui/endpoints/{id}`: saves the edit form.
+pub async fn update(
+    ui: Ui,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form(input): Form<EndpointForm>,
+) -> UiResult {
+    ui.check_csrf(&input.csrf)?;
+    let ep = load(&ui, &state, &id).await?;
+    manage::update(&state, &ep.merchant_id, &ep.id, input.to_update()?).await?;
+    ui.flash("Saved.");
+    Ok(Redirect::to(&format!("/ui/endpoints/{}", ep.id)).into_response())
+}
+
+/// A form with only the CSRF token.
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `?on=` of the enable/disable action.
+#[derive(Debug, Deserialize)]
+pub struct Toggle {
+    on: bool,
+}
+
+/// `POST /ui/endpoints/{id}/enabled?on=true|false`.
+pub async fn set_enabled(
+    ui: Ui,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(t): axum::extract::Query<Toggle>,
+    Form(input): Form<CsrfForm>,
+) -> UiResult {
+    ui.check_csrf(&input.csrf)?;
+    let ep = load(&ui, &state, &id).await?;
+    manage::set_enabled(&state, &ep.merchant_id, &ep.id, t.on).await?;
+    ui.flash(if t.on { "Endpoint enabled." } else { "Endpoint disabled." });
+    Ok(Redirect::to(&format!("/ui/endpoints/{}", ep.id)).into_response())
+}
+
+/// `GET /ui/endpoints/{id}/delete`: the confirmation step.
+pub async fn confirm_delete(ui: Ui, State(state): State<AppState>, Path(id): Path<String>) -> UiResult {
+    let ep = load(&ui, &state, &id).await?;
+    let body = format!(
+        r#"<section class="card"><p>Delete <strong>{}</strong> (<span class="mono">{}</span>) with all its deliveries and attempts? This cannot be undone.</p>
+<div class="actions">{}<a class="button" href="/ui/endpoints/{}">Cancel</a></div></section>"#,
+        Esc(&name_of(&ep)),
+        Esc(ep.url.as_str()),
+        button_form(&ui, &format!("/ui/endpoints/{}/delete", ep.id), "Yes, delete it", "danger"),
+        ep.id
+    );
+    Ok(page("Delete endpoint?", Some(&ui), None, &body).into_response())
+}
+
+/// `POST /ui/endpoints/{id}/delete`.
+pub async fn delete(
+    ui: Ui,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form(input): Form<CsrfForm>,
+) -> UiResult {
+    ui.check_csrf(&input.csrf)?;
+    let ep = load(&ui, &state, &id).await?;
+    manage::delete(&state, &ep.merchant_id, &ep.id).await?;
+    ui.flash("Endpoint deleted.");
+    Ok(Redirect::to("/ui/endpoints").into_response())
+}
+
+fn secret_section(title: &str, secret: &str) -> String {
+    format!(
+        r#"<section class="card reveal" aria-live="polite"><h2>{}</h2><p><code class="secret" id="secret">{}</code></p><p class="hint">Shown on request only; not stored in this page's address.</p></section>"#,
+        Esc(title),
+        Esc(secret)
+    )
+}
+
+/// `POST /ui/endpoints/{id}/secret`: shows the signing secret.
+pub async fn reveal_secret(
+    ui: Ui,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form(input): Form<CsrfForm>,
+) -> UiResult {
+    ui.check_csrf(&input.csrf)?;
+    let ep = load(&ui, &state, &id).await?;
+    let view = manage::get(&state, &ep.merchant_id, &ep.id).await?;
+    render_detail(&ui, &state, &ep, &secret_section("Signing secret", &view.secret)).await
+}
+
+/// `POST /ui/endpoints/{id}/rotate`: replaces the secret and shows the new one.
+pub async fn rotate_secret(
+    ui: Ui,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form(input): Form<CsrfForm>,
+) -> UiResult {
+    ui.check_csrf(&input.csrf)?;
+    let ep = load(&ui, &state, &id).await?;
+    let rotated = manage::rotate_secret(&state, &ep.merchant_id, &ep.id).await?;
+    let ep = load(&ui, &state, &id).await?;
+    render_detail(&ui, &state, &ep, &secret_section("New signing secret (rotated)", &rotated.secret)).await
+}
+
+/// The test-send form: which sample event to send.
+#[derive(Debug, Deserialize)]
+pub struct TestForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    event_type: String,
+}
+
+/// `POST /ui/endpoints/{id}/test`: signs and sends a sample event now, outside the queue, and
+/// shows what was sent and what came back.
+pub async fn send_test(
+    ui: Ui,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form(input): Form<TestForm>,
+) -> UiResult {
+    ui.check_csrf(&input.csrf)?;
+    let ep = load(&ui, &state, &id).await?;
+    let event_type = match input.event_type.as_str() {
+        "" => "Payment".to_owned(),
+        t => t.to_owned(),
+    };
+    let out = manage::test_send(&state, &ep.merchant_id, &ep.id, TestSendRequest { event_type }).await?;
+    let (req, resp) = (&out.request, &out.response);
+    let status = resp.status.map_or_else(|| "no response".to_owned(), |s| s.to_string());
+    let verdict = if out.success {
+        format!(r#"<span class="badge ok">{status} accepted</span>"#)
+    } else {
+        format!(
+            r#"<span class="badge bad">{status} · {}</span> {}"#,
+            Esc(resp.error.as_deref().unwrap_or("failed")),
+            Esc(resp.error_detail.as_deref().unwrap_or(""))
+        )
+    };
+    let section = format!(
+        r#"<section class="card" id="test-result" aria-live="polite"><h2>Test webhook</h2>
+<div class="grid2"><div><h3>Request sent</h3><p class="mono">{method} {url}</p>{req_headers}<pre class="body">{payload}</pre></div>
+<div><h3>Response received</h3><p id="test-verdict">{verdict} in {latency} ms</p>{resp_headers}{resp_body}</div></div></section>"#,
+        method = Esc(&req.method),
+        url = Esc(&req.url),
+        req_headers = header_list(&req.headers),
+        payload = Esc(&req.body),
+        latency = resp.latency_ms,
+        resp_headers = header_list(&resp.headers),
+        resp_body = body_excerpt(resp.body.as_bytes(), resp.truncated),
+    );
+    render_detail(&ui, &state, &ep, &section).await
+}

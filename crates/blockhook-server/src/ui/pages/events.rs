@@ -1,0 +1,338 @@
+//! Events: the newest-first list (filter by type, delivery state and time; `after` cursor), and
+//! one event's page: its payload, each delivery with its attempts, and resend.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect};
+use serde::Deserialize;
+use serde_json::Value;
+
+use blockhook_core::{
+    AttemptRecord, Cursor, Delivery, DeliveryState, EndpointId, Event, EventQuery, EventType,
+};
+
+use super::{body_excerpt, endpoint_id, event_id, header_list};
+use crate::ApiError;
+use crate::manage::events::{self as manage, ResendRequest};
+use crate::state::AppState;
+use crate::ui::html::{Esc, UiError, UiResult, csrf_field, iso, page, parse_utc, time};
+use crate::ui::session::Ui;
+
+const PAGE: u32 = 25;
+
+/// Payload fields worth a column when present.
+const FIELDS: [&str; 4] = ["orderNo", "bizOrderNo", "custNo", "status"];
+
+/// The filter form (all optional).
+#[derive(Debug, Default, Deserialize)]
+pub struct Filter {
+    #[serde(default, rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    until: String,
+    #[serde(default)]
+    after: String,
+}
+
+impl Filter {
+    fn query(&self) -> Result<EventQuery, UiError> {
+        let time = |raw: &str, name: &str| match raw.trim() {
+            "" => Ok(None),
+            t => parse_utc(t)
+                .map(Some)
+                .ok_or_else(|| UiError::Invalid(format!("{name}: use YYYY-MM-DDTHH:MM (UTC)"))),
+        };
+        Ok(EventQuery {
+            event_type: match self.event_type.trim() {
+                "" => None,
+                t => Some(EventType::parse(t)?),
+            },
+            since: time(&self.since, "from")?,
+            until: time(&self.until, "until")?,
+            state: match self.state.as_str() {
+                "" => None,
+                s => Some(DeliveryState::parse(s)?),
+            },
+            after: Some(self.after.trim()).filter(|a| !a.is_empty()).map(|a| Cursor(a.to_owned())),
+            limit: PAGE,
+        })
+    }
+
+    /// The query string of the next page.
+    fn next_href(&self, next: &Cursor) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("type", &self.event_type),
+            ("state", &self.state),
+            ("since", &self.since),
+            ("until", &self.until),
+        ] {
+            if !v.is_empty() {
+                q.append_pair(k, v);
+            }
+        }
+        q.append_pair("after", &next.0);
+        format!("/ui/events?{}", q.finish())
+    }
+}
+
+/// The interesting payload fields of an event, as `(name, value)`; looks at the top level and
+/// inside a `data` object.
+fn key_fields(ev: &Event) -> Vec<(&'static str, String)> {
+    let Some(Ok(v)) = ev.payload.as_ref().map(|p| serde_json::from_slice::<Value>(p.bytes())) else {
+        return Vec::new();
+    };
+    FIELDS
+        .iter()
+        .filter_map(|&name| {
+            let found = v.get(name).or_else(|| v.get("data").and_then(|d| d.get(name)))?;
+            let text = match found {
+                Value::String(s) => s.clone(),
+                Value::Null => return None,
+                other => other.to_string(),
+            };
+            Some((name, text))
+        })
+        .collect()
+}
+
+fn state_badge(s: DeliveryState) -> String {
+    let class = match s {
+        DeliveryState::Succeeded => "ok",
+        DeliveryState::Failed => "bad",
+        DeliveryState::Pending | DeliveryState::InFlight => "wait",
+    };
+    format!(r#"<span class="badge {class}">{}</span>"#, s.as_str())
+}
+
+/// Endpoint names of a merchant (label or URL), to show next to deliveries.
+async fn endpoint_names(ui: &Ui, state: &AppState) -> Result<HashMap<EndpointId, String>, UiError> {
+    let page = state.store.list_endpoints(ui.merchant()?, None, 250).await?;
+    Ok(page
+        .data
+        .into_iter()
+        .map(|e| {
+            let name = e.label.map_or_else(|| e.url.as_str().to_owned(), |l| l.as_str().to_owned());
+            (e.id, name)
+        })
+        .collect())
+}
+
+fn endpoint_name(names: &HashMap<EndpointId, String>, id: &EndpointId) -> String {
+    names.get(id).cloned().unwrap_or_else(|| format!("{id} (deleted)"))
+}
+
+fn options(values: &[&str], current: &str, any: &str) -> String {
+    let mut out = format!(r#"<option value="">{any}</option>"#);
+    for v in values {
+        let sel = if *v == current { " selected" } else { "" };
+        let _ = write!(out, r#"<option value="{v}"{sel}>{v}</option>"#);
+    }
+    out
+}
+
+/// `GET /ui/events`.
+pub async fn list(ui: Ui, State(state): State<AppState>, Query(filter): Query<Filter>) -> UiResult {
+    let merchant = ui.merchant()?;
+    let page_ = state.store.list_events(merchant, &filter.query()?).await?;
+    let names = endpoint_names(&ui, &state).await?;
+    let now = state.clock.now();
+    let mut rows = String::new();
+    for ev in &page_.data {
+        let fields = key_fields(ev)
+            .into_iter()
+            .map(|(k, v)| format!(r#"<span class="kv"><span class="k">{k}</span> {}</span>"#, Esc(&v)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let deliveries = state.store.list_deliveries(merchant, &ev.id, now).await?;
+        let states = deliveries
+            .iter()
+            .map(|d| {
+                format!(
+                    r#"<div>{} <span class="hint">{}</span></div>"#,
+                    state_badge(d.state),
+                    Esc(&endpoint_name(&names, &d.endpoint_id))
+                )
+            })
+            .collect::<String>();
+        let _ = write!(
+            rows,
+            r#"<tr><td><a href="/ui/events/{id}">{when}</a></td><td>{ty}</td><td>{fields}</td><td>{states}</td></tr>"#,
+            id = ev.id,
+            when = time(ev.created_at),
+            ty = Esc(ev.event_type.as_str()),
+            states = if states.is_empty() { "<span class=\"hint\">no endpoint</span>".into() } else { states },
+        );
+    }
+    let table = if page_.data.is_empty() {
+        "<p>No events match.</p>".to_owned()
+    } else {
+        format!(
+            r#"<div class="scroll"><table><thead><tr><th scope="col">Created</th><th scope="col">Type</th><th scope="col">Details</th><th scope="col">Deliveries</th></tr></thead><tbody>{rows}</tbody></table></div>"#
+        )
+    };
+    let more = page_
+        .next
+        .as_ref()
+        .map(|n| format!(r#"<p><a class="button" href="{}" rel="next">Older events →</a></p>"#, Esc(&filter.next_href(n))))
+        .unwrap_or_default();
+    let types = EventType::BUILT_IN;
+    let states = ["pending", "in_flight", "succeeded", "failed"];
+    let body = format!(
+        r#"<form method="get" action="/ui/events" class="filters" role="search">
+<div><label for="f-type">Type</label><select id="f-type" name="type">{}</select></div>
+<div><label for="f-state">Delivery state</label><select id="f-state" name="state">{}</select></div>
+<div><label for="f-since">From (UTC)</label><input id="f-since" name="since" type="datetime-local" value="{}"></div>
+<div><label for="f-until">Until (UTC)</label><input id="f-until" name="until" type="datetime-local" value="{}"></div>
+<div><button type="submit">Filter</button> <a href="/ui/events">Reset</a></div></form>
+{table}{more}"#,
+        options(&types, &filter.event_type, "any type"),
+        options(&states, &filter.state, "any state"),
+        Esc(&filter.since),
+        Esc(&filter.until),
+    );
+    Ok(page("Events", Some(&ui), ui.flash.as_deref(), &body).into_response())
+}
+
+fn attempt_rows(attempts: &[AttemptRecord]) -> String {
+    if attempts.is_empty() {
+        return "<p class=\"hint\">No attempt yet.</p>".to_owned();
+    }
+    let mut out = String::from(
+        r#"<div class="scroll"><table class="attempts"><thead><tr><th scope="col">#</th><th scope="col">Started</th><th scope="col">Status</th><th scope="col">Latency</th><th scope="col">Error</th><th scope="col">Exchange</th></tr></thead><tbody>"#,
+    );
+    for a in attempts {
+        let status = a.status.map_or_else(|| "—".to_owned(), |s| s.to_string());
+        let error = a
+            .error
+            .map(|c| {
+                format!(
+                    r#"<span class="badge bad">{}</span> <span class="hint">{}</span>"#,
+                    c.as_str(),
+                    Esc(a.error_detail.as_deref().unwrap_or(""))
+                )
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            r#"<tr class="attempt"><td>{n}</td><td>{when}</td><td>{status}</td><td>{ms} ms</td><td>{error}</td><td><details><summary>Request and response</summary><h4>Request headers</h4>{rq}<h4>Response headers</h4>{rs}<h4>Response body</h4>{body}</details></td></tr>"#,
+            n = a.number,
+            when = time(a.started_at),
+            ms = a.latency_ms,
+            rq = header_list(&a.request_headers),
+            rs = header_list(&a.response_headers),
+            body = body_excerpt(&a.response_body, a.response_truncated),
+        );
+    }
+    out.push_str("</tbody></table></div>");
+    out
+}
+
+fn delivery_section(d: &Delivery, names: &HashMap<EndpointId, String>, attempts: &[AttemptRecord]) -> String {
+    let next = d.next_attempt_at.map(|t| format!(" · next attempt {}", time(t))).unwrap_or_default();
+    format!(
+        r#"<section class="card delivery"><h3>{state} {name}</h3><p class="hint">{origin} delivery <span class="mono">{id}</span> · {n} attempt(s){next}</p>{rows}</section>"#,
+        state = state_badge(d.state),
+        name = Esc(&endpoint_name(names, &d.endpoint_id)),
+        origin = match d.origin {
+            blockhook_core::DeliveryOrigin::Initial => "initial",
+            blockhook_core::DeliveryOrigin::Resend => "resend",
+        },
+        id = d.id,
+        n = d.attempts,
+        rows = attempt_rows(attempts),
+    )
+}
+
+/// `GET /ui/events/{id}`.
+pub async fn detail(ui: Ui, State(state): State<AppState>, Path(id): Path<String>) -> UiResult {
+    let merchant = ui.merchant()?;
+    let ev = state.store.get_event(merchant, &event_id(&id)?).await?;
+    let names = endpoint_names(&ui, &state).await?;
+    let deliveries = state.store.list_deliveries(merchant, &ev.id, state.clock.now()).await?;
+    let mut sections = String::new();
+    for d in &deliveries {
+        let attempts = state.store.list_attempts(merchant, &d.id).await?;
+        sections.push_str(&delivery_section(d, &names, &attempts));
+    }
+    if deliveries.is_empty() {
+        sections.push_str("<p>No endpoint received this event.</p>");
+    }
+    let payload = match &ev.payload {
+        Some(p) => match serde_json::from_slice::<Value>(p.bytes()) {
+            Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
+            Err(_) => String::from_utf8_lossy(p.bytes()).into_owned(),
+        },
+        None => "(payload removed by retention)".to_owned(),
+    };
+    let mut targets = String::from(r#"<option value="all">every endpoint it went to</option>"#);
+    let mut sorted: Vec<_> = names.iter().collect();
+    sorted.sort_by(|a, b| a.1.cmp(b.1));
+    for (eid, name) in sorted {
+        let _ = write!(targets, r#"<option value="{eid}">{}</option>"#, Esc(name));
+    }
+    let limits = state.settings.resend_limits();
+    let fields = key_fields(&ev)
+        .into_iter()
+        .map(|(k, v)| format!("<dt>{k}</dt><dd>{}</dd>", Esc(&v)))
+        .collect::<String>();
+    let body = format!(
+        r#"<section class="card"><dl class="facts"><dt>Id</dt><dd class="mono">{id}</dd><dt>Type</dt><dd>{ty}</dd>
+<dt>Created</dt><dd>{created}</dd>{fields}<dt>Resends</dt><dd>{resends} of {max}</dd></dl></section>
+<h2>Payload</h2><pre class="body payload">{payload}</pre>
+<h2>Deliveries</h2>{sections}
+<h2>Resend</h2><form method="post" action="/ui/events/{id}/resend" class="card">{csrf}
+<label for="resend-to">Send again to</label><select id="resend-to" name="endpoint">{targets}</select>
+<p class="hint">At most {max} resends per event, within {window} of its creation (until {deadline}).</p>
+<button type="submit" class="primary">Resend</button></form>"#,
+        id = ev.id,
+        ty = Esc(ev.event_type.as_str()),
+        created = time(ev.created_at),
+        resends = ev.resend_count,
+        max = limits.max_per_event,
+        payload = Esc(&payload),
+        csrf = csrf_field(&ui),
+        window = humantime::format_duration(limits.window),
+        deadline = iso(ev.created_at + limits.window),
+    );
+    let title = format!("Event {}", ev.event_type.as_str());
+    Ok(page(&title, Some(&ui), ui.flash.as_deref(), &body).into_response())
+}
+
+/// The resend form.
+#[derive(Debug, Deserialize)]
+pub struct ResendForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    endpoint: String,
+}
+
+/// `POST /ui/events/{id}/resend`: queues new deliveries now, or says which limit was reached.
+pub async fn resend(
+    ui: Ui,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form(input): Form<ResendForm>,
+) -> UiResult {
+    ui.check_csrf(&input.csrf)?;
+    let merchant = ui.merchant()?;
+    let event = event_id(&id)?;
+    let endpoint_id = match input.endpoint.as_str() {
+        "" | "all" => None,
+        raw => Some(endpoint_id(raw)?.to_string()),
+    };
+    match manage::resend(&state, merchant, &event, ResendRequest { endpoint_id }).await {
+        Ok(r) => ui.flash(format!("Resend queued: {} new delivery(ies).", r.delivery_ids.len())),
+        Err(ApiError::Conflict(why)) => ui.flash(format!("Not resent: {why}")),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Redirect::to(&format!("/ui/events/{event}")).into_response())
+}

@@ -1,0 +1,90 @@
+//! Sign in (merchant API key or operator token) and sign out.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use serde::Deserialize;
+
+use blockhook_core::MerchantStatus;
+
+use crate::keys::hash_api_key;
+use crate::state::AppState;
+use crate::ui::html::{Esc, UiError, UiResult, page};
+use crate::ui::session::{self, Principal, Sessions, Ui};
+
+fn login_page(error: Option<&str>) -> Response {
+    let error = error
+        .map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, Esc(e)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"{error}<form method="post" action="/ui/login" class="card narrow">
+<label for="token">API key or operator token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<button type="submit" class="primary">Sign in</button>
+<p class="hint">The key is checked once; the browser keeps only a session cookie.</p></form>"#
+    );
+    let status = if error.is_empty() { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+    (status, page("Sign in", None, None, &body)).into_response()
+}
+
+/// `GET /ui/login`.
+pub async fn form() -> Response {
+    login_page(None)
+}
+
+/// The sign-in form.
+#[derive(Deserialize)]
+pub struct LoginForm {
+    token: String,
+}
+
+/// `POST /ui/login`: checks the token, starts a session, sets the cookie.
+pub async fn submit(
+    State(state): State<AppState>,
+    Extension(sessions): Extension<Arc<Sessions>>,
+    headers: HeaderMap,
+    Form(input): Form<LoginForm>,
+) -> UiResult {
+    let token = input.token.trim();
+    let principal = if state.admin.matches(token) {
+        Principal::Operator { acting_as: None }
+    } else {
+        let hash = hash_api_key(token);
+        let key = match state.store.api_key_by_hash(&hash).await? {
+            Some(k) if k.revoked_at.is_none() => k,
+            _ => return Ok(login_page(Some("That key is not valid."))),
+        };
+        if state.store.get_merchant(&key.merchant_id).await?.status != MerchantStatus::Active {
+            return Ok(login_page(Some("This merchant is suspended.")));
+        }
+        Principal::Merchant { merchant_id: key.merchant_id, key_hash: hash }
+    };
+    let to = if matches!(principal, Principal::Operator { .. }) { "/ui/operator" } else { "/ui/endpoints" };
+    let id = sessions.start(principal);
+    let cookie = HeaderValue::from_str(&session::set_cookie(&headers, &id))
+        .map_err(|_| UiError::Internal("cookie header".into()))?;
+    let mut resp = Redirect::to(to).into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(resp)
+}
+
+/// The sign-out form.
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /ui/logout`: ends the session and clears the cookie.
+pub async fn logout(ui: Ui, headers: HeaderMap, Form(input): Form<LogoutForm>) -> UiResult {
+    ui.check_csrf(&input.csrf)?;
+    ui.end();
+    let cookie = HeaderValue::from_str(&session::clear_cookie(&headers))
+        .map_err(|_| UiError::Internal("cookie header".into()))?;
+    let mut resp = Redirect::to("/ui/login").into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(resp)
+}

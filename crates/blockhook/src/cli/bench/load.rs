@@ -1,0 +1,237 @@
+//! The load side of the bench: the bare-limit client, the setup of merchants and endpoints, and
+//! the publisher that drives the real ingest API (closed loop at a concurrency, or open loop at
+//! an offered rate).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::now_us;
+use super::sink::Sink;
+
+/// A realistic payment payload carrying the bench's sequence id and send time.
+pub fn payload(seq: u64, sent_us: u64) -> String {
+    format!(
+        r#"{{"seq":{seq},"sent_us":{sent_us},"custNo":"CustNo_00240101","orderNo":"OrderNo_{seq:012}","id":8210003616,"symbol":"USDT","amount":"2000.00","status":"SUCCESS","txId":"0x7614a9840d9422feaef4671e0ee98dd7092ebcba6e41076285f99d0b2b0de5fe","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","cashierId":86100021}}"#
+    )
+}
+
+/// POSTs `total` bodies straight to the sink, `concurrency` at a time.
+pub async fn bare(sink: &Sink, total: u64, concurrency: usize) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let url = Arc::new(sink.url(0));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, url, next) = (client.clone(), url.clone(), next.clone());
+        workers.spawn(async move {
+            loop {
+                let seq = next.fetch_add(1, Ordering::Relaxed);
+                if seq >= total {
+                    return anyhow::Ok(());
+                }
+                let r = client
+                    .post(url.as_str())
+                    .header("content-type", "application/json")
+                    .body(payload(seq, now_us()))
+                    .send()
+                    .await?;
+                r.bytes().await?;
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+/// Creates `groups` merchants with `fanout` endpoints each (endpoint `k` at `/hook/k`) and
+/// returns the merchant ids.
+pub async fn setup(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    sink: &Sink,
+    groups: u64,
+    fanout: u64,
+) -> anyhow::Result<Vec<String>> {
+    let mut merchants = Vec::new();
+    for i in 0..groups {
+        let r = client
+            .post(format!("{base}/v1/merchants"))
+            .bearer_auth(token)
+            .json(&json!({ "name": format!("bench merchant {i}") }))
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if status != 201 {
+            bail!("creating a merchant: {status} {v}");
+        }
+        let id = v["id"].as_str().context("merchant id")?.to_owned();
+        for k in 0..fanout {
+            let r = client
+                .post(format!("{base}/v1/merchants/{id}/endpoints"))
+                .bearer_auth(token)
+                .json(&json!({ "url": sink.url(k) }))
+                .send()
+                .await?;
+            let status = r.status();
+            if status != 201 {
+                bail!("creating an endpoint: {status} {}", r.text().await.unwrap_or_default());
+            }
+        }
+        merchants.push(id);
+    }
+    Ok(merchants)
+}
+
+/// What to publish and how.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// `http://127.0.0.1:port` of blockhook.
+    pub base: String,
+    /// Operator token.
+    pub token: String,
+    /// Event `seq` goes to `merchants[seq % len]`.
+    pub merchants: Arc<Vec<String>>,
+    /// Events in all.
+    pub events: u64,
+    /// Events per request (0: single-event route).
+    pub batch: usize,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// Offered events/s, if fixed.
+    pub rate: Option<f64>,
+}
+
+impl Plan {
+    fn per_request(&self) -> u64 {
+        self.batch.max(1) as u64
+    }
+
+    fn requests(&self) -> u64 {
+        self.events.div_ceil(self.per_request())
+    }
+
+    /// The URL and body of request `unit`, stamped now.
+    fn request(&self, unit: u64) -> (String, String) {
+        let first = unit * self.per_request();
+        let last = (first + self.per_request()).min(self.events);
+        let one = |seq: u64| {
+            let merchant = &self.merchants[usize::try_from(seq).unwrap_or(0) % self.merchants.len()];
+            format!(
+                r#"{{"merchant_id":"{merchant}","event_type":"Payment","payload":{}}}"#,
+                payload(seq, now_us())
+            )
+        };
+        if self.batch == 0 {
+            return (format!("{}/v1/events", self.base), one(first));
+        }
+        let mut body = String::from(r#"{"events":["#);
+        for seq in first..last {
+            if seq > first {
+                body.push(',');
+            }
+            let _ = write!(body, "{}", one(seq));
+        }
+        body.push_str("]}");
+        (format!("{}/v1/events/batch", self.base), body)
+    }
+
+    fn events_in(&self, unit: u64) -> u64 {
+        let first = unit * self.per_request();
+        (first + self.per_request()).min(self.events) - first
+    }
+}
+
+/// Counters the publisher updates.
+#[derive(Debug, Clone, Default)]
+pub struct Load {
+    /// Events acknowledged with `202`.
+    pub acked: Arc<AtomicU64>,
+    /// Requests that failed for good (their events count as lost).
+    pub errors: Arc<AtomicU64>,
+}
+
+/// Sends one request, retrying overload answers and transport errors a few times.
+async fn send(client: &reqwest::Client, plan: &Plan, unit: u64, load: &Load) {
+    for attempt in 0..5u32 {
+        let (url, body) = plan.request(unit);
+        let sent = client
+            .post(url)
+            .bearer_auth(&plan.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status() == 202 => {
+                let _ = r.bytes().await;
+                load.acked.fetch_add(plan.events_in(unit), Ordering::Relaxed);
+                return;
+            }
+            Ok(r) if r.status().is_client_error() && r.status() != 429 => {
+                let status = r.status();
+                eprintln!("ingest refused: {status} {}", r.text().await.unwrap_or_default());
+                break;
+            }
+            Ok(r) => {
+                let status = r.status();
+                eprintln!("ingest answered {status}; retrying");
+            }
+            Err(e) => eprintln!("ingest request failed: {e}; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+    }
+    load.errors.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Publishes the whole plan; returns the seconds it took until the last acknowledgement.
+pub async fn publish(client: reqwest::Client, plan: Plan, load: Load) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let plan = Arc::new(plan);
+    let requests = plan.requests();
+    let mut tasks = JoinSet::new();
+    match plan.rate {
+        None => {
+            let next = Arc::new(AtomicU64::new(0));
+            for _ in 0..plan.concurrency {
+                let (client, plan, load, next) = (client.clone(), plan.clone(), load.clone(), next.clone());
+                tasks.spawn(async move {
+                    loop {
+                        let unit = next.fetch_add(1, Ordering::Relaxed);
+                        if unit >= requests {
+                            return;
+                        }
+                        send(&client, &plan, unit, &load).await;
+                    }
+                });
+            }
+        }
+        Some(rate) => {
+            let gap = Duration::from_secs_f64(plan.per_request() as f64 / rate);
+            let permits = Arc::new(Semaphore::new(plan.concurrency));
+            for unit in 0..requests {
+                let due = started + gap.mul_f64(unit as f64);
+                tokio::time::sleep_until(due.into()).await;
+                let permit = permits.clone().acquire_owned().await?;
+                let (client, plan, load) = (client.clone(), plan.clone(), load.clone());
+                tasks.spawn(async move {
+                    send(&client, &plan, unit, &load).await;
+                    drop(permit);
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(started.elapsed().as_secs_f64())
+}

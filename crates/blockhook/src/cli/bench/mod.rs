@@ -1,0 +1,314 @@
+//! `blockhook bench`: how fast this machine delivers, end to end, against what it could do.
+//!
+//! One run, one process: a loopback receiver ([`sink`]) is started; the **bare limit** is
+//! measured by POSTing the same bodies to it with a plain `reqwest` client at the same
+//! concurrency (no storage, no signing); then a real blockhook (`Application::build`, temporary
+//! data directory, SQLite or a fresh PostgreSQL schema) is started in process, merchants and
+//! endpoints pointing at the receiver are created, and N events are published through the real
+//! ingest API ([`load`]). The run ends when every expected delivery arrived (or at the timeout)
+//! and prints rates, latency percentiles, duplicates, losses, CPU and peak memory.
+//!
+//! Latency is the receiver's arrival time minus the publish time stamped into each payload, so
+//! it covers ingest, commit, claim, signing and the HTTP exchange. Everything shares one tokio
+//! runtime and one process: CPU and memory figures include the load generator and the receiver.
+
+mod load;
+mod procfs;
+mod sink;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use tokio_util::sync::CancellationToken;
+
+use blockhook_server::{Application, Settings, telemetry};
+
+use load::{Load, Plan};
+use sink::Sink;
+
+/// Flags of `bench`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:\n  blockhook bench --quick\n  \
+blockhook bench --events 50000 --concurrency 64 --endpoints 100\n  \
+blockhook bench --batch 100\n  \
+blockhook bench --store postgres --database-url postgres://postgres@127.0.0.1:5432/test\n  \
+blockhook bench --rate 2000   (fixed offered rate, for latency at a given load)\n\n\
+Exits 1 when any delivery was lost (did not arrive before --timeout).")]
+pub struct Args {
+    /// Store: sqlite (a file in a temporary directory) or postgres (a fresh schema, dropped after).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    pub store: String,
+    /// PostgreSQL URL for `--store postgres`.
+    #[arg(long, env = "BLOCKHOOK_BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Events to publish (default 50000, or 2000 with --quick).
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Short run: 2000 events unless --events is given.
+    #[arg(long)]
+    pub quick: bool,
+    /// Ingest requests in flight at once (and bare-limit requests in flight).
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Events per ingest request through `POST /v1/events/batch`; 0 uses `POST /v1/events`.
+    #[arg(long, default_value_t = 0)]
+    pub batch: usize,
+    /// Offered ingest rate in events/s (default: as fast as --concurrency allows).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Endpoint groups the events are spread over (one merchant each).
+    #[arg(long, default_value_t = 100)]
+    pub endpoints: u64,
+    /// Endpoints per group: each event is delivered to this many endpoints.
+    #[arg(long, default_value_t = 1)]
+    pub fanout: u64,
+    /// Give up waiting for deliveries after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// Unix time in microseconds.
+pub(crate) fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Runs the benchmark and prints the report.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let events = args.events.unwrap_or(if args.quick { 2_000 } else { 50_000 });
+    if events == 0 || args.concurrency == 0 || args.endpoints == 0 || args.fanout == 0 {
+        bail!("--events, --concurrency, --endpoints and --fanout must be > 0");
+    }
+    if args.batch > 10_000 {
+        bail!("--batch must be at most 10000");
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0)) {
+        bail!("--rate must be > 0");
+    }
+    let database_url = match (args.store.as_str(), &args.database_url) {
+        ("postgres", Some(url)) => Some(url.clone()),
+        ("postgres", None) => bail!("--store postgres needs --database-url"),
+        _ => None,
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let lost = rt.block_on(bench(&args, events, database_url))?;
+    Ok(if lost > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+async fn bench(args: &Args, events: u64, database_url: Option<String>) -> anyhow::Result<u64> {
+    let fanout = args.fanout;
+    let expected = events * fanout;
+    let rate = args.rate.map_or("max".to_owned(), |r| format!("{r} events/s"));
+    println!(
+        "bench: store={} events={events} batch={} concurrency={} endpoints={} fanout={fanout} rate={rate}",
+        args.store, args.batch, args.concurrency, args.endpoints
+    );
+
+    // (b) The bare limit: the same bodies, the same concurrency, nothing in between.
+    let bare = {
+        let sink = Sink::start(expected, 1).await?;
+        let cpu0 = procfs::cpu_seconds();
+        let started = Instant::now();
+        load::bare(&sink, expected, args.concurrency).await?;
+        let secs = started.elapsed().as_secs_f64();
+        let cpu = procfs::cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
+        let got = sink.tally.unique.load(Ordering::Relaxed);
+        if got < expected {
+            bail!("the bare receiver got {got} of {expected} requests");
+        }
+        let rate = expected as f64 / secs;
+        println!("bare limit: {rate:.0} deliveries/s ({expected} requests, {} concurrent)", args.concurrency);
+        if let Some(cpu) = cpu {
+            println!("bare cpu per 1000 deliveries: {:.3} s", cpu / expected as f64 * 1000.0);
+        }
+        rate
+    };
+
+    // (c) blockhook in process.
+    let sink = Sink::start(expected, fanout).await?;
+    let dir = std::env::temp_dir().join(format!("blockhook-bench-{}", uuid::Uuid::new_v4().simple()));
+    let schema = match &database_url {
+        Some(base) => Some(PgSchema::create(base).await?),
+        None => None,
+    };
+    let token = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let mut settings = Settings::defaults()?;
+    settings.server.listen = "127.0.0.1:0".parse()?;
+    settings.server.admin_token = token.clone();
+    settings.server.max_batch_events = settings.server.max_batch_events.max(args.batch);
+    settings.server.max_body_bytes = settings.server.max_body_bytes.max(args.batch * 1024 + 4096);
+    settings.store.data_dir = dir.clone();
+    settings.store.url = schema.as_ref().map(|s| s.url.clone()).unwrap_or_default();
+    settings.delivery.allow_http = true;
+    settings.delivery.allow_nets = vec!["127.0.0.0/8".parse()?];
+    settings.api.requests_per_second = 0;
+    settings.retention.max_age = Duration::ZERO;
+    settings.log.filter = "warn".into();
+    let key: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()].iter().flat_map(|u| *u.as_bytes()).collect();
+    settings.keys.master_key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
+    telemetry::init(&settings.log);
+
+    let result = run_app(args, settings, &sink, &token, events, bare).await;
+    if let Some(schema) = schema {
+        schema.drop_it().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Starts blockhook, publishes, waits, reports; returns the number of lost deliveries.
+async fn run_app(
+    args: &Args,
+    settings: Settings,
+    sink: &Sink,
+    token: &str,
+    events: u64,
+    bare: f64,
+) -> anyhow::Result<u64> {
+    let expected = sink.tally.expected();
+    let app = Application::build(settings).await.context("starting blockhook")?;
+    let base = format!("http://{}", app.local_addr()?);
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
+
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let merchants = load::setup(&client, &base, token, sink, args.endpoints, args.fanout).await?;
+    let plan = Plan {
+        base,
+        token: token.to_owned(),
+        merchants: Arc::new(merchants),
+        events,
+        batch: args.batch,
+        concurrency: args.concurrency,
+        rate: args.rate,
+    };
+
+    let cpu0 = procfs::cpu_seconds();
+    let t0_us = now_us();
+    let started = Instant::now();
+    let load = Load::default();
+    let progress_stop = CancellationToken::new();
+    let progress = tokio::spawn(progress(sink.tally.clone(), load.acked.clone(), events, progress_stop.clone()));
+    let publish = load::publish(client.clone(), plan, load.clone());
+    tokio::pin!(publish);
+    let ingest_secs = publish.as_mut().await?;
+    let deadline = started + Duration::from_secs(args.timeout);
+    while sink.tally.unique.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A moment for late duplicates to show.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    progress_stop.cancel();
+    let _ = progress.await;
+    let cpu = procfs::cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
+    stop.cancel();
+    match tokio::time::timeout(Duration::from_secs(30), server).await {
+        Ok(Ok(Err(e))) => eprintln!("blockhook stopped with an error: {e}"),
+        Err(_) => eprintln!("blockhook did not stop within 30s"),
+        _ => {}
+    }
+
+    // (d) The report.
+    let t = &sink.tally;
+    let delivered = t.unique.load(Ordering::Relaxed);
+    let acked = load.acked.load(Ordering::Relaxed);
+    let span_s = t.last_us.load(Ordering::Relaxed).saturating_sub(t0_us) as f64 / 1e6;
+    let delivery_rate = if span_s > 0.0 { delivered as f64 / span_s } else { 0.0 };
+    let lat = t.sorted_latencies();
+    let lost = expected.saturating_sub(delivered);
+    println!("ingest errors: {}", load.errors.load(Ordering::Relaxed));
+    println!("ingest rate: {:.0} events/s ({acked} acknowledged in {ingest_secs:.2} s)", acked as f64 / ingest_secs);
+    println!("delivery rate: {delivery_rate:.0} deliveries/s ({delivered} in {span_s:.2} s from first ingest)");
+    println!("ratio to bare limit: {:.3}", delivery_rate / bare);
+    for (name, p) in [("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("max", 1.0)] {
+        println!("latency {name}: {:.2} ms", percentile(&lat, p) as f64 / 1000.0);
+    }
+    println!("duplicates: {}", t.duplicates.load(Ordering::Relaxed));
+    println!("unexpected requests: {}", t.unexpected.load(Ordering::Relaxed));
+    println!("lost: {lost}");
+    match cpu {
+        Some(cpu) if delivered > 0 => println!(
+            "cpu per 1000 deliveries: {:.3} s ({cpu:.2} s in all, load generator and receiver included)",
+            cpu / delivered as f64 * 1000.0
+        ),
+        _ => println!("cpu per 1000 deliveries: n/a"),
+    }
+    match procfs::peak_rss_bytes() {
+        Some(b) => println!("peak rss: {:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+        None => println!("peak rss: n/a"),
+    }
+    Ok(lost)
+}
+
+/// Nearest-rank percentile of sorted values (0 when empty).
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Prints one progress line a second to stderr until stopped.
+async fn progress(tally: Arc<sink::Tally>, acked: Arc<std::sync::atomic::AtomicU64>, events: u64, stop: CancellationToken) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        eprintln!(
+            "  {:>4.0}s  ingested {}/{events}  delivered {}/{}",
+            started.elapsed().as_secs_f64(),
+            acked.load(Ordering::Relaxed),
+            tally.unique.load(Ordering::Relaxed),
+            tally.expected(),
+        );
+    }
+}
+
+/// A fresh PostgreSQL schema for one run.
+struct PgSchema {
+    base: String,
+    name: String,
+    url: String,
+}
+
+impl PgSchema {
+    async fn create(base: &str) -> anyhow::Result<Self> {
+        let name = format!("bh_bench_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::PgPool::connect(base).await.context("connecting to PostgreSQL")?;
+        sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&pool).await?;
+        pool.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
+        Ok(Self { base: base.to_owned(), name, url })
+    }
+
+    async fn drop_it(self) {
+        if let Ok(pool) = sqlx::PgPool::connect(&self.base).await {
+            if let Err(e) = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name)).execute(&pool).await {
+                eprintln!("could not drop schema {}: {e}", self.name);
+            }
+            pool.close().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.5), 50);
+        assert_eq!(percentile(&v, 0.99), 99);
+        assert_eq!(percentile(&v, 1.0), 100);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+}

@@ -1,0 +1,145 @@
+//! The loopback receiver the bench delivers to: plain HTTP/1.1 and HTTP/2 (prior knowledge) on
+//! 127.0.0.1, `200` to every request, and for each one the arrival time, the sequence id and the
+//! send timestamp carried in the JSON body.
+//!
+//! Each expected delivery has one slot (`seq * fanout + k`, `k` being the last path segment), so
+//! duplicates and losses are counted exactly, without keeping the bodies.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::now_us;
+
+/// The fields of a bench body the receiver reads.
+#[derive(Debug, Deserialize)]
+struct Stamp {
+    seq: u64,
+    sent_us: u64,
+}
+
+/// What arrived so far.
+#[derive(Debug)]
+pub struct Tally {
+    fanout: u64,
+    slots: Vec<AtomicU32>,
+    /// Distinct expected deliveries that arrived.
+    pub unique: AtomicU64,
+    /// Arrivals of a delivery that had already arrived.
+    pub duplicates: AtomicU64,
+    /// Requests whose body or path named no expected delivery.
+    pub unexpected: AtomicU64,
+    /// Unix microseconds of the latest arrival.
+    pub last_us: AtomicU64,
+    latencies_us: Mutex<Vec<u64>>,
+}
+
+impl Tally {
+    fn new(expected: u64, fanout: u64) -> Self {
+        let len = usize::try_from(expected).unwrap_or(0);
+        Self {
+            fanout: fanout.max(1),
+            slots: (0..len).map(|_| AtomicU32::new(0)).collect(),
+            unique: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            unexpected: AtomicU64::new(0),
+            last_us: AtomicU64::new(0),
+            latencies_us: Mutex::new(Vec::with_capacity(len)),
+        }
+    }
+
+    /// Expected deliveries.
+    pub fn expected(&self) -> u64 {
+        self.slots.len() as u64
+    }
+
+    fn record(&self, path: &str, body: &[u8], at_us: u64) {
+        let k: u64 = path.rsplit('/').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let Ok(stamp) = serde_json::from_slice::<Stamp>(body) else {
+            self.unexpected.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let slot = usize::try_from(stamp.seq.saturating_mul(self.fanout).saturating_add(k))
+            .ok()
+            .and_then(|i| self.slots.get(i));
+        let Some(slot) = slot.filter(|_| k < self.fanout) else {
+            self.unexpected.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if slot.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.unique.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        self.last_us.fetch_max(at_us, Ordering::Relaxed);
+        let lat = at_us.saturating_sub(stamp.sent_us);
+        self.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).push(lat);
+    }
+
+    /// The latencies recorded so far, sorted (microseconds).
+    pub fn sorted_latencies(&self) -> Vec<u64> {
+        let mut v = self.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// A running receiver; stops when dropped.
+#[derive(Debug)]
+pub struct Sink {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it saw.
+    pub tally: Arc<Tally>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Sink {
+    /// Binds 127.0.0.1:0 and serves until dropped, expecting `expected` deliveries.
+    pub async fn start(expected: u64, fanout: u64) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let tally = Arc::new(Tally::new(expected, fanout));
+        let t = tally.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let _ = tcp.set_nodelay(true);
+                let t = t.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let t = t.clone();
+                        async move {
+                            let path = req.uri().path().to_owned();
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            t.record(&path, &body, now_us());
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                        }
+                    });
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+                });
+            }
+        });
+        Ok(Self { addr, tally, task })
+    }
+
+    /// The URL of the `k`-th endpoint of a fan-out group.
+    pub fn url(&self, k: u64) -> String {
+        format!("http://{}/hook/{k}", self.addr)
+    }
+}

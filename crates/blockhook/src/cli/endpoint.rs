@@ -1,0 +1,348 @@
+//! `blockhook endpoint`: a merchant's webhook endpoints: create, list, read, update, delete,
+//! enable, disable, rotate the secret, send a test webhook, recover failed deliveries.
+//!
+//! `--merchant` defaults to `me`, the merchant of the API key in `--token`; the operator names
+//! the merchant.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use serde_json::{Map, Value, json};
+
+use super::api_client::{ApiClient, Conn, PageArgs, block_on};
+use super::output::{Columns, print};
+
+const ENDPOINTS: Columns<'static> = &[
+    ("ID", "id"),
+    ("URL", "url"),
+    ("TYPES", "event_types"),
+    ("MODE", "signing_mode"),
+    ("ENABLED", "enabled"),
+    ("LABEL", "label"),
+];
+const BACKLOG: Columns<'static> = &[
+    ("ENDPOINT", "endpoint_id"),
+    ("PENDING", "pending"),
+    ("FAILED", "failed"),
+    ("OLDEST", "oldest"),
+];
+
+/// Flags of `endpoint`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:\n  \
+blockhook endpoint create --merchant mch_... --url https://shop.example/webhooks --event-type Payment\n  \
+blockhook endpoint test ep_... --event-type Payout\n  \
+blockhook endpoint recover ep_... --since 6h")]
+pub struct Args {
+    #[command(flatten)]
+    conn: Conn,
+    /// The merchant (`me` = the API key's merchant).
+    #[arg(long, global = true, default_value = "me")]
+    merchant: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// Settable fields, shared by `create` and `update`.
+#[derive(Debug, Clone, Default, clap::Args)]
+struct Fields {
+    /// Free text.
+    #[arg(long)]
+    description: Option<String>,
+    /// Event type to receive (repeatable; none = all types).
+    #[arg(long = "event-type", value_name = "TYPE")]
+    event_types: Vec<String>,
+    /// `sorted` (default) or `raw`.
+    #[arg(long)]
+    signing_mode: Option<String>,
+    /// `200` (default) or `2xx`.
+    #[arg(long)]
+    success_policy: Option<String>,
+    /// Extra header "Name: value" sent with every webhook (repeatable).
+    #[arg(long = "header", value_name = "K:V")]
+    headers: Vec<String>,
+    /// At most this many deliveries per second.
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// A label such as cashier:91.
+    #[arg(long)]
+    label: Option<String>,
+}
+
+impl Fields {
+    fn into_json(self, body: &mut Map<String, Value>) -> anyhow::Result<()> {
+        let mut set = |k: &str, v: Value| {
+            body.insert(k.to_owned(), v);
+        };
+        if let Some(d) = self.description {
+            set("description", json!(d));
+        }
+        if !self.event_types.is_empty() {
+            set("event_types", json!(self.event_types));
+        }
+        if let Some(m) = self.signing_mode {
+            set("signing_mode", json!(m));
+        }
+        if let Some(p) = self.success_policy {
+            set("success_policy", json!(p));
+        }
+        if !self.headers.is_empty() {
+            let pairs = self
+                .headers
+                .iter()
+                .map(|h| {
+                    let (k, v) = h
+                        .split_once(':')
+                        .with_context(|| format!("--header {h:?}: expected \"Name: value\""))?;
+                    Ok(json!([k.trim(), v.trim()]))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            set("headers", json!(pairs));
+        }
+        if let Some(r) = self.rate_limit {
+            set("rate_limit", json!(r));
+        }
+        if let Some(l) = self.label {
+            set("label", json!(l));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create an endpoint (prints its signing secret).
+    Create {
+        /// Where webhooks are POSTed (https://).
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        fields: Fields,
+        /// A secret of your choice (24+ characters); generated when absent.
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    /// List endpoints, newest first.
+    List(PageArgs),
+    /// Show one endpoint, secret included.
+    Get {
+        /// Endpoint id (ep_…).
+        id: String,
+    },
+    /// Change an endpoint (only the flags given; --event-type/--header replace the lists).
+    Update {
+        /// Endpoint id.
+        id: String,
+        /// New URL.
+        #[arg(long)]
+        url: Option<String>,
+        #[command(flatten)]
+        fields: Fields,
+        /// Enable (true) or disable (false).
+        #[arg(long)]
+        enabled: Option<bool>,
+    },
+    /// Delete an endpoint with its deliveries.
+    Delete {
+        /// Endpoint id.
+        id: String,
+    },
+    /// Enable an endpoint.
+    Enable {
+        /// Endpoint id.
+        id: String,
+    },
+    /// Disable an endpoint (pending deliveries wait).
+    Disable {
+        /// Endpoint id.
+        id: String,
+    },
+    /// Replace the signing secret and print the new one.
+    RotateSecret {
+        /// Endpoint id.
+        id: String,
+    },
+    /// Send a signed sample webhook now and show the request and the response.
+    Test {
+        /// Endpoint id.
+        id: String,
+        /// Payment, Payout, QR-Payment or QR-Payout.
+        #[arg(long, default_value = "Payment")]
+        event_type: String,
+    },
+    /// Re-queue the endpoint's failed deliveries since a time.
+    Recover {
+        /// Unix ms, or an age such as 90m, 6h, 7d.
+        #[arg(long)]
+        since: String,
+        /// Endpoint id.
+        id: String,
+    },
+    /// Undelivered work per endpoint.
+    Backlog,
+}
+
+/// `--since`: Unix ms, or `<n>s|m|h|d` ago.
+fn since_ms(raw: &str) -> anyhow::Result<i64> {
+    if let Ok(ms) = raw.parse::<i64>() {
+        return Ok(ms);
+    }
+    let (n, unit) = raw.split_at(raw.len().saturating_sub(1));
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("--since {raw:?}: expected Unix ms or e.g. 6h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3_600,
+        "d" => n * 86_400,
+        _ => bail!("--since {raw:?}: unit must be s, m, h or d"),
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
+    let then = now.saturating_sub(Duration::from_secs(secs));
+    Ok(i64::try_from(then.as_millis())?)
+}
+
+/// Runs `endpoint`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let api = ApiClient::new(&args.conn)?;
+    let (json, m) = (args.conn.json, args.merchant.as_str());
+    let mut success = true;
+    block_on(async {
+        let value = match args.command {
+            Cmd::Create {
+                url,
+                fields,
+                secret,
+            } => {
+                let mut body = Map::new();
+                body.insert("url".into(), json!(url));
+                if let Some(s) = secret {
+                    body.insert("secret".into(), json!(s));
+                }
+                fields.into_json(&mut body)?;
+                api.create_endpoint(m, Value::Object(body)).await?
+            }
+            Cmd::List(page) => api.list_endpoints(m, &page).await?,
+            Cmd::Get { id } => api.get_endpoint(m, &id).await?,
+            Cmd::Update {
+                id,
+                url,
+                fields,
+                enabled,
+            } => {
+                let mut body = Map::new();
+                if let Some(u) = url {
+                    body.insert("url".into(), json!(u));
+                }
+                if let Some(e) = enabled {
+                    body.insert("enabled".into(), json!(e));
+                }
+                fields.into_json(&mut body)?;
+                api.update_endpoint(m, &id, Value::Object(body)).await?
+            }
+            Cmd::Delete { id } => {
+                api.delete_endpoint(m, &id).await?;
+                eprintln!("deleted {id}");
+                return Ok(());
+            }
+            Cmd::Enable { id } => api.endpoint_action(m, &id, "enable", json!({})).await?,
+            Cmd::Disable { id } => api.endpoint_action(m, &id, "disable", json!({})).await?,
+            Cmd::RotateSecret { id } => {
+                api.endpoint_action(m, &id, "rotate-secret", json!({}))
+                    .await?
+            }
+            Cmd::Test { id, event_type } => {
+                let v = api
+                    .endpoint_action(m, &id, "test", json!({ "event_type": event_type }))
+                    .await?;
+                success = v["success"] == true;
+                if !json {
+                    print_exchange(&v);
+                    return Ok(());
+                }
+                v
+            }
+            Cmd::Recover { id, since } => {
+                let body = json!({ "since": since_ms(&since)? });
+                api.endpoint_action(m, &id, "recover", body).await?
+            }
+            Cmd::Backlog => {
+                print(&api.backlog(m).await?, json, BACKLOG);
+                return Ok(());
+            }
+        };
+        print(&value, json, ENDPOINTS);
+        Ok(())
+    })?;
+    // Like `blockhook send`: a test the endpoint did not acknowledge exits 1.
+    Ok(if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// A test send as a readable exchange.
+fn print_exchange(v: &Value) {
+    let req = &v["request"];
+    println!("> POST {}", req["url"].as_str().unwrap_or_default());
+    for h in req["headers"].as_array().into_iter().flatten() {
+        println!(
+            "> {}: {}",
+            h[0].as_str().unwrap_or_default(),
+            h[1].as_str().unwrap_or_default()
+        );
+    }
+    println!(">\n> {}\n", req["body"].as_str().unwrap_or_default());
+    let resp = &v["response"];
+    match resp["status"].as_u64() {
+        Some(status) => println!("< {status} ({} ms)", resp["latency_ms"]),
+        None => println!(
+            "< no response: {} ({})",
+            resp["error"].as_str().unwrap_or("error"),
+            resp["error_detail"].as_str().unwrap_or_default()
+        ),
+    }
+    for h in resp["headers"].as_array().into_iter().flatten() {
+        println!(
+            "< {}: {}",
+            h[0].as_str().unwrap_or_default(),
+            h[1].as_str().unwrap_or_default()
+        );
+    }
+    if let Some(body) = resp["body"].as_str().filter(|b| !b.is_empty()) {
+        println!("<\n< {body}");
+    }
+    println!(
+        "\n{}",
+        if v["success"] == true {
+            "acknowledged"
+        } else {
+            "NOT acknowledged"
+        }
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_ms_or_an_age() {
+        assert_eq!(since_ms("1700000000000").unwrap(), 1_700_000_000_000);
+        let six_h = since_ms("6h").unwrap();
+        let now = i64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap();
+        assert!((now - six_h - 6 * 3_600_000).abs() < 5_000);
+        assert!(since_ms("6y").is_err());
+        assert!(since_ms("h").is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! `blockhook event`: publish an event (operator), and read a merchant's event logs: events,
+//! one event with its payload, its deliveries, a delivery's attempts; resend an event.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use super::api_client::{ApiClient, Conn, block_on};
+use super::output::{Columns, print};
+
+const EVENTS: Columns<'static> = &[
+    ("ID", "id"),
+    ("TYPE", "event_type"),
+    ("CREATED", "created_at"),
+    ("RESENDS", "resend_count"),
+    ("IDEMPOTENCY KEY", "idempotency_key"),
+];
+const PUBLISHED: Columns<'static> = &[
+    ("EVENT", "event_id"),
+    ("DELIVERIES", "deliveries"),
+    ("DUPLICATE", "duplicate"),
+];
+const DELIVERIES: Columns<'static> = &[
+    ("ID", "id"),
+    ("ENDPOINT", "endpoint_id"),
+    ("STATE", "state"),
+    ("ORIGIN", "origin"),
+    ("ATTEMPTS", "attempts"),
+    ("LAST STATUS", "last_status"),
+    ("NEXT ATTEMPT", "next_attempt_at"),
+];
+const ATTEMPTS: Columns<'static> = &[
+    ("#", "number"),
+    ("STARTED", "started_at"),
+    ("STATUS", "status"),
+    ("LATENCY MS", "latency_ms"),
+    ("ERROR", "error"),
+    ("RESPONSE", "response_body"),
+];
+const RESENT: Columns<'static> = &[("DELIVERIES", "delivery_ids")];
+
+/// Flags of `event`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:\n  \
+blockhook event publish --merchant mch_... --type Payment order.json\n  \
+echo '{\"orderNo\":\"A1\"}' | blockhook event publish --merchant mch_... --type Payment -\n  \
+blockhook event list --merchant mch_... --state failed\n  \
+blockhook event attempts dlv_...")]
+pub struct Args {
+    #[command(flatten)]
+    conn: Conn,
+    /// The merchant (`me` = the API key's merchant; `publish` needs a real id).
+    #[arg(long, global = true, default_value = "me")]
+    merchant: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Publish one event (operator token); the payload is sent byte for byte.
+    Publish {
+        /// Event type: Payment, Payout, QR-Payment, QR-Payout or your own.
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: String,
+        /// Makes publishing idempotent: a repeated key returns the first event.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// JSON object file with the payload, or `-` for stdin.
+        payload: PathBuf,
+    },
+    /// List events, newest first.
+    List {
+        /// Only this type.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// Created at or after (Unix ms).
+        #[arg(long)]
+        since: Option<i64>,
+        /// Created before (Unix ms).
+        #[arg(long)]
+        until: Option<i64>,
+        /// Only events with a delivery in this state: pending, in_flight, succeeded, failed.
+        #[arg(long)]
+        state: Option<String>,
+        /// Continue after this cursor.
+        #[arg(long)]
+        after: Option<String>,
+        /// Page size (1 to 250).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Show one event with its payload.
+    Get {
+        /// Event id (evt_…).
+        id: String,
+    },
+    /// The event's deliveries.
+    Deliveries {
+        /// Event id.
+        id: String,
+    },
+    /// A delivery's attempts.
+    Attempts {
+        /// Delivery id (dlv_…).
+        delivery_id: String,
+    },
+    /// Resend an event (to one endpoint, or every endpoint it went to).
+    Resend {
+        /// Event id.
+        id: String,
+        /// Only to this endpoint.
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+}
+
+fn read_payload(path: &PathBuf) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the payload from stdin")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
+/// Runs `event`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let api = ApiClient::new(&args.conn)?;
+    let (json, m) = (args.conn.json, args.merchant.as_str());
+    block_on(async {
+        let (value, columns) = match args.command {
+            Cmd::Publish {
+                event_type,
+                idempotency_key,
+                payload,
+            } => {
+                let payload = read_payload(&payload)?;
+                let v = api
+                    .publish(m, &event_type, &payload, idempotency_key.as_deref())
+                    .await?;
+                (v, PUBLISHED)
+            }
+            Cmd::List {
+                event_type,
+                since,
+                until,
+                state,
+                after,
+                limit,
+            } => {
+                let mut q: Vec<(&str, String)> = Vec::new();
+                q.extend(event_type.map(|v| ("event_type", v)));
+                q.extend(since.map(|v| ("since", v.to_string())));
+                q.extend(until.map(|v| ("until", v.to_string())));
+                q.extend(state.map(|v| ("state", v)));
+                q.extend(after.map(|v| ("after", v)));
+                q.extend(limit.map(|v| ("limit", v.to_string())));
+                (api.list_events(m, &q).await?, EVENTS)
+            }
+            Cmd::Get { id } => {
+                let v = api.get_event(m, &id).await?;
+                if !json {
+                    print(&v, false, EVENTS);
+                    return Ok(());
+                }
+                (v, EVENTS)
+            }
+            Cmd::Deliveries { id } => (api.deliveries(m, &id).await?, DELIVERIES),
+            Cmd::Attempts { delivery_id } => (api.attempts(m, &delivery_id).await?, ATTEMPTS),
+            Cmd::Resend { id, endpoint } => {
+                (api.resend(m, &id, endpoint.as_deref()).await?, RESENT)
+            }
+        };
+        print(&value, json, columns);
+        Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

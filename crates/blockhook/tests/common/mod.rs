@@ -1,0 +1,587 @@
+//! Shared helpers for the black-box reliability tests: the real `blockhook` binary run as a
+//! child process (killed on drop), a config file written per test, a raw-TCP loopback receiver
+//! whose misbehaviour is scripted, a small API client, and read-only store queries for ledgers.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The operator token every test server uses.
+pub const ADMIN: &str = "chaos-admin-token-0123456789abcdef";
+
+/// A free loopback port (bound to 127.0.0.1:0, then released).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Which store a server runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// `<data_dir>/blockhook.db`.
+    Sqlite,
+    /// A fresh schema in `BLOCKHOOK_TEST_DATABASE_URL`; the full URL selecting it.
+    Postgres(String),
+}
+
+/// SQLite always; PostgreSQL too (on a fresh schema) when `BLOCKHOOK_TEST_DATABASE_URL` is set.
+pub async fn backends() -> Vec<Backend> {
+    let mut all = vec![Backend::Sqlite];
+    match std::env::var("BLOCKHOOK_TEST_DATABASE_URL") {
+        Ok(base) => {
+            let schema = format!("bh_chaos_{}", uuid::Uuid::new_v4().simple());
+            let pool = sqlx::PgPool::connect(&base).await.unwrap();
+            sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&pool).await.unwrap();
+            pool.close().await;
+            let sep = if base.contains('?') { '&' } else { '?' };
+            all.push(Backend::Postgres(format!("{base}{sep}options=-c%20search_path%3D{schema}")));
+        }
+        Err(_) => eprintln!("SKIP postgres run: BLOCKHOOK_TEST_DATABASE_URL is not set"),
+    }
+    all
+}
+
+/// What goes into the test's config file besides the fixed parts.
+#[derive(Debug, Clone)]
+pub struct Conf {
+    pub allow_loopback: bool,
+    pub lease: &'static str,
+    pub total_timeout: &'static str,
+    pub retry_schedule: Vec<&'static str>,
+    pub max_response_bytes: usize,
+}
+
+impl Default for Conf {
+    fn default() -> Self {
+        Self {
+            allow_loopback: true,
+            lease: "3s",
+            total_timeout: "2s",
+            retry_schedule: vec!["1s"; 5],
+            max_response_bytes: 65536,
+        }
+    }
+}
+
+impl Conf {
+    fn toml(&self) -> String {
+        let nets = if self.allow_loopback { r#"["127.0.0.0/8"]"# } else { "[]" };
+        let schedule: Vec<String> = self.retry_schedule.iter().map(|d| format!("\"{d}\"")).collect();
+        format!(
+            r#"[server]
+admin_token = "{ADMIN}"
+[delivery]
+allow_http = true
+allow_nets = {nets}
+connect_timeout = "1s"
+total_timeout = "{total}"
+lease = "{lease}"
+retry_schedule = [{schedule}]
+jitter = 0.0
+idle_poll = "50ms"
+drain_deadline = "1s"
+max_response_bytes = {maxresp}
+[api]
+requests_per_second = 0
+[retention]
+max_age = "0s"
+[log]
+format = "json"
+filter = "info"
+"#,
+            total = self.total_timeout,
+            lease = self.lease,
+            schedule = schedule.join(", "),
+            maxresp = self.max_response_bytes,
+        )
+    }
+}
+
+/// A `blockhook serve` child process; SIGKILLed on drop.
+pub struct Server {
+    pub port: u16,
+    pub dir: PathBuf,
+    pub backend: Backend,
+    child: Option<Child>,
+    /// How many times this server has been started (log files are numbered by it).
+    pub starts: usize,
+}
+
+impl Server {
+    /// Writes the config into `dir` and starts the server on `port`.
+    pub fn start(dir: &Path, port: u16, backend: Backend, conf: &Conf) -> Self {
+        std::fs::write(dir.join("blockhook.toml"), conf.toml()).unwrap();
+        let mut s = Self { port, dir: dir.to_path_buf(), backend, child: None, starts: 0 };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path(self.starts)).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_blockhook"));
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(self.dir.join("blockhook.toml"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(self.dir.join("data"));
+        if let Backend::Postgres(url) = &self.backend {
+            cmd.arg("--database-url").arg(url);
+        }
+        cmd.env_remove("RUST_LOG").stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        self.child = Some(cmd.spawn().unwrap());
+    }
+
+    fn log_path(&self, n: usize) -> PathBuf {
+        self.dir.join(format!("server-{n}.log"))
+    }
+
+    /// Everything the server wrote to stdout and stderr so far, every run.
+    pub fn logs(&self) -> Vec<u8> {
+        (1..=self.starts).flat_map(|n| std::fs::read(self.log_path(n)).unwrap_or_default()).collect()
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits for `/readyz` to answer 200 (panics after 30 s or if the process exited).
+    pub async fn ready(&mut self) {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("server exited early ({status}): {}", String::from_utf8_lossy(&self.logs()));
+            }
+            if let Ok(r) = http.get(format!("{}/readyz", self.base())).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "server not ready within 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL (no drain, no shutdown hook) and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same data directory, store and port.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        self.ready().await;
+    }
+
+    /// The store, opened read-side by the test for ledgers.
+    pub async fn db(&self) -> Db {
+        match &self.backend {
+            Backend::Sqlite => {
+                let path = self.dir.join("data").join("blockhook.db");
+                let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true);
+                Db::Sqlite(sqlx::SqlitePool::connect_with(opts).await.unwrap())
+            }
+            Backend::Postgres(url) => Db::Postgres(sqlx::PgPool::connect(url).await.unwrap()),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Read-only queries against a server's store.
+pub enum Db {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Db {
+    /// `(key, count)` rows of a `SELECT <text>, COUNT(*) ... GROUP BY 1` query.
+    pub async fn groups(&self, sql: &str) -> Vec<(String, i64)> {
+        match self {
+            Self::Sqlite(p) => sqlx::query_as::<_, (Option<String>, i64)>(sql).fetch_all(p).await,
+            Self::Postgres(p) => sqlx::query_as::<_, (Option<String>, i64)>(sql).fetch_all(p).await,
+        }
+        .unwrap()
+        .into_iter()
+        .map(|(k, n)| (k.unwrap_or_else(|| "null".into()), n))
+        .collect()
+    }
+
+    /// One `COUNT(*)`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self {
+            Self::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await,
+            Self::Postgres(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await,
+        }
+        .unwrap()
+    }
+
+    /// Delivery states (`pending`/`succeeded`/`failed`) with their counts, for one merchant.
+    pub async fn delivery_states(&self, merchant: &str) -> HashMap<String, i64> {
+        self.groups(&format!(
+            "SELECT state, COUNT(*) FROM deliveries WHERE merchant_id = '{merchant}' GROUP BY state"
+        ))
+        .await
+        .into_iter()
+        .collect()
+    }
+
+    /// Attempts logged for one merchant, by error class (`null` = acknowledged).
+    pub async fn attempt_classes(&self, merchant: &str) -> HashMap<String, i64> {
+        self.groups(&format!(
+            "SELECT a.error, COUNT(*) FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+             WHERE d.merchant_id = '{merchant}' GROUP BY a.error"
+        ))
+        .await
+        .into_iter()
+        .collect()
+    }
+
+    /// One BLOB/BYTEA value.
+    pub async fn bytes(&self, sql: &str) -> Vec<u8> {
+        match self {
+            Self::Sqlite(p) => sqlx::query_scalar::<_, Vec<u8>>(sql).fetch_one(p).await,
+            Self::Postgres(p) => sqlx::query_scalar::<_, Vec<u8>>(sql).fetch_one(p).await,
+        }
+        .unwrap()
+    }
+
+    /// Waits until no delivery of `merchant` is pending (false after `within`).
+    pub async fn settle(&self, merchant: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.delivery_states(merchant).await.get("pending").copied().unwrap_or(0) == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+
+    pub async fn close(self) {
+        match self {
+            Self::Sqlite(p) => p.close().await,
+            Self::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// A small client for the routes the tests use.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: String) -> Self {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        Self { base, http }
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Result<reqwest::Response> {
+        self.http.post(format!("{}{path}", self.base)).bearer_auth(ADMIN).json(body).send().await
+    }
+
+    /// Creates a merchant and returns its id.
+    pub async fn merchant(&self, name: &str) -> String {
+        let r = self.post("/v1/merchants", &json!({ "name": name })).await.unwrap();
+        assert_eq!(r.status(), 201, "create merchant");
+        r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates an endpoint and returns its view (including `secret`).
+    pub async fn endpoint(&self, merchant: &str, url: &str) -> Value {
+        self.endpoint_with(merchant, json!({ "url": url })).await
+    }
+
+    pub async fn endpoint_with(&self, merchant: &str, body: Value) -> Value {
+        let r = self.post(&format!("/v1/merchants/{merchant}/endpoints"), &body).await.unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 201, "create endpoint: {v}");
+        v
+    }
+
+    /// Publishes one event; `Some(event_id)` only on 202.
+    pub async fn publish(&self, merchant: &str, seq: u64) -> Option<String> {
+        let body = json!({ "merchant_id": merchant, "event_type": "Payment", "payload": payload(seq) });
+        let r = self.post("/v1/events", &body).await.ok()?;
+        if r.status() != 202 {
+            return None;
+        }
+        Some(r.json::<Value>().await.ok()?["event_id"].as_str()?.to_owned())
+    }
+
+    /// Publishes `seqs` in one batch; the event ids only on 202.
+    pub async fn publish_batch(&self, merchant: &str, seqs: std::ops::Range<u64>) -> Option<Vec<String>> {
+        let events: Vec<Value> = seqs
+            .map(|s| json!({ "merchant_id": merchant, "event_type": "Payment", "payload": payload(s) }))
+            .collect();
+        let r = self.post("/v1/events/batch", &json!({ "events": events })).await.ok()?;
+        if r.status() != 202 {
+            return None;
+        }
+        let v: Value = r.json().await.ok()?;
+        v["data"].as_array()?.iter().map(|d| d["event_id"].as_str().map(str::to_owned)).collect()
+    }
+}
+
+/// A Payment-like payload numbered `seq`.
+pub fn payload(seq: u64) -> Value {
+    json!({ "orderNo": format!("Order_{seq:08}"), "amount": "10.00", "symbol": "USDT", "status": "SUCCESS", "seq": seq })
+}
+
+/// How a [`Receiver`] answers each request it has read in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// 200 after a delay in `min..=max` ms (pseudo-random per request).
+    Ok { min_ms: u64, max_ms: u64 },
+    /// 500 at once.
+    Status500,
+    /// Never answers (holds the connection for `secs`).
+    Hang { secs: u64 },
+    /// TCP reset (SO_LINGER 0, then close).
+    Reset,
+    /// Closes the connection halfway through the status line and headers.
+    CloseMidResponse,
+    /// 200 with a `Content-Length` of 1 GiB, produced lazily until the peer goes away.
+    HugeBody,
+}
+
+/// A loopback HTTP/1.1 receiver on raw TCP, so that it can misbehave at the socket level.
+/// Records every request's `BlockHook-Event-Id`, the bodies, and connection counts.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<RxState>,
+}
+
+#[derive(Default)]
+struct RxState {
+    seen: Mutex<HashMap<String, usize>>,
+    bodies: Mutex<Vec<(Vec<(String, String)>, Vec<u8>)>>,
+    requests: AtomicUsize,
+    in_flight: AtomicUsize,
+    connections: AtomicUsize,
+    huge_bytes_sent: AtomicU64,
+}
+
+impl Receiver {
+    pub async fn start(behaviour: Behaviour) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(RxState::default());
+        let st = state.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                st.connections.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve_conn(tcp, st.clone(), behaviour));
+            }
+        });
+        Self { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.addr.port())
+    }
+
+    /// Requests read in full.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests read but not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.state.in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Bytes of the 1 GiB body actually written before the client went away.
+    pub fn huge_bytes_sent(&self) -> u64 {
+        self.state.huge_bytes_sent.load(Ordering::SeqCst)
+    }
+
+    /// Event id → times received.
+    pub fn seen(&self) -> HashMap<String, usize> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    /// Every request's headers (lower-cased names) and body.
+    pub fn bodies(&self) -> Vec<(Vec<(String, String)>, Vec<u8>)> {
+        self.state.bodies.lock().unwrap().clone()
+    }
+
+    /// Waits until every id in `ids` has been received (false after `within`).
+    pub async fn wait_all(&self, ids: &[String], within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let seen = self.seen();
+            if ids.iter().all(|id| seen.contains_key(id)) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Reads one request head and body; `None` when the peer closed or sent garbage.
+async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Vec<(String, String)>, Vec<u8>)> {
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 8192];
+        let n = tcp.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let mut chunk = [0u8; 8192];
+        let n = tcp.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = buf[head_end..head_end + len].to_vec();
+    buf.drain(..head_end + len);
+    Some((headers, body))
+}
+
+async fn serve_conn(mut tcp: TcpStream, st: Arc<RxState>, behaviour: Behaviour) {
+    let mut buf = Vec::new();
+    while let Some((headers, body)) = read_request(&mut tcp, &mut buf).await {
+        let n = st.requests.fetch_add(1, Ordering::SeqCst) as u64;
+        if let Some((_, id)) = headers.iter().find(|(k, _)| k == "blockhook-event-id") {
+            *st.seen.lock().unwrap().entry(id.clone()).or_default() += 1;
+        }
+        st.bodies.lock().unwrap().push((headers, body));
+        st.in_flight.fetch_add(1, Ordering::SeqCst);
+        let keep = respond(&mut tcp, &st, behaviour, n).await;
+        st.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if !keep {
+            return;
+        }
+    }
+}
+
+/// Answers one request; false when the connection must not be reused.
+async fn respond(tcp: &mut TcpStream, st: &RxState, behaviour: Behaviour, n: u64) -> bool {
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok";
+    match behaviour {
+        Behaviour::Ok { min_ms, max_ms } => {
+            let spread = max_ms.saturating_sub(min_ms) + 1;
+            let jitter = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+            tokio::time::sleep(Duration::from_millis(min_ms + jitter % spread)).await;
+            tcp.write_all(OK).await.is_ok()
+        }
+        Behaviour::Status500 => tcp
+            .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\noops")
+            .await
+            .is_ok(),
+        Behaviour::Hang { secs } => {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            false
+        }
+        Behaviour::Reset => {
+            #[allow(deprecated)] // linger 0 resets at once; it never blocks
+            let _ = tcp.set_linger(Some(Duration::ZERO));
+            false
+        }
+        Behaviour::CloseMidResponse => {
+            let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-le").await;
+            let _ = tcp.shutdown().await;
+            false
+        }
+        Behaviour::HugeBody => {
+            const GIB: u64 = 1 << 30;
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {GIB}\r\ncontent-type: application/octet-stream\r\n\r\n");
+            if tcp.write_all(head.as_bytes()).await.is_err() {
+                return false;
+            }
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0u64;
+            while sent < GIB {
+                match tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&chunk)).await {
+                    Ok(Ok(())) => sent += chunk.len() as u64,
+                    _ => break,
+                }
+            }
+            st.huge_bytes_sent.fetch_add(sent, Ordering::SeqCst);
+            false
+        }
+    }
+}
+
+/// A tiny deterministic PRNG (xorshift64*), seeded from the clock and printed, so a failing run
+/// can be replayed with `BLOCKHOOK_CHAOS_SEED`.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn from_env_or_clock() -> Self {
+        let seed = std::env::var("BLOCKHOOK_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+        });
+        eprintln!("chaos seed: {seed} (replay with BLOCKHOOK_CHAOS_SEED={seed})");
+        Self(seed)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+/// Appends a line to the ledger file named by `BLOCKHOOK_CHAOS_LEDGER` (if set) and prints it.
+pub fn ledger(line: &str) {
+    eprintln!("LEDGER {line}");
+    if let Ok(path) = std::env::var("BLOCKHOOK_CHAOS_LEDGER")
+        && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
