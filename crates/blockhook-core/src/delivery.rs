@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AttemptRecord, DeliveryId, Endpoint, Error, EndpointId, EventId, EventType, MerchantId, Next,
+    AttemptRecord, DeliveryId, Endpoint, EndpointId, Error, EventId, EventType, MerchantId, Next,
     Payload, Timestamp,
 };
 

@@ -18,14 +18,22 @@ impl EndpointUrl {
     /// where the resolved addresses are vetted.
     pub fn parse(raw: &str, allow_http: bool) -> Result<Self, Error> {
         if raw.len() > MAX_URL_LEN {
-            return Err(Error::invalid("url", format!("longer than {MAX_URL_LEN} characters")));
+            return Err(Error::invalid(
+                "url",
+                format!("longer than {MAX_URL_LEN} characters"),
+            ));
         }
         let url = Url::parse(raw).map_err(|e| Error::invalid("url", format!("not a URL: {e}")))?;
         match url.scheme() {
             "https" => {}
             "http" if allow_http => {}
             "http" => return Err(Error::invalid("url", "must use https://")),
-            other => return Err(Error::invalid("url", format!("unsupported scheme {other:?}"))),
+            other => {
+                return Err(Error::invalid(
+                    "url",
+                    format!("unsupported scheme {other:?}"),
+                ));
+            }
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(Error::invalid("url", "must not contain credentials"));
@@ -41,7 +49,9 @@ impl EndpointUrl {
 
     /// Rebuilds a URL read back from the store (it was validated when written).
     pub fn from_trusted(raw: &str) -> Result<Self, Error> {
-        Url::parse(raw).map(Self).map_err(|e| Error::Internal(format!("stored url: {e}")))
+        Url::parse(raw)
+            .map(Self)
+            .map_err(|e| Error::Internal(format!("stored url: {e}")))
     }
 
     /// The URL.
@@ -80,7 +90,10 @@ impl SigningMode {
         match s {
             "sorted" => Ok(Self::Sorted),
             "raw" => Ok(Self::Raw),
-            _ => Err(Error::invalid("signing_mode", "must be \"sorted\" or \"raw\"")),
+            _ => Err(Error::invalid(
+                "signing_mode",
+                "must be \"sorted\" or \"raw\"",
+            )),
         }
     }
 
@@ -119,7 +132,10 @@ impl SuccessPolicy {
         match s {
             "200" => Ok(Self::Exactly200),
             "2xx" => Ok(Self::Any2xx),
-            _ => Err(Error::invalid("success_policy", "must be \"200\" or \"2xx\"")),
+            _ => Err(Error::invalid(
+                "success_policy",
+                "must be \"200\" or \"2xx\"",
+            )),
         }
     }
 
@@ -198,9 +214,14 @@ impl ExtraHeaders {
             let lower = name.to_ascii_lowercase();
             let token = !name.is_empty()
                 && name.len() <= 64
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
             if !token {
-                return Err(Error::invalid("headers", format!("{name:?} is not a header name")));
+                return Err(Error::invalid(
+                    "headers",
+                    format!("{name:?} is not a header name"),
+                ));
             }
             if RESERVED.contains(&lower.as_str())
                 || lower.starts_with("blockatm-")
@@ -208,7 +229,10 @@ impl ExtraHeaders {
             {
                 return Err(Error::invalid("headers", format!("{name:?} is reserved")));
             }
-            if value.len() > 1024 || !value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+            if value.len() > 1024
+                || !value
+                    .bytes()
+                    .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
             {
                 return Err(Error::invalid(
                     "headers",
@@ -235,11 +259,16 @@ impl Label {
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let ok = !raw.is_empty()
             && raw.len() <= 64
-            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b":._-".contains(&b));
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":._-".contains(&b));
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(Error::invalid("label", "1 to 64 characters of letters, digits, ':', '.', '_', '-'"))
+            Err(Error::invalid(
+                "label",
+                "1 to 64 characters of letters, digits, ':', '.', '_', '-'",
+            ))
         }
     }
 
@@ -321,7 +350,12 @@ mod tests {
 
     #[test]
     fn reserved_headers_are_refused() {
-        for name in ["BlockATM-Signature-V2", "blockhook-attempt", "Content-Type", "Host"] {
+        for name in [
+            "BlockATM-Signature-V2",
+            "blockhook-attempt",
+            "Content-Type",
+            "Host",
+        ] {
             let r = ExtraHeaders::parse(vec![(name.into(), "x".into())]);
             assert!(r.is_err(), "{name} should be refused");
         }

@@ -20,11 +20,16 @@ impl EventType {
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let ok = !raw.is_empty()
             && raw.len() <= 64
-            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(Error::invalid("event_type", "1 to 64 characters of letters, digits, '.', '_', ':', '-'"))
+            Err(Error::invalid(
+                "event_type",
+                "1 to 64 characters of letters, digits, '.', '_', ':', '-'",
+            ))
         }
     }
 
@@ -101,11 +106,15 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     /// 1 to 255 printable ASCII characters.
     pub fn parse(raw: &str) -> Result<Self, Error> {
-        let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| (0x21..0x7f).contains(&b));
+        let ok =
+            !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| (0x21..0x7f).contains(&b));
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(Error::invalid("idempotency_key", "1 to 255 printable ASCII characters, no spaces"))
+            Err(Error::invalid(
+                "idempotency_key",
+                "1 to 255 printable ASCII characters, no spaces",
+            ))
         }
     }
 

@@ -29,7 +29,10 @@ impl MerchantStatus {
         match s {
             "active" => Ok(Self::Active),
             "suspended" => Ok(Self::Suspended),
-            _ => Err(Error::invalid("status", "must be \"active\" or \"suspended\"")),
+            _ => Err(Error::invalid(
+                "status",
+                "must be \"active\" or \"suspended\"",
+            )),
         }
     }
 }
@@ -66,9 +69,16 @@ impl NewMerchant {
             return Err(Error::invalid("name", "must be 1 to 200 characters"));
         }
         if name.chars().any(char::is_control) {
-            return Err(Error::invalid("name", "must not contain control characters"));
+            return Err(Error::invalid(
+                "name",
+                "must not contain control characters",
+            ));
         }
-        Ok(Self { id, name: name.to_owned(), created_at })
+        Ok(Self {
+            id,
+            name: name.to_owned(),
+            created_at,
+        })
     }
 }
 

@@ -22,7 +22,11 @@ impl<T> Page<T> {
     pub fn from_overfetch(mut rows: Vec<T>, limit: usize, id_of: impl Fn(&T) -> String) -> Self {
         let more = rows.len() > limit;
         rows.truncate(limit);
-        let next = if more { rows.last().map(|r| Cursor(id_of(r))) } else { None };
+        let next = if more {
+            rows.last().map(|r| Cursor(id_of(r)))
+        } else {
+            None
+        };
         Self { data: rows, next }
     }
 }

@@ -35,7 +35,9 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            schedule: [60, 300, 1_800, 7_200, 86_400].map(Duration::from_secs).to_vec(),
+            schedule: [60, 300, 1_800, 7_200, 86_400]
+                .map(Duration::from_secs)
+                .to_vec(),
             jitter: 0.1,
             retry_after_max: Duration::from_secs(7_200),
         }
@@ -45,7 +47,9 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Attempts in all: the first plus one per scheduled delay.
     pub fn max_attempts(&self) -> u32 {
-        u32::try_from(self.schedule.len()).unwrap_or(u32::MAX).saturating_add(1)
+        u32::try_from(self.schedule.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1)
     }
 
     /// Decides what follows attempt number `attempt` (1-based, within the current round).
@@ -54,8 +58,14 @@ impl RetryPolicy {
     pub fn decide(&self, attempt: u32, outcome: &Outcome, now: Timestamp, unit: f64) -> Next {
         match outcome {
             Outcome::Delivered { .. } => Next::Succeeded,
-            Outcome::Failed { status: Some(410), .. } => Next::DisableEndpoint,
-            Outcome::Failed { status, retry_after, .. } => {
+            Outcome::Failed {
+                status: Some(410), ..
+            } => Next::DisableEndpoint,
+            Outcome::Failed {
+                status,
+                retry_after,
+                ..
+            } => {
                 let Some(base) = self.delay_after(attempt) else {
                     return Next::GiveUp;
                 };
@@ -90,11 +100,18 @@ mod tests {
     use proptest::prelude::*;
 
     fn failed(status: Option<u16>, retry_after: Option<Duration>) -> Outcome {
-        Outcome::Failed { status, class: ErrorClass::BadStatus, retry_after }
+        Outcome::Failed {
+            status,
+            class: ErrorClass::BadStatus,
+            retry_after,
+        }
     }
 
     fn exact() -> RetryPolicy {
-        RetryPolicy { jitter: 0.0, ..RetryPolicy::default() }
+        RetryPolicy {
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        }
     }
 
     #[test]
@@ -117,8 +134,14 @@ mod tests {
     fn success_and_gone() {
         let p = exact();
         let t = Timestamp::from_ms(0);
-        assert_eq!(p.decide(3, &Outcome::Delivered { status: 200 }, t, 0.1), Next::Succeeded);
-        assert_eq!(p.decide(1, &failed(Some(410), None), t, 0.1), Next::DisableEndpoint);
+        assert_eq!(
+            p.decide(3, &Outcome::Delivered { status: 200 }, t, 0.1),
+            Next::Succeeded
+        );
+        assert_eq!(
+            p.decide(1, &failed(Some(410), None), t, 0.1),
+            Next::DisableEndpoint
+        );
     }
 
     #[test]

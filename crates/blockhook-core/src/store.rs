@@ -15,9 +15,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::{
-    ApiKey, ApiKeyId, AttemptRecord, Claim, ClaimRequest, Completion, Cursor, Delivery, DeliveryId, Endpoint,
-    EndpointId, Error, Event, EventId, EventQuery, Ingested, LeaseToken, Merchant, MerchantId,
-    MerchantStatus, NewApiKey, NewEvent, NewMerchant, Page, Timestamp,
+    ApiKey, ApiKeyId, AttemptRecord, Claim, ClaimRequest, Completion, Cursor, Delivery, DeliveryId,
+    Endpoint, EndpointId, Error, Event, EventId, EventQuery, Ingested, LeaseToken, Merchant,
+    MerchantId, MerchantStatus, NewApiKey, NewEvent, NewMerchant, Page, Timestamp,
 };
 
 /// A shared handle on the store in use.
@@ -43,7 +43,10 @@ pub struct ResendLimits {
 
 impl Default for ResendLimits {
     fn default() -> Self {
-        Self { window: Duration::from_secs(72 * 3600), max_per_event: 3 }
+        Self {
+            window: Duration::from_secs(72 * 3600),
+            max_per_event: 3,
+        }
     }
 }
 
@@ -113,11 +116,17 @@ pub trait Store: Send + Sync + 'static {
     /// One merchant.
     async fn get_merchant(&self, id: &MerchantId) -> Result<Merchant, Error>;
     /// Merchants, newest first.
-    async fn list_merchants(&self, after: Option<&Cursor>, limit: u32)
-    -> Result<Page<Merchant>, Error>;
+    async fn list_merchants(
+        &self,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<Merchant>, Error>;
     /// Suspends or reactivates.
-    async fn set_merchant_status(&self, id: &MerchantId, status: MerchantStatus)
-    -> Result<Merchant, Error>;
+    async fn set_merchant_status(
+        &self,
+        id: &MerchantId,
+        status: MerchantStatus,
+    ) -> Result<Merchant, Error>;
     /// Deletes a merchant and everything it owns.
     async fn delete_merchant(&self, id: &MerchantId) -> Result<(), Error>;
 
@@ -128,18 +137,27 @@ pub trait Store: Send + Sync + 'static {
     /// A merchant's keys, newest first.
     async fn list_api_keys(&self, merchant: &MerchantId) -> Result<Vec<ApiKey>, Error>;
     /// Revokes a key (idempotent).
-    async fn revoke_api_key(&self, merchant: &MerchantId, id: &ApiKeyId, at: Timestamp)
-    -> Result<(), Error>;
+    async fn revoke_api_key(
+        &self,
+        merchant: &MerchantId,
+        id: &ApiKeyId,
+        at: Timestamp,
+    ) -> Result<(), Error>;
 
     // --- endpoints ----------------------------------------------------------------------
 
     /// Stores a new endpoint.
     async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), Error>;
     /// One endpoint of a merchant.
-    async fn get_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<Endpoint, Error>;
+    async fn get_endpoint(&self, merchant: &MerchantId, id: &EndpointId)
+    -> Result<Endpoint, Error>;
     /// A merchant's endpoints, newest first.
-    async fn list_endpoints(&self, merchant: &MerchantId, after: Option<&Cursor>, limit: u32)
-    -> Result<Page<Endpoint>, Error>;
+    async fn list_endpoints(
+        &self,
+        merchant: &MerchantId,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<Endpoint>, Error>;
     /// Replaces every mutable field (url, description, filter, modes, headers, rate limit,
     /// label, enabled, disabled reason, secret, updated_at) of an endpoint of `ep.merchant_id`.
     async fn update_endpoint(&self, ep: &Endpoint) -> Result<(), Error>;
@@ -157,21 +175,40 @@ pub trait Store: Send + Sync + 'static {
     /// One event.
     async fn get_event(&self, merchant: &MerchantId, id: &EventId) -> Result<Event, Error>;
     /// Events, newest first.
-    async fn list_events(&self, merchant: &MerchantId, q: &EventQuery) -> Result<Page<Event>, Error>;
+    async fn list_events(
+        &self,
+        merchant: &MerchantId,
+        q: &EventQuery,
+    ) -> Result<Page<Event>, Error>;
     /// The deliveries of one event, oldest first.
-    async fn list_deliveries(&self, merchant: &MerchantId, event: &EventId, now: Timestamp)
-    -> Result<Vec<Delivery>, Error>;
+    async fn list_deliveries(
+        &self,
+        merchant: &MerchantId,
+        event: &EventId,
+        now: Timestamp,
+    ) -> Result<Vec<Delivery>, Error>;
     /// One delivery.
-    async fn get_delivery(&self, merchant: &MerchantId, id: &DeliveryId, now: Timestamp)
-    -> Result<Delivery, Error>;
+    async fn get_delivery(
+        &self,
+        merchant: &MerchantId,
+        id: &DeliveryId,
+        now: Timestamp,
+    ) -> Result<Delivery, Error>;
     /// The attempts of one delivery, oldest first.
-    async fn list_attempts(&self, merchant: &MerchantId, delivery: &DeliveryId)
-    -> Result<Vec<AttemptRecord>, Error>;
+    async fn list_attempts(
+        &self,
+        merchant: &MerchantId,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<AttemptRecord>, Error>;
     /// Undelivered work per endpoint of a merchant (endpoints with nothing undelivered omitted).
     async fn backlog(&self, merchant: &MerchantId) -> Result<Vec<EndpointBacklog>, Error>;
     /// Recent results of one endpoint since `since`.
-    async fn endpoint_health(&self, merchant: &MerchantId, endpoint: &EndpointId, since: Timestamp)
-    -> Result<EndpointHealth, Error>;
+    async fn endpoint_health(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<EndpointHealth, Error>;
 
     // --- dispatch -----------------------------------------------------------------------
 
@@ -179,8 +216,11 @@ pub trait Store: Send + Sync + 'static {
     /// leases before returning. Deliveries whose lease expired are due again.
     async fn claim_due(&self, req: &ClaimRequest) -> Result<Vec<Claim>, Error>;
     /// Extends leases still held with these tokens.
-    async fn renew_leases(&self, leases: &[(DeliveryId, LeaseToken)], until: Timestamp)
-    -> Result<(), Error>;
+    async fn renew_leases(
+        &self,
+        leases: &[(DeliveryId, LeaseToken)],
+        until: Timestamp,
+    ) -> Result<(), Error>;
     /// Logs each attempt and applies its `Next` (state, attempts, next time, lease released,
     /// endpoint disabled on `DisableEndpoint`), in one transaction. Completions whose lease token
     /// is stale are skipped entirely (not even the attempt is logged). Returns how many applied.
@@ -192,12 +232,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates new pending deliveries (origin `Resend`, due `now`) of an event; enforces the
     /// limits (`Conflict` naming the limit reached) and counts one resend per call.
-    async fn resend(&self, merchant: &MerchantId, event: &EventId, scope: &ResendScope,
-        limits: &ResendLimits, now: Timestamp) -> Result<Vec<DeliveryId>, Error>;
+    async fn resend(
+        &self,
+        merchant: &MerchantId,
+        event: &EventId,
+        scope: &ResendScope,
+        limits: &ResendLimits,
+        now: Timestamp,
+    ) -> Result<Vec<DeliveryId>, Error>;
     /// Re-queues every failed delivery of an endpoint created at or after `since`: pending, due
     /// `now`, with a fresh retry round. Returns how many.
-    async fn recover(&self, merchant: &MerchantId, endpoint: &EndpointId, since: Timestamp,
-        now: Timestamp) -> Result<u64, Error>;
+    async fn recover(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, Error>;
 
     // --- operations ---------------------------------------------------------------------
 

@@ -34,7 +34,9 @@ async fn main() -> Result<(), BoxError> {
         Err(_) => VerifyMode::Sorted,
     };
     let port: u16 = match std::env::var("PORT") {
-        Ok(p) => p.parse().map_err(|_| format!("PORT={p:?} is not a port number"))?,
+        Ok(p) => p
+            .parse()
+            .map_err(|_| format!("PORT={p:?} is not a port number"))?,
         Err(_) => 8000,
     };
 
@@ -43,7 +45,9 @@ async fn main() -> Result<(), BoxError> {
         .mode(mode)
         .replay_protection(true)
         .build()?;
-    let app = Router::new().route("/webhook", post(webhook)).with_state(Arc::new(verifier));
+    let app = Router::new()
+        .route("/webhook", post(webhook))
+        .with_state(Arc::new(verifier));
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}/webhook", listener.local_addr()?);
@@ -55,7 +59,12 @@ async fn main() -> Result<(), BoxError> {
 /// `401 <reason>` by the extractor.
 async fn webhook(VerifiedWebhook(hook): VerifiedWebhook) -> (StatusCode, &'static str) {
     let order = hook.order_no().unwrap_or("?");
-    let status = hook.value().get("status").map(ToString::to_string).unwrap_or_default();
+    // `status` is a string ("SUCCESS") in current payloads, a number (9) in legacy ones.
+    let status = match hook.value().get("status") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "?".to_owned(),
+    };
     match hook.event() {
         EventKind::Payment => println!("payment notification: orderNo={order} status={status}"),
         EventKind::Payout => println!("payout notification: bizOrderNo={order} status={status}"),

@@ -61,8 +61,13 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let verifier = Arc::<Verifier>::from_ref(state);
         let headers = req.headers().clone();
-        let body = Bytes::from_request(req, state).await.map_err(WebhookRejection::Body)?;
-        verifier.verify(&headers, &body).map(Self).map_err(WebhookRejection::Unverified)
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(WebhookRejection::Body)?;
+        verifier
+            .verify(&headers, &body)
+            .map(Self)
+            .map_err(WebhookRejection::Unverified)
     }
 }
 
@@ -119,7 +124,10 @@ impl IntoResponse for WebhookRejection {
         let status = self.status();
         match self {
             Self::Unverified(e) => {
-                let ct = [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))];
+                let ct = [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                )];
                 (status, ct, e.reason()).into_response()
             }
             Self::Body(r) => r.into_response(),

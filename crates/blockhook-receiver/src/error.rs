@@ -58,7 +58,10 @@ impl Error {
     /// Whether the fault is the receiver's configuration (no usable secret) rather than the
     /// request: answer such errors with a `500`, not a `401`.
     pub fn is_config(&self) -> bool {
-        matches!(self, Self::Signature(SigError::EmptySecret | SigError::InvalidKey(_)))
+        matches!(
+            self,
+            Self::Signature(SigError::EmptySecret | SigError::InvalidKey(_))
+        )
     }
 }
 
@@ -75,22 +78,62 @@ mod tests {
                 "missing_header",
                 "missing header BlockATM-Signature-V2",
             ),
-            (SigError::TimeNotInteger.into(), "time_not_integer", "not a plain integer"),
-            (SigError::TooOld { skew_ms: 7 }.into(), "too_old", "7 ms in the past"),
-            (SigError::TooNew { skew_ms: 9 }.into(), "too_new", "9 ms in the future"),
-            (SigError::MalformedSignature.into(), "malformed_signature", "64 hexadecimal"),
-            (SigError::NotAnObject.into(), "not_json_object", "not a JSON object"),
-            (SigError::TooDeep.into(), "not_json_object", "deeper"),
-            (SigError::DuplicateKey("k".into()).into(), "not_json_object", "twice"),
             (
-                SigError::InvalidJson { offset: 3, reason: "x" }.into(),
+                SigError::TimeNotInteger.into(),
+                "time_not_integer",
+                "not a plain integer",
+            ),
+            (
+                SigError::TooOld { skew_ms: 7 }.into(),
+                "too_old",
+                "7 ms in the past",
+            ),
+            (
+                SigError::TooNew { skew_ms: 9 }.into(),
+                "too_new",
+                "9 ms in the future",
+            ),
+            (
+                SigError::MalformedSignature.into(),
+                "malformed_signature",
+                "64 hexadecimal",
+            ),
+            (
+                SigError::NotAnObject.into(),
+                "not_json_object",
+                "not a JSON object",
+            ),
+            (SigError::TooDeep.into(), "not_json_object", "deeper"),
+            (
+                SigError::DuplicateKey("k".into()).into(),
+                "not_json_object",
+                "twice",
+            ),
+            (
+                SigError::InvalidJson {
+                    offset: 3,
+                    reason: "x",
+                }
+                .into(),
                 "not_json_object",
                 "at byte 3",
             ),
-            (SigError::Mismatch.into(), "mismatch", "signature does not match"),
-            (SigError::EmptySecret.into(), "config_error", "secret is empty"),
+            (
+                SigError::Mismatch.into(),
+                "mismatch",
+                "signature does not match",
+            ),
+            (
+                SigError::EmptySecret.into(),
+                "config_error",
+                "secret is empty",
+            ),
             (Error::Replay, "replay", "already accepted"),
-            (Error::Body("eof".into()), "not_json_object", "readable JSON object: eof"),
+            (
+                Error::Body("eof".into()),
+                "not_json_object",
+                "readable JSON object: eof",
+            ),
         ];
         for (error, reason, text) in cases {
             assert_eq!(error.reason(), *reason, "{error:?}");

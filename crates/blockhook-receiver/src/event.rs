@@ -95,10 +95,34 @@ mod tests {
     #[test]
     fn built_in_kinds_in_every_spelling() {
         let cases = [
-            (EventKind::Payment, &["Payment", "payment", "PAYMENT", "payment.success", " Payment "][..]),
-            (EventKind::Payout, &["Payout", "payout", "PAYOUT", "payout.refuse"]),
-            (EventKind::QrPayment, &["QR-Payment", "qr_payment", "qr-payment", "QrPayment", "QR PAYMENT"]),
-            (EventKind::QrPayout, &["QR-Payout", "qr_payout", "qrpayout", "QR-Payout.success"]),
+            (
+                EventKind::Payment,
+                &[
+                    "Payment",
+                    "payment",
+                    "PAYMENT",
+                    "payment.success",
+                    " Payment ",
+                ][..],
+            ),
+            (
+                EventKind::Payout,
+                &["Payout", "payout", "PAYOUT", "payout.refuse"],
+            ),
+            (
+                EventKind::QrPayment,
+                &[
+                    "QR-Payment",
+                    "qr_payment",
+                    "qr-payment",
+                    "QrPayment",
+                    "QR PAYMENT",
+                ],
+            ),
+            (
+                EventKind::QrPayout,
+                &["QR-Payout", "qr_payout", "qrpayout", "QR-Payout.success"],
+            ),
         ];
         for (kind, spellings) in cases {
             for s in spellings {
@@ -111,7 +135,14 @@ mod tests {
 
     #[test]
     fn others_are_kept_verbatim() {
-        for s in ["Refund", "", "payments", "pay-ment-x", "success.payment", "Payment2"] {
+        for s in [
+            "Refund",
+            "",
+            "payments",
+            "pay-ment-x",
+            "success.payment",
+            "Payment2",
+        ] {
             assert_eq!(EventKind::parse(s), EventKind::Other(s.to_owned()), "{s:?}");
             assert_eq!(EventKind::parse(s).as_str(), s);
         }
@@ -119,7 +150,12 @@ mod tests {
 
     #[test]
     fn display_is_the_contract_spelling() {
-        let all = [EventKind::Payment, EventKind::Payout, EventKind::QrPayment, EventKind::QrPayout];
+        let all = [
+            EventKind::Payment,
+            EventKind::Payout,
+            EventKind::QrPayment,
+            EventKind::QrPayout,
+        ];
         let names: Vec<String> = all.iter().map(ToString::to_string).collect();
         assert_eq!(names, ["Payment", "Payout", "QR-Payment", "QR-Payout"]);
         for k in all {

@@ -23,7 +23,11 @@ impl ReplayCache {
     /// A cache holding at most `capacity` signatures (at least one).
     pub(crate) fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        Self { capacity, seen: HashMap::new(), order: VecDeque::new() }
+        Self {
+            capacity,
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 
     /// Records `key` as accepted until `expires_ms`; `false` when it is already recorded and

@@ -17,7 +17,11 @@ pub struct Verifier {
     secrets: Vec<Vec<u8>>,
     options: VerifyOptions,
     replay: Option<Mutex<ReplayCache>>,
+    clock: Option<Clock>,
 }
+
+/// A source of "now" in Unix milliseconds.
+type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
 
 /// Configures a [`Verifier`]: see [`Verifier::builder`].
 #[derive(Default)]
@@ -26,6 +30,7 @@ pub struct VerifierBuilder {
     mode: VerifyMode,
     window_ms: Option<u64>,
     replay_capacity: Option<usize>,
+    clock: Option<Clock>,
 }
 
 impl Verifier {
@@ -46,7 +51,8 @@ impl Verifier {
         Self::builder().secret(secret).build()
     }
 
-    /// Verifies a request against the current system time. `headers` is any [`HeaderSource`]
+    /// Verifies a request against the current time (the system clock, or the builder's
+    /// [`clock`](VerifierBuilder::clock)). `headers` is any [`HeaderSource`]
     /// (names are matched case-insensitively); `body` must be the raw bytes received, before
     /// any JSON parsing.
     ///
@@ -59,7 +65,8 @@ impl Verifier {
         headers: &(impl HeaderSource + ?Sized),
         body: &[u8],
     ) -> Result<Webhook, Error> {
-        self.verify_at(headers, body, now_ms())
+        let now = self.clock.as_ref().map_or_else(now_ms, |clock| clock());
+        self.verify_at(headers, body, now)
     }
 
     /// [`Verifier::verify`] at a given time (`now_ms`, Unix milliseconds): for tests.
@@ -71,8 +78,7 @@ impl Verifier {
     ) -> Result<Webhook, Error> {
         let secrets: Vec<&[u8]> = self.secrets.iter().map(Vec::as_slice).collect();
         let verified = blockhook_sig::verify(headers, body, &secrets, &self.options, now_ms)?;
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| Error::Body(e.to_string()))?;
+        let value: Value = serde_json::from_slice(body).map_err(|e| Error::Body(e.to_string()))?;
         if !value.is_object() {
             return Err(Error::Body("the top level is not an object".to_owned()));
         }
@@ -87,13 +93,18 @@ impl Verifier {
                 return Err(Error::Replay);
             }
         }
-        let event_header = headers.header(headers::EVENT).unwrap_or_default().to_owned();
+        let event_header = headers
+            .header(headers::EVENT)
+            .unwrap_or_default()
+            .to_owned();
         Ok(Webhook {
             event: EventKind::parse(&event_header),
             event_header,
             request_time_ms: verified.time_ms,
             event_id: headers.header(headers::EVENT_ID).map(str::to_owned),
-            attempt: headers.header(headers::ATTEMPT).and_then(|a| a.trim().parse().ok()),
+            attempt: headers
+                .header(headers::ATTEMPT)
+                .and_then(|a| a.trim().parse().ok()),
             mode: verified.mode,
             secret_index: verified.secret_index,
             body: body.to_vec(),
@@ -125,10 +136,21 @@ impl Verifier {
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
-            .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field(
+                "secrets",
+                &format_args!("[{} redacted]", self.secrets.len()),
+            )
             .field("mode", &self.options.mode)
             .field("window_ms", &self.options.window_ms)
             .field("replay_protection", &self.replay.is_some())
+            .field(
+                "clock",
+                &if self.clock.is_some() {
+                    "custom"
+                } else {
+                    "system"
+                },
+            )
             .finish()
     }
 }
@@ -178,6 +200,14 @@ impl VerifierBuilder {
         self
     }
 
+    /// Reads "now" (Unix milliseconds) from `clock` instead of the system clock in
+    /// [`Verifier::verify`], and so in the axum extractor: for tests whose sender runs on a
+    /// manual clock. [`Verifier::verify_at`] is unaffected.
+    pub fn clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.clock = Some(Box::new(clock));
+        self
+    }
+
     /// Builds the verifier. Errors: no secret, or an empty one
     /// ([`blockhook_sig::Error::EmptySecret`]).
     pub fn build(self) -> Result<Verifier, Error> {
@@ -190,7 +220,10 @@ impl VerifierBuilder {
                 mode: self.mode,
                 window_ms: self.window_ms.unwrap_or(VerifyOptions::DEFAULT_WINDOW_MS),
             },
-            replay: self.replay_capacity.map(|c| Mutex::new(ReplayCache::new(c))),
+            replay: self
+                .replay_capacity
+                .map(|c| Mutex::new(ReplayCache::new(c))),
+            clock: self.clock,
         })
     }
 }
@@ -198,10 +231,21 @@ impl VerifierBuilder {
 impl fmt::Debug for VerifierBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerifierBuilder")
-            .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field(
+                "secrets",
+                &format_args!("[{} redacted]", self.secrets.len()),
+            )
             .field("mode", &self.mode)
             .field("window_ms", &self.window_ms)
             .field("replay_capacity", &self.replay_capacity)
+            .field(
+                "clock",
+                &if self.clock.is_some() {
+                    "custom"
+                } else {
+                    "system"
+                },
+            )
             .finish()
     }
 }
@@ -236,7 +280,9 @@ mod tests {
     #[test]
     fn accepts_and_exposes_everything() {
         let v = Verifier::new("sck_a").unwrap();
-        let hook = v.verify_at(&headers("sck_a", Mode::Sorted, BODY, T), BODY, T + 1).unwrap();
+        let hook = v
+            .verify_at(&headers("sck_a", Mode::Sorted, BODY, T), BODY, T + 1)
+            .unwrap();
         assert_eq!(*hook.event(), EventKind::Payment);
         assert_eq!(hook.event_header(), "payment");
         assert_eq!(hook.request_time_ms(), T);
@@ -295,14 +341,54 @@ mod tests {
         assert_eq!(Verifier::DEFAULT_WINDOW, Duration::from_secs(300));
         let b = format!("{:?}", Verifier::builder().secret("sck_x"));
         assert!(!b.contains("sck_x"), "{b}");
-        assert!(!Verifier::builder().secret("a").replay_protection(true).replay_protection(false).build().unwrap().replay_protection());
+        assert!(
+            !Verifier::builder()
+                .secret("a")
+                .replay_protection(true)
+                .replay_protection(false)
+                .build()
+                .unwrap()
+                .replay_protection()
+        );
+    }
+
+    #[test]
+    fn verify_reads_the_configured_clock() {
+        let h = headers("k", Mode::Sorted, BODY, T);
+        let system = Verifier::new("k").unwrap();
+        assert_eq!(system.verify(&h, BODY).unwrap_err().reason(), "too_old"); // T is March 2025
+        let fixed = Verifier::builder()
+            .secret("k")
+            .clock(|| T + 1_000)
+            .build()
+            .unwrap();
+        assert_eq!(fixed.verify(&h, BODY).unwrap().request_time_ms(), T);
+        let late = Verifier::builder()
+            .secret("k")
+            .clock(|| T + 300_000)
+            .build()
+            .unwrap();
+        assert_eq!(late.verify(&h, BODY).unwrap_err().reason(), "too_old");
+        let early = Verifier::builder()
+            .secret("k")
+            .clock(|| T - 300_000)
+            .build()
+            .unwrap();
+        assert_eq!(early.verify(&h, BODY).unwrap_err().reason(), "too_new");
+        assert!(format!("{fixed:?}").contains("custom"));
     }
 
     #[test]
     fn raw_mode_body_must_still_be_a_json_object() {
-        let v = Verifier::builder().secret("k").mode(VerifyMode::Raw).build().unwrap();
+        let v = Verifier::builder()
+            .secret("k")
+            .mode(VerifyMode::Raw)
+            .build()
+            .unwrap();
         for body in [&b"not json"[..], b"[1,2]", b"{\"a\":1e400}"] {
-            let err = v.verify_at(&headers("k", Mode::Raw, body, T), body, T).unwrap_err();
+            let err = v
+                .verify_at(&headers("k", Mode::Raw, body, T), body, T)
+                .unwrap_err();
             assert!(matches!(err, Error::Body(_)), "{err:?}");
             assert_eq!(err.reason(), "not_json_object");
         }
@@ -310,7 +396,11 @@ mod tests {
 
     #[test]
     fn replay_key_ignores_signature_case() {
-        let v = Verifier::builder().secret("k").replay_protection(true).build().unwrap();
+        let v = Verifier::builder()
+            .secret("k")
+            .replay_protection(true)
+            .build()
+            .unwrap();
         let mut h = headers("k", Mode::Sorted, BODY, T);
         v.verify_at(&h, BODY, T).unwrap();
         h[2].1 = h[2].1.to_uppercase();
@@ -320,20 +410,36 @@ mod tests {
     #[test]
     fn replays_are_refused_only_with_protection_and_only_exact_ones() {
         let plain = Verifier::new("k").unwrap();
-        let guarded = Verifier::builder().secret("k").replay_cache_capacity(10).build().unwrap();
+        let guarded = Verifier::builder()
+            .secret("k")
+            .replay_cache_capacity(10)
+            .build()
+            .unwrap();
         let h = headers("k", Mode::Sorted, BODY, T);
         for _ in 0..3 {
             plain.verify_at(&h, BODY, T).unwrap();
         }
         guarded.verify_at(&h, BODY, T).unwrap();
-        assert_eq!(guarded.verify_at(&h, BODY, T + 10).unwrap_err(), Error::Replay);
+        assert_eq!(
+            guarded.verify_at(&h, BODY, T + 10).unwrap_err(),
+            Error::Replay
+        );
         // A retry: same body, fresh time, new signature.
         let retry = headers("k", Mode::Sorted, BODY, T + 60_000);
         guarded.verify_at(&retry, BODY, T + 60_000).unwrap();
         // A rejected request is not recorded.
         let wrong = headers("other", Mode::Sorted, BODY, T + 1);
-        assert_eq!(guarded.verify_at(&wrong, BODY, T + 1).unwrap_err().reason(), "mismatch");
+        assert_eq!(
+            guarded.verify_at(&wrong, BODY, T + 1).unwrap_err().reason(),
+            "mismatch"
+        );
         // After the window, the window check refuses the old request (not the cache).
-        assert_eq!(guarded.verify_at(&h, BODY, T + 300_000).unwrap_err().reason(), "too_old");
+        assert_eq!(
+            guarded
+                .verify_at(&h, BODY, T + 300_000)
+                .unwrap_err()
+                .reason(),
+            "too_old"
+        );
     }
 }

@@ -93,6 +93,8 @@ impl Webhook {
     /// The merchant's order number, BlockATM's advised de-duplication key: `orderNo`
     /// (`Payment`, `QR-Payment`), else `bizOrderNo` (`Payout`), when it is a string.
     pub fn order_no(&self) -> Option<&str> {
-        ["orderNo", "bizOrderNo"].iter().find_map(|k| self.value.get(k).and_then(Value::as_str))
+        ["orderNo", "bizOrderNo"]
+            .iter()
+            .find_map(|k| self.value.get(k).and_then(Value::as_str))
     }
 }

@@ -22,7 +22,13 @@ const OLD_SECRET: &str = "sck_old_secret_being_rotated_out";
 const PAYMENT: &str = r#"{"custNo":"CustNo_00240101","orderNo":"OrderNo_202504010023","id":8210003616,"symbol":"USDT","amount":"2000.00","status":"SUCCESS","network":"Ethereum","chainId":"1","cashierId":86100021}"#;
 
 fn now_ms() -> u64 {
-    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
 }
 
 /// Echoes what the handler saw, so the test can check the extracted `Webhook`.
@@ -73,7 +79,12 @@ async fn spawn_receiver() -> SocketAddr {
         .replay_protection(true)
         .build()
         .unwrap();
-    serve(Router::new().route("/webhook", post(echo)).with_state(Arc::new(verifier))).await
+    serve(
+        Router::new()
+            .route("/webhook", post(echo))
+            .with_state(Arc::new(verifier)),
+    )
+    .await
 }
 
 struct Request {
@@ -82,7 +93,9 @@ struct Request {
 }
 
 fn signed(secret: &str, body: &str, time_ms: u64) -> Request {
-    let sig = sign(secret.as_bytes(), Mode::Sorted, body.as_bytes(), time_ms).unwrap().to_string();
+    let sig = sign(secret.as_bytes(), Mode::Sorted, body.as_bytes(), time_ms)
+        .unwrap()
+        .to_string();
     Request {
         headers: vec![
             ("Content-Type", "application/json".into()),
@@ -98,7 +111,9 @@ fn signed(secret: &str, body: &str, time_ms: u64) -> Request {
 
 async fn post_to(addr: SocketAddr, req: &Request) -> (u16, String) {
     let client = reqwest::Client::new();
-    let mut r = client.post(format!("http://{addr}/webhook")).body(req.body.clone());
+    let mut r = client
+        .post(format!("http://{addr}/webhook"))
+        .body(req.body.clone());
     for (k, v) in &req.headers {
         r = r.header(*k, v);
     }
@@ -129,7 +144,10 @@ async fn accepts_the_old_secret_during_a_rotation() {
 #[tokio::test]
 async fn event_names_are_case_insensitive() {
     let addr = spawn_receiver().await;
-    for (i, name) in ["payment", "PAYMENT", "payment.success"].into_iter().enumerate() {
+    for (i, name) in ["payment", "PAYMENT", "payment.success"]
+        .into_iter()
+        .enumerate()
+    {
         // Distinct times: the same time would sign identically and count as a replay.
         let mut req = signed(SECRET, PAYMENT, now_ms() + i as u64);
         req.headers[1].1 = name.into();
@@ -178,32 +196,58 @@ async fn rejects_a_replay_but_accepts_a_re_signed_retry() {
 #[tokio::test]
 async fn rejects_missing_or_malformed_headers() {
     let addr = spawn_receiver().await;
-    for (drop, reason) in [("BlockATM-Signature-V2", "missing_header"), ("BlockATM-Request-Time", "missing_header")] {
+    for (drop, reason) in [
+        ("BlockATM-Signature-V2", "missing_header"),
+        ("BlockATM-Request-Time", "missing_header"),
+    ] {
         let mut req = signed(SECRET, PAYMENT, now_ms());
         req.headers.retain(|(k, _)| *k != drop);
-        assert_eq!(post_to(addr, &req).await, (401, reason.to_owned()), "without {drop}");
+        assert_eq!(
+            post_to(addr, &req).await,
+            (401, reason.to_owned()),
+            "without {drop}"
+        );
     }
     let mut req = signed(SECRET, PAYMENT, now_ms());
     req.headers[2].1 = "1.7e12".into();
-    assert_eq!(post_to(addr, &req).await, (401, "time_not_integer".to_owned()));
+    assert_eq!(
+        post_to(addr, &req).await,
+        (401, "time_not_integer".to_owned())
+    );
     let mut req = signed(SECRET, PAYMENT, now_ms());
     req.headers[3].1 = "abc".into();
-    assert_eq!(post_to(addr, &req).await, (401, "malformed_signature".to_owned()));
+    assert_eq!(
+        post_to(addr, &req).await,
+        (401, "malformed_signature".to_owned())
+    );
     let t = now_ms();
     let mut req = signed(SECRET, PAYMENT, t);
     req.body = b"[1,2,3]".to_vec();
-    assert_eq!(post_to(addr, &req).await, (401, "not_json_object".to_owned()));
+    assert_eq!(
+        post_to(addr, &req).await,
+        (401, "not_json_object".to_owned())
+    );
 }
 
 #[tokio::test]
 async fn works_with_an_application_state_and_custom_rejections() {
     let verifier = Arc::new(Verifier::new(SECRET).unwrap());
-    let state = AppState { verifier, greeting: "hello" };
-    let addr =
-        serve(Router::new().route("/webhook", post(with_app_state)).with_state(state)).await;
+    let state = AppState {
+        verifier,
+        greeting: "hello",
+    };
+    let addr = serve(
+        Router::new()
+            .route("/webhook", post(with_app_state))
+            .with_state(state),
+    )
+    .await;
     let (status, body) = post_to(addr, &signed(SECRET, PAYMENT, now_ms())).await;
     assert_eq!((status, body.as_str()), (200, "hello Payment"));
     let (status, body) = post_to(addr, &signed("sck_wrong", PAYMENT, now_ms())).await;
     assert_eq!(status, 418);
-    assert!(body.starts_with("webhook rejected (mismatch): signature does not match"), "{body}");
+    assert!(
+        body.starts_with("webhook rejected (mismatch): signature does not match"),
+        "{body}"
+    );
 }

@@ -35,7 +35,10 @@ fn load(path: &Path) -> Vec<Vector> {
 
 fn all_vectors() -> Vec<(String, Vector)> {
     let root = repo_root();
-    let mut files = vec![root.join("spec/vectors.json"), root.join("spec/vectors.extra.json")];
+    let mut files = vec![
+        root.join("spec/vectors.json"),
+        root.join("spec/vectors.extra.json"),
+    ];
     let shared = root.join("../shared/spec/vectors.json");
     if shared.exists() {
         files.push(shared);
@@ -93,15 +96,27 @@ fn every_vector_fails_with_a_wrong_secret_or_a_changed_signature() {
     for (name, v) in &all_vectors() {
         let now: u64 = v.time.parse::<u64>().unwrap();
         let mode: VerifyMode = v.mode.parse().unwrap();
-        let wrong = Verifier::builder().secret("sck_wrong").mode(mode).build().unwrap();
-        let err = wrong.verify_at(&headers(v, &v.signature), v.body.as_bytes(), now).unwrap_err();
+        let wrong = Verifier::builder()
+            .secret("sck_wrong")
+            .mode(mode)
+            .build()
+            .unwrap();
+        let err = wrong
+            .verify_at(&headers(v, &v.signature), v.body.as_bytes(), now)
+            .unwrap_err();
         assert_eq!(err.reason(), "mismatch", "{name}: {err}");
 
-        let right = Verifier::builder().secret(&v.secret).mode(mode).build().unwrap();
+        let right = Verifier::builder()
+            .secret(&v.secret)
+            .mode(mode)
+            .build()
+            .unwrap();
         let mut flipped = v.signature.clone().into_bytes();
         flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
         let flipped = String::from_utf8(flipped).unwrap();
-        let err = right.verify_at(&headers(v, &flipped), v.body.as_bytes(), now).unwrap_err();
+        let err = right
+            .verify_at(&headers(v, &flipped), v.body.as_bytes(), now)
+            .unwrap_err();
         assert_eq!(err.reason(), "mismatch", "{name}: {err}");
     }
 }
@@ -111,10 +126,24 @@ fn rotation_accepts_either_secret_and_reports_which() {
     let (name, v) = all_vectors().into_iter().next().unwrap();
     let now: u64 = v.time.parse().unwrap();
     let mode: VerifyMode = v.mode.parse().unwrap();
-    let verifier = Verifier::builder().secret("sck_brand_new").secret(&v.secret).mode(mode).build().unwrap();
-    let hook = verifier.verify_at(&headers(&v, &v.signature), v.body.as_bytes(), now).unwrap();
+    let verifier = Verifier::builder()
+        .secret("sck_brand_new")
+        .secret(&v.secret)
+        .mode(mode)
+        .build()
+        .unwrap();
+    let hook = verifier
+        .verify_at(&headers(&v, &v.signature), v.body.as_bytes(), now)
+        .unwrap();
     assert_eq!(hook.secret_index(), 1, "{name}");
-    let old_first = Verifier::builder().secret(&v.secret).secret("sck_brand_new").mode(mode).build().unwrap();
-    let hook = old_first.verify_at(&headers(&v, &v.signature), v.body.as_bytes(), now).unwrap();
+    let old_first = Verifier::builder()
+        .secret(&v.secret)
+        .secret("sck_brand_new")
+        .mode(mode)
+        .build()
+        .unwrap();
+    let hook = old_first
+        .verify_at(&headers(&v, &v.signature), v.body.as_bytes(), now)
+        .unwrap();
     assert_eq!(hook.secret_index(), 0, "{name}");
 }

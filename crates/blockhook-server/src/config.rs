@@ -206,14 +206,20 @@ pub struct KeySettings {
 impl Settings {
     /// The compiled-in defaults alone.
     pub fn defaults() -> Result<Self, Error> {
-        Self::figment(None).extract().map_err(|e| Error::Config(e.to_string()))
+        Self::figment(None)
+            .extract()
+            .map_err(|e| Error::Config(e.to_string()))
     }
 
     /// Defaults → file → environment → `overrides` (a serialisable value holding only the
     /// keys the user set on the command line, nested like the file).
     pub fn load(file: Option<&Path>, overrides: impl Serialize) -> Result<Self, Error> {
         let mut fig = Self::figment(file);
-        fig = fig.merge(Env::prefixed("BLOCKHOOK_").split("__").ignore(&["config", "secret"]));
+        fig = fig.merge(
+            Env::prefixed("BLOCKHOOK_")
+                .split("__")
+                .ignore(&["config", "secret"]),
+        );
         fig = fig.merge(Serialized::defaults(overrides));
         let settings: Settings = fig.extract().map_err(|e| Error::Config(e.to_string()))?;
         settings.validate()?;
@@ -254,7 +260,10 @@ impl Settings {
     /// The store URL, defaulting to the SQLite file in the data directory.
     pub fn store_url(&self) -> String {
         if self.store.url.is_empty() {
-            format!("sqlite://{}", self.store.data_dir.join("blockhook.db").display())
+            format!(
+                "sqlite://{}",
+                self.store.data_dir.join("blockhook.db").display()
+            )
         } else {
             self.store.url.clone()
         }
@@ -285,7 +294,10 @@ mod duration_list {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
-        let texts: Vec<String> = v.iter().map(|d| humantime::format_duration(*d).to_string()).collect();
+        let texts: Vec<String> = v
+            .iter()
+            .map(|d| humantime::format_duration(*d).to_string())
+            .collect();
         texts.serialize(s)
     }
 

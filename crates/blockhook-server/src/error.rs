@@ -58,6 +58,9 @@ pub enum ApiError {
     /// Too large.
     #[error("request body larger than the configured limit (server.max_body_bytes)")]
     PayloadTooLarge,
+    /// The request's headers are too large.
+    #[error("request headers larger than 16 KiB")]
+    HeadersTooLarge,
     /// Not found, or not yours.
     #[error("{0} not found")]
     NotFound(String),
@@ -101,6 +104,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Payload too large",
+            ),
+            Self::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers-too-large",
+                "Request headers too large",
             ),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),

@@ -54,11 +54,18 @@ impl Ingestor {
             .send(Job { events, reply })
             .await
             .map_err(|_| Error::Unavailable("ingest is shutting down".to_owned()))?;
-        answer.await.map_err(|_| Error::Internal("ingest task stopped".to_owned()))?
+        answer
+            .await
+            .map_err(|_| Error::Internal("ingest task stopped".to_owned()))?
     }
 }
 
-async fn run(store: StoreRef, mut rx: mpsc::Receiver<Job>, wake: Arc<Notify>, metrics: Arc<Metrics>) {
+async fn run(
+    store: StoreRef,
+    mut rx: mpsc::Receiver<Job>,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         let mut total = jobs[0].events.len();
@@ -113,7 +120,9 @@ async fn commit(store: &StoreRef, jobs: Vec<Job>, metrics: &Metrics) {
 fn count(result: &Result<Vec<Ingested>, Error>, metrics: &Metrics) {
     if let Ok(done) = result {
         let fresh = done.iter().filter(|i| !i.duplicate).count();
-        metrics.events_ingested.inc_by(u64::try_from(fresh).unwrap_or(0));
+        metrics
+            .events_ingested
+            .inc_by(u64::try_from(fresh).unwrap_or(0));
     }
 }
 

@@ -33,8 +33,11 @@ pub struct EndpointSecret(String);
 impl EndpointSecret {
     /// The BlockATM format: `sck_` and 41 base62 characters from the OS CSPRNG.
     pub fn generate() -> Self {
-        let tail: String =
-            rand::rngs::OsRng.sample_iter(&Alphanumeric).take(41).map(char::from).collect();
+        let tail: String = rand::rngs::OsRng
+            .sample_iter(&Alphanumeric)
+            .take(41)
+            .map(char::from)
+            .collect();
         Self(format!("sck_{tail}"))
     }
 
@@ -93,8 +96,10 @@ impl MasterKey {
         }
         let path = data_dir.join("master.key");
         if path.exists() {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|source| Error::Io { what: format!("reading {}", path.display()), source })?;
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+                what: format!("reading {}", path.display()),
+                source,
+            })?;
             return Ok((Self::from_base64(&text)?, false));
         }
         let mut key = [0u8; 32];
@@ -104,14 +109,21 @@ impl MasterKey {
     }
 
     /// Encrypts a secret for `endpoint`.
-    pub fn seal(&self, endpoint: &EndpointId, secret: &EndpointSecret) -> Result<SealedSecret, Error> {
+    pub fn seal(
+        &self,
+        endpoint: &EndpointId,
+        secret: &EndpointSecret,
+    ) -> Result<SealedSecret, Error> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill(&mut nonce);
         let ct = self
             .0
             .encrypt(
                 XNonce::from_slice(&nonce),
-                Payload { msg: secret.0.as_bytes(), aad: endpoint.as_str().as_bytes() },
+                Payload {
+                    msg: secret.0.as_bytes(),
+                    aad: endpoint.as_str().as_bytes(),
+                },
             )
             .map_err(|_| Error::Keys("sealing failed".to_owned()))?;
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
@@ -121,7 +133,11 @@ impl MasterKey {
     }
 
     /// Decrypts the secret of `endpoint`.
-    pub fn open(&self, endpoint: &EndpointId, sealed: &SealedSecret) -> Result<EndpointSecret, Error> {
+    pub fn open(
+        &self,
+        endpoint: &EndpointId,
+        sealed: &SealedSecret,
+    ) -> Result<EndpointSecret, Error> {
         let bytes = &sealed.0;
         if bytes.len() <= NONCE_LEN {
             return Err(Error::Keys("sealed secret too short".to_owned()));
@@ -129,7 +145,13 @@ impl MasterKey {
         let (nonce, ct) = bytes.split_at(NONCE_LEN);
         let clear = self
             .0
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: endpoint.as_str().as_bytes() })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: endpoint.as_str().as_bytes(),
+                },
+            )
             .map_err(|_| Error::Keys("secret does not open with this master key".to_owned()))?;
         String::from_utf8(clear)
             .map(EndpointSecret)
@@ -141,7 +163,10 @@ impl MasterKey {
 pub fn write_private_file(path: &Path, contents: &str) -> Result<(), Error> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let io = |source| Error::Io { what: format!("writing {}", path.display()), source };
+    let io = |source| Error::Io {
+        what: format!("writing {}", path.display()),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
@@ -175,11 +200,18 @@ impl fmt::Debug for IssuedKey {
 impl IssuedKey {
     /// `bhk_` and 43 base62 characters (~256 bits).
     pub fn generate() -> Self {
-        let tail: String =
-            rand::rngs::OsRng.sample_iter(&Alphanumeric).take(43).map(char::from).collect();
+        let tail: String = rand::rngs::OsRng
+            .sample_iter(&Alphanumeric)
+            .take(43)
+            .map(char::from)
+            .collect();
         let token = format!("bhk_{tail}");
         let prefix = token.chars().take(10).collect();
-        Self { hash: hash_api_key(&token), token, prefix }
+        Self {
+            hash: hash_api_key(&token),
+            token,
+            prefix,
+        }
     }
 }
 
@@ -201,21 +233,31 @@ impl fmt::Debug for AdminToken {
 impl AdminToken {
     /// The configured token, or the one in `<data_dir>/admin-token`, generated on first start.
     /// Returns the path when it lives in a file.
-    pub fn load_or_generate(configured: &str, data_dir: &Path) -> Result<(Self, Option<std::path::PathBuf>), Error> {
+    pub fn load_or_generate(
+        configured: &str,
+        data_dir: &Path,
+    ) -> Result<(Self, Option<std::path::PathBuf>), Error> {
         if !configured.is_empty() {
             if configured.len() < 16 {
-                return Err(Error::Config("server.admin_token must be at least 16 characters".into()));
+                return Err(Error::Config(
+                    "server.admin_token must be at least 16 characters".into(),
+                ));
             }
             return Ok((Self(configured.to_owned()), None));
         }
         let path = data_dir.join("admin-token");
         if path.exists() {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|source| Error::Io { what: format!("reading {}", path.display()), source })?;
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+                what: format!("reading {}", path.display()),
+                source,
+            })?;
             return Ok((Self(text.trim().to_owned()), Some(path)));
         }
-        let tail: String =
-            rand::rngs::OsRng.sample_iter(&Alphanumeric).take(43).map(char::from).collect();
+        let tail: String = rand::rngs::OsRng
+            .sample_iter(&Alphanumeric)
+            .take(43)
+            .map(char::from)
+            .collect();
         let token = format!("bha_{tail}");
         write_private_file(&path, &token)?;
         Ok((Self(token), Some(path)))
@@ -251,11 +293,17 @@ mod tests {
         let ep = EndpointId::generate();
         let secret = EndpointSecret::generate();
         let sealed = key.seal(&ep, &secret).unwrap();
-        assert!(!sealed.0.windows(4).any(|w| w == b"sck_"), "ciphertext hides the secret");
+        assert!(
+            !sealed.0.windows(4).any(|w| w == b"sck_"),
+            "ciphertext hides the secret"
+        );
         assert_eq!(again.open(&ep, &sealed).unwrap(), secret);
         assert!(key.open(&EndpointId::generate(), &sealed).is_err());
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(dir.path().join("master.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("master.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 

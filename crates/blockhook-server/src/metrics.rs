@@ -21,7 +21,9 @@ pub struct Kind {
 
 impl Kind {
     fn of(kind: &str) -> Self {
-        Self { kind: kind.to_owned() }
+        Self {
+            kind: kind.to_owned(),
+        }
     }
 }
 
@@ -77,18 +79,38 @@ impl Metrics {
             in_flight_requests: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("events_ingested", "Events accepted by ingest", m.events_ingested.clone());
-        registry.register("deliveries", "Delivery decisions by kind", m.deliveries.clone());
+        registry.register(
+            "events_ingested",
+            "Events accepted by ingest",
+            m.events_ingested.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Delivery decisions by kind",
+            m.deliveries.clone(),
+        );
         registry.register("attempts", "Attempts by result", m.attempts.clone());
-        registry.register("attempt_duration_seconds", "Attempt latency", m.attempt_seconds.clone());
+        registry.register(
+            "attempt_duration_seconds",
+            "Attempt latency",
+            m.attempt_seconds.clone(),
+        );
         registry.register(
             "delivery_lag_seconds",
             "Ingest to acknowledgement, first-attempt successes",
             m.delivery_lag_seconds.clone(),
         );
         registry.register("queue_due", "Deliveries due now", m.queue_due.clone());
-        registry.register("queue_scheduled", "Deliveries scheduled later", m.queue_scheduled.clone());
-        registry.register("queue_in_flight", "Deliveries leased by workers", m.queue_in_flight.clone());
+        registry.register(
+            "queue_scheduled",
+            "Deliveries scheduled later",
+            m.queue_scheduled.clone(),
+        );
+        registry.register(
+            "queue_in_flight",
+            "Deliveries leased by workers",
+            m.queue_in_flight.clone(),
+        );
         registry.register(
             "oldest_due_age_milliseconds",
             "Age of the oldest due delivery",
@@ -129,9 +151,15 @@ impl Metrics {
                 _ => many += 1,
             }
         }
-        self.failing_endpoints.get_or_create(&Kind::of("1")).set(one);
-        self.failing_endpoints.get_or_create(&Kind::of("2-5")).set(few);
-        self.failing_endpoints.get_or_create(&Kind::of("6+")).set(many);
+        self.failing_endpoints
+            .get_or_create(&Kind::of("1"))
+            .set(one);
+        self.failing_endpoints
+            .get_or_create(&Kind::of("2-5"))
+            .set(few);
+        self.failing_endpoints
+            .get_or_create(&Kind::of("6+"))
+            .set(many);
     }
 
     /// Updates the queue gauges.
@@ -140,7 +168,8 @@ impl Metrics {
         self.queue_due.set(clamp(q.due));
         self.queue_scheduled.set(clamp(q.scheduled));
         self.queue_in_flight.set(clamp(q.in_flight));
-        self.oldest_due_age_ms.set(q.oldest_due_at.map_or(0, |t| (now_ms - t.ms()).max(0)));
+        self.oldest_due_age_ms
+            .set(q.oldest_due_at.map_or(0, |t| (now_ms - t.ms()).max(0)));
     }
 
     /// The text exposition.

@@ -17,7 +17,9 @@ pub struct RateLimiter<K> {
 
 impl<K: Hash + Eq + Clone> Default for RateLimiter<K> {
     fn default() -> Self {
-        Self { tat: Mutex::new(HashMap::new()) }
+        Self {
+            tat: Mutex::new(HashMap::new()),
+        }
     }
 }
 

@@ -11,7 +11,12 @@ use blockhook_core::{Clock, StoreRef};
 use crate::config::RetentionSettings;
 
 /// Runs one pass every `interval` until `stop`.
-pub async fn run(store: StoreRef, clock: Arc<dyn Clock>, cfg: RetentionSettings, stop: CancellationToken) {
+pub async fn run(
+    store: StoreRef,
+    clock: Arc<dyn Clock>,
+    cfg: RetentionSettings,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(cfg.interval) => {}

@@ -34,10 +34,15 @@ impl Application {
     }
 
     /// Same, with a given clock (tests).
-    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
         let data_dir = settings.store.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|source| Error::Io { what: format!("creating {}", data_dir.display()), source })?;
+        std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
+            what: format!("creating {}", data_dir.display()),
+            source,
+        })?;
         let url = settings.store_url();
         let store = blockhook_store::open(
             &url,
@@ -55,7 +60,8 @@ impl Application {
                 "no keys.master_key configured: generated one; back it up, secrets cannot be read without it"
             );
         }
-        let (admin, admin_path) = AdminToken::load_or_generate(&settings.server.admin_token, &data_dir)?;
+        let (admin, admin_path) =
+            AdminToken::load_or_generate(&settings.server.admin_token, &data_dir)?;
         if let Some(path) = admin_path {
             tracing::info!(path = %path.display(), "operator token is in this file");
         }
@@ -63,7 +69,10 @@ impl Application {
             None
         } else {
             let path = &settings.delivery.extra_ca_file;
-            Some(std::fs::read(path).map_err(|source| Error::Io { what: format!("reading {path}"), source })?)
+            Some(std::fs::read(path).map_err(|source| Error::Io {
+                what: format!("reading {path}"),
+                source,
+            })?)
         };
         let egress = blockhook_egress::Client::new(blockhook_egress::EgressConfig {
             connect_timeout: settings.delivery.connect_timeout,
@@ -74,10 +83,12 @@ impl Application {
             max_response_bytes: settings.delivery.max_response_bytes,
             ..blockhook_egress::EgressConfig::default()
         })?;
-        let listener = TcpListener::bind(settings.server.listen).await.map_err(|source| Error::Io {
-            what: format!("binding {}", settings.server.listen),
-            source,
-        })?;
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .map_err(|source| Error::Io {
+                what: format!("binding {}", settings.server.listen),
+                source,
+            })?;
         let wake = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::new());
         let ingest = Ingestor::start(store.clone(), wake.clone(), metrics.clone());
@@ -98,9 +109,10 @@ impl Application {
 
     /// The address actually bound.
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
-        self.listener
-            .local_addr()
-            .map_err(|source| Error::Io { what: "reading the bound address".into(), source })
+        self.listener.local_addr().map_err(|source| Error::Io {
+            what: "reading the bound address".into(),
+            source,
+        })
     }
 
     /// The shared state (tests use it to reach the store directly).
@@ -136,10 +148,16 @@ impl Application {
             tokio::spawn(dispatch::run(cx, stop.child_token()))
         });
         let retention = (settings.retention.max_age > Duration::ZERO).then(|| {
-            tokio::spawn(retention::run(state.store.clone(), state.clock.clone(), settings.retention.clone(), stop.child_token()))
+            tokio::spawn(retention::run(
+                state.store.clone(),
+                state.clock.clone(),
+                settings.retention.clone(),
+                stop.child_token(),
+            ))
         });
         let app = api::router(state);
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let server =
+            axum::serve(self.listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
         let served = server.await;
         if let Some(w) = worker {
             let _ = w.await;
@@ -147,7 +165,10 @@ impl Application {
         if let Some(r) = retention {
             let _ = r.await;
         }
-        served.map_err(|source| Error::Io { what: "serving HTTP".into(), source })
+        served.map_err(|source| Error::Io {
+            what: "serving HTTP".into(),
+            source,
+        })
     }
 }
 

@@ -13,7 +13,9 @@ pub fn init(log: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // Ignoring the error is deliberate: a second init (tests, embedding) keeps the first one.
     let _ = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -29,23 +29,45 @@ fn bench(c: &mut Criterion) {
         });
         let signature = sign(SECRET, mode, PAYMENT, T).unwrap().to_string();
         let time = T.to_string();
-        let opts = VerifyOptions { mode: mode.into(), ..VerifyOptions::default() };
+        let opts = VerifyOptions {
+            mode: mode.into(),
+            ..VerifyOptions::default()
+        };
         group.bench_function(format!("verify/{mode}"), |b| {
             b.iter(|| {
-                verify_parts(&time, black_box(&signature), black_box(PAYMENT), &[SECRET], &opts, T + 1_000)
-                    .unwrap()
+                verify_parts(
+                    &time,
+                    black_box(&signature),
+                    black_box(PAYMENT),
+                    &[SECRET],
+                    &opts,
+                    T + 1_000,
+                )
+                .unwrap()
             })
         });
     }
     let signature = sign(SECRET, Mode::Raw, PAYMENT, T).unwrap().to_string();
-    let either = VerifyOptions { mode: VerifyMode::Either, ..VerifyOptions::default() };
+    let either = VerifyOptions {
+        mode: VerifyMode::Either,
+        ..VerifyOptions::default()
+    };
     group.bench_function("verify/either-matching-raw", |b| {
         b.iter(|| {
-            verify_parts("1743060268000", black_box(&signature), black_box(PAYMENT), &[SECRET], &either, T)
-                .unwrap()
+            verify_parts(
+                "1743060268000",
+                black_box(&signature),
+                black_box(PAYMENT),
+                &[SECRET],
+                &either,
+                T,
+            )
+            .unwrap()
         })
     });
-    group.bench_function("canonical", |b| b.iter(|| canonical(black_box(PAYMENT)).unwrap()));
+    group.bench_function("canonical", |b| {
+        b.iter(|| canonical(black_box(PAYMENT)).unwrap())
+    });
     group.finish();
 }
 

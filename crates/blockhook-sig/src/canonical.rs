@@ -33,7 +33,12 @@ pub fn canonical(body: &[u8]) -> Result<Vec<u8>, Error> {
 pub(crate) fn canonical_into(body: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
     let doc = json::parse(body)?;
     out.reserve(body.len());
-    let mut writer = Writer { doc: &doc, out, members: Vec::with_capacity(16), first: true };
+    let mut writer = Writer {
+        doc: &doc,
+        out,
+        members: Vec::with_capacity(16),
+        first: true,
+    };
     writer.object(0)
 }
 
@@ -75,8 +80,12 @@ impl Writer<'_, '_> {
         json::sorted_members(self.doc, index, &mut self.members)?;
         let end = self.members.len();
         for i in base..end {
-            let Some(child) = self.members.get(i).map(|m| m.node) else { break };
-            let Some(&node) = self.doc.nodes.get(child) else { break };
+            let Some(child) = self.members.get(i).map(|m| m.node) else {
+                break;
+            };
+            let Some(&node) = self.doc.nodes.get(child) else {
+                break;
+            };
             match node.kind {
                 Kind::Null => {}
                 Kind::Object => self.object(child)?,
@@ -99,7 +108,9 @@ impl Writer<'_, '_> {
     fn array(&mut self, index: usize) -> Result<(), Error> {
         let doc = self.doc;
         for child in doc.children(index) {
-            let Some(&node) = doc.nodes.get(child) else { break };
+            let Some(&node) = doc.nodes.get(child) else {
+                break;
+            };
             match node.kind {
                 Kind::Null => {}
                 Kind::Object => self.object(child)?,
@@ -171,7 +182,10 @@ mod tests {
 
     #[test]
     fn array_scalars_are_bare_values_and_nulls_skipped() {
-        assert_eq!(c(r#"{"a":[1,"two",true,false,null,-0.5]}"#), "1&two&true&false&-0.5");
+        assert_eq!(
+            c(r#"{"a":[1,"two",true,false,null,-0.5]}"#),
+            "1&two&true&false&-0.5"
+        );
         assert_eq!(c(r#"{"k":"v","a":[1,[2,[3]],{"b":4}]}"#), "1&2&3&b=4&k=v");
         // An empty string element is an empty piece: pieces are joined with `&` all the same.
         assert_eq!(c(r#"{"a":["","x"]}"#), "&x");
@@ -186,7 +200,10 @@ mod tests {
     fn unicode_keys_sort_by_utf8_bytes() {
         // 'é' (C3 A9) > 'z' (7A); '😀' (F0 ..) > 'é'; 'Z' < 'a'. UTF-16 order would differ for
         // '😀' (D83D) vs 'ﬀ' (FB00), UTF-8 byte order puts 'ﬀ' (EF AC 80) first.
-        assert_eq!(c(r#"{"😀":1,"é":2,"z":3,"Z":4,"ﬀ":5}"#), "Z=4&z=3&é=2&ﬀ=5&😀=1");
+        assert_eq!(
+            c(r#"{"😀":1,"é":2,"z":3,"Z":4,"ﬀ":5}"#),
+            "Z=4&z=3&é=2&ﬀ=5&😀=1"
+        );
     }
 
     #[test]
@@ -204,7 +221,9 @@ mod tests {
     #[test]
     fn numbers_are_literal_text() {
         assert_eq!(
-            c(r#"{"a":2000.00,"b":1E-7,"c":-0,"d":123456789012345678901234567890,"e":1.5e+300,"f":1.00000000}"#),
+            c(
+                r#"{"a":2000.00,"b":1E-7,"c":-0,"d":123456789012345678901234567890,"e":1.5e+300,"f":1.00000000}"#
+            ),
             "a=2000.00&b=1E-7&c=-0&d=123456789012345678901234567890&e=1.5e+300&f=1.00000000"
         );
         // A quoted number is a string, also verbatim.
@@ -219,13 +238,19 @@ mod tests {
 
     #[test]
     fn whitespace_and_key_order_do_not_matter() {
-        assert_eq!(c("{\n  \"b\" : 2 ,\r\n\t\"a\":[ 1 , { \"c\" : null } ]\n}"), c(r#"{"a":[1,{"c":null}],"b":2}"#));
+        assert_eq!(
+            c("{\n  \"b\" : 2 ,\r\n\t\"a\":[ 1 , { \"c\" : null } ]\n}"),
+            c(r#"{"a":[1,{"c":null}],"b":2}"#)
+        );
     }
 
     #[test]
     fn errors_propagate() {
         assert_eq!(canonical(b"[]"), Err(Error::NotAnObject));
-        assert_eq!(canonical(br#"{"a":1,"a":2}"#), Err(Error::DuplicateKey("a".into())));
+        assert_eq!(
+            canonical(br#"{"a":1,"a":2}"#),
+            Err(Error::DuplicateKey("a".into()))
+        );
         assert!(matches!(canonical(b"{"), Err(Error::InvalidJson { .. })));
         let deep = format!("{{\"a\":{}", "[".repeat(10_000));
         assert_eq!(canonical(deep.as_bytes()), Err(Error::TooDeep));

@@ -52,7 +52,9 @@ pub enum Error {
     MalformedSignature,
 
     /// The signature is well formed but matches none of the secrets (in none of the modes tried).
-    #[error("signature does not match: the body, the time or the secret differs from what was signed")]
+    #[error(
+        "signature does not match: the body, the time or the secret differs from what was signed"
+    )]
     Mismatch,
 
     /// The body is not a JSON object: it is empty, another JSON value (such as an array), or

@@ -107,7 +107,10 @@ mod tests {
 
     #[test]
     fn lookup_ignores_ascii_case_in_every_source() {
-        let borrowed = [("blockatm-request-time", "1"), ("BLOCKATM-SIGNATURE-V2", "ab")];
+        let borrowed = [
+            ("blockatm-request-time", "1"),
+            ("BLOCKATM-SIGNATURE-V2", "ab"),
+        ];
         let owned: Vec<(String, String)> = borrowed
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

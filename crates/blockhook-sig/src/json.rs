@@ -12,7 +12,7 @@
 //! - it is iterative (an explicit stack, bounded by [`MAX_DEPTH`]), so hostile nesting returns
 //!   [`Error::TooDeep`] instead of overflowing the call stack.
 //!
-//! Duplicate keys are detected when an object's members are sorted ([`sorted_members`]), which
+//! Duplicate keys are detected when an object's members are sorted (`sorted_members`), which
 //! canonicalisation does anyway; [`validate_object`] runs the same check over every object.
 
 use std::borrow::Cow;
@@ -67,7 +67,11 @@ pub(crate) struct Span {
     pub(crate) escaped: bool,
 }
 
-const NO_KEY: Span = Span { start: 0, end: 0, escaped: false };
+const NO_KEY: Span = Span {
+    start: 0,
+    end: 0,
+    escaped: false,
+};
 
 /// One JSON value, in pre-order.
 #[derive(Debug, Clone, Copy)]
@@ -97,7 +101,11 @@ impl<'a> Doc<'a> {
     /// Indices of the children of container `index`, in document order.
     pub(crate) fn children(&self, index: usize) -> Children<'_, 'a> {
         let end = self.nodes.get(index).map_or(index, |n| n.next);
-        Children { doc: self, at: index + 1, end }
+        Children {
+            doc: self,
+            at: index + 1,
+            end,
+        }
     }
 }
 
@@ -117,7 +125,11 @@ impl Iterator for Children<'_, '_> {
         }
         let here = self.at;
         // `next` is always greater than the node's own index; guard anyway so a bug cannot loop.
-        self.at = self.doc.nodes.get(here).map_or(self.end, |n| n.next.max(here + 1));
+        self.at = self
+            .doc
+            .nodes
+            .get(here)
+            .map_or(self.end, |n| n.next.max(here + 1));
         Some(here)
     }
 }
@@ -151,7 +163,9 @@ pub(crate) fn sorted_members<'a>(
 ) -> Result<(), Error> {
     let base = out.len();
     for child in doc.children(index) {
-        let Some(node) = doc.nodes.get(child) else { break };
+        let Some(node) = doc.nodes.get(child) else {
+            break;
+        };
         let raw = doc.bytes(node.key);
         let key = if node.key.escaped {
             let mut decoded = Vec::with_capacity(raw.len());
@@ -160,12 +174,21 @@ pub(crate) fn sorted_members<'a>(
         } else {
             Cow::Borrowed(raw)
         };
-        out.push(Member { prefix: prefix(&key), key, node: child });
+        out.push(Member {
+            prefix: prefix(&key),
+            key,
+            node: child,
+        });
     }
     let members = out.get_mut(base..).unwrap_or_default();
     members.sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| a.key.cmp(&b.key)));
-    if let Some(pair) = members.windows(2).find(|w| w[0].prefix == w[1].prefix && w[0].key == w[1].key) {
-        return Err(Error::DuplicateKey(String::from_utf8_lossy(&pair[0].key).into_owned()));
+    if let Some(pair) = members
+        .windows(2)
+        .find(|w| w[0].prefix == w[1].prefix && w[0].key == w[1].key)
+    {
+        return Err(Error::DuplicateKey(
+            String::from_utf8_lossy(&pair[0].key).into_owned(),
+        ));
     }
     Ok(())
 }
@@ -178,7 +201,10 @@ pub(crate) fn decode_into(raw: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < raw.len() {
         // Copy the run of plain bytes up to the next backslash in one go.
-        let run_end = raw[i..].iter().position(|&b| b == b'\\').map_or(raw.len(), |p| i + p);
+        let run_end = raw[i..]
+            .iter()
+            .position(|&b| b == b'\\')
+            .map_or(raw.len(), |p| i + p);
         out.extend_from_slice(&raw[i..run_end]);
         i = run_end;
         if i >= raw.len() {
@@ -218,7 +244,9 @@ pub(crate) fn decode_into(raw: &[u8], out: &mut Vec<u8>) {
 /// Reads four hex digits at `at`.
 fn hex4(raw: &[u8], at: usize) -> Option<u32> {
     let digits = raw.get(at..at + 4)?;
-    digits.iter().try_fold(0u32, |acc, &d| Some(acc * 16 + char::from(d).to_digit(16)?))
+    digits
+        .iter()
+        .try_fold(0u32, |acc, &d| Some(acc * 16 + char::from(d).to_digit(16)?))
 }
 
 /// Decodes `\uXXXX` (or a surrogate pair `\uD8xx\uDCxx`) starting at the backslash at `at`.
@@ -246,7 +274,10 @@ fn decode_unicode_escape(raw: &[u8], at: usize) -> Option<(char, usize)> {
 /// which are found when members are sorted).
 pub(crate) fn parse(src: &[u8]) -> Result<Doc<'_>, Error> {
     if let Err(e) = std::str::from_utf8(src) {
-        return Err(Error::InvalidJson { offset: e.valid_up_to(), reason: "invalid UTF-8" });
+        return Err(Error::InvalidJson {
+            offset: e.valid_up_to(),
+            reason: "invalid UTF-8",
+        });
     }
     let mut p = Parser { src, pos: 0 };
     p.skip_ws();
@@ -277,10 +308,22 @@ pub(crate) fn parse(src: &[u8]) -> Result<Doc<'_>, Error> {
                     return Err(Error::TooDeep);
                 }
                 p.pos += 1;
-                let (kind, close) =
-                    if open_byte == b'{' { (Kind::Object, b'}') } else { (Kind::Array, b']') };
-                let value = Span { start, end: start, escaped: false };
-                nodes.push(Node { kind, value, key, next: 0 });
+                let (kind, close) = if open_byte == b'{' {
+                    (Kind::Object, b'}')
+                } else {
+                    (Kind::Array, b']')
+                };
+                let value = Span {
+                    start,
+                    end: start,
+                    escaped: false,
+                };
+                nodes.push(Node {
+                    kind,
+                    value,
+                    key,
+                    next: 0,
+                });
                 p.skip_ws();
                 if p.peek() == Some(close) {
                     p.pos += 1;
@@ -290,7 +333,11 @@ pub(crate) fn parse(src: &[u8]) -> Result<Doc<'_>, Error> {
                     // Empty container: it is complete; fall through to "after a value".
                 } else {
                     open.push(index);
-                    key = if kind == Kind::Object { p.key()? } else { NO_KEY };
+                    key = if kind == Kind::Object {
+                        p.key()?
+                    } else {
+                        NO_KEY
+                    };
                     continue 'value;
                 }
                 (None, value)
@@ -304,13 +351,20 @@ pub(crate) fn parse(src: &[u8]) -> Result<Doc<'_>, Error> {
             None => return Err(p.fail("unexpected end of input")),
         };
         if let Some(kind) = kind {
-            nodes.push(Node { kind, value, key, next: index + 1 });
+            nodes.push(Node {
+                kind,
+                value,
+                key,
+                next: index + 1,
+            });
         }
 
         // After a complete value: a separator continues the innermost container, a closing
         // bracket completes it (and possibly its parents).
         loop {
-            let Some(&top) = open.last() else { break 'value };
+            let Some(&top) = open.last() else {
+                break 'value;
+            };
             let is_object = nodes.get(top).is_some_and(|n| n.kind == Kind::Object);
             p.skip_ws();
             match (p.peek(), is_object) {
@@ -365,7 +419,10 @@ fn plain_run(bytes: &[u8]) -> usize {
         run += 8;
     }
     let tail = chunks.remainder();
-    run + tail.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(tail.len())
+    run + tail
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .unwrap_or(tail.len())
 }
 
 /// The cursor over the input.
@@ -380,7 +437,10 @@ impl Parser<'_> {
     }
 
     fn fail(&self, reason: &'static str) -> Error {
-        Error::InvalidJson { offset: self.pos, reason }
+        Error::InvalidJson {
+            offset: self.pos,
+            reason,
+        }
     }
 
     fn skip_ws(&mut self) {
@@ -414,7 +474,11 @@ impl Parser<'_> {
             self.pos += plain_run(self.src.get(self.pos..).unwrap_or_default());
             match self.peek() {
                 Some(b'"') => {
-                    let span = Span { start, end: self.pos, escaped };
+                    let span = Span {
+                        start,
+                        end: self.pos,
+                        escaped,
+                    };
                     self.pos += 1;
                     return Ok(span);
                 }
@@ -500,7 +564,11 @@ impl Parser<'_> {
                 return Err(self.fail("invalid number: expected a digit in the exponent"));
             }
         }
-        Ok(Span { start, end: self.pos, escaped: false })
+        Ok(Span {
+            start,
+            end: self.pos,
+            escaped: false,
+        })
     }
 
     fn literal(&mut self, word: &'static [u8]) -> Result<Span, Error> {
@@ -509,7 +577,11 @@ impl Parser<'_> {
             return Err(self.fail("expected a value"));
         }
         self.pos += word.len();
-        Ok(Span { start, end: self.pos, escaped: false })
+        Ok(Span {
+            start,
+            end: self.pos,
+            escaped: false,
+        })
     }
 }
 
@@ -544,14 +616,23 @@ mod tests {
 
     #[test]
     fn rejects_non_objects() {
-        for body in ["", "   ", "[]", "[{}]", "\"{}\"", "1", "-1", "true", "null", "<html>", "nope", "}"] {
-            assert_eq!(validate_object(body.as_bytes()), Err(Error::NotAnObject), "{body:?}");
+        for body in [
+            "", "   ", "[]", "[{}]", "\"{}\"", "1", "-1", "true", "null", "<html>", "nope", "}",
+        ] {
+            assert_eq!(
+                validate_object(body.as_bytes()),
+                Err(Error::NotAnObject),
+                "{body:?}"
+            );
         }
     }
 
     #[test]
     fn rejects_invalid_json_with_offset_and_reason() {
-        assert_eq!(invalid("\u{feff}{}"), (0, "a byte order mark is not allowed"));
+        assert_eq!(
+            invalid("\u{feff}{}"),
+            (0, "a byte order mark is not allowed")
+        );
         assert_eq!(invalid("{"), (1, "expected a string key"));
         assert_eq!(invalid(r#"{"a""#), (4, "expected ':' after the key"));
         assert_eq!(invalid(r#"{"a":"#), (5, "unexpected end of input"));
@@ -562,31 +643,70 @@ mod tests {
         assert_eq!(invalid(r#"{"a":[1 2]}"#), (8, "expected ',' or ']'"));
         assert_eq!(invalid(r#"{"a":[1}"#), (7, "expected ',' or ']'"));
         assert_eq!(invalid(r#"{a:1}"#), (1, "expected a string key"));
-        assert_eq!(invalid(r#"{"a":01}"#), (6, "leading zeros are not allowed in numbers"));
-        assert_eq!(invalid(r#"{"a":1.}"#), (7, "invalid number: expected a digit after '.'"));
+        assert_eq!(
+            invalid(r#"{"a":01}"#),
+            (6, "leading zeros are not allowed in numbers")
+        );
+        assert_eq!(
+            invalid(r#"{"a":1.}"#),
+            (7, "invalid number: expected a digit after '.'")
+        );
         assert_eq!(invalid(r#"{"a":.5}"#), (5, "expected a value"));
-        assert_eq!(invalid(r#"{"a":1e}"#), (7, "invalid number: expected a digit in the exponent"));
-        assert_eq!(invalid(r#"{"a":-}"#), (6, "invalid number: expected a digit"));
+        assert_eq!(
+            invalid(r#"{"a":1e}"#),
+            (7, "invalid number: expected a digit in the exponent")
+        );
+        assert_eq!(
+            invalid(r#"{"a":-}"#),
+            (6, "invalid number: expected a digit")
+        );
         assert_eq!(invalid(r#"{"a":+1}"#), (5, "expected a value"));
         assert_eq!(invalid(r#"{"a":NaN}"#), (5, "expected a value"));
         assert_eq!(invalid(r#"{"a":tru}"#), (5, "expected a value"));
         assert_eq!(invalid(r#"{"a":"x"#), (7, "unterminated string"));
-        assert_eq!(invalid("{\"a\":\"x\ny\"}"), (7, "control character in a string (must be escaped)"));
+        assert_eq!(
+            invalid("{\"a\":\"x\ny\"}"),
+            (7, "control character in a string (must be escaped)")
+        );
         assert_eq!(invalid(r#"{"a":"\x"}"#), (6, "invalid escape sequence"));
-        assert_eq!(invalid(r#"{"a":"\u12"}"#), (6, "\\u must be followed by four hex digits"));
-        assert_eq!(invalid(r#"{"a":"\ud83d"}"#), (6, "unpaired surrogate in a \\u escape"));
-        assert_eq!(invalid(r#"{"a":"\ude00"}"#), (6, "unpaired surrogate in a \\u escape"));
-        assert_eq!(invalid(r#"{"a":"\ud83d\u0041"}"#), (6, "unpaired surrogate in a \\u escape"));
-        assert_eq!(invalid(r#"{} {}"#), (3, "unexpected data after the JSON object"));
-        assert_eq!(invalid(r#"{}x"#), (2, "unexpected data after the JSON object"));
-        assert_eq!(invalid(r#"{"a":1}}"#), (7, "unexpected data after the JSON object"));
+        assert_eq!(
+            invalid(r#"{"a":"\u12"}"#),
+            (6, "\\u must be followed by four hex digits")
+        );
+        assert_eq!(
+            invalid(r#"{"a":"\ud83d"}"#),
+            (6, "unpaired surrogate in a \\u escape")
+        );
+        assert_eq!(
+            invalid(r#"{"a":"\ude00"}"#),
+            (6, "unpaired surrogate in a \\u escape")
+        );
+        assert_eq!(
+            invalid(r#"{"a":"\ud83d\u0041"}"#),
+            (6, "unpaired surrogate in a \\u escape")
+        );
+        assert_eq!(
+            invalid(r#"{} {}"#),
+            (3, "unexpected data after the JSON object")
+        );
+        assert_eq!(
+            invalid(r#"{}x"#),
+            (2, "unexpected data after the JSON object")
+        );
+        assert_eq!(
+            invalid(r#"{"a":1}}"#),
+            (7, "unexpected data after the JSON object")
+        );
     }
 
     #[test]
     fn rejects_invalid_utf8_with_its_offset() {
         assert_eq!(
             validate_object(b"{\"a\":\"\xff\"}"),
-            Err(Error::InvalidJson { offset: 6, reason: "invalid UTF-8" })
+            Err(Error::InvalidJson {
+                offset: 6,
+                reason: "invalid UTF-8"
+            })
         );
         // Overlong encodings and encoded surrogates are invalid UTF-8 too.
         assert!(validate_object(b"{\"a\":\"\xc0\xaf\"}").is_err());
@@ -595,11 +715,23 @@ mod tests {
 
     #[test]
     fn depth_limit_is_exact() {
-        let ok = format!("{}{}", "{\"a\":".repeat(MAX_DEPTH - 1) + "{", "}".repeat(MAX_DEPTH));
+        let ok = format!(
+            "{}{}",
+            "{\"a\":".repeat(MAX_DEPTH - 1) + "{",
+            "}".repeat(MAX_DEPTH)
+        );
         assert_eq!(validate_object(ok.as_bytes()), Ok(()));
-        let arrays = format!("{{\"a\":{}{}}}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        let arrays = format!(
+            "{{\"a\":{}{}}}",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
         assert_eq!(validate_object(arrays.as_bytes()), Ok(()));
-        let deep = format!("{{\"a\":{}{}}}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        let deep = format!(
+            "{{\"a\":{}{}}}",
+            "[".repeat(MAX_DEPTH),
+            "]".repeat(MAX_DEPTH)
+        );
         assert_eq!(validate_object(deep.as_bytes()), Err(Error::TooDeep));
     }
 
@@ -613,7 +745,10 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_found_after_decoding_and_at_any_depth() {
-        assert_eq!(validate_object(br#"{"a":1,"a":null}"#), Err(Error::DuplicateKey("a".into())));
+        assert_eq!(
+            validate_object(br#"{"a":1,"a":null}"#),
+            Err(Error::DuplicateKey("a".into()))
+        );
         assert_eq!(
             validate_object(br#"{"ab":1,"a\u0062":2}"#),
             Err(Error::DuplicateKey("ab".into()))
@@ -623,7 +758,10 @@ mod tests {
             Err(Error::DuplicateKey("k".into()))
         );
         // The same key in different objects is fine.
-        assert_eq!(validate_object(br#"{"k":1,"o":{"k":2},"a":[{"k":3}]}"#), Ok(()));
+        assert_eq!(
+            validate_object(br#"{"k":1,"o":{"k":2},"a":[{"k":3}]}"#),
+            Ok(())
+        );
     }
 
     #[test]
@@ -641,12 +779,22 @@ mod tests {
 
     #[test]
     fn plain_run_stops_at_the_first_special_byte() {
-        let naive = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).unwrap_or(b.len());
-        let mut cases: Vec<Vec<u8>> = vec![b"".to_vec(), b"abc".to_vec(), "héllo wörld 😀 0123456789".into()];
+        let naive = |b: &[u8]| {
+            b.iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .unwrap_or(b.len())
+        };
+        let mut cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"abc".to_vec(),
+            "héllo wörld 😀 0123456789".into(),
+        ];
         for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
             for at in 0..20 {
                 for len in at + 1..at + 12 {
-                    let mut v: Vec<u8> = (0..len).map(|i| [b'a', 0x7f, 0x80, 0xff, b' ', 0x21, 0x5b, 0x5d][i % 8]).collect();
+                    let mut v: Vec<u8> = (0..len)
+                        .map(|i| [b'a', 0x7f, 0x80, 0xff, b' ', 0x21, 0x5b, 0x5d][i % 8])
+                        .collect();
                     v[at] = special;
                     cases.push(v.clone());
                     v.push(special);
@@ -661,8 +809,20 @@ mod tests {
 
     #[test]
     fn prefix_order_is_byte_order() {
-        let keys: [&[u8]; 12] = [b"", b"\0", b"a", b"a\0", b"a\0\0\0\0\0\0\0\0", b"ab", b"abcdefgh",
-            b"abcdefgh\0", b"abcdefghi", b"abcdefgi", b"b", b"\xff"];
+        let keys: [&[u8]; 12] = [
+            b"",
+            b"\0",
+            b"a",
+            b"a\0",
+            b"a\0\0\0\0\0\0\0\0",
+            b"ab",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefghi",
+            b"abcdefgi",
+            b"b",
+            b"\xff",
+        ];
         for x in keys {
             for y in keys {
                 let fast = prefix(x).cmp(&prefix(y)).then_with(|| x.cmp(y));
@@ -674,7 +834,10 @@ mod tests {
     #[test]
     fn decoding() {
         let mut out = Vec::new();
-        decode_into(br#"a\"b\\c\/d\b\f\n\r\t\u0041\u00e9\u20ac\ud83d\ude00z"#, &mut out);
+        decode_into(
+            br#"a\"b\\c\/d\b\f\n\r\t\u0041\u00e9\u20ac\ud83d\ude00z"#,
+            &mut out,
+        );
         assert_eq!(out, "a\"b\\c/d\u{8}\u{c}\n\r\tAé€😀z".as_bytes());
         // Malformed input (never produced after validation) is copied, not a panic.
         let mut out = Vec::new();

@@ -25,8 +25,9 @@ use crate::Error;
 pub fn sign(private_key_pkcs8_der_base64: &str, message: &[u8]) -> Result<String, Error> {
     let der = decode_key_text(private_key_pkcs8_der_base64)
         .ok_or(Error::InvalidKey("private key is not base64"))?;
-    let key = SigningKey::from_pkcs8_der(&der)
-        .map_err(|_| Error::InvalidKey("private key is not a PKCS#8 DER encoding of a P-256 key"))?;
+    let key = SigningKey::from_pkcs8_der(&der).map_err(|_| {
+        Error::InvalidKey("private key is not a PKCS#8 DER encoding of a P-256 key")
+    })?;
     let signature: Signature = key.sign(message);
     Ok(STANDARD.encode(signature.to_der().as_bytes()))
 }
@@ -44,9 +45,13 @@ pub fn verify(
     let der = decode_key_text(public_key_spki_der_base64)
         .ok_or(Error::InvalidKey("public key is not base64"))?;
     let key = VerifyingKey::from_public_key_der(&der).map_err(|_| {
-        Error::InvalidKey("public key is not an X.509 SubjectPublicKeyInfo DER encoding of a P-256 key")
+        Error::InvalidKey(
+            "public key is not an X.509 SubjectPublicKeyInfo DER encoding of a P-256 key",
+        )
     })?;
-    let signature_der = STANDARD.decode(signature_base64).map_err(|_| Error::MalformedSignature)?;
+    let signature_der = STANDARD
+        .decode(signature_base64)
+        .map_err(|_| Error::MalformedSignature)?;
     let signature = Signature::from_der(&signature_der).map_err(|_| Error::MalformedSignature)?;
     key.verify(message, &signature).map_err(|_| Error::Mismatch)
 }
@@ -69,14 +74,25 @@ mod tests {
 
     #[test]
     fn invalid_keys_are_named() {
-        assert_eq!(sign("", b"m"), Err(Error::InvalidKey("private key is not base64")));
-        assert_eq!(sign("!!!", b"m"), Err(Error::InvalidKey("private key is not base64")));
+        assert_eq!(
+            sign("", b"m"),
+            Err(Error::InvalidKey("private key is not base64"))
+        );
+        assert_eq!(
+            sign("!!!", b"m"),
+            Err(Error::InvalidKey("private key is not base64"))
+        );
         // A public key is not a private key.
         assert_eq!(
             sign(PUBLIC, b"m"),
-            Err(Error::InvalidKey("private key is not a PKCS#8 DER encoding of a P-256 key"))
+            Err(Error::InvalidKey(
+                "private key is not a PKCS#8 DER encoding of a P-256 key"
+            ))
         );
-        assert_eq!(verify("%%", b"m", "AA=="), Err(Error::InvalidKey("public key is not base64")));
+        assert_eq!(
+            verify("%%", b"m", "AA=="),
+            Err(Error::InvalidKey("public key is not base64"))
+        );
         assert_eq!(
             verify("AAAA", b"m", "AA=="),
             Err(Error::InvalidKey(
@@ -87,7 +103,10 @@ mod tests {
 
     #[test]
     fn malformed_signatures() {
-        assert_eq!(verify(PUBLIC, b"m", "not base64!"), Err(Error::MalformedSignature));
+        assert_eq!(
+            verify(PUBLIC, b"m", "not base64!"),
+            Err(Error::MalformedSignature)
+        );
         assert_eq!(verify(PUBLIC, b"m", "AAAA"), Err(Error::MalformedSignature));
         assert_eq!(verify(PUBLIC, b"m", ""), Err(Error::MalformedSignature));
     }

@@ -63,7 +63,10 @@ impl FromStr for Mode {
         } else if s.eq_ignore_ascii_case("raw") {
             Ok(Self::Raw)
         } else {
-            Err(ParseModeError { input: s.to_owned(), expected: "sorted or raw" })
+            Err(ParseModeError {
+                input: s.to_owned(),
+                expected: "sorted or raw",
+            })
         }
     }
 }
@@ -121,10 +124,12 @@ impl FromStr for VerifyMode {
         if s.eq_ignore_ascii_case("either") {
             return Ok(Self::Either);
         }
-        Mode::from_str(s).map(Self::from).map_err(|_| ParseModeError {
-            input: s.to_owned(),
-            expected: "sorted, raw or either",
-        })
+        Mode::from_str(s)
+            .map(Self::from)
+            .map_err(|_| ParseModeError {
+                input: s.to_owned(),
+                expected: "sorted, raw or either",
+            })
     }
 }
 
@@ -146,7 +151,10 @@ impl VerifyOptions {
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        Self { mode: VerifyMode::Sorted, window_ms: Self::DEFAULT_WINDOW_MS }
+        Self {
+            mode: VerifyMode::Sorted,
+            window_ms: Self::DEFAULT_WINDOW_MS,
+        }
     }
 }
 
@@ -257,7 +265,9 @@ impl Signer {
     ///
     /// Errors: [`Error::EmptySecret`].
     pub fn new(secret: &[u8]) -> Result<Self, Error> {
-        Ok(Self { keyed: keyed(secret)? })
+        Ok(Self {
+            keyed: keyed(secret)?,
+        })
     }
 
     /// Signs `body` at `time_ms`, exactly like [`sign`].
@@ -269,7 +279,12 @@ impl Signer {
             Mode::Sorted => {
                 let mut canon = Vec::with_capacity(body.len());
                 canonical_into(body, &mut canon)?;
-                Ok(finish(self.keyed.clone(), &canon, sorted_separator(&canon), time))
+                Ok(finish(
+                    self.keyed.clone(),
+                    &canon,
+                    sorted_separator(&canon),
+                    time,
+                ))
             }
         }
     }
@@ -340,9 +355,12 @@ pub fn verify(
     now_ms: u64,
 ) -> Result<Verified, Error> {
     check_secrets(secrets)?;
-    let time = h.header(headers::REQUEST_TIME).ok_or(Error::MissingHeader(headers::REQUEST_TIME))?;
-    let signature =
-        h.header(headers::SIGNATURE_V2).ok_or(Error::MissingHeader(headers::SIGNATURE_V2))?;
+    let time = h
+        .header(headers::REQUEST_TIME)
+        .ok_or(Error::MissingHeader(headers::REQUEST_TIME))?;
+    let signature = h
+        .header(headers::SIGNATURE_V2)
+        .ok_or(Error::MissingHeader(headers::SIGNATURE_V2))?;
     verify_parts(time, signature, body, secrets, opts, now_ms)
 }
 
@@ -399,7 +417,11 @@ pub fn verify_parts(
         }
     }
     match found {
-        Some((secret_index, mode)) => Ok(Verified { time_ms, mode, secret_index }),
+        Some((secret_index, mode)) => Ok(Verified {
+            time_ms,
+            mode,
+            secret_index,
+        }),
         None => Err(Error::Mismatch),
     }
 }
@@ -408,7 +430,11 @@ const RAW_SEPARATOR: &[u8] = b"&time=";
 
 /// `&time=` after a non-empty canonical form, `time=` after an empty one.
 fn sorted_separator(canon: &[u8]) -> &'static [u8] {
-    if canon.is_empty() { b"time=" } else { RAW_SEPARATOR }
+    if canon.is_empty() {
+        b"time="
+    } else {
+        RAW_SEPARATOR
+    }
 }
 
 fn keyed(secret: &[u8]) -> Result<HmacSha256, Error> {
@@ -485,7 +511,10 @@ mod tests {
     }
 
     fn opts(mode: VerifyMode) -> VerifyOptions {
-        VerifyOptions { mode, ..VerifyOptions::default() }
+        VerifyOptions {
+            mode,
+            ..VerifyOptions::default()
+        }
     }
 
     #[test]
@@ -500,18 +529,36 @@ mod tests {
     fn messages() {
         let body = br#"{"b":"x","a":1,"n":null}"#;
         assert_eq!(message(Mode::Sorted, body, 5).unwrap(), b"a=1&b=x&time=5");
-        assert_eq!(message(Mode::Raw, body, 5).unwrap(), [&body[..], b"&time=5"].concat());
+        assert_eq!(
+            message(Mode::Raw, body, 5).unwrap(),
+            [&body[..], b"&time=5"].concat()
+        );
         assert_eq!(message(Mode::Sorted, b"{}", 5).unwrap(), b"time=5");
-        assert_eq!(message(Mode::Sorted, br#"{"a":null,"b":{}}"#, 5).unwrap(), b"time=5");
+        assert_eq!(
+            message(Mode::Sorted, br#"{"a":null,"b":{}}"#, 5).unwrap(),
+            b"time=5"
+        );
         assert_eq!(message(Mode::Raw, b"", 5).unwrap(), b"&time=5");
-        assert_eq!(message(Mode::Raw, b"\xff not json", 0).unwrap(), b"\xff not json&time=0");
+        assert_eq!(
+            message(Mode::Raw, b"\xff not json", 0).unwrap(),
+            b"\xff not json&time=0"
+        );
         assert_eq!(message(Mode::Sorted, b"nope", 5), Err(Error::NotAnObject));
-        assert_eq!(message(Mode::Sorted, b"{\"a\":}", 5), Err(Error::InvalidJson { offset: 5, reason: "expected a value" }));
+        assert_eq!(
+            message(Mode::Sorted, b"{\"a\":}", 5),
+            Err(Error::InvalidJson {
+                offset: 5,
+                reason: "expected a value"
+            })
+        );
     }
 
     #[test]
     fn sign_is_hmac_of_message() {
-        for (mode, body) in [(Mode::Sorted, &br#"{"k":"v","a":[1,{"b":2}]}"#[..]), (Mode::Raw, b"anything")] {
+        for (mode, body) in [
+            (Mode::Sorted, &br#"{"k":"v","a":[1,{"b":2}]}"#[..]),
+            (Mode::Raw, b"anything"),
+        ] {
             let mut mac = HmacSha256::new_from_slice(SECRET).unwrap();
             mac.update(&message(mode, body, T).unwrap());
             let want = hex::encode(mac.finalize().into_bytes());
@@ -523,8 +570,14 @@ mod tests {
     fn signer_matches_sign_and_is_reusable() {
         let signer = Signer::new(SECRET).unwrap();
         for body in [&br#"{"a":1}"#[..], br#"{"b":2}"#, b"{}"] {
-            assert_eq!(signer.sign(Mode::Sorted, body, T).unwrap().to_string(), sig(Mode::Sorted, body, T));
-            assert_eq!(signer.sign(Mode::Raw, body, T).unwrap().to_string(), sig(Mode::Raw, body, T));
+            assert_eq!(
+                signer.sign(Mode::Sorted, body, T).unwrap().to_string(),
+                sig(Mode::Sorted, body, T)
+            );
+            assert_eq!(
+                signer.sign(Mode::Raw, body, T).unwrap().to_string(),
+                sig(Mode::Raw, body, T)
+            );
         }
         assert_eq!(format!("{signer:?}"), "Signer { .. }");
     }
@@ -536,10 +589,19 @@ mod tests {
         let s = sig(Mode::Raw, b"x", T);
         let t = T.to_string();
         let o = opts(VerifyMode::Raw);
-        assert_eq!(verify_parts(&t, &s, b"x", &[], &o, T), Err(Error::EmptySecret));
-        assert_eq!(verify_parts(&t, &s, b"x", &[SECRET, b""], &o, T), Err(Error::EmptySecret));
+        assert_eq!(
+            verify_parts(&t, &s, b"x", &[], &o, T),
+            Err(Error::EmptySecret)
+        );
+        assert_eq!(
+            verify_parts(&t, &s, b"x", &[SECRET, b""], &o, T),
+            Err(Error::EmptySecret)
+        );
         // Reported before anything about the request.
-        assert_eq!(verify(&[("a", "b")], b"x", &[], &o, T), Err(Error::EmptySecret));
+        assert_eq!(
+            verify(&[("a", "b")], b"x", &[], &o, T),
+            Err(Error::EmptySecret)
+        );
     }
 
     #[test]
@@ -548,18 +610,35 @@ mod tests {
         let text = s.to_string();
         assert_eq!(text, s.to_hex());
         assert_eq!(text.len(), 64);
-        assert!(text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
         assert_eq!(text.parse::<Signature>().unwrap(), s);
         assert_eq!(text.to_uppercase().parse::<Signature>().unwrap(), s);
         assert_eq!(Signature::from(*s.as_bytes()), s);
         assert_eq!(format!("{s:?}"), format!("Signature({text})"));
-        for bad in ["", "abc", &text[..63], &format!("{text}0"), &format!("g{}", &text[1..]), &format!(" {}", &text[1..])] {
-            assert_eq!(bad.parse::<Signature>(), Err(Error::MalformedSignature), "{bad:?}");
+        for bad in [
+            "",
+            "abc",
+            &text[..63],
+            &format!("{text}0"),
+            &format!("g{}", &text[1..]),
+            &format!(" {}", &text[1..]),
+        ] {
+            assert_eq!(
+                bad.parse::<Signature>(),
+                Err(Error::MalformedSignature),
+                "{bad:?}"
+            );
         }
         // 64 bytes but not 64 hex characters.
         let non_ascii = format!("é{}", &text[2..]);
         assert_eq!(non_ascii.len(), 64);
-        assert_eq!(non_ascii.parse::<Signature>(), Err(Error::MalformedSignature));
+        assert_eq!(
+            non_ascii.parse::<Signature>(),
+            Err(Error::MalformedSignature)
+        );
     }
 
     #[test]
@@ -576,15 +655,27 @@ mod tests {
         assert_eq!(Mode::Sorted.to_string(), "sorted");
         assert_eq!(VerifyMode::Either.to_string(), "either");
         let err = "either".parse::<Mode>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown signing mode \"either\": expected sorted or raw");
+        assert_eq!(
+            err.to_string(),
+            "unknown signing mode \"either\": expected sorted or raw"
+        );
         let err = "json".parse::<VerifyMode>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown signing mode \"json\": expected sorted, raw or either");
+        assert_eq!(
+            err.to_string(),
+            "unknown signing mode \"json\": expected sorted, raw or either"
+        );
         assert_eq!(VerifyMode::from(Mode::Raw), VerifyMode::Raw);
     }
 
     #[test]
     fn default_options() {
-        assert_eq!(VerifyOptions::default(), VerifyOptions { mode: VerifyMode::Sorted, window_ms: 300_000 });
+        assert_eq!(
+            VerifyOptions::default(),
+            VerifyOptions {
+                mode: VerifyMode::Sorted,
+                window_ms: 300_000
+            }
+        );
     }
 
     #[test]
@@ -594,21 +685,70 @@ mod tests {
         let sorted = sig(Mode::Sorted, body, T);
         let raw = sig(Mode::Raw, body, T);
         let other: &[u8] = b"sck_other";
-        let ok = verify_parts(&t, &sorted, body, &[other, SECRET], &opts(VerifyMode::Sorted), T).unwrap();
-        assert_eq!(ok, Verified { time_ms: T, mode: Mode::Sorted, secret_index: 1 });
+        let ok = verify_parts(
+            &t,
+            &sorted,
+            body,
+            &[other, SECRET],
+            &opts(VerifyMode::Sorted),
+            T,
+        )
+        .unwrap();
+        assert_eq!(
+            ok,
+            Verified {
+                time_ms: T,
+                mode: Mode::Sorted,
+                secret_index: 1
+            }
+        );
         let ok = verify_parts(&t, &raw, body, &[SECRET], &opts(VerifyMode::Raw), T).unwrap();
-        assert_eq!(ok, Verified { time_ms: T, mode: Mode::Raw, secret_index: 0 });
-        let ok = verify_parts(&t, &raw, body, &[other, SECRET], &opts(VerifyMode::Either), T).unwrap();
+        assert_eq!(
+            ok,
+            Verified {
+                time_ms: T,
+                mode: Mode::Raw,
+                secret_index: 0
+            }
+        );
+        let ok = verify_parts(
+            &t,
+            &raw,
+            body,
+            &[other, SECRET],
+            &opts(VerifyMode::Either),
+            T,
+        )
+        .unwrap();
         assert_eq!((ok.mode, ok.secret_index), (Mode::Raw, 1));
         let ok = verify_parts(&t, &sorted, body, &[SECRET], &opts(VerifyMode::Either), T).unwrap();
         assert_eq!(ok.mode, Mode::Sorted);
         // Uppercase hex is accepted.
-        assert!(verify_parts(&t, &sorted.to_uppercase(), body, &[SECRET], &opts(VerifyMode::Sorted), T).is_ok());
+        assert!(
+            verify_parts(
+                &t,
+                &sorted.to_uppercase(),
+                body,
+                &[SECRET],
+                &opts(VerifyMode::Sorted),
+                T
+            )
+            .is_ok()
+        );
         // The wrong mode does not match.
-        assert_eq!(verify_parts(&t, &raw, body, &[SECRET], &opts(VerifyMode::Sorted), T), Err(Error::Mismatch));
-        assert_eq!(verify_parts(&t, &sorted, body, &[SECRET], &opts(VerifyMode::Raw), T), Err(Error::Mismatch));
+        assert_eq!(
+            verify_parts(&t, &raw, body, &[SECRET], &opts(VerifyMode::Sorted), T),
+            Err(Error::Mismatch)
+        );
+        assert_eq!(
+            verify_parts(&t, &sorted, body, &[SECRET], &opts(VerifyMode::Raw), T),
+            Err(Error::Mismatch)
+        );
         // The wrong secret does not match.
-        assert_eq!(verify_parts(&t, &sorted, body, &[other], &opts(VerifyMode::Either), T), Err(Error::Mismatch));
+        assert_eq!(
+            verify_parts(&t, &sorted, body, &[other], &opts(VerifyMode::Either), T),
+            Err(Error::Mismatch)
+        );
     }
 
     #[test]
@@ -618,19 +758,50 @@ mod tests {
         let raw = sig(Mode::Raw, body, T);
         let ok = verify_parts(&t, &raw, body, &[SECRET], &opts(VerifyMode::Either), T).unwrap();
         assert_eq!(ok.mode, Mode::Raw);
-        assert_eq!(verify_parts(&t, &raw, b"plain text!", &[SECRET], &opts(VerifyMode::Either), T), Err(Error::Mismatch));
-        assert_eq!(verify_parts(&t, &raw, body, &[SECRET], &opts(VerifyMode::Sorted), T), Err(Error::NotAnObject));
+        assert_eq!(
+            verify_parts(
+                &t,
+                &raw,
+                b"plain text!",
+                &[SECRET],
+                &opts(VerifyMode::Either),
+                T
+            ),
+            Err(Error::Mismatch)
+        );
+        assert_eq!(
+            verify_parts(&t, &raw, body, &[SECRET], &opts(VerifyMode::Sorted), T),
+            Err(Error::NotAnObject)
+        );
     }
 
     #[test]
     fn time_must_be_a_plain_integer() {
         let s = sig(Mode::Raw, b"x", T);
         let o = opts(VerifyMode::Raw);
-        for bad in ["", " 1743060268000", "1743060268000 ", "+1743060268000", "-1", "1.5", "1e3", "0x10", "１２", "12345678901234567890"] {
-            assert_eq!(verify_parts(bad, &s, b"x", &[SECRET], &o, T), Err(Error::TimeNotInteger), "{bad:?}");
+        for bad in [
+            "",
+            " 1743060268000",
+            "1743060268000 ",
+            "+1743060268000",
+            "-1",
+            "1.5",
+            "1e3",
+            "0x10",
+            "１２",
+            "12345678901234567890",
+        ] {
+            assert_eq!(
+                verify_parts(bad, &s, b"x", &[SECRET], &o, T),
+                Err(Error::TimeNotInteger),
+                "{bad:?}"
+            );
         }
         // 19 digits is the longest accepted (here far in the future).
-        assert!(matches!(verify_parts("9999999999999999999", &s, b"x", &[SECRET], &o, T), Err(Error::TooNew { .. })));
+        assert!(matches!(
+            verify_parts("9999999999999999999", &s, b"x", &[SECRET], &o, T),
+            Err(Error::TooNew { .. })
+        ));
     }
 
     #[test]
@@ -641,12 +812,18 @@ mod tests {
         let s = hex::encode(mac.finalize().into_bytes());
         let ok = verify_parts("0005", &s, b"x", &[SECRET], &opts(VerifyMode::Raw), 5).unwrap();
         assert_eq!(ok.time_ms, 5);
-        assert_eq!(verify_parts("5", &s, b"x", &[SECRET], &opts(VerifyMode::Raw), 5), Err(Error::Mismatch));
+        assert_eq!(
+            verify_parts("5", &s, b"x", &[SECRET], &opts(VerifyMode::Raw), 5),
+            Err(Error::Mismatch)
+        );
     }
 
     #[test]
     fn window_is_exclusive() {
-        let o = VerifyOptions { mode: VerifyMode::Raw, window_ms: 1000 };
+        let o = VerifyOptions {
+            mode: VerifyMode::Raw,
+            window_ms: 1000,
+        };
         let s = sig(Mode::Raw, b"x", T);
         let t = T.to_string();
         let check = |now| verify_parts(&t, &s, b"x", &[SECRET], &o, now);
@@ -658,8 +835,14 @@ mod tests {
         assert_eq!(check(T + 412_000), Err(Error::TooOld { skew_ms: 412_000 }));
         assert_eq!(check(0), Err(Error::TooNew { skew_ms: T }));
         let zero = VerifyOptions { window_ms: 0, ..o };
-        assert_eq!(verify_parts(&t, &s, b"x", &[SECRET], &zero, T), Err(Error::TooOld { skew_ms: 0 }));
-        let open = VerifyOptions { window_ms: u64::MAX, ..o };
+        assert_eq!(
+            verify_parts(&t, &s, b"x", &[SECRET], &zero, T),
+            Err(Error::TooOld { skew_ms: 0 })
+        );
+        let open = VerifyOptions {
+            window_ms: u64::MAX,
+            ..o
+        };
         assert!(verify_parts(&t, &s, b"x", &[SECRET], &open, u64::MAX - 1).is_ok());
     }
 
@@ -668,17 +851,44 @@ mod tests {
         let o = opts(VerifyMode::Sorted);
         let bad_body = b"[]";
         // Missing headers come first (time before signature).
-        assert_eq!(verify(&[("x", "y")], bad_body, &[SECRET], &o, T), Err(Error::MissingHeader(headers::REQUEST_TIME)));
-        assert_eq!(verify(&[(headers::REQUEST_TIME, "nope")], bad_body, &[SECRET], &o, T), Err(Error::MissingHeader(headers::SIGNATURE_V2)));
+        assert_eq!(
+            verify(&[("x", "y")], bad_body, &[SECRET], &o, T),
+            Err(Error::MissingHeader(headers::REQUEST_TIME))
+        );
+        assert_eq!(
+            verify(
+                &[(headers::REQUEST_TIME, "nope")],
+                bad_body,
+                &[SECRET],
+                &o,
+                T
+            ),
+            Err(Error::MissingHeader(headers::SIGNATURE_V2))
+        );
         // Then the time format, then the window, even with a malformed signature and body.
-        assert_eq!(verify_parts("nope", "zz", bad_body, &[SECRET], &o, T), Err(Error::TimeNotInteger));
-        assert_eq!(verify_parts("1", "zz", bad_body, &[SECRET], &o, T), Err(Error::TooOld { skew_ms: T - 1 }));
+        assert_eq!(
+            verify_parts("nope", "zz", bad_body, &[SECRET], &o, T),
+            Err(Error::TimeNotInteger)
+        );
+        assert_eq!(
+            verify_parts("1", "zz", bad_body, &[SECRET], &o, T),
+            Err(Error::TooOld { skew_ms: T - 1 })
+        );
         // Then the signature format, then the body.
         let t = T.to_string();
-        assert_eq!(verify_parts(&t, "zz", bad_body, &[SECRET], &o, T), Err(Error::MalformedSignature));
+        assert_eq!(
+            verify_parts(&t, "zz", bad_body, &[SECRET], &o, T),
+            Err(Error::MalformedSignature)
+        );
         let good_format = "0".repeat(64);
-        assert_eq!(verify_parts(&t, &good_format, bad_body, &[SECRET], &o, T), Err(Error::NotAnObject));
-        assert_eq!(verify_parts(&t, &good_format, b"{}", &[SECRET], &o, T), Err(Error::Mismatch));
+        assert_eq!(
+            verify_parts(&t, &good_format, bad_body, &[SECRET], &o, T),
+            Err(Error::NotAnObject)
+        );
+        assert_eq!(
+            verify_parts(&t, &good_format, b"{}", &[SECRET], &o, T),
+            Err(Error::Mismatch)
+        );
     }
 
     #[test]
@@ -686,7 +896,10 @@ mod tests {
         let body = br#"{"a":1}"#;
         let s = sig(Mode::Sorted, body, T);
         let t = T.to_string();
-        let h = vec![("blockatm-request-time".to_owned(), t), ("BLOCKATM-SIGNATURE-V2".to_owned(), s)];
+        let h = vec![
+            ("blockatm-request-time".to_owned(), t),
+            ("BLOCKATM-SIGNATURE-V2".to_owned(), s),
+        ];
         let ok = verify(&h, body, &[SECRET], &VerifyOptions::default(), T + 1).unwrap();
         assert_eq!(ok.time_ms, T);
     }
@@ -694,18 +907,54 @@ mod tests {
     #[test]
     fn every_error_displays_precisely() {
         let cases: &[(Error, &str)] = &[
-            (Error::MissingHeader(headers::SIGNATURE_V2), "missing header BlockATM-Signature-V2"),
-            (Error::TimeNotInteger, "BlockATM-Request-Time is not a plain integer of milliseconds (expected digits only, e.g. 1743060268000)"),
-            (Error::TooOld { skew_ms: 412_000 }, "BlockATM-Request-Time is 412000 ms in the past, outside the verification window"),
-            (Error::TooNew { skew_ms: 5 }, "BlockATM-Request-Time is 5 ms in the future, outside the verification window (is one of the clocks wrong?)"),
-            (Error::MalformedSignature, "signature is malformed (BlockATM-Signature-V2 must be 64 hexadecimal characters; V1 must be base64 of a DER ECDSA signature)"),
-            (Error::Mismatch, "signature does not match: the body, the time or the secret differs from what was signed"),
+            (
+                Error::MissingHeader(headers::SIGNATURE_V2),
+                "missing header BlockATM-Signature-V2",
+            ),
+            (
+                Error::TimeNotInteger,
+                "BlockATM-Request-Time is not a plain integer of milliseconds (expected digits only, e.g. 1743060268000)",
+            ),
+            (
+                Error::TooOld { skew_ms: 412_000 },
+                "BlockATM-Request-Time is 412000 ms in the past, outside the verification window",
+            ),
+            (
+                Error::TooNew { skew_ms: 5 },
+                "BlockATM-Request-Time is 5 ms in the future, outside the verification window (is one of the clocks wrong?)",
+            ),
+            (
+                Error::MalformedSignature,
+                "signature is malformed (BlockATM-Signature-V2 must be 64 hexadecimal characters; V1 must be base64 of a DER ECDSA signature)",
+            ),
+            (
+                Error::Mismatch,
+                "signature does not match: the body, the time or the secret differs from what was signed",
+            ),
             (Error::NotAnObject, "body is not a JSON object"),
-            (Error::InvalidJson { offset: 7, reason: "unterminated string" }, "body is not valid JSON: unterminated string at byte 7"),
-            (Error::TooDeep, "body nests objects and arrays deeper than 128 levels"),
-            (Error::DuplicateKey("a\"b".into()), "body has the key \"a\\\"b\" twice in one JSON object"),
-            (Error::EmptySecret, "secret is empty (or no secret was given)"),
-            (Error::InvalidKey("public key is not base64"), "invalid V1 key: public key is not base64"),
+            (
+                Error::InvalidJson {
+                    offset: 7,
+                    reason: "unterminated string",
+                },
+                "body is not valid JSON: unterminated string at byte 7",
+            ),
+            (
+                Error::TooDeep,
+                "body nests objects and arrays deeper than 128 levels",
+            ),
+            (
+                Error::DuplicateKey("a\"b".into()),
+                "body has the key \"a\\\"b\" twice in one JSON object",
+            ),
+            (
+                Error::EmptySecret,
+                "secret is empty (or no secret was given)",
+            ),
+            (
+                Error::InvalidKey("public key is not base64"),
+                "invalid V1 key: public key is not base64",
+            ),
         ];
         for (error, text) in cases {
             assert_eq!(error.to_string(), *text);

@@ -28,8 +28,8 @@ enum J {
 /// (with them, `{"a":"1&b=2"}` and `{"a":"1","b":"2"}` collide by the contract's design).
 const CHARS: &[char] = &[
     'a', 'b', 'c', 'z', 'A', 'Z', '0', '9', '_', '-', ' ', '.', ':', ',', '{', '}', '[', ']', '"',
-    '\\', '/', '\n', '\t', '\r', '\u{8}', '\u{c}', '\u{1}', '\u{1f}', '\u{7f}', 'é', 'ß', '€',
-    'ﬀ', '中', '😀', '𝄞',
+    '\\', '/', '\n', '\t', '\r', '\u{8}', '\u{c}', '\u{1}', '\u{1f}', '\u{7f}', 'é', 'ß', '€', 'ﬀ',
+    '中', '😀', '𝄞',
 ];
 
 fn text(max: usize) -> impl Strategy<Value = String> {
@@ -250,7 +250,9 @@ fn mutate(v: &mut J, n: &mut usize) -> bool {
         J::Obj(map) => {
             let keys: Vec<String> = map.keys().cloned().collect();
             for key in keys {
-                let Some(item) = map.get_mut(&key) else { continue };
+                let Some(item) = map.get_mut(&key) else {
+                    continue;
+                };
                 if matches!(item, J::Bool(_) | J::Num(_) | J::Str(_)) {
                     if *n == 0 {
                         change(item);
@@ -276,7 +278,10 @@ fn mutate(v: &mut J, n: &mut usize) -> bool {
 }
 
 fn opts(mode: VerifyMode) -> VerifyOptions {
-    VerifyOptions { mode, window_ms: 300_000 }
+    VerifyOptions {
+        mode,
+        window_ms: 300_000,
+    }
 }
 
 const T0: u64 = 1_600_000_000_000;
@@ -411,7 +416,11 @@ fn render_compact(v: &J) -> String {
             J::Num(n) => Value::String(format!("\u{0}NUM{n}\u{0}")),
             J::Str(s) => Value::String(s.clone()),
             J::Arr(items) => Value::Array(items.iter().map(to_value).collect()),
-            J::Obj(map) => Value::Object(map.iter().map(|(k, item)| (k.clone(), to_value(item))).collect()),
+            J::Obj(map) => Value::Object(
+                map.iter()
+                    .map(|(k, item)| (k.clone(), to_value(item)))
+                    .collect(),
+            ),
         }
     }
     let text = serde_json::to_string(&to_value(v)).unwrap();
@@ -434,13 +443,23 @@ fn the_model_round_trips_through_a_fixed_example() {
     // Anchor the test machinery itself on a hand-checked case.
     let mut map = BTreeMap::new();
     map.insert("b".to_owned(), J::Str("x\"y".into()));
-    map.insert("a".to_owned(), J::Arr(vec![J::Num("1E-7".into()), J::Null, J::Bool(true)]));
+    map.insert(
+        "a".to_owned(),
+        J::Arr(vec![J::Num("1E-7".into()), J::Null, J::Bool(true)]),
+    );
     map.insert("c".to_owned(), J::Null);
     let v = J::Obj(map);
     assert_eq!(reference(&v), "1E-7&true&b=x\"y");
-    assert_eq!(render_compact(&v), r#"{"a":[1E-7,null,true],"b":"x\"y","c":null}"#);
+    assert_eq!(
+        render_compact(&v),
+        r#"{"a":[1E-7,null,true],"b":"x\"y","c":null}"#
+    );
     for seed in 0..50 {
         let body = render(&v, seed);
-        assert_eq!(canonical(body.as_bytes()).unwrap(), reference(&v).as_bytes(), "{body}");
+        assert_eq!(
+            canonical(body.as_bytes()).unwrap(),
+            reference(&v).as_bytes(),
+            "{body}"
+        );
     }
 }

@@ -30,7 +30,8 @@ struct Vector {
 }
 
 fn field<'a>(v: &'a Value, name: &str, key: &str) -> &'a Value {
-    v.get(key).unwrap_or_else(|| panic!("vector {name}: missing field {key:?}"))
+    v.get(key)
+        .unwrap_or_else(|| panic!("vector {name}: missing field {key:?}"))
 }
 
 fn load(path: &Path) -> Vec<Vector> {
@@ -45,7 +46,10 @@ fn load(path: &Path) -> Vec<Vector> {
     list.iter()
         .enumerate()
         .map(|(i, v)| {
-            let name = v.get("name").and_then(Value::as_str).map_or(format!("#{i}"), str::to_owned);
+            let name = v
+                .get("name")
+                .and_then(Value::as_str)
+                .map_or(format!("#{i}"), str::to_owned);
             let text = |key: &str| -> String {
                 match field(v, &name, key) {
                     Value::String(s) => s.clone(),
@@ -53,7 +57,9 @@ fn load(path: &Path) -> Vec<Vector> {
                     other => panic!("vector {name}: field {key:?} is {other}"),
                 }
             };
-            let mode = text("mode").parse().unwrap_or_else(|e| panic!("vector {name}: {e}"));
+            let mode = text("mode")
+                .parse()
+                .unwrap_or_else(|e| panic!("vector {name}: {e}"));
             Vector {
                 mode,
                 secret: text("secret"),
@@ -86,7 +92,10 @@ fn check(v: &Vector) -> Vec<String> {
     mac.update(v.message.as_bytes());
     let own = hex::encode(mac.finalize().into_bytes());
     if own != v.signature {
-        fail(format!("the vector is inconsistent: its message HMACs to {own}, not {}", v.signature));
+        fail(format!(
+            "the vector is inconsistent: its message HMACs to {own}, not {}",
+            v.signature
+        ));
     }
 
     match message(v.mode, body, t) {
@@ -104,8 +113,15 @@ fn check(v: &Vector) -> Vec<String> {
         Err(e) => fail(format!("sign failed: {e}")),
     }
 
-    let opts = VerifyOptions { mode: v.mode.into(), ..VerifyOptions::default() };
-    let want = Verified { time_ms: t, mode: v.mode, secret_index: 0 };
+    let opts = VerifyOptions {
+        mode: v.mode.into(),
+        ..VerifyOptions::default()
+    };
+    let want = Verified {
+        time_ms: t,
+        mode: v.mode,
+        secret_index: 0,
+    };
     let got = verify_parts(&v.time, &v.signature, body, &[secret], &opts, t);
     if got != Ok(want) {
         fail(format!("verify_parts at the signing time: {got:?}"));
@@ -117,10 +133,18 @@ fn check(v: &Vector) -> Vec<String> {
     ];
     assert_eq!(h.header(headers::REQUEST_TIME), Some(v.time.as_str()));
     let got = verify(&h, body, &[b"sck_wrong", secret], &opts, t + 60_000);
-    if got != Ok(Verified { secret_index: 1, ..want }) {
+    if got
+        != Ok(Verified {
+            secret_index: 1,
+            ..want
+        })
+    {
         fail(format!("verify through headers: {got:?}"));
     }
-    let either = VerifyOptions { mode: VerifyMode::Either, ..opts };
+    let either = VerifyOptions {
+        mode: VerifyMode::Either,
+        ..opts
+    };
     match verify_parts(&v.time, &v.signature, body, &[secret], &either, t) {
         Ok(ok) if ok.mode == v.mode => {}
         other => fail(format!("verify in either mode: {other:?}")),
@@ -186,7 +210,16 @@ fn the_check_can_fail() {
     v.signature = v.signature.replace('a', "b");
     v.message.push('x');
     let failures = check(&v);
-    assert!(failures.iter().any(|f| f.contains("message differs")), "{failures:?}");
-    assert!(failures.iter().any(|f| f.contains("signature differs")), "{failures:?}");
-    assert!(failures.iter().any(|f| f.contains("verify_parts")), "{failures:?}");
+    assert!(
+        failures.iter().any(|f| f.contains("message differs")),
+        "{failures:?}"
+    );
+    assert!(
+        failures.iter().any(|f| f.contains("signature differs")),
+        "{failures:?}"
+    );
+    assert!(
+        failures.iter().any(|f| f.contains("verify_parts")),
+        "{failures:?}"
+    );
 }

@@ -56,7 +56,11 @@ impl Listen {
                 }
             });
         }
-        let mut listen = Self { _child: ChildGuard(child), output, addr: String::new() };
+        let mut listen = Self {
+            _child: ChildGuard(child),
+            output,
+            addr: String::new(),
+        };
         let line = listen.wait_for(|l| l.starts_with("listening on http://"));
         listen.addr = line.trim_start_matches("listening on ").to_owned();
         listen
@@ -69,7 +73,11 @@ impl Listen {
             if let Some(l) = self.output.lock().unwrap().iter().find(|l| pred(l)) {
                 return l.clone();
             }
-            assert!(Instant::now() < deadline, "not printed; output so far:\n{}", self.dump());
+            assert!(
+                Instant::now() < deadline,
+                "not printed; output so far:\n{}",
+                self.dump()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -94,7 +102,12 @@ fn stdout(o: &Output) -> String {
 }
 
 fn describe(o: &Output) -> String {
-    format!("status {:?}\nstdout:\n{}\nstderr:\n{}", o.status, stdout(o), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(o),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// The value of `> Name: value` in `send`'s printed request.
@@ -107,7 +120,13 @@ fn sent_header(o: &Output, name: &str) -> String {
 }
 
 fn now_ms() -> u64 {
-    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -119,22 +138,45 @@ fn a_correctly_signed_webhook_is_verified_and_acknowledged() {
     assert!(stdout(&out).contains("< 200 OK"), "{}", describe(&out));
 
     let verdict = listen.wait_for(|l| l.trim_start().starts_with("signature:"));
-    assert!(verdict.contains(" valid (mode sorted, secret #2 of 2)"), "{verdict}\n{}", listen.dump());
+    assert!(
+        verdict.contains(" valid (mode sorted, secret #2 of 2)"),
+        "{verdict}\n{}",
+        listen.dump()
+    );
     let all = listen.wait_for(|l| l.contains("\"orderNo\": \"OrderNo_202504010023\""));
     assert!(all.contains("OrderNo_202504010023"));
     let text = listen.dump();
     assert!(text.contains("POST /webhooks/blockatm"), "{text}");
-    assert!(text.lines().any(|l| l.trim_start() == "event:     Payment"), "{text}");
+    assert!(
+        text.lines().any(|l| l.trim_start() == "event:     Payment"),
+        "{text}"
+    );
     assert!(text.contains("\"amount\": \"2000.00\""), "{text}");
     assert!(text.contains("s ago (local clock)"), "{text}");
-    assert!(text.contains(&format!("event id:  {}", sent_header(&out, "BlockHook-Event-Id"))), "{text}");
-    assert!(text.lines().any(|l| l.trim_start() == "attempt:   1"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "event id:  {}",
+            sent_header(&out, "BlockHook-Event-Id")
+        )),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.trim_start() == "attempt:   1"),
+        "{text}"
+    );
     assert!(text.contains("answered:  200 OK"), "{text}");
 
     // Each built-in sample verifies too, in raw mode as well.
     for event in ["Payout", "QR-Payment", "QR-Payout", "Refund"] {
-        let out = send(&["--url", &url, "--secret", SECRET, "--event", event, "--mode", "raw"]);
-        assert_eq!(out.status.code(), Some(1), "listen expects sorted; {}", describe(&out));
+        let out = send(&[
+            "--url", &url, "--secret", SECRET, "--event", event, "--mode", "raw",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "listen expects sorted; {}",
+            describe(&out)
+        );
         let out = send(&["--url", &url, "--secret", SECRET, "--event", event]);
         assert_eq!(out.status.code(), Some(0), "{event}: {}", describe(&out));
     }
@@ -143,13 +185,30 @@ fn a_correctly_signed_webhook_is_verified_and_acknowledged() {
 #[test]
 fn a_wrong_secret_is_rejected_with_the_reason() {
     let listen = Listen::start(&["--secret", SECRET]);
-    let out = send(&["--url", &listen.addr, "--secret", "sck_wrong", "--event", "Payout"]);
+    let out = send(&[
+        "--url",
+        &listen.addr,
+        "--secret",
+        "sck_wrong",
+        "--event",
+        "Payout",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(stdout(&out).contains("< 401 Unauthorized"), "{}", describe(&out));
-    assert!(stdout(&out).contains("mismatch: signature does not match"), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("< 401 Unauthorized"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        stdout(&out).contains("mismatch: signature does not match"),
+        "{}",
+        describe(&out)
+    );
     let verdict = listen.wait_for(|l| l.trim_start().starts_with("signature:"));
     assert!(
-        verdict.contains("REJECTED mismatch: signature does not match: the body, the time or the secret differs"),
+        verdict.contains(
+            "REJECTED mismatch: signature does not match: the body, the time or the secret differs"
+        ),
         "{verdict}"
     );
     listen.wait_for(|l| l.contains("answered:  401 Unauthorized"));
@@ -163,7 +222,10 @@ fn a_stale_time_is_rejected_with_the_skew() {
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(stdout(&out).contains("too_old"), "{}", describe(&out));
     let verdict = listen.wait_for(|l| l.trim_start().starts_with("signature:"));
-    assert!(verdict.contains("REJECTED too_old: BlockATM-Request-Time is 1"), "{verdict}");
+    assert!(
+        verdict.contains("REJECTED too_old: BlockATM-Request-Time is 1"),
+        "{verdict}"
+    );
     assert!(verdict.contains("ms in the past"), "{verdict}");
 }
 
@@ -198,20 +260,42 @@ fn forward_relays_the_original_request_and_the_apps_answer() {
     std::fs::write(&file, body).unwrap();
     let url = format!("{}/anything", listen.addr);
     let out = send(&[
-        "--url", &url, "--secret", SECRET, "--mode", "raw", "--event", "Payment",
-        "--header", "X-Custom: kept", file.to_str().unwrap(),
+        "--url",
+        &url,
+        "--secret",
+        SECRET,
+        "--mode",
+        "raw",
+        "--event",
+        "Payment",
+        "--header",
+        "X-Custom: kept",
+        file.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(stdout(&out).contains("app-ack"), "{}", describe(&out));
 
     let (headers, received) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(received.as_ref(), body.as_bytes());
-    for name in ["BlockATM-Signature-V2", "BlockATM-Request-Time", "BlockATM-Event", "BlockHook-Event-Id", "BlockHook-Attempt"] {
-        assert_eq!(headers.get(name).unwrap().to_str().unwrap(), sent_header(&out, name), "{name}");
+    for name in [
+        "BlockATM-Signature-V2",
+        "BlockATM-Request-Time",
+        "BlockATM-Event",
+        "BlockHook-Event-Id",
+        "BlockHook-Attempt",
+    ] {
+        assert_eq!(
+            headers.get(name).unwrap().to_str().unwrap(),
+            sent_header(&out, name),
+            "{name}"
+        );
     }
     assert_eq!(headers.get("x-custom").unwrap(), "kept");
     assert_eq!(headers.get("content-type").unwrap(), "application/json");
-    assert_eq!(headers.get("host").unwrap().to_str().unwrap(), app_addr.to_string());
+    assert_eq!(
+        headers.get("host").unwrap().to_str().unwrap(),
+        app_addr.to_string()
+    );
 
     let verdict = listen.wait_for(|l| l.trim_start().starts_with("signature:"));
     assert!(verdict.contains(" valid (mode raw"), "{verdict}");
@@ -224,10 +308,23 @@ fn forward_relays_the_original_request_and_the_apps_answer() {
 
 #[test]
 fn send_exits_2_when_the_receiver_is_unreachable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let out = send(&["--url", &format!("http://127.0.0.1:{port}/"), "--secret", SECRET]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = send(&[
+        "--url",
+        &format!("http://127.0.0.1:{port}/"),
+        "--secret",
+        SECRET,
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("POST http://127.0.0.1"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("POST http://127.0.0.1"),
+        "{}",
+        describe(&out)
+    );
     let out = send(&["--url", "not a url", "--secret", SECRET]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }

@@ -82,7 +82,6 @@ fn create_merchant_endpoint_publish_and_list_events_through_the_cli() {
             "create",
             "--merchant",
             &m,
-            "--url",
             "https://merchant.example/webhooks",
             "--event-type",
             "Payment",

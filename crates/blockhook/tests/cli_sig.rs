@@ -27,7 +27,12 @@ fn run_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("the blockhook binary starts");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -46,7 +51,18 @@ fn body_file(contents: &str) -> tempfile::NamedTempFile {
 }
 
 fn verify_args<'a>(path: &'a str, signature: &'a str) -> Vec<&'a str> {
-    vec!["verify", "--secret", SECRET, "--time", TIME, "--signature", signature, "--now", TIME, path]
+    vec![
+        "verify",
+        "--secret",
+        SECRET,
+        "--time",
+        TIME,
+        "--signature",
+        signature,
+        "--now",
+        TIME,
+        path,
+    ]
 }
 
 #[test]
@@ -61,7 +77,10 @@ fn sign_prints_the_vector_signature() {
 
 #[test]
 fn sign_reads_stdin_and_the_secret_from_the_environment() {
-    for args in [&["sign", "--time", TIME][..], &["sign", "--time", TIME, "-"]] {
+    for args in [
+        &["sign", "--time", TIME][..],
+        &["sign", "--time", TIME, "-"],
+    ] {
         let o = run_env(args, BODY, &[("BLOCKHOOK_SECRET", SECRET)]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert_eq!(stdout(&o), format!("{SIGNATURE}\n"));
@@ -70,18 +89,47 @@ fn sign_reads_stdin_and_the_secret_from_the_environment() {
 
 #[test]
 fn sign_prints_the_message_before_the_signature() {
-    let o = run(&["sign", "--secret", SECRET, "--time", TIME, "--print-message"], BODY);
+    let o = run(
+        &[
+            "sign",
+            "--secret",
+            SECRET,
+            "--time",
+            TIME,
+            "--print-message",
+        ],
+        BODY,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), format!("{MESSAGE}\n{SIGNATURE}\n"));
 }
 
 #[test]
 fn sign_in_raw_mode() {
-    let o = run(&["sign", "--secret", SECRET, "--time", TIME, "--mode", "raw"], BODY);
+    let o = run(
+        &["sign", "--secret", SECRET, "--time", TIME, "--mode", "raw"],
+        BODY,
+    );
     assert_eq!(stdout(&o), format!("{RAW_SIGNATURE}\n"));
-    let o = run(&["sign", "--secret", SECRET, "--time", "5", "--mode", "raw", "--print-message"], "not json");
+    let o = run(
+        &[
+            "sign",
+            "--secret",
+            SECRET,
+            "--time",
+            "5",
+            "--mode",
+            "raw",
+            "--print-message",
+        ],
+        "not json",
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).starts_with("not json&time=5\n"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("not json&time=5\n"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -89,10 +137,18 @@ fn sign_without_time_uses_now_and_says_so_on_stderr() {
     let o = run(&["sign", "--secret", SECRET], BODY);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let err = stderr(&o);
-    let t: u64 = err.trim().strip_prefix("time=").expect("time=<ms> on stderr").parse().unwrap();
+    let t: u64 = err
+        .trim()
+        .strip_prefix("time=")
+        .expect("time=<ms> on stderr")
+        .parse()
+        .unwrap();
     assert!(t > 1_700_000_000_000, "{t}");
     // The printed time is the one that was signed.
-    let again = run(&["sign", "--secret", SECRET, "--time", &t.to_string()], BODY);
+    let again = run(
+        &["sign", "--secret", SECRET, "--time", &t.to_string()],
+        BODY,
+    );
     assert_eq!(stdout(&o), stdout(&again));
     let sig = stdout(&o);
     assert_eq!(sig.trim().len(), 64);
@@ -110,8 +166,19 @@ fn verify_accepts_the_vector() {
 #[test]
 fn verify_reports_which_secret_and_mode_matched() {
     let args = [
-        "verify", "--secret", "sck_old", "--secret", SECRET, "--time", TIME, "--signature",
-        RAW_SIGNATURE, "--now", TIME, "--mode", "either",
+        "verify",
+        "--secret",
+        "sck_old",
+        "--secret",
+        SECRET,
+        "--time",
+        TIME,
+        "--signature",
+        RAW_SIGNATURE,
+        "--now",
+        TIME,
+        "--mode",
+        "either",
     ];
     let o = run(&args, BODY);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
@@ -124,24 +191,75 @@ fn verify_rejects_a_tampered_body() {
     let file = body_file(&tampered);
     let o = run(&verify_args(file.path().to_str().unwrap(), SIGNATURE), "");
     assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).starts_with("rejected: signature does not match"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("rejected: signature does not match"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
 fn verify_rejects_a_wrong_time_window_or_signature() {
     // The real clock is years after the vector's time.
-    let o = run(&["verify", "--secret", SECRET, "--time", TIME, "--signature", SIGNATURE], BODY);
+    let o = run(
+        &[
+            "verify",
+            "--secret",
+            SECRET,
+            "--time",
+            TIME,
+            "--signature",
+            SIGNATURE,
+        ],
+        BODY,
+    );
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
-    assert!(out.starts_with("rejected: BlockATM-Request-Time is ") && out.contains("ms in the past, outside the 300 s window"), "{out}");
+    assert!(
+        out.starts_with("rejected: BlockATM-Request-Time is ")
+            && out.contains("ms in the past, outside the 300 s window"),
+        "{out}"
+    );
 
-    let o = run(&["verify", "--secret", SECRET, "--time", "-5", "--signature", SIGNATURE], BODY);
+    let o = run(
+        &[
+            "verify",
+            "--secret",
+            SECRET,
+            "--time",
+            "-5",
+            "--signature",
+            SIGNATURE,
+        ],
+        BODY,
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).starts_with("rejected: BlockATM-Request-Time is not a plain integer"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("rejected: BlockATM-Request-Time is not a plain integer"),
+        "{}",
+        stdout(&o)
+    );
 
-    let o = run(&["verify", "--secret", SECRET, "--time", TIME, "--now", TIME, "--signature", "abc"], BODY);
+    let o = run(
+        &[
+            "verify",
+            "--secret",
+            SECRET,
+            "--time",
+            TIME,
+            "--now",
+            TIME,
+            "--signature",
+            "abc",
+        ],
+        BODY,
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).starts_with("rejected: signature is malformed"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("rejected: signature is malformed"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -164,17 +282,28 @@ fn not_json_in_sorted_mode_is_explained() {
     let o = run(&["sign", "--secret", SECRET, "--time", TIME], "amount=999");
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("cannot sign in sorted mode: body is not a JSON object"), "{err}");
+    assert!(
+        err.contains("cannot sign in sorted mode: body is not a JSON object"),
+        "{err}"
+    );
     assert!(err.contains("--mode raw"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 
     let o = run(&["sign", "--secret", SECRET, "--time", TIME], r#"{"a":1,}"#);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("body is not valid JSON: expected a string key at byte 7"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("body is not valid JSON: expected a string key at byte 7"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = run(&verify_args("-", SIGNATURE), "amount=999");
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).starts_with("rejected: body is not a JSON object; sorted mode needs"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("rejected: body is not a JSON object; sorted mode needs"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -182,11 +311,26 @@ fn empty_secret_and_bad_mode_are_errors() {
     let o = run(&["sign", "--secret", "", "--time", TIME], BODY);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("secret is empty"), "{}", stderr(&o));
-    let o = run(&["verify", "--secret", "", "--time", TIME, "--signature", SIGNATURE], BODY);
+    let o = run(
+        &[
+            "verify",
+            "--secret",
+            "",
+            "--time",
+            TIME,
+            "--signature",
+            SIGNATURE,
+        ],
+        BODY,
+    );
     assert_eq!(o.status.code(), Some(2));
     let o = run(&["sign", "--secret", SECRET, "--mode", "sideways"], BODY);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("possible values: sorted, raw"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("possible values: sorted, raw"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -194,8 +338,16 @@ fn help_explains_the_message() {
     let o = run(&["sign", "--help"], "");
     assert_eq!(o.status.code(), Some(0));
     let help = stdout(&o);
-    assert!(help.contains("HMAC-SHA256") && help.contains("&time=") && help.contains("BLOCKHOOK_SECRET"), "{help}");
+    assert!(
+        help.contains("HMAC-SHA256")
+            && help.contains("&time=")
+            && help.contains("BLOCKHOOK_SECRET"),
+        "{help}"
+    );
     let o = run(&["verify", "--help"], "");
     let help = stdout(&o);
-    assert!(help.contains("exit status") && help.contains("rejected: <reason>"), "{help}");
+    assert!(
+        help.contains("exit status") && help.contains("rejected: <reason>"),
+        "{help}"
+    );
 }

@@ -4,6 +4,7 @@
 //! allowed and counted: delivery is at-least-once).
 //!
 //! Runs on SQLite, and on PostgreSQL too when `BLOCKHOOK_TEST_DATABASE_URL` is set.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
 mod common;
 
@@ -24,9 +25,17 @@ async fn every_acknowledged_event_survives_sigkill() {
 }
 
 async fn crash_once(backend: Backend) {
-    let label = if backend == Backend::Sqlite { "sqlite" } else { "postgres" };
+    let label = if backend == Backend::Sqlite {
+        "sqlite"
+    } else {
+        "postgres"
+    };
     let tmp = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(Behaviour::Ok { min_ms: 20, max_ms: 50 }).await;
+    let rx = Receiver::start(Behaviour::Ok {
+        min_ms: 20,
+        max_ms: 50,
+    })
+    .await;
     let mut server = Server::start(tmp.path(), free_port(), backend, &Conf::default());
     server.ready().await;
     let api = Api::new(server.base());
@@ -71,7 +80,10 @@ async fn crash_once(backend: Backend) {
     // Kill while the receiver is busy with requests blockhook has not yet recorded.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while rx.requests() < KILL_AFTER {
-        assert!(tokio::time::Instant::now() < deadline, "deliveries never started");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deliveries never started"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let in_flight_at_kill = rx.in_flight();
@@ -102,9 +114,20 @@ async fn crash_once(backend: Backend) {
         rx.requests(),
         lost.len()
     ));
-    assert!(all_in && lost.is_empty(), "{} acknowledged events never arrived, e.g. {:?}", lost.len(), lost.first());
-    assert!(in_flight_at_kill > 0, "the kill should land while requests are in flight");
+    assert!(
+        all_in && lost.is_empty(),
+        "{} acknowledged events never arrived, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+    assert!(
+        in_flight_at_kill > 0,
+        "the kill should land while requests are in flight"
+    );
     assert!(settled, "deliveries still pending: {states:?}");
-    assert_eq!(states.get("succeeded").copied(), Some(TOTAL as i64), "{states:?}");
+    assert_eq!(
+        states.get("succeeded").copied(),
+        Some(TOTAL as i64),
+        "{states:?}"
+    );
 }
-

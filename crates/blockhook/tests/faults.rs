@@ -11,6 +11,7 @@
 //! Not covered here: a read-only or full disk (these tests run as root in CI, where `chmod`
 //! cannot make the data directory read-only, and mounting a tiny tmpfs needs privileges), and
 //! clock jumps (times are stored as absolute wall-clock ms; see `blockhook-core/src/time.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
 mod common;
 
@@ -30,10 +31,18 @@ async fn three_sigkills_during_a_batch_run() {
 }
 
 async fn three_sigkills(backend: Backend) {
-    let label = if backend == Backend::Sqlite { "sqlite" } else { "postgres" };
+    let label = if backend == Backend::Sqlite {
+        "sqlite"
+    } else {
+        "postgres"
+    };
     let mut rng = Rng::from_env_or_clock();
     let tmp = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(Behaviour::Ok { min_ms: 5, max_ms: 20 }).await;
+    let rx = Receiver::start(Behaviour::Ok {
+        min_ms: 5,
+        max_ms: 20,
+    })
+    .await;
     let mut server = Server::start(tmp.path(), free_port(), backend, &Conf::default());
     server.ready().await;
     let api = Api::new(server.base());
@@ -97,9 +106,16 @@ async fn three_sigkills(backend: Backend) {
         rx.requests()
     ));
     assert_eq!(acked.len() as u64, TOTAL);
-    assert!(all_in && lost == 0, "{lost} acknowledged events never arrived");
+    assert!(
+        all_in && lost == 0,
+        "{lost} acknowledged events never arrived"
+    );
     assert!(settled, "deliveries still pending: {states:?}");
-    assert_eq!(states.get("succeeded").copied(), Some(TOTAL as i64), "{states:?}");
+    assert_eq!(
+        states.get("succeeded").copied(),
+        Some(TOTAL as i64),
+        "{states:?}"
+    );
 }
 
 /// One misbehaving endpoint and what its ledger must show.
@@ -117,12 +133,45 @@ async fn misbehaving_receivers() {
     const EVENTS: u64 = 4;
     const CAP: usize = 65_536;
     let cases = [
-        Case { name: "500", behaviour: Behaviour::Status500, state: "failed", attempts: 3 },
-        Case { name: "hang", behaviour: Behaviour::Hang { secs: 10 }, state: "failed", attempts: 3 },
-        Case { name: "reset", behaviour: Behaviour::Reset, state: "failed", attempts: 3 },
-        Case { name: "close-mid-response", behaviour: Behaviour::CloseMidResponse, state: "failed", attempts: 3 },
-        Case { name: "slow-2s", behaviour: Behaviour::Ok { min_ms: 2_000, max_ms: 2_000 }, state: "succeeded", attempts: 1 },
-        Case { name: "1GiB-body", behaviour: Behaviour::HugeBody, state: "succeeded", attempts: 1 },
+        Case {
+            name: "500",
+            behaviour: Behaviour::Status500,
+            state: "failed",
+            attempts: 3,
+        },
+        Case {
+            name: "hang",
+            behaviour: Behaviour::Hang { secs: 10 },
+            state: "failed",
+            attempts: 3,
+        },
+        Case {
+            name: "reset",
+            behaviour: Behaviour::Reset,
+            state: "failed",
+            attempts: 3,
+        },
+        Case {
+            name: "close-mid-response",
+            behaviour: Behaviour::CloseMidResponse,
+            state: "failed",
+            attempts: 3,
+        },
+        Case {
+            name: "slow-2s",
+            behaviour: Behaviour::Ok {
+                min_ms: 2_000,
+                max_ms: 2_000,
+            },
+            state: "succeeded",
+            attempts: 1,
+        },
+        Case {
+            name: "1GiB-body",
+            behaviour: Behaviour::HugeBody,
+            state: "succeeded",
+            attempts: 1,
+        },
     ];
     let tmp = tempfile::tempdir().unwrap();
     let conf = Conf {
@@ -142,7 +191,11 @@ async fn misbehaving_receivers() {
         let merchant = api.merchant(case.name).await;
         api.endpoint(&merchant, &rx.url()).await;
         for seq in 0..EVENTS {
-            assert!(api.publish(&merchant, seq).await.is_some(), "{}: publish", case.name);
+            assert!(
+                api.publish(&merchant, seq).await.is_some(),
+                "{}: publish",
+                case.name
+            );
         }
         running.push((case, rx, merchant));
     }
@@ -168,21 +221,36 @@ async fn misbehaving_receivers() {
             rx.connections(),
             rx.huge_bytes_sent()
         ));
-        let expect_state = states.get(case.state).copied() == Some(EVENTS as i64) && states.len() == 1;
+        let expect_state =
+            states.get(case.state).copied() == Some(EVENTS as i64) && states.len() == 1;
         let expect_attempts = logged == EVENTS as i64 * case.attempts;
         let balanced = logged == rx.requests() as i64;
         let classified = case.state == "succeeded" || !classes.contains_key("null");
         if !(settled && expect_state && expect_attempts && balanced && classified) {
             failures.push(case.name);
         }
-        assert!(longest_body <= CAP as i64, "{}: logged body over the cap", case.name);
+        assert!(
+            longest_body <= CAP as i64,
+            "{}: logged body over the cap",
+            case.name
+        );
         if case.behaviour == Behaviour::HugeBody {
             // The cap plus what socket buffers absorb: nowhere near 1 GiB per request.
-            assert!(rx.huge_bytes_sent() < EVENTS * (32 << 20), "{}: read far past the cap", case.name);
+            assert!(
+                rx.huge_bytes_sent() < EVENTS * (32 << 20),
+                "{}: read far past the cap",
+                case.name
+            );
         }
     }
     db.close().await;
-    let healthy = reqwest::get(format!("{}/readyz", server.base())).await.unwrap().status();
+    let healthy = reqwest::get(format!("{}/readyz", server.base()))
+        .await
+        .unwrap()
+        .status();
     assert_eq!(healthy, 200, "server unhealthy after the faults");
-    assert!(failures.is_empty(), "ledgers that did not balance: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "ledgers that did not balance: {failures:?}"
+    );
 }

@@ -67,6 +67,26 @@ pub fn route_table() -> impl Iterator<Item = &'static RouteSpec> {
         .flat_map(|(_, routes)| routes.iter())
 }
 
+/// Largest total size of request headers (names and values) accepted. hyper's own limit is far
+/// larger (hundreds of KiB); no legitimate client of this API needs more than this.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Answers 431 problem+json when the request's headers are larger than [`MAX_HEADER_BYTES`].
+async fn limit_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if size > MAX_HEADER_BYTES {
+        return axum::response::IntoResponse::into_response(ApiError::HeadersTooLarge);
+    }
+    next.run(req).await
+}
+
 /// The application's router for `role`.
 pub fn router(state: AppState) -> Router {
     let mut app = Router::new();
@@ -84,6 +104,7 @@ pub fn router(state: AppState) -> Router {
     let limit = state.settings.server.max_body_bytes;
     app.fallback(|| async { ApiError::NotFound("route".into()) })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(limit_headers))
         .layer(TraceLayer::new_for_http())
         // The last layer is the outermost: a panic anywhere becomes a 500 problem, not a reset.
         .layer(CatchPanicLayer::custom(|_| {

@@ -65,16 +65,26 @@ impl Modify for BearerAuth {
             )
             .content(
                 "application/problem+json",
-                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
             )
             .build();
         for (path, item) in openapi.paths.paths.iter_mut() {
             if !path.starts_with("/v1/") {
                 continue;
             }
-            let ops = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put];
+            let ops = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.put,
+            ];
             for op in ops.into_iter().flatten() {
-                op.responses.responses.insert("default".to_owned(), problem.clone().into());
+                op.responses
+                    .responses
+                    .insert("default".to_owned(), problem.clone().into());
             }
         }
     }
@@ -147,6 +157,7 @@ fetch('/openapi.json').then(r => r.json()).then(doc => {
 </script></body></html>"#;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

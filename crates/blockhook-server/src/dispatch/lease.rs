@@ -17,7 +17,10 @@ pub struct LeaseBook(Mutex<HashMap<DeliveryId, LeaseToken>>);
 impl LeaseBook {
     /// Records a lease taken.
     pub fn hold(&self, id: &DeliveryId, token: LeaseToken) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), token);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), token);
     }
 
     /// Forgets a lease (its completion was handed to the recorder).

@@ -67,7 +67,10 @@ struct Endpoints {
 impl Endpoints {
     fn saturated(&self, cap: usize) -> Vec<EndpointId> {
         let map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        map.iter().filter(|(_, n)| **n >= cap).map(|(id, _)| id.clone()).collect()
+        map.iter()
+            .filter(|(_, n)| **n >= cap)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     fn enter(&self, id: &EndpointId) {
@@ -128,13 +131,16 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
             }
             continue;
         }
-        let want = u32::try_from(free).unwrap_or(u32::MAX).min(cx.settings.claim_batch);
+        let want = u32::try_from(free)
+            .unwrap_or(u32::MAX)
+            .min(cx.settings.claim_batch);
         let now = cx.clock.now();
         let req = ClaimRequest {
             now,
             max: want,
             lease_until: now + cx.settings.lease,
-            per_endpoint_max: u32::try_from(cx.settings.per_endpoint_concurrency).unwrap_or(u32::MAX),
+            per_endpoint_max: u32::try_from(cx.settings.per_endpoint_concurrency)
+                .unwrap_or(u32::MAX),
             exclude: endpoints.saturated(cx.settings.per_endpoint_concurrency),
         };
         // Only when endpoints were left out for being saturated does a finishing request make
@@ -191,7 +197,11 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
         }
         // With saturated endpoints left out, their due deliveries would make `next_due_at`
         // say "now" and this loop spin; a finishing request wakes it instead.
-        let idle = if waiting_on_slots { cx.settings.idle_poll } else { idle_wait(&cx).await };
+        let idle = if waiting_on_slots {
+            cx.settings.idle_poll
+        } else {
+            idle_wait(&cx).await
+        };
         tokio::select! {
             () = woken => {}
             () = tokio::time::sleep(idle) => {}
@@ -209,7 +219,10 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(abandoned = tasks.len(), "drain deadline passed; leases will expire");
+            tracing::warn!(
+                abandoned = tasks.len(),
+                "drain deadline passed; leases will expire"
+            );
             tasks.abort_all();
         }
     }
@@ -224,7 +237,9 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
 async fn idle_wait(cx: &DispatchCx) -> Duration {
     let cap = cx.settings.idle_poll;
     match cx.store.next_due_at().await {
-        Ok(Some(at)) => at.since(cx.clock.now()).clamp(Duration::from_millis(1), cap),
+        Ok(Some(at)) => at
+            .since(cx.clock.now())
+            .clamp(Duration::from_millis(1), cap),
         _ => cap,
     }
 }
@@ -276,7 +291,12 @@ async fn deliver(
         }
     };
     let outcome = outcome::judge(&resp, endpoint.success_policy);
-    let next = cx.policy.decide(claim.round_attempt, &outcome, cx.clock.now(), rand::random());
+    let next = cx.policy.decide(
+        claim.round_attempt,
+        &outcome,
+        cx.clock.now(),
+        rand::random(),
+    );
     let ok = matches!(outcome, Outcome::Delivered { .. });
     let seconds = resp.latency.as_secs_f64();
     cx.metrics.attempt(
@@ -297,12 +317,19 @@ async fn deliver(
         Next::DisableEndpoint => "endpoint_disabled",
     });
     let disable_reason = matches!(next, Next::DisableEndpoint).then(|| {
-        format!("410 Gone on attempt {} of {}", claim.attempt, claim.delivery_id)
+        format!(
+            "410 Gone on attempt {} of {}",
+            claim.attempt, claim.delivery_id
+        )
     });
     match next {
         Next::Succeeded => tracing::debug!(status = ?resp.status, "delivered"),
-        Next::RetryAt(at) => tracing::info!(status = ?resp.status, error = ?resp.failure, retry_at = %at, "attempt failed; retry scheduled"),
-        Next::GiveUp => tracing::warn!(status = ?resp.status, error = ?resp.failure, "attempt failed; delivery failed for good"),
+        Next::RetryAt(at) => {
+            tracing::info!(status = ?resp.status, error = ?resp.failure, retry_at = %at, "attempt failed; retry scheduled")
+        }
+        Next::GiveUp => {
+            tracing::warn!(status = ?resp.status, error = ?resp.failure, "attempt failed; delivery failed for good")
+        }
         Next::DisableEndpoint => tracing::warn!("endpoint answered 410 Gone; disabling it"),
     }
     let attempt = outcome::record(
@@ -314,8 +341,13 @@ async fn deliver(
         resp,
         &outcome,
     );
-    let completion =
-        Completion { delivery_id: claim.delivery_id, lease: claim.lease, attempt, next, disable_reason };
+    let completion = Completion {
+        delivery_id: claim.delivery_id,
+        lease: claim.lease,
+        attempt,
+        next,
+        disable_reason,
+    };
     if done.send(completion).await.is_err() {
         tracing::error!("recorder stopped; the lease will expire and the delivery be retried");
     }

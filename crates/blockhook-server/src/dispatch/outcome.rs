@@ -8,7 +8,11 @@ use blockhook_egress::{FailClass, Response};
 /// The verdict of a response under an endpoint's success policy.
 pub fn judge(resp: &Response, policy: SuccessPolicy) -> Outcome {
     if let Some(fail) = resp.failure {
-        return Outcome::Failed { status: None, class: class_of(fail), retry_after: None };
+        return Outcome::Failed {
+            status: None,
+            class: class_of(fail),
+            retry_after: None,
+        };
     }
     match resp.status {
         Some(status) if policy.accepts(status) => Outcome::Delivered { status },

@@ -59,7 +59,8 @@ pub fn request(
     pairs.extend(endpoint.headers.pairs().iter().cloned());
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (name, value) in &pairs {
-        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| PrepareError::Header(name.clone()))?;
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| PrepareError::Header(name.clone()))?;
         let v = HeaderValue::from_str(value).map_err(|_| PrepareError::Header(name.clone()))?;
         headers.append(n, v);
     }

@@ -19,13 +19,21 @@ fn quantile(sorted: &[u32], q: f64) -> Option<u32> {
     if sorted.is_empty() {
         return None;
     }
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted.get(rank - 1).copied()
 }
 
 /// p50 and p99 of each of the `hours` hour buckets ending at `now` (oldest first).
-pub fn hourly_percentiles(now: Timestamp, hours: usize, samples: &[(Timestamp, u32)]) -> Vec<Option<(u32, u32)>> {
+pub fn hourly_percentiles(
+    now: Timestamp,
+    hours: usize,
+    samples: &[(Timestamp, u32)],
+) -> Vec<Option<(u32, u32)>> {
     let hours_i = i64::try_from(hours).unwrap_or(24);
     let start = now.ms() - hours_i * HOUR_MS;
     let mut buckets: Vec<Vec<u32>> = vec![Vec::new(); hours];
@@ -50,7 +58,13 @@ pub fn hourly_percentiles(now: Timestamp, hours: usize, samples: &[(Timestamp, u
 
 /// The chart of `buckets` (from [`hourly_percentiles`]), labelled for screen readers.
 pub fn latency_chart(buckets: &[Option<(u32, u32)>], label: &str) -> String {
-    let max = buckets.iter().flatten().map(|(_, p99)| *p99).max().unwrap_or(0).max(10);
+    let max = buckets
+        .iter()
+        .flatten()
+        .map(|(_, p99)| *p99)
+        .max()
+        .unwrap_or(0)
+        .max(10);
     let n = buckets.len().max(2);
     #[allow(clippy::cast_precision_loss)]
     let x = |i: usize| PAD_L + (W - PAD_L - 8.0) * i as f64 / (n - 1) as f64;
@@ -102,14 +116,16 @@ pub fn latency_chart(buckets: &[Option<(u32, u32)>], label: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn buckets_by_hour_with_nearest_rank_percentiles() {
         let now = Timestamp::from_ms(10 * HOUR_MS);
-        let mut samples: Vec<(Timestamp, u32)> =
-            (1..=100).map(|v| (Timestamp::from_ms(9 * HOUR_MS + 1000), v)).collect();
+        let mut samples: Vec<(Timestamp, u32)> = (1..=100)
+            .map(|v| (Timestamp::from_ms(9 * HOUR_MS + 1000), v))
+            .collect();
         samples.push((Timestamp::from_ms(0), 5)); // older than the window: ignored
         let b = hourly_percentiles(now, 3, &samples);
         assert_eq!(b, vec![None, None, Some((50, 99))]);

@@ -37,8 +37,12 @@ pub fn iso(t: Timestamp) -> String {
     let days = ms.div_euclid(86_400_000);
     let rem = ms.rem_euclid(86_400_000);
     let (y, m, d) = civil_from_days(days);
-    let (h, min, s, milli) =
-        (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    let (h, min, s, milli) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    );
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
 }
 
@@ -46,7 +50,10 @@ pub fn iso(t: Timestamp) -> String {
 /// raw milliseconds in `title`.
 pub fn time(t: Timestamp) -> String {
     let iso = iso(t);
-    format!(r#"<time datetime="{iso}" title="{} ms">{iso}</time>"#, t.ms())
+    format!(
+        r#"<time datetime="{iso}" title="{} ms">{iso}</time>"#,
+        t.ms()
+    )
 }
 
 /// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM` or `YYYY-MM-DDTHH:MM:SS` as UTC.
@@ -58,8 +65,11 @@ pub fn parse_utc(raw: &str) -> Option<Timestamp> {
     let mut c = clock.split(':').map(|p| p.parse::<i64>().ok());
     let (h, min) = (c.next()??, c.next()??);
     let s = c.next().flatten().unwrap_or(0);
-    let valid = (1..=12).contains(&m) && (1..=31).contains(&day) && (0..24).contains(&h)
-        && (0..60).contains(&min) && (0..60).contains(&s);
+    let valid = (1..=12).contains(&m)
+        && (1..=31).contains(&day)
+        && (0..24).contains(&h)
+        && (0..60).contains(&min)
+        && (0..60).contains(&s);
     valid.then(|| {
         Timestamp::from_ms((days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + s) * 1000)
     })
@@ -90,7 +100,10 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// The hidden CSRF field every POST form carries.
 pub fn csrf_field(ui: &Ui) -> String {
-    format!(r#"<input type="hidden" name="csrf" value="{}">"#, Esc(&ui.csrf))
+    format!(
+        r#"<input type="hidden" name="csrf" value="{}">"#,
+        Esc(&ui.csrf)
+    )
 }
 
 /// A one-button POST form (for actions such as enable or revoke).
@@ -182,9 +195,16 @@ impl From<crate::ApiError> for UiError {
         match e {
             A::Unauthorized(_) => Self::Login,
             A::Forbidden => Self::Forbidden,
-            A::Invalid { field: Some(field), detail } => Self::Invalid(format!("{field}: {detail}")),
-            A::Invalid { field: None, detail } | A::MalformedBody(detail) => Self::Invalid(detail),
-            A::PayloadTooLarge => Self::Invalid("too large".into()),
+            A::Invalid {
+                field: Some(field),
+                detail,
+            } => Self::Invalid(format!("{field}: {detail}")),
+            A::Invalid {
+                field: None,
+                detail,
+            }
+            | A::MalformedBody(detail) => Self::Invalid(detail),
+            A::PayloadTooLarge | A::HeadersTooLarge => Self::Invalid("too large".into()),
             A::NotFound(_) => Self::NotFound,
             A::Conflict(why) => Self::Conflict(why),
             A::RateLimited { .. } => Self::Conflict("too many requests; retry shortly".into()),
@@ -199,10 +219,16 @@ impl IntoResponse for UiError {
         let (status, title, text) = match self {
             Self::Login => return Redirect::to("/ui/login").into_response(),
             Self::NeedMerchant => return Redirect::to("/ui/operator").into_response(),
-            Self::NotFound => (StatusCode::NOT_FOUND, "Not found", "There is nothing here.".to_owned()),
-            Self::Forbidden => {
-                (StatusCode::FORBIDDEN, "Forbidden", "This page is for the operator.".to_owned())
-            }
+            Self::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing here.".to_owned(),
+            ),
+            Self::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "This page is for the operator.".to_owned(),
+            ),
             Self::Csrf => (
                 StatusCode::FORBIDDEN,
                 "Form expired",
@@ -213,7 +239,11 @@ impl IntoResponse for UiError {
             Self::Conflict(why) => (StatusCode::CONFLICT, "Not possible", why),
             Self::Internal(why) => {
                 tracing::error!(error = %why, "ui request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please retry.".to_owned())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "Please retry.".to_owned(),
+                )
             }
         };
         let body = format!(
@@ -221,7 +251,10 @@ impl IntoResponse for UiError {
             Esc(&text)
         );
         let mut resp = (status, page(title, None, None, &body)).into_response();
-        resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
         resp
     }
 }
@@ -230,20 +263,33 @@ impl IntoResponse for UiError {
 pub type UiResult<T = Response> = Result<T, UiError>;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn escapes_markup_and_quotes() {
-        assert_eq!(Esc(r#"<a href="x">'&'</a>"#).to_string(), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            Esc(r#"<a href="x">'&'</a>"#).to_string(),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 
     #[test]
     fn iso_round_trips_through_parse() {
         assert_eq!(iso(Timestamp::from_ms(0)), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso(Timestamp::from_ms(1_764_367_292_123)), "2025-11-28T22:01:32.123Z");
-        assert_eq!(parse_utc("2025-11-28T22:01:32"), Some(Timestamp::from_ms(1_764_367_292_000)));
-        assert_eq!(parse_utc("2024-02-29"), Some(Timestamp::from_ms(1_709_164_800_000)));
+        assert_eq!(
+            iso(Timestamp::from_ms(1_764_367_292_123)),
+            "2025-11-28T22:01:32.123Z"
+        );
+        assert_eq!(
+            parse_utc("2025-11-28T22:01:32"),
+            Some(Timestamp::from_ms(1_764_367_292_000))
+        );
+        assert_eq!(
+            parse_utc("2024-02-29"),
+            Some(Timestamp::from_ms(1_709_164_800_000))
+        );
         assert_eq!(parse_utc("2024-13-01"), None);
         assert_eq!(parse_utc("nonsense"), None);
     }

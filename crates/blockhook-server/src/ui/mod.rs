@@ -33,10 +33,19 @@ pub fn router() -> Router<AppState> {
         .route("/ui/", get(|| async { Redirect::to("/ui/endpoints") }))
         .route("/ui/login", get(login::form).post(login::submit))
         .route("/ui/logout", post(login::logout))
-        .route("/ui/endpoints", get(endpoints::list).post(endpoints::create))
-        .route("/ui/endpoints/{id}", get(endpoints::detail).post(endpoints::update))
+        .route(
+            "/ui/endpoints",
+            get(endpoints::list).post(endpoints::create),
+        )
+        .route(
+            "/ui/endpoints/{id}",
+            get(endpoints::detail).post(endpoints::update),
+        )
         .route("/ui/endpoints/{id}/enabled", post(endpoints::set_enabled))
-        .route("/ui/endpoints/{id}/delete", get(endpoints::confirm_delete).post(endpoints::delete))
+        .route(
+            "/ui/endpoints/{id}/delete",
+            get(endpoints::confirm_delete).post(endpoints::delete),
+        )
         .route("/ui/endpoints/{id}/secret", post(endpoints::reveal_secret))
         .route("/ui/endpoints/{id}/rotate", post(endpoints::rotate_secret))
         .route("/ui/endpoints/{id}/test", post(endpoints::send_test))
@@ -46,12 +55,27 @@ pub fn router() -> Router<AppState> {
         .route("/ui/health", get(health::show))
         .route("/ui/operator", get(operator::show))
         .route("/ui/operator/merchants", post(operator::create_merchant))
-        .route("/ui/operator/merchants/{id}/status", post(operator::set_status))
-        .route("/ui/operator/merchants/{id}/keys", post(operator::issue_key))
-        .route("/ui/operator/merchants/{id}/keys/{key}/revoke", post(operator::revoke_key))
+        .route(
+            "/ui/operator/merchants/{id}/status",
+            post(operator::set_status),
+        )
+        .route(
+            "/ui/operator/merchants/{id}/keys",
+            post(operator::issue_key),
+        )
+        .route(
+            "/ui/operator/merchants/{id}/keys/{key}/revoke",
+            post(operator::revoke_key),
+        )
         .route("/ui/operator/act", post(operator::act_as))
-        .route("/ui/assets/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
-        .route("/ui/assets/time.js", get(|| async { asset("text/javascript; charset=utf-8", TIME_JS) }))
+        .route(
+            "/ui/assets/style.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route(
+            "/ui/assets/time.js",
+            get(|| async { asset("text/javascript; charset=utf-8", TIME_JS) }),
+        )
         .layer(axum::middleware::map_response(security_headers))
         .layer(Extension(Arc::new(session::Sessions::default())))
 }
@@ -76,8 +100,14 @@ async fn security_headers(mut resp: Response) -> Response {
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

@@ -67,7 +67,9 @@ fn random_hex() -> String {
 impl Sessions {
     fn map(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         // A panic while holding the lock cannot leave a half-written entry: take the map as is.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Starts a session and returns its id.
@@ -76,7 +78,15 @@ impl Sessions {
         let now = Instant::now();
         let mut map = self.map();
         map.retain(|_, e| e.expires > now);
-        map.insert(id.clone(), Entry { principal, csrf: random_hex(), expires: now + LIFETIME, flash: None });
+        map.insert(
+            id.clone(),
+            Entry {
+                principal,
+                csrf: random_hex(),
+                expires: now + LIFETIME,
+                flash: None,
+            },
+        );
         id
     }
 
@@ -164,13 +174,22 @@ impl Ui {
 
     /// Operator only.
     pub fn require_operator(&self) -> Result<(), UiError> {
-        if self.is_operator() { Ok(()) } else { Err(UiError::Forbidden) }
+        if self.is_operator() {
+            Ok(())
+        } else {
+            Err(UiError::Forbidden)
+        }
     }
 
     /// Switches the merchant the operator acts as.
     pub fn act_as(&self, merchant: Option<MerchantId>) -> Result<(), UiError> {
         self.require_operator()?;
-        self.sessions.set_principal(&self.id, Principal::Operator { acting_as: merchant });
+        self.sessions.set_principal(
+            &self.id,
+            Principal::Operator {
+                acting_as: merchant,
+            },
+        );
         Ok(())
     }
 
@@ -200,14 +219,23 @@ pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
 /// Whether the request names a loopback host (plain-http development and tests), where a
 /// `Secure` cookie would not be kept by every client.
 fn loopback_host(headers: &HeaderMap) -> bool {
-    let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-    let name = host.rsplit_once(':').map_or(host, |(n, p)| if p.ends_with(']') { host } else { n });
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let name = host
+        .rsplit_once(':')
+        .map_or(host, |(n, p)| if p.ends_with(']') { host } else { n });
     name == "localhost" || name.starts_with("127.") || name == "[::1]"
 }
 
 /// The `Set-Cookie` value starting a session.
 pub fn set_cookie(headers: &HeaderMap, id: &str) -> String {
-    let secure = if loopback_host(headers) { "" } else { "; Secure" };
+    let secure = if loopback_host(headers) {
+        ""
+    } else {
+        "; Secure"
+    };
     format!(
         "{COOKIE_NAME}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         LIFETIME.as_secs()
@@ -216,7 +244,11 @@ pub fn set_cookie(headers: &HeaderMap, id: &str) -> String {
 
 /// The `Set-Cookie` value ending a session.
 pub fn clear_cookie(headers: &HeaderMap) -> String {
-    let secure = if loopback_host(headers) { "" } else { "; Secure" };
+    let secure = if loopback_host(headers) {
+        ""
+    } else {
+        "; Secure"
+    };
     format!("{COOKIE_NAME}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
 }
 
@@ -236,7 +268,11 @@ impl FromRequestParts<AppState> for Ui {
         let sessions = sessions_of(parts)?;
         let id = cookie_value(&parts.headers).ok_or(UiError::Login)?;
         let entry = sessions.get(&id).ok_or(UiError::Login)?;
-        if let Principal::Merchant { merchant_id, key_hash } = &entry.principal {
+        if let Principal::Merchant {
+            merchant_id,
+            key_hash,
+        } = &entry.principal
+        {
             let still_valid = match state.store.api_key_by_hash(key_hash).await? {
                 Some(key) if key.revoked_at.is_none() && &key.merchant_id == merchant_id => {
                     state.store.get_merchant(merchant_id).await?.status == MerchantStatus::Active
@@ -248,11 +284,18 @@ impl FromRequestParts<AppState> for Ui {
                 return Err(UiError::Login);
             }
         }
-        Ok(Ui { id, csrf: entry.csrf, principal: entry.principal, flash: entry.flash, sessions })
+        Ok(Ui {
+            id,
+            csrf: entry.csrf,
+            principal: entry.principal,
+            flash: entry.flash,
+            sessions,
+        })
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

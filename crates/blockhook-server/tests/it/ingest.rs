@@ -186,6 +186,18 @@ async fn bad_input_gets_problem_details_and_stores_nothing() {
             .await
             .unwrap();
         assert_eq!(r.status(), 400, "invalid UTF-8");
+        let huge = "h".repeat(100 * 1024);
+        let r = app
+            .http
+            .post(format!("{}/v1/events", app.base))
+            .bearer_auth(ADMIN)
+            .header("x-huge", huge)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 431, "100 KiB header");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
         let r = app.post("/v1/events", "wrong-token", &json!({})).await;
         assert_eq!(r.status(), 401);
         assert_eq!(event_count(&app, &m).await, 0, "nothing stored");

@@ -1,5 +1,6 @@
 //! The web dashboard, at the HTTP level: sign-in, sessions, CSRF, pages, tenancy, sign-out.
 //! Cookies are handled by hand so each test sees exactly what the server sets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
 

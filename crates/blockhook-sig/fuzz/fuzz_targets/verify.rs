@@ -27,11 +27,17 @@ fuzz_target!(|data: &[u8]| {
     let secret_len = usize::from(take(1).first().copied().unwrap_or(0) % 16);
     let secret = take(secret_len).to_vec();
     let body = rest;
-    let opts = VerifyOptions { mode, window_ms: window };
+    let opts = VerifyOptions {
+        mode,
+        window_ms: window,
+    };
     let now = 1_700_000_000_000;
 
     let _ = verify_parts(&time, &sig, body, &[secret.as_slice()], &opts, now);
-    let headers = [("blockatm-request-time", time.as_str()), ("BlockATM-Signature-V2", sig.as_str())];
+    let headers = [
+        ("blockatm-request-time", time.as_str()),
+        ("BlockATM-Signature-V2", sig.as_str()),
+    ];
     let _ = verify(&headers, body, &[secret.as_slice(), b"second"], &opts, now);
 
     // Whatever the inputs, what `sign` produces verifies, in its own mode and in `either`.
@@ -39,10 +45,20 @@ fuzz_target!(|data: &[u8]| {
     for sign_mode in [Mode::Sorted, Mode::Raw] {
         if let Ok(s) = sign(&secret, sign_mode, body, now) {
             let s = s.to_string();
-            let own = VerifyOptions { mode: sign_mode.into(), window_ms: 1_000 };
+            let own = VerifyOptions {
+                mode: sign_mode.into(),
+                window_ms: 1_000,
+            };
             let result = verify_parts(&t, &s, body, &[secret.as_slice()], &own, now);
-            assert_eq!(result.map(|v| v.mode), Ok(sign_mode), "sign/verify round trip failed");
-            let either = VerifyOptions { mode: VerifyMode::Either, window_ms: 1_000 };
+            assert_eq!(
+                result.map(|v| v.mode),
+                Ok(sign_mode),
+                "sign/verify round trip failed"
+            );
+            let either = VerifyOptions {
+                mode: VerifyMode::Either,
+                window_ms: 1_000,
+            };
             assert!(verify_parts(&t, &s, body, &[secret.as_slice()], &either, now).is_ok());
         }
     }

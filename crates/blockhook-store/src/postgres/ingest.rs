@@ -141,11 +141,17 @@ fn targets_by_merchant(rows: Vec<TargetRow>) -> Result<Targets, Error> {
     let mut targets = Targets::new();
     for r in rows {
         if r.status != "active" {
-            return Err(Error::Conflict(format!("merchant {} is suspended", r.merchant_id)));
+            return Err(Error::Conflict(format!(
+                "merchant {} is suspended",
+                r.merchant_id
+            )));
         }
         let endpoints = targets.entry(r.merchant_id).or_default();
         if let (Some(endpoint_id), Some(types)) = (r.endpoint_id, r.event_types) {
-            endpoints.push(Target { endpoint_id, types: filter_types(&types)? });
+            endpoints.push(Target {
+                endpoint_id,
+                types: filter_types(&types)?,
+            });
         }
     }
     Ok(targets)

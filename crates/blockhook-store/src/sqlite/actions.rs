@@ -5,8 +5,8 @@ use blockhook_core::{
     Timestamp,
 };
 
-use super::SqliteStore;
 use super::events::{NewDelivery, insert_deliveries};
+use super::{Db, Durability};
 use crate::classify;
 
 const RESEND_EVENT: &str = "SELECT created_at, resend_count, payload IS NOT NULL AS has_payload \
@@ -30,7 +30,7 @@ const COUNT_RESEND: &str = "UPDATE events SET resend_count = resend_count + 1 WH
 /// Checks the event, the scope, then the limits, and creates the deliveries, all in one write
 /// transaction so two concurrent resends cannot both pass the count check.
 pub(super) async fn resend(
-    s: &SqliteStore,
+    s: &Db,
     merchant: &MerchantId,
     event: &EventId,
     scope: &ResendScope,
@@ -38,74 +38,77 @@ pub(super) async fn resend(
     now: Timestamp,
 ) -> Result<Vec<DeliveryId>, Error> {
     let mut tx = s.begin().await?;
-    s.tick(1);
-    let ev: ResendEvent = sqlx::query_as(RESEND_EVENT)
-        .bind(event.as_str())
-        .bind(merchant.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(classify)?
-        .ok_or(Error::NotFound("event"))?;
+    let result: Result<_, Error> = async {
+        s.tick(1);
+        let ev: ResendEvent = sqlx::query_as(RESEND_EVENT)
+            .bind(event.as_str())
+            .bind(merchant.as_str())
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(classify)?
+            .ok_or(Error::NotFound("event"))?;
 
-    s.tick(1);
-    let targets: Vec<String> = match scope {
-        ResendScope::All => {
-            sqlx::query_scalar(PAST_TARGETS)
-                .bind(event.as_str())
-                .fetch_all(&mut *tx)
-                .await
+        s.tick(1);
+        let targets: Vec<String> = match scope {
+            ResendScope::All => {
+                sqlx::query_scalar(PAST_TARGETS)
+                    .bind(event.as_str())
+                    .fetch_all(tx.conn())
+                    .await
+            }
+            ResendScope::Endpoint(id) => {
+                sqlx::query_scalar(OWN_ENDPOINT)
+                    .bind(id.as_str())
+                    .bind(merchant.as_str())
+                    .fetch_all(tx.conn())
+                    .await
+            }
         }
-        ResendScope::Endpoint(id) => {
-            sqlx::query_scalar(OWN_ENDPOINT)
-                .bind(id.as_str())
-                .bind(merchant.as_str())
-                .fetch_all(&mut *tx)
-                .await
-        }
-    }
-    .map_err(classify)?;
-    if targets.is_empty() && matches!(scope, ResendScope::Endpoint(_)) {
-        return Err(Error::NotFound("endpoint"));
-    }
-
-    let age = now.since(Timestamp::from_ms(ev.created_at));
-    if age >= limits.window {
-        return Err(Error::Conflict(format!(
-            "resend window passed: events can be resent for {}s after they arrive",
-            limits.window.as_secs()
-        )));
-    }
-    if ev.resend_count >= i64::from(limits.max_per_event) {
-        return Err(Error::Conflict(format!(
-            "resend limit reached: max_per_event is {}",
-            limits.max_per_event
-        )));
-    }
-    if !ev.has_payload {
-        return Err(Error::Conflict(
-            "the event's payload is no longer retained".to_owned(),
-        ));
-    }
-
-    let deliveries: Vec<NewDelivery<'_>> = targets
-        .iter()
-        .map(|endpoint_id| NewDelivery {
-            id: DeliveryId::generate(),
-            event_id: event.as_str(),
-            endpoint_id,
-            merchant_id: merchant.as_str(),
-            at: now,
-        })
-        .collect();
-    insert_deliveries(s, &mut tx, &deliveries, DeliveryOrigin::Resend).await?;
-    s.tick(1);
-    sqlx::query(COUNT_RESEND)
-        .bind(event.as_str())
-        .execute(&mut *tx)
-        .await
         .map_err(classify)?;
-    s.commit(tx).await?;
-    Ok(deliveries.into_iter().map(|d| d.id).collect())
+        if targets.is_empty() && matches!(scope, ResendScope::Endpoint(_)) {
+            return Err(Error::NotFound("endpoint"));
+        }
+
+        let age = now.since(Timestamp::from_ms(ev.created_at));
+        if age >= limits.window {
+            return Err(Error::Conflict(format!(
+                "resend window passed: events can be resent for {}s after they arrive",
+                limits.window.as_secs()
+            )));
+        }
+        if ev.resend_count >= i64::from(limits.max_per_event) {
+            return Err(Error::Conflict(format!(
+                "resend limit reached: max_per_event is {}",
+                limits.max_per_event
+            )));
+        }
+        if !ev.has_payload {
+            return Err(Error::Conflict(
+                "the event's payload is no longer retained".to_owned(),
+            ));
+        }
+
+        let deliveries: Vec<NewDelivery<'_>> = targets
+            .iter()
+            .map(|endpoint_id| NewDelivery {
+                id: DeliveryId::generate(),
+                event_id: event.as_str(),
+                endpoint_id,
+                merchant_id: merchant.as_str(),
+                at: now,
+            })
+            .collect();
+        insert_deliveries(s, tx.conn(), &deliveries, DeliveryOrigin::Resend).await?;
+        s.tick(1);
+        sqlx::query(COUNT_RESEND)
+            .bind(event.as_str())
+            .execute(tx.conn())
+            .await
+            .map_err(classify)?;
+        Ok(deliveries.into_iter().map(|d| d.id).collect())
+    }
+    .await;
+    tx.end(s, result).await
 }
 
 // A fresh round: `round_start = attempts`, so the next claim's round attempt is 1 again.
@@ -121,7 +124,7 @@ const ENDPOINT_EXISTS: &str = "SELECT 1 FROM endpoints WHERE id = ?1 AND merchan
 /// One statement when something is recovered; a second one tells "nothing failed" from "not
 /// yours".
 pub(super) async fn recover(
-    s: &SqliteStore,
+    s: &Db,
     merchant: &MerchantId,
     endpoint: &EndpointId,
     since: Timestamp,
@@ -133,7 +136,7 @@ pub(super) async fn recover(
         .bind(merchant.as_str())
         .bind(since.ms())
         .bind(now.ms())
-        .execute(&s.writer)
+        .execute(&mut *s.write(Durability::Durable).await?)
         .await
         .map_err(classify)?;
     if done.rows_affected() == 0 {

@@ -41,7 +41,10 @@ struct Inner {
 impl EventCache {
     /// A cache holding at most about `budget` bytes (0 disables it).
     pub(super) fn new(budget: usize) -> Self {
-        Self { budget, inner: Mutex::new(Inner::default()) }
+        Self {
+            budget,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     /// Remembers events just committed.
@@ -67,7 +70,9 @@ impl EventCache {
             }
             inner.bytes += size;
             while inner.bytes > self.budget {
-                let Some(oldest) = inner.order.pop_front() else { break };
+                let Some(oldest) = inner.order.pop_front() else {
+                    break;
+                };
                 if let Some(gone) = inner.map.remove(&oldest) {
                     inner.bytes -= gone.payload.len() + oldest.len() + ENTRY_OVERHEAD;
                 }

@@ -13,9 +13,11 @@ use blockhook_core::{
 };
 use bytes::Bytes;
 
-use super::SqliteStore;
 use super::cache::CachedEvent;
 use super::rows::{EndpointRow, json_list, padded_chunks, pairs_json, placeholders, to_u32};
+use sqlx::SqliteConnection;
+
+use super::{Db, Durability};
 use crate::classify;
 
 /// The most candidate rows one claim looks at when `per_endpoint_max` may reject some.
@@ -63,10 +65,60 @@ fn decode<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T, E
     serde_json::from_str(json).map_err(|e| Error::Internal(format!("decode {what}: {e}")))
 }
 
+/// Inside the claim's transaction: picks the candidates (oldest due first, at most
+/// `per_endpoint_max` per endpoint) and leases them under one fresh token. `None`: nothing due.
+async fn lease_due(
+    s: &Db,
+    conn: &mut SqliteConnection,
+    req: &ClaimRequest,
+    exclude: String,
+    look_at: i64,
+) -> Result<Option<(LeaseToken, Vec<Candidate>)>, Error> {
+    s.tick(1);
+    let (json,): (String,) = sqlx::query_as(CANDIDATES)
+        .bind(req.now.ms())
+        .bind(exclude)
+        .bind(look_at)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(classify)?;
+    let mut candidates: Vec<Candidate> = decode(&json, "claim candidates")?;
+    // Oldest due first (the aggregate's input order is not guaranteed to survive).
+    candidates.sort_by_key(|c| c.5);
+
+    let mut per_endpoint: HashMap<String, u32> = HashMap::new();
+    let mut chosen: Vec<Candidate> = Vec::with_capacity(candidates.len().min(req.max as usize));
+    for c in candidates {
+        if chosen.len() >= req.max as usize {
+            break;
+        }
+        let n = per_endpoint.entry(c.2.clone()).or_insert(0);
+        if *n < req.per_endpoint_max {
+            *n += 1;
+            chosen.push(c);
+        }
+    }
+    if chosen.is_empty() {
+        return Ok(None);
+    }
+
+    let token = LeaseToken::generate();
+    s.tick(1);
+    sqlx::query(LEASE)
+        .bind(token.0)
+        .bind(req.lease_until.ms())
+        .bind(req.now.ms())
+        .bind(json_list(chosen.iter().map(|c| c.0.as_str()))?)
+        .execute(&mut *conn)
+        .await
+        .map_err(classify)?;
+    Ok(Some((token, chosen)))
+}
+
 /// Four statements plus BEGIN/COMMIT whatever the batch size: candidates and lease in one short
 /// write transaction, then the claimed events and endpoints read (concurrently, on readers)
 /// after the commit. Each event's payload is read once and its bytes shared by all its claims.
-pub(super) async fn claim_due(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Claim>, Error> {
+pub(super) async fn claim_due(s: &Db, req: &ClaimRequest) -> Result<Vec<Claim>, Error> {
     if req.max == 0 || req.per_endpoint_max == 0 {
         return Ok(Vec::new());
     }
@@ -78,54 +130,21 @@ pub(super) async fn claim_due(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec
     };
     let exclude = json_list(req.exclude.iter().map(EndpointId::as_str))?;
 
-    let mut tx = s.begin().await?;
-    s.tick(1);
-    let (json,): (String,) = sqlx::query_as(CANDIDATES)
-        .bind(req.now.ms())
-        .bind(exclude)
-        .bind(look_at)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(classify)?;
-    let mut candidates: Vec<Candidate> = decode(&json, "claim candidates")?;
-    // Oldest due first (the aggregate's input order is not guaranteed to survive).
-    candidates.sort_by_key(|c| c.5);
-
-    let mut per_endpoint: HashMap<&str, u32> = HashMap::new();
-    let mut chosen: Vec<&Candidate> = Vec::with_capacity(candidates.len().min(req.max as usize));
-    for c in &candidates {
-        if chosen.len() >= req.max as usize {
-            break;
-        }
-        let n = per_endpoint.entry(c.2.as_str()).or_insert(0);
-        if *n < req.per_endpoint_max {
-            *n += 1;
-            chosen.push(c);
-        }
-    }
-    if chosen.is_empty() {
-        // Nothing written: let the transaction roll back on drop.
+    // Only leases are written: see `Db::write` for why they need no fsync.
+    let mut tx = s.begin_as(Durability::Relaxed).await?;
+    let leased = lease_due(s, tx.conn(), req, exclude, look_at).await;
+    let Some((token, chosen)) = tx.end(s, leased).await? else {
         return Ok(Vec::new());
-    }
-
-    let token = LeaseToken::generate();
-    s.tick(1);
-    sqlx::query(LEASE)
-        .bind(token.0)
-        .bind(req.lease_until.ms())
-        .bind(req.now.ms())
-        .bind(json_list(chosen.iter().map(|c| c.0.as_str()))?)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-    s.commit(tx).await?;
+    };
+    let mut endpoint_ids: Vec<&str> = chosen.iter().map(|c| c.2.as_str()).collect();
+    endpoint_ids.sort_unstable();
+    endpoint_ids.dedup();
 
     let mut event_ids: Vec<&str> = chosen.iter().map(|c| c.1.as_str()).collect();
     event_ids.sort_unstable();
     event_ids.dedup();
     let (cached, missing) = s.events.get_all(event_ids);
     let mut fetched: HashMap<String, CachedEvent> = HashMap::new();
-    let endpoint_ids: Vec<&str> = per_endpoint.keys().copied().collect();
     let endpoints_query = sqlx::query_as::<_, EndpointRow>(CLAIMED_ENDPOINTS)
         .bind(json_list(endpoint_ids)?)
         .fetch_all(&s.readers);
@@ -137,7 +156,8 @@ pub(super) async fn claim_due(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec
         let events_query = sqlx::query_as::<_, ClaimedEvent>(CLAIMED_EVENTS)
             .bind(json_list(missing)?)
             .fetch_all(&s.readers);
-        let (rows, endpoints) = futures::try_join!(events_query, endpoints_query).map_err(classify)?;
+        let (rows, endpoints) =
+            futures::try_join!(events_query, endpoints_query).map_err(classify)?;
         for ev in rows {
             let Some(payload) = ev.payload else { continue };
             let event_type = EventType::parse(&ev.event_type)
@@ -159,13 +179,14 @@ pub(super) async fn claim_due(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec
     }
 
     let mut claims = Vec::with_capacity(chosen.len());
-    for (id, event_id, endpoint_id, attempts, round_start, _) in chosen {
+    for (id, event_id, endpoint_id, attempts, round_start, _) in &chosen {
         // Both can only be missing if the endpoint or merchant was deleted since the commit (the
         // delivery went with it), or a payload was purged under a pending delivery (purge skips
         // those); either way there is nothing to send, and the lease simply lapses.
-        let ev = cached.get(event_id.as_str()).or_else(|| fetched.get(event_id));
-        let (Some(ev), Some(endpoint)) = (ev, endpoints_by_id.get(endpoint_id))
-        else {
+        let ev = cached
+            .get(event_id.as_str())
+            .or_else(|| fetched.get(event_id));
+        let (Some(ev), Some(endpoint)) = (ev, endpoints_by_id.get(endpoint_id)) else {
             tracing::warn!(delivery = %id, "claimed delivery lost its event payload or endpoint");
             continue;
         };
@@ -196,7 +217,7 @@ const RENEW: (&str, &str) = (
 );
 
 pub(super) async fn renew_leases(
-    s: &SqliteStore,
+    s: &Db,
     leases: &[(DeliveryId, LeaseToken)],
     until: Timestamp,
 ) -> Result<(), Error> {
@@ -210,7 +231,11 @@ pub(super) async fn renew_leases(
             q = q.bind(None::<&str>).bind(None::<i64>);
         }
         s.tick(1);
-        q.bind(until.ms()).bind(until.ms()).execute(&s.writer).await.map_err(classify)?;
+        q.bind(until.ms())
+            .bind(until.ms())
+            .execute(&mut *s.write(Durability::Relaxed).await?)
+            .await
+            .map_err(classify)?;
     }
     Ok(())
 }
@@ -246,27 +271,79 @@ const APPLY: (&str, &str) = (
        AND deliveries.state = 'pending'",
 );
 
-/// BEGIN, log the attempts, apply the states, COMMIT: four statements per 256 completions (plus
-/// one per endpoint disabled). Stale completions fail the token join in both statements, so they
-/// change nothing and log nothing.
-pub(super) async fn finish(s: &SqliteStore, done: &[Completion], now: Timestamp) -> Result<u32, Error> {
-    // A delivery completed twice in one batch: only the first counts.
-    let mut seen: HashSet<&str> = HashSet::with_capacity(done.len());
-    let mut unique: Vec<(&Completion, String, String)> = Vec::with_capacity(done.len());
-    for c in done {
-        if seen.insert(c.delivery_id.as_str()) {
-            let a = &c.attempt;
-            unique.push((c, pairs_json(&a.request_headers)?, pairs_json(&a.response_headers)?));
+/// Finishes several callers' completions (`(completions, now)` each) in ONE transaction, so
+/// that they share one commit (see `group`), and says how many of each applied. Per caller: log
+/// the attempts, apply the states (two statements per 256 completions, plus one per endpoint
+/// disabled). Stale completions fail the token join in both statements, so they change nothing
+/// and log nothing. If the shared transaction fails, each caller is retried alone, so one bad
+/// batch cannot fail the others.
+pub(super) async fn finish_batches(
+    s: &Db,
+    jobs: &[(&[Completion], Timestamp)],
+) -> Vec<Result<u32, Error>> {
+    match finish_together(s, jobs).await {
+        Ok(counts) => counts.into_iter().map(Ok).collect(),
+        Err(e) if jobs.len() == 1 => vec![Err(e)],
+        Err(_) => {
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                out.push(
+                    finish_together(s, std::slice::from_ref(job))
+                        .await
+                        .map(|c| c.iter().sum()),
+                );
+            }
+            out
         }
     }
-    if unique.is_empty() {
-        return Ok(0);
-    }
+}
 
+async fn finish_together(s: &Db, jobs: &[(&[Completion], Timestamp)]) -> Result<Vec<u32>, Error> {
+    let mut prepared = Vec::with_capacity(jobs.len());
+    for (done, now) in jobs {
+        // A delivery completed twice in one batch: only the first counts.
+        let mut seen: HashSet<&str> = HashSet::with_capacity(done.len());
+        let mut unique: Vec<(&Completion, String, String)> = Vec::with_capacity(done.len());
+        for c in *done {
+            if seen.insert(c.delivery_id.as_str()) {
+                let a = &c.attempt;
+                unique.push((
+                    c,
+                    pairs_json(&a.request_headers)?,
+                    pairs_json(&a.response_headers)?,
+                ));
+            }
+        }
+        prepared.push((unique, *now));
+    }
     let mut tx = s.begin().await?;
+    let counts: Result<Vec<u32>, Error> = async {
+        let mut counts = Vec::with_capacity(prepared.len());
+        for (unique, now) in &prepared {
+            counts.push(apply_completions(s, tx.conn(), unique, *now).await?);
+        }
+        Ok(counts)
+    }
+    .await;
+    tx.end(s, counts).await
+}
+
+/// Inside `finish`'s transaction: per 256 completions, log the attempts, disable endpoints, then
+/// apply the states. Returns how many applied.
+async fn apply_completions(
+    s: &Db,
+    conn: &mut SqliteConnection,
+    unique: &[(&Completion, String, String)],
+    now: Timestamp,
+) -> Result<u32, Error> {
     let mut applied_total = 0;
-    for (chunk, rows) in padded_chunks(&unique) {
-        let sql = format!("{}{}{}", LOG_ATTEMPTS.0, placeholders(rows, 14), LOG_ATTEMPTS.1);
+    for (chunk, rows) in padded_chunks(unique) {
+        let sql = format!(
+            "{}{}{}",
+            LOG_ATTEMPTS.0,
+            placeholders(rows, 14),
+            LOG_ATTEMPTS.1
+        );
         let mut q = sqlx::query(&sql);
         for (c, req_headers, resp_headers) in chunk {
             let a = &c.attempt;
@@ -292,11 +369,21 @@ pub(super) async fn finish(s: &SqliteStore, done: &[Completion], now: Timestamp)
             }
         }
         s.tick(1);
-        let logged = q.execute(&mut *tx).await.map_err(classify)?.rows_affected();
+        let logged = q
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?
+            .rows_affected();
 
-        for (c, _, _) in chunk.iter().filter(|(c, _, _)| c.next == Next::DisableEndpoint) {
+        for (c, _, _) in chunk
+            .iter()
+            .filter(|(c, _, _)| c.next == Next::DisableEndpoint)
+        {
             let reason = c.disable_reason.clone().unwrap_or_else(|| {
-                format!("410 Gone on attempt {} of {}", c.attempt.number, c.delivery_id)
+                format!(
+                    "410 Gone on attempt {} of {}",
+                    c.attempt.number, c.delivery_id
+                )
             });
             s.tick(1);
             sqlx::query(DISABLE_ENDPOINT)
@@ -304,7 +391,7 @@ pub(super) async fn finish(s: &SqliteStore, done: &[Completion], now: Timestamp)
                 .bind(c.lease.0)
                 .bind(reason)
                 .bind(now.ms())
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(classify)?;
         }
@@ -330,17 +417,20 @@ pub(super) async fn finish(s: &SqliteStore, done: &[Completion], now: Timestamp)
             }
         }
         s.tick(1);
-        let applied = q.bind(now.ms()).execute(&mut *tx).await.map_err(classify)?.rows_affected();
+        let applied = q
+            .bind(now.ms())
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?
+            .rows_affected();
         if applied != logged {
             // Only possible if an attempt id was reused (OR IGNORE skipped its row).
-            return Err(Error::Conflict("an attempt with this id already exists".to_owned()));
+            return Err(Error::Conflict(
+                "an attempt with this id already exists".to_owned(),
+            ));
         }
         applied_total += applied;
     }
-    if applied_total == 0 {
-        return Ok(0); // nothing written: roll back on drop
-    }
-    s.commit(tx).await?;
     Ok(u32::try_from(applied_total).unwrap_or(u32::MAX))
 }
 
@@ -350,7 +440,7 @@ const NEXT_DUE: &str = "SELECT d.next_attempt_at FROM deliveries d CROSS JOIN en
      WHERE d.state = 'pending' AND e.id = d.endpoint_id AND e.enabled = 1 \
      ORDER BY d.next_attempt_at LIMIT 1";
 
-pub(super) async fn next_due_at(s: &SqliteStore) -> Result<Option<Timestamp>, Error> {
+pub(super) async fn next_due_at(s: &Db) -> Result<Option<Timestamp>, Error> {
     s.tick(1);
     let row: Option<(Option<i64>,)> = sqlx::query_as(NEXT_DUE)
         .fetch_optional(&s.readers)

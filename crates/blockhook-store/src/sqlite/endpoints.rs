@@ -2,8 +2,8 @@
 
 use blockhook_core::{Cursor, Endpoint, EndpointId, Error, MerchantId, Page};
 
-use super::SqliteStore;
 use super::rows::{EndpointRow, filter_json, page_limit, pairs_json};
+use super::{Db, Durability};
 use crate::classify;
 
 // Inserts only when the merchant exists, so an unknown one is `NotFound("merchant")` rather than
@@ -14,7 +14,7 @@ const CREATE: &str = "INSERT INTO endpoints (id, merchant_id, url, description, 
      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15 \
      WHERE EXISTS (SELECT 1 FROM merchants WHERE id = ?2)";
 
-pub(super) async fn create(s: &SqliteStore, ep: &Endpoint) -> Result<(), Error> {
+pub(super) async fn create(s: &Db, ep: &Endpoint) -> Result<(), Error> {
     s.tick(1);
     let done = sqlx::query(CREATE)
         .bind(ep.id.as_str())
@@ -32,7 +32,7 @@ pub(super) async fn create(s: &SqliteStore, ep: &Endpoint) -> Result<(), Error> 
         .bind(ep.secret.0.as_slice())
         .bind(ep.created_at.ms())
         .bind(ep.updated_at.ms())
-        .execute(&s.writer)
+        .execute(&mut *s.write(Durability::Durable).await?)
         .await
         .map_err(classify)?;
     if done.rows_affected() == 0 {
@@ -47,11 +47,7 @@ const GET: &str = concat!(
     " FROM endpoints WHERE id = ?1 AND merchant_id = ?2"
 );
 
-pub(super) async fn get(
-    s: &SqliteStore,
-    merchant: &MerchantId,
-    id: &EndpointId,
-) -> Result<Endpoint, Error> {
+pub(super) async fn get(s: &Db, merchant: &MerchantId, id: &EndpointId) -> Result<Endpoint, Error> {
     s.tick(1);
     let row: Option<EndpointRow> = sqlx::query_as(GET)
         .bind(id.as_str())
@@ -70,7 +66,7 @@ const LIST: &str = concat!(
 );
 
 pub(super) async fn list(
-    s: &SqliteStore,
+    s: &Db,
     merchant: &MerchantId,
     after: Option<&Cursor>,
     limit: u32,
@@ -96,7 +92,7 @@ const UPDATE: &str = "UPDATE endpoints SET url = ?3, description = ?4, event_typ
      enabled = ?11, disabled_reason = ?12, secret = ?13, updated_at = ?14 \
      WHERE id = ?1 AND merchant_id = ?2";
 
-pub(super) async fn update(s: &SqliteStore, ep: &Endpoint) -> Result<(), Error> {
+pub(super) async fn update(s: &Db, ep: &Endpoint) -> Result<(), Error> {
     s.tick(1);
     let done = sqlx::query(UPDATE)
         .bind(ep.id.as_str())
@@ -113,7 +109,7 @@ pub(super) async fn update(s: &SqliteStore, ep: &Endpoint) -> Result<(), Error> 
         .bind(ep.disabled_reason.as_deref())
         .bind(ep.secret.0.as_slice())
         .bind(ep.updated_at.ms())
-        .execute(&s.writer)
+        .execute(&mut *s.write(Durability::Durable).await?)
         .await
         .map_err(classify)?;
     if done.rows_affected() == 0 {
@@ -129,21 +125,29 @@ const DELETE: &str = "DELETE FROM endpoints WHERE id = ?1 AND merchant_id = ?2";
 const DELETE_ATTEMPTS: &str = "DELETE FROM attempts WHERE endpoint_id = ?1";
 const DELETE_DELIVERIES: &str = "DELETE FROM deliveries WHERE endpoint_id = ?1";
 
-pub(super) async fn delete(s: &SqliteStore, merchant: &MerchantId, id: &EndpointId) -> Result<(), Error> {
+pub(super) async fn delete(s: &Db, merchant: &MerchantId, id: &EndpointId) -> Result<(), Error> {
     let mut tx = s.begin().await?;
-    s.tick(1);
-    let done = sqlx::query(DELETE)
-        .bind(id.as_str())
-        .bind(merchant.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound("endpoint"));
-    }
-    for sql in [DELETE_ATTEMPTS, DELETE_DELIVERIES] {
+    let result: Result<_, Error> = async {
         s.tick(1);
-        sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await.map_err(classify)?;
+        let done = sqlx::query(DELETE)
+            .bind(id.as_str())
+            .bind(merchant.as_str())
+            .execute(tx.conn())
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound("endpoint"));
+        }
+        for sql in [DELETE_ATTEMPTS, DELETE_DELIVERIES] {
+            s.tick(1);
+            sqlx::query(sql)
+                .bind(id.as_str())
+                .execute(tx.conn())
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
     }
-    s.commit(tx).await
+    .await;
+    tx.end(s, result).await
 }

@@ -11,7 +11,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::cache::CachedEvent;
 
-use super::SqliteStore;
+use super::Db;
 use super::rows::{
     AttemptRow, DeliveryRow, EventRow, filter_from_json, json_list, padded_chunks, page_limit,
     placeholders,
@@ -53,46 +53,118 @@ pub(super) struct NewDelivery<'a> {
     pub(super) at: Timestamp,
 }
 
-/// Stores the batch in one transaction with a fixed number of statements (plus one per 256
-/// rows): targets, taken keys (only if any event has a key), events, deliveries.
-pub(super) async fn ingest(s: &SqliteStore, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
-    if events.is_empty() {
-        return Ok(Vec::new());
+/// Stores several callers' batches in ONE transaction, so that they share one commit (see
+/// `group`), and answers each. A fixed number of statements per transaction (plus one per 256
+/// rows): targets, taken keys (only if any event has a key), events, deliveries. A batch naming
+/// an unknown or suspended merchant fails alone before anything is written; if the shared
+/// transaction itself fails, each batch is retried alone, so one bad batch cannot fail others.
+pub(super) async fn ingest_batches(
+    s: &Db,
+    batches: &[&[NewEvent]],
+) -> Vec<Result<Vec<Ingested>, Error>> {
+    match ingest_together(s, batches).await {
+        Ok(results) => results,
+        Err(e) if batches.len() == 1 => vec![Err(e)],
+        Err(_) => {
+            let mut out = Vec::with_capacity(batches.len());
+            for batch in batches {
+                let alone = ingest_together(s, std::slice::from_ref(batch)).await;
+                out.push(alone.and_then(|r| {
+                    r.into_iter()
+                        .next()
+                        .unwrap_or_else(|| Err(Error::Internal("no ingest result".into())))
+                }));
+            }
+            out
+        }
     }
-    let mut merchants: Vec<&str> = events.iter().map(|e| e.merchant_id.as_str()).collect();
+}
+
+async fn ingest_together(
+    s: &Db,
+    batches: &[&[NewEvent]],
+) -> Result<Vec<Result<Vec<Ingested>, Error>>, Error> {
+    let mut tx = s.begin().await?;
+    let results = ingest_in(s, tx.conn(), batches).await;
+    let results = tx.end(s, results).await?;
+
+    // Events with deliveries are about to be claimed: keep what a claim needs at hand.
+    for (batch, result) in batches.iter().zip(&results) {
+        let Ok(done) = result else { continue };
+        let fresh = batch
+            .iter()
+            .zip(done)
+            .filter(|(_, d)| !d.duplicate && d.deliveries > 0);
+        s.events.put_all(fresh.map(|(ev, _)| {
+            let cached = CachedEvent {
+                event_type: ev.event_type.clone(),
+                payload: ev.payload.clone(),
+                created_at: ev.created_at,
+            };
+            (ev.id.as_str().to_owned(), cached)
+        }));
+    }
+    Ok(results)
+}
+
+/// The body of [`ingest_together`], inside its transaction: every batch's answer, or an error
+/// that fails the whole transaction.
+async fn ingest_in(
+    s: &Db,
+    conn: &mut SqliteConnection,
+    batches: &[&[NewEvent]],
+) -> Result<Vec<Result<Vec<Ingested>, Error>>, Error> {
+    let all = || batches.iter().flat_map(|b| b.iter());
+    let mut merchants: Vec<&str> = all().map(|e| e.merchant_id.as_str()).collect();
     merchants.sort_unstable();
     merchants.dedup();
-
-    let mut tx = s.begin().await?;
 
     s.tick(1);
     let rows: Vec<TargetRow> = sqlx::query_as(TARGETS)
         .bind(json_list(merchants.iter().copied())?)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn)
         .await
         .map_err(classify)?;
-    let mut endpoints: HashMap<String, Vec<(String, EventFilter)>> = HashMap::new();
+    // Merchant -> (active, its enabled endpoints with their filters).
+    let mut targets: HashMap<String, (bool, Vec<(String, EventFilter)>)> = HashMap::new();
     for r in rows {
-        if r.status != "active" {
-            return Err(Error::Conflict(format!(
-                "merchant {} is suspended",
-                r.merchant_id
-            )));
-        }
-        let eps = endpoints.entry(r.merchant_id).or_default();
+        let entry = targets
+            .entry(r.merchant_id)
+            .or_insert_with(|| (r.status == "active", Vec::new()));
         if let (Some(id), Some(types)) = (r.endpoint_id, r.event_types) {
-            eps.push((id, filter_from_json(&types)?));
+            entry.1.push((id, filter_from_json(&types)?));
         }
     }
-    if endpoints.len() != merchants.len() {
-        // Dropping `tx` rolls back (nothing was written yet anyway).
-        return Err(Error::NotFound("merchant"));
-    }
-
-    // (merchant, key) -> the event that owns it: stored ones first, then this batch's own.
-    let mut owners: HashMap<(&str, &str), EventId> = HashMap::new();
-    let keyed: Vec<(&str, &str)> = events
+    // A batch naming an unknown or suspended merchant is refused whole, before any write.
+    let verdicts: Vec<Result<(), Error>> = batches
         .iter()
+        .map(|batch| {
+            for ev in *batch {
+                match targets.get(ev.merchant_id.as_str()) {
+                    None => return Err(Error::NotFound("merchant")),
+                    Some((false, _)) => {
+                        return Err(Error::Conflict(format!(
+                            "merchant {} is suspended",
+                            ev.merchant_id
+                        )));
+                    }
+                    Some((true, _)) => {}
+                }
+            }
+            Ok(())
+        })
+        .collect();
+    let accepted = || {
+        batches
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| v.is_ok())
+            .flat_map(|(b, _)| b.iter())
+    };
+
+    // (merchant, key) -> the event that owns it: stored ones first, then the batches' own, in
+    // order, so a key repeated by a later batch of the group answers like a later call would.
+    let keyed: Vec<(&str, &str)> = accepted()
         .filter_map(|e| {
             e.idempotency_key
                 .as_ref()
@@ -105,10 +177,11 @@ pub(super) async fn ingest(s: &SqliteStore, events: &[NewEvent]) -> Result<Vec<I
         s.tick(1);
         taken = sqlx::query_as(TAKEN_KEYS)
             .bind(pairs)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await
             .map_err(classify)?;
     }
+    let mut owners: HashMap<(&str, &str), EventId> = HashMap::new();
     for t in &taken {
         owners.insert(
             (t.merchant_id.as_str(), t.idempotency_key.as_str()),
@@ -116,59 +189,57 @@ pub(super) async fn ingest(s: &SqliteStore, events: &[NewEvent]) -> Result<Vec<I
         );
     }
 
-    let mut out = Vec::with_capacity(events.len());
-    let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
-    let mut deliveries: Vec<NewDelivery<'_>> = Vec::with_capacity(events.len());
-    for ev in events {
-        if let Some(key) = &ev.idempotency_key {
-            let slot = (ev.merchant_id.as_str(), key.as_str());
-            if let Some(original) = owners.get(&slot) {
-                out.push(Ingested {
-                    event_id: original.clone(),
-                    duplicate: true,
-                    deliveries: 0,
-                });
-                continue;
-            }
-            owners.insert(slot, ev.id.clone());
+    let mut results = Vec::with_capacity(batches.len());
+    let mut fresh: Vec<&NewEvent> = Vec::new();
+    let mut deliveries: Vec<NewDelivery<'_>> = Vec::new();
+    for (batch, verdict) in batches.iter().zip(verdicts) {
+        if let Err(e) = verdict {
+            results.push(Err(e));
+            continue;
         }
-        let before = deliveries.len();
-        for (endpoint_id, filter) in endpoints.get(ev.merchant_id.as_str()).into_iter().flatten() {
-            if filter.matches(&ev.event_type) {
-                deliveries.push(NewDelivery {
-                    id: DeliveryId::generate(),
-                    event_id: ev.id.as_str(),
-                    endpoint_id,
-                    merchant_id: ev.merchant_id.as_str(),
-                    at: ev.created_at,
-                });
+        let mut out = Vec::with_capacity(batch.len());
+        for ev in *batch {
+            if let Some(key) = &ev.idempotency_key {
+                let slot = (ev.merchant_id.as_str(), key.as_str());
+                if let Some(original) = owners.get(&slot) {
+                    out.push(Ingested {
+                        event_id: original.clone(),
+                        duplicate: true,
+                        deliveries: 0,
+                    });
+                    continue;
+                }
+                owners.insert(slot, ev.id.clone());
             }
+            let before = deliveries.len();
+            let endpoints = targets
+                .get(ev.merchant_id.as_str())
+                .map(|(_, eps)| eps.as_slice());
+            for (endpoint_id, filter) in endpoints.unwrap_or_default() {
+                if filter.matches(&ev.event_type) {
+                    deliveries.push(NewDelivery {
+                        id: DeliveryId::generate(),
+                        event_id: ev.id.as_str(),
+                        endpoint_id,
+                        merchant_id: ev.merchant_id.as_str(),
+                        at: ev.created_at,
+                    });
+                }
+            }
+            let made = u32::try_from(deliveries.len() - before).unwrap_or(u32::MAX);
+            out.push(Ingested {
+                event_id: ev.id.clone(),
+                duplicate: false,
+                deliveries: made,
+            });
+            fresh.push(ev);
         }
-        let made = u32::try_from(deliveries.len() - before).unwrap_or(u32::MAX);
-        out.push(Ingested {
-            event_id: ev.id.clone(),
-            duplicate: false,
-            deliveries: made,
-        });
-        fresh.push(ev);
+        results.push(Ok(out));
     }
 
-    insert_events(s, &mut tx, &fresh).await?;
-    insert_deliveries(s, &mut tx, &deliveries, DeliveryOrigin::Initial).await?;
-    s.commit(tx).await?;
-
-    // Events with deliveries are about to be claimed: keep what a claim needs at hand.
-    s.events.put_all(fresh.iter().zip(out.iter().filter(|i| !i.duplicate)).filter_map(|(ev, done)| {
-        (done.deliveries > 0).then(|| {
-            let cached = CachedEvent {
-                event_type: ev.event_type.clone(),
-                payload: ev.payload.clone(),
-                created_at: ev.created_at,
-            };
-            (ev.id.as_str().to_owned(), cached)
-        })
-    }));
-    Ok(out)
+    insert_events(s, conn, &fresh).await?;
+    insert_deliveries(s, conn, &deliveries, DeliveryOrigin::Initial).await?;
+    Ok(results)
 }
 
 const INSERT_EVENTS: (&str, &str) = (
@@ -180,9 +251,18 @@ const INSERT_EVENTS: (&str, &str) = (
 /// Multi-row INSERT of events, one statement per 256 (see `rows::padded_chunks`). `OR IGNORE`
 /// plus a row count check instead of failing mid-statement: a statement that cannot abort needs
 /// no statement journal (see the migration's notes).
-async fn insert_events(s: &SqliteStore, conn: &mut SqliteConnection, events: &[&NewEvent]) -> Result<(), Error> {
+async fn insert_events(
+    s: &Db,
+    conn: &mut SqliteConnection,
+    events: &[&NewEvent],
+) -> Result<(), Error> {
     for (chunk, rows) in padded_chunks(events) {
-        let sql = format!("{}{}{}", INSERT_EVENTS.0, placeholders(rows, 6), INSERT_EVENTS.1);
+        let sql = format!(
+            "{}{}{}",
+            INSERT_EVENTS.0,
+            placeholders(rows, 6),
+            INSERT_EVENTS.1
+        );
         let mut q = sqlx::query(&sql);
         for ev in chunk {
             q = q
@@ -202,7 +282,9 @@ async fn insert_events(s: &SqliteStore, conn: &mut SqliteConnection, events: &[&
         if done.rows_affected() != chunk.len() as u64 {
             // OR IGNORE skipped a row: its id (or idempotency key) is taken. The caller drops the
             // transaction, which rolls the whole batch back.
-            return Err(Error::Conflict("an event with this id already exists".to_owned()));
+            return Err(Error::Conflict(
+                "an event with this id already exists".to_owned(),
+            ));
         }
     }
     Ok(())
@@ -218,13 +300,18 @@ const INSERT_DELIVERIES: (&str, &str) = (
 
 /// Multi-row INSERT of pending deliveries, due at their creation time, one statement per 256.
 pub(super) async fn insert_deliveries(
-    s: &SqliteStore,
+    s: &Db,
     conn: &mut SqliteConnection,
     deliveries: &[NewDelivery<'_>],
     origin: DeliveryOrigin,
 ) -> Result<(), Error> {
     for (chunk, rows) in padded_chunks(deliveries) {
-        let sql = format!("{}{}{}", INSERT_DELIVERIES.0, placeholders(rows, 6), INSERT_DELIVERIES.1);
+        let sql = format!(
+            "{}{}{}",
+            INSERT_DELIVERIES.0,
+            placeholders(rows, 6),
+            INSERT_DELIVERIES.1
+        );
         let mut q = sqlx::query(&sql);
         for d in chunk {
             q = q
@@ -242,7 +329,9 @@ pub(super) async fn insert_deliveries(
         s.tick(1);
         let done = q.execute(&mut *conn).await.map_err(classify)?;
         if done.rows_affected() != chunk.len() as u64 {
-            return Err(Error::Conflict("a delivery with this id already exists".to_owned()));
+            return Err(Error::Conflict(
+                "a delivery with this id already exists".to_owned(),
+            ));
         }
     }
     Ok(())
@@ -254,11 +343,7 @@ const GET: &str = concat!(
     " FROM events WHERE id = ?1 AND merchant_id = ?2"
 );
 
-pub(super) async fn get(
-    s: &SqliteStore,
-    merchant: &MerchantId,
-    id: &EventId,
-) -> Result<Event, Error> {
+pub(super) async fn get(s: &Db, merchant: &MerchantId, id: &EventId) -> Result<Event, Error> {
     s.tick(1);
     let row: Option<EventRow> = sqlx::query_as(GET)
         .bind(id.as_str())
@@ -273,7 +358,7 @@ pub(super) async fn get(
 /// paging never shift a page. The SQL is assembled from the filters present, so each combination
 /// gets its own plan using `events_merchant`.
 pub(super) async fn list(
-    s: &SqliteStore,
+    s: &Db,
     merchant: &MerchantId,
     q: &EventQuery,
 ) -> Result<Page<Event>, Error> {
@@ -334,7 +419,7 @@ const DELIVERIES_OF_EVENT: &str = concat!(
 
 /// One statement when the event has deliveries; a second one tells "none" from "not yours".
 pub(super) async fn list_deliveries(
-    s: &SqliteStore,
+    s: &Db,
     merchant: &MerchantId,
     event: &EventId,
     now: Timestamp,
@@ -368,7 +453,7 @@ const GET_DELIVERY: &str = concat!(
 );
 
 pub(super) async fn get_delivery(
-    s: &SqliteStore,
+    s: &Db,
     merchant: &MerchantId,
     id: &DeliveryId,
     now: Timestamp,
@@ -394,7 +479,7 @@ const ATTEMPTS_OF_DELIVERY: &str = concat!(
 );
 
 pub(super) async fn list_attempts(
-    s: &SqliteStore,
+    s: &Db,
     merchant: &MerchantId,
     delivery: &DeliveryId,
 ) -> Result<Vec<AttemptRecord>, Error> {

@@ -5,21 +5,21 @@ use blockhook_core::{
     Page, Timestamp,
 };
 
-use super::SqliteStore;
 use super::rows::{ApiKeyRow, MerchantRow, page_limit};
+use super::{Db, Durability};
 use crate::classify;
 
 const CREATE: &str = "INSERT INTO merchants (id, name, status, created_at) VALUES (?1, ?2, 'active', ?3) \
      RETURNING id, name, status, created_at";
 
 /// Creates a merchant; an existing id is a unique violation, i.e. `Conflict`.
-pub(super) async fn create(s: &SqliteStore, m: &NewMerchant) -> Result<Merchant, Error> {
+pub(super) async fn create(s: &Db, m: &NewMerchant) -> Result<Merchant, Error> {
     s.tick(1);
     let row: MerchantRow = sqlx::query_as(CREATE)
         .bind(m.id.as_str())
         .bind(&m.name)
         .bind(m.created_at.ms())
-        .fetch_one(&s.writer)
+        .fetch_one(&mut *s.write(Durability::Durable).await?)
         .await
         .map_err(classify)?;
     row.try_into()
@@ -27,7 +27,7 @@ pub(super) async fn create(s: &SqliteStore, m: &NewMerchant) -> Result<Merchant,
 
 const GET: &str = "SELECT id, name, status, created_at FROM merchants WHERE id = ?1";
 
-pub(super) async fn get(s: &SqliteStore, id: &MerchantId) -> Result<Merchant, Error> {
+pub(super) async fn get(s: &Db, id: &MerchantId) -> Result<Merchant, Error> {
     s.tick(1);
     let row: Option<MerchantRow> = sqlx::query_as(GET)
         .bind(id.as_str())
@@ -46,7 +46,7 @@ const LIST_AFTER: &str = "SELECT id, name, status, created_at FROM merchants \
      ORDER BY created_at DESC, id DESC LIMIT ?1";
 
 pub(super) async fn list(
-    s: &SqliteStore,
+    s: &Db,
     after: Option<&Cursor>,
     limit: u32,
 ) -> Result<Page<Merchant>, Error> {
@@ -79,7 +79,7 @@ const SET_STATUS: &str =
     "UPDATE merchants SET status = ?2 WHERE id = ?1 RETURNING id, name, status, created_at";
 
 pub(super) async fn set_status(
-    s: &SqliteStore,
+    s: &Db,
     id: &MerchantId,
     status: MerchantStatus,
 ) -> Result<Merchant, Error> {
@@ -87,7 +87,7 @@ pub(super) async fn set_status(
     let row: Option<MerchantRow> = sqlx::query_as(SET_STATUS)
         .bind(id.as_str())
         .bind(status.as_str())
-        .fetch_optional(&s.writer)
+        .fetch_optional(&mut *s.write(Durability::Durable).await?)
         .await
         .map_err(classify)?;
     row.ok_or(Error::NotFound("merchant"))?.try_into()
@@ -102,18 +102,30 @@ const DELETE_DELIVERIES: &str = "DELETE FROM deliveries WHERE endpoint_id IN \
      (SELECT id FROM endpoints WHERE merchant_id = ?1)";
 const DELETE: &str = "DELETE FROM merchants WHERE id = ?1";
 
-pub(super) async fn delete(s: &SqliteStore, id: &MerchantId) -> Result<(), Error> {
+pub(super) async fn delete(s: &Db, id: &MerchantId) -> Result<(), Error> {
     let mut tx = s.begin().await?;
-    for sql in [DELETE_ATTEMPTS, DELETE_DELIVERIES] {
+    let result: Result<_, Error> = async {
+        for sql in [DELETE_ATTEMPTS, DELETE_DELIVERIES] {
+            s.tick(1);
+            sqlx::query(sql)
+                .bind(id.as_str())
+                .execute(tx.conn())
+                .await
+                .map_err(classify)?;
+        }
         s.tick(1);
-        sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await.map_err(classify)?;
+        let done = sqlx::query(DELETE)
+            .bind(id.as_str())
+            .execute(tx.conn())
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound("merchant"));
+        }
+        Ok(())
     }
-    s.tick(1);
-    let done = sqlx::query(DELETE).bind(id.as_str()).execute(&mut *tx).await.map_err(classify)?;
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound("merchant"));
-    }
-    s.commit(tx).await
+    .await;
+    tx.end(s, result).await
 }
 
 // Inserts only when the merchant exists, so an unknown one is `NotFound` rather than a foreign
@@ -122,7 +134,7 @@ const CREATE_KEY: &str = "INSERT INTO api_keys (id, merchant_id, prefix, hash, c
      SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM merchants WHERE id = ?2) \
      RETURNING id, merchant_id, prefix, created_at, revoked_at";
 
-pub(super) async fn create_key(s: &SqliteStore, key: &NewApiKey) -> Result<ApiKey, Error> {
+pub(super) async fn create_key(s: &Db, key: &NewApiKey) -> Result<ApiKey, Error> {
     s.tick(1);
     let row: Option<ApiKeyRow> = sqlx::query_as(CREATE_KEY)
         .bind(key.id.as_str())
@@ -130,7 +142,7 @@ pub(super) async fn create_key(s: &SqliteStore, key: &NewApiKey) -> Result<ApiKe
         .bind(&key.prefix)
         .bind(&key.hash)
         .bind(key.created_at.ms())
-        .fetch_optional(&s.writer)
+        .fetch_optional(&mut *s.write(Durability::Durable).await?)
         .await
         .map_err(classify)?;
     Ok(row.ok_or(Error::NotFound("merchant"))?.into())
@@ -139,7 +151,7 @@ pub(super) async fn create_key(s: &SqliteStore, key: &NewApiKey) -> Result<ApiKe
 const BY_HASH: &str =
     "SELECT id, merchant_id, prefix, created_at, revoked_at FROM api_keys WHERE hash = ?1";
 
-pub(super) async fn key_by_hash(s: &SqliteStore, hash: &str) -> Result<Option<ApiKey>, Error> {
+pub(super) async fn key_by_hash(s: &Db, hash: &str) -> Result<Option<ApiKey>, Error> {
     s.tick(1);
     let row: Option<ApiKeyRow> = sqlx::query_as(BY_HASH)
         .bind(hash)
@@ -152,10 +164,7 @@ pub(super) async fn key_by_hash(s: &SqliteStore, hash: &str) -> Result<Option<Ap
 const LIST_KEYS: &str = "SELECT id, merchant_id, prefix, created_at, revoked_at FROM api_keys \
      WHERE merchant_id = ?1 ORDER BY id DESC";
 
-pub(super) async fn list_keys(
-    s: &SqliteStore,
-    merchant: &MerchantId,
-) -> Result<Vec<ApiKey>, Error> {
+pub(super) async fn list_keys(s: &Db, merchant: &MerchantId) -> Result<Vec<ApiKey>, Error> {
     s.tick(1);
     let rows: Vec<ApiKeyRow> = sqlx::query_as(LIST_KEYS)
         .bind(merchant.as_str())
@@ -170,7 +179,7 @@ const REVOKE_KEY: &str =
     "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE id = ?1 AND merchant_id = ?2";
 
 pub(super) async fn revoke_key(
-    s: &SqliteStore,
+    s: &Db,
     merchant: &MerchantId,
     id: &ApiKeyId,
     at: Timestamp,
@@ -180,7 +189,7 @@ pub(super) async fn revoke_key(
         .bind(id.as_str())
         .bind(merchant.as_str())
         .bind(at.ms())
-        .execute(&s.writer)
+        .execute(&mut *s.write(Durability::Durable).await?)
         .await
         .map_err(classify)?;
     if done.rows_affected() == 0 {

@@ -4,8 +4,8 @@ use blockhook_core::{
     EndpointBacklog, EndpointHealth, EndpointId, Error, MerchantId, QueueStats, Timestamp,
 };
 
-use super::SqliteStore;
 use super::rows::{count, to_u32};
+use super::{Db, Durability};
 use crate::classify;
 
 // Pending work from the due index (all pending deliveries; small unless receivers are down;
@@ -31,10 +31,7 @@ struct BacklogRow {
     oldest: Option<i64>,
 }
 
-pub(super) async fn backlog(
-    s: &SqliteStore,
-    merchant: &MerchantId,
-) -> Result<Vec<EndpointBacklog>, Error> {
+pub(super) async fn backlog(s: &Db, merchant: &MerchantId) -> Result<Vec<EndpointBacklog>, Error> {
     s.tick(1);
     let rows: Vec<BacklogRow> = sqlx::query_as(BACKLOG)
         .bind(merchant.as_str())
@@ -66,7 +63,7 @@ const HEALTH_LATENCIES: &str = "SELECT started_at, latency_ms FROM ( \
      ORDER BY started_at, id";
 
 pub(super) async fn endpoint_health(
-    s: &SqliteStore,
+    s: &Db,
     merchant: &MerchantId,
     endpoint: &EndpointId,
     since: Timestamp,
@@ -128,10 +125,13 @@ struct StatsRow {
     oldest_due_at: Option<i64>,
 }
 
-pub(super) async fn queue_stats(s: &SqliteStore, now: Timestamp) -> Result<QueueStats, Error> {
+pub(super) async fn queue_stats(s: &Db, now: Timestamp) -> Result<QueueStats, Error> {
     s.tick(1);
-    let r: StatsRow =
-        sqlx::query_as(QUEUE_STATS).bind(now.ms()).fetch_one(&s.readers).await.map_err(classify)?;
+    let r: StatsRow = sqlx::query_as(QUEUE_STATS)
+        .bind(now.ms())
+        .fetch_one(&s.readers)
+        .await
+        .map_err(classify)?;
     Ok(QueueStats {
         due: count(r.due),
         scheduled: count(r.scheduled),
@@ -160,17 +160,13 @@ const PURGE_ATTEMPTS: &str = "DELETE FROM attempts WHERE rowid IN ( \
 
 /// Two bounded statements, each its own short write: retention runs beside live traffic and
 /// must not hold the writer for long.
-pub(super) async fn purge_before(
-    s: &SqliteStore,
-    before: Timestamp,
-    batch: u32,
-) -> Result<u64, Error> {
+pub(super) async fn purge_before(s: &Db, before: Timestamp, batch: u32) -> Result<u64, Error> {
     let batch = i64::from(batch);
     s.tick(1);
     let payloads = sqlx::query(PURGE_PAYLOADS)
         .bind(before.ms())
         .bind(batch)
-        .execute(&s.writer)
+        .execute(&mut *s.write(Durability::Durable).await?)
         .await
         .map_err(classify)?
         .rows_affected();
@@ -178,7 +174,7 @@ pub(super) async fn purge_before(
     let attempts = sqlx::query(PURGE_ATTEMPTS)
         .bind(before.ms())
         .bind(batch)
-        .execute(&s.writer)
+        .execute(&mut *s.write(Durability::Durable).await?)
         .await
         .map_err(classify)?
         .rows_affected();

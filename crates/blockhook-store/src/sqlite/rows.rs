@@ -25,7 +25,9 @@ pub(super) const MAX_ROWS: usize = 256;
 /// 256 rows) serve every batch size: each is prepared once per connection, and a batch of any
 /// size is one statement per 256 rows.
 pub(super) fn padded_chunks<T>(items: &[T]) -> impl Iterator<Item = (&[T], usize)> {
-    items.chunks(MAX_ROWS).map(|c| (c, c.len().next_power_of_two()))
+    items
+        .chunks(MAX_ROWS)
+        .map(|c| (c, c.len().next_power_of_two()))
 }
 
 /// `(?, ?, ?), (?, ?, ?)`: `rows` tuples of `cols` placeholders, for `VALUES`.
@@ -305,8 +307,13 @@ mod tests {
         let items: Vec<u32> = (0..1000).collect();
         let parts: Vec<_> = padded_chunks(&items).collect();
         assert_eq!(parts.iter().map(|(c, _)| c.len()).sum::<usize>(), 1000);
-        assert_eq!(parts.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![256, 256, 256, 256]);
-        let few: Vec<_> = padded_chunks(&items[..5]).map(|(c, n)| (c.len(), n)).collect();
+        assert_eq!(
+            parts.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+            vec![256, 256, 256, 256]
+        );
+        let few: Vec<_> = padded_chunks(&items[..5])
+            .map(|(c, n)| (c.len(), n))
+            .collect();
         assert_eq!(few, vec![(5, 8)]);
         assert_eq!(padded_chunks::<u32>(&[]).count(), 0);
         assert_eq!(placeholders(2, 3), "(?, ?, ?), (?, ?, ?)");

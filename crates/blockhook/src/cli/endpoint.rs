@@ -32,7 +32,7 @@ const BACKLOG: Columns<'static> = &[
 /// Flags of `endpoint`.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "Examples:\n  \
-blockhook endpoint create --merchant mch_... --url https://shop.example/webhooks --event-type Payment\n  \
+blockhook endpoint create --merchant mch_... https://shop.example/webhooks --event-type Payment\n  \
 blockhook endpoint test ep_... --event-type Payout\n  \
 blockhook endpoint recover ep_... --since 6h")]
 pub struct Args {
@@ -115,9 +115,8 @@ impl Fields {
 enum Cmd {
     /// Create an endpoint (prints its signing secret).
     Create {
-        /// Where webhooks are POSTed (https://).
-        #[arg(long)]
-        url: String,
+        /// Where webhooks are POSTed (https://). Positional, since `--url` is the server's.
+        endpoint_url: String,
         #[command(flatten)]
         fields: Fields,
         /// A secret of your choice (24+ characters); generated when absent.
@@ -135,9 +134,9 @@ enum Cmd {
     Update {
         /// Endpoint id.
         id: String,
-        /// New URL.
+        /// New URL for the webhooks (`--url` is the server's).
         #[arg(long)]
-        url: Option<String>,
+        endpoint_url: Option<String>,
         #[command(flatten)]
         fields: Fields,
         /// Enable (true) or disable (false).
@@ -213,12 +212,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     block_on(async {
         let value = match args.command {
             Cmd::Create {
-                url,
+                endpoint_url,
                 fields,
                 secret,
             } => {
                 let mut body = Map::new();
-                body.insert("url".into(), json!(url));
+                body.insert("url".into(), json!(endpoint_url));
                 if let Some(s) = secret {
                     body.insert("secret".into(), json!(s));
                 }
@@ -229,12 +228,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Cmd::Get { id } => api.get_endpoint(m, &id).await?,
             Cmd::Update {
                 id,
-                url,
+                endpoint_url,
                 fields,
                 enabled,
             } => {
                 let mut body = Map::new();
-                if let Some(u) = url {
+                if let Some(u) = endpoint_url {
                     body.insert("url".into(), json!(u));
                 }
                 if let Some(e) = enabled {
@@ -327,6 +326,7 @@ fn print_exchange(v: &Value) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

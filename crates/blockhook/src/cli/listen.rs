@@ -34,12 +34,19 @@ const PRINT_ANSWER_LIMIT: usize = 2 * 1024;
 
 /// Flags of `listen`.
 #[derive(Debug, clap::Args)]
-#[command(after_long_help = "Example:\n  blockhook listen --secret sck_... --forward http://127.0.0.1:3000/webhooks/blockatm\n  \
-blockhook send --url http://127.0.0.1:9000/ --secret sck_... --event Payment")]
+#[command(
+    after_long_help = "Example:\n  blockhook listen --secret sck_... --forward http://127.0.0.1:3000/webhooks/blockatm\n  \
+blockhook send --url http://127.0.0.1:9000/ --secret sck_... --event Payment"
+)]
 pub struct Args {
     /// The endpoint's webhook secret, as shown (repeatable: any of them may match, as during a
     /// rotation).
-    #[arg(long = "secret", value_name = "SECRET", required = true, env = "BLOCKATM_WEBHOOK_SECRET")]
+    #[arg(
+        long = "secret",
+        value_name = "SECRET",
+        required = true,
+        env = "BLOCKATM_WEBHOOK_SECRET"
+    )]
     pub secrets: Vec<String>,
     /// Port to listen on (0 picks a free one; the address is printed).
     #[arg(long, default_value_t = 9000)]
@@ -75,7 +82,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .build()?;
-    let listen = Arc::new(Listen { verifier, forward: args.forward, client, seq: AtomicU64::new(0) });
+    let listen = Arc::new(Listen {
+        verifier,
+        forward: args.forward,
+        client,
+        seq: AtomicU64::new(0),
+    });
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(serve(listen, &args.host, args.port))?;
     Ok(ExitCode::SUCCESS)
@@ -101,7 +113,11 @@ async fn serve(listen: Arc<Listen>, host: &str, port: u16) -> anyhow::Result<()>
         v.mode(),
         v.secret_count(),
         v.window().as_secs(),
-        if v.replay_protection() { ", replays refused" } else { "" }
+        if v.replay_protection() {
+            ", replays refused"
+        } else {
+            ""
+        }
     );
     match &listen.forward {
         Some(url) => println!("forwarding every request to {url}"),
@@ -109,12 +125,15 @@ async fn serve(listen: Arc<Listen>, host: &str, port: u16) -> anyhow::Result<()>
     }
     println!("press Ctrl-C to stop");
     let app = Router::new().fallback(receive).with_state(listen);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving HTTP")
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("serving HTTP")
 }
 
 /// Verifies, prints, answers (or forwards).
@@ -127,15 +146,22 @@ async fn receive(
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(e) => {
-            println!("!! {} {} from {peer}: body not read: {e}", parts.method, parts.uri);
-            return (StatusCode::PAYLOAD_TOO_LARGE, format!("body not read: {e}\n")).into_response();
+            println!(
+                "!! {} {} from {peer}: body not read: {e}",
+                parts.method, parts.uri
+            );
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body not read: {e}\n"),
+            )
+                .into_response();
         }
     };
     let n = listen.seq.fetch_add(1, Ordering::Relaxed) + 1;
     let now = now_ms();
     let verdict = listen.verifier.verify_at(&parts.headers, &body, now);
-    let secrets = listen.verifier.secret_count();
-    let mut block = report(n, peer, &parts, &body, &verdict, now, secrets);
+    let config = (listen.verifier.secret_count(), listen.verifier.mode());
+    let mut block = report(n, peer, &parts, &body, &verdict, now, config);
     let response = match &listen.forward {
         Some(url) => forward(&listen.client, url, &parts, body, &mut block).await,
         None => local_answer(&verdict, &mut block),
@@ -148,7 +174,10 @@ async fn receive(
 fn local_answer(verdict: &Result<Webhook, Error>, block: &mut String) -> Response {
     let (status, text) = match verdict {
         Ok(_) => (StatusCode::OK, "ok\n".to_owned()),
-        Err(e) if e.is_config() => (StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}\n", e.reason())),
+        Err(e) if e.is_config() => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: {e}\n", e.reason()),
+        ),
         Err(e) => (StatusCode::UNAUTHORIZED, format!("{}: {e}\n", e.reason())),
     };
     line(block, "answered", status.to_string());
@@ -181,7 +210,11 @@ async fn forward(
     let ms = started.elapsed().as_millis();
     match answer {
         Ok((status, headers, bytes)) => {
-            line(block, "forwarded", format!("{} {url} -> {status} in {ms} ms", parts.method));
+            line(
+                block,
+                "forwarded",
+                format!("{} {url} -> {status} in {ms} ms", parts.method),
+            );
             if !bytes.is_empty() {
                 line(block, "app said", excerpt(&bytes, PRINT_ANSWER_LIMIT));
             }
@@ -189,7 +222,11 @@ async fn forward(
         }
         Err(e) => {
             let why = format!("{:#}", anyhow::Error::from(e));
-            line(block, "forwarded", format!("{} {url} -> FAILED after {ms} ms: {why}", parts.method));
+            line(
+                block,
+                "forwarded",
+                format!("{} {url} -> FAILED after {ms} ms: {why}", parts.method),
+            );
             line(block, "answered", StatusCode::BAD_GATEWAY.to_string());
             let text = format!("blockhook listen could not reach {url}: {why}\n");
             (StatusCode::BAD_GATEWAY, text).into_response()
@@ -242,10 +279,15 @@ fn report(
     body: &[u8],
     verdict: &Result<Webhook, Error>,
     now: u64,
-    secret_count: usize,
+    (secret_count, mode): (usize, VerifyMode),
 ) -> String {
     let h = &parts.headers;
-    let mut out = format!("--- #{n} {} {} from {peer} at {}\n", parts.method, parts.uri, utc(now));
+    let mut out = format!(
+        "--- #{n} {} {} from {peer} at {}\n",
+        parts.method,
+        parts.uri,
+        utc(now)
+    );
     let event = match h.header(headers::EVENT) {
         Some(raw) => {
             let kind = EventKind::parse(raw);
@@ -275,7 +317,7 @@ fn report(
             hook.secret_index() + 1,
             secret_count
         ),
-        Err(e) => format!("REJECTED {}: {e}", e.reason()),
+        Err(e) => format!("REJECTED {}: {e}{}", e.reason(), hint(e, mode)),
     };
     line(&mut out, "signature", signature);
     if let Some(id) = h.header(headers::EVENT_ID) {
@@ -289,6 +331,19 @@ fn report(
         let _ = writeln!(out, "    {l}");
     }
     out
+}
+
+/// What to try next, for the failures a developer can fix from `listen`'s flags.
+fn hint(e: &Error, mode: VerifyMode) -> String {
+    match (e.reason(), mode) {
+        ("mismatch", VerifyMode::Either) => " (tried both modes with every --secret)".to_owned(),
+        ("mismatch", _) => format!(
+            " (listening in mode {mode}; is the endpoint's mode the same? --mode either tries both)"
+        ),
+        ("not_json_object", VerifyMode::Sorted) => " (mode sorted needs a JSON object)".to_owned(),
+        ("too_old" | "too_new", _) => " (--window widens the window; check both clocks)".to_owned(),
+        _ => String::new(),
+    }
 }
 
 fn line(out: &mut String, label: &str, value: String) {
@@ -442,7 +497,8 @@ mod tests {
 
     #[test]
     fn pretty_json_keeps_literals_and_strings() {
-        let body = r#"{"a":2000.00,"b":1E-7,"s":"x, {y}: \"z\"","e":{},"l":[ ],"n":[1,{"k":null}]}"#;
+        let body =
+            r#"{"a":2000.00,"b":1E-7,"s":"x, {y}: \"z\"","e":{},"l":[ ],"n":[1,{"k":null}]}"#;
         let want = "{\n  \"a\": 2000.00,\n  \"b\": 1E-7,\n  \"s\": \"x, {y}: \\\"z\\\"\",\n  \"e\": {},\n  \"l\": [],\n  \"n\": [\n    1,\n    {\n      \"k\": null\n    }\n  ]\n}";
         assert_eq!(pretty_json(body), want);
         assert_eq!(pretty_json(" {\n\t\"b\" : 1 }\n"), "{\n  \"b\": 1\n}");
@@ -481,6 +537,9 @@ mod tests {
     #[test]
     fn skew_words() {
         assert_eq!(skew(1_000, 3_500), "2.500 s ago (local clock)");
-        assert_eq!(skew(5_000, 4_999), "0.001 s in the FUTURE (local clock behind?)");
+        assert_eq!(
+            skew(5_000, 4_999),
+            "0.001 s in the FUTURE (local clock behind?)"
+        );
     }
 }

@@ -86,6 +86,7 @@ fn table(rows: &[Value], columns: Columns<'_>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -28,10 +28,12 @@ const QR_PAYOUT: &str = r#"{"blockId":"10168195","chainId":"5","contractAddress"
 
 /// Flags of `send`.
 #[derive(Debug, clap::Args)]
-#[command(after_long_help = "Examples:\n  blockhook send --url http://127.0.0.1:9000/ --secret sck_... --event Payout\n  \
+#[command(
+    after_long_help = "Examples:\n  blockhook send --url http://127.0.0.1:9000/ --secret sck_... --event Payout\n  \
 blockhook send --url https://localhost:8443/hook --ca-file dev-ca.pem --secret sck_... order.json\n  \
 blockhook send --url http://127.0.0.1:3000/hook --secret sck_... --header 'BlockATM-Event: payment' -\n\n\
-Exit status: 0 when the receiver answered 200, 1 for any other status, 2 on errors.")]
+Exit status: 0 when the receiver answered 200, 1 for any other status, 2 on errors."
+)]
 pub struct Args {
     /// Receiver URL (http:// is allowed: this is a development tool).
     #[arg(long)]
@@ -49,7 +51,9 @@ pub struct Args {
     /// contract header can be altered to test the receiver's checks.
     #[arg(long = "header", value_name = "K:V", value_parser = parse_header)]
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// PEM file of CA certificate(s) to trust, e.g. for a receiver with a self-signed certificate.
+    /// PEM file of CA certificate(s) to trust, for a receiver with a self-signed setup (e.g.
+    /// mkcert's rootCA.pem). Trust the CA that signed the server's certificate: a certificate
+    /// that is both CA and server (plain `openssl req -x509`) is refused by the TLS library.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
     /// Use this BlockATM-Request-Time (Unix ms) instead of now, e.g. to test the window check.
@@ -66,29 +70,43 @@ pub struct Args {
 /// Sends the webhook and prints the exchange.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let body = read_body(args.file.as_ref(), &args.event)?;
+    let headers = request_headers(&args, &body)?;
+    let client = client(args.ca_file.as_ref(), args.timeout)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let status = rt.block_on(exchange(&client, &args.url, headers, body))?;
+    Ok(if status == 200 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The contract headers, signed now (or at `--time`), then the `--header` overrides.
+fn request_headers(args: &Args, body: &[u8]) -> anyhow::Result<HeaderMap> {
     let time_ms = args.time.unwrap_or_else(now_ms);
-    let signature = sign(args.secret.as_bytes(), args.mode, &body, time_ms)
+    let signature = sign(args.secret.as_bytes(), args.mode, body, time_ms)
         .with_context(|| format!("cannot sign this body in {} mode", args.mode))?;
-    let mut request_headers = HeaderMap::new();
     let contract = [
         (header::CONTENT_TYPE.as_str(), "application/json".to_owned()),
         (headers::EVENT, args.event.clone()),
         (headers::REQUEST_TIME, time_ms.to_string()),
         (headers::SIGNATURE_V2, signature.to_string()),
-        (headers::EVENT_ID, format!("evt_{}", uuid::Uuid::now_v7().simple())),
+        (
+            headers::EVENT_ID,
+            format!("evt_{}", uuid::Uuid::now_v7().simple()),
+        ),
         (headers::ATTEMPT, "1".to_owned()),
     ];
+    let mut out = HeaderMap::new();
     for (name, value) in contract {
-        let value = HeaderValue::from_str(&value).with_context(|| format!("invalid {name} value"))?;
-        request_headers.insert(HeaderName::from_bytes(name.as_bytes())?, value);
+        let value =
+            HeaderValue::from_str(&value).with_context(|| format!("invalid {name} value"))?;
+        out.insert(HeaderName::from_bytes(name.as_bytes())?, value);
     }
-    for (name, value) in args.headers {
-        request_headers.insert(name, value);
+    for (name, value) in &args.headers {
+        out.insert(name.clone(), value.clone());
     }
-    let client = client(args.ca_file.as_ref(), args.timeout)?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let status = rt.block_on(exchange(&client, &args.url, request_headers, body))?;
-    Ok(if status == 200 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(out)
 }
 
 /// Prints the request, sends it, prints the response; returns the status.
@@ -129,17 +147,29 @@ async fn exchange(
 fn print_headers(prefix: char, headers: &HeaderMap) {
     for (name, value) in headers {
         let value = String::from_utf8_lossy(value.as_bytes());
-        println!("{prefix} {}: {value}", display_name(name.as_str()));
+        let name = if prefix == '>' {
+            display_name(name.as_str())
+        } else {
+            name.as_str()
+        };
+        println!("{prefix} {name}: {value}");
     }
 }
 
 /// The contract's spelling of our headers (`HeaderMap` lower-cases names; HTTP/1 sends them
 /// as given here, and receivers match case-insensitively anyway).
 fn display_name(name: &str) -> &str {
-    [headers::EVENT, headers::REQUEST_TIME, headers::SIGNATURE_V2, headers::EVENT_ID, headers::ATTEMPT, "Content-Type"]
-        .into_iter()
-        .find(|known| known.eq_ignore_ascii_case(name))
-        .unwrap_or(name)
+    [
+        headers::EVENT,
+        headers::REQUEST_TIME,
+        headers::SIGNATURE_V2,
+        headers::EVENT_ID,
+        headers::ATTEMPT,
+        "Content-Type",
+    ]
+    .into_iter()
+    .find(|known| known.eq_ignore_ascii_case(name))
+    .unwrap_or(name)
 }
 
 fn client(ca_file: Option<&PathBuf>, timeout_secs: u64) -> anyhow::Result<reqwest::Client> {
@@ -150,7 +180,11 @@ fn client(ca_file: Option<&PathBuf>, timeout_secs: u64) -> anyhow::Result<reqwes
         let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .with_context(|| format!("{} holds no usable PEM certificate", path.display()))?;
-        anyhow::ensure!(!certs.is_empty(), "{} holds no PEM certificate", path.display());
+        anyhow::ensure!(
+            !certs.is_empty(),
+            "{} holds no PEM certificate",
+            path.display()
+        );
         for cert in certs {
             builder = builder.add_root_certificate(cert);
         }
@@ -163,7 +197,9 @@ fn read_body(file: Option<&PathBuf>, event: &str) -> anyhow::Result<Vec<u8>> {
     match file {
         Some(path) if path.as_os_str() == "-" => {
             let mut body = Vec::new();
-            std::io::stdin().read_to_end(&mut body).context("reading the body from stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut body)
+                .context("reading the body from stdin")?;
             Ok(body)
         }
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display())),
@@ -191,7 +227,9 @@ fn sample(event: &str) -> String {
 
 /// Parses `Name: value` (or `Name:value`).
 fn parse_header(raw: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let (name, value) = raw.split_once(':').ok_or_else(|| format!("{raw:?} is not Name:value"))?;
+    let (name, value) = raw
+        .split_once(':')
+        .ok_or_else(|| format!("{raw:?} is not Name:value"))?;
     let name = HeaderName::from_bytes(name.trim().as_bytes())
         .map_err(|_| format!("{:?} is not a valid header name", name.trim()))?;
     let value = HeaderValue::from_str(value.trim())
@@ -212,7 +250,13 @@ mod tests {
 
     #[test]
     fn samples_are_signable_json_objects() {
-        for event in ["Payment", "payout", "QR-Payment", "qr_payout", "Refund \"x\""] {
+        for event in [
+            "Payment",
+            "payout",
+            "QR-Payment",
+            "qr_payout",
+            "Refund \"x\"",
+        ] {
             let body = sample(event);
             blockhook_sig::json::validate_object(body.as_bytes()).unwrap();
             sign(b"k", Mode::Sorted, body.as_bytes(), 1).unwrap();
@@ -228,7 +272,10 @@ mod tests {
         let (n, v) = parse_header("X-Debug: 1").unwrap();
         assert_eq!((n.as_str(), v.to_str().unwrap()), ("x-debug", "1"));
         let (n, v) = parse_header("BlockATM-Event:payment").unwrap();
-        assert_eq!((n.as_str(), v.to_str().unwrap()), ("blockatm-event", "payment"));
+        assert_eq!(
+            (n.as_str(), v.to_str().unwrap()),
+            ("blockatm-event", "payment")
+        );
         assert!(parse_header("no colon").is_err());
         assert!(parse_header("bad name: 1").is_err());
         assert!(parse_header("X: a\nb").is_err());
@@ -236,7 +283,10 @@ mod tests {
 
     #[test]
     fn display_names_follow_the_contract() {
-        assert_eq!(display_name("blockatm-signature-v2"), "BlockATM-Signature-V2");
+        assert_eq!(
+            display_name("blockatm-signature-v2"),
+            "BlockATM-Signature-V2"
+        );
         assert_eq!(display_name("content-type"), "Content-Type");
         assert_eq!(display_name("x-other"), "x-other");
     }

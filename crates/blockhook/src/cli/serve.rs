@@ -11,11 +11,13 @@ use blockhook_server::{Application, Settings, cancel_on_signal, telemetry};
 
 /// Flags of `serve` (each overrides the config file and `BLOCKHOOK_*` variables).
 #[derive(Debug, clap::Args)]
-#[command(after_long_help = "Settings are layered: compiled-in defaults, then the config file, then \
+#[command(
+    after_long_help = "Settings are layered: compiled-in defaults, then the config file, then \
 BLOCKHOOK_* environment variables (sections joined by '__', e.g. BLOCKHOOK_DELIVERY__CONCURRENCY=64), \
 then these flags. See blockhook.example.toml for every setting.\n\n\
 With no configuration at all, blockhook stores everything in ./blockhook-data/ (SQLite), listens on \
-127.0.0.1:8080, and writes a generated operator token to ./blockhook-data/admin-token.")]
+127.0.0.1:8080, and writes a generated operator token to ./blockhook-data/admin-token."
+)]
 pub struct Args {
     /// Config file (TOML). Default: ./blockhook.toml when it exists.
     #[arg(long, env = "BLOCKHOOK_CONFIG")]

@@ -76,8 +76,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut out = std::io::stdout().lock();
     if args.print_message {
-        let message = blockhook_sig::message(args.mode, &body, time)
-            .map_err(|e| explain(e, args.mode))?;
+        let message =
+            blockhook_sig::message(args.mode, &body, time).map_err(|e| explain(e, args.mode))?;
         out.write_all(&message)?;
         out.write_all(b"\n")?;
     }
@@ -90,7 +90,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn explain(error: blockhook_sig::Error, mode: Mode) -> anyhow::Error {
     use blockhook_sig::Error as E;
     match error {
-        E::EmptySecret => anyhow::anyhow!("the secret is empty: pass --secret or set BLOCKHOOK_SECRET"),
+        E::EmptySecret => {
+            anyhow::anyhow!("the secret is empty: pass --secret or set BLOCKHOOK_SECRET")
+        }
         E::NotAnObject | E::InvalidJson { .. } | E::TooDeep | E::DuplicateKey(_) => {
             anyhow::anyhow!(
                 "cannot sign in {mode} mode: {error}; {mode} mode needs a JSON object \
@@ -106,14 +108,17 @@ pub(super) fn read_body(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     let mut body = Vec::new();
     match file {
         Some(path) if path != Path::new("-") => {
-            body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            body =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         }
         _ => {
             let mut stdin = std::io::stdin().lock();
             if stdin.is_terminal() {
                 eprintln!("reading the body from standard input (end it with Ctrl-D)");
             }
-            stdin.read_to_end(&mut body).context("cannot read standard input")?;
+            stdin
+                .read_to_end(&mut body)
+                .context("cannot read standard input")?;
         }
     }
     Ok(body)
@@ -121,7 +126,8 @@ pub(super) fn read_body(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
 
 /// The current Unix time in milliseconds.
 pub(super) fn now_ms() -> anyhow::Result<u64> {
-    let since_epoch =
-        SystemTime::now().duration_since(UNIX_EPOCH).context("the system clock is before 1970")?;
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?;
     u64::try_from(since_epoch.as_millis()).context("the system clock is out of range")
 }

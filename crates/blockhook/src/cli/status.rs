@@ -49,14 +49,21 @@ fn parse(text: &str) -> Vec<Sample> {
                 }
                 None => (head, Vec::new()),
             };
-            Some(Sample { name: name.trim().to_owned(), labels, value })
+            Some(Sample {
+                name: name.trim().to_owned(),
+                labels,
+                value,
+            })
         })
         .collect()
 }
 
 /// The value of an unlabelled metric.
 fn value(samples: &[Sample], name: &str) -> Option<f64> {
-    samples.iter().find(|s| s.name == name && s.labels.is_empty()).map(|s| s.value)
+    samples
+        .iter()
+        .find(|s| s.name == name && s.labels.is_empty())
+        .map(|s| s.value)
 }
 
 /// `kind` label → value for one metric family.
@@ -64,7 +71,12 @@ fn by_kind(samples: &[Sample], name: &str) -> BTreeMap<String, f64> {
     samples
         .iter()
         .filter(|s| s.name == name)
-        .filter_map(|s| s.labels.iter().find(|(k, _)| k == "kind").map(|(_, v)| (v.clone(), s.value)))
+        .filter_map(|s| {
+            s.labels
+                .iter()
+                .find(|(k, _)| k == "kind")
+                .map(|(_, v)| (v.clone(), s.value))
+        })
         .collect()
 }
 
@@ -75,12 +87,17 @@ fn render(ready: &str, samples: &[Sample]) -> String {
         if m.is_empty() {
             "-".to_owned()
         } else {
-            m.iter().map(|(k, v)| format!("{k}={v:.0}")).collect::<Vec<_>>().join("  ")
+            m.iter()
+                .map(|(k, v)| format!("{k}={v:.0}"))
+                .collect::<Vec<_>>()
+                .join("  ")
         }
     };
     let age = value(samples, "blockhook_oldest_due_age_milliseconds")
         .map_or("-".to_owned(), |ms| format!("{:.1} s", ms / 1000.0));
-    let failing: f64 = by_kind(samples, "blockhook_failing_endpoints").values().sum();
+    let failing: f64 = by_kind(samples, "blockhook_failing_endpoints")
+        .values()
+        .sum();
     let mut out = String::new();
     out.push_str(&format!("store:              {ready}\n"));
     out.push_str(&format!(
@@ -90,10 +107,22 @@ fn render(ready: &str, samples: &[Sample]) -> String {
         n("blockhook_queue_in_flight")
     ));
     out.push_str(&format!("oldest due age:     {age}\n"));
-    out.push_str(&format!("requests in flight: {}\n", n("blockhook_in_flight_requests")));
-    out.push_str(&format!("events ingested:    {}\n", n("blockhook_events_ingested_total")));
-    out.push_str(&format!("deliveries:         {}\n", kinds("blockhook_deliveries_total")));
-    out.push_str(&format!("attempts:           {}\n", kinds("blockhook_attempts_total")));
+    out.push_str(&format!(
+        "requests in flight: {}\n",
+        n("blockhook_in_flight_requests")
+    ));
+    out.push_str(&format!(
+        "events ingested:    {}\n",
+        n("blockhook_events_ingested_total")
+    ));
+    out.push_str(&format!(
+        "deliveries:         {}\n",
+        kinds("blockhook_deliveries_total")
+    ));
+    out.push_str(&format!(
+        "attempts:           {}\n",
+        kinds("blockhook_attempts_total")
+    ));
     out.push_str(&format!(
         "failing endpoints:  {failing:.0} ({})\n",
         kinds("blockhook_failing_endpoints")
@@ -103,20 +132,38 @@ fn render(ready: &str, samples: &[Sample]) -> String {
 
 /// Fetches and prints; exit 0 when the server is ready, 1 when it answers but is not ready.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
         let base = args.url.trim_end_matches('/');
-        let ready = client.get(format!("{base}/readyz")).send().await.with_context(|| format!("reaching {base}"))?;
+        let ready = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .with_context(|| format!("reaching {base}"))?;
         let ready_ok = ready.status().is_success();
         let ready_text = match ready.json::<Value>().await {
             Ok(v) if ready_ok => format!("{} (ready)", v["store"].as_str().unwrap_or("?")),
             Ok(v) => format!("NOT READY: {v}"),
             Err(e) => format!("NOT READY: {e}"),
         };
-        let metrics = client.get(format!("{base}/metrics")).send().await?.error_for_status()?.text().await?;
+        let metrics = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
         print!("{}", render(&ready_text, &parse(&metrics)));
-        anyhow::Ok(if ready_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        anyhow::Ok(if ready_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
     })
 }
 
@@ -139,7 +186,10 @@ blockhook_failing_endpoints{kind=\"6+\"} 2\n\
     fn parses_and_summarises_the_exposition() {
         let s = parse(TEXT);
         assert_eq!(value(&s, "blockhook_events_ingested_total"), Some(4.0));
-        assert_eq!(by_kind(&s, "blockhook_deliveries_total").get("failed"), Some(&1.0));
+        assert_eq!(
+            by_kind(&s, "blockhook_deliveries_total").get("failed"),
+            Some(&1.0)
+        );
         let screen = render("sqlite (ready)", &s);
         assert!(screen.contains("events ingested:    4"), "{screen}");
         assert!(screen.contains("due 2  scheduled -"), "{screen}");

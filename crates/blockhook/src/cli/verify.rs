@@ -88,7 +88,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => now_ms()?,
     };
     let window_ms = args.window.saturating_mul(1000);
-    let opts = VerifyOptions { mode: args.mode, window_ms };
+    let opts = VerifyOptions {
+        mode: args.mode,
+        window_ms,
+    };
     let secrets: Vec<&[u8]> = args.secrets.iter().map(|s| s.as_bytes()).collect();
 
     match blockhook_sig::verify_parts(&args.time, &args.signature, &body, &secrets, &opts, now) {
@@ -118,9 +121,16 @@ fn describe(reason: &Error, window_secs: u64, mode: VerifyMode) -> String {
         Error::Mismatch => format!(
             "signature does not match in {mode} mode: the body, the time or the secret differs \
              from what was signed{}",
-            if mode == VerifyMode::Either { "" } else { " (try --mode either)" }
+            if mode == VerifyMode::Either {
+                ""
+            } else {
+                " (try --mode either)"
+            }
         ),
-        Error::NotAnObject | Error::InvalidJson { .. } | Error::TooDeep | Error::DuplicateKey(_) => {
+        Error::NotAnObject
+        | Error::InvalidJson { .. }
+        | Error::TooDeep
+        | Error::DuplicateKey(_) => {
             format!("{reason}; sorted mode needs a JSON object (try --mode raw or --mode either)")
         }
         other => other.to_string(),

@@ -21,7 +21,11 @@ pub const ADMIN: &str = "chaos-admin-token-0123456789abcdef";
 
 /// A free loopback port (bound to 127.0.0.1:0, then released).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Which store a server runs on.
@@ -40,10 +44,15 @@ pub async fn backends() -> Vec<Backend> {
         Ok(base) => {
             let schema = format!("bh_chaos_{}", uuid::Uuid::new_v4().simple());
             let pool = sqlx::PgPool::connect(&base).await.unwrap();
-            sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&pool).await.unwrap();
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&pool)
+                .await
+                .unwrap();
             pool.close().await;
             let sep = if base.contains('?') { '&' } else { '?' };
-            all.push(Backend::Postgres(format!("{base}{sep}options=-c%20search_path%3D{schema}")));
+            all.push(Backend::Postgres(format!(
+                "{base}{sep}options=-c%20search_path%3D{schema}"
+            )));
         }
         Err(_) => eprintln!("SKIP postgres run: BLOCKHOOK_TEST_DATABASE_URL is not set"),
     }
@@ -74,8 +83,16 @@ impl Default for Conf {
 
 impl Conf {
     fn toml(&self) -> String {
-        let nets = if self.allow_loopback { r#"["127.0.0.0/8"]"# } else { "[]" };
-        let schedule: Vec<String> = self.retry_schedule.iter().map(|d| format!("\"{d}\"")).collect();
+        let nets = if self.allow_loopback {
+            r#"["127.0.0.0/8"]"#
+        } else {
+            "[]"
+        };
+        let schedule: Vec<String> = self
+            .retry_schedule
+            .iter()
+            .map(|d| format!("\"{d}\""))
+            .collect();
         format!(
             r#"[server]
 admin_token = "{ADMIN}"
@@ -114,15 +131,63 @@ pub struct Server {
     child: Option<Child>,
     /// How many times this server has been started (log files are numbered by it).
     pub starts: usize,
+    /// Names this server's config and log files (`server` → `blockhook.toml`, `server-N.log`).
+    name: String,
+    /// Extra `serve` flags and environment variables (see [`Server::start_with`]).
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
 }
 
 impl Server {
     /// Writes the config into `dir` and starts the server on `port`.
     pub fn start(dir: &Path, port: u16, backend: Backend, conf: &Conf) -> Self {
-        std::fs::write(dir.join("blockhook.toml"), conf.toml()).unwrap();
-        let mut s = Self { port, dir: dir.to_path_buf(), backend, child: None, starts: 0 };
+        Self::start_with(dir, "server", port, backend, conf, &[], &[])
+    }
+
+    /// Like [`Server::start`], for several servers in one `dir` (sharing `dir/data`, hence the
+    /// master key: start the first one and wait for it before the others): `name` names the
+    /// config (`<name>.toml`) and log files (`<name>-N.log`); `args` are extra `serve` flags
+    /// (e.g. `["--role", "worker"]`) and `envs` extra `BLOCKHOOK_*` variables, kept on restart.
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        port: u16,
+        backend: Backend,
+        conf: &Conf,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
+        let mut s = Self {
+            port,
+            dir: dir.to_path_buf(),
+            backend,
+            child: None,
+            starts: 0,
+            name: name.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        std::fs::write(s.config_path(), conf.toml()).unwrap();
         s.spawn();
         s
+    }
+
+    fn config_path(&self) -> PathBuf {
+        if self.name == "server" {
+            self.dir.join("blockhook.toml")
+        } else {
+            self.dir.join(format!("{}.toml", self.name))
+        }
+    }
+
+    /// `Some(status)` once the process has exited (None while it runs or after [`Server::kill`]).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     fn spawn(&mut self) {
@@ -131,7 +196,7 @@ impl Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_blockhook"));
         cmd.arg("serve")
             .arg("--config")
-            .arg(self.dir.join("blockhook.toml"))
+            .arg(self.config_path())
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
@@ -139,17 +204,23 @@ impl Server {
         if let Backend::Postgres(url) = &self.backend {
             cmd.arg("--database-url").arg(url);
         }
-        cmd.env_remove("RUST_LOG").stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        cmd.args(&self.args).envs(self.envs.iter().cloned());
+        cmd.env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
         self.child = Some(cmd.spawn().unwrap());
     }
 
     fn log_path(&self, n: usize) -> PathBuf {
-        self.dir.join(format!("server-{n}.log"))
+        self.dir.join(format!("{}-{n}.log", self.name))
     }
 
     /// Everything the server wrote to stdout and stderr so far, every run.
     pub fn logs(&self) -> Vec<u8> {
-        (1..=self.starts).flat_map(|n| std::fs::read(self.log_path(n)).unwrap_or_default()).collect()
+        (1..=self.starts)
+            .flat_map(|n| std::fs::read(self.log_path(n)).unwrap_or_default())
+            .collect()
     }
 
     pub fn base(&self) -> String {
@@ -164,7 +235,10 @@ impl Server {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("server exited early ({status}): {}", String::from_utf8_lossy(&self.logs()));
+                panic!(
+                    "server exited early ({status}): {}",
+                    String::from_utf8_lossy(&self.logs())
+                );
             }
             if let Ok(r) = http.get(format!("{}/readyz", self.base())).send().await
                 && r.status() == 200
@@ -196,7 +270,9 @@ impl Server {
         match &self.backend {
             Backend::Sqlite => {
                 let path = self.dir.join("data").join("blockhook.db");
-                let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true);
+                let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(path)
+                    .read_only(true);
                 Db::Sqlite(sqlx::SqlitePool::connect_with(opts).await.unwrap())
             }
             Backend::Postgres(url) => Db::Postgres(sqlx::PgPool::connect(url).await.unwrap()),
@@ -220,8 +296,16 @@ impl Db {
     /// `(key, count)` rows of a `SELECT <text>, COUNT(*) ... GROUP BY 1` query.
     pub async fn groups(&self, sql: &str) -> Vec<(String, i64)> {
         match self {
-            Self::Sqlite(p) => sqlx::query_as::<_, (Option<String>, i64)>(sql).fetch_all(p).await,
-            Self::Postgres(p) => sqlx::query_as::<_, (Option<String>, i64)>(sql).fetch_all(p).await,
+            Self::Sqlite(p) => {
+                sqlx::query_as::<_, (Option<String>, i64)>(sql)
+                    .fetch_all(p)
+                    .await
+            }
+            Self::Postgres(p) => {
+                sqlx::query_as::<_, (Option<String>, i64)>(sql)
+                    .fetch_all(p)
+                    .await
+            }
         }
         .unwrap()
         .into_iter()
@@ -272,7 +356,14 @@ impl Db {
     pub async fn settle(&self, merchant: &str, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if self.delivery_states(merchant).await.get("pending").copied().unwrap_or(0) == 0 {
+            if self
+                .delivery_states(merchant)
+                .await
+                .get("pending")
+                .copied()
+                .unwrap_or(0)
+                == 0
+            {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -297,19 +388,33 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: String) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
         Self { base, http }
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Result<reqwest::Response> {
-        self.http.post(format!("{}{path}", self.base)).bearer_auth(ADMIN).json(body).send().await
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .json(body)
+            .send()
+            .await
     }
 
     /// Creates a merchant and returns its id.
     pub async fn merchant(&self, name: &str) -> String {
-        let r = self.post("/v1/merchants", &json!({ "name": name })).await.unwrap();
+        let r = self
+            .post("/v1/merchants", &json!({ "name": name }))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201, "create merchant");
-        r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Creates an endpoint and returns its view (including `secret`).
@@ -318,7 +423,10 @@ impl Api {
     }
 
     pub async fn endpoint_with(&self, merchant: &str, body: Value) -> Value {
-        let r = self.post(&format!("/v1/merchants/{merchant}/endpoints"), &body).await.unwrap();
+        let r = self
+            .post(&format!("/v1/merchants/{merchant}/endpoints"), &body)
+            .await
+            .unwrap();
         let status = r.status();
         let v: Value = r.json().await.unwrap();
         assert_eq!(status, 201, "create endpoint: {v}");
@@ -327,26 +435,50 @@ impl Api {
 
     /// Publishes one event; `Some(event_id)` only on 202.
     pub async fn publish(&self, merchant: &str, seq: u64) -> Option<String> {
-        let body = json!({ "merchant_id": merchant, "event_type": "Payment", "payload": payload(seq) });
+        let body = event(merchant, seq);
         let r = self.post("/v1/events", &body).await.ok()?;
         if r.status() != 202 {
             return None;
         }
-        Some(r.json::<Value>().await.ok()?["event_id"].as_str()?.to_owned())
+        Some(
+            r.json::<Value>().await.ok()?["event_id"]
+                .as_str()?
+                .to_owned(),
+        )
     }
 
     /// Publishes `seqs` in one batch; the event ids only on 202.
-    pub async fn publish_batch(&self, merchant: &str, seqs: std::ops::Range<u64>) -> Option<Vec<String>> {
-        let events: Vec<Value> = seqs
-            .map(|s| json!({ "merchant_id": merchant, "event_type": "Payment", "payload": payload(s) }))
-            .collect();
-        let r = self.post("/v1/events/batch", &json!({ "events": events })).await.ok()?;
+    pub async fn publish_batch(
+        &self,
+        merchant: &str,
+        seqs: std::ops::Range<u64>,
+    ) -> Option<Vec<String>> {
+        let events: Vec<Value> = seqs.map(|s| event(merchant, s)).collect();
+        let r = self
+            .post("/v1/events/batch", &json!({ "events": events }))
+            .await
+            .ok()?;
         if r.status() != 202 {
             return None;
         }
         let v: Value = r.json().await.ok()?;
-        v["data"].as_array()?.iter().map(|d| d["event_id"].as_str().map(str::to_owned)).collect()
+        v["data"]
+            .as_array()?
+            .iter()
+            .map(|d| d["event_id"].as_str().map(str::to_owned))
+            .collect()
     }
+}
+
+/// Event number `seq`, with an idempotency key, so that a retried request whose `202` was lost
+/// in a crash answers with the first event's id instead of storing a second event.
+pub fn event(merchant: &str, seq: u64) -> Value {
+    json!({
+        "merchant_id": merchant,
+        "event_type": "Payment",
+        "payload": payload(seq),
+        "idempotency_key": format!("order-{seq}"),
+    })
 }
 
 /// A Payment-like payload numbered `seq`.
@@ -371,6 +503,9 @@ pub enum Behaviour {
     HugeBody,
 }
 
+/// One request as received: headers (lower-cased names) and body.
+pub type Request = (Vec<(String, String)>, Vec<u8>);
+
 /// A loopback HTTP/1.1 receiver on raw TCP, so that it can misbehave at the socket level.
 /// Records every request's `BlockHook-Event-Id`, the bodies, and connection counts.
 pub struct Receiver {
@@ -381,11 +516,14 @@ pub struct Receiver {
 #[derive(Default)]
 struct RxState {
     seen: Mutex<HashMap<String, usize>>,
-    bodies: Mutex<Vec<(Vec<(String, String)>, Vec<u8>)>>,
+    bodies: Mutex<Vec<Request>>,
     requests: AtomicUsize,
     in_flight: AtomicUsize,
     connections: AtomicUsize,
     huge_bytes_sent: AtomicU64,
+    /// Event id → requests for it being answered right now.
+    answering: Mutex<HashMap<String, usize>>,
+    overlaps: AtomicUsize,
 }
 
 impl Receiver {
@@ -426,13 +564,19 @@ impl Receiver {
         self.state.huge_bytes_sent.load(Ordering::SeqCst)
     }
 
+    /// Requests that arrived while another request for the same event was still being answered
+    /// (this receiver is one endpoint, so: concurrent attempts of one delivery).
+    pub fn overlaps(&self) -> usize {
+        self.state.overlaps.load(Ordering::SeqCst)
+    }
+
     /// Event id → times received.
     pub fn seen(&self) -> HashMap<String, usize> {
         self.state.seen.lock().unwrap().clone()
     }
 
     /// Every request's headers (lower-cased names) and body.
-    pub fn bodies(&self) -> Vec<(Vec<(String, String)>, Vec<u8>)> {
+    pub fn bodies(&self) -> Vec<Request> {
         self.state.bodies.lock().unwrap().clone()
     }
 
@@ -453,7 +597,7 @@ impl Receiver {
 }
 
 /// Reads one request head and body; `None` when the peer closed or sent garbage.
-async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Vec<(String, String)>, Vec<u8>)> {
+async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Request> {
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
@@ -494,13 +638,32 @@ async fn serve_conn(mut tcp: TcpStream, st: Arc<RxState>, behaviour: Behaviour) 
     let mut buf = Vec::new();
     while let Some((headers, body)) = read_request(&mut tcp, &mut buf).await {
         let n = st.requests.fetch_add(1, Ordering::SeqCst) as u64;
-        if let Some((_, id)) = headers.iter().find(|(k, _)| k == "blockhook-event-id") {
+        let event = headers
+            .iter()
+            .find(|(k, _)| k == "blockhook-event-id")
+            .map(|(_, id)| id.clone());
+        if let Some(id) = &event {
             *st.seen.lock().unwrap().entry(id.clone()).or_default() += 1;
+            let mut answering = st.answering.lock().unwrap();
+            let now = answering.entry(id.clone()).or_default();
+            if *now > 0 {
+                st.overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+            *now += 1;
         }
         st.bodies.lock().unwrap().push((headers, body));
         st.in_flight.fetch_add(1, Ordering::SeqCst);
         let keep = respond(&mut tcp, &st, behaviour, n).await;
         st.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if let Some(id) = &event {
+            let mut answering = st.answering.lock().unwrap();
+            if let Some(now) = answering.get_mut(id) {
+                *now -= 1;
+                if *now == 0 {
+                    answering.remove(id);
+                }
+            }
+        }
         if !keep {
             return;
         }
@@ -537,7 +700,9 @@ async fn respond(tcp: &mut TcpStream, st: &RxState, behaviour: Behaviour, n: u64
         }
         Behaviour::HugeBody => {
             const GIB: u64 = 1 << 30;
-            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {GIB}\r\ncontent-type: application/octet-stream\r\n\r\n");
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {GIB}\r\ncontent-type: application/octet-stream\r\n\r\n"
+            );
             if tcp.write_all(head.as_bytes()).await.is_err() {
                 return false;
             }
@@ -561,9 +726,16 @@ pub struct Rng(u64);
 
 impl Rng {
     pub fn from_env_or_clock() -> Self {
-        let seed = std::env::var("BLOCKHOOK_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-        });
+        let seed = std::env::var("BLOCKHOOK_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
         eprintln!("chaos seed: {seed} (replay with BLOCKHOOK_CHAOS_SEED={seed})");
         Self(seed)
     }
@@ -580,7 +752,10 @@ impl Rng {
 pub fn ledger(line: &str) {
     eprintln!("LEDGER {line}");
     if let Ok(path) = std::env::var("BLOCKHOOK_CHAOS_LEDGER")
-        && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
     {
         let _ = writeln!(f, "{line}");
     }

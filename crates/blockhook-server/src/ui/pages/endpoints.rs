@@ -12,9 +12,7 @@ use serde::Deserialize;
 use blockhook_core::{Endpoint, EventType};
 
 use super::{DAY, body_excerpt, endpoint_id, header_list, success_rate};
-use crate::manage::endpoints::{
-    self as manage, CreateEndpoint, TestSendRequest, UpdateEndpoint,
-};
+use crate::manage::endpoints::{self as manage, CreateEndpoint, TestSendRequest, UpdateEndpoint};
 use crate::state::AppState;
 use crate::ui::html::{Esc, UiError, UiResult, button_form, csrf_field, page, time};
 use crate::ui::session::Ui;
@@ -104,17 +102,33 @@ fn select(name: &str, id: &str, options: &[(&str, &str)], current: &str) -> Stri
 fn form_fields(ep: Option<&Endpoint>, prefix: &str) -> String {
     let url = ep.map(|e| e.url.as_str().to_owned()).unwrap_or_default();
     let types = ep
-        .map(|e| e.filter.types().iter().map(EventType::as_str).collect::<Vec<_>>().join(", "))
+        .map(|e| {
+            e.filter
+                .types()
+                .iter()
+                .map(EventType::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .unwrap_or_default();
     let mode = ep.map_or("sorted", |e| e.signing_mode.as_str());
     let policy = ep.map_or("200", |e| e.success_policy.as_str());
-    let rate = ep.and_then(|e| e.rate_limit).map(|r| r.to_string()).unwrap_or_default();
-    let label = ep.and_then(|e| e.label.as_ref()).map(|l| l.as_str().to_owned()).unwrap_or_default();
+    let rate = ep
+        .and_then(|e| e.rate_limit)
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    let label = ep
+        .and_then(|e| e.label.as_ref())
+        .map(|l| l.as_str().to_owned())
+        .unwrap_or_default();
     let description = ep.and_then(|e| e.description.clone()).unwrap_or_default();
     let modes = select(
         "signing_mode",
         &format!("{prefix}mode"),
-        &[("sorted", "sorted (canonical key=value)"), ("raw", "raw (exact body)")],
+        &[
+            ("sorted", "sorted (canonical key=value)"),
+            ("raw", "raw (exact body)"),
+        ],
         mode,
     );
     let policies = select(
@@ -145,10 +159,18 @@ fn form_fields(ep: Option<&Endpoint>, prefix: &str) -> String {
 }
 
 fn test_form(ui: &Ui, ep: &Endpoint) -> String {
-    let first = ep.filter.types().first().map_or("Payment", EventType::as_str);
+    let first = ep
+        .filter
+        .types()
+        .first()
+        .map_or("Payment", EventType::as_str);
     let mut opts = String::new();
     for t in EventType::BUILT_IN {
-        let sel = if t.eq_ignore_ascii_case(first) { " selected" } else { "" };
+        let sel = if t.eq_ignore_ascii_case(first) {
+            " selected"
+        } else {
+            ""
+        };
         let _ = write!(opts, r#"<option value="{t}"{sel}>{t}</option>"#);
     }
     format!(
@@ -163,12 +185,17 @@ fn state_badge(ep: &Endpoint) -> String {
         r#"<span class="badge ok">enabled</span>"#.to_owned()
     } else {
         let why = ep.disabled_reason.as_deref().unwrap_or("disabled");
-        format!(r#"<span class="badge bad" title="{}">disabled</span>"#, Esc(why))
+        format!(
+            r#"<span class="badge bad" title="{}">disabled</span>"#,
+            Esc(why)
+        )
     }
 }
 
 fn name_of(ep: &Endpoint) -> String {
-    ep.label.as_ref().map_or_else(|| ep.url.as_str().to_owned(), |l| l.as_str().to_owned())
+    ep.label
+        .as_ref()
+        .map_or_else(|| ep.url.as_str().to_owned(), |l| l.as_str().to_owned())
 }
 
 /// `GET /ui/endpoints`.
@@ -190,7 +217,12 @@ pub async fn list(ui: Ui, State(state): State<AppState>) -> UiResult {
             types = Esc(&if ep.filter.types().is_empty() {
                 "all".to_owned()
             } else {
-                ep.filter.types().iter().map(EventType::as_str).collect::<Vec<_>>().join(", ")
+                ep.filter
+                    .types()
+                    .iter()
+                    .map(EventType::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }),
         );
     }
@@ -210,7 +242,11 @@ pub async fn list(ui: Ui, State(state): State<AppState>) -> UiResult {
 }
 
 /// `POST /ui/endpoints`.
-pub async fn create(ui: Ui, State(state): State<AppState>, Form(input): Form<EndpointForm>) -> UiResult {
+pub async fn create(
+    ui: Ui,
+    State(state): State<AppState>,
+    Form(input): Form<EndpointForm>,
+) -> UiResult {
     ui.check_csrf(&input.csrf)?;
     let view = manage::create(&state, ui.merchant()?, input.to_create()?).await?;
     let id = view.id;
@@ -220,18 +256,34 @@ pub async fn create(ui: Ui, State(state): State<AppState>, Form(input): Form<End
 
 async fn load(ui: &Ui, state: &AppState, raw: &str) -> Result<Endpoint, UiError> {
     let merchant = ui.merchant()?;
-    Ok(state.store.get_endpoint(merchant, &endpoint_id(raw)?).await?)
+    Ok(state
+        .store
+        .get_endpoint(merchant, &endpoint_id(raw)?)
+        .await?)
 }
 
 /// One endpoint's page, with an optional result section (revealed secret, test send) on top.
 async fn render_detail(ui: &Ui, state: &AppState, ep: &Endpoint, extra: &str) -> UiResult {
     let merchant = ui.merchant()?;
-    let health = state.store.endpoint_health(merchant, &ep.id, state.clock.now() - DAY).await?;
+    let health = state
+        .store
+        .endpoint_health(merchant, &ep.id, state.clock.now() - DAY)
+        .await?;
     let id = &ep.id;
     let toggle = if ep.enabled {
-        button_form(ui, &format!("/ui/endpoints/{id}/enabled?on=false"), "Disable", "")
+        button_form(
+            ui,
+            &format!("/ui/endpoints/{id}/enabled?on=false"),
+            "Disable",
+            "",
+        )
     } else {
-        button_form(ui, &format!("/ui/endpoints/{id}/enabled?on=true"), "Enable", "")
+        button_form(
+            ui,
+            &format!("/ui/endpoints/{id}/enabled?on=true"),
+            "Enable",
+            "",
+        )
     };
     let body = format!(
         r#"{extra}<section class="card"><dl class="facts">
@@ -247,13 +299,29 @@ async fn render_detail(ui: &Ui, state: &AppState, ep: &Endpoint, extra: &str) ->
         rate = success_rate(&health),
         created = time(ep.created_at),
         updated = time(ep.updated_at),
-        reveal = button_form(ui, &format!("/ui/endpoints/{id}/secret"), "Reveal secret", ""),
-        rotate = button_form(ui, &format!("/ui/endpoints/{id}/rotate"), "Rotate secret", ""),
+        reveal = button_form(
+            ui,
+            &format!("/ui/endpoints/{id}/secret"),
+            "Reveal secret",
+            ""
+        ),
+        rotate = button_form(
+            ui,
+            &format!("/ui/endpoints/{id}/rotate"),
+            "Rotate secret",
+            ""
+        ),
         test = test_form(ui, ep),
         csrf = csrf_field(ui),
         fields = form_fields(Some(ep), "ep-"),
     );
-    Ok(page(&format!("Endpoint {}", name_of(ep)), Some(ui), ui.flash.as_deref(), &body).into_response())
+    Ok(page(
+        &format!("Endpoint {}", name_of(ep)),
+        Some(ui),
+        ui.flash.as_deref(),
+        &body,
+    )
+    .into_response())
 }
 
 /// `GET /ui/endpoints/{id}`.
@@ -300,19 +368,32 @@ pub async fn set_enabled(
     ui.check_csrf(&input.csrf)?;
     let ep = load(&ui, &state, &id).await?;
     manage::set_enabled(&state, &ep.merchant_id, &ep.id, t.on).await?;
-    ui.flash(if t.on { "Endpoint enabled." } else { "Endpoint disabled." });
+    ui.flash(if t.on {
+        "Endpoint enabled."
+    } else {
+        "Endpoint disabled."
+    });
     Ok(Redirect::to(&format!("/ui/endpoints/{}", ep.id)).into_response())
 }
 
 /// `GET /ui/endpoints/{id}/delete`: the confirmation step.
-pub async fn confirm_delete(ui: Ui, State(state): State<AppState>, Path(id): Path<String>) -> UiResult {
+pub async fn confirm_delete(
+    ui: Ui,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> UiResult {
     let ep = load(&ui, &state, &id).await?;
     let body = format!(
         r#"<section class="card"><p>Delete <strong>{}</strong> (<span class="mono">{}</span>) with all its deliveries and attempts? This cannot be undone.</p>
 <div class="actions">{}<a class="button" href="/ui/endpoints/{}">Cancel</a></div></section>"#,
         Esc(&name_of(&ep)),
         Esc(ep.url.as_str()),
-        button_form(&ui, &format!("/ui/endpoints/{}/delete", ep.id), "Yes, delete it", "danger"),
+        button_form(
+            &ui,
+            &format!("/ui/endpoints/{}/delete", ep.id),
+            "Yes, delete it",
+            "danger"
+        ),
         ep.id
     );
     Ok(page("Delete endpoint?", Some(&ui), None, &body).into_response())
@@ -350,7 +431,13 @@ pub async fn reveal_secret(
     ui.check_csrf(&input.csrf)?;
     let ep = load(&ui, &state, &id).await?;
     let view = manage::get(&state, &ep.merchant_id, &ep.id).await?;
-    render_detail(&ui, &state, &ep, &secret_section("Signing secret", &view.secret)).await
+    render_detail(
+        &ui,
+        &state,
+        &ep,
+        &secret_section("Signing secret", &view.secret),
+    )
+    .await
 }
 
 /// `POST /ui/endpoints/{id}/rotate`: replaces the secret and shows the new one.
@@ -364,7 +451,13 @@ pub async fn rotate_secret(
     let ep = load(&ui, &state, &id).await?;
     let rotated = manage::rotate_secret(&state, &ep.merchant_id, &ep.id).await?;
     let ep = load(&ui, &state, &id).await?;
-    render_detail(&ui, &state, &ep, &secret_section("New signing secret (rotated)", &rotated.secret)).await
+    render_detail(
+        &ui,
+        &state,
+        &ep,
+        &secret_section("New signing secret (rotated)", &rotated.secret),
+    )
+    .await
 }
 
 /// The test-send form: which sample event to send.
@@ -390,9 +483,17 @@ pub async fn send_test(
         "" => "Payment".to_owned(),
         t => t.to_owned(),
     };
-    let out = manage::test_send(&state, &ep.merchant_id, &ep.id, TestSendRequest { event_type }).await?;
+    let out = manage::test_send(
+        &state,
+        &ep.merchant_id,
+        &ep.id,
+        TestSendRequest { event_type },
+    )
+    .await?;
     let (req, resp) = (&out.request, &out.response);
-    let status = resp.status.map_or_else(|| "no response".to_owned(), |s| s.to_string());
+    let status = resp
+        .status
+        .map_or_else(|| "no response".to_owned(), |s| s.to_string());
     let verdict = if out.success {
         format!(r#"<span class="badge ok">{status} accepted</span>"#)
     } else {

@@ -60,7 +60,9 @@ impl Filter {
                 "" => None,
                 s => Some(DeliveryState::parse(s)?),
             },
-            after: Some(self.after.trim()).filter(|a| !a.is_empty()).map(|a| Cursor(a.to_owned())),
+            after: Some(self.after.trim())
+                .filter(|a| !a.is_empty())
+                .map(|a| Cursor(a.to_owned())),
             limit: PAGE,
         })
     }
@@ -86,13 +88,19 @@ impl Filter {
 /// The interesting payload fields of an event, as `(name, value)`; looks at the top level and
 /// inside a `data` object.
 fn key_fields(ev: &Event) -> Vec<(&'static str, String)> {
-    let Some(Ok(v)) = ev.payload.as_ref().map(|p| serde_json::from_slice::<Value>(p.bytes())) else {
+    let Some(Ok(v)) = ev
+        .payload
+        .as_ref()
+        .map(|p| serde_json::from_slice::<Value>(p.bytes()))
+    else {
         return Vec::new();
     };
     FIELDS
         .iter()
         .filter_map(|&name| {
-            let found = v.get(name).or_else(|| v.get("data").and_then(|d| d.get(name)))?;
+            let found = v
+                .get(name)
+                .or_else(|| v.get("data").and_then(|d| d.get(name)))?;
             let text = match found {
                 Value::String(s) => s.clone(),
                 Value::Null => return None,
@@ -114,19 +122,27 @@ fn state_badge(s: DeliveryState) -> String {
 
 /// Endpoint names of a merchant (label or URL), to show next to deliveries.
 async fn endpoint_names(ui: &Ui, state: &AppState) -> Result<HashMap<EndpointId, String>, UiError> {
-    let page = state.store.list_endpoints(ui.merchant()?, None, 250).await?;
+    let page = state
+        .store
+        .list_endpoints(ui.merchant()?, None, 250)
+        .await?;
     Ok(page
         .data
         .into_iter()
         .map(|e| {
-            let name = e.label.map_or_else(|| e.url.as_str().to_owned(), |l| l.as_str().to_owned());
+            let name = e
+                .label
+                .map_or_else(|| e.url.as_str().to_owned(), |l| l.as_str().to_owned());
             (e.id, name)
         })
         .collect())
 }
 
 fn endpoint_name(names: &HashMap<EndpointId, String>, id: &EndpointId) -> String {
-    names.get(id).cloned().unwrap_or_else(|| format!("{id} (deleted)"))
+    names
+        .get(id)
+        .cloned()
+        .unwrap_or_else(|| format!("{id} (deleted)"))
 }
 
 fn options(values: &[&str], current: &str, any: &str) -> String {
@@ -148,7 +164,12 @@ pub async fn list(ui: Ui, State(state): State<AppState>, Query(filter): Query<Fi
     for ev in &page_.data {
         let fields = key_fields(ev)
             .into_iter()
-            .map(|(k, v)| format!(r#"<span class="kv"><span class="k">{k}</span> {}</span>"#, Esc(&v)))
+            .map(|(k, v)| {
+                format!(
+                    r#"<span class="kv"><span class="k">{k}</span> {}</span>"#,
+                    Esc(&v)
+                )
+            })
             .collect::<Vec<_>>()
             .join(" ");
         let deliveries = state.store.list_deliveries(merchant, &ev.id, now).await?;
@@ -168,7 +189,11 @@ pub async fn list(ui: Ui, State(state): State<AppState>, Query(filter): Query<Fi
             id = ev.id,
             when = time(ev.created_at),
             ty = Esc(ev.event_type.as_str()),
-            states = if states.is_empty() { "<span class=\"hint\">no endpoint</span>".into() } else { states },
+            states = if states.is_empty() {
+                "<span class=\"hint\">no endpoint</span>".into()
+            } else {
+                states
+            },
         );
     }
     let table = if page_.data.is_empty() {
@@ -181,7 +206,12 @@ pub async fn list(ui: Ui, State(state): State<AppState>, Query(filter): Query<Fi
     let more = page_
         .next
         .as_ref()
-        .map(|n| format!(r#"<p><a class="button" href="{}" rel="next">Older events →</a></p>"#, Esc(&filter.next_href(n))))
+        .map(|n| {
+            format!(
+                r#"<p><a class="button" href="{}" rel="next">Older events →</a></p>"#,
+                Esc(&filter.next_href(n))
+            )
+        })
         .unwrap_or_default();
     let types = EventType::BUILT_IN;
     let states = ["pending", "in_flight", "succeeded", "failed"];
@@ -235,8 +265,15 @@ fn attempt_rows(attempts: &[AttemptRecord]) -> String {
     out
 }
 
-fn delivery_section(d: &Delivery, names: &HashMap<EndpointId, String>, attempts: &[AttemptRecord]) -> String {
-    let next = d.next_attempt_at.map(|t| format!(" · next attempt {}", time(t))).unwrap_or_default();
+fn delivery_section(
+    d: &Delivery,
+    names: &HashMap<EndpointId, String>,
+    attempts: &[AttemptRecord],
+) -> String {
+    let next = d
+        .next_attempt_at
+        .map(|t| format!(" · next attempt {}", time(t)))
+        .unwrap_or_default();
     format!(
         r#"<section class="card delivery"><h3>{state} {name}</h3><p class="hint">{origin} delivery <span class="mono">{id}</span> · {n} attempt(s){next}</p>{rows}</section>"#,
         state = state_badge(d.state),
@@ -256,7 +293,10 @@ pub async fn detail(ui: Ui, State(state): State<AppState>, Path(id): Path<String
     let merchant = ui.merchant()?;
     let ev = state.store.get_event(merchant, &event_id(&id)?).await?;
     let names = endpoint_names(&ui, &state).await?;
-    let deliveries = state.store.list_deliveries(merchant, &ev.id, state.clock.now()).await?;
+    let deliveries = state
+        .store
+        .list_deliveries(merchant, &ev.id, state.clock.now())
+        .await?;
     let mut sections = String::new();
     for d in &deliveries {
         let attempts = state.store.list_attempts(merchant, &d.id).await?;
@@ -330,7 +370,10 @@ pub async fn resend(
         raw => Some(endpoint_id(raw)?.to_string()),
     };
     match manage::resend(&state, merchant, &event, ResendRequest { endpoint_id }).await {
-        Ok(r) => ui.flash(format!("Resend queued: {} new delivery(ies).", r.delivery_ids.len())),
+        Ok(r) => ui.flash(format!(
+            "Resend queued: {} new delivery(ies).",
+            r.delivery_ids.len()
+        )),
         Err(ApiError::Conflict(why)) => ui.flash(format!("Not resent: {why}")),
         Err(e) => return Err(e.into()),
     }

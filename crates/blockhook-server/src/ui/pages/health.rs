@@ -25,9 +25,18 @@ pub async fn show(ui: Ui, State(state): State<AppState>) -> UiResult {
         body.push_str(r#"<p>No endpoints yet. <a href="/ui/endpoints">Create one</a>.</p>"#);
     }
     for ep in &endpoints {
-        let day = state.store.endpoint_health(merchant, &ep.id, now - DAY).await?;
-        let week = state.store.endpoint_health(merchant, &ep.id, now - WEEK).await?;
-        let name = ep.label.as_ref().map_or_else(|| ep.url.as_str().to_owned(), |l| l.as_str().to_owned());
+        let day = state
+            .store
+            .endpoint_health(merchant, &ep.id, now - DAY)
+            .await?;
+        let week = state
+            .store
+            .endpoint_health(merchant, &ep.id, now - WEEK)
+            .await?;
+        let name = ep
+            .label
+            .as_ref()
+            .map_or_else(|| ep.url.as_str().to_owned(), |l| l.as_str().to_owned());
         let chart = latency_chart(&hourly_percentiles(now, 24, &day.latencies), &name);
         let _ = write!(
             body,
@@ -36,7 +45,11 @@ pub async fn show(ui: Ui, State(state): State<AppState>) -> UiResult {
 <figure>{chart}<figcaption><span class="key p50">p50</span> <span class="key p99">p99</span> latency per hour, last 24 h</figcaption></figure></section>"#,
             id = ep.id,
             name = Esc(&name),
-            off = if ep.enabled { "" } else { r#" <span class="badge bad">disabled</span>"# },
+            off = if ep.enabled {
+                ""
+            } else {
+                r#" <span class="badge bad">disabled</span>"#
+            },
             d_n = day.attempts,
             d_rate = success_rate(&day),
             w_n = week.attempts,

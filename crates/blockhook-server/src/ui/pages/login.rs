@@ -26,7 +26,11 @@ fn login_page(error: Option<&str>) -> Response {
 <button type="submit" class="primary">Sign in</button>
 <p class="hint">The key is checked once; the browser keeps only a session cookie.</p></form>"#
     );
-    let status = if error.is_empty() { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+    let status = if error.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
     (status, page("Sign in", None, None, &body)).into_response()
 }
 
@@ -60,9 +64,16 @@ pub async fn submit(
         if state.store.get_merchant(&key.merchant_id).await?.status != MerchantStatus::Active {
             return Ok(login_page(Some("This merchant is suspended.")));
         }
-        Principal::Merchant { merchant_id: key.merchant_id, key_hash: hash }
+        Principal::Merchant {
+            merchant_id: key.merchant_id,
+            key_hash: hash,
+        }
     };
-    let to = if matches!(principal, Principal::Operator { .. }) { "/ui/operator" } else { "/ui/endpoints" };
+    let to = if matches!(principal, Principal::Operator { .. }) {
+        "/ui/operator"
+    } else {
+        "/ui/endpoints"
+    };
     let id = sessions.start(principal);
     let cookie = HeaderValue::from_str(&session::set_cookie(&headers, &id))
         .map_err(|_| UiError::Internal("cookie header".into()))?;

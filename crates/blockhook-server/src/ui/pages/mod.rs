@@ -56,6 +56,10 @@ pub fn body_excerpt(bytes: &[u8], truncated: bool) -> String {
     }
     let cut = bytes.len().min(4096);
     let text = String::from_utf8_lossy(&bytes[..cut]);
-    let more = if truncated || cut < bytes.len() { "\n…" } else { "" };
+    let more = if truncated || cut < bytes.len() {
+        "\n…"
+    } else {
+        ""
+    };
     format!("<pre class=\"body\">{}{more}</pre>", Esc(&text))
 }

@@ -40,11 +40,22 @@ async fn render(ui: &Ui, state: &AppState, extra: &str) -> UiResult {
                     "danger small",
                 ),
             };
-            let _ = write!(key_list, r#"<li><span class="mono">{}…</span> {}</li>"#, Esc(&k.prefix), state_txt);
+            let _ = write!(
+                key_list,
+                r#"<li><span class="mono">{}…</span> {}</li>"#,
+                Esc(&k.prefix),
+                state_txt
+            );
         }
         let (status_badge, toggle) = match m.status {
-            MerchantStatus::Active => (r#"<span class="badge ok">active</span>"#, ("suspended", "Suspend")),
-            MerchantStatus::Suspended => (r#"<span class="badge bad">suspended</span>"#, ("active", "Reactivate")),
+            MerchantStatus::Active => (
+                r#"<span class="badge ok">active</span>"#,
+                ("suspended", "Suspend"),
+            ),
+            MerchantStatus::Suspended => (
+                r#"<span class="badge bad">suspended</span>"#,
+                ("active", "Reactivate"),
+            ),
         };
         let act = if acting.as_ref() == Some(&m.id) {
             r#"<span class="badge wait">acting as</span>"#.to_owned()
@@ -62,7 +73,12 @@ async fn render(ui: &Ui, state: &AppState, extra: &str) -> UiResult {
             name = Esc(&m.name),
             id = m.id,
             created = time(m.created_at),
-            issue = button_form(ui, &format!("/ui/operator/merchants/{}/keys", m.id), "Issue API key", "small"),
+            issue = button_form(
+                ui,
+                &format!("/ui/operator/merchants/{}/keys", m.id),
+                "Issue API key",
+                "small"
+            ),
             toggle = button_form(
                 ui,
                 &format!("/ui/operator/merchants/{}/status?to={}", m.id, toggle.0),
@@ -113,7 +129,11 @@ pub struct CreateForm {
 }
 
 /// `POST /ui/operator/merchants`.
-pub async fn create_merchant(ui: Ui, State(state): State<AppState>, Form(input): Form<CreateForm>) -> UiResult {
+pub async fn create_merchant(
+    ui: Ui,
+    State(state): State<AppState>,
+    Form(input): Form<CreateForm>,
+) -> UiResult {
     ui.check_csrf(&input.csrf)?;
     ui.require_operator()?;
     let input = CreateMerchant {
@@ -148,7 +168,8 @@ pub async fn set_status(
 ) -> UiResult {
     ui.check_csrf(&input.csrf)?;
     ui.require_operator()?;
-    let m = manage::set_status(&state, &merchant_id(&id)?, UpdateMerchant { status: to.to }).await?;
+    let m =
+        manage::set_status(&state, &merchant_id(&id)?, UpdateMerchant { status: to.to }).await?;
     ui.flash(format!("Merchant {} is now {}.", m.id, m.status));
     Ok(Redirect::to("/ui/operator").into_response())
 }
@@ -205,7 +226,10 @@ pub async fn act_as(ui: Ui, State(state): State<AppState>, Form(input): Form<Act
         ui.flash("No longer acting as a merchant.");
         return Ok(Redirect::to("/ui/operator").into_response());
     }
-    let m = state.store.get_merchant(&merchant_id(&input.merchant)?).await?;
+    let m = state
+        .store
+        .get_merchant(&merchant_id(&input.merchant)?)
+        .await?;
     ui.act_as(Some(m.id.clone()))?;
     ui.flash(format!("Acting as {} ({}).", m.name, m.id));
     Ok(Redirect::to("/ui/endpoints").into_response())

@@ -182,7 +182,7 @@ async fn another_merchants_key_gets_404_on_every_merchant_route_like_an_unknown_
             format!("/v1/merchants/{m}/endpoints/ep_0000"),
             format!("/v1/merchants/{m}/events/evt_0000"),
             format!("/v1/merchants/{m}/deliveries/dlv_0000/attempts"),
-            format!("/v1/merchants/mch_0000/endpoints"),
+            "/v1/merchants/mch_0000/endpoints".to_owned(),
         ] {
             let (status, v) = json_of(app.get(&path, &a_key).await).await;
             assert_eq!(status, 404, "{path}: {v}");

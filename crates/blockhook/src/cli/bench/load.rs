@@ -24,7 +24,9 @@ pub fn payload(seq: u64, sent_us: u64) -> String {
 
 /// POSTs `total` bodies straight to the sink, `concurrency` at a time.
 pub async fn bare(sink: &Sink, total: u64, concurrency: usize) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
     let url = Arc::new(sink.url(0));
     let next = Arc::new(AtomicU64::new(0));
     let mut workers = JoinSet::new();
@@ -85,7 +87,10 @@ pub async fn setup(
                 .await?;
             let status = r.status();
             if status != 201 {
-                bail!("creating an endpoint: {status} {}", r.text().await.unwrap_or_default());
+                bail!(
+                    "creating an endpoint: {status} {}",
+                    r.text().await.unwrap_or_default()
+                );
             }
         }
         merchants.push(id);
@@ -126,7 +131,8 @@ impl Plan {
         let first = unit * self.per_request();
         let last = (first + self.per_request()).min(self.events);
         let one = |seq: u64| {
-            let merchant = &self.merchants[usize::try_from(seq).unwrap_or(0) % self.merchants.len()];
+            let merchant =
+                &self.merchants[usize::try_from(seq).unwrap_or(0) % self.merchants.len()];
             format!(
                 r#"{{"merchant_id":"{merchant}","event_type":"Payment","payload":{}}}"#,
                 payload(seq, now_us())
@@ -175,12 +181,16 @@ async fn send(client: &reqwest::Client, plan: &Plan, unit: u64, load: &Load) {
         match sent {
             Ok(r) if r.status() == 202 => {
                 let _ = r.bytes().await;
-                load.acked.fetch_add(plan.events_in(unit), Ordering::Relaxed);
+                load.acked
+                    .fetch_add(plan.events_in(unit), Ordering::Relaxed);
                 return;
             }
             Ok(r) if r.status().is_client_error() && r.status() != 429 => {
                 let status = r.status();
-                eprintln!("ingest refused: {status} {}", r.text().await.unwrap_or_default());
+                eprintln!(
+                    "ingest refused: {status} {}",
+                    r.text().await.unwrap_or_default()
+                );
                 break;
             }
             Ok(r) => {
@@ -204,7 +214,8 @@ pub async fn publish(client: reqwest::Client, plan: Plan, load: Load) -> anyhow:
         None => {
             let next = Arc::new(AtomicU64::new(0));
             for _ in 0..plan.concurrency {
-                let (client, plan, load, next) = (client.clone(), plan.clone(), load.clone(), next.clone());
+                let (client, plan, load, next) =
+                    (client.clone(), plan.clone(), load.clone(), next.clone());
                 tasks.spawn(async move {
                     loop {
                         let unit = next.fetch_add(1, Ordering::Relaxed);

@@ -65,6 +65,9 @@ pub struct Args {
     /// Endpoints per group: each event is delivered to this many endpoints.
     #[arg(long, default_value_t = 1)]
     pub fanout: u64,
+    /// SQLite durability: full (fsync per commit, the default of `serve`) or normal.
+    #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
+    pub sqlite_sync: String,
     /// Give up waiting for deliveries after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
@@ -72,19 +75,23 @@ pub struct Args {
 
 /// Unix time in microseconds.
 pub(crate) fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Runs the benchmark and prints the report.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let events = args.events.unwrap_or(if args.quick { 2_000 } else { 50_000 });
+    let events = args
+        .events
+        .unwrap_or(if args.quick { 2_000 } else { 50_000 });
     if events == 0 || args.concurrency == 0 || args.endpoints == 0 || args.fanout == 0 {
         bail!("--events, --concurrency, --endpoints and --fanout must be > 0");
     }
     if args.batch > 10_000 {
         bail!("--batch must be at most 10000");
     }
-    if args.rate.is_some_and(|r| !(r > 0.0)) {
+    if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         bail!("--rate must be > 0");
     }
     let database_url = match (args.store.as_str(), &args.database_url) {
@@ -94,16 +101,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let rt = tokio::runtime::Runtime::new()?;
     let lost = rt.block_on(bench(&args, events, database_url))?;
-    Ok(if lost > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if lost > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn bench(args: &Args, events: u64, database_url: Option<String>) -> anyhow::Result<u64> {
     let fanout = args.fanout;
     let expected = events * fanout;
-    let rate = args.rate.map_or("max".to_owned(), |r| format!("{r} events/s"));
+    let rate = args
+        .rate
+        .map_or("max".to_owned(), |r| format!("{r} events/s"));
     println!(
-        "bench: store={} events={events} batch={} concurrency={} endpoints={} fanout={fanout} rate={rate}",
-        args.store, args.batch, args.concurrency, args.endpoints
+        "bench: store={} events={events} batch={} concurrency={} endpoints={} fanout={fanout} rate={rate} sqlite_sync={}",
+        args.store, args.batch, args.concurrency, args.endpoints, args.sqlite_sync
     );
 
     // (b) The bare limit: the same bodies, the same concurrency, nothing in between.
@@ -119,16 +132,23 @@ async fn bench(args: &Args, events: u64, database_url: Option<String>) -> anyhow
             bail!("the bare receiver got {got} of {expected} requests");
         }
         let rate = expected as f64 / secs;
-        println!("bare limit: {rate:.0} deliveries/s ({expected} requests, {} concurrent)", args.concurrency);
+        println!(
+            "bare limit: {rate:.0} deliveries/s ({expected} requests, {} concurrent)",
+            args.concurrency
+        );
         if let Some(cpu) = cpu {
-            println!("bare cpu per 1000 deliveries: {:.3} s", cpu / expected as f64 * 1000.0);
+            println!(
+                "bare cpu per 1000 deliveries: {:.3} s",
+                cpu / expected as f64 * 1000.0
+            );
         }
         rate
     };
 
     // (c) blockhook in process.
     let sink = Sink::start(expected, fanout).await?;
-    let dir = std::env::temp_dir().join(format!("blockhook-bench-{}", uuid::Uuid::new_v4().simple()));
+    let dir =
+        std::env::temp_dir().join(format!("blockhook-bench-{}", uuid::Uuid::new_v4().simple()));
     let schema = match &database_url {
         Some(base) => Some(PgSchema::create(base).await?),
         None => None,
@@ -145,9 +165,18 @@ async fn bench(args: &Args, events: u64, database_url: Option<String>) -> anyhow
     settings.delivery.allow_nets = vec!["127.0.0.0/8".parse()?];
     settings.api.requests_per_second = 0;
     settings.retention.max_age = Duration::ZERO;
+    settings.store.sqlite_sync = if args.sqlite_sync == "normal" {
+        blockhook_store::SqliteSync::Normal
+    } else {
+        blockhook_store::SqliteSync::Full
+    };
     settings.log.filter = "warn".into();
-    let key: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()].iter().flat_map(|u| *u.as_bytes()).collect();
-    settings.keys.master_key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
+    let key: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+        .iter()
+        .flat_map(|u| *u.as_bytes())
+        .collect();
+    settings.keys.master_key =
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
     telemetry::init(&settings.log);
 
     let result = run_app(args, settings, &sink, &token, events, bare).await;
@@ -168,12 +197,16 @@ async fn run_app(
     bare: f64,
 ) -> anyhow::Result<u64> {
     let expected = sink.tally.expected();
-    let app = Application::build(settings).await.context("starting blockhook")?;
+    let app = Application::build(settings)
+        .await
+        .context("starting blockhook")?;
     let base = format!("http://{}", app.local_addr()?);
     let stop = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(stop.clone()));
 
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
     let merchants = load::setup(&client, &base, token, sink, args.endpoints, args.fanout).await?;
     let plan = Plan {
         base,
@@ -190,7 +223,12 @@ async fn run_app(
     let started = Instant::now();
     let load = Load::default();
     let progress_stop = CancellationToken::new();
-    let progress = tokio::spawn(progress(sink.tally.clone(), load.acked.clone(), events, progress_stop.clone()));
+    let progress = tokio::spawn(progress(
+        sink.tally.clone(),
+        load.acked.clone(),
+        events,
+        progress_stop.clone(),
+    ));
     let publish = load::publish(client.clone(), plan, load.clone());
     tokio::pin!(publish);
     let ingest_secs = publish.as_mut().await?;
@@ -215,18 +253,33 @@ async fn run_app(
     let delivered = t.unique.load(Ordering::Relaxed);
     let acked = load.acked.load(Ordering::Relaxed);
     let span_s = t.last_us.load(Ordering::Relaxed).saturating_sub(t0_us) as f64 / 1e6;
-    let delivery_rate = if span_s > 0.0 { delivered as f64 / span_s } else { 0.0 };
+    let delivery_rate = if span_s > 0.0 {
+        delivered as f64 / span_s
+    } else {
+        0.0
+    };
     let lat = t.sorted_latencies();
     let lost = expected.saturating_sub(delivered);
     println!("ingest errors: {}", load.errors.load(Ordering::Relaxed));
-    println!("ingest rate: {:.0} events/s ({acked} acknowledged in {ingest_secs:.2} s)", acked as f64 / ingest_secs);
-    println!("delivery rate: {delivery_rate:.0} deliveries/s ({delivered} in {span_s:.2} s from first ingest)");
+    println!(
+        "ingest rate: {:.0} events/s ({acked} acknowledged in {ingest_secs:.2} s)",
+        acked as f64 / ingest_secs
+    );
+    println!(
+        "delivery rate: {delivery_rate:.0} deliveries/s ({delivered} in {span_s:.2} s from first ingest)"
+    );
     println!("ratio to bare limit: {:.3}", delivery_rate / bare);
     for (name, p) in [("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("max", 1.0)] {
-        println!("latency {name}: {:.2} ms", percentile(&lat, p) as f64 / 1000.0);
+        println!(
+            "latency {name}: {:.2} ms",
+            percentile(&lat, p) as f64 / 1000.0
+        );
     }
     println!("duplicates: {}", t.duplicates.load(Ordering::Relaxed));
-    println!("unexpected requests: {}", t.unexpected.load(Ordering::Relaxed));
+    println!(
+        "unexpected requests: {}",
+        t.unexpected.load(Ordering::Relaxed)
+    );
     println!("lost: {lost}");
     match cpu {
         Some(cpu) if delivered > 0 => println!(
@@ -252,7 +305,12 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 /// Prints one progress line a second to stderr until stopped.
-async fn progress(tally: Arc<sink::Tally>, acked: Arc<std::sync::atomic::AtomicU64>, events: u64, stop: CancellationToken) {
+async fn progress(
+    tally: Arc<sink::Tally>,
+    acked: Arc<std::sync::atomic::AtomicU64>,
+    events: u64,
+    stop: CancellationToken,
+) {
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
@@ -281,17 +339,28 @@ struct PgSchema {
 impl PgSchema {
     async fn create(base: &str) -> anyhow::Result<Self> {
         let name = format!("bh_bench_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::PgPool::connect(base).await.context("connecting to PostgreSQL")?;
-        sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&pool).await?;
+        let pool = sqlx::PgPool::connect(base)
+            .await
+            .context("connecting to PostgreSQL")?;
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&pool)
+            .await?;
         pool.close().await;
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
-        Ok(Self { base: base.to_owned(), name, url })
+        Ok(Self {
+            base: base.to_owned(),
+            name,
+            url,
+        })
     }
 
     async fn drop_it(self) {
         if let Ok(pool) = sqlx::PgPool::connect(&self.base).await {
-            if let Err(e) = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name)).execute(&pool).await {
+            if let Err(e) = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
+                .execute(&pool)
+                .await
+            {
                 eprintln!("could not drop schema {}: {e}", self.name);
             }
             pool.close().await;

@@ -62,7 +62,11 @@ impl Tally {
     }
 
     fn record(&self, path: &str, body: &[u8], at_us: u64) {
-        let k: u64 = path.rsplit('/').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let k: u64 = path
+            .rsplit('/')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let Ok(stamp) = serde_json::from_slice::<Stamp>(body) else {
             self.unexpected.fetch_add(1, Ordering::Relaxed);
             return;
@@ -81,12 +85,19 @@ impl Tally {
         }
         self.last_us.fetch_max(at_us, Ordering::Relaxed);
         let lat = at_us.saturating_sub(stamp.sent_us);
-        self.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).push(lat);
+        self.latencies_us
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(lat);
     }
 
     /// The latencies recorded so far, sorted (microseconds).
     pub fn sorted_latencies(&self) -> Vec<u64> {
-        let mut v = self.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut v = self
+            .latencies_us
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         v.sort_unstable();
         v
     }
@@ -117,7 +128,9 @@ impl Sink {
         let t = tally.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let t = t.clone();
                 tokio::spawn(async move {
@@ -125,12 +138,20 @@ impl Sink {
                         let t = t.clone();
                         async move {
                             let path = req.uri().path().to_owned();
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             t.record(&path, &body, now_us());
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from_static(b"ok"),
+                            )))
                         }
                     });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
                 });
             }
