@@ -53,6 +53,8 @@ pub struct Metrics {
     pub failing_endpoints: Family<Kind, Gauge>,
     /// Requests this process is sending right now.
     pub in_flight_requests: Gauge,
+    /// SQL statements this process's store has executed (round trips, for cost per event).
+    pub store_statements: Gauge,
 }
 
 impl Default for Metrics {
@@ -77,6 +79,7 @@ impl Metrics {
             oldest_due_age_ms: Gauge::default(),
             failing_endpoints: Family::default(),
             in_flight_requests: Gauge::default(),
+            store_statements: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -125,6 +128,11 @@ impl Metrics {
             "in_flight_requests",
             "Requests this process is sending",
             m.in_flight_requests.clone(),
+        );
+        registry.register(
+            "store_statements",
+            "SQL statements executed by this process's store",
+            m.store_statements.clone(),
         );
         Self { registry, ..m }
     }

@@ -38,6 +38,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(q) = state.store.queue_stats(now).await {
         state.metrics.set_queue(&q, now.ms());
     }
+    let statements = i64::try_from(state.store.statements()).unwrap_or(i64::MAX);
+    state.metrics.store_statements.set(statements);
     let mut resp = state.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -11,5 +11,6 @@ mod delivery;
 mod ingest;
 mod manage;
 mod metrics;
+mod receiver_kit;
 mod ssrf;
 mod ui;

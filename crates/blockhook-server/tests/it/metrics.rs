@@ -27,16 +27,21 @@ fn value(scrape: &prometheus_parse::Scrape, metric: &str, kind: Option<&str>) ->
 }
 
 async fn scrape(app: &TestApp) -> (String, prometheus_parse::Scrape) {
-    let r = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap();
+    let url = format!("{}/metrics", app.base);
+    let r = match app.http.get(&url).send().await {
+        Ok(r) => r,
+        Err(e) => panic!("GET {url}: {e}"),
+    };
     assert_eq!(r.status(), 200);
-    let text = r.text().await.unwrap();
+    let text = match r.text().await {
+        Ok(t) => t,
+        Err(e) => panic!("reading /metrics: {e}"),
+    };
     let lines = text.lines().map(|l| Ok(l.to_owned())).collect::<Vec<_>>();
-    let parsed = prometheus_parse::Scrape::parse(lines.into_iter()).unwrap();
+    let parsed = match prometheus_parse::Scrape::parse(lines.into_iter()) {
+        Ok(p) => p,
+        Err(e) => panic!("parsing /metrics: {e}\n{text}"),
+    };
     (text, parsed)
 }
 

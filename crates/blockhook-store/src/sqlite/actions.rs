@@ -5,8 +5,8 @@ use blockhook_core::{
     Timestamp,
 };
 
+use super::db::{Db, Durability};
 use super::events::{NewDelivery, insert_deliveries};
-use super::{Db, Durability};
 use crate::classify;
 
 const RESEND_EVENT: &str = "SELECT created_at, resend_count, payload IS NOT NULL AS has_payload \

@@ -17,7 +17,7 @@ use super::cache::CachedEvent;
 use super::rows::{EndpointRow, json_list, padded_chunks, pairs_json, placeholders, to_u32};
 use sqlx::SqliteConnection;
 
-use super::{Db, Durability};
+use super::db::{Db, Durability};
 use crate::classify;
 
 /// The most candidate rows one claim looks at when `per_endpoint_max` may reject some.
@@ -261,22 +261,41 @@ const DISABLE_ENDPOINT: &str = "UPDATE endpoints SET enabled = 0, disabled_reaso
      updated_at = ?4 WHERE id = (SELECT endpoint_id FROM deliveries \
        WHERE id = ?1 AND lease_token = ?2 AND state = 'pending')";
 
-// Applies every completion whose token still holds; its row count is the number applied.
+// Applies every completion whose token still holds; its row count is the number applied. Each
+// row carries its caller's `now` (completions of several callers share a statement).
 const APPLY: (&str, &str) = (
-    "WITH c(id, token, state, next_at, status) AS (VALUES ",
+    "WITH c(id, token, state, next_at, status, now) AS (VALUES ",
     ") UPDATE OR IGNORE deliveries SET state = c.state, attempts = attempts + 1, \
        next_attempt_at = c.next_at, last_status = c.status, lease_token = NULL, \
-       lease_until = NULL, updated_at = ? \
+       lease_until = NULL, updated_at = c.now \
      FROM c WHERE deliveries.id = c.id AND deliveries.lease_token = c.token \
        AND deliveries.state = 'pending'",
 );
 
+// Which of a group's completions still hold their lease, as one JSON row `[[id, token], ...]`:
+// only needed to tell each caller of a group how many of its own applied.
+const LIVE: (&str, &str) = (
+    "WITH c(id, token) AS (VALUES ",
+    ") SELECT json_group_array(json_array(d.id, d.lease_token)) \
+     FROM c CROSS JOIN deliveries d \
+     WHERE d.id = c.id AND d.lease_token = c.token AND d.state = 'pending'",
+);
+
+/// One completion to apply, with what it needs bound.
+struct Row<'a> {
+    done: &'a Completion,
+    /// Index of the caller it came from.
+    job: usize,
+    now: Timestamp,
+    request_headers: String,
+    response_headers: String,
+}
+
 /// Finishes several callers' completions (`(completions, now)` each) in ONE transaction, so
-/// that they share one commit (see `group`), and says how many of each applied. Per caller: log
-/// the attempts, apply the states (two statements per 256 completions, plus one per endpoint
-/// disabled). Stale completions fail the token join in both statements, so they change nothing
-/// and log nothing. If the shared transaction fails, each caller is retried alone, so one bad
-/// batch cannot fail the others.
+/// that they share one commit (see `group`), and says how many of each applied. Stale
+/// completions fail the token join of every statement, so they change nothing and log nothing.
+/// If the shared transaction fails, each caller is retried alone, so one bad batch cannot fail
+/// the others.
 pub(super) async fn finish_batches(
     s: &Db,
     jobs: &[(&[Completion], Timestamp)],
@@ -287,66 +306,105 @@ pub(super) async fn finish_batches(
         Err(_) => {
             let mut out = Vec::with_capacity(jobs.len());
             for job in jobs {
-                out.push(
-                    finish_together(s, std::slice::from_ref(job))
-                        .await
-                        .map(|c| c.iter().sum()),
-                );
+                let alone = finish_together(s, std::slice::from_ref(job)).await;
+                out.push(alone.map(|c| c.iter().sum()));
             }
             out
         }
     }
 }
 
+/// BEGIN, (for a group of several callers: which leases are live,) log the attempts, apply the
+/// states, COMMIT: the middle statements once per 256 completions, whatever the callers, plus one
+/// per endpoint disabled.
 async fn finish_together(s: &Db, jobs: &[(&[Completion], Timestamp)]) -> Result<Vec<u32>, Error> {
-    let mut prepared = Vec::with_capacity(jobs.len());
-    for (done, now) in jobs {
-        // A delivery completed twice in one batch: only the first counts.
-        let mut seen: HashSet<&str> = HashSet::with_capacity(done.len());
-        let mut unique: Vec<(&Completion, String, String)> = Vec::with_capacity(done.len());
+    let mut rows = Vec::new();
+    // Within one caller, a delivery completed twice: only the first counts. Across callers,
+    // only the first of identical (delivery, lease) pairs: the order of calls decides.
+    let mut across: HashSet<(&str, i64)> = HashSet::new();
+    for (job, (done, now)) in jobs.iter().enumerate() {
+        let mut within: HashSet<&str> = HashSet::with_capacity(done.len());
         for c in *done {
-            if seen.insert(c.delivery_id.as_str()) {
-                let a = &c.attempt;
-                unique.push((
-                    c,
-                    pairs_json(&a.request_headers)?,
-                    pairs_json(&a.response_headers)?,
-                ));
+            let id = c.delivery_id.as_str();
+            if within.insert(id) && across.insert((id, c.lease.0)) {
+                rows.push(Row {
+                    done: c,
+                    job,
+                    now: *now,
+                    request_headers: pairs_json(&c.attempt.request_headers)?,
+                    response_headers: pairs_json(&c.attempt.response_headers)?,
+                });
             }
         }
-        prepared.push((unique, *now));
     }
+    let mut counts = vec![0u32; jobs.len()];
+    if rows.is_empty() {
+        return Ok(counts);
+    }
+
     let mut tx = s.begin().await?;
-    let counts: Result<Vec<u32>, Error> = async {
-        let mut counts = Vec::with_capacity(prepared.len());
-        for (unique, now) in &prepared {
-            counts.push(apply_completions(s, tx.conn(), unique, *now).await?);
+    let result: Result<(), Error> = async {
+        if jobs.len() == 1 {
+            counts[0] = apply_rows(s, tx.conn(), &rows).await?;
+            return Ok(());
         }
-        Ok(counts)
+        let live = live_leases(s, tx.conn(), &rows).await?;
+        let applied = apply_rows(s, tx.conn(), &rows).await?;
+        for r in &rows {
+            if live.get(r.done.delivery_id.as_str()) == Some(&r.done.lease.0) {
+                counts[r.job] += 1;
+            }
+        }
+        if counts.iter().sum::<u32>() != applied {
+            return Err(Error::Internal(
+                "finish: live leases and applied rows disagree".into(),
+            ));
+        }
+        Ok(())
     }
     .await;
-    tx.end(s, counts).await
+    tx.end(s, result).await?;
+    Ok(counts)
 }
 
-/// Inside `finish`'s transaction: per 256 completions, log the attempts, disable endpoints, then
-/// apply the states. Returns how many applied.
-async fn apply_completions(
+/// The live leases among `rows`: delivery id -> token.
+async fn live_leases(
     s: &Db,
     conn: &mut SqliteConnection,
-    unique: &[(&Completion, String, String)],
-    now: Timestamp,
-) -> Result<u32, Error> {
+    rows: &[Row<'_>],
+) -> Result<HashMap<String, i64>, Error> {
+    let mut live = HashMap::with_capacity(rows.len());
+    for (chunk, n) in padded_chunks(rows) {
+        let sql = format!("{}{}{}", LIVE.0, placeholders(n, 2), LIVE.1);
+        let mut q = sqlx::query_as::<_, (String,)>(&sql);
+        for r in chunk {
+            q = q.bind(r.done.delivery_id.as_str()).bind(r.done.lease.0);
+        }
+        for _ in chunk.len()..n {
+            q = q.bind(None::<&str>).bind(None::<i64>);
+        }
+        s.tick(1);
+        let (json,) = q.fetch_one(&mut *conn).await.map_err(classify)?;
+        let pairs: Vec<(String, i64)> = decode(&json, "live leases")?;
+        live.extend(pairs);
+    }
+    Ok(live)
+}
+
+/// Per 256 completions: log the attempts, disable endpoints, apply the states. Returns how many
+/// applied.
+async fn apply_rows(s: &Db, conn: &mut SqliteConnection, all: &[Row<'_>]) -> Result<u32, Error> {
     let mut applied_total = 0;
-    for (chunk, rows) in padded_chunks(unique) {
+    for (chunk, n) in padded_chunks(all) {
         let sql = format!(
             "{}{}{}",
             LOG_ATTEMPTS.0,
-            placeholders(rows, 14),
+            placeholders(n, 14),
             LOG_ATTEMPTS.1
         );
         let mut q = sqlx::query(&sql);
-        for (c, req_headers, resp_headers) in chunk {
-            let a = &c.attempt;
+        for r in chunk {
+            let (c, a) = (r.done, &r.done.attempt);
             q = q
                 .bind(c.delivery_id.as_str())
                 .bind(c.lease.0)
@@ -354,16 +412,16 @@ async fn apply_completions(
                 .bind(i64::from(a.number))
                 .bind(a.started_at.ms())
                 .bind(a.url.as_str())
-                .bind(req_headers.as_str())
+                .bind(r.request_headers.as_str())
                 .bind(a.status.map(i64::from))
-                .bind(resp_headers.as_str())
+                .bind(r.response_headers.as_str())
                 .bind(a.response_body.as_ref())
                 .bind(a.response_truncated)
                 .bind(i64::from(a.latency_ms))
                 .bind(a.error.map(|e| e.as_str()))
                 .bind(a.error_detail.as_deref());
         }
-        for _ in chunk.len()..rows {
+        for _ in chunk.len()..n {
             for _ in 0..14 {
                 q = q.bind(None::<&str>);
             }
@@ -375,10 +433,11 @@ async fn apply_completions(
             .map_err(classify)?
             .rows_affected();
 
-        for (c, _, _) in chunk
+        for r in chunk
             .iter()
-            .filter(|(c, _, _)| c.next == Next::DisableEndpoint)
+            .filter(|r| r.done.next == Next::DisableEndpoint)
         {
+            let c = r.done;
             let reason = c.disable_reason.clone().unwrap_or_else(|| {
                 format!(
                     "410 Gone on attempt {} of {}",
@@ -390,15 +449,16 @@ async fn apply_completions(
                 .bind(c.delivery_id.as_str())
                 .bind(c.lease.0)
                 .bind(reason)
-                .bind(now.ms())
+                .bind(r.now.ms())
                 .execute(&mut *conn)
                 .await
                 .map_err(classify)?;
         }
 
-        let sql = format!("{}{}{}", APPLY.0, placeholders(rows, 5), APPLY.1);
+        let sql = format!("{}{}{}", APPLY.0, placeholders(n, 6), APPLY.1);
         let mut q = sqlx::query(&sql);
-        for (c, _, _) in chunk {
+        for r in chunk {
+            let c = r.done;
             let (state, next_at) = match c.next {
                 Next::Succeeded => (DeliveryState::Succeeded, None),
                 Next::RetryAt(t) => (DeliveryState::Pending, Some(t.ms())),
@@ -409,16 +469,16 @@ async fn apply_completions(
                 .bind(c.lease.0)
                 .bind(state.as_str())
                 .bind(next_at)
-                .bind(c.attempt.status.map(i64::from));
+                .bind(c.attempt.status.map(i64::from))
+                .bind(r.now.ms());
         }
-        for _ in chunk.len()..rows {
-            for _ in 0..5 {
+        for _ in chunk.len()..n {
+            for _ in 0..6 {
                 q = q.bind(None::<&str>);
             }
         }
         s.tick(1);
         let applied = q
-            .bind(now.ms())
             .execute(&mut *conn)
             .await
             .map_err(classify)?

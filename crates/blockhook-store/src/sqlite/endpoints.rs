@@ -2,8 +2,8 @@
 
 use blockhook_core::{Cursor, Endpoint, EndpointId, Error, MerchantId, Page};
 
+use super::db::{Db, Durability};
 use super::rows::{EndpointRow, filter_json, page_limit, pairs_json};
-use super::{Db, Durability};
 use crate::classify;
 
 // Inserts only when the merchant exists, so an unknown one is `NotFound("merchant")` rather than

@@ -11,7 +11,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::cache::CachedEvent;
 
-use super::Db;
+use super::db::Db;
 use super::rows::{
     AttemptRow, DeliveryRow, EventRow, filter_from_json, json_list, padded_chunks, page_limit,
     placeholders,

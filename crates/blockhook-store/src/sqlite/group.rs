@@ -18,7 +18,8 @@ use std::sync::Arc;
 use blockhook_core::{Completion, Error, Ingested, NewEvent, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Db, dispatch, events};
+use super::db::Db;
+use super::{dispatch, events};
 
 /// Requests waiting per queue before callers wait to enqueue (backpressure).
 const QUEUE_DEPTH: usize = 1024;

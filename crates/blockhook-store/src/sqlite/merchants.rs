@@ -5,8 +5,8 @@ use blockhook_core::{
     Page, Timestamp,
 };
 
+use super::db::{Db, Durability};
 use super::rows::{ApiKeyRow, MerchantRow, page_limit};
-use super::{Db, Durability};
 use crate::classify;
 
 const CREATE: &str = "INSERT INTO merchants (id, name, status, created_at) VALUES (?1, ?2, 'active', ?3) \

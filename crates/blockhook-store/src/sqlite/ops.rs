@@ -4,8 +4,8 @@ use blockhook_core::{
     EndpointBacklog, EndpointHealth, EndpointId, Error, MerchantId, QueueStats, Timestamp,
 };
 
+use super::db::{Db, Durability};
 use super::rows::{count, to_u32};
-use super::{Db, Durability};
 use crate::classify;
 
 // Pending work from the due index (all pending deliveries; small unless receivers are down;

@@ -95,9 +95,10 @@ fn render(ready: &str, samples: &[Sample]) -> String {
     };
     let age = value(samples, "blockhook_oldest_due_age_milliseconds")
         .map_or("-".to_owned(), |ms| format!("{:.1} s", ms / 1000.0));
-    let failing: f64 = by_kind(samples, "blockhook_failing_endpoints")
+    // A fold from +0.0: an empty float `sum` is -0.0, which would print as "-0".
+    let failing = by_kind(samples, "blockhook_failing_endpoints")
         .values()
-        .sum();
+        .fold(0.0, |a, b| a + b);
     let mut out = String::new();
     out.push_str(&format!("store:              {ready}\n"));
     out.push_str(&format!(
@@ -196,5 +197,7 @@ blockhook_failing_endpoints{kind=\"6+\"} 2\n\
         assert!(screen.contains("oldest due age:     1.5 s"), "{screen}");
         assert!(screen.contains("failing endpoints:  3"), "{screen}");
         assert!(screen.contains("failed=1  succeeded=3"), "{screen}");
+        let empty = render("sqlite (ready)", &parse(""));
+        assert!(empty.contains("failing endpoints:  0 (-)"), "{empty}");
     }
 }

@@ -1,0 +1,204 @@
+//! A rough throughput probe of the hot path (ingest, claim, finish), run by hand:
+//! `cargo test -p blockhook-store --release --lib perf -- --ignored --nocapture`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blockhook_core::{
+    AttemptId, AttemptRecord, ClaimRequest, Completion, EndpointUrl, EventFilter, EventType,
+    ExtraHeaders, NewEvent, Next, Payload, SealedSecret, SigningMode, SuccessPolicy,
+};
+use bytes::Bytes;
+
+use blockhook_core::{Endpoint, EndpointId, EventId, MerchantId, NewMerchant, Store, Timestamp};
+
+use super::SqliteStore;
+use crate::{SqliteSync, StoreOptions};
+
+/// Process CPU time (user + system) so far, from /proc (10 ms resolution): wall time on a
+/// shared 2-core machine says little.
+fn cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    // After the command name: state, ppid, pgrp, session, tty_nr, tpgid, flags, minflt,
+    // cminflt, majflt, cmajflt, utime, stime (clock ticks, 100 per second).
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let ticks = field(11) + field(12);
+    Duration::from_millis(ticks * 10)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "throughput probe, run by hand"]
+async fn hot_path_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = match std::env::var("BH_SYNC").as_deref() {
+        Ok("normal") => SqliteSync::Normal,
+        _ => SqliteSync::Full,
+    };
+    let opts = StoreOptions {
+        sqlite_sync: sync,
+        ..Default::default()
+    };
+    let single = std::env::var("BH_SINGLE").is_ok();
+    let store = SqliteStore::open(&dir.path().join("p.db").to_string_lossy(), &opts)
+        .await
+        .unwrap();
+    let store = Arc::new(store);
+    let t0 = Timestamp::from_ms(1_700_000_000_000);
+    let m = NewMerchant::parse(MerchantId::generate(), "perf", t0).unwrap();
+    store.create_merchant(&m).await.unwrap();
+    let ep = Endpoint {
+        id: EndpointId::generate(),
+        merchant_id: m.id.clone(),
+        url: EndpointUrl::parse("https://r.example/h", false).unwrap(),
+        description: None,
+        filter: EventFilter::all(),
+        signing_mode: SigningMode::Sorted,
+        success_policy: SuccessPolicy::Exactly200,
+        headers: ExtraHeaders::default(),
+        rate_limit: None,
+        label: None,
+        enabled: true,
+        disabled_reason: None,
+        secret: SealedSecret(vec![1; 60]),
+        created_at: t0,
+        updated_at: t0,
+    };
+    store.create_endpoint(&ep).await.unwrap();
+    let body = Bytes::from_static(br#"{"custNo":"CustNo_00240101","orderNo":"OrderNo_202504010023","id":8210003616,"symbol":"USDT","amount":"2000.00","status":"SUCCESS","txId":"0x7614a9840d9422feaef4671e0ee98dd7092ebcba6e41076285f99d0b2b0de5fe","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","cashierId":86100021}"#);
+    let total: usize = std::env::var("BH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let batch: usize = std::env::var("BH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+
+    let start = Instant::now();
+    let cpu0 = cpu();
+    for i in 0..total / batch {
+        let evs: Vec<NewEvent> = (0..batch)
+            .map(|_| NewEvent {
+                id: EventId::generate(),
+                merchant_id: m.id.clone(),
+                event_type: EventType::parse("Payment").unwrap(),
+                payload: Payload::from_trusted(body.clone()),
+                idempotency_key: None,
+                created_at: t0 + Duration::from_millis(i as u64),
+            })
+            .collect();
+        if single {
+            // One call per event, 64 at a time, as API requests would: group commit at work.
+            let calls: Vec<_> = evs
+                .into_iter()
+                .map(|ev| {
+                    let store = Arc::clone(&store);
+                    tokio::spawn(async move { store.ingest(&[ev]).await.unwrap() })
+                })
+                .collect();
+            for c in calls {
+                c.await.unwrap();
+            }
+        } else {
+            store.ingest(&evs).await.unwrap();
+        }
+    }
+    let ingest = start.elapsed();
+    let cpu_ingest = cpu() - cpu0;
+    let s_ingest = store.statements();
+    if std::env::var("BH_ONLY").as_deref() == Ok("ingest") {
+        println!(
+            "{total} events, batch {batch}{}, {sync:?}: ingest {:.0}/s",
+            if single { " (one per call)" } else { "" },
+            total as f64 / ingest.as_secs_f64()
+        );
+        return;
+    }
+
+    let start = Instant::now();
+    let cpu1 = cpu();
+    let now = t0 + Duration::from_secs(3600);
+    let mut done = 0;
+    let (mut in_claim, mut in_finish) = (Duration::ZERO, Duration::ZERO);
+    loop {
+        let lap = Instant::now();
+        let req = ClaimRequest {
+            now,
+            max: 256,
+            lease_until: now + Duration::from_secs(30),
+            per_endpoint_max: 256,
+            exclude: vec![],
+        };
+        let claims = store.claim_due(&req).await.unwrap();
+        in_claim += lap.elapsed();
+        if claims.is_empty() {
+            break;
+        }
+        let completions: Vec<Completion> = claims
+            .iter()
+            .map(|c| Completion {
+                delivery_id: c.delivery_id.clone(),
+                lease: c.lease,
+                attempt: AttemptRecord {
+                    id: AttemptId::generate(),
+                    delivery_id: c.delivery_id.clone(),
+                    number: c.attempt,
+                    started_at: now,
+                    url: c.endpoint.url.as_str().to_owned(),
+                    request_headers: vec![("BlockATM-Event".into(), "Payment".into())],
+                    status: Some(200),
+                    response_headers: vec![],
+                    response_body: Bytes::from_static(b"ok"),
+                    response_truncated: false,
+                    latency_ms: 3,
+                    error: None,
+                    error_detail: None,
+                },
+                next: Next::Succeeded,
+                disable_reason: None,
+            })
+            .collect();
+        let lap = Instant::now();
+        if single {
+            // One call per delivery, as delivery tasks would.
+            let calls: Vec<_> = completions
+                .into_iter()
+                .map(|c| {
+                    let store = Arc::clone(&store);
+                    tokio::spawn(async move { store.finish(&[c], now).await.unwrap() })
+                })
+                .collect();
+            for c in calls {
+                done += c.await.unwrap();
+            }
+        } else {
+            done += store.finish(&completions, now).await.unwrap();
+        }
+        in_finish += lap.elapsed();
+    }
+    let dispatch = start.elapsed();
+    let cpu_dispatch = cpu() - cpu1;
+    assert_eq!(done as usize, total);
+    let per_s = |d: Duration| total as f64 / d.as_secs_f64();
+    println!(
+        "{total} events, batch {batch}{}, {sync:?}: ingest {:.0}/s, claim+finish {:.0}/s, \
+         (claim {:.0}/s, finish {:.0}/s), statements: ingest {s_ingest}, dispatch {}; \
+         CPU µs/event: ingest {:.1}, claim+finish {:.1}",
+        if single { " (one per call)" } else { "" },
+        per_s(ingest),
+        per_s(dispatch),
+        per_s(in_claim),
+        per_s(in_finish),
+        store.statements() - s_ingest,
+        cpu_ingest.as_secs_f64() * 1e6 / total as f64,
+        cpu_dispatch.as_secs_f64() * 1e6 / total as f64,
+    );
+}

@@ -1,0 +1,398 @@
+//! Behaviour the contract suite cannot reach: URL forms, a full or read-only disk, the event
+//! cache's miss path, the writer's `synchronous` switching, group commit.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod locations {
+    use std::path::PathBuf;
+
+    use crate::sqlite::store::{Location, location};
+
+    #[test]
+    fn locations() {
+        let file = |p: &str| Some(Location::File(PathBuf::from(p)));
+        assert_eq!(location("sqlite://data/bh.db").ok(), file("data/bh.db"));
+        assert_eq!(
+            location("sqlite:///var/lib/bh.db?mode=rwc").ok(),
+            file("/var/lib/bh.db")
+        );
+        assert_eq!(location("sqlite:bh.db").ok(), file("bh.db"));
+        assert_eq!(location("/tmp/x/bh.db").ok(), file("/tmp/x/bh.db"));
+        assert_eq!(location("sqlite::memory:").ok(), Some(Location::Memory));
+        assert_eq!(location(":memory:").ok(), Some(Location::Memory));
+        assert!(location("sqlite://").is_err());
+    }
+}
+
+mod failures {
+    //! What the store does when the disk misbehaves, and paths the contract suite cannot reach
+    //! (the event cache's miss path, the writer's `synchronous` switching).
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use blockhook_core::{
+        ClaimRequest, EndpointUrl, EventFilter, EventType, ExtraHeaders, NewEvent, Payload,
+        SealedSecret, SigningMode, SuccessPolicy,
+    };
+    use bytes::Bytes;
+
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use blockhook_core::{
+        Endpoint, EndpointId, Error, EventId, MerchantId, MerchantStatus, NewMerchant, Store,
+        Timestamp,
+    };
+
+    use crate::sqlite::SqliteStore;
+    use crate::{SqliteSync, StoreOptions};
+
+    const T0: Timestamp = Timestamp::from_ms(1_700_000_000_000);
+
+    async fn open_at(path: &Path, sync: SqliteSync) -> SqliteStore {
+        let opts = StoreOptions {
+            sqlite_sync: sync,
+            max_connections: 2,
+            ..Default::default()
+        };
+        SqliteStore::open(&path.to_string_lossy(), &opts)
+            .await
+            .unwrap()
+    }
+
+    /// A merchant with one endpoint taking every event.
+    async fn tenant(store: &SqliteStore) -> MerchantId {
+        let m = NewMerchant::parse(MerchantId::generate(), "m", T0).unwrap();
+        store.create_merchant(&m).await.unwrap();
+        let ep = Endpoint {
+            id: EndpointId::generate(),
+            merchant_id: m.id.clone(),
+            url: EndpointUrl::parse("https://r.example/h", false).unwrap(),
+            description: None,
+            filter: EventFilter::all(),
+            signing_mode: SigningMode::Sorted,
+            success_policy: SuccessPolicy::Exactly200,
+            headers: ExtraHeaders::default(),
+            rate_limit: None,
+            label: None,
+            enabled: true,
+            disabled_reason: None,
+            secret: SealedSecret(vec![1; 8]),
+            created_at: T0,
+            updated_at: T0,
+        };
+        store.create_endpoint(&ep).await.unwrap();
+        m.id
+    }
+
+    fn events(m: &MerchantId, n: usize, size: usize) -> Vec<NewEvent> {
+        (0..n)
+            .map(|i| NewEvent {
+                id: EventId::generate(),
+                merchant_id: m.clone(),
+                event_type: EventType::parse("Payment").unwrap(),
+                payload: Payload::from_trusted(Bytes::from(format!(
+                    r#"{{"i":{i},"pad":"{}"}}"#,
+                    "x".repeat(size)
+                ))),
+                idempotency_key: None,
+                created_at: T0,
+            })
+            .collect()
+    }
+
+    fn claim_req(max: u32) -> ClaimRequest {
+        ClaimRequest {
+            now: T0 + Duration::from_secs(1),
+            max,
+            lease_until: T0 + Duration::from_secs(31),
+            per_endpoint_max: max,
+            exclude: Vec::new(),
+        }
+    }
+
+    async fn writer_pragma(store: &SqliteStore, sql: &str) -> i64 {
+        let mut conn = store.writer().acquire().await.unwrap();
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_optional(&mut *conn)
+            .await
+            .unwrap()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn full_disk_is_unavailable_and_the_store_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_at(&dir.path().join("bh.db"), SqliteSync::Full).await;
+        let m = tenant(&store).await;
+        // Cap the file at its current size: the next batch cannot fit (SQLITE_FULL).
+        let pages = writer_pragma(&store, "PRAGMA page_count").await;
+        writer_pragma(&store, &format!("PRAGMA max_page_count = {pages}")).await;
+        let batch = events(&m, 200, 2000);
+        match store.ingest(&batch).await {
+            Err(Error::Unavailable(msg)) => assert!(msg.contains("full"), "{msg}"),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        // Space comes back: the same writer connection works, nothing half-written remains.
+        writer_pragma(&store, "PRAGMA max_page_count = 1073741823").await;
+        assert!(store.get_event(&m, &batch[0].id).await.is_err());
+        let done = store.ingest(&batch).await.unwrap();
+        assert_eq!(done.len(), 200);
+        assert_eq!(store.claim_due(&claim_req(500)).await.unwrap().len(), 200);
+    }
+
+    #[tokio::test]
+    async fn read_only_database_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_at(&dir.path().join("bh.db"), SqliteSync::Normal).await;
+        let m = tenant(&store).await;
+        writer_pragma(&store, "PRAGMA query_only = ON").await;
+        let r = store.ingest(&events(&m, 3, 10)).await;
+        assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+        let r = store
+            .set_merchant_status(&m, MerchantStatus::Suspended)
+            .await;
+        assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+        writer_pragma(&store, "PRAGMA query_only = OFF").await;
+        assert_eq!(store.ingest(&events(&m, 3, 10)).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn claims_read_payloads_back_when_the_cache_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bh.db");
+        let first = open_at(&path, SqliteSync::Normal).await;
+        let m = tenant(&first).await;
+        let batch = events(&m, 5, 100);
+        first.ingest(&batch).await.unwrap();
+        // A second store on the same file has an empty cache: payloads come from the database,
+        // one shared buffer per event.
+        let second = open_at(&path, SqliteSync::Normal).await;
+        let claims = second.claim_due(&claim_req(10)).await.unwrap();
+        assert_eq!(claims.len(), 5);
+        for c in &claims {
+            let ev = batch.iter().find(|e| e.id == c.event_id).unwrap();
+            assert_eq!(c.payload.bytes(), ev.payload.bytes());
+            assert_eq!(c.event_type.as_str(), "Payment");
+            assert_eq!(c.event_created_at, T0);
+        }
+    }
+
+    #[tokio::test]
+    async fn fan_out_shares_one_payload_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_at(&dir.path().join("bh.db"), SqliteSync::Normal).await;
+        let m = tenant(&store).await;
+        let mut second = store
+            .list_endpoints(&m, None, 10)
+            .await
+            .unwrap()
+            .data
+            .remove(0);
+        second.id = EndpointId::generate();
+        store.create_endpoint(&second).await.unwrap();
+        store.ingest(&events(&m, 1, 10)).await.unwrap();
+        let claims = store.claim_due(&claim_req(10)).await.unwrap();
+        assert_eq!(claims.len(), 2);
+        assert_eq!(
+            claims[0].payload.bytes().as_ptr(),
+            claims[1].payload.bytes().as_ptr()
+        );
+    }
+
+    #[tokio::test]
+    async fn lease_commits_relax_sync_and_durable_writes_restore_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_at(&dir.path().join("bh.db"), SqliteSync::Full).await;
+        let m = tenant(&store).await;
+        assert_eq!(
+            writer_pragma(&store, "PRAGMA synchronous").await,
+            2,
+            "FULL as configured"
+        );
+        store.ingest(&events(&m, 2, 10)).await.unwrap();
+        assert_eq!(store.claim_due(&claim_req(10)).await.unwrap().len(), 2);
+        assert_eq!(
+            writer_pragma(&store, "PRAGMA synchronous").await,
+            1,
+            "NORMAL after a claim"
+        );
+        store.ingest(&events(&m, 1, 10)).await.unwrap();
+        assert_eq!(
+            writer_pragma(&store, "PRAGMA synchronous").await,
+            2,
+            "FULL again"
+        );
+        store
+            .set_merchant_status(&m, MerchantStatus::Active)
+            .await
+            .unwrap();
+        assert_eq!(writer_pragma(&store, "PRAGMA synchronous").await, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_ingests_share_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_at(&dir.path().join("bh.db"), SqliteSync::Full).await);
+        let m = tenant(&store).await;
+        let before = store.statements();
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let (store, batch) = (Arc::clone(&store), events(&m, 1, 10));
+                tokio::spawn(
+                    async move { store.ingest(&batch).await.map(|r| r[0].event_id.clone()) },
+                )
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.unwrap().unwrap());
+        }
+        for id in &ids {
+            assert!(store.get_event(&m, id).await.is_ok());
+        }
+        // Alone, each call would be BEGIN, targets, two INSERTs, COMMIT and a pragma at most.
+        let used = store.statements() - before - 200; // minus the 200 get_event reads
+        assert!(
+            used < 600,
+            "{used} statements for 200 single-event ingests: no grouping?"
+        );
+        assert_eq!(store.claim_due(&claim_req(500)).await.unwrap().len(), 200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bad_batch_does_not_fail_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_at(&dir.path().join("bh.db"), SqliteSync::Normal).await);
+        let m = tenant(&store).await;
+        let existing = events(&m, 1, 10);
+        store.ingest(&existing).await.unwrap();
+
+        // Hold the writer so that the batches queue up and are taken as one group.
+        let held = store.writer().acquire().await.unwrap();
+        let send = |batch: Vec<NewEvent>| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.ingest(&batch).await })
+        };
+        let warmup = send(events(&m, 1, 10)); // taken alone while the writer is held
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let good = events(&m, 3, 10);
+        let mut clash = events(&m, 2, 10);
+        clash[1].id = existing[0].id.clone();
+        let stranger = events(&MerchantId::generate(), 1, 10);
+        let tasks = [
+            send(good.clone()),
+            send(clash.clone()),
+            send(stranger),
+            send(events(&m, 2, 10)),
+        ];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(held);
+
+        assert!(warmup.await.unwrap().is_ok());
+        let [good_r, clash_r, stranger_r, other_r] = tasks;
+        assert_eq!(good_r.await.unwrap().unwrap().len(), 3);
+        assert!(matches!(clash_r.await.unwrap(), Err(Error::Conflict(_))));
+        assert!(matches!(
+            stranger_r.await.unwrap(),
+            Err(Error::NotFound("merchant"))
+        ));
+        assert_eq!(other_r.await.unwrap().unwrap().len(), 2);
+        assert!(store.get_event(&m, &good[0].id).await.is_ok());
+        assert!(
+            store.get_event(&m, &clash[0].id).await.is_err(),
+            "the clashing batch is all or nothing"
+        );
+        // 1 existing + 1 warm-up + 3 good + 2 other.
+        assert_eq!(store.claim_due(&claim_req(100)).await.unwrap().len(), 7);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grouped_finishes_answer_each_caller() {
+        use blockhook_core::{AttemptId, AttemptRecord, Completion, LeaseToken, Next};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_at(&dir.path().join("bh.db"), SqliteSync::Full).await);
+        let m = tenant(&store).await;
+        store.ingest(&events(&m, 20, 10)).await.unwrap();
+        let claims = store.claim_due(&claim_req(100)).await.unwrap();
+        assert_eq!(claims.len(), 20);
+        let completion = |c: &blockhook_core::Claim, lease: LeaseToken| Completion {
+            delivery_id: c.delivery_id.clone(),
+            lease,
+            attempt: AttemptRecord {
+                id: AttemptId::generate(),
+                delivery_id: c.delivery_id.clone(),
+                number: c.attempt,
+                started_at: T0,
+                url: c.endpoint.url.as_str().to_owned(),
+                request_headers: vec![],
+                status: Some(200),
+                response_headers: vec![],
+                response_body: Bytes::new(),
+                response_truncated: false,
+                latency_ms: 1,
+                error: None,
+                error_detail: None,
+            },
+            next: Next::Succeeded,
+            disable_reason: None,
+        };
+
+        // Queue every call while the writer is held, so they are taken as groups.
+        let held = store.writer().acquire().await.unwrap();
+        let mut calls = Vec::new();
+        let mut send = |done: Vec<Completion>| {
+            let store = Arc::clone(&store);
+            calls.push(tokio::spawn(async move {
+                store.finish(&done, T0).await.unwrap()
+            }));
+        };
+        send(vec![completion(
+            &claims[0],
+            LeaseToken(claims[0].lease.0 ^ 1),
+        )]); // stale
+        for c in &claims {
+            send(vec![completion(c, c.lease)]);
+        }
+        send(vec![completion(&claims[1], claims[1].lease)]); // repeated: too late
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(held);
+        let mut counts = Vec::new();
+        for call in calls {
+            counts.push(call.await.unwrap());
+        }
+        assert_eq!(counts[0], 0, "stale lease");
+        assert!(counts[1..21].iter().all(|&n| n == 1), "{counts:?}");
+        assert_eq!(counts[21], 0, "already finished");
+        for c in &claims {
+            assert_eq!(
+                store.list_attempts(&m, &c.delivery_id).await.unwrap().len(),
+                1
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn in_memory_store_clears_a_leftover_transaction() {
+        let store = SqliteStore::open(":memory:", &StoreOptions::default())
+            .await
+            .unwrap();
+        let m = tenant(&store).await;
+        // As if a write had been cancelled mid-transaction (the connection cannot be dropped).
+        writer_pragma(&store, "BEGIN").await;
+        assert_eq!(store.ingest(&events(&m, 2, 10)).await.unwrap().len(), 2);
+        assert_eq!(store.claim_due(&claim_req(10)).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn in_memory_store_works() {
+        let store = SqliteStore::open("sqlite::memory:", &StoreOptions::default())
+            .await
+            .unwrap();
+        let m = tenant(&store).await;
+        store.ingest(&events(&m, 3, 10)).await.unwrap();
+        assert_eq!(store.claim_due(&claim_req(10)).await.unwrap().len(), 3);
+        assert!(store.statements() > 0);
+        store.ping().await.unwrap();
+    }
+}
