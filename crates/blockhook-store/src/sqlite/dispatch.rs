@@ -115,9 +115,10 @@ async fn lease_due(
     Ok(Some((token, chosen)))
 }
 
-/// Four statements plus BEGIN/COMMIT whatever the batch size: candidates and lease in one short
-/// write transaction, then the claimed events and endpoints read (concurrently, on readers)
-/// after the commit. Each event's payload is read once and its bytes shared by all its claims.
+/// A fixed number of statements whatever the batch size: candidates and lease in one short write
+/// transaction (BEGIN, 2, COMMIT), then, after the commit and on readers, the claimed endpoints
+/// and, only for events the cache lacks, the events (concurrently). Each event's payload is one
+/// shared `Bytes` for all its claims.
 pub(super) async fn claim_due(s: &Db, req: &ClaimRequest) -> Result<Vec<Claim>, Error> {
     if req.max == 0 || req.per_endpoint_max == 0 {
         return Ok(Vec::new());

@@ -1,16 +1,27 @@
 //! The embedded backend: one SQLite file in WAL mode, for single-process deployments.
 //!
-//! Decision: every write goes through ONE connection (a 1-connection pool), and reads use a
-//! separate pool of `max_connections` readers. SQLite allows a single writer at a time anyway;
-//! serialising writes in-process means they queue in a fair async pool instead of spinning on
-//! `SQLITE_BUSY`, and because nothing else writes, read-then-write sequences inside one write
-//! transaction (idempotency lookups, lease token checks) cannot race. WAL lets the readers run
-//! alongside the writer. Transactions are short (no HTTP inside, STYLE rule 6), so one writer is
-//! not the bottleneck: each store call is a handful of statements, batched over many rows.
+//! Decisions, each explained where it is implemented:
+//! - **One writer connection** (a 1-connection pool) and a pool of `max_connections` readers.
+//!   SQLite allows one writer at a time anyway; serialising writes in-process means they queue
+//!   in a fair async pool instead of spinning on `SQLITE_BUSY`, and read-then-write sequences
+//!   inside a write transaction (idempotency lookups, lease checks) cannot race. WAL lets the
+//!   readers run alongside. Transactions are short: no HTTP inside (STYLE rule 6).
+//! - **Group commit** (`group`): concurrent `ingest` calls share one transaction, and so do
+//!   concurrent `finish` calls, so an fsync per commit does not cap throughput.
+//! - **Few statements, few result rows** per call, whatever the batch size: multi-row writes
+//!   padded to a handful of cached shapes (`rows::padded_chunks`), id lists bound as one JSON
+//!   array, hot-path reads aggregated into one JSON row (sqlx hands every row across a thread).
+//! - **Lease-only commits skip the fsync** (`db::Db::write`), and claims take payloads from an
+//!   in-memory cache of recent events (`cache`) rather than reading them back.
+//! - **A write transaction that fails or is abandoned never poisons the writer** (`db::WriteTx`).
 //!
-//! The SQL of each method sits in a `const` just above the method (STYLE rule 5), in one file
-//! per aggregate. [`SqliteStore::statements`](blockhook_core::Store::statements) counts every
-//! statement executed (transaction control included), to measure round trips per event.
+//! Files: `store` (the type, opening, the `Store` impl), `db` (shared state, durability, write
+//! transactions), `group`, `cache`, `rows` (row types and SQL helpers), then one file per
+//! aggregate holding its SQL, each statement in a `const` just above the function that runs it
+//! (STYLE rule 5): `merchants`, `endpoints`, `events` (ingest and logs), `dispatch` (claim,
+//! renew, finish), `actions` (resend, recover), `ops` (backlog, stats, health, retention).
+//! [`Store::statements`](blockhook_core::Store::statements) counts every statement executed,
+//! transaction control included.
 
 // Column lists shared by the queries that read whole rows, as macros so they can be spliced
 // into `const` SQL with `concat!` (the statements stay static strings, prepared once).

@@ -67,7 +67,11 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl SqliteStore {
-    /// Opens (creating the file and its directory, and migrating) the database at `url_or_path`.
+    /// Opens (creating the file and its directory, and migrating) the database at `url_or_path`:
+    /// `sqlite://path`, `sqlite:path`, a plain path, or `sqlite::memory:`.
+    ///
+    /// Call it inside the Tokio runtime that will use the store: it starts the group-commit
+    /// tasks there (see `group`), and they end with that runtime.
     pub async fn open(url_or_path: &str, opts: &StoreOptions) -> Result<Self, Error> {
         let loc = location(url_or_path)?;
         let sync = match opts.sqlite_sync {

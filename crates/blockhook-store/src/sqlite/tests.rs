@@ -354,7 +354,7 @@ mod failures {
         for c in &claims {
             send(vec![completion(c, c.lease)]);
         }
-        send(vec![completion(&claims[1], claims[1].lease)]); // repeated: too late
+        send(vec![completion(&claims[1], claims[1].lease)]); // repeated
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(held);
         let mut counts = Vec::new();
@@ -362,8 +362,11 @@ mod failures {
             counts.push(call.await.unwrap());
         }
         assert_eq!(counts[0], 0, "stale lease");
-        assert!(counts[1..21].iter().all(|&n| n == 1), "{counts:?}");
-        assert_eq!(counts[21], 0, "already finished");
+        // claims[1] was completed twice with its live lease: whichever call came first (tasks
+        // enqueue in no fixed order) applied, the other found it finished.
+        assert_eq!(counts[2] + counts[21], 1, "{counts:?}");
+        let others = counts[1..21].iter().enumerate().filter(|(i, _)| *i != 1);
+        assert!(others.clone().all(|(_, &n)| n == 1), "{counts:?}");
         for c in &claims {
             assert_eq!(
                 store.list_attempts(&m, &c.delivery_id).await.unwrap().len(),
