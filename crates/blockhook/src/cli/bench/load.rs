@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::now_us;
-use super::sink::Sink;
+use super::sink::{Mode, Sink};
 
 /// A realistic payment payload carrying the bench's sequence id and send time.
 pub fn payload(seq: u64, sent_us: u64) -> String {
@@ -54,8 +54,9 @@ pub async fn bare(sink: &Sink, total: u64, concurrency: usize) -> anyhow::Result
     Ok(())
 }
 
-/// Creates `groups` merchants with `fanout` endpoints each (endpoint `k` at `/hook/k`) and
-/// returns the merchant ids.
+/// Creates `groups` merchants with `fanout` endpoints each (endpoint `k` at `/hook/k`, or an
+/// unhealthy path per [`Mode::of`]) and returns the merchant ids with the number of healthy
+/// endpoints of each.
 pub async fn setup(
     client: &reqwest::Client,
     base: &str,
@@ -63,8 +64,10 @@ pub async fn setup(
     sink: &Sink,
     groups: u64,
     fanout: u64,
-) -> anyhow::Result<Vec<String>> {
+    unhealthy_pct: (u64, u64),
+) -> anyhow::Result<(Vec<String>, Vec<u64>)> {
     let mut merchants = Vec::new();
+    let mut healthy = Vec::new();
     for i in 0..groups {
         let r = client
             .post(format!("{base}/v1/merchants"))
@@ -78,11 +81,16 @@ pub async fn setup(
             bail!("creating a merchant: {status} {v}");
         }
         let id = v["id"].as_str().context("merchant id")?.to_owned();
+        let mut ok = 0;
         for k in 0..fanout {
+            let mode = Mode::of(i * fanout + k, unhealthy_pct.0, unhealthy_pct.1);
+            if mode == Mode::Healthy {
+                ok += 1;
+            }
             let r = client
                 .post(format!("{base}/v1/merchants/{id}/endpoints"))
                 .bearer_auth(token)
-                .json(&json!({ "url": sink.url(k) }))
+                .json(&json!({ "url": sink.url_for(i, k, mode) }))
                 .send()
                 .await?;
             let status = r.status();
@@ -94,8 +102,9 @@ pub async fn setup(
             }
         }
         merchants.push(id);
+        healthy.push(ok);
     }
-    Ok(merchants)
+    Ok((merchants, healthy))
 }
 
 /// What to publish and how.

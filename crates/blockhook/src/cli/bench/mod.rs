@@ -35,7 +35,9 @@ use sink::Sink;
 blockhook bench --events 50000 --concurrency 64 --endpoints 100\n  \
 blockhook bench --batch 100\n  \
 blockhook bench --store postgres --database-url postgres://postgres@127.0.0.1:5432/test\n  \
-blockhook bench --rate 2000   (fixed offered rate, for latency at a given load)\n\n\
+blockhook bench --rate 2000   (fixed offered rate, for latency at a given load)\n  \
+blockhook bench --merchants 100 --endpoints 1000 --failing-pct 5 --flapping-pct 5 --batch 100\n  \
+blockhook bench --events 100000 --delivery-concurrency 1 --timeout 60   (a backlog; exits 1)\n\n\
 Exits 1 when any delivery was lost (did not arrive before --timeout).")]
 pub struct Args {
     /// Store: sqlite (a file in a temporary directory) or postgres (a fresh schema, dropped after).
@@ -59,9 +61,25 @@ pub struct Args {
     /// Offered ingest rate in events/s (default: as fast as --concurrency allows).
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Endpoint groups the events are spread over (one merchant each).
+    /// Endpoint groups the events are spread over (one merchant each); with --merchants, the
+    /// total number of endpoints, spread evenly over the merchants (overrides --fanout).
     #[arg(long, default_value_t = 100)]
     pub endpoints: u64,
+    /// Merchants: each gets endpoints/merchants endpoints, and each event goes to every
+    /// endpoint of its merchant.
+    #[arg(long)]
+    pub merchants: Option<u64>,
+    /// Percentage of endpoints that answer 500 to everything (spread over the merchants).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub failing_pct: u64,
+    /// Percentage of endpoints that alternate 500 and 200. Latency, delivery and loss figures
+    /// then cover healthy endpoints only.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub flapping_pct: u64,
+    /// `delivery.concurrency` of the blockhook under test (default: the setting's default);
+    /// a low value builds a backlog.
+    #[arg(long)]
+    pub delivery_concurrency: Option<usize>,
     /// Endpoints per group: each event is delivered to this many endpoints.
     #[arg(long, default_value_t = 1)]
     pub fanout: u64,
@@ -88,6 +106,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if events == 0 || args.concurrency == 0 || args.endpoints == 0 || args.fanout == 0 {
         bail!("--events, --concurrency, --endpoints and --fanout must be > 0");
     }
+    if args.failing_pct + args.flapping_pct > 100 {
+        bail!("--failing-pct + --flapping-pct must be at most 100");
+    }
+    if let Some(m) = args.merchants
+        && (m == 0 || args.endpoints % m != 0)
+    {
+        bail!("--merchants must be > 0 and divide --endpoints");
+    }
     if args.batch > 10_000 {
         bail!("--batch must be at most 10000");
     }
@@ -108,15 +134,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Merchants and endpoints per merchant.
+fn groups(args: &Args) -> (u64, u64) {
+    match args.merchants {
+        Some(m) => (m, args.endpoints / m),
+        None => (args.endpoints, args.fanout),
+    }
+}
+
 async fn bench(args: &Args, events: u64, database_url: Option<String>) -> anyhow::Result<u64> {
-    let fanout = args.fanout;
+    let (groups, fanout) = groups(args);
     let expected = events * fanout;
     let rate = args
         .rate
         .map_or("max".to_owned(), |r| format!("{r} events/s"));
     println!(
-        "bench: store={} events={events} batch={} concurrency={} endpoints={} fanout={fanout} rate={rate} sqlite_sync={}",
-        args.store, args.batch, args.concurrency, args.endpoints, args.sqlite_sync
+        "bench: store={} events={events} batch={} concurrency={} merchants={groups} fanout={fanout} rate={rate} sqlite_sync={} failing_pct={} flapping_pct={} delivery_concurrency={}",
+        args.store,
+        args.batch,
+        args.concurrency,
+        args.sqlite_sync,
+        args.failing_pct,
+        args.flapping_pct,
+        args.delivery_concurrency
+            .map_or("default".to_owned(), |c| c.to_string()),
     );
 
     // (b) The bare limit: the same bodies, the same concurrency, nothing in between.
@@ -170,6 +211,11 @@ async fn bench(args: &Args, events: u64, database_url: Option<String>) -> anyhow
     } else {
         blockhook_store::SqliteSync::Full
     };
+    if let Some(c) = args.delivery_concurrency {
+        settings.delivery.concurrency = c.max(1);
+        settings.delivery.per_endpoint_concurrency =
+            settings.delivery.per_endpoint_concurrency.min(c.max(1));
+    }
     settings.log.filter = "warn".into();
     let key: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
         .iter()
@@ -196,7 +242,6 @@ async fn run_app(
     events: u64,
     bare: f64,
 ) -> anyhow::Result<u64> {
-    let expected = sink.tally.expected();
     let app = Application::build(settings)
         .await
         .context("starting blockhook")?;
@@ -207,7 +252,37 @@ async fn run_app(
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    let merchants = load::setup(&client, &base, token, sink, args.endpoints, args.fanout).await?;
+    let (groups, fanout) = groups(args);
+    let (merchants, healthy) = load::setup(
+        &client,
+        &base,
+        token,
+        sink,
+        groups,
+        fanout,
+        (args.failing_pct, args.flapping_pct),
+    )
+    .await?;
+    // Healthy deliveries: event `seq` goes to merchant `seq % groups`.
+    let healthy_expected: u64 = healthy
+        .iter()
+        .zip(0u64..)
+        .map(|(&ok, g)| ok * (events / groups + u64::from(g < events % groups)))
+        .sum();
+    if args.failing_pct + args.flapping_pct > 0 {
+        if healthy_expected == 0 {
+            bail!("no healthy endpoint receives any event");
+        }
+        sink.tally
+            .healthy_expected
+            .store(healthy_expected, Ordering::Relaxed);
+        let unhealthy = healthy.len() as u64 * fanout - healthy.iter().sum::<u64>();
+        println!(
+            "endpoints: {} ({unhealthy} unhealthy); healthy deliveries expected: {healthy_expected}",
+            groups * fanout
+        );
+    }
+    let expected = sink.tally.target();
     let plan = Plan {
         base,
         token: token.to_owned(),
@@ -281,6 +356,14 @@ async fn run_app(
         t.unexpected.load(Ordering::Relaxed)
     );
     println!("lost: {lost}");
+    if args.failing_pct + args.flapping_pct > 0 {
+        println!(
+            "unhealthy endpoints: {} requests to failing (500), {} answered 500 and {} answered 200 by flapping",
+            t.failing_hits.load(Ordering::Relaxed),
+            t.flapping_500.load(Ordering::Relaxed),
+            t.flapping_200.load(Ordering::Relaxed),
+        );
+    }
     match cpu {
         Some(cpu) if delivered > 0 => println!(
             "cpu per 1000 deliveries: {:.3} s ({cpu:.2} s in all, load generator and receiver included)",
@@ -324,7 +407,7 @@ async fn progress(
             started.elapsed().as_secs_f64(),
             acked.load(Ordering::Relaxed),
             tally.unique.load(Ordering::Relaxed),
-            tally.expected(),
+            tally.target(),
         );
     }
 }

@@ -4,7 +4,12 @@
 //!
 //! Each expected delivery has one slot (`seq * fanout + k`, `k` being the last path segment), so
 //! duplicates and losses are counted exactly, without keeping the bodies.
+//!
+//! Unhealthy endpoints (`--failing-pct`, `--flapping-pct`) are served under other paths:
+//! `/fail/...` always answers `500`; `/flap/...` alternates `500` and `200` per path. Neither
+//! is recorded in the slots or the latencies, so the figures cover healthy endpoints only.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,6 +44,15 @@ pub struct Tally {
     pub unexpected: AtomicU64,
     /// Unix microseconds of the latest arrival.
     pub last_us: AtomicU64,
+    /// Healthy deliveries to wait for, when some endpoints are unhealthy (0: all slots).
+    pub healthy_expected: AtomicU64,
+    /// Requests to always-failing endpoints (answered `500`).
+    pub failing_hits: AtomicU64,
+    /// Requests to flapping endpoints answered `500` and `200`.
+    pub flapping_500: AtomicU64,
+    /// See `flapping_500`.
+    pub flapping_200: AtomicU64,
+    flap_state: Mutex<HashMap<String, u64>>,
     latencies_us: Mutex<Vec<u64>>,
 }
 
@@ -52,6 +66,11 @@ impl Tally {
             duplicates: AtomicU64::new(0),
             unexpected: AtomicU64::new(0),
             last_us: AtomicU64::new(0),
+            healthy_expected: AtomicU64::new(0),
+            failing_hits: AtomicU64::new(0),
+            flapping_500: AtomicU64::new(0),
+            flapping_200: AtomicU64::new(0),
+            flap_state: Mutex::new(HashMap::new()),
             latencies_us: Mutex::new(Vec::with_capacity(len)),
         }
     }
@@ -59,6 +78,37 @@ impl Tally {
     /// Expected deliveries.
     pub fn expected(&self) -> u64 {
         self.slots.len() as u64
+    }
+
+    /// Healthy deliveries the run waits for.
+    pub fn target(&self) -> u64 {
+        match self.healthy_expected.load(Ordering::Relaxed) {
+            0 => self.expected(),
+            n => n,
+        }
+    }
+
+    /// The status an unhealthy endpoint answers, or `None` for a healthy one.
+    fn unhealthy(&self, path: &str) -> Option<u16> {
+        if path.starts_with("/fail/") {
+            self.failing_hits.fetch_add(1, Ordering::Relaxed);
+            return Some(500);
+        }
+        if path.starts_with("/flap/") {
+            let n = {
+                let mut state = self.flap_state.lock().unwrap_or_else(|p| p.into_inner());
+                let n = state.entry(path.to_owned()).or_insert(0);
+                *n += 1;
+                *n
+            };
+            if n % 2 == 1 {
+                self.flapping_500.fetch_add(1, Ordering::Relaxed);
+                return Some(500);
+            }
+            self.flapping_200.fetch_add(1, Ordering::Relaxed);
+            return Some(200);
+        }
+        None
     }
 
     fn record(&self, path: &str, body: &[u8], at_us: u64) {
@@ -144,10 +194,16 @@ impl Sink {
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
-                            t.record(&path, &body, now_us());
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                Bytes::from_static(b"ok"),
-                            )))
+                            let mut resp =
+                                hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
+                            match t.unhealthy(&path) {
+                                Some(code) => {
+                                    *resp.status_mut() = hyper::StatusCode::from_u16(code)
+                                        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+                                }
+                                None => t.record(&path, &body, now_us()),
+                            }
+                            Ok::<_, std::convert::Infallible>(resp)
                         }
                     });
                     let builder =
@@ -162,5 +218,41 @@ impl Sink {
     /// The URL of the `k`-th endpoint of a fan-out group.
     pub fn url(&self, k: u64) -> String {
         format!("http://{}/hook/{k}", self.addr)
+    }
+
+    /// The URL of endpoint `k` of group `g`: healthy, always failing or flapping.
+    pub fn url_for(&self, g: u64, k: u64, mode: Mode) -> String {
+        match mode {
+            Mode::Healthy => self.url(k),
+            Mode::Failing => format!("http://{}/fail/{g}/{k}", self.addr),
+            Mode::Flapping => format!("http://{}/flap/{g}/{k}", self.addr),
+        }
+    }
+}
+
+/// How an endpoint of the bench answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `200` to everything, recorded.
+    Healthy,
+    /// `500` to everything.
+    Failing,
+    /// `500`, `200`, `500`, ... (per endpoint).
+    Flapping,
+}
+
+impl Mode {
+    /// The mode of endpoint number `i` (of all endpoints) for the given percentages: a fixed
+    /// permutation of `i % 100`, so each percentage is exact over every 100 endpoints and the
+    /// unhealthy ones are spread over the merchants.
+    pub fn of(i: u64, failing_pct: u64, flapping_pct: u64) -> Self {
+        let r = (i * 37) % 100;
+        if r < failing_pct {
+            Self::Failing
+        } else if r < failing_pct + flapping_pct {
+            Self::Flapping
+        } else {
+            Self::Healthy
+        }
     }
 }

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Fuzzes the blockhook HTTP API with schemathesis, driven by the served /openapi.json.
+#
+# Starts `blockhook serve` on a free loopback port with a temporary data directory and a fresh
+# admin token, creates one merchant (and one endpoint) so that path parameters can use real
+# ids, then runs schemathesis with the `not_a_server_error` check (any 5xx except 503 fails),
+# bounded by --max-examples and a total time budget, and stops the server.
+#
+# Usage: scripts/fuzz-api.sh            (env: MAX_EXAMPLES=50 MAX_TIME=180 SEED=...)
+# Needs python3 (venv) and network access to PyPI; the venv is cached in $FUZZ_VENV when set.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+MAX_EXAMPLES="${MAX_EXAMPLES:-50}"
+MAX_TIME="${MAX_TIME:-180}"
+
+work="$(mktemp -d -t blockhook-fuzz.XXXXXX)"
+server_pid=""
+cleanup() {
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# 1. schemathesis in a venv.
+venv="${FUZZ_VENV:-$work/venv}"
+if [[ ! -x "$venv/bin/schemathesis" ]]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet schemathesis
+fi
+"$venv/bin/schemathesis" --version
+
+# 2. The binary: release if built, else debug (built when missing).
+if [[ -x target/release/blockhook ]]; then
+    bin=target/release/blockhook
+else
+    [[ -x target/debug/blockhook ]] || cargo build -p blockhook
+    bin=target/debug/blockhook
+fi
+echo "binary: $bin"
+
+# 3. A free loopback port and the server.
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+base="http://127.0.0.1:$port"
+token="fuzz-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+BLOCKHOOK_SERVER__ADMIN_TOKEN="$token" BLOCKHOOK_LOG__FILTER="${BLOCKHOOK_LOG__FILTER:-warn}" \
+    "$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" \
+    --allow-http --allow-net 127.0.0.0/8 >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do
+    curl -fsS "$base/openapi.json" -o /dev/null 2>/dev/null && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log"; echo "server exited"; exit 1; }
+    sleep 0.1
+done
+curl -fsS "$base/openapi.json" -o "$work/openapi.json"
+
+# 4. Real ids for the path parameters.
+auth=(-H "Authorization: Bearer $token" -H "Content-Type: application/json")
+merchant="$(curl -fsS "${auth[@]}" -d '{"name":"fuzz merchant"}' "$base/v1/merchants" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+endpoint="$(curl -fsS "${auth[@]}" -d "{\"url\":\"http://127.0.0.1:9/hook\"}" \
+    "$base/v1/merchants/$merchant/endpoints" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+echo "merchant: $merchant  endpoint: $endpoint"
+
+# Path parameters named like the ids in the served document get the real ids.
+python3 - "$work/openapi.json" "$merchant" "$endpoint" >"$work/schemathesis.toml" <<'PY'
+import json, sys
+doc, merchant, endpoint = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+names = set()
+for item in doc.get("paths", {}).values():
+    for op in [item] + [v for v in item.values() if isinstance(v, dict)]:
+        for p in op.get("parameters", []) or []:
+            if isinstance(p, dict) and p.get("in") == "path":
+                names.add(p["name"])
+print('[checks.not_a_server_error]')
+print('expected-statuses = ["2xx", "3xx", "4xx", "503"]')
+print('[parameters]')
+for n in sorted(names):
+    if "merchant" in n:
+        print(f'"path.{n}" = "{merchant}"')
+    elif "endpoint" in n:
+        print(f'"path.{n}" = "{endpoint}"')
+PY
+cat "$work/schemathesis.toml"
+
+# 5. Fuzz (from the temporary directory, so schemathesis' .schemathesis/ cache lands there).
+rc=0
+(cd "$work" && "$venv/bin/schemathesis" --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
+    --url "$base" \
+    -H "Authorization: Bearer $token" \
+    --checks not_a_server_error \
+    --max-examples "$MAX_EXAMPLES" \
+    --max-time "$MAX_TIME" \
+    --request-timeout 10 \
+    --generation-database none \
+    ${SEED:+--seed "$SEED"}) || rc=$?
+
+# 6. The server must still be up (no crash), then stop it.
+if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "blockhook serve exited during the fuzz run:"; tail -50 "$work/server.log"; exit 1
+fi
+if grep -qi "panicked" "$work/server.log"; then
+    echo "blockhook serve logged a panic:"; grep -i -A5 "panicked" "$work/server.log"; rc=1
+fi
+echo "schemathesis exit code: $rc"
+exit "$rc"
