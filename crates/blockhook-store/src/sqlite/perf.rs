@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use blockhook_core::{
-    AttemptId, AttemptRecord, ClaimRequest, Completion, EndpointUrl, EventFilter, EventType,
-    ExtraHeaders, NewEvent, Next, Payload, SealedSecret, SigningMode, SuccessPolicy,
+    AttemptId, AttemptRecord, ClaimRequest, Completion, EventType, NewEvent, Next, Payload,
 };
 use bytes::Bytes;
 
-use blockhook_core::{Endpoint, EndpointId, EventId, MerchantId, NewMerchant, Store, Timestamp};
+use blockhook_core::{EventId, Store};
 
 use super::SqliteStore;
+use super::tests::failures::{T0, tenant};
 use crate::{SqliteSync, StoreOptions};
 
 /// Process CPU time (user + system) so far, from /proc (10 ms resolution): wall time on a
@@ -51,27 +51,8 @@ async fn hot_path_throughput() {
         .await
         .unwrap();
     let store = Arc::new(store);
-    let t0 = Timestamp::from_ms(1_700_000_000_000);
-    let m = NewMerchant::parse(MerchantId::generate(), "perf", t0).unwrap();
-    store.create_merchant(&m).await.unwrap();
-    let ep = Endpoint {
-        id: EndpointId::generate(),
-        merchant_id: m.id.clone(),
-        url: EndpointUrl::parse("https://r.example/h", false).unwrap(),
-        description: None,
-        filter: EventFilter::all(),
-        signing_mode: SigningMode::Sorted,
-        success_policy: SuccessPolicy::Exactly200,
-        headers: ExtraHeaders::default(),
-        rate_limit: None,
-        label: None,
-        enabled: true,
-        disabled_reason: None,
-        secret: SealedSecret(vec![1; 60]),
-        created_at: t0,
-        updated_at: t0,
-    };
-    store.create_endpoint(&ep).await.unwrap();
+    let t0 = T0;
+    let merchant = tenant(&store).await;
     let body = Bytes::from_static(br#"{"custNo":"CustNo_00240101","orderNo":"OrderNo_202504010023","id":8210003616,"symbol":"USDT","amount":"2000.00","status":"SUCCESS","txId":"0x7614a9840d9422feaef4671e0ee98dd7092ebcba6e41076285f99d0b2b0de5fe","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","cashierId":86100021}"#);
     let total: usize = std::env::var("BH_EVENTS")
         .ok()
@@ -88,7 +69,7 @@ async fn hot_path_throughput() {
         let evs: Vec<NewEvent> = (0..batch)
             .map(|_| NewEvent {
                 id: EventId::generate(),
-                merchant_id: m.id.clone(),
+                merchant_id: merchant.clone(),
                 event_type: EventType::parse("Payment").unwrap(),
                 payload: Payload::from_trusted(body.clone()),
                 idempotency_key: None,

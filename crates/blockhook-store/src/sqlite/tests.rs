@@ -23,7 +23,7 @@ mod locations {
     }
 }
 
-mod failures {
+pub(super) mod failures {
     //! What the store does when the disk misbehaves, and paths the contract suite cannot reach
     //! (the event cache's miss path, the writer's `synchronous` switching).
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -46,7 +46,7 @@ mod failures {
     use crate::sqlite::SqliteStore;
     use crate::{SqliteSync, StoreOptions};
 
-    const T0: Timestamp = Timestamp::from_ms(1_700_000_000_000);
+    pub(in crate::sqlite) const T0: Timestamp = Timestamp::from_ms(1_700_000_000_000);
 
     async fn open_at(path: &Path, sync: SqliteSync) -> SqliteStore {
         let opts = StoreOptions {
@@ -60,7 +60,7 @@ mod failures {
     }
 
     /// A merchant with one endpoint taking every event.
-    async fn tenant(store: &SqliteStore) -> MerchantId {
+    pub(in crate::sqlite) async fn tenant(store: &SqliteStore) -> MerchantId {
         let m = NewMerchant::parse(MerchantId::generate(), "m", T0).unwrap();
         store.create_merchant(&m).await.unwrap();
         let ep = Endpoint {
