@@ -1,4 +1,4 @@
-//! Maps sqlx errors onto the domain's `Error`: trouble that goes away by itself (connection lost,
+//! Maps sqlx (and, for the SQLite writer thread, rusqlite) errors onto the domain's `Error`: trouble that goes away by itself (connection lost,
 //! server shutting down or overloaded, lock contention) is `Unavailable` (retryable, 503),
 //! constraint violations are `Conflict`, the rest `Internal`.
 //!
@@ -22,6 +22,27 @@ pub fn classify(err: sqlx::Error) -> Error {
             Error::Conflict("already exists".to_owned())
         }
         sqlx::Error::Database(db) if transient(db.as_ref()) => Error::Unavailable(err.to_string()),
+        _ => Error::Internal(err.to_string()),
+    }
+}
+
+/// Classifies an error of the SQLite writer thread's connection (rusqlite; see
+/// `sqlite::writer`) by the same rules as [`classify`].
+pub fn classify_sqlite(err: rusqlite::Error) -> Error {
+    match &err {
+        rusqlite::Error::SqliteFailure(e, _) => {
+            // SQLITE_CONSTRAINT_PRIMARYKEY (1555) and SQLITE_CONSTRAINT_UNIQUE (2067).
+            if e.code == rusqlite::ErrorCode::ConstraintViolation
+                && matches!(e.extended_code, 1555 | 2067)
+            {
+                Error::Conflict("already exists".to_owned())
+            } else if sqlite_transient(e.extended_code & 0xff) {
+                Error::Unavailable(err.to_string())
+            } else {
+                Error::Internal(err.to_string())
+            }
+        }
+        rusqlite::Error::QueryReturnedNoRows => Error::NotFound("row"),
         _ => Error::Internal(err.to_string()),
     }
 }

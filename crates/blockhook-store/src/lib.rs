@@ -15,7 +15,7 @@ pub mod sqlite;
 use std::time::Duration;
 
 pub use blockhook_core::StoreRef;
-pub use error::classify;
+pub use error::{classify, classify_sqlite};
 
 /// How the embedded store flushes commits to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -14,11 +14,12 @@ use blockhook_core::{
 use bytes::Bytes;
 
 use super::cache::CachedEvent;
-use super::rows::{EndpointRow, json_list, padded_chunks, pairs_json, placeholders, to_u32};
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, params, params_from_iter};
 
-use super::db::{Db, Durability};
-use crate::classify;
+use super::db::Db;
+use super::rows::{EndpointRow, json_list, padded_chunks, pairs_json, placeholders, to_u32};
+use super::writer::{Bind, Cx, Durability, NULL, Session, blob, int, text};
+use crate::{classify, classify_sqlite};
 
 /// The most candidate rows one claim looks at when `per_endpoint_max` may reject some.
 const MAX_CANDIDATES: i64 = 10_000;
@@ -67,21 +68,18 @@ fn decode<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T, E
 
 /// Inside the claim's transaction: picks the candidates (oldest due first, at most
 /// `per_endpoint_max` per endpoint) and leases them under one fresh token. `None`: nothing due.
-async fn lease_due(
-    s: &Db,
-    conn: &mut SqliteConnection,
+fn lease_due(
+    cx: &Cx,
+    conn: &Connection,
     req: &ClaimRequest,
-    exclude: String,
+    exclude: &str,
     look_at: i64,
 ) -> Result<Option<(LeaseToken, Vec<Candidate>)>, Error> {
-    s.tick(1);
-    let (json,): (String,) = sqlx::query_as(CANDIDATES)
-        .bind(req.now.ms())
-        .bind(exclude)
-        .bind(look_at)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(classify)?;
+    cx.tick(1);
+    let json: String = conn
+        .prepare_cached(CANDIDATES)
+        .and_then(|mut stmt| stmt.query_row(params![req.now.ms(), exclude, look_at], |r| r.get(0)))
+        .map_err(classify_sqlite)?;
     let mut candidates: Vec<Candidate> = decode(&json, "claim candidates")?;
     // Oldest due first (the aggregate's input order is not guaranteed to survive).
     candidates.sort_by_key(|c| c.5);
@@ -103,15 +101,13 @@ async fn lease_due(
     }
 
     let token = LeaseToken::generate();
-    s.tick(1);
-    sqlx::query(LEASE)
-        .bind(token.0)
-        .bind(req.lease_until.ms())
-        .bind(req.now.ms())
-        .bind(json_list(chosen.iter().map(|c| c.0.as_str()))?)
-        .execute(&mut *conn)
-        .await
-        .map_err(classify)?;
+    let ids = json_list(chosen.iter().map(|c| c.0.as_str()))?;
+    cx.tick(1);
+    conn.prepare_cached(LEASE)
+        .and_then(|mut stmt| {
+            stmt.execute(params![token.0, req.lease_until.ms(), req.now.ms(), ids])
+        })
+        .map_err(classify_sqlite)?;
     Ok(Some((token, chosen)))
 }
 
@@ -131,10 +127,15 @@ pub(super) async fn claim_due(s: &Db, req: &ClaimRequest) -> Result<Vec<Claim>, 
     };
     let exclude = json_list(req.exclude.iter().map(EndpointId::as_str))?;
 
-    // Only leases are written: see `Db::write` for why they need no fsync.
-    let mut tx = s.begin_as(Durability::Relaxed).await?;
-    let leased = lease_due(s, tx.conn(), req, exclude, look_at).await;
-    let Some((token, chosen)) = tx.end(s, leased).await? else {
+    // Only leases are written: see `Durability::Relaxed` for why they need no fsync.
+    let owned = req.clone();
+    let leased = s
+        .thread
+        .run(Durability::Relaxed, move |conn, cx| {
+            lease_due(cx, conn, &owned, &exclude, look_at)
+        })
+        .await?;
+    let Some((token, chosen)) = leased else {
         return Ok(Vec::new());
     };
     let mut endpoint_ids: Vec<&str> = chosen.iter().map(|c| c.2.as_str()).collect();
@@ -217,28 +218,33 @@ const RENEW: (&str, &str) = (
        AND deliveries.state = 'pending'",
 );
 
+/// One transaction on the writer thread; one statement per 256 leases.
 pub(super) async fn renew_leases(
     s: &Db,
     leases: &[(DeliveryId, LeaseToken)],
     until: Timestamp,
 ) -> Result<(), Error> {
-    for (chunk, rows) in padded_chunks(leases) {
-        let sql = format!("{}{}{}", RENEW.0, placeholders(rows, 2), RENEW.1);
-        let mut q = sqlx::query(&sql);
-        for (id, token) in chunk {
-            q = q.bind(id.as_str()).bind(token.0);
-        }
-        for _ in chunk.len()..rows {
-            q = q.bind(None::<&str>).bind(None::<i64>);
-        }
-        s.tick(1);
-        q.bind(until.ms())
-            .bind(until.ms())
-            .execute(&mut *s.write(Durability::Relaxed).await?)
-            .await
-            .map_err(classify)?;
-    }
-    Ok(())
+    let leases = leases.to_vec();
+    s.thread
+        .run(Durability::Relaxed, move |conn, cx| {
+            for (chunk, rows) in padded_chunks(&leases) {
+                let sql = format!("{}{}{}", RENEW.0, placeholders(rows, 2), RENEW.1);
+                let mut values: Vec<Bind<'_>> = Vec::with_capacity(rows * 2 + 2);
+                for (id, token) in chunk {
+                    values.push(text(id.as_str()));
+                    values.push(int(token.0));
+                }
+                values.resize(rows * 2, NULL);
+                values.push(int(until.ms()));
+                values.push(int(until.ms()));
+                cx.tick(1);
+                conn.prepare_cached(&sql)
+                    .and_then(|mut stmt| stmt.execute(params_from_iter(values)))
+                    .map_err(classify_sqlite)?;
+            }
+            Ok(())
+        })
+        .await
 }
 
 // Logs the attempt of every completion whose lease token still holds: the join with the live
@@ -293,32 +299,31 @@ struct Row<'a> {
 }
 
 /// Finishes several callers' completions (`(completions, now)` each) in ONE transaction, so
-/// that they share one commit (see `group`), and says how many of each applied. Stale
+/// that they share one commit (see `writer`), and says how many of each applied. Stale
 /// completions fail the token join of every statement, so they change nothing and log nothing.
 /// If the shared transaction fails, each caller is retried alone, so one bad batch cannot fail
 /// the others.
-pub(super) async fn finish_batches(
-    s: &Db,
+pub(super) fn finish_batches(
+    w: &mut Session,
     jobs: &[(&[Completion], Timestamp)],
 ) -> Vec<Result<u32, Error>> {
-    match finish_together(s, jobs).await {
+    match finish_together(w, jobs) {
         Ok(counts) => counts.into_iter().map(Ok).collect(),
         Err(e) if jobs.len() == 1 => vec![Err(e)],
-        Err(_) => {
-            let mut out = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                let alone = finish_together(s, std::slice::from_ref(job)).await;
-                out.push(alone.map(|c| c.iter().sum()));
-            }
-            out
-        }
+        Err(_) => jobs
+            .iter()
+            .map(|job| finish_together(w, std::slice::from_ref(job)).map(|c| c.iter().sum()))
+            .collect(),
     }
 }
 
 /// BEGIN, (for a group of several callers: which leases are live,) log the attempts, apply the
 /// states, COMMIT: the middle statements once per 256 completions, whatever the callers, plus one
 /// per endpoint disabled.
-async fn finish_together(s: &Db, jobs: &[(&[Completion], Timestamp)]) -> Result<Vec<u32>, Error> {
+fn finish_together(
+    w: &mut Session,
+    jobs: &[(&[Completion], Timestamp)],
+) -> Result<Vec<u32>, Error> {
     let mut rows = Vec::new();
     // Within one caller, a delivery completed twice: only the first counts. Across callers,
     // only the first of identical (delivery, lease) pairs: the order of calls decides.
@@ -343,14 +348,13 @@ async fn finish_together(s: &Db, jobs: &[(&[Completion], Timestamp)]) -> Result<
         return Ok(counts);
     }
 
-    let mut tx = s.begin().await?;
-    let result: Result<(), Error> = async {
+    w.transaction(Durability::Durable, |conn, cx| {
         if jobs.len() == 1 {
-            counts[0] = apply_rows(s, tx.conn(), &rows).await?;
+            counts[0] = apply_rows(cx, conn, &rows)?;
             return Ok(());
         }
-        let live = live_leases(s, tx.conn(), &rows).await?;
-        let applied = apply_rows(s, tx.conn(), &rows).await?;
+        let live = live_leases(cx, conn, &rows)?;
+        let applied = apply_rows(cx, conn, &rows)?;
         for r in &rows {
             if live.get(r.done.delivery_id.as_str()) == Some(&r.done.lease.0) {
                 counts[r.job] += 1;
@@ -362,30 +366,30 @@ async fn finish_together(s: &Db, jobs: &[(&[Completion], Timestamp)]) -> Result<
             ));
         }
         Ok(())
-    }
-    .await;
-    tx.end(s, result).await?;
+    })?;
     Ok(counts)
 }
 
 /// The live leases among `rows`: delivery id -> token.
-async fn live_leases(
-    s: &Db,
-    conn: &mut SqliteConnection,
+fn live_leases(
+    cx: &Cx,
+    conn: &Connection,
     rows: &[Row<'_>],
 ) -> Result<HashMap<String, i64>, Error> {
     let mut live = HashMap::with_capacity(rows.len());
     for (chunk, n) in padded_chunks(rows) {
         let sql = format!("{}{}{}", LIVE.0, placeholders(n, 2), LIVE.1);
-        let mut q = sqlx::query_as::<_, (String,)>(&sql);
+        let mut values: Vec<Bind<'_>> = Vec::with_capacity(n * 2);
         for r in chunk {
-            q = q.bind(r.done.delivery_id.as_str()).bind(r.done.lease.0);
+            values.push(text(r.done.delivery_id.as_str()));
+            values.push(int(r.done.lease.0));
         }
-        for _ in chunk.len()..n {
-            q = q.bind(None::<&str>).bind(None::<i64>);
-        }
-        s.tick(1);
-        let (json,) = q.fetch_one(&mut *conn).await.map_err(classify)?;
+        values.resize(n * 2, NULL);
+        cx.tick(1);
+        let json: String = conn
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| stmt.query_row(params_from_iter(values), |r| r.get(0)))
+            .map_err(classify_sqlite)?;
         let pairs: Vec<(String, i64)> = decode(&json, "live leases")?;
         live.extend(pairs);
     }
@@ -394,7 +398,7 @@ async fn live_leases(
 
 /// Per 256 completions: log the attempts, disable endpoints, apply the states. Returns how many
 /// applied.
-async fn apply_rows(s: &Db, conn: &mut SqliteConnection, all: &[Row<'_>]) -> Result<u32, Error> {
+fn apply_rows(cx: &Cx, conn: &Connection, all: &[Row<'_>]) -> Result<u32, Error> {
     let mut applied_total = 0;
     for (chunk, n) in padded_chunks(all) {
         let sql = format!(
@@ -403,36 +407,30 @@ async fn apply_rows(s: &Db, conn: &mut SqliteConnection, all: &[Row<'_>]) -> Res
             placeholders(n, 14),
             LOG_ATTEMPTS.1
         );
-        let mut q = sqlx::query(&sql);
+        let mut values: Vec<Bind<'_>> = Vec::with_capacity(n * 14);
         for r in chunk {
             let (c, a) = (r.done, &r.done.attempt);
-            q = q
-                .bind(c.delivery_id.as_str())
-                .bind(c.lease.0)
-                .bind(a.id.as_str())
-                .bind(i64::from(a.number))
-                .bind(a.started_at.ms())
-                .bind(a.url.as_str())
-                .bind(r.request_headers.as_str())
-                .bind(a.status.map(i64::from))
-                .bind(r.response_headers.as_str())
-                .bind(a.response_body.as_ref())
-                .bind(a.response_truncated)
-                .bind(i64::from(a.latency_ms))
-                .bind(a.error.map(|e| e.as_str()))
-                .bind(a.error_detail.as_deref());
+            values.push(text(c.delivery_id.as_str()));
+            values.push(int(c.lease.0));
+            values.push(text(a.id.as_str()));
+            values.push(int(i64::from(a.number)));
+            values.push(int(a.started_at.ms()));
+            values.push(text(a.url.as_str()));
+            values.push(text(r.request_headers.as_str()));
+            values.push(a.status.map_or(NULL, |v| int(i64::from(v))));
+            values.push(text(r.response_headers.as_str()));
+            values.push(blob(a.response_body.as_ref()));
+            values.push(int(i64::from(a.response_truncated)));
+            values.push(int(i64::from(a.latency_ms)));
+            values.push(a.error.map_or(NULL, |e| text(e.as_str())));
+            values.push(a.error_detail.as_deref().map_or(NULL, text));
         }
-        for _ in chunk.len()..n {
-            for _ in 0..14 {
-                q = q.bind(None::<&str>);
-            }
-        }
-        s.tick(1);
-        let logged = q
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?
-            .rows_affected();
+        values.resize(n * 14, NULL);
+        cx.tick(1);
+        let logged = conn
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| stmt.execute(params_from_iter(values)))
+            .map_err(classify_sqlite)?;
 
         for r in chunk
             .iter()
@@ -445,19 +443,21 @@ async fn apply_rows(s: &Db, conn: &mut SqliteConnection, all: &[Row<'_>]) -> Res
                     c.attempt.number, c.delivery_id
                 )
             });
-            s.tick(1);
-            sqlx::query(DISABLE_ENDPOINT)
-                .bind(c.delivery_id.as_str())
-                .bind(c.lease.0)
-                .bind(reason)
-                .bind(r.now.ms())
-                .execute(&mut *conn)
-                .await
-                .map_err(classify)?;
+            cx.tick(1);
+            conn.prepare_cached(DISABLE_ENDPOINT)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        c.delivery_id.as_str(),
+                        c.lease.0,
+                        reason,
+                        r.now.ms()
+                    ])
+                })
+                .map_err(classify_sqlite)?;
         }
 
         let sql = format!("{}{}{}", APPLY.0, placeholders(n, 6), APPLY.1);
-        let mut q = sqlx::query(&sql);
+        let mut values: Vec<Bind<'_>> = Vec::with_capacity(n * 6);
         for r in chunk {
             let c = r.done;
             let (state, next_at) = match c.next {
@@ -465,25 +465,19 @@ async fn apply_rows(s: &Db, conn: &mut SqliteConnection, all: &[Row<'_>]) -> Res
                 Next::RetryAt(t) => (DeliveryState::Pending, Some(t.ms())),
                 Next::GiveUp | Next::DisableEndpoint => (DeliveryState::Failed, None),
             };
-            q = q
-                .bind(c.delivery_id.as_str())
-                .bind(c.lease.0)
-                .bind(state.as_str())
-                .bind(next_at)
-                .bind(c.attempt.status.map(i64::from))
-                .bind(r.now.ms());
+            values.push(text(c.delivery_id.as_str()));
+            values.push(int(c.lease.0));
+            values.push(text(state.as_str()));
+            values.push(next_at.map_or(NULL, int));
+            values.push(c.attempt.status.map_or(NULL, |v| int(i64::from(v))));
+            values.push(int(r.now.ms()));
         }
-        for _ in chunk.len()..n {
-            for _ in 0..6 {
-                q = q.bind(None::<&str>);
-            }
-        }
-        s.tick(1);
-        let applied = q
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?
-            .rows_affected();
+        values.resize(n * 6, NULL);
+        cx.tick(1);
+        let applied = conn
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| stmt.execute(params_from_iter(values)))
+            .map_err(classify_sqlite)?;
         if applied != logged {
             // Only possible if an attempt id was reused (OR IGNORE skipped its row).
             return Err(Error::Conflict(

@@ -2,7 +2,7 @@
 
 use blockhook_core::{Cursor, Endpoint, EndpointId, Error, MerchantId, Page};
 
-use super::db::{Db, Durability};
+use super::db::Db;
 use super::rows::{EndpointRow, filter_json, page_limit, pairs_json};
 use crate::classify;
 
@@ -32,7 +32,7 @@ pub(super) async fn create(s: &Db, ep: &Endpoint) -> Result<(), Error> {
         .bind(ep.secret.0.as_slice())
         .bind(ep.created_at.ms())
         .bind(ep.updated_at.ms())
-        .execute(&mut *s.write(Durability::Durable).await?)
+        .execute(&mut *s.write().await?)
         .await
         .map_err(classify)?;
     if done.rows_affected() == 0 {
@@ -109,7 +109,7 @@ pub(super) async fn update(s: &Db, ep: &Endpoint) -> Result<(), Error> {
         .bind(ep.disabled_reason.as_deref())
         .bind(ep.secret.0.as_slice())
         .bind(ep.updated_at.ms())
-        .execute(&mut *s.write(Durability::Durable).await?)
+        .execute(&mut *s.write().await?)
         .await
         .map_err(classify)?;
     if done.rows_affected() == 0 {

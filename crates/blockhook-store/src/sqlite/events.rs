@@ -7,16 +7,17 @@ use blockhook_core::{
     AttemptRecord, Delivery, DeliveryId, DeliveryOrigin, DeliveryState, Error, Event, EventFilter,
     EventId, EventQuery, Ingested, MerchantId, NewEvent, Page, Timestamp,
 };
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use rusqlite::{Connection, params_from_iter};
+use sqlx::{QueryBuilder, Sqlite};
 
 use super::cache::CachedEvent;
-
 use super::db::Db;
 use super::rows::{
     AttemptRow, DeliveryRow, EventRow, filter_from_json, json_list, padded_chunks, page_limit,
     placeholders,
 };
-use crate::classify;
+use super::writer::{Bind, Cx, Durability, NULL, Session, blob, int, text};
+use crate::{classify, classify_sqlite};
 
 // One statement answers for every merchant of the batch: whether it exists, its status, and its
 // enabled endpoints with their filters (a merchant without endpoints comes back once with NULLs).
@@ -24,24 +25,9 @@ const TARGETS: &str = "SELECT m.id AS merchant_id, m.status, e.id AS endpoint_id
      FROM merchants m LEFT JOIN endpoints e ON e.merchant_id = m.id AND e.enabled = 1 \
      WHERE m.id IN (SELECT value FROM json_each(?1))";
 
-#[derive(sqlx::FromRow)]
-struct TargetRow {
-    merchant_id: String,
-    status: String,
-    endpoint_id: Option<String>,
-    event_types: Option<String>,
-}
-
 // The batch's (merchant, key) pairs that are already taken, looked up through the unique index.
 const TAKEN_KEYS: &str = "SELECT e.merchant_id, e.idempotency_key, e.id FROM json_each(?1) AS j \
      JOIN events e ON e.merchant_id = j.value ->> 0 AND e.idempotency_key = j.value ->> 1";
-
-#[derive(sqlx::FromRow)]
-struct TakenKey {
-    merchant_id: String,
-    idempotency_key: String,
-    id: String,
-}
 
 /// A delivery about to be inserted.
 pub(super) struct NewDelivery<'a> {
@@ -54,39 +40,37 @@ pub(super) struct NewDelivery<'a> {
 }
 
 /// Stores several callers' batches in ONE transaction, so that they share one commit (see
-/// `group`), and answers each. A fixed number of statements per transaction (plus one per 256
+/// `writer`), and answers each. A fixed number of statements per transaction (plus one per 256
 /// rows): targets, taken keys (only if any event has a key), events, deliveries. A batch naming
 /// an unknown or suspended merchant fails alone before anything is written; if the shared
 /// transaction itself fails, each batch is retried alone, so one bad batch cannot fail others.
-pub(super) async fn ingest_batches(
-    s: &Db,
+pub(super) fn ingest_batches(
+    w: &mut Session,
     batches: &[&[NewEvent]],
 ) -> Vec<Result<Vec<Ingested>, Error>> {
-    match ingest_together(s, batches).await {
+    match ingest_together(w, batches) {
         Ok(results) => results,
         Err(e) if batches.len() == 1 => vec![Err(e)],
-        Err(_) => {
-            let mut out = Vec::with_capacity(batches.len());
-            for batch in batches {
-                let alone = ingest_together(s, std::slice::from_ref(batch)).await;
-                out.push(alone.and_then(|r| {
+        Err(_) => batches
+            .iter()
+            .map(|batch| {
+                ingest_together(w, std::slice::from_ref(batch)).and_then(|r| {
                     r.into_iter()
                         .next()
                         .unwrap_or_else(|| Err(Error::Internal("no ingest result".into())))
-                }));
-            }
-            out
-        }
+                })
+            })
+            .collect(),
     }
 }
 
-async fn ingest_together(
-    s: &Db,
+fn ingest_together(
+    w: &mut Session,
     batches: &[&[NewEvent]],
 ) -> Result<Vec<Result<Vec<Ingested>, Error>>, Error> {
-    let mut tx = s.begin().await?;
-    let results = ingest_in(s, tx.conn(), batches).await;
-    let results = tx.end(s, results).await?;
+    let (results, cx) = w.transaction(Durability::Durable, |conn, cx| {
+        Ok((ingest_in(cx, conn, batches)?, cx.clone()))
+    })?;
 
     // Events with deliveries are about to be claimed: keep what a claim needs at hand.
     for (batch, result) in batches.iter().zip(&results) {
@@ -95,7 +79,7 @@ async fn ingest_together(
             .iter()
             .zip(done)
             .filter(|(_, d)| !d.duplicate && d.deliveries > 0);
-        s.events.put_all(fresh.map(|(ev, _)| {
+        cx.events.put_all(fresh.map(|(ev, _)| {
             let cached = CachedEvent {
                 event_type: ev.event_type.clone(),
                 payload: ev.payload.clone(),
@@ -109,9 +93,9 @@ async fn ingest_together(
 
 /// The body of [`ingest_together`], inside its transaction: every batch's answer, or an error
 /// that fails the whole transaction.
-async fn ingest_in(
-    s: &Db,
-    conn: &mut SqliteConnection,
+fn ingest_in(
+    cx: &Cx,
+    conn: &Connection,
     batches: &[&[NewEvent]],
 ) -> Result<Vec<Result<Vec<Ingested>, Error>>, Error> {
     let all = || batches.iter().flat_map(|b| b.iter());
@@ -119,20 +103,25 @@ async fn ingest_in(
     merchants.sort_unstable();
     merchants.dedup();
 
-    s.tick(1);
-    let rows: Vec<TargetRow> = sqlx::query_as(TARGETS)
-        .bind(json_list(merchants.iter().copied())?)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(classify)?;
     // Merchant -> (active, its enabled endpoints with their filters).
     let mut targets: HashMap<String, (bool, Vec<(String, EventFilter)>)> = HashMap::new();
-    for r in rows {
-        let entry = targets
-            .entry(r.merchant_id)
-            .or_insert_with(|| (r.status == "active", Vec::new()));
-        if let (Some(id), Some(types)) = (r.endpoint_id, r.event_types) {
-            entry.1.push((id, filter_from_json(&types)?));
+    cx.tick(1);
+    {
+        let mut stmt = conn.prepare_cached(TARGETS).map_err(classify_sqlite)?;
+        let mut rows = stmt
+            .query([json_list(merchants.iter().copied())?])
+            .map_err(classify_sqlite)?;
+        while let Some(r) = rows.next().map_err(classify_sqlite)? {
+            let merchant_id: String = r.get(0).map_err(classify_sqlite)?;
+            let status: String = r.get(1).map_err(classify_sqlite)?;
+            let endpoint_id: Option<String> = r.get(2).map_err(classify_sqlite)?;
+            let event_types: Option<String> = r.get(3).map_err(classify_sqlite)?;
+            let entry = targets
+                .entry(merchant_id)
+                .or_insert_with(|| (status == "active", Vec::new()));
+            if let (Some(id), Some(types)) = (endpoint_id, event_types) {
+                entry.1.push((id, filter_from_json(&types)?));
+            }
         }
     }
     // A batch naming an unknown or suspended merchant is refused whole, before any write.
@@ -171,21 +160,23 @@ async fn ingest_in(
                 .map(|k| (e.merchant_id.as_str(), k.as_str()))
         })
         .collect();
-    let mut taken: Vec<TakenKey> = Vec::new();
+    let mut taken: Vec<(String, String, String)> = Vec::new();
     if !keyed.is_empty() {
         let pairs = serde_json::to_string(&keyed).map_err(|e| Error::Internal(e.to_string()))?;
-        s.tick(1);
-        taken = sqlx::query_as(TAKEN_KEYS)
-            .bind(pairs)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(classify)?;
+        cx.tick(1);
+        let mut stmt = conn.prepare_cached(TAKEN_KEYS).map_err(classify_sqlite)?;
+        let rows = stmt
+            .query_map([pairs], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(classify_sqlite)?;
+        for row in rows {
+            taken.push(row.map_err(classify_sqlite)?);
+        }
     }
     let mut owners: HashMap<(&str, &str), EventId> = HashMap::new();
-    for t in &taken {
+    for (merchant_id, key, id) in &taken {
         owners.insert(
-            (t.merchant_id.as_str(), t.idempotency_key.as_str()),
-            EventId::from_trusted(t.id.clone()),
+            (merchant_id.as_str(), key.as_str()),
+            EventId::from_trusted(id.clone()),
         );
     }
 
@@ -237,8 +228,8 @@ async fn ingest_in(
         results.push(Ok(out));
     }
 
-    insert_events(s, conn, &fresh).await?;
-    insert_deliveries(s, conn, &deliveries, DeliveryOrigin::Initial).await?;
+    insert_events(cx, conn, &fresh)?;
+    insert_deliveries(cx, conn, &deliveries, DeliveryOrigin::Initial)?;
     Ok(results)
 }
 
@@ -251,11 +242,7 @@ const INSERT_EVENTS: (&str, &str) = (
 /// Multi-row INSERT of events, one statement per 256 (see `rows::padded_chunks`). `OR IGNORE`
 /// plus a row count check instead of failing mid-statement: a statement that cannot abort needs
 /// no statement journal (see the migration's notes).
-async fn insert_events(
-    s: &Db,
-    conn: &mut SqliteConnection,
-    events: &[&NewEvent],
-) -> Result<(), Error> {
+fn insert_events(cx: &Cx, conn: &Connection, events: &[&NewEvent]) -> Result<(), Error> {
     for (chunk, rows) in padded_chunks(events) {
         let sql = format!(
             "{}{}{}",
@@ -263,25 +250,28 @@ async fn insert_events(
             placeholders(rows, 6),
             INSERT_EVENTS.1
         );
-        let mut q = sqlx::query(&sql);
+        let mut values: Vec<Bind<'_>> = Vec::with_capacity(rows * 6);
         for ev in chunk {
-            q = q
-                .bind(ev.id.as_str())
-                .bind(ev.merchant_id.as_str())
-                .bind(ev.event_type.as_str())
-                .bind(ev.payload.bytes().as_ref())
-                .bind(ev.idempotency_key.as_ref().map(|k| k.as_str()))
-                .bind(ev.created_at.ms());
+            values.push(text(ev.id.as_str()));
+            values.push(text(ev.merchant_id.as_str()));
+            values.push(text(ev.event_type.as_str()));
+            values.push(blob(ev.payload.bytes()));
+            values.push(
+                ev.idempotency_key
+                    .as_ref()
+                    .map_or(NULL, |k| text(k.as_str())),
+            );
+            values.push(int(ev.created_at.ms()));
         }
-        for _ in chunk.len()..rows {
-            q = q.bind(None::<&str>).bind(None::<&str>).bind(None::<&str>);
-            q = q.bind(None::<&[u8]>).bind(None::<&str>).bind(None::<i64>);
-        }
-        s.tick(1);
-        let done = q.execute(&mut *conn).await.map_err(classify)?;
-        if done.rows_affected() != chunk.len() as u64 {
-            // OR IGNORE skipped a row: its id (or idempotency key) is taken. The caller drops the
-            // transaction, which rolls the whole batch back.
+        values.resize(rows * 6, NULL);
+        cx.tick(1);
+        let done = conn
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| stmt.execute(params_from_iter(values)))
+            .map_err(classify_sqlite)?;
+        if done != chunk.len() {
+            // OR IGNORE skipped a row: its id (or idempotency key) is taken. The caller rolls
+            // the whole batch back.
             return Err(Error::Conflict(
                 "an event with this id already exists".to_owned(),
             ));
@@ -299,9 +289,9 @@ const INSERT_DELIVERIES: (&str, &str) = (
 );
 
 /// Multi-row INSERT of pending deliveries, due at their creation time, one statement per 256.
-pub(super) async fn insert_deliveries(
-    s: &Db,
-    conn: &mut SqliteConnection,
+pub(super) fn insert_deliveries(
+    cx: &Cx,
+    conn: &Connection,
     deliveries: &[NewDelivery<'_>],
     origin: DeliveryOrigin,
 ) -> Result<(), Error> {
@@ -312,23 +302,22 @@ pub(super) async fn insert_deliveries(
             placeholders(rows, 6),
             INSERT_DELIVERIES.1
         );
-        let mut q = sqlx::query(&sql);
+        let mut values: Vec<Bind<'_>> = Vec::with_capacity(rows * 6);
         for d in chunk {
-            q = q
-                .bind(d.id.as_str())
-                .bind(d.event_id)
-                .bind(d.endpoint_id)
-                .bind(d.merchant_id)
-                .bind(origin.as_str())
-                .bind(d.at.ms());
+            values.push(text(d.id.as_str()));
+            values.push(text(d.event_id));
+            values.push(text(d.endpoint_id));
+            values.push(text(d.merchant_id));
+            values.push(text(origin.as_str()));
+            values.push(int(d.at.ms()));
         }
-        for _ in chunk.len()..rows {
-            q = q.bind(None::<&str>).bind(None::<&str>).bind(None::<&str>);
-            q = q.bind(None::<&str>).bind(None::<&str>).bind(None::<i64>);
-        }
-        s.tick(1);
-        let done = q.execute(&mut *conn).await.map_err(classify)?;
-        if done.rows_affected() != chunk.len() as u64 {
+        values.resize(rows * 6, NULL);
+        cx.tick(1);
+        let done = conn
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| stmt.execute(params_from_iter(values)))
+            .map_err(classify_sqlite)?;
+        if done != chunk.len() {
             return Err(Error::Conflict(
                 "a delivery with this id already exists".to_owned(),
             ));

@@ -5,7 +5,7 @@ use blockhook_core::{
     Page, Timestamp,
 };
 
-use super::db::{Db, Durability};
+use super::db::Db;
 use super::rows::{ApiKeyRow, MerchantRow, page_limit};
 use crate::classify;
 
@@ -19,7 +19,7 @@ pub(super) async fn create(s: &Db, m: &NewMerchant) -> Result<Merchant, Error> {
         .bind(m.id.as_str())
         .bind(&m.name)
         .bind(m.created_at.ms())
-        .fetch_one(&mut *s.write(Durability::Durable).await?)
+        .fetch_one(&mut *s.write().await?)
         .await
         .map_err(classify)?;
     row.try_into()
@@ -87,7 +87,7 @@ pub(super) async fn set_status(
     let row: Option<MerchantRow> = sqlx::query_as(SET_STATUS)
         .bind(id.as_str())
         .bind(status.as_str())
-        .fetch_optional(&mut *s.write(Durability::Durable).await?)
+        .fetch_optional(&mut *s.write().await?)
         .await
         .map_err(classify)?;
     row.ok_or(Error::NotFound("merchant"))?.try_into()
@@ -142,7 +142,7 @@ pub(super) async fn create_key(s: &Db, key: &NewApiKey) -> Result<ApiKey, Error>
         .bind(&key.prefix)
         .bind(&key.hash)
         .bind(key.created_at.ms())
-        .fetch_optional(&mut *s.write(Durability::Durable).await?)
+        .fetch_optional(&mut *s.write().await?)
         .await
         .map_err(classify)?;
     Ok(row.ok_or(Error::NotFound("merchant"))?.into())
@@ -189,7 +189,7 @@ pub(super) async fn revoke_key(
         .bind(id.as_str())
         .bind(merchant.as_str())
         .bind(at.ms())
-        .execute(&mut *s.write(Durability::Durable).await?)
+        .execute(&mut *s.write().await?)
         .await
         .map_err(classify)?;
     if done.rows_affected() == 0 {

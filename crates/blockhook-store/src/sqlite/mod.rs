@@ -1,22 +1,24 @@
 //! The embedded backend: one SQLite file in WAL mode, for single-process deployments.
 //!
 //! Decisions, each explained where it is implemented:
-//! - **One writer connection** (a 1-connection pool) and a pool of `max_connections` readers.
-//!   SQLite allows one writer at a time anyway; serialising writes in-process means they queue
-//!   in a fair async pool instead of spinning on `SQLITE_BUSY`, and read-then-write sequences
-//!   inside a write transaction (idempotency lookups, lease checks) cannot race. WAL lets the
-//!   readers run alongside. Transactions are short: no HTTP inside (STYLE rule 6).
-//! - **Group commit** (`group`): concurrent `ingest` calls share one transaction, and so do
+//! - **A writer thread** (`writer`) owns the connection that makes the hot path's writes
+//!   (ingest, leases, finishes, resends) and runs each transaction whole, with no async hop
+//!   between statements; the rare management writes go through a 1-connection sqlx pool; a pool
+//!   of `max_connections` sqlx connections reads. SQLite allows one writer at a time anyway;
+//!   serialising writes in-process means they queue instead of spinning on `SQLITE_BUSY`, and
+//!   read-then-write sequences inside a write transaction (idempotency lookups, lease checks)
+//!   cannot race. WAL lets the readers run alongside. No HTTP inside a transaction (STYLE rule 6).
+//! - **Group commit** (`writer`): concurrent `ingest` calls share one transaction, and so do
 //!   concurrent `finish` calls, so an fsync per commit does not cap throughput.
 //! - **Few statements, few result rows** per call, whatever the batch size: multi-row writes
 //!   padded to a handful of cached shapes (`rows::padded_chunks`), id lists bound as one JSON
 //!   array, hot-path reads aggregated into one JSON row (sqlx hands every row across a thread).
-//! - **Lease-only commits skip the fsync** (`db::Db::write`), and claims take payloads from an
+//! - **Lease-only commits skip the fsync** (`writer::Durability`), and claims take payloads from an
 //!   in-memory cache of recent events (`cache`) rather than reading them back.
 //! - **A write transaction that fails or is abandoned never poisons the writer** (`db::WriteTx`).
 //!
-//! Files: `store` (the type, opening, the `Store` impl), `db` (shared state, durability, write
-//! transactions), `group`, `cache`, `rows` (row types and SQL helpers), then one file per
+//! Files: `store` (the type, opening, the `Store` impl), `db` (shared state, sqlx write
+//! transactions), `writer` (the writer thread, durability), `cache`, `rows` (row types and SQL helpers), then one file per
 //! aggregate holding its SQL, each statement in a `const` just above the function that runs it
 //! (STYLE rule 5): `merchants`, `endpoints`, `events` (ingest and logs), `dispatch` (claim,
 //! renew, finish), `actions` (resend, recover), `ops` (backlog, stats, health, retention).
@@ -63,7 +65,6 @@ mod db;
 mod dispatch;
 mod endpoints;
 mod events;
-mod group;
 mod merchants;
 mod ops;
 #[cfg(test)]
@@ -72,6 +73,7 @@ mod rows;
 mod store;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 pub use store::SqliteStore;
 

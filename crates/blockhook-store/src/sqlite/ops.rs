@@ -4,7 +4,7 @@ use blockhook_core::{
     EndpointBacklog, EndpointHealth, EndpointId, Error, MerchantId, QueueStats, Timestamp,
 };
 
-use super::db::{Db, Durability};
+use super::db::Db;
 use super::rows::{count, to_u32};
 use crate::classify;
 
@@ -166,7 +166,7 @@ pub(super) async fn purge_before(s: &Db, before: Timestamp, batch: u32) -> Resul
     let payloads = sqlx::query(PURGE_PAYLOADS)
         .bind(before.ms())
         .bind(batch)
-        .execute(&mut *s.write(Durability::Durable).await?)
+        .execute(&mut *s.write().await?)
         .await
         .map_err(classify)?
         .rows_affected();
@@ -174,7 +174,7 @@ pub(super) async fn purge_before(s: &Db, before: Timestamp, batch: u32) -> Resul
     let attempts = sqlx::query(PURGE_ATTEMPTS)
         .bind(before.ms())
         .bind(batch)
-        .execute(&mut *s.write(Durability::Durable).await?)
+        .execute(&mut *s.write().await?)
         .await
         .map_err(classify)?
         .rows_affected();

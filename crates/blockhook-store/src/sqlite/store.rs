@@ -13,21 +13,19 @@ use blockhook_core::{
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::db::Db;
-use super::group::Queues;
+use super::db::{self, Db};
+use super::writer::Writer;
 use super::{actions, dispatch, endpoints, events, merchants, ops};
 use crate::{SqliteSync, StoreOptions, classify};
 
 /// How long a connection waits on a lock held by another process (e.g. a CLI opening the same
 /// file) before answering `SQLITE_BUSY`.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The embedded store.
 pub struct SqliteStore {
     /// Everything the store's methods and its background writers share.
     db: Arc<Db>,
-    /// Ingest and finish requests, merged into shared transactions (see `group`).
-    groups: Queues,
     /// Keeps a temporary directory alive as long as the store (tests); dropped last.
     _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
@@ -89,45 +87,39 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .statement_cache_capacity(256);
 
-        let (writer, readers) = match &loc {
+        // Decision: an in-memory database is a file in a temporary directory removed with the
+        // store. The writer thread needs its own connection to the same database, which a
+        // private in-memory database cannot give; nothing survives the store either way.
+        let (path, temporary) = match loc {
             Location::Memory => {
-                // One connection is the whole database: it must never be closed or replaced.
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .min_connections(1)
-                    .idle_timeout(None)
-                    .max_lifetime(None)
-                    .acquire_timeout(opts.acquire_timeout)
-                    .connect_with(base.in_memory(true).pragma("cache_size", "-32768"))
-                    .await
-                    .map_err(classify)?;
-                (pool.clone(), pool)
+                let dir = tempfile::tempdir()
+                    .map_err(|e| unavailable("temporary directory for :memory:", e))?;
+                (dir.path().join("blockhook.db"), Some(dir))
             }
-            Location::File(path) => {
-                create_parent(path)?;
-                let file = base.filename(path).journal_mode(SqliteJournalMode::Wal);
-                let writer = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .min_connections(1)
-                    .idle_timeout(None)
-                    .max_lifetime(None)
-                    .acquire_timeout(opts.acquire_timeout)
-                    .connect_with(
-                        file.clone()
-                            .create_if_missing(true)
-                            .pragma("cache_size", "-32768"),
-                    )
-                    .await
-                    .map_err(classify)?;
-                let readers = SqlitePoolOptions::new()
-                    .max_connections(opts.max_connections.max(1))
-                    .acquire_timeout(opts.acquire_timeout)
-                    .connect_with(file.pragma("cache_size", "-8192"))
-                    .await
-                    .map_err(classify)?;
-                (writer, readers)
-            }
+            Location::File(path) => (path, None),
         };
+        create_parent(&path)?;
+        let file = base.filename(&path).journal_mode(SqliteJournalMode::Wal);
+        // The sqlx writer makes only the rare management writes (see `writer`): a small cache.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(
+                file.clone()
+                    .create_if_missing(true)
+                    .pragma("cache_size", "-2048"),
+            )
+            .await
+            .map_err(classify)?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(file.pragma("cache_size", "-4096"))
+            .await
+            .map_err(classify)?;
 
         sqlx::migrate!("migrations/sqlite")
             .run(&writer)
@@ -137,17 +129,12 @@ impl SqliteStore {
                 other => Error::Internal(format!("sqlite migrations: {other}")),
             })?;
 
-        let db = Arc::new(Db::new(
-            writer,
-            readers,
-            opts.sqlite_sync,
-            matches!(loc, Location::Memory),
-        ));
-        let groups = Queues::start(&db);
+        let cx = db::shared();
+        let thread = Writer::start(&path, opts.sqlite_sync, cx.clone())?;
+        let db = Arc::new(Db::new(thread, writer, readers, cx));
         Ok(Self {
             db,
-            groups,
-            _keep: None,
+            _keep: temporary.map(|d| Box::new(d) as Box<dyn std::any::Any + Send + Sync>),
         })
     }
 
@@ -162,6 +149,16 @@ impl SqliteStore {
     pub(super) fn keep_alive(mut self, thing: Box<dyn std::any::Any + Send + Sync>) -> Self {
         self._keep = Some(thing);
         self
+    }
+
+    /// Runs `f` on the writer thread's connection, outside any transaction (tests that
+    /// reconfigure it: `max_page_count`, `query_only`).
+    #[cfg(test)]
+    pub(super) async fn on_writer_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        self.db.thread.raw(f).await
     }
 }
 
@@ -265,7 +262,7 @@ impl Store for SqliteStore {
     }
 
     async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
-        self.groups.ingest(events).await
+        self.db.thread.ingest(events).await
     }
     async fn get_event(&self, merchant: &MerchantId, id: &EventId) -> Result<Event, Error> {
         events::get(&self.db, merchant, id).await
@@ -323,7 +320,7 @@ impl Store for SqliteStore {
         dispatch::renew_leases(&self.db, leases, until).await
     }
     async fn finish(&self, done: &[Completion], now: Timestamp) -> Result<u32, Error> {
-        self.groups.finish(done, now).await
+        self.db.thread.finish(done, now).await
     }
     async fn next_due_at(&self) -> Result<Option<Timestamp>, Error> {
         dispatch::next_due_at(&self.db).await

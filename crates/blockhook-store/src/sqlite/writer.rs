@@ -1,0 +1,372 @@
+//! The writer thread: one OS thread owns the connection that makes the hot path's writes
+//! (ingest, claim leases, lease renewals, finished attempts, resends) and runs each transaction
+//! whole, without returning to the async runtime between statements.
+//!
+//! Why (measured, `BENCHMARKS.md`): on sqlx's SQLite driver every statement is a hop to the
+//! driver's thread and back to a tokio task that must be scheduled again. Under load those waits,
+//! four or five per transaction, held the database's single write lock about 6 ms per
+//! transaction for well under 1 ms of work, and every other write queued behind them. Here a
+//! transaction costs one hop: callers queue jobs, the thread takes every job waiting, runs all
+//! ingests together in one transaction and all finishes together in another (group commit: one
+//! fsync shared by many callers), then the other jobs one transaction each, and answers every
+//! caller.
+//!
+//! Management writes (merchants, keys, endpoints, recover, retention) stay on sqlx's writer
+//! connection: they are rare, and SQLite's busy timeout orders the two writers on the file lock.
+//!
+//! A transaction that fails rolls back before the next job runs; if even the rollback fails (the
+//! disk went away), the connection is dropped and a fresh one opened for the next job, so one bad
+//! moment never leaves the only writer stuck inside a transaction.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use blockhook_core::{Completion, Error, Ingested, NewEvent, Timestamp};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use super::cache::EventCache;
+use super::{dispatch, events};
+use crate::{SqliteSync, classify_sqlite};
+
+/// Jobs waiting before callers wait to enqueue (backpressure).
+const QUEUE_DEPTH: usize = 1024;
+/// A group of ingests or finishes stops growing at this many events or completions...
+const MAX_GROUP_ROWS: usize = 4096;
+/// ...or this many jobs in all.
+const MAX_GROUP_JOBS: usize = 512;
+
+/// How a transaction's commit must reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Durability {
+    /// As configured (`StoreOptions::sqlite_sync`).
+    Durable,
+    /// Lease bookkeeping only: may be lost to a power cut.
+    ///
+    /// Decision: with `synchronous=FULL` configured, a transaction that only records leases
+    /// (claims, renewals) commits with NORMAL instead: losing it to a power cut merely lets the
+    /// lease lapse early and the delivery be claimed again (delivery is at-least-once anyway),
+    /// and it saves an fsync per claim. The next durable commit fsyncs the WAL, earlier frames
+    /// included, so order is kept.
+    Relaxed,
+}
+
+/// What the writer's transactions share with the rest of the store: the statement counter
+/// behind [`Store::statements`](blockhook_core::Store::statements) and the event cache.
+#[derive(Clone)]
+pub(super) struct Cx {
+    pub(super) statements: Arc<AtomicU64>,
+    pub(super) events: Arc<EventCache>,
+}
+
+impl Cx {
+    /// Counts `n` statements executed.
+    pub(super) fn tick(&self, n: u64) {
+        self.statements.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A parameter of a multi-row statement, borrowed where it can be (payloads are not copied).
+pub(super) type Bind<'a> = ToSqlOutput<'a>;
+
+/// SQL NULL, for the padding rows of multi-row statements (see `rows::padded_chunks`).
+pub(super) const NULL: Bind<'static> = ToSqlOutput::Borrowed(ValueRef::Null);
+
+pub(super) fn text(s: &str) -> Bind<'_> {
+    ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+}
+
+pub(super) fn blob(b: &[u8]) -> Bind<'_> {
+    ToSqlOutput::Borrowed(ValueRef::Blob(b))
+}
+
+pub(super) fn int(i: i64) -> Bind<'static> {
+    ToSqlOutput::Owned(Value::Integer(i))
+}
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+enum Job {
+    Ingest {
+        events: Vec<NewEvent>,
+        reply: Reply<Vec<Ingested>>,
+    },
+    Finish {
+        done: Vec<Completion>,
+        now: Timestamp,
+        reply: Reply<u32>,
+    },
+    /// Any other write: runs in a transaction of its own and answers its caller itself.
+    Run(Box<dyn FnOnce(&mut Session) + Send>),
+}
+
+impl Job {
+    fn rows(&self) -> usize {
+        match self {
+            Job::Ingest { events, .. } => events.len(),
+            Job::Finish { done, .. } => done.len(),
+            Job::Run(_) => 1,
+        }
+    }
+}
+
+/// The handle the store's async methods send jobs through. Dropping it stops the thread once
+/// the jobs already queued are done.
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+fn stopped() -> Error {
+    Error::Unavailable("the SQLite writer thread stopped".to_owned())
+}
+
+impl Writer {
+    /// Opens the writing connection to the (already migrated) database at `path` and starts the
+    /// thread.
+    pub(super) fn start(path: &Path, sync: SqliteSync, cx: Cx) -> Result<Self, Error> {
+        let mut session = Session {
+            conn: None,
+            path: path.to_owned(),
+            configured: sync,
+            level: None,
+            cx,
+        };
+        session.connection()?;
+        let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("blockhook-sqlite-writer".to_owned())
+            .spawn(move || run(session, rx))
+            .map_err(|e| Error::Unavailable(format!("start the SQLite writer thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Stores `events` (possibly in one transaction with other callers' events).
+    pub(super) async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Ingest {
+            events: events.to_vec(),
+            reply,
+        };
+        self.jobs.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Records finished attempts (possibly in one transaction with other callers' completions).
+    pub(super) async fn finish(&self, done: &[Completion], now: Timestamp) -> Result<u32, Error> {
+        if done.is_empty() {
+            return Ok(0);
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Finish {
+            done: done.to_vec(),
+            now,
+            reply,
+        };
+        self.jobs.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Runs `work` in a write transaction of its own on the writer thread: committed when it
+    /// returns `Ok`, rolled back when it returns an error.
+    pub(super) async fn run<T, F>(&self, durability: Durability, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Cx) -> Result<T, Error> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Run(Box::new(move |session: &mut Session| {
+            let result = session.transaction(durability, work);
+            // The caller may have given up; a committed write stays committed.
+            let _ = reply.send(result);
+        }));
+        self.jobs.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+impl Writer {
+    /// Runs `f` on the thread's connection outside any transaction (tests).
+    #[cfg(test)]
+    pub(super) async fn raw<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Run(Box::new(move |session: &mut Session| {
+            let result = session.connection().map(|conn| f(conn));
+            let _ = reply.send(result);
+        }));
+        self.jobs.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// The thread's state: the connection (reopened after a failure that left it unusable) and the
+/// `synchronous` level it was last set to.
+pub(super) struct Session {
+    conn: Option<Connection>,
+    path: PathBuf,
+    configured: SqliteSync,
+    /// The connection's current `synchronous` level; `None` when unknown.
+    level: Option<SqliteSync>,
+    cx: Cx,
+}
+
+impl Session {
+    /// The connection, opened (with the store's pragmas) if there is none.
+    fn connection(&mut self) -> Result<&mut Connection, Error> {
+        if self.conn.is_none() {
+            let conn = open(&self.path, self.configured)?;
+            self.level = Some(self.configured);
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| Error::Internal("SQLite writer connection missing".into()))
+    }
+
+    /// Runs `work` between `BEGIN IMMEDIATE` and `COMMIT` (or `ROLLBACK` on error).
+    pub(super) fn transaction<T>(
+        &mut self,
+        durability: Durability,
+        work: impl FnOnce(&Connection, &Cx) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let want = match (self.configured, durability) {
+            (SqliteSync::Full, Durability::Durable) => SqliteSync::Full,
+            _ => SqliteSync::Normal,
+        };
+        let cx = self.cx.clone();
+        let level = self.level;
+        let conn = self.connection()?;
+        if level != Some(want) {
+            // SQLite refuses to change the level inside a transaction, hence here, before BEGIN.
+            cx.tick(1);
+            let pragma = match want {
+                SqliteSync::Full => "PRAGMA synchronous = FULL",
+                SqliteSync::Normal => "PRAGMA synchronous = NORMAL",
+            };
+            conn.execute_batch(pragma).map_err(classify_sqlite)?;
+            self.level = Some(want);
+        }
+        let conn = self.connection()?;
+        cx.tick(1);
+        let result = conn
+            .prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+            .map_err(classify_sqlite)
+            .and_then(|_| work(conn, &cx))
+            .and_then(|value| {
+                cx.tick(1);
+                conn.prepare_cached("COMMIT")
+                    .and_then(|mut s| s.execute([]))
+                    .map_err(classify_sqlite)?;
+                Ok(value)
+            });
+        if result.is_err() {
+            self.rollback();
+        }
+        if matches!(result, Err(Error::Unavailable(_))) {
+            // Decision: after a failure caused by the environment (disk full, I/O error,
+            // read-only file) the connection is replaced even when the rollback worked. SQLite
+            // silently opens a database read-only when it cannot open it read-write (the data
+            // directory was read-only at that moment), and such a connection stays read-only
+            // for its whole life: writes would keep failing after the directory is writable
+            // again. A reopen costs little, and only on this path.
+            self.conn = None;
+            self.level = None;
+        }
+        result
+    }
+
+    /// Ends a failed transaction. After SQLITE_FULL or SQLITE_IOERR, SQLite may already have
+    /// rolled back by itself (then there is nothing to do); a ROLLBACK that fails means the
+    /// connection cannot be trusted, so it is closed (closing rolls back) and reopened later.
+    fn rollback(&mut self) {
+        let Some(conn) = self.conn.as_ref() else {
+            return;
+        };
+        if conn.is_autocommit() {
+            return;
+        }
+        self.cx.tick(1);
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::warn!(error = %e, "rollback failed; reopening the SQLite writer connection");
+            self.conn = None;
+            self.level = None;
+        }
+    }
+}
+
+/// Opens the writing connection with the same settings as the store's sqlx connections.
+fn open(path: &Path, sync: SqliteSync) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(classify_sqlite)?;
+    conn.busy_timeout(super::store::BUSY_TIMEOUT)
+        .map_err(classify_sqlite)?;
+    let level = match sync {
+        SqliteSync::Full => "FULL",
+        SqliteSync::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = {level}; PRAGMA temp_store = MEMORY; \
+         PRAGMA cache_size = -16384;"
+    ))
+    .map_err(classify_sqlite)?;
+    // Statements are few and fixed (plus nine padded shapes per multi-row statement).
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+/// The thread: takes every job waiting (within the group limits), runs the ingests together,
+/// the finishes together, then each other job, and answers all of them.
+fn run(mut session: Session, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut rows = first.rows();
+        let mut group = vec![first];
+        while rows < MAX_GROUP_ROWS && group.len() < MAX_GROUP_JOBS {
+            match rx.try_recv() {
+                Ok(job) => {
+                    rows += job.rows();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut ingests = Vec::new();
+        let mut finishes = Vec::new();
+        let mut others = Vec::new();
+        for job in group {
+            match job {
+                Job::Ingest { events, reply } => ingests.push((events, reply)),
+                Job::Finish { done, now, reply } => finishes.push((done, now, reply)),
+                Job::Run(work) => others.push(work),
+            }
+        }
+        // Ingests first: a claim queued behind them then sees their deliveries.
+        if !ingests.is_empty() {
+            let batches: Vec<&[NewEvent]> = ingests.iter().map(|(e, _)| e.as_slice()).collect();
+            let results = events::ingest_batches(&mut session, &batches);
+            for ((_, reply), result) in ingests.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        if !finishes.is_empty() {
+            let jobs: Vec<(&[Completion], Timestamp)> = finishes
+                .iter()
+                .map(|(d, now, _)| (d.as_slice(), *now))
+                .collect();
+            let results = dispatch::finish_batches(&mut session, &jobs);
+            for ((_, _, reply), result) in finishes.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        for work in others {
+            work(&mut session);
+        }
+    }
+}
