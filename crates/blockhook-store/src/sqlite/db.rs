@@ -133,7 +133,13 @@ impl Db {
             // A transaction left open on the kept connection of an in-memory database (see
             // `WriteTx`): roll it back and start again. Anything else is a real error.
             if !e.to_string().contains("within a transaction") {
-                return Err(classify(e));
+                let err = classify(e);
+                if matches!(err, Error::Unavailable(_)) && !self.in_memory {
+                    // See `WriteTx::end`: a connection that cannot even begin may be one
+                    // opened read-only; the next writer gets a fresh one.
+                    conn.close_on_drop();
+                }
+                return Err(err);
             }
             self.tick(2);
             sqlx::query("ROLLBACK")
@@ -177,8 +183,17 @@ impl WriteTx {
 
     /// Commits when `result` is `Ok`, rolls back when it is an error (or the commit fails), and
     /// hands `result` back.
+    ///
+    /// Decision: after a failure caused by the environment (`Unavailable`: disk full, I/O error,
+    /// read-only file, lock timeout) the connection is replaced even when the rollback worked.
+    /// SQLite opens a database read-only, silently, when it cannot open it read-write (the data
+    /// directory or its file system was read-only at that moment, e.g. when the writer was
+    /// replaced after a full disk), and such a connection stays read-only for its whole life:
+    /// every write then fails with SQLITE_READONLY long after the directory is writable again,
+    /// and the reliability test `disk::read_only_data_directory_then_writable_again` saw ingest
+    /// refused until a restart. A fresh connection costs a reopen, only on this failure path.
     pub(super) async fn end<T>(mut self, s: &Db, result: Result<T, Error>) -> Result<T, Error> {
-        match result {
+        let result = match result {
             Ok(value) => {
                 s.tick(1);
                 match sqlx::query("COMMIT").execute(&mut *self.conn).await {
@@ -196,7 +211,11 @@ impl WriteTx {
                 self.rollback(s).await;
                 Err(e)
             }
+        };
+        if matches!(result, Err(Error::Unavailable(_))) && self.discardable {
+            self.conn.close_on_drop();
         }
+        result
     }
 
     async fn rollback(&mut self, s: &Db) {
