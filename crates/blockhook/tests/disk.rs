@@ -7,8 +7,18 @@
 //! How the disk is made to fail, with nothing left behind if the test dies: the server runs under
 //! `unshare -m` (a private mount namespace; the tmpfs is mounted inside it, just before `exec`), so
 //! the mount exists only as long as the server process does, and is invisible to the rest of the
-//! machine. The test reaches the server's files through `/proc/<pid>/root/...` and changes its
-//! mounts with `nsenter -t <pid> -m mount ...`.
+//! machine. The test reaches the server's files through `/proc/<pid>/root/...`, changes its
+//! mounts with `nsenter -t <pid> -m mount ...`, and queries the store with the `sqlite3` shell run
+//! inside the namespace.
+//!
+//! * `disk_full_refuses_with_503_and_resumes`: a filler file takes all free space, then is
+//!   deleted.
+//! * `read_only_data_directory_then_writable_again`: Linux refuses `mount -o remount,ro` while
+//!   files are open for writing (the server's database, WAL and `-shm` are), so a read-only bind
+//!   mount covers the data directory instead; files opened from then on are read-only. The disk
+//!   is also filled for a moment, so that a write fails and the store replaces its writer
+//!   connection while the directory is read-only, which is how a real read-only file system
+//!   reaches the store. Once writable again, the store must not keep a read-only connection.
 //!
 //! Needs root (or CAP_SYS_ADMIN) to mount. Without it each test prints `skipped: ...` and returns,
 //! unless `BLOCKHOOK_REQUIRE_MOUNT=1` (set by `.ci/run`), which turns the skip into a failure.
@@ -454,6 +464,9 @@ async fn disk_full_refuses_with_503_and_resumes() {
 
     // Fill the disk while events keep coming.
     let filler = ds.view().join("filler");
+    let wal = ds.view().join("blockhook.db-wal");
+    let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let wal_at_fill = wal_size();
     let acked_before_fill = publisher.acked();
     let filled = fill(&filler);
     let full_at = Instant::now();
@@ -473,6 +486,7 @@ async fn disk_full_refuses_with_503_and_resumes() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     ds.assert_alive("with the disk full");
     let refused_while_full = publisher.refused();
+    let wal_when_full = wal_size();
     let readyz_while_full = reqwest::get(format!("{}/readyz", ds.server.base()))
         .await
         .map(|r| r.status().as_u16())
@@ -504,7 +518,7 @@ async fn disk_full_refuses_with_503_and_resumes() {
     ledger(&format!(
         "disk-full[sqlite,tmpfs={TMPFS_SIZE}]: filler_bytes={filled} acked_before_fill={acked_before_fill} \
          acked_while_full={acked_while_full} first_503_after={time_to_503:.1?} refused_while_full={refused_while_full} \
-         readyz_while_full={readyz_while_full} resumed_after={time_to_resume:.1?} {fields}"
+         wal_bytes(at_fill/full)={wal_at_fill}/{wal_when_full} readyz_while_full={readyz_while_full} resumed_after={time_to_resume:.1?} {fields}"
     ));
     eprintln!("server log (disk full): {:#?}", ds.logged_store_errors());
     assert!(tally.other.is_empty(), "not 202/503: {:?}", tally.other);

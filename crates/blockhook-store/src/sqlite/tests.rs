@@ -132,7 +132,9 @@ pub(super) mod failures {
             Err(Error::Unavailable(msg)) => assert!(msg.contains("full"), "{msg}"),
             other => panic!("expected Unavailable, got {other:?}"),
         }
-        // Space comes back: the same writer connection works, nothing half-written remains.
+        // Space comes back (the failed transaction replaced the writer connection, see
+        // `WriteTx::end`, and the new one has no cap; lifting it again is harmless): nothing
+        // half-written remains, and the store writes again.
         writer_pragma(&store, "PRAGMA max_page_count = 1073741823").await;
         assert!(store.get_event(&m, &batch[0].id).await.is_err());
         let done = store.ingest(&batch).await.unwrap();
@@ -141,18 +143,23 @@ pub(super) mod failures {
     }
 
     #[tokio::test]
-    async fn read_only_database_is_unavailable() {
+    async fn read_only_writer_is_unavailable_then_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let store = open_at(&dir.path().join("bh.db"), SqliteSync::Normal).await;
         let m = tenant(&store).await;
+        // A writer connection that cannot write, like one SQLite opened read-only while the
+        // data directory was read-only.
         writer_pragma(&store, "PRAGMA query_only = ON").await;
-        let r = store.ingest(&events(&m, 3, 10)).await;
-        assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+        // A single statement outside a transaction: refused, the connection is kept.
         let r = store
             .set_merchant_status(&m, MerchantStatus::Suspended)
             .await;
         assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
-        writer_pragma(&store, "PRAGMA query_only = OFF").await;
+        // A failed transaction: refused, and the connection is discarded (`WriteTx::end`)...
+        let r = store.ingest(&events(&m, 3, 10)).await;
+        assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+        // ...so the next writer is a fresh, writable one, with nobody turning anything back.
+        assert_eq!(writer_pragma(&store, "PRAGMA query_only").await, 0);
         assert_eq!(store.ingest(&events(&m, 3, 10)).await.unwrap().len(), 3);
     }
 
