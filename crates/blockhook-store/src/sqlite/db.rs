@@ -75,10 +75,15 @@ impl Db {
     pub(super) async fn begin(&self) -> Result<WriteTx, Error> {
         let mut conn = self.write().await?;
         self.tick(1);
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            let err = classify(e);
+            if matches!(err, Error::Unavailable(_)) {
+                // See `WriteTx::end`: a connection that cannot even begin may be one opened
+                // read-only; the next writer gets a fresh one.
+                conn.close_on_drop();
+            }
+            return Err(err);
+        }
         Ok(WriteTx { conn, open: true })
     }
 }
@@ -104,8 +109,14 @@ impl WriteTx {
 
     /// Commits when `result` is `Ok`, rolls back when it is an error (or the commit fails), and
     /// hands `result` back.
+    ///
+    /// After a failure caused by the environment (`Unavailable`: disk full, I/O error, read-only
+    /// file, lock timeout) the connection is replaced even when the rollback worked: SQLite
+    /// silently opens a database read-only when it cannot open it read-write, and such a
+    /// connection stays read-only for life (the same rule as `writer::Session::transaction`;
+    /// `docs/decisions.md`, "Replace the SQLite writer after an environment failure").
     pub(super) async fn end<T>(mut self, s: &Db, result: Result<T, Error>) -> Result<T, Error> {
-        match result {
+        let result = match result {
             Ok(value) => {
                 s.tick(1);
                 match sqlx::query("COMMIT").execute(&mut *self.conn).await {
@@ -123,7 +134,11 @@ impl WriteTx {
                 self.rollback(s).await;
                 Err(e)
             }
+        };
+        if matches!(result, Err(Error::Unavailable(_))) {
+            self.conn.close_on_drop();
         }
+        result
     }
 
     async fn rollback(&mut self, s: &Db) {

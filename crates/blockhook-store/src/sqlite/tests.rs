@@ -146,7 +146,9 @@ pub(super) mod failures {
             Err(Error::Unavailable(msg)) => assert!(msg.contains("full"), "{msg}"),
             other => panic!("expected Unavailable, got {other:?}"),
         }
-        // Space comes back: the same writer connection works, nothing half-written remains.
+        // Space comes back (the failed transaction replaced the writer connection, see
+        // `writer::Session::transaction`, and the new one has no cap; lifting it again is harmless): nothing
+        // half-written remains, and the store writes again.
         writer_pragma(&store, "PRAGMA max_page_count = 1073741823").await;
         assert!(store.get_event(&m, &batch[0].id).await.is_err());
         let done = store.ingest(&batch).await.unwrap();
@@ -155,19 +157,25 @@ pub(super) mod failures {
     }
 
     #[tokio::test]
-    async fn read_only_database_is_unavailable() {
+    async fn read_only_writer_is_unavailable_then_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let store = open_at(&dir.path().join("bh.db"), SqliteSync::Normal).await;
         let m = tenant(&store).await;
+        // A writer connection that cannot write, like one SQLite opened read-only while the
+        // data directory was read-only.
         writer_pragma(&store, "PRAGMA query_only = ON").await;
         sqlx_writer_pragma(&store, "PRAGMA query_only = ON").await;
-        let r = store.ingest(&events(&m, 3, 10)).await;
-        assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+        // A single statement outside a transaction (sqlx writer): refused, the connection kept.
         let r = store
             .set_merchant_status(&m, MerchantStatus::Suspended)
             .await;
         assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
-        writer_pragma(&store, "PRAGMA query_only = OFF").await;
+        // A failed transaction on the writer thread: refused, and its connection is discarded
+        // (`writer::Session::transaction`)...
+        let r = store.ingest(&events(&m, 3, 10)).await;
+        assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+        // ...so the next one is a fresh, writable connection, with nobody turning anything back.
+        assert_eq!(writer_pragma(&store, "PRAGMA query_only").await, 0);
         sqlx_writer_pragma(&store, "PRAGMA query_only = OFF").await;
         assert_eq!(store.ingest(&events(&m, 3, 10)).await.unwrap().len(), 3);
         store

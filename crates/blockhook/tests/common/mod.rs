@@ -136,12 +136,32 @@ pub struct Server {
     /// Extra `serve` flags and environment variables (see [`Server::start_with`]).
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// A command the server runs under (see [`Server::start_wrapped`]); empty for none.
+    wrapper: Vec<String>,
 }
 
 impl Server {
     /// Writes the config into `dir` and starts the server on `port`.
     pub fn start(dir: &Path, port: u16, backend: Backend, conf: &Conf) -> Self {
         Self::start_with(dir, "server", port, backend, conf, &[], &[])
+    }
+
+    /// Like [`Server::start`], but runs `wrapper` with the `blockhook serve ...` command line
+    /// appended to it (e.g. `unshare -m sh -c '<setup> && exec "$@"' <arg0>`, to give the server
+    /// a private mount namespace). The wrapper must `exec` the command, so that the child's pid
+    /// is the server's (for [`Server::pid`] and SIGKILL). Kept on restart.
+    pub fn start_wrapped(
+        dir: &Path,
+        port: u16,
+        backend: Backend,
+        conf: &Conf,
+        wrapper: &[String],
+    ) -> Self {
+        let mut s = Self::new(dir, "server", port, backend, &[], &[]);
+        s.wrapper = wrapper.to_vec();
+        std::fs::write(s.config_path(), conf.toml()).unwrap();
+        s.spawn();
+        s
     }
 
     /// Like [`Server::start`], for several servers in one `dir` (sharing `dir/data`, hence the
@@ -157,7 +177,21 @@ impl Server {
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> Self {
-        let mut s = Self {
+        let mut s = Self::new(dir, name, port, backend, args, envs);
+        std::fs::write(s.config_path(), conf.toml()).unwrap();
+        s.spawn();
+        s
+    }
+
+    fn new(
+        dir: &Path,
+        name: &str,
+        port: u16,
+        backend: Backend,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
+        Self {
             port,
             dir: dir.to_path_buf(),
             backend,
@@ -169,10 +203,8 @@ impl Server {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
-        };
-        std::fs::write(s.config_path(), conf.toml()).unwrap();
-        s.spawn();
-        s
+            wrapper: Vec::new(),
+        }
     }
 
     fn config_path(&self) -> PathBuf {
@@ -181,6 +213,11 @@ impl Server {
         } else {
             self.dir.join(format!("{}.toml", self.name))
         }
+    }
+
+    /// The running server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// `Some(status)` once the process has exited (None while it runs or after [`Server::kill`]).
@@ -193,7 +230,15 @@ impl Server {
     fn spawn(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path(self.starts)).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_blockhook"));
+        let bin = env!("CARGO_BIN_EXE_blockhook");
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(bin);
+                cmd
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("serve")
             .arg("--config")
             .arg(self.config_path())
