@@ -9,8 +9,8 @@
 //!   attempts logged = requests the receiver saw. The 1 GiB body must be cut at the cap.
 //!
 //! Not covered here: a read-only or full disk (these tests run as root in CI, where `chmod`
-//! cannot make the data directory read-only, and mounting a tiny tmpfs needs privileges), and
-//! clock jumps (times are stored as absolute wall-clock ms; see `blockhook-core/src/time.rs`).
+//! cannot make the data directory read-only, and mounting a tiny tmpfs needs privileges).
+//! Clock jumps have their own suite, `clock.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
 mod common;
