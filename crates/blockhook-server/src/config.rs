@@ -37,6 +37,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// Encryption of secrets at rest.
     pub keys: KeySettings,
+    /// The web dashboard.
+    pub ui: UiSettings,
 }
 
 /// Which parts of blockhook this process runs.
@@ -203,6 +205,14 @@ pub struct KeySettings {
     pub master_key: String,
 }
 
+/// `[ui]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UiSettings {
+    /// How long a dashboard session lasts after sign-in (no sliding renewal).
+    #[serde(with = "humantime_serde")]
+    pub session_lifetime: Duration,
+}
+
 impl Settings {
     /// The compiled-in defaults alone.
     pub fn defaults() -> Result<Self, Error> {
@@ -253,6 +263,10 @@ impl Settings {
         }
         if self.server.max_batch_events == 0 || self.server.max_batch_events > 10_000 {
             return bad("server.max_batch_events must be between 1 and 10000");
+        }
+        let lifetime = self.ui.session_lifetime;
+        if lifetime < Duration::from_secs(1) || lifetime > Duration::from_secs(30 * 86_400) {
+            return bad("ui.session_lifetime must be between 1s and 30d");
         }
         Ok(())
     }
@@ -322,6 +336,22 @@ mod tests {
         assert_eq!(s.server.max_body_bytes, 256 * 1024);
         assert_eq!(s.delivery.connect_timeout, Duration::from_secs(5));
         assert!(!s.delivery.allow_http);
+    }
+
+    #[test]
+    fn session_lifetime_is_bounded() {
+        let with =
+            |v: &str| Settings::load(None, serde_json::json!({ "ui": { "session_lifetime": v } }));
+        assert_eq!(
+            with("15m").unwrap().ui.session_lifetime,
+            Duration::from_secs(900)
+        );
+        assert!(with("0s").is_err());
+        assert!(with("31d").is_err());
+        assert_eq!(
+            Settings::defaults().unwrap().ui.session_lifetime,
+            Duration::from_secs(12 * 3600)
+        );
     }
 
     #[test]

@@ -9,8 +9,7 @@
 //!   attempts logged = requests the receiver saw. The 1 GiB body must be cut at the cap.
 //!
 //! A full or read-only data directory is covered by `disk.rs` (the server runs on a small tmpfs
-//! in a private mount namespace). Not covered: clock jumps (times are stored as absolute
-//! wall-clock ms; see `blockhook-core/src/time.rs`).
+//! in a private mount namespace); clock jumps by `clock.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
 mod common;

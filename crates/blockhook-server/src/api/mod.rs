@@ -99,7 +99,7 @@ pub fn router(state: AppState) -> Router {
         app = app.merge(module());
     }
     if state.settings.server.role.serves_api() {
-        app = app.merge(crate::ui::router());
+        app = app.merge(crate::ui::router(state.settings.ui.session_lifetime));
     }
     let limit = state.settings.server.max_body_bytes;
     app.fallback(|| async { ApiError::NotFound("route".into()) })

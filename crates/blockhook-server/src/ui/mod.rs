@@ -25,8 +25,9 @@ use crate::state::AppState;
 const STYLE: &str = include_str!("assets/style.css");
 const TIME_JS: &str = include_str!("assets/time.js");
 
-/// The dashboard's routes, with a fresh session table for this app.
-pub fn router() -> Router<AppState> {
+/// The dashboard's routes, with a fresh session table for this app whose sessions last
+/// `session_lifetime` (`ui.session_lifetime`).
+pub fn router(session_lifetime: std::time::Duration) -> Router<AppState> {
     use pages::{endpoints, events, health, login, operator};
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/endpoints") }))
@@ -77,7 +78,9 @@ pub fn router() -> Router<AppState> {
             get(|| async { asset("text/javascript; charset=utf-8", TIME_JS) }),
         )
         .layer(axum::middleware::map_response(security_headers))
-        .layer(Extension(Arc::new(session::Sessions::default())))
+        .layer(Extension(Arc::new(session::Sessions::new(
+            session_lifetime,
+        ))))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -1,11 +1,15 @@
 //! Sessions: who is signed in to the dashboard, and the CSRF token of their forms.
 //!
 //! The session cookie holds only a random id (256 bits, hex); the server maps it to the caller in
-//! memory for at most 12 hours. The API key or admin token the user signed in with is never stored
-//! in clear, never put in a page or a URL: a merchant session keeps the key's SHA-256 (the form
-//! the store already keeps) and re-checks it on every request, so a revoked key or a suspended
-//! merchant ends the session at once. Every POST form carries the session's CSRF token, compared
-//! in constant time. Sessions live in the process: a restart signs everyone out.
+//! memory for `ui.session_lifetime` (12 hours by default) from sign-in. Expiry is timed with the
+//! monotonic clock (`Instant`), not the app's wall `Clock`, so a system-time step neither ends
+//! sessions early nor keeps them alive longer; an expired session is treated exactly like no
+//! session (every page and form redirects to the sign-in page). The API key or admin token the
+//! user signed in with is never stored in clear, never put in a page or a URL: a merchant
+//! session keeps the key's SHA-256 (the form the store already keeps) and re-checks it on every
+//! request, so a revoked key or a suspended merchant ends the session at once. Every POST form
+//! carries the session's CSRF token, compared in constant time. Sessions live in the process: a
+//! restart signs everyone out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,8 +30,8 @@ use crate::state::AppState;
 /// Name of the session cookie.
 pub const COOKIE_NAME: &str = "bh_session";
 
-/// How long a session lasts.
-pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// How long a session lasts unless `ui.session_lifetime` says otherwise.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// Who a session belongs to.
 #[derive(Debug, Clone)]
@@ -55,8 +59,17 @@ struct Entry {
 }
 
 /// Every live session of this process.
-#[derive(Debug, Default)]
-pub struct Sessions(Mutex<HashMap<String, Entry>>);
+#[derive(Debug)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Entry>>,
+    lifetime: Duration,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self::new(DEFAULT_LIFETIME)
+    }
+}
 
 fn random_hex() -> String {
     let mut bytes = [0u8; 32];
@@ -65,9 +78,22 @@ fn random_hex() -> String {
 }
 
 impl Sessions {
+    /// An empty table whose sessions last `lifetime` from sign-in.
+    pub fn new(lifetime: Duration) -> Self {
+        Self {
+            map: Mutex::default(),
+            lifetime,
+        }
+    }
+
+    /// How long a session lasts from sign-in.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
     fn map(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         // A panic while holding the lock cannot leave a half-written entry: take the map as is.
-        self.0
+        self.map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -83,7 +109,7 @@ impl Sessions {
             Entry {
                 principal,
                 csrf: random_hex(),
-                expires: now + LIFETIME,
+                expires: now + self.lifetime,
                 flash: None,
             },
         );
@@ -229,8 +255,8 @@ fn loopback_host(headers: &HeaderMap) -> bool {
     name == "localhost" || name.starts_with("127.") || name == "[::1]"
 }
 
-/// The `Set-Cookie` value starting a session.
-pub fn set_cookie(headers: &HeaderMap, id: &str) -> String {
+/// The `Set-Cookie` value starting a session that lasts `lifetime`.
+pub fn set_cookie(headers: &HeaderMap, id: &str, lifetime: Duration) -> String {
     let secure = if loopback_host(headers) {
         ""
     } else {
@@ -238,7 +264,7 @@ pub fn set_cookie(headers: &HeaderMap, id: &str) -> String {
     };
     format!(
         "{COOKIE_NAME}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        LIFETIME.as_secs()
+        lifetime.as_secs()
     )
 }
 
@@ -312,14 +338,33 @@ mod tests {
     }
 
     #[test]
+    fn sessions_expire_after_their_lifetime() {
+        let s = Sessions::new(Duration::from_secs(3600));
+        assert!(
+            s.get(&s.start(Principal::Operator { acting_as: None }))
+                .is_some()
+        );
+        // A zero lifetime has expired by the time anything can look the session up.
+        let s = Sessions::new(Duration::ZERO);
+        let id = s.start(Principal::Operator { acting_as: None });
+        assert!(s.get(&id).is_none(), "expired");
+        assert!(
+            s.map().is_empty(),
+            "an expired entry is dropped when looked up"
+        );
+    }
+
+    #[test]
     fn cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
         h.insert(COOKIE, "a=1; bh_session=abc; b=2".parse().unwrap());
         assert_eq!(cookie_value(&h).as_deref(), Some("abc"));
         h.insert(HOST, "127.0.0.1:8080".parse().unwrap());
-        assert!(!set_cookie(&h, "x").contains("Secure"));
+        let life = DEFAULT_LIFETIME;
+        assert!(!set_cookie(&h, "x", life).contains("Secure"));
+        assert!(set_cookie(&h, "x", life).contains("Max-Age=43200"));
         h.insert(HOST, "hooks.example.com".parse().unwrap());
-        assert!(set_cookie(&h, "x").contains("; Secure"));
-        assert!(set_cookie(&h, "x").contains("HttpOnly; SameSite=Strict"));
+        assert!(set_cookie(&h, "x", life).contains("; Secure"));
+        assert!(set_cookie(&h, "x", life).contains("HttpOnly; SameSite=Strict"));
     }
 }

@@ -2,7 +2,11 @@
 //! Cookies are handled by hand so each test sees exactly what the server sets.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
+
+use blockhook_core::{EventId, MerchantId, SealedSecret};
 
 use crate::helpers::{ADMIN, Backend, PAYMENT, TestApp};
 use crate::receiver::Receiver;
@@ -273,5 +277,236 @@ async fn operator_manages_merchants_and_acts_as_one() {
         .await;
     assert_eq!(r.status(), 303);
     assert_eq!(merchant.get("/ui/endpoints").await.status(), 303);
+    app.stop().await;
+}
+
+/// Lifetime of the sessions in the expiry test (`ui.session_lifetime`).
+const SHORT_LIFETIME: Duration = Duration::from_secs(2);
+
+/// Signs in and loads `page` within the session's lifetime; returns the page, the moment the
+/// session had surely started, and the `Set-Cookie` header. Should the machine be so slow that
+/// the page came after the session expired, signs in again: only expiry may explain a redirect.
+async fn fresh_session(web: &mut Browser, token: &str, page: &str) -> (String, Instant, String) {
+    loop {
+        let set = web.login(token).await;
+        let signed_in = Instant::now();
+        let r = web.get(page).await;
+        if r.status() == 200 {
+            return (r.text().await.unwrap(), signed_in, set);
+        }
+        assert!(
+            signed_in.elapsed() >= SHORT_LIFETIME,
+            "GET {page} right after sign-in: {}",
+            r.status()
+        );
+    }
+}
+
+/// Asserts the answer is the sign-in redirect (what the dashboard answers without a valid session)
+/// and shows none of `secrets`.
+async fn sent_to_sign_in(what: &str, r: reqwest::Response, secrets: &[&str]) {
+    assert_eq!(r.status(), 303, "{what}: sign-in redirect");
+    assert_eq!(r.headers()["location"], "/ui/login", "{what}");
+    assert_eq!(r.headers()["cache-control"], "no-store", "{what}");
+    let body = r.text().await.unwrap();
+    for s in secrets {
+        assert!(!body.contains(s), "{what}: answer shows {s}");
+    }
+}
+
+/// What an expired session must not be able to change.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    merchants: usize,
+    merchant_status: String,
+    keys_revoked: Vec<bool>,
+    endpoints: Vec<(String, i64, bool, Option<String>, SealedSecret)>,
+    deliveries_of_event: usize,
+}
+
+async fn snapshot(app: &TestApp, merchant: &str, event: &str) -> Snapshot {
+    let store = &app.state.store;
+    let m = MerchantId::parse(merchant).unwrap();
+    let endpoints = store.list_endpoints(&m, None, 100).await.unwrap().data;
+    Snapshot {
+        merchants: store.list_merchants(None, 100).await.unwrap().data.len(),
+        merchant_status: format!("{:?}", store.get_merchant(&m).await.unwrap().status),
+        keys_revoked: store
+            .list_api_keys(&m)
+            .await
+            .unwrap()
+            .iter()
+            .map(|k| k.revoked_at.is_some())
+            .collect(),
+        endpoints: endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.id.to_string(),
+                    e.updated_at.ms(),
+                    e.enabled,
+                    e.label.as_ref().map(|l| l.as_str().to_owned()),
+                    e.secret.clone(),
+                )
+            })
+            .collect(),
+        deliveries_of_event: store
+            .list_deliveries(&m, &EventId::parse(event).unwrap(), app.state.clock.now())
+            .await
+            .unwrap()
+            .len(),
+    }
+}
+
+#[tokio::test]
+async fn expired_session_is_sent_to_sign_in_on_every_page_and_form() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.ui.session_lifetime = SHORT_LIFETIME;
+    })
+    .await;
+    let rx = Receiver::ok(Some(&app.ca)).await;
+    let m = app.merchant().await;
+    let ep = app
+        .endpoint(&m, &rx.url(), json!({ "label": "expiry-shop" }))
+        .await;
+    let ep_id = ep["id"].as_str().unwrap().to_owned();
+    let secret = ep["secret"].as_str().unwrap().to_owned();
+    let ev = app.publish(&m, "Payment", PAYMENT).await["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = issue_key(&app, &m).await;
+    let key_id = app
+        .state
+        .store
+        .list_api_keys(&MerchantId::parse(&m).unwrap())
+        .await
+        .unwrap()[0]
+        .id
+        .to_string();
+
+    // A merchant and an operator session, each shown its data while valid.
+    let mut merchant = Browser::new(&app);
+    let (list, m_start, set) = fresh_session(&mut merchant, &key, "/ui/endpoints").await;
+    assert!(list.contains("expiry-shop"), "valid session sees its data");
+    let m_csrf = csrf(&list);
+    let mut operator = Browser::new(&app);
+    let (op_page, o_start, _) = fresh_session(&mut operator, ADMIN, "/ui/operator").await;
+    assert!(
+        op_page.contains(&m),
+        "valid operator session sees the merchants"
+    );
+    let o_csrf = csrf(&op_page);
+    assert!(
+        set.split(';')
+            .any(|p| p.trim() == format!("Max-Age={}", SHORT_LIFETIME.as_secs())),
+        "the cookie's Max-Age follows ui.session_lifetime: {set}"
+    );
+    let before = snapshot(&app, &m, &ev).await;
+
+    // Let both sessions expire (the cookies are kept: the browser still sends them).
+    let expired_at = m_start.max(o_start) + SHORT_LIFETIME + Duration::from_millis(200);
+    tokio::time::sleep_until(expired_at.into()).await;
+
+    let ep_path = format!("/ui/endpoints/{ep_id}");
+    let ev_path = format!("/ui/events/{ev}");
+    let m_path = format!("/ui/operator/merchants/{m}");
+    let pages = [
+        "/ui/endpoints".to_owned(),
+        ep_path.clone(),
+        format!("{ep_path}/delete"),
+        "/ui/events".to_owned(),
+        "/ui/events?type=Payment".to_owned(),
+        ev_path.clone(),
+        "/ui/health".to_owned(),
+        "/ui/operator".to_owned(),
+    ];
+    let merchant_forms: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (
+            "/ui/endpoints".into(),
+            vec![
+                ("url", "https://localhost:1/new"),
+                ("label", "made-by-expired"),
+            ],
+        ),
+        (
+            ep_path.clone(),
+            vec![("url", "https://localhost:1/changed"), ("label", "changed")],
+        ),
+        (format!("{ep_path}/enabled?on=false"), vec![]),
+        (format!("{ep_path}/secret"), vec![]),
+        (format!("{ep_path}/rotate"), vec![]),
+        (format!("{ep_path}/test"), vec![("event_type", "Payment")]),
+        (format!("{ep_path}/delete"), vec![]),
+        (
+            format!("{ev_path}/resend"),
+            vec![("endpoint", ep_id.as_str())],
+        ),
+        ("/ui/logout".into(), vec![]),
+    ];
+    let operator_forms: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (
+            "/ui/operator/merchants".into(),
+            vec![("name", "Expired Co"), ("id", "mch_expired")],
+        ),
+        (format!("{m_path}/status?to=suspended"), vec![]),
+        (format!("{m_path}/keys"), vec![]),
+        (format!("{m_path}/keys/{key_id}/revoke"), vec![]),
+        ("/ui/operator/act".into(), vec![("merchant", m.as_str())]),
+        ("/ui/logout".into(), vec![]),
+    ];
+    // Nothing that either session could see may appear in an answer.
+    let secrets = [
+        m.as_str(),
+        ep_id.as_str(),
+        ev.as_str(),
+        secret.as_str(),
+        key.as_str(),
+        "expiry-shop",
+        "OrderNo_202504010023",
+        m_csrf.as_str(),
+        o_csrf.as_str(),
+    ];
+    let mut checked = 0;
+    for (web, forms, token) in [
+        (&merchant, &merchant_forms, &m_csrf),
+        (&operator, &operator_forms, &o_csrf),
+    ] {
+        for page in &pages {
+            sent_to_sign_in(&format!("GET {page}"), web.get(page).await, &secrets).await;
+            checked += 1;
+        }
+        for (path, fields) in forms {
+            let mut form = vec![("csrf", token.as_str())];
+            form.extend(fields.iter().copied());
+            sent_to_sign_in(
+                &format!("POST {path}"),
+                web.post(path, &form).await,
+                &secrets,
+            )
+            .await;
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked,
+        2 * pages.len() + merchant_forms.len() + operator_forms.len()
+    );
+    assert_eq!(
+        snapshot(&app, &m, &ev).await,
+        before,
+        "an expired session changed something"
+    );
+
+    // Signing in again works, and the secret was neither rotated nor lost.
+    let (list, _, _) = fresh_session(&mut merchant, &key, "/ui/endpoints").await;
+    let shown = merchant
+        .post(&format!("{ep_path}/secret"), &[("csrf", &csrf(&list))])
+        .await;
+    assert_eq!(shown.status(), 200);
+    assert!(shown.text().await.unwrap().contains(&secret));
+    eprintln!(
+        "expired sessions: lifetime={SHORT_LIFETIME:?} requests_checked={checked} answer=303 /ui/login store_unchanged=true"
+    );
     app.stop().await;
 }

@@ -388,6 +388,20 @@ impl Db {
         .collect()
     }
 
+    /// Every attempt of one merchant as `(event id, attempt number, started_at ms)`, oldest first.
+    pub async fn attempt_times(&self, merchant: &str) -> Vec<(String, i64, i64)> {
+        let sql = format!(
+            "SELECT d.event_id, CAST(a.number AS BIGINT), a.started_at FROM attempts a \
+             JOIN deliveries d ON d.id = a.delivery_id WHERE d.merchant_id = '{merchant}' \
+             ORDER BY a.started_at"
+        );
+        match self {
+            Self::Sqlite(p) => sqlx::query_as(&sql).fetch_all(p).await,
+            Self::Postgres(p) => sqlx::query_as(&sql).fetch_all(p).await,
+        }
+        .unwrap()
+    }
+
     /// One BLOB/BYTEA value.
     pub async fn bytes(&self, sql: &str) -> Vec<u8> {
         match self {
@@ -546,6 +560,8 @@ pub enum Behaviour {
     CloseMidResponse,
     /// 200 with a `Content-Length` of 1 GiB, produced lazily until the peer goes away.
     HugeBody,
+    /// 500 to the first `failures` requests of each event, 200 from then on.
+    FailFirst { failures: usize },
 }
 
 /// One request as received: headers (lower-cased names) and body.
@@ -568,6 +584,8 @@ struct RxState {
     huge_bytes_sent: AtomicU64,
     /// Event id → requests for it being answered right now.
     answering: Mutex<HashMap<String, usize>>,
+    /// Event id and arrival time (test process's monotonic clock) of every request, in order.
+    arrivals: Mutex<Vec<(String, Instant)>>,
     overlaps: AtomicUsize,
 }
 
@@ -618,6 +636,11 @@ impl Receiver {
     /// Event id → times received.
     pub fn seen(&self) -> HashMap<String, usize> {
         self.state.seen.lock().unwrap().clone()
+    }
+
+    /// Event id and arrival time of every request that named an event, in arrival order.
+    pub fn arrivals(&self) -> Vec<(String, Instant)> {
+        self.state.arrivals.lock().unwrap().clone()
     }
 
     /// Every request's headers (lower-cased names) and body.
@@ -687,8 +710,17 @@ async fn serve_conn(mut tcp: TcpStream, st: Arc<RxState>, behaviour: Behaviour) 
             .iter()
             .find(|(k, _)| k == "blockhook-event-id")
             .map(|(_, id)| id.clone());
+        let mut nth = 0;
         if let Some(id) = &event {
-            *st.seen.lock().unwrap().entry(id.clone()).or_default() += 1;
+            let mut seen = st.seen.lock().unwrap();
+            let count = seen.entry(id.clone()).or_default();
+            *count += 1;
+            nth = *count;
+            drop(seen);
+            st.arrivals
+                .lock()
+                .unwrap()
+                .push((id.clone(), Instant::now()));
             let mut answering = st.answering.lock().unwrap();
             let now = answering.entry(id.clone()).or_default();
             if *now > 0 {
@@ -698,7 +730,7 @@ async fn serve_conn(mut tcp: TcpStream, st: Arc<RxState>, behaviour: Behaviour) 
         }
         st.bodies.lock().unwrap().push((headers, body));
         st.in_flight.fetch_add(1, Ordering::SeqCst);
-        let keep = respond(&mut tcp, &st, behaviour, n).await;
+        let keep = respond(&mut tcp, &st, behaviour, n, nth).await;
         st.in_flight.fetch_sub(1, Ordering::SeqCst);
         if let Some(id) = &event {
             let mut answering = st.answering.lock().unwrap();
@@ -715,9 +747,17 @@ async fn serve_conn(mut tcp: TcpStream, st: Arc<RxState>, behaviour: Behaviour) 
     }
 }
 
-/// Answers one request; false when the connection must not be reused.
-async fn respond(tcp: &mut TcpStream, st: &RxState, behaviour: Behaviour, n: u64) -> bool {
+/// Answers one request (`n`: its number on this receiver; `nth`: how many requests for its
+/// event have arrived, this one included); false when the connection must not be reused.
+async fn respond(
+    tcp: &mut TcpStream,
+    st: &RxState,
+    behaviour: Behaviour,
+    n: u64,
+    nth: usize,
+) -> bool {
     const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok";
+    const ERR: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\noops";
     match behaviour {
         Behaviour::Ok { min_ms, max_ms } => {
             let spread = max_ms.saturating_sub(min_ms) + 1;
@@ -725,10 +765,9 @@ async fn respond(tcp: &mut TcpStream, st: &RxState, behaviour: Behaviour, n: u64
             tokio::time::sleep(Duration::from_millis(min_ms + jitter % spread)).await;
             tcp.write_all(OK).await.is_ok()
         }
-        Behaviour::Status500 => tcp
-            .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\noops")
-            .await
-            .is_ok(),
+        Behaviour::Status500 => tcp.write_all(ERR).await.is_ok(),
+        Behaviour::FailFirst { failures } if nth <= failures => tcp.write_all(ERR).await.is_ok(),
+        Behaviour::FailFirst { .. } => tcp.write_all(OK).await.is_ok(),
         Behaviour::Hang { secs } => {
             tokio::time::sleep(Duration::from_secs(secs)).await;
             false

@@ -75,7 +75,7 @@ pub async fn submit(
         "/ui/endpoints"
     };
     let id = sessions.start(principal);
-    let cookie = HeaderValue::from_str(&session::set_cookie(&headers, &id))
+    let cookie = HeaderValue::from_str(&session::set_cookie(&headers, &id, sessions.lifetime()))
         .map_err(|_| UiError::Internal("cookie header".into()))?;
     let mut resp = Redirect::to(to).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, cookie);
