@@ -1,6 +1,8 @@
 //! Deliveries (one per event × matching endpoint), the leases workers claim them with, and the
 //! completion a worker hands back after an attempt.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -136,8 +138,9 @@ pub struct Claim {
     pub payload: Payload,
     /// When the event was ingested (for latency measurements).
     pub event_created_at: Timestamp,
-    /// The endpoint as it is now (URL, mode, sealed secret, ...).
-    pub endpoint: Endpoint,
+    /// The endpoint as it is now (URL, mode, sealed secret, ...), shared by every claim of it
+    /// (stores keep one parsed copy per endpoint version).
+    pub endpoint: Arc<Endpoint>,
 }
 
 /// Asks the store for due deliveries.

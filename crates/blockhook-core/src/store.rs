@@ -172,6 +172,20 @@ pub trait Store: Send + Sync + 'static {
     /// An unknown merchant fails the whole batch with `NotFound("merchant")`, a suspended one with
     /// `Conflict`.
     async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error>;
+    /// [`ingest`](Store::ingest), and in the same transaction leases some of the new deliveries
+    /// to the caller, who is about to send them (direct handoff: no `claim_due` round trip, and
+    /// no delay between commit and first attempt). `lease` is read like a claim: at most
+    /// `lease.max` deliveries, at most `lease.per_endpoint_max` per endpoint, none of the
+    /// `lease.exclude`d endpoints, under one fresh token until `lease.lease_until`. The rest stay
+    /// due for `claim_due`. A store that cannot hand off returns no claims (the default).
+    async fn ingest_and_claim(
+        &self,
+        events: &[NewEvent],
+        lease: &ClaimRequest,
+    ) -> Result<(Vec<Ingested>, Vec<Claim>), Error> {
+        let _ = lease;
+        Ok((self.ingest(events).await?, Vec::new()))
+    }
     /// One event.
     async fn get_event(&self, merchant: &MerchantId, id: &EventId) -> Result<Event, Error>;
     /// Events, newest first.

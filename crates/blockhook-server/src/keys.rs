@@ -157,6 +157,18 @@ impl MasterKey {
             .map(EndpointSecret)
             .map_err(|_| Error::Keys("sealed secret is not UTF-8".to_owned()))
     }
+
+    /// Opens `sealed` and keys a signer with it: the clear secret lives only inside the HMAC
+    /// state, never in a `String` that outlives this call.
+    pub fn signer(
+        &self,
+        endpoint: &EndpointId,
+        sealed: &SealedSecret,
+    ) -> Result<blockhook_sig::v2::Signer, Error> {
+        let secret = self.open(endpoint, sealed)?;
+        blockhook_sig::v2::Signer::new(secret.expose().as_bytes())
+            .map_err(|e| Error::Keys(format!("endpoint secret cannot sign: {e}")))
+    }
 }
 
 /// Writes `contents` to a new file readable only by its owner.

@@ -81,6 +81,12 @@ impl Application {
             allow_nets: settings.delivery.allow_nets.clone(),
             extra_ca_pem,
             max_response_bytes: settings.delivery.max_response_bytes,
+            // Every request in flight may be to one host: keep that many connections alive, or
+            // each one past the default is a new TCP (and TLS) handshake per request.
+            pool_max_idle_per_host: settings
+                .delivery
+                .concurrency
+                .max(blockhook_egress::EgressConfig::default().pool_max_idle_per_host),
             ..blockhook_egress::EgressConfig::default()
         })?;
         let listener = TcpListener::bind(settings.server.listen)

@@ -14,6 +14,7 @@ mod lease;
 pub mod outcome;
 pub mod prepare;
 mod record;
+mod signers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -114,6 +115,7 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
     let renewer = tokio::spawn(lease::renew(cx.clone(), book.clone(), renewer_stop.clone()));
     let global = Arc::new(Semaphore::new(cx.settings.concurrency));
     let endpoints = Arc::new(Endpoints::default());
+    let signers = Arc::new(signers::Signers::default());
     let mut tasks = JoinSet::new();
     let mut backoff = Duration::from_millis(100);
 
@@ -178,13 +180,18 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
                 delivery = %claim.delivery_id,
                 attempt = claim.attempt,
             );
-            let (cx, done, endpoints, book) =
-                (cx.clone(), done_tx.clone(), endpoints.clone(), book.clone());
+            let (cx, done, endpoints, book, signers) = (
+                cx.clone(),
+                done_tx.clone(),
+                endpoints.clone(),
+                book.clone(),
+                signers.clone(),
+            );
             tasks.spawn(
                 async move {
                     let endpoint_id = claim.endpoint.id.clone();
                     let delivery_id = claim.delivery_id.clone();
-                    let ok = deliver(&cx, &endpoints, claim, &done, permit).await;
+                    let ok = deliver(&cx, &endpoints, &signers, claim, &done, permit).await;
                     endpoints.leave(&endpoint_id);
                     endpoints.result(&endpoint_id, ok, &cx.metrics);
                     book.release(&delivery_id);
@@ -248,6 +255,7 @@ async fn idle_wait(cx: &DispatchCx) -> Duration {
 async fn deliver(
     cx: &DispatchCx,
     endpoints: &Endpoints,
+    signers: &signers::Signers,
     claim: Claim,
     done: &mpsc::Sender<Completion>,
     _permit: OwnedSemaphorePermit,
@@ -260,10 +268,10 @@ async fn deliver(
         }
     }
     let started = cx.clock.now();
-    let resp = match cx.keys.open(&endpoint.id, &endpoint.secret) {
-        Ok(secret) => match prepare::request(
+    let resp = match signers.get(&cx.keys, endpoint) {
+        Ok(signer) => match prepare::request(
             endpoint,
-            &secret,
+            &signer,
             &claim.event_id,
             &claim.event_type,
             claim.payload.bytes(),

@@ -9,8 +9,6 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use blockhook_core::{Endpoint, EventId, EventType, Timestamp};
 use blockhook_sig::headers as h;
 
-use crate::keys::EndpointSecret;
-
 /// A request ready for egress, with the headers as they will be logged.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -31,10 +29,11 @@ pub enum PrepareError {
     Header(String),
 }
 
-/// Signs `payload` for `endpoint` at time `now` and builds the request.
+/// Signs `payload` for `endpoint` with `signer` (keyed with the endpoint's secret) at time `now`
+/// and builds the request.
 pub fn request(
     endpoint: &Endpoint,
-    secret: &EndpointSecret,
+    signer: &blockhook_sig::v2::Signer,
     event_id: &EventId,
     event_type: &EventType,
     payload: &Bytes,
@@ -42,12 +41,7 @@ pub fn request(
     now: Timestamp,
 ) -> Result<Prepared, PrepareError> {
     let time_ms = u64::try_from(now.ms()).unwrap_or(0);
-    let signature = blockhook_sig::sign(
-        secret.expose().as_bytes(),
-        endpoint.signing_mode.sig_mode(),
-        payload,
-        time_ms,
-    )?;
+    let signature = signer.sign(endpoint.signing_mode.sig_mode(), payload, time_ms)?;
     let mut pairs: Vec<(String, String)> = vec![
         ("Content-Type".into(), "application/json".into()),
         (h::EVENT.into(), event_type.as_str().into()),

@@ -512,11 +512,11 @@ pub async fn test_send(
     };
     let event_type = EventType::parse(name)?;
     let ep = state.store.get_endpoint(merchant, id).await?;
-    let secret = state.keys.open(&ep.id, &ep.secret).map_err(keys_error)?;
+    let signer = state.keys.signer(&ep.id, &ep.secret).map_err(keys_error)?;
     let body = Bytes::from_static(payload.as_bytes());
     let prepared = prepare::request(
         &ep,
-        &secret,
+        &signer,
         &EventId::generate(),
         &event_type,
         &body,

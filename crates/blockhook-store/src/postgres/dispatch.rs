@@ -11,6 +11,7 @@
 //! its `next_attempt_at` has moved to the lease's expiry, so it no longer qualifies.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use blockhook_core::{
     Claim, ClaimRequest, Completion, DeliveryId, Endpoint, Error, EventId, EventType, LeaseToken,
@@ -118,7 +119,7 @@ fn claims_from(mut rows: Vec<ClaimRow>, lease: LeaseToken) -> Result<Vec<Claim>,
             payloads.insert(r.event_id.clone(), Payload::from_trusted(Bytes::from(p)));
         }
     }
-    let mut endpoints: HashMap<String, Endpoint> = HashMap::new();
+    let mut endpoints: HashMap<String, Arc<Endpoint>> = HashMap::new();
     let mut claims = Vec::with_capacity(rows.len());
     for r in rows {
         let Some(payload) = payloads.get(&r.event_id).cloned() else {
@@ -130,7 +131,7 @@ fn claims_from(mut rows: Vec<ClaimRow>, lease: LeaseToken) -> Result<Vec<Claim>,
         let endpoint = match endpoints.get(r.endpoint.id()) {
             Some(ep) => ep.clone(),
             None => {
-                let ep = Endpoint::try_from(r.endpoint)?;
+                let ep = Arc::new(Endpoint::try_from(r.endpoint)?);
                 endpoints.insert(ep.id.to_string(), ep.clone());
                 ep
             }
@@ -207,7 +208,8 @@ const FINISH: &str = "WITH input AS ( \
         FROM input c JOIN applied a ON a.id = c.delivery_id \
         RETURNING 1 \
      ), switched_off AS ( \
-        UPDATE endpoints e SET enabled = false, disabled_reason = c.reason, updated_at = $19 \
+        UPDATE endpoints e SET enabled = false, disabled_reason = c.reason, updated_at = $19, \
+            version = e.version + 1 \
         FROM input c JOIN applied a ON a.id = c.delivery_id \
         WHERE c.disable AND e.id = a.endpoint_id AND e.enabled \
         RETURNING 1 \

@@ -88,8 +88,8 @@ pub(super) async fn list(
 // edited by, another merchant.
 const UPDATE: &str = "UPDATE endpoints SET url = $3, description = $4, event_types = $5, \
      signing_mode = $6, success_policy = $7, headers = $8, rate_limit = $9, label = $10, \
-     enabled = $11, disabled_reason = $12, secret = $13, updated_at = $14 \
-     WHERE id = $1 AND merchant_id = $2";
+     enabled = $11, disabled_reason = $12, secret = $13, updated_at = $14, \
+     version = version + 1 WHERE id = $1 AND merchant_id = $2";
 
 pub(super) async fn update(db: &PgStore, ep: &Endpoint) -> Result<(), Error> {
     let json = EndpointJson::of(ep)?;

@@ -11,9 +11,9 @@
 //! Bounded by total payload bytes; the oldest entries go first.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use blockhook_core::{EventType, Payload, Timestamp};
+use blockhook_core::{Endpoint, EventType, Payload, Timestamp};
 use bytes::Bytes;
 
 /// What a claim needs from an event.
@@ -105,6 +105,45 @@ impl EventCache {
             }
         }
         (hits, misses)
+    }
+}
+
+/// Parsed endpoints by id, each with the row version it was read at (`endpoints.version`, which
+/// every UPDATE bumps). A claim or a handoff names the version it saw in the same transaction,
+/// so an entry is used only while it is exactly current: never stale, and a miss is one read.
+/// Why: parsing an endpoint row (URL, filter, headers) for every claim was a visible share of the
+/// dispatcher's CPU, and every claim of an endpoint can share one `Arc`.
+pub(super) struct EndpointCache {
+    inner: Mutex<HashMap<String, (i64, Arc<Endpoint>)>>,
+}
+
+/// Endpoints kept at most; past it the cache starts over (deleted endpoints are never evicted
+/// one by one, so this bounds them).
+const MAX_ENDPOINTS: usize = 100_000;
+
+impl EndpointCache {
+    pub(super) fn new() -> Self {
+        Self {
+            inner: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The endpoint if it is cached at exactly `version`.
+    pub(super) fn get(&self, id: &str, version: i64) -> Option<Arc<Endpoint>> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .get(id)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, ep)| ep.clone())
+    }
+
+    /// Remembers `ep` as read at `version`.
+    pub(super) fn put(&self, version: i64, ep: Arc<Endpoint>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.len() >= MAX_ENDPOINTS {
+            inner.clear();
+        }
+        inner.insert(ep.id.as_str().to_owned(), (version, ep));
     }
 }
 

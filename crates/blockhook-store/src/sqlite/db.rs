@@ -9,7 +9,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Sqlite, SqliteConnection};
 
-use super::cache::EventCache;
+use super::cache::{EndpointCache, EventCache};
 use super::writer::{Cx, Writer};
 use crate::classify;
 
@@ -39,6 +39,7 @@ pub(super) fn shared() -> Cx {
     Cx {
         statements: Arc::new(AtomicU64::new(0)),
         events: Arc::new(EventCache::new(EVENT_CACHE_BYTES)),
+        endpoints: Arc::new(EndpointCache::new()),
     }
 }
 

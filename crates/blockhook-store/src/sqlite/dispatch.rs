@@ -6,6 +6,7 @@
 //! due delivery, and a crashed worker's claims come back without a separate sweep.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use blockhook_core::{
     Claim, ClaimRequest, Completion, DeliveryId, DeliveryState, Endpoint, EndpointId, Error,
@@ -17,7 +18,8 @@ use super::cache::CachedEvent;
 use rusqlite::{Connection, params, params_from_iter};
 
 use super::db::Db;
-use super::rows::{EndpointRow, json_list, padded_chunks, pairs_json, placeholders, to_u32};
+use super::endpoints;
+use super::rows::{json_list, padded_chunks, pairs_json, placeholders, to_u32};
 use super::writer::{Bind, Cx, Durability, NULL, Session, blob, int, text};
 use crate::{classify, classify_sqlite};
 
@@ -29,16 +31,20 @@ const MAX_CANDIDATES: i64 = 10_000;
 // rows come back aggregated into ONE JSON array: sqlx hands every result row across a thread
 // boundary, which costs more than the row itself, so hot-path reads return a single row.
 const CANDIDATES: &str = "SELECT json_group_array(json_array(id, event_id, endpoint_id, \
-       attempts, round_start, next_attempt_at)) FROM ( \
-     SELECT d.id, d.event_id, d.endpoint_id, d.attempts, d.round_start, d.next_attempt_at \
-     FROM deliveries d CROSS JOIN endpoints e \
+       attempts, round_start, next_attempt_at, version)) FROM ( \
+     SELECT d.id, d.event_id, d.endpoint_id, d.attempts, d.round_start, d.next_attempt_at, \
+       e.version FROM deliveries d CROSS JOIN endpoints e \
      WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 \
        AND e.id = d.endpoint_id AND e.enabled = 1 \
        AND d.endpoint_id NOT IN (SELECT value FROM json_each(?2)) \
      ORDER BY d.next_attempt_at LIMIT ?3)";
 
-/// `[id, event_id, endpoint_id, attempts, round_start, next_attempt_at]`.
-type Candidate = (String, String, String, i64, i64, i64);
+/// `[id, event_id, endpoint_id, attempts, round_start, next_attempt_at, endpoint version]`.
+type Candidate = (String, String, String, i64, i64, i64, i64);
+
+/// What a claim's transaction hands back: the token, the leased candidates, and their endpoints
+/// as they are in that transaction.
+type Leased = (LeaseToken, Vec<Candidate>, HashMap<String, Arc<Endpoint>>);
 
 // `OR IGNORE`: a statement that cannot abort needs no statement journal.
 const LEASE: &str = "UPDATE OR IGNORE deliveries SET lease_token = ?1, lease_until = ?2, \
@@ -56,25 +62,21 @@ struct ClaimedEvent {
     created_at: i64,
 }
 
-const CLAIMED_ENDPOINTS: &str = concat!(
-    "SELECT ",
-    endpoint_columns!(),
-    " FROM endpoints WHERE id IN (SELECT value FROM json_each(?1))"
-);
-
 fn decode<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T, Error> {
     serde_json::from_str(json).map_err(|e| Error::Internal(format!("decode {what}: {e}")))
 }
 
 /// Inside the claim's transaction: picks the candidates (oldest due first, at most
-/// `per_endpoint_max` per endpoint) and leases them under one fresh token. `None`: nothing due.
+/// `per_endpoint_max` per endpoint), leases them under one fresh token, and reads their
+/// endpoints (from the endpoint cache when it holds the version the candidates saw). `None`:
+/// nothing due.
 fn lease_due(
     cx: &Cx,
     conn: &Connection,
     req: &ClaimRequest,
     exclude: &str,
     look_at: i64,
-) -> Result<Option<(LeaseToken, Vec<Candidate>)>, Error> {
+) -> Result<Option<Leased>, Error> {
     cx.tick(1);
     let json: String = conn
         .prepare_cached(CANDIDATES)
@@ -108,13 +110,15 @@ fn lease_due(
             stmt.execute(params![token.0, req.lease_until.ms(), req.now.ms(), ids])
         })
         .map_err(classify_sqlite)?;
-    Ok(Some((token, chosen)))
+    let wanted: Vec<(&str, i64)> = chosen.iter().map(|c| (c.2.as_str(), c.6)).collect();
+    let endpoints = endpoints::current(cx, conn, &wanted)?;
+    Ok(Some((token, chosen, endpoints)))
 }
 
-/// A fixed number of statements whatever the batch size: candidates and lease in one short write
-/// transaction (BEGIN, 2, COMMIT), then, after the commit and on readers, the claimed endpoints
-/// and, only for events the cache lacks, the events (concurrently). Each event's payload is one
-/// shared `Bytes` for all its claims.
+/// A fixed number of statements whatever the batch size: candidates, lease and (only for
+/// endpoints the cache lacks at their current version) endpoints in one short write transaction,
+/// then, after the commit and on readers, only the events the cache lacks. Each event's payload
+/// is one shared `Bytes` for all its claims, each endpoint one shared `Arc`.
 pub(super) async fn claim_due(s: &Db, req: &ClaimRequest) -> Result<Vec<Claim>, Error> {
     if req.max == 0 || req.per_endpoint_max == 0 {
         return Ok(Vec::new());
@@ -135,31 +139,21 @@ pub(super) async fn claim_due(s: &Db, req: &ClaimRequest) -> Result<Vec<Claim>, 
             lease_due(cx, conn, &owned, &exclude, look_at)
         })
         .await?;
-    let Some((token, chosen)) = leased else {
+    let Some((token, chosen, endpoints_by_id)) = leased else {
         return Ok(Vec::new());
     };
-    let mut endpoint_ids: Vec<&str> = chosen.iter().map(|c| c.2.as_str()).collect();
-    endpoint_ids.sort_unstable();
-    endpoint_ids.dedup();
-
     let mut event_ids: Vec<&str> = chosen.iter().map(|c| c.1.as_str()).collect();
     event_ids.sort_unstable();
     event_ids.dedup();
     let (cached, missing) = s.events.get_all(event_ids);
     let mut fetched: HashMap<String, CachedEvent> = HashMap::new();
-    let endpoints_query = sqlx::query_as::<_, EndpointRow>(CLAIMED_ENDPOINTS)
-        .bind(json_list(endpoint_ids)?)
-        .fetch_all(&s.readers);
-    let endpoints = if missing.is_empty() {
+    if !missing.is_empty() {
         s.tick(1);
-        endpoints_query.await.map_err(classify)?
-    } else {
-        s.tick(2);
-        let events_query = sqlx::query_as::<_, ClaimedEvent>(CLAIMED_EVENTS)
+        let rows = sqlx::query_as::<_, ClaimedEvent>(CLAIMED_EVENTS)
             .bind(json_list(missing)?)
-            .fetch_all(&s.readers);
-        let (rows, endpoints) =
-            futures::try_join!(events_query, endpoints_query).map_err(classify)?;
+            .fetch_all(&s.readers)
+            .await
+            .map_err(classify)?;
         for ev in rows {
             let Some(payload) = ev.payload else { continue };
             let event_type = EventType::parse(&ev.event_type)
@@ -172,16 +166,10 @@ pub(super) async fn claim_due(s: &Db, req: &ClaimRequest) -> Result<Vec<Claim>, 
             };
             fetched.insert(ev.id, cached);
         }
-        endpoints
-    };
-    let mut endpoints_by_id: HashMap<String, Endpoint> = HashMap::with_capacity(endpoints.len());
-    for row in endpoints {
-        let ep = Endpoint::try_from(row)?;
-        endpoints_by_id.insert(ep.id.as_str().to_owned(), ep);
     }
 
     let mut claims = Vec::with_capacity(chosen.len());
-    for (id, event_id, endpoint_id, attempts, round_start, _) in &chosen {
+    for (id, event_id, endpoint_id, attempts, round_start, _, _) in &chosen {
         // Both can only be missing if the endpoint or merchant was deleted since the commit (the
         // delivery went with it), or a payload was purged under a pending delivery (purge skips
         // those); either way there is nothing to send, and the lease simply lapses.
@@ -265,7 +253,7 @@ const LOG_ATTEMPTS: (&str, &str) = (
 
 // Before APPLY releases the lease: the token check is the same.
 const DISABLE_ENDPOINT: &str = "UPDATE endpoints SET enabled = 0, disabled_reason = ?3, \
-     updated_at = ?4 WHERE id = (SELECT endpoint_id FROM deliveries \
+     updated_at = ?4, version = version + 1 WHERE id = (SELECT endpoint_id FROM deliveries \
        WHERE id = ?1 AND lease_token = ?2 AND state = 'pending')";
 
 // Applies every completion whose token still holds; its row count is the number applied. Each

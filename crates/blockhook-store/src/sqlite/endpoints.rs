@@ -1,10 +1,15 @@
 //! A merchant's webhook endpoints.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use blockhook_core::{Cursor, Endpoint, EndpointId, Error, MerchantId, Page};
+use rusqlite::Connection;
 
 use super::db::Db;
-use super::rows::{EndpointRow, filter_json, page_limit, pairs_json};
-use crate::classify;
+use super::rows::{EndpointRow, filter_json, json_list, page_limit, pairs_json};
+use super::writer::Cx;
+use crate::{classify, classify_sqlite};
 
 // Inserts only when the merchant exists, so an unknown one is `NotFound("merchant")` rather than
 // an anonymous foreign key failure.
@@ -89,8 +94,8 @@ pub(super) async fn list(
 
 const UPDATE: &str = "UPDATE endpoints SET url = ?3, description = ?4, event_types = ?5, \
      signing_mode = ?6, success_policy = ?7, headers = ?8, rate_limit = ?9, label = ?10, \
-     enabled = ?11, disabled_reason = ?12, secret = ?13, updated_at = ?14 \
-     WHERE id = ?1 AND merchant_id = ?2";
+     enabled = ?11, disabled_reason = ?12, secret = ?13, updated_at = ?14, \
+     version = version + 1 WHERE id = ?1 AND merchant_id = ?2";
 
 pub(super) async fn update(s: &Db, ep: &Endpoint) -> Result<(), Error> {
     s.tick(1);
@@ -150,4 +155,52 @@ pub(super) async fn delete(s: &Db, merchant: &MerchantId, id: &EndpointId) -> Re
     }
     .await;
     tx.end(s, result).await
+}
+
+const AT_VERSION: &str = concat!(
+    "SELECT ",
+    endpoint_columns!(),
+    ", version FROM endpoints WHERE id IN (SELECT value FROM json_each(?1))"
+);
+
+/// Inside a writer-thread transaction: the endpoints `wanted` as `(id, version)` pairs, read in
+/// the same transaction, from the cache when it holds exactly that version, else read (one
+/// statement for all misses) and cached. An endpoint deleted meanwhile is simply absent.
+pub(super) fn current(
+    cx: &Cx,
+    conn: &Connection,
+    wanted: &[(&str, i64)],
+) -> Result<HashMap<String, Arc<Endpoint>>, Error> {
+    let mut found = HashMap::with_capacity(wanted.len());
+    let mut missing = Vec::new();
+    for &(id, version) in wanted {
+        if found.contains_key(id) {
+            continue;
+        }
+        match cx.endpoints.get(id, version) {
+            Some(ep) => {
+                found.insert(id.to_owned(), ep);
+            }
+            None => missing.push(id),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(found);
+    }
+    missing.sort_unstable();
+    missing.dedup();
+    cx.tick(1);
+    let mut stmt = conn.prepare_cached(AT_VERSION).map_err(classify_sqlite)?;
+    let rows = stmt
+        .query_map([json_list(missing)?], |r| {
+            Ok((EndpointRow::from_rusqlite(r)?, r.get::<_, i64>(15)?))
+        })
+        .map_err(classify_sqlite)?;
+    for row in rows {
+        let (row, version) = row.map_err(classify_sqlite)?;
+        let ep = Arc::new(Endpoint::try_from(row)?);
+        cx.endpoints.put(version, ep.clone());
+        found.insert(ep.id.as_str().to_owned(), ep);
+    }
+    Ok(found)
 }

@@ -149,6 +149,30 @@ pub(super) struct EndpointRow {
     updated_at: i64,
 }
 
+impl EndpointRow {
+    /// Reads the columns of `endpoint_columns!()`, in that order, from a row of the writer
+    /// thread's rusqlite connection.
+    pub(super) fn from_rusqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            merchant_id: r.get(1)?,
+            url: r.get(2)?,
+            description: r.get(3)?,
+            event_types: r.get(4)?,
+            signing_mode: r.get(5)?,
+            success_policy: r.get(6)?,
+            headers: r.get(7)?,
+            rate_limit: r.get(8)?,
+            label: r.get(9)?,
+            enabled: r.get(10)?,
+            disabled_reason: r.get(11)?,
+            secret: r.get(12)?,
+            created_at: r.get(13)?,
+            updated_at: r.get(14)?,
+        })
+    }
+}
+
 impl TryFrom<EndpointRow> for Endpoint {
     type Error = Error;
     fn try_from(r: EndpointRow) -> Result<Self, Error> {

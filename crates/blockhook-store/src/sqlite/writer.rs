@@ -27,7 +27,7 @@ use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
-use super::cache::EventCache;
+use super::cache::{EndpointCache, EventCache};
 use super::{dispatch, events};
 use crate::{SqliteSync, classify_sqlite};
 
@@ -54,11 +54,13 @@ pub(super) enum Durability {
 }
 
 /// What the writer's transactions share with the rest of the store: the statement counter
-/// behind [`Store::statements`](blockhook_core::Store::statements) and the event cache.
+/// behind [`Store::statements`](blockhook_core::Store::statements) and the event and endpoint
+/// caches.
 #[derive(Clone)]
 pub(super) struct Cx {
     pub(super) statements: Arc<AtomicU64>,
     pub(super) events: Arc<EventCache>,
+    pub(super) endpoints: Arc<EndpointCache>,
 }
 
 impl Cx {
