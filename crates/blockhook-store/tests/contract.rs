@@ -30,6 +30,7 @@ contract!(
     ingest::payload_round_trips_exactly,
     ingest::event_tenant_isolation,
     dispatch::claim_only_due,
+    dispatch::claim_sees_endpoint_updates,
     dispatch::lease_excludes_reclaim_until_expired,
     dispatch::claim_honours_per_endpoint_max_and_exclude,
     dispatch::disabled_endpoint_not_claimed,

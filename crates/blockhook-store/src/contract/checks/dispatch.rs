@@ -229,6 +229,49 @@ pub async fn finish_retry_reschedules(store: StoreRef) {
     assert_ne!(c2.lease, c.lease);
 }
 
+/// A claim carries the endpoint as it is when claimed: an update between two claims of the same
+/// delivery (new URL, secret, headers) shows in the second, however the store keeps endpoints
+/// in memory; and an endpoint disabled by a 410 and enabled again is claimable again.
+pub async fn claim_sees_endpoint_updates(store: StoreRef) {
+    let m = merchant(&store).await;
+    let ep = endpoint(&store, &m, &[]).await;
+    ingest_one(&store, &m, "Payment", t(0)).await;
+    let c = claim_all(&store, t(1)).await.remove(0);
+    assert_same_endpoint(&c.endpoint, &ep);
+    finish_one(&store, &c, Next::RetryAt(t(61)), t(2)).await;
+
+    let mut changed = store.get_endpoint(&m, &ep.id).await.unwrap();
+    changed.url = blockhook_core::EndpointUrl::parse("https://moved.example/hook", false).unwrap();
+    changed.secret = blockhook_core::SealedSecret(vec![0x5A; 40]);
+    changed.updated_at = t(3);
+    store.update_endpoint(&changed).await.unwrap();
+    let c2 = claim_all(&store, t(61)).await.remove(0);
+    assert_eq!(c2.delivery_id, c.delivery_id);
+    assert_eq!(c2.endpoint.url.as_str(), "https://moved.example/hook");
+    assert_eq!(c2.endpoint.secret.0, vec![0x5A; 40]);
+
+    // Two updates within the same millisecond are still told apart.
+    finish_one(&store, &c2, Next::RetryAt(t(121)), t(62)).await;
+    let mut again = store.get_endpoint(&m, &ep.id).await.unwrap();
+    again.url = blockhook_core::EndpointUrl::parse("https://again.example/hook", false).unwrap();
+    store.update_endpoint(&again).await.unwrap();
+    let c3 = claim_all(&store, t(121)).await.remove(0);
+    assert_eq!(c3.endpoint.url.as_str(), "https://again.example/hook");
+
+    // Disabled by a 410 (inside `finish`), enabled again by the merchant: claimed again, and
+    // the claim says enabled.
+    ingest_one(&store, &m, "Payment", t(130)).await;
+    let mut claims = claim_all(&store, t(131)).await;
+    assert_eq!(claims.len(), 1);
+    finish_one(&store, &claims.remove(0), Next::DisableEndpoint, t(132)).await;
+    finish_one(&store, &c3, Next::RetryAt(t(200)), t(133)).await;
+    assert!(claim_all(&store, t(200)).await.is_empty(), "disabled");
+    set_enabled(&store, &ep, true).await;
+    let c4 = claim_all(&store, t(200)).await.remove(0);
+    assert!(c4.endpoint.enabled);
+    assert_eq!(c4.endpoint.disabled_reason, None);
+}
+
 /// `GiveUp` fails the delivery for good.
 pub async fn finish_give_up_fails(store: StoreRef) {
     let m = merchant(&store).await;
