@@ -186,6 +186,11 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// An `EnvFilter` directive (`RUST_LOG` overrides it).
     pub filter: String,
+    /// OpenTelemetry trace export over OTLP/HTTP (protobuf): the collector's base URL, e.g.
+    /// `http://127.0.0.1:4318` (spans go to `/v1/traces` under it). Empty: off.
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
 }
 
 /// Log output format.
@@ -264,6 +269,14 @@ impl Settings {
         if self.server.max_batch_events == 0 || self.server.max_batch_events > 10_000 {
             return bad("server.max_batch_events must be between 1 and 10000");
         }
+        let otlp = &self.log.otlp_endpoint;
+        let otlp_ok =
+            otlp.is_empty() || (otlp.starts_with("http://") && url::Url::parse(otlp).is_ok());
+        if !otlp_ok {
+            return bad(
+                "log.otlp_endpoint must be empty or an http:// URL (an OTLP/HTTP collector)",
+            );
+        }
         let lifetime = self.ui.session_lifetime;
         if lifetime < Duration::from_secs(1) || lifetime > Duration::from_secs(30 * 86_400) {
             return bad("ui.session_lifetime must be between 1s and 30d");
@@ -336,6 +349,17 @@ mod tests {
         assert_eq!(s.server.max_body_bytes, 256 * 1024);
         assert_eq!(s.delivery.connect_timeout, Duration::from_secs(5));
         assert!(!s.delivery.allow_http);
+    }
+
+    #[test]
+    fn otlp_endpoint_is_empty_or_plain_http() {
+        let with =
+            |v: &str| Settings::load(None, serde_json::json!({ "log": { "otlp_endpoint": v } }));
+        assert!(with("").is_ok());
+        assert!(with("http://127.0.0.1:4318").is_ok());
+        assert!(with("https://collector.example:4318").is_err());
+        assert!(with("http://").is_err());
+        assert!(with("127.0.0.1:4318").is_err());
     }
 
     #[test]

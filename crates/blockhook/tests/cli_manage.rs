@@ -146,3 +146,150 @@ fn create_merchant_endpoint_publish_and_list_events_through_the_cli() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
 }
+
+/// A loopback receiver answering 500 until `healthy` is set, then 200; counts the 200s.
+fn flaky_receiver(
+    healthy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ok: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> u16 {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::sync::atomic::Ordering;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let status = if healthy.load(Ordering::SeqCst) {
+                ok.fetch_add(1, Ordering::SeqCst);
+                "200 OK"
+            } else {
+                "500 Internal Server Error"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn recover_wait_follows_the_redelivery_until_the_backlog_is_empty() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let receiver = flaky_receiver(healthy.clone(), ok.clone());
+    let config = dir.path().join("blockhook.toml");
+    std::fs::write(
+        &config,
+        "[delivery]\nallow_http = true\nallow_nets = [\"127.0.0.0/8\"]\nretry_schedule = [\"1s\"]\n\
+         jitter = 0.0\nidle_poll = \"50ms\"\n[api]\nrequests_per_second = 0\n",
+    )
+    .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_blockhook"))
+            .args(["serve", "--listen", &listen, "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("BLOCKHOOK_SERVER__ADMIN_TOKEN", ADMIN)
+            .env("BLOCKHOOK_LOG__FILTER", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&listen).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("http://{listen}");
+    let merchant = json_of(&blockhook(
+        &url,
+        &["merchant", "create", "--name", "Flaky", "--json"],
+    ));
+    let m = merchant["id"].as_str().unwrap().to_owned();
+    let hook = format!("http://127.0.0.1:{receiver}/hook");
+    let ep = json_of(&blockhook(
+        &url,
+        &["endpoint", "create", "--merchant", &m, &hook, "--json"],
+    ));
+    let ep = ep["id"].as_str().unwrap().to_owned();
+    let payload = dir.path().join("order.json");
+    std::fs::write(&payload, r#"{"orderNo":"OrderNo_1"}"#).unwrap();
+    for _ in 0..3 {
+        json_of(&blockhook(
+            &url,
+            &["event", "publish", "--merchant", &m, "--type", "Payment"]
+                .into_iter()
+                .chain([payload.to_str().unwrap(), "--json"])
+                .collect::<Vec<_>>(),
+        ));
+    }
+    // Two attempts each (the first and one retry after 1 s), both 500: all three fail.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let backlog = json_of(&blockhook(
+            &url,
+            &["endpoint", "backlog", "--merchant", &m, "--json"],
+        ));
+        let row = &backlog[0];
+        if row["failed"] == 3 && row["pending"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deliveries did not fail: {backlog}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    healthy.store(true, Ordering::SeqCst);
+    let out = blockhook(
+        &url,
+        &[
+            "endpoint",
+            "recover",
+            "--merchant",
+            &m,
+            &ep,
+            "--since",
+            "1h",
+            "--wait",
+            "--json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let recovered = json_of(&out);
+    assert_eq!(recovered["requeued"], 3, "{recovered}");
+    // `--wait` returned only once the re-queued deliveries were made.
+    assert_eq!(ok.load(Ordering::SeqCst), 3);
+    assert!(stderr.contains("0 pending, 0 failed"), "{stderr}");
+    // Not a terminal: plain lines, no bar drawn with control sequences.
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}

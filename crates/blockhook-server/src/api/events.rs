@@ -25,22 +25,36 @@ routes! {
     post "/v1/events/batch" => publish_batch,
 }
 
-/// One event as the gateway publishes it.
-#[derive(Debug, Deserialize)]
+/// One event as the gateway publishes it. The schema documents the checks `parse_event` makes.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PublishEvent<'a> {
+    /// The merchant whose endpoints receive it.
+    #[schema(
+        pattern = "^mch_[A-Za-z0-9]{1,64}$",
+        example = "mch_01j9zk3m4n5p6q7r8s9t0v1w2x"
+    )]
     merchant_id: String,
+    /// Sent as `BlockATM-Event`; the contract's types are Payment, Payout, QR-Payment and
+    /// QR-Payout.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$", example = "Payment")]
     event_type: String,
+    /// A JSON object, stored and delivered byte for byte.
     #[serde(borrow)]
+    #[schema(value_type = Object)]
     payload: &'a RawValue,
+    /// Publishing the same key again for the merchant returns the first event (`duplicate`).
     #[serde(default)]
+    #[schema(pattern = "^[!-~]{1,255}$", nullable = false)]
     idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Up to `server.max_batch_events` events, stored in one transaction.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PublishBatch<'a> {
     #[serde(borrow)]
+    #[schema(min_items = 1, max_items = 10000)]
     events: Vec<PublishEvent<'a>>,
 }
 
@@ -71,7 +85,7 @@ struct PublishedBatch {
 /// Publishes one event: `{"merchant_id", "event_type", "payload": {…}, "idempotency_key"?}`.
 /// Answered once the event and its deliveries are committed.
 #[utoipa::path(post, path = "/v1/events", tag = "publish",
-    request_body(content = Object, description = "merchant_id, event_type, payload (a JSON object, relayed byte for byte), optional idempotency_key"),
+    request_body = PublishEvent,
     responses((status = 202, body = Published), (status = 422, description = "validation failed")))]
 async fn publish(
     _: Operator,
@@ -91,7 +105,7 @@ async fn publish(
 
 /// Publishes up to `server.max_batch_events` events in one transaction: `{"events": [...]}`.
 #[utoipa::path(post, path = "/v1/events/batch", tag = "publish",
-    request_body(content = Object, description = "events: an array of events as for POST /v1/events"),
+    request_body = PublishBatch,
     responses((status = 202, body = PublishedBatch)))]
 async fn publish_batch(
     _: Operator,

@@ -28,6 +28,7 @@ const TEST_BODY_EXCERPT: usize = 4_096;
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
     /// Where webhooks are POSTed (`https://`).
+    #[schema(pattern = "^[Hh][Tt][Tt][Pp][Ss]?://", max_length = 2048)]
     pub url: String,
     /// Free text.
     #[serde(default)]
@@ -37,9 +38,11 @@ pub struct CreateEndpoint {
     pub event_types: Vec<String>,
     /// `sorted` (default) or `raw`.
     #[serde(default)]
+    #[schema(pattern = "^(sorted|raw)$")]
     pub signing_mode: Option<String>,
     /// `200` (default) or `2xx`.
     #[serde(default)]
+    #[schema(pattern = "^(200|2xx)$")]
     pub success_policy: Option<String>,
     /// Extra static headers, as `[name, value]` pairs.
     #[serde(default)]
@@ -63,6 +66,7 @@ pub struct CreateEndpoint {
 pub struct UpdateEndpoint {
     /// New URL.
     #[serde(default)]
+    #[schema(pattern = "^[Hh][Tt][Tt][Pp][Ss]?://", max_length = 2048)]
     pub url: Option<String>,
     /// New description (`null` clears).
     #[serde(default, deserialize_with = "present")]
@@ -73,9 +77,11 @@ pub struct UpdateEndpoint {
     pub event_types: Option<Vec<String>>,
     /// `sorted` or `raw`.
     #[serde(default)]
+    #[schema(pattern = "^(sorted|raw)$")]
     pub signing_mode: Option<String>,
     /// `200` or `2xx`.
     #[serde(default)]
+    #[schema(pattern = "^(200|2xx)$")]
     pub success_policy: Option<String>,
     /// New extra headers (replaces the list).
     #[serde(default)]
@@ -180,6 +186,7 @@ pub struct RotatedSecret {
 #[serde(deny_unknown_fields)]
 pub struct TestSendRequest {
     /// `Payment`, `Payout`, `QR-Payment` or `QR-Payout`.
+    #[schema(pattern = "^(Payment|Payout|QR-Payment|QR-Payout)$")]
     pub event_type: String,
 }
 

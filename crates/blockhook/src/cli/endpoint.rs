@@ -5,7 +5,7 @@
 //! the merchant.
 
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::api_client::{ApiClient, Conn, PageArgs, block_on};
 use super::output::{Columns, print};
+use super::progress::Progress;
 
 const ENDPOINTS: Columns<'static> = &[
     ("ID", "id"),
@@ -34,7 +35,7 @@ const BACKLOG: Columns<'static> = &[
 #[command(after_long_help = "Examples:\n  \
 blockhook endpoint create --merchant mch_... https://shop.example/webhooks --event-type Payment\n  \
 blockhook endpoint test ep_... --event-type Payout\n  \
-blockhook endpoint recover ep_... --since 6h")]
+blockhook endpoint recover ep_... --since 6h --wait")]
 pub struct Args {
     #[command(flatten)]
     conn: Conn,
@@ -178,6 +179,13 @@ enum Cmd {
         since: String,
         /// Endpoint id.
         id: String,
+        /// Then follow the endpoint's backlog until it is empty (a progress bar on a terminal);
+        /// exits 1 if it is not empty within --wait-timeout.
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait with --wait.
+        #[arg(long, default_value_t = 600)]
+        wait_timeout: u64,
     },
     /// Undelivered work per endpoint.
     Backlog,
@@ -202,6 +210,51 @@ fn since_ms(raw: &str) -> anyhow::Result<i64> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
     let then = now.saturating_sub(Duration::from_secs(secs));
     Ok(i64::try_from(then.as_millis())?)
+}
+
+/// The endpoint's row of `GET …/backlog`: (pending, failed).
+async fn backlog_of(api: &ApiClient, merchant: &str, id: &str) -> anyhow::Result<(u64, u64)> {
+    let rows = api.backlog(merchant).await?;
+    let row = rows
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["endpoint_id"] == id));
+    Ok(row.map_or((0, 0), |r| {
+        (
+            r["pending"].as_u64().unwrap_or(0),
+            r["failed"].as_u64().unwrap_or(0),
+        )
+    }))
+}
+
+/// Polls the endpoint's backlog until nothing is pending; `false` when `limit` passed first.
+async fn follow_backlog(
+    api: &ApiClient,
+    merchant: &str,
+    id: &str,
+    limit: Duration,
+) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let (first, _) = backlog_of(api, merchant, id).await?;
+    let shown = Progress::new(first, "delivered or failed again");
+    let mut printed = Instant::now();
+    loop {
+        let (pending, failed) = backlog_of(api, merchant, id).await?;
+        let line = || format!("  {pending} pending, {failed} failed");
+        if shown.is_bar() || printed.elapsed() >= Duration::from_secs(5) {
+            shown.tick(
+                first.saturating_sub(pending),
+                &format!("{failed} failed"),
+                line,
+            );
+            printed = Instant::now();
+        }
+        if pending == 0 || started.elapsed() >= limit {
+            shown.finish();
+            eprintln!("backlog of {id}: {pending} pending, {failed} failed");
+            return Ok(pending == 0);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Runs `endpoint`.
@@ -264,9 +317,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 v
             }
-            Cmd::Recover { id, since } => {
+            Cmd::Recover {
+                id,
+                since,
+                wait,
+                wait_timeout,
+            } => {
                 let body = json!({ "since": since_ms(&since)? });
-                api.endpoint_action(m, &id, "recover", body).await?
+                let recovered = api.endpoint_action(m, &id, "recover", body).await?;
+                if wait {
+                    let limit = Duration::from_secs(wait_timeout);
+                    success = follow_backlog(&api, m, &id, limit).await?;
+                }
+                recovered
             }
             Cmd::Backlog => {
                 print(&api.backlog(m).await?, json, BACKLOG);

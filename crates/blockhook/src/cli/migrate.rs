@@ -14,7 +14,12 @@ pub struct Args {
 /// Opens the store (which applies pending migrations) and reports the backend.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings = args.serve.settings()?;
-    telemetry::init(&settings.log);
+    // Nothing worth tracing here, and no runtime yet for an exporter.
+    let log = blockhook_server::config::LogSettings {
+        otlp_endpoint: String::new(),
+        ..settings.log.clone()
+    };
+    let _telemetry = telemetry::init(&log);
     let rt = tokio::runtime::Runtime::new()?;
     let url = settings.store_url();
     let backend = rt.block_on(async {

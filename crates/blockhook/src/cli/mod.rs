@@ -12,6 +12,7 @@ mod listen;
 mod merchant;
 mod migrate;
 mod output;
+mod progress;
 mod send;
 mod serve;
 mod sign;

@@ -88,14 +88,20 @@ impl Args {
 /// Runs until SIGINT/SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
-    telemetry::init(&settings.log);
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
+    // Inside the runtime: the OTLP exporter, when configured, is one of its tasks.
+    let telemetry = rt.block_on(async { telemetry::init(&settings.log) });
+    if telemetry.exports() {
+        tracing::info!(endpoint = %settings.log.otlp_endpoint, "exporting spans over OTLP/HTTP");
+    }
+    let served = rt.block_on(async {
         let app = Application::build(settings).await?;
         let stop = CancellationToken::new();
         tokio::spawn(cancel_on_signal(stop.clone()));
         app.run_until_stopped(stop).await?;
         anyhow::Ok(())
-    })?;
+    });
+    rt.block_on(telemetry.shutdown());
+    served?;
     Ok(ExitCode::SUCCESS)
 }

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use blockhook_server::{Application, Settings, telemetry};
 
+use super::progress::Progress;
 use load::{Load, Plan};
 use sink::Sink;
 
@@ -223,7 +224,7 @@ async fn bench(args: &Args, events: u64, database_url: Option<String>) -> anyhow
         .collect();
     settings.keys.master_key =
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
-    telemetry::init(&settings.log);
+    let _telemetry = telemetry::init(&settings.log);
 
     let result = run_app(args, settings, &sink, &token, events, bare).await;
     if let Some(schema) = schema {
@@ -387,7 +388,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Prints one progress line a second to stderr until stopped.
+/// Shows delivery progress until stopped: a bar on a terminal, else a line a second on stderr.
 async fn progress(
     tally: Arc<sink::Tally>,
     acked: Arc<std::sync::atomic::AtomicU64>,
@@ -395,21 +396,30 @@ async fn progress(
     stop: CancellationToken,
 ) {
     let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
+    let target = tally.target();
+    let shown = Progress::new(target, "delivered");
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut lines = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => break,
         }
-        eprintln!(
-            "  {:>4.0}s  ingested {}/{events}  delivered {}/{}",
-            started.elapsed().as_secs_f64(),
+        lines += 1;
+        let (ingested, delivered) = (
             acked.load(Ordering::Relaxed),
             tally.unique.load(Ordering::Relaxed),
-            tally.target(),
         );
+        if shown.is_bar() || lines % 4 == 0 {
+            shown.tick(delivered, &format!("ingested {ingested}/{events}"), || {
+                format!(
+                    "  {:>4.0}s  ingested {ingested}/{events}  delivered {delivered}/{target}",
+                    started.elapsed().as_secs_f64()
+                )
+            });
+        }
     }
+    shown.finish();
 }
 
 /// A fresh PostgreSQL schema for one run.
