@@ -1,7 +1,7 @@
 //! Hostile input and hostile targets against the real binary.
 //!
 //! * `hostile_requests_get_a_clear_4xx`: malformed JSON, 10,000-level nesting, invalid UTF-8,
-//!   duplicate keys (top level and in the payload) and an oversized body each get a
+//!   duplicate keys (top level and in the payload), an oversized body and 100 KiB of headers each get a
 //!   problem+json 4xx, nothing is stored, and `/readyz` stays 200. A 10,000-digit
 //!   integer is accepted, stored verbatim, delivered verbatim and signed over its exact digits.
 //! * `ssrf_targets_are_blocked_and_secrets_stay_sealed`: with no allowlist, endpoints at
@@ -21,16 +21,16 @@ use serde_json::{Value, json};
 
 use common::{ADMIN, Api, Backend, Behaviour, Conf, Receiver, Server, free_port, ledger};
 
-async fn raw(api: &Api, path: &str, body: Vec<u8>) -> (u16, String, String) {
-    let r = api
+async fn raw(api: &Api, path: &str, body: Vec<u8>, padding: usize) -> (u16, String, String) {
+    let mut request = api
         .http
         .post(format!("{}{path}", api.base))
         .bearer_auth(ADMIN)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        .header("content-type", "application/json");
+    if padding > 0 {
+        request = request.header("x-padding", "p".repeat(padding));
+    }
+    let r = request.body(body).send().await.unwrap();
     let status = r.status().as_u16();
     let ct = r
         .headers()
@@ -88,10 +88,17 @@ async fn hostile_requests_get_a_clear_4xx() {
             event(&m, r#"{"amount":"1","amount":"2"}"#),
         ),
         ("oversized", "/v1/events", event(&m, &big)),
+        // A valid event behind 100 KiB of request headers.
+        ("oversized-headers", "/v1/events", event(&m, r#"{"a":1}"#)),
     ];
     let mut results = Vec::new();
     for (name, path, body) in cases {
-        let (status, ct, text) = raw(&api, path, body).await;
+        let padding = if name == "oversized-headers" {
+            100 * 1024
+        } else {
+            0
+        };
+        let (status, ct, text) = raw(&api, path, body, padding).await;
         results.push(format!("{name}={status}"));
         assert!((400..500).contains(&status), "{name}: {status} {text}");
         assert!(
@@ -117,7 +124,7 @@ async fn hostile_requests_get_a_clear_4xx() {
         .map(|i| char::from(b'1' + (i % 9) as u8))
         .collect();
     let payload = format!(r#"{{"orderNo":"huge","amount":{digits}}}"#);
-    let (status, _, text) = raw(&api, "/v1/events", event(&m, &payload)).await;
+    let (status, _, text) = raw(&api, "/v1/events", event(&m, &payload), 0).await;
     assert_eq!(status, 202, "{text}");
     let id = serde_json::from_str::<Value>(&text).unwrap()["event_id"]
         .as_str()
