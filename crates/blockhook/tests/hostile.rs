@@ -206,6 +206,8 @@ async fn ssrf_targets_are_blocked_and_secrets_stay_sealed() {
         format!("http://localhost:{p}/hook"),
         format!("http://[::1]:{p6}/hook"),
         format!("http://10.0.0.1:{p}/hook"),
+        format!("http://172.16.0.1:{p}/hook"),
+        format!("http://192.168.1.1:{p}/hook"),
         "http://169.254.169.254/latest/meta-data/".to_owned(),
         format!("http://[fd00::1]:{p}/hook"),
         format!("http://[::ffff:127.0.0.1]:{p}/hook"),
