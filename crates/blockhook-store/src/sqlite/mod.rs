@@ -67,8 +67,6 @@ mod endpoints;
 mod events;
 mod merchants;
 mod ops;
-#[cfg(test)]
-mod perf;
 mod rows;
 mod store;
 #[cfg(test)]
