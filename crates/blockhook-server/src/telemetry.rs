@@ -33,11 +33,12 @@ impl Telemetry {
         let Some(tracer) = self.tracer else { return };
         // The batch processor runs as a task on this runtime; shutting it down blocks until
         // that task has flushed, so wait on a blocking thread, not on one of the runtime's.
-        let done = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("blockhook: flushing OpenTelemetry spans failed: {e}"),
-            Err(e) => eprintln!("blockhook: flushing OpenTelemetry spans failed: {e}"),
+        let done = match tokio::task::spawn_blocking(move || tracer.shutdown()).await {
+            Ok(flushed) => flushed.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = done {
+            eprintln!("blockhook: flushing OpenTelemetry spans failed: {e}");
         }
     }
 }

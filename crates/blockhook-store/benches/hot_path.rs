@@ -1,7 +1,8 @@
 //! Throughput of the embedded store's hot path (ingest, claim, finish), without HTTP: the
 //! store alone, on a SQLite file in a temporary directory.
 //!
-//! `cargo bench -p blockhook-store --bench hot_path` prints events/s for ingest and for
+//! `cargo bench -p blockhook-store --features contract --bench hot_path` (it builds its
+//! merchant and endpoint with the contract suite's fixtures) prints events/s for ingest and for
 //! claim+finish, the statements each phase ran and the CPU time per event. Knobs (environment):
 //! `BH_EVENTS` (default 20000), `BH_BATCH` events per ingest call (default 100), `BH_SINGLE=1`
 //! for one call per event and per completion (64 at a time, as API requests and delivery
@@ -12,14 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use blockhook_core::{
-    AttemptId, AttemptRecord, ClaimRequest, Completion, Endpoint, EndpointId, EndpointUrl,
-    EventFilter, EventId, EventType, ExtraHeaders, MerchantId, NewEvent, NewMerchant, Next,
-    Payload, SealedSecret, SigningMode, SuccessPolicy, Timestamp,
+    AttemptId, AttemptRecord, ClaimRequest, Completion, EventId, EventType, MerchantId, NewEvent,
+    Next, Payload,
 };
+use blockhook_store::contract::fixtures::{self, T0};
 use blockhook_store::{SqliteSync, StoreOptions, StoreRef};
 use bytes::Bytes;
-
-const T0: Timestamp = Timestamp::from_ms(1_700_000_000_000);
 
 /// Process CPU time (user + system) so far, from /proc (10 ms resolution): wall time on a
 /// shared 2-core machine says little.
@@ -41,27 +40,9 @@ fn cpu() -> Duration {
 
 /// A merchant with one endpoint receiving every event type.
 async fn tenant(store: &StoreRef) -> MerchantId {
-    let m = NewMerchant::parse(MerchantId::generate(), "m", T0).unwrap();
-    store.create_merchant(&m).await.unwrap();
-    let ep = Endpoint {
-        id: EndpointId::generate(),
-        merchant_id: m.id.clone(),
-        url: EndpointUrl::parse("https://r.example/h", false).unwrap(),
-        description: None,
-        filter: EventFilter::all(),
-        signing_mode: SigningMode::Sorted,
-        success_policy: SuccessPolicy::Exactly200,
-        headers: ExtraHeaders::default(),
-        rate_limit: None,
-        label: None,
-        enabled: true,
-        disabled_reason: None,
-        secret: SealedSecret(vec![1; 8]),
-        created_at: T0,
-        updated_at: T0,
-    };
-    store.create_endpoint(&ep).await.unwrap();
-    m.id
+    let m = fixtures::merchant(store).await;
+    fixtures::endpoint(store, &m, &[]).await;
+    m
 }
 
 fn main() {

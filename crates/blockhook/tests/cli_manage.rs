@@ -39,9 +39,9 @@ fn json_of(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-#[test]
-fn create_merchant_endpoint_publish_and_list_events_through_the_cli() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts `blockhook serve` on a free loopback port with `dir` as data and working directory
+/// (and `extra` flags); returns the guard and the base URL once it accepts connections.
+fn serve(dir: &std::path::Path, extra: &[&std::ffi::OsStr]) -> (Server, String) {
     // `--listen 127.0.0.1:0` would not tell us the port: take a free one first.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -49,13 +49,14 @@ fn create_merchant_endpoint_publish_and_list_events_through_the_cli() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let _server = Server(
+    let server = Server(
         Command::new(env!("CARGO_BIN_EXE_blockhook"))
             .args(["serve", "--listen", &listen, "--data-dir"])
-            .arg(dir.path())
+            .arg(dir)
+            .args(extra)
             .env("BLOCKHOOK_SERVER__ADMIN_TOKEN", ADMIN)
             .env("BLOCKHOOK_LOG__FILTER", "warn")
-            .current_dir(dir.path())
+            .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -66,7 +67,13 @@ fn create_merchant_endpoint_publish_and_list_events_through_the_cli() {
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let url = format!("http://{listen}");
+    (server, format!("http://{listen}"))
+}
+
+#[test]
+fn create_merchant_endpoint_publish_and_list_events_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = serve(dir.path(), &[]);
 
     let merchant = json_of(&blockhook(
         &url,
@@ -204,31 +211,7 @@ fn recover_wait_follows_the_redelivery_until_the_backlog_is_empty() {
          jitter = 0.0\nidle_poll = \"50ms\"\n[api]\nrequests_per_second = 0\n",
     )
     .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_blockhook"))
-            .args(["serve", "--listen", &listen, "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("BLOCKHOOK_SERVER__ADMIN_TOKEN", ADMIN)
-            .env("BLOCKHOOK_LOG__FILTER", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&listen).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let url = format!("http://{listen}");
+    let (_server, url) = serve(dir.path(), &["--config".as_ref(), config.as_os_str()]);
     let merchant = json_of(&blockhook(
         &url,
         &["merchant", "create", "--name", "Flaky", "--json"],
