@@ -79,6 +79,30 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Most events in one batch ingest.
     pub max_batch_events: usize,
+    /// A request's headers must arrive within this time from when the connection is ready for
+    /// the request (an idle HTTP/1.1 keep-alive connection is closed after it too); also bounds
+    /// the TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A request's whole body must arrive within this time (the slowest accepted upload is
+    /// `max_body_bytes / body_read_timeout`); later answers 408.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is closed (slow readers,
+    /// dead peers); HTTP/2 connections are pinged at half this interval.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Open connections at most; past it new ones get only `/healthz` and `/readyz` (503 for
+    /// the rest) or are closed at once.
+    pub max_connections: usize,
+    /// Open connections at most from one client address (0 = no per-address cap).
+    pub max_connections_per_ip: usize,
+    /// Concurrent streams at most on one HTTP/2 connection.
+    pub http2_max_concurrent_streams: u32,
+    /// PEM certificate chain: with `tls_key`, `serve` speaks HTTPS (HTTP/1.1 and HTTP/2 by ALPN).
+    pub tls_cert: PathBuf,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: PathBuf,
 }
 
 /// `[store]`
@@ -268,6 +292,24 @@ impl Settings {
         }
         if self.server.max_batch_events == 0 || self.server.max_batch_events > 10_000 {
             return bad("server.max_batch_events must be between 1 and 10000");
+        }
+        let server = &self.server;
+        for (name, d) in [
+            ("server.header_read_timeout", server.header_read_timeout),
+            ("server.body_read_timeout", server.body_read_timeout),
+            ("server.idle_timeout", server.idle_timeout),
+        ] {
+            if d < Duration::from_millis(100) {
+                return bad(&format!("{name} must be at least 100ms"));
+            }
+        }
+        if server.max_connections == 0 || server.http2_max_concurrent_streams == 0 {
+            return bad(
+                "server.max_connections and server.http2_max_concurrent_streams must be > 0",
+            );
+        }
+        if server.tls_cert.as_os_str().is_empty() != server.tls_key.as_os_str().is_empty() {
+            return bad("server.tls_cert and server.tls_key go together: set both or neither");
         }
         let otlp = &self.log.otlp_endpoint;
         let otlp_ok =

@@ -58,6 +58,12 @@ pub enum ApiError {
     /// Too large.
     #[error("request body larger than the configured limit (server.max_body_bytes)")]
     PayloadTooLarge,
+    /// The request's body did not arrive within `server.body_read_timeout`.
+    #[error("the request body did not arrive within server.body_read_timeout")]
+    RequestTimeout,
+    /// The connection is over `server.max_connections` (or the per-address cap).
+    #[error("the server is at its connection limit; retry shortly")]
+    Overloaded,
     /// The request's headers are too large.
     #[error("request headers larger than 16 KiB")]
     HeadersTooLarge,
@@ -104,6 +110,16 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Payload too large",
+            ),
+            Self::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request timeout",
+            ),
+            Self::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Too many connections",
             ),
             Self::HeadersTooLarge => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod config;
 pub mod dispatch;
+pub mod edge;
 mod error;
 pub mod ingest;
 pub mod keys;

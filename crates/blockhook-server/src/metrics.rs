@@ -55,6 +55,20 @@ pub struct Metrics {
     pub in_flight_requests: Gauge,
     /// SQL statements this process's store has executed (round trips, for cost per event).
     pub store_statements: Gauge,
+    /// HTTP connections open now (the API's side).
+    pub http_connections_open: Gauge,
+    /// HTTP connections over a cap, by `kind` = max_connections | max_connections_per_ip.
+    pub http_connections_refused: Family<Kind, Counter>,
+}
+
+/// An open connection, counted in `http_connections_open` until dropped.
+#[derive(Debug)]
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -80,6 +94,8 @@ impl Metrics {
             failing_endpoints: Family::default(),
             in_flight_requests: Gauge::default(),
             store_statements: Gauge::default(),
+            http_connections_open: Gauge::default(),
+            http_connections_refused: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -134,7 +150,30 @@ impl Metrics {
             "SQL statements executed by this process's store",
             m.store_statements.clone(),
         );
+        registry.register(
+            "http_connections_open",
+            "HTTP connections open on the API's listener",
+            m.http_connections_open.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections over a cap (answered health probes only, or closed)",
+            m.http_connections_refused.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Counts a connection as open until the returned guard is dropped.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.http_connections_open.inc();
+        OpenConnection(self.http_connections_open.clone())
+    }
+
+    /// Counts a connection over a cap.
+    pub fn connection_refused(&self, cap: &str) {
+        self.http_connections_refused
+            .get_or_create(&Kind::of(cap))
+            .inc();
     }
 
     /// Counts a delivery decision.

@@ -25,6 +25,7 @@ use crate::{Error, api, retention};
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    tls: Option<Arc<crate::edge::tls::CertStore>>,
 }
 
 impl Application {
@@ -89,6 +90,16 @@ impl Application {
                 .max(blockhook_egress::EgressConfig::default().pool_max_idle_per_host),
             ..blockhook_egress::EgressConfig::default()
         })?;
+        // Before binding: a missing, mismatched or expired certificate stops the start here.
+        let server = &settings.server;
+        let tls = if server.tls_cert.as_os_str().is_empty() {
+            None
+        } else {
+            Some(crate::edge::tls::CertStore::open(
+                &server.tls_cert,
+                &server.tls_key,
+            )?)
+        };
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .map_err(|source| Error::Io {
@@ -110,7 +121,11 @@ impl Application {
             ingest,
             api_limiter: Arc::default(),
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            tls,
+        })
     }
 
     /// The address actually bound.
@@ -161,20 +176,20 @@ impl Application {
                 stop.child_token(),
             ))
         });
-        let app = api::router(state);
-        let server =
-            axum::serve(self.listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
-        let served = server.await;
+        let edge = crate::edge::Edge {
+            settings: settings.server.clone(),
+            metrics: state.metrics.clone(),
+            tls: self.tls,
+        };
+        let (app, health) = (api::router(state.clone()), api::overflow_router(state));
+        crate::edge::serve(edge, self.listener, app, health, stop.clone()).await;
         if let Some(w) = worker {
             let _ = w.await;
         }
         if let Some(r) = retention {
             let _ = r.await;
         }
-        served.map_err(|source| Error::Io {
-            what: "serving HTTP".into(),
-            source,
-        })
+        Ok(())
     }
 }
 

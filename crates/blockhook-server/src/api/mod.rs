@@ -102,8 +102,13 @@ pub fn router(state: AppState) -> Router {
         app = app.merge(crate::ui::router(state.settings.ui.session_lifetime));
     }
     let limit = state.settings.server.max_body_bytes;
+    let body_timeout = state.settings.server.body_read_timeout;
     app.fallback(|| async { ApiError::NotFound("route".into()) })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            (limit, body_timeout),
+            crate::edge::read_body_within,
+        ))
         .layer(axum::middleware::from_fn(limit_headers))
         .layer(TraceLayer::new_for_http())
         // The last layer is the outermost: a panic anywhere becomes a 500 problem, not a reset.
@@ -112,5 +117,16 @@ pub fn router(state: AppState) -> Router {
                 "handler panicked".into(),
             ))
         }))
+        .with_state(state)
+}
+
+/// What a connection over a connection cap is served: the health probes (a local supervisor
+/// keeps seeing the process), and 503 problem+json for anything else.
+pub fn overflow_router(state: AppState) -> Router {
+    let mut app = Router::new();
+    for (module, _) in ALWAYS {
+        app = app.merge(module());
+    }
+    app.fallback(|| async { ApiError::Overloaded })
         .with_state(state)
 }

@@ -209,6 +209,8 @@ impl From<crate::ApiError> for UiError {
             A::Conflict(why) => Self::Conflict(why),
             A::RateLimited { .. } => Self::Conflict("too many requests; retry shortly".into()),
             A::Unavailable => Self::Internal("store unavailable".into()),
+            A::RequestTimeout => Self::Invalid("the form did not arrive in time".into()),
+            A::Overloaded => Self::Internal("the server is at its connection limit".into()),
             A::Internal(why) => Self::Internal(why),
         }
     }

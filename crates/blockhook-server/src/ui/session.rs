@@ -255,27 +255,31 @@ fn loopback_host(headers: &HeaderMap) -> bool {
     name == "localhost" || name.starts_with("127.") || name == "[::1]"
 }
 
+/// Whether the session cookie must be `Secure`: always over HTTPS served by blockhook, and on
+/// plain HTTP unless the host is loopback (behind a TLS proxy the browser sees HTTPS).
+pub fn cookie_secure(headers: &HeaderMap, over_tls: bool) -> bool {
+    over_tls || !loopback_host(headers)
+}
+
+fn secure_attr(secure: bool) -> &'static str {
+    if secure { "; Secure" } else { "" }
+}
+
 /// The `Set-Cookie` value starting a session that lasts `lifetime`.
-pub fn set_cookie(headers: &HeaderMap, id: &str, lifetime: Duration) -> String {
-    let secure = if loopback_host(headers) {
-        ""
-    } else {
-        "; Secure"
-    };
+pub fn set_cookie(secure: bool, id: &str, lifetime: Duration) -> String {
     format!(
-        "{COOKIE_NAME}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        lifetime.as_secs()
+        "{COOKIE_NAME}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        lifetime.as_secs(),
+        secure_attr(secure)
     )
 }
 
 /// The `Set-Cookie` value ending a session.
-pub fn clear_cookie(headers: &HeaderMap) -> String {
-    let secure = if loopback_host(headers) {
-        ""
-    } else {
-        "; Secure"
-    };
-    format!("{COOKIE_NAME}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
+pub fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{COOKIE_NAME}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        secure_attr(secure)
+    )
 }
 
 /// The sessions of this app (installed as an extension by [`super::router`]).
@@ -361,10 +365,17 @@ mod tests {
         assert_eq!(cookie_value(&h).as_deref(), Some("abc"));
         h.insert(HOST, "127.0.0.1:8080".parse().unwrap());
         let life = DEFAULT_LIFETIME;
-        assert!(!set_cookie(&h, "x", life).contains("Secure"));
-        assert!(set_cookie(&h, "x", life).contains("Max-Age=43200"));
+        assert!(!cookie_secure(&h, false), "plain http on loopback");
+        assert!(
+            cookie_secure(&h, true),
+            "HTTPS served by blockhook, even on loopback"
+        );
+        assert!(!set_cookie(false, "x", life).contains("Secure"));
+        assert!(set_cookie(false, "x", life).contains("Max-Age=43200"));
         h.insert(HOST, "hooks.example.com".parse().unwrap());
-        assert!(set_cookie(&h, "x", life).contains("; Secure"));
-        assert!(set_cookie(&h, "x", life).contains("HttpOnly; SameSite=Strict"));
+        assert!(cookie_secure(&h, false));
+        assert!(set_cookie(true, "x", life).contains("; Secure"));
+        assert!(set_cookie(true, "x", life).contains("HttpOnly; SameSite=Strict"));
+        assert!(clear_cookie(true).ends_with("Max-Age=0; Secure"));
     }
 }

@@ -8,6 +8,7 @@ mod receiver;
 
 mod browser;
 mod delivery;
+mod edge;
 mod ingest;
 mod manage;
 mod metrics;

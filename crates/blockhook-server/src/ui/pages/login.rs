@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use blockhook_core::MerchantStatus;
 
+use crate::edge::ServedOverTls;
 use crate::keys::hash_api_key;
 use crate::state::AppState;
 use crate::ui::html::{Esc, UiError, UiResult, page};
@@ -50,6 +51,7 @@ pub async fn submit(
     State(state): State<AppState>,
     Extension(sessions): Extension<Arc<Sessions>>,
     headers: HeaderMap,
+    tls: Option<Extension<ServedOverTls>>,
     Form(input): Form<LoginForm>,
 ) -> UiResult {
     let token = input.token.trim();
@@ -75,8 +77,12 @@ pub async fn submit(
         "/ui/endpoints"
     };
     let id = sessions.start(principal);
-    let cookie = HeaderValue::from_str(&session::set_cookie(&headers, &id, sessions.lifetime()))
-        .map_err(|_| UiError::Internal("cookie header".into()))?;
+    let cookie = HeaderValue::from_str(&session::set_cookie(
+        session::cookie_secure(&headers, tls.is_some()),
+        &id,
+        sessions.lifetime(),
+    ))
+    .map_err(|_| UiError::Internal("cookie header".into()))?;
     let mut resp = Redirect::to(to).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(resp)
@@ -90,11 +96,19 @@ pub struct LogoutForm {
 }
 
 /// `POST /ui/logout`: ends the session and clears the cookie.
-pub async fn logout(ui: Ui, headers: HeaderMap, Form(input): Form<LogoutForm>) -> UiResult {
+pub async fn logout(
+    ui: Ui,
+    headers: HeaderMap,
+    tls: Option<Extension<ServedOverTls>>,
+    Form(input): Form<LogoutForm>,
+) -> UiResult {
     ui.check_csrf(&input.csrf)?;
     ui.end();
-    let cookie = HeaderValue::from_str(&session::clear_cookie(&headers))
-        .map_err(|_| UiError::Internal("cookie header".into()))?;
+    let cookie = HeaderValue::from_str(&session::clear_cookie(session::cookie_secure(
+        &headers,
+        tls.is_some(),
+    )))
+    .map_err(|_| UiError::Internal("cookie header".into()))?;
     let mut resp = Redirect::to("/ui/login").into_response();
     resp.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(resp)

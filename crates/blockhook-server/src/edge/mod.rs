@@ -1,0 +1,220 @@
+//! The HTTP edge: accepts connections and serves the router on them, held against hostile
+//! clients. Every bound here is a `[server]` setting:
+//! - admission ([`limits`]): open connections in all and per client address; past a cap only
+//!   the health probes are answered, so the local supervisor still sees the process;
+//! - time: the TLS handshake and each request's headers within `header_read_timeout`, each
+//!   body within `body_read_timeout` ([`read_body_within`]), and no connection on which nothing
+//!   moves for `idle_timeout` ([`idle::IdleTimeout`]);
+//! - HTTP/2: a cap on concurrent streams, on the header list, and on streams reset before the
+//!   server saw them (the "rapid reset" attack), and pings to drop dead peers;
+//! - TLS ([`tls`]) when a certificate is configured.
+//!
+//! axum's own `serve` sets none of these (hyper's header timeout needs a timer it does not
+//! give), which is why blockhook drives hyper itself.
+
+mod idle;
+pub mod limits;
+pub mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerSettings;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use limits::{Admission, ConnectionLimits};
+
+/// Headers of one request, all together, at most (HTTP/2 header list; HTTP/1 answers 431
+/// past 16 KiB in the router).
+const MAX_HEADER_LIST: u32 = 64 * 1024;
+/// HTTP/2 streams a client may reset before the server processed them, per connection.
+const MAX_PENDING_RESETS: usize = 20;
+/// Headers of a request on an overflow connection (health probes only).
+const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// On shutdown, open connections get this long to finish their requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Marks requests that arrived over TLS (the dashboard then always sets `Secure` cookies).
+#[derive(Debug, Clone, Copy)]
+pub struct ServedOverTls;
+
+/// What the edge serves with.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    /// Timeouts, caps.
+    pub settings: ServerSettings,
+    /// Counts connections.
+    pub metrics: Arc<Metrics>,
+    /// HTTPS, when configured.
+    pub tls: Option<Arc<tls::CertStore>>,
+}
+
+/// Serves one connection until it ends or a graceful shutdown completes it.
+async fn connection<IO>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: IO,
+    service: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn =
+        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    watcher.watch(conn.into_owned()).await
+}
+
+/// Reads a request's whole body within `server.body_read_timeout` (408 after it) and at most
+/// `server.max_body_bytes` (413), so a client trickling its body cannot hold a handler. Every
+/// handler reads the whole body anyway; they get it from memory.
+pub async fn read_body_within(
+    State((limit, timeout)): State<(usize, Duration)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::PayloadTooLarge.into_response()
+            } else {
+                ApiError::MalformedBody(format!("reading the request body: {e}")).into_response()
+            }
+        }
+        Err(_) => ApiError::RequestTimeout.into_response(),
+    }
+}
+
+/// Serves `app` on `listener` until `stop`, then lets open requests finish (up to 10 s).
+/// `health` is served instead of `app` on connections over a cap.
+pub async fn serve(
+    edge: Edge,
+    listener: TcpListener,
+    app: Router,
+    health: Router,
+    stop: CancellationToken,
+) {
+    let settings = edge.settings;
+    let limits = ConnectionLimits::new(settings.max_connections, settings.max_connections_per_ip);
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout);
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(settings.http2_max_concurrent_streams)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .keep_alive_interval(settings.idle_timeout / 2)
+        .keep_alive_timeout(settings.idle_timeout / 2);
+    let mut overflow = auto::Builder::new(TokioExecutor::new());
+    overflow
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(OVERFLOW_HEADER_TIMEOUT)
+        .keep_alive(false);
+    let acceptor = edge.tls.as_ref().map(|certs| {
+        tokio::spawn(certs.clone().watch(stop.child_token()));
+        TlsAcceptor::from(certs.server_config())
+    });
+    let app = match acceptor {
+        Some(_) => app.layer(axum::Extension(ServedOverTls)),
+        None => app,
+    };
+    let graceful = GracefulShutdown::new();
+    let metrics = edge.metrics;
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (service, builder, first_byte, admitted) = match limits.admit(peer.ip()) {
+            admitted @ Admission::Full(_) => (
+                app.clone(),
+                http.clone(),
+                settings.header_read_timeout,
+                admitted,
+            ),
+            admitted @ Admission::HealthOnly { reason, .. } => {
+                metrics.connection_refused(reason);
+                (
+                    health.clone(),
+                    overflow.clone(),
+                    OVERFLOW_HEADER_TIMEOUT,
+                    admitted,
+                )
+            }
+            Admission::Closed { reason } => {
+                metrics.connection_refused(reason);
+                continue;
+            }
+        };
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
+        let idle = settings.idle_timeout;
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _open = metrics.connection_opened();
+            let io = idle::IdleTimeout::new(stream, first_byte, idle);
+            let served = match acceptor {
+                None => connection(&builder, io, service, watcher).await,
+                Some(acceptor) => match tokio::time::timeout(first_byte, acceptor.accept(io)).await
+                {
+                    Ok(Ok(tls)) => {
+                        // The first request must follow the handshake as promptly.
+                        let tls = idle::IdleTimeout::new(tls, first_byte, idle);
+                        connection(&builder, tls, service, watcher).await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        Ok(())
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(admitted);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("connections still open after the shutdown grace; closing them");
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! The HTTP edge against hostile clients, with real sockets on loopback: slow headers, slow
+//! bodies, a connection flood past the caps, an HTTP/2 client opening streams without end; and
+//! HTTPS served by blockhook with a CA made here (HTTP/2 by ALPN, a certificate swapped on disk,
+//! an expired certificate refused at start). Timings are printed, never asserted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blockhook_server::config::Settings;
+use blockhook_server::startup::Application;
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::Backend;
+use crate::helpers::{ADMIN, TestApp};
+
+/// Reads until the server closes the connection (or `within` passes); returns what was read
+/// and whether it closed.
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn metrics_text(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_connections_are_closed_by_the_header_timeout() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.server.header_read_timeout = Duration::from_secs(1);
+        s.server.max_connections_per_ip = 0;
+    })
+    .await;
+    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let mut conns = Vec::new();
+    for _ in 0..3000 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        conns.push(c);
+    }
+    let open = metric(
+        &metrics_text(&app.base).await,
+        "blockhook_http_connections_open",
+    );
+    assert!(open >= 3000.0, "{open} connections open");
+    // One more header line every 300 ms keeps none of them alive past the timeout.
+    let started = Instant::now();
+    let mut closed = 0;
+    let results = futures::future::join_all(conns.iter_mut().map(|c| async move {
+        let _ = c.write_all(b"X-Slow: 1\r\n").await;
+        read_until_closed(c, Duration::from_secs(10)).await.1
+    }))
+    .await;
+    closed += results.iter().filter(|c| **c).count();
+    assert_eq!(closed, 3000, "every slow-header connection is closed");
+    eprintln!(
+        "3000 slow-header connections closed within {:?}",
+        started.elapsed()
+    );
+    drop(conns);
+    // The server let go of them: only the metrics request's own connection is open.
+    let mut open = f64::MAX;
+    for _ in 0..50 {
+        open = metric(
+            &metrics_text(&app.base).await,
+            "blockhook_http_connections_open",
+        );
+        if open <= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(open <= 1.0, "{open} connections still counted open");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_at_one_byte_per_second_is_cut_at_the_body_timeout() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.server.body_read_timeout = Duration::from_secs(1);
+        s.server.max_connections_per_ip = 0;
+    })
+    .await;
+    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let started = Instant::now();
+    let answers = futures::future::join_all((0..1000).map(|_| async move {
+        let c = TcpStream::connect(addr).await.unwrap();
+        let (mut rd, mut wr) = c.into_split();
+        let head = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        );
+        wr.write_all(head.as_bytes()).await.unwrap();
+        // One byte a second, far fewer than the 100 announced, until the server answers.
+        let trickle = tokio::spawn(async move {
+            for _ in 0..20 {
+                if wr.write_all(b" ").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut answer)).await;
+        trickle.abort();
+        String::from_utf8_lossy(&answer).into_owned()
+    }))
+    .await;
+    let mut seen = std::collections::BTreeMap::new();
+    for a in &answers {
+        *seen
+            .entry(a.lines().next().unwrap_or("(nothing)").to_owned())
+            .or_insert(0) += 1;
+    }
+    let cut = answers
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 408") && a.contains("application/problem+json"))
+        .count();
+    assert_eq!(cut, 1000, "every trickled body is answered 408: {seen:?}");
+    eprintln!("1000 trickled bodies cut within {:?}", started.elapsed());
+    app.stop().await;
+}
+
+/// A client on another loopback address, as a well-behaved gateway next to a flood.
+fn client_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(Some(local.parse().unwrap()))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_past_the_caps_leaves_the_api_and_the_probes_answering() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.server.max_connections_per_ip = 100;
+        s.server.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    // 500 idle connections from 127.0.0.1: 100 admitted, the rest over the per-address cap.
+    let mut flood = Vec::new();
+    for _ in 0..500 {
+        flood.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // Overflow connections get a short header timeout: wait until those slots are free again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Over the cap, the probes still answer; anything else is 503 problem+json.
+    let over = |path: &'static str| async move {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        String::from_utf8(read_until_closed(&mut c, Duration::from_secs(5)).await.0).unwrap()
+    };
+    let health = over("/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let ready = over("/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    let api = over("/v1/merchants").await;
+    assert!(
+        api.starts_with("HTTP/1.1 503") && api.contains("application/problem+json"),
+        "{api}"
+    );
+    // A client from another address is served as usual, flood or not.
+    let gateway = client_from("127.0.0.2");
+    let url = format!("{}/v1/merchants", app.base);
+    let mut latencies = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let r = gateway.get(&url).bearer_auth(ADMIN).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    eprintln!(
+        "beside a 500-connection flood: p50 {:?}, p99 {:?} over 200 requests",
+        latencies[100], latencies[197]
+    );
+    let text = metrics_text(&app.base).await;
+    let refused = metric(&text, "blockhook_http_connections_refused_total");
+    assert!(refused >= 400.0, "refused counted: {refused}\n{text}");
+    drop(flood);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_opening_streams_without_end_is_held_to_the_stream_cap() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.server.http2_max_concurrent_streams = 20;
+        s.server.body_read_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    // A first request lets the server's SETTINGS arrive.
+    let (first, _) = client
+        .send_request(
+            http::Request::get(format!("{}/healthz", app.base))
+                .body(())
+                .unwrap(),
+            true,
+        )
+        .unwrap();
+    assert_eq!(first.await.unwrap().status(), 200);
+    assert_eq!(
+        client.current_max_send_streams(),
+        20,
+        "the server's stream cap"
+    );
+    // 100 streams whose bodies never end: the server works on 20 at a time, cuts each at the
+    // body timeout, and answers every one.
+    let started = Instant::now();
+    let mut pending = Vec::new();
+    let mut bodies = Vec::new();
+    for _ in 0..100 {
+        client = client.ready().await.unwrap();
+        let req = http::Request::post(format!("{}/v1/events", app.base))
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let (response, mut body) = client.send_request(req, false).unwrap();
+        body.send_data(bytes::Bytes::from_static(b"{"), false)
+            .unwrap();
+        bodies.push(body);
+        pending.push(response);
+    }
+    let statuses = futures::future::join_all(pending).await;
+    let cut = statuses
+        .into_iter()
+        .filter(|r| r.as_ref().is_ok_and(|r| r.status() == 408))
+        .count();
+    assert_eq!(cut, 100);
+    eprintln!(
+        "100 endless HTTP/2 streams, 20 at a time, answered in {:?}",
+        started.elapsed()
+    );
+    drop(bodies);
+    app.stop().await;
+}
+
+/// A CA made here, and certificates for 127.0.0.1/localhost signed by it.
+struct Pki {
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "blockhook edge test CA");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = params.self_signed(&ca_key).unwrap();
+        Self { ca, ca_key }
+    }
+
+    /// A leaf certificate (PEM chain, PEM key, DER); `expired` puts its validity in the past.
+    fn leaf(&self, expired: bool) -> (String, String, Vec<u8>) {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .unwrap();
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+}
+
+/// Builds and runs an app with TLS from `dir/cert.pem` and `dir/key.pem`.
+async fn spawn_tls(dir: &std::path::Path) -> Result<(String, CancellationToken), String> {
+    let ca = crate::receiver::TestCa::new();
+    let url = crate::helpers::store_url(Backend::Sqlite, dir).await;
+    let mut settings: Settings = crate::helpers::test_settings(dir, url, &ca);
+    settings.server.tls_cert = dir.join("cert.pem");
+    settings.server.tls_key = dir.join("key.pem");
+    let app = Application::build(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = app.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move { app.run_until_stopped(token).await.unwrap() });
+    Ok((format!("https://localhost:{}", addr.port()), stop))
+}
+
+/// The certificate a fresh TLS connection to `port` is served.
+async fn served_certificate(port: u16, ca_pem: &str) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_ingest_and_the_dashboard_over_http2_and_reloads_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let (cert, key, first_der) = pki.leaf(false);
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    let (base, stop) = spawn_tls(dir.path()).await.unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca.pem().as_bytes()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // Ingest over HTTPS, HTTP/2 negotiated by ALPN.
+    let merchant = client
+        .post(format!("{base}/v1/merchants"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "name": "TLS merchant" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(merchant.version(), reqwest::Version::HTTP_2);
+    let merchant: serde_json::Value = merchant.json().await.unwrap();
+    let published = client
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(ADMIN)
+        .json(&json!({
+            "merchant_id": merchant["id"],
+            "event_type": "Payment",
+            "payload": { "orderNo": "TLS-1" }
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 202);
+
+    // Dashboard sign-in: the session cookie is Secure, even on a loopback host.
+    let login = client
+        .post(format!("{base}/ui/login"))
+        .form(&[("token", ADMIN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+
+    // A certificate swapped on disk is served to new connections (SIGHUP skips the wait).
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(served_certificate(port, &pki.ca.pem()).await, first_der);
+    let (cert, key, second_der) = pki.leaf(false);
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut served = Vec::new();
+    for _ in 0..100 {
+        served = served_certificate(port, &pki.ca.pem()).await;
+        if served == second_der {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served, second_der, "the new certificate is served");
+    // The open client connection was not dropped: it still works.
+    let again = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn an_expired_certificate_stops_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let (cert, key, _) = pki.leaf(true);
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    let err = spawn_tls(dir.path()).await.unwrap_err();
+    assert!(err.contains("cert.pem") && err.contains("expired"), "{err}");
+    // And a key that is not the certificate's.
+    let (cert, _, _) = pki.leaf(false);
+    let (_, other_key, _) = pki.leaf(false);
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), other_key).unwrap();
+    let err = spawn_tls(dir.path()).await.unwrap_err();
+    assert!(err.contains("does not match"), "{err}");
+}
