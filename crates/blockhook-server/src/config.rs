@@ -177,6 +177,9 @@ pub struct ApiSettings {
     pub requests_per_second: u32,
     /// Burst size per key.
     pub burst: u32,
+    /// Also apply the limit to the operator token's publishing (`POST /v1/events`,
+    /// `/v1/events/batch`); off by default, so the gateway is never answered 429.
+    pub limit_operator_publish: bool,
 }
 
 /// `[log]`

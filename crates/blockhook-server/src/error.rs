@@ -55,6 +55,9 @@ pub enum ApiError {
     /// The body is not valid JSON or not of the expected shape.
     #[error("{0}")]
     MalformedBody(String),
+    /// The query string does not parse (a parameter of the wrong type or out of range).
+    #[error("{0}")]
+    MalformedQuery(String),
     /// Too large.
     #[error("request body larger than the configured limit (server.max_body_bytes)")]
     PayloadTooLarge,
@@ -100,6 +103,11 @@ impl ApiError {
                 "Validation failed",
             ),
             Self::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed body"),
+            Self::MalformedQuery(_) => (
+                StatusCode::BAD_REQUEST,
+                "malformed-query",
+                "Malformed query string",
+            ),
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
@@ -195,6 +203,7 @@ impl From<blockhook_core::Error> for ApiError {
             },
             E::NotFound(what) => Self::NotFound(what.to_owned()),
             E::Conflict(why) => Self::Conflict(why),
+            e @ E::IdempotencyConflict { .. } => Self::Conflict(e.to_string()),
             E::Unavailable(cause) => {
                 tracing::warn!(%cause, "store unavailable");
                 Self::Unavailable
@@ -230,10 +239,10 @@ impl From<PathRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        Self::Invalid {
-            field: None,
-            detail: r.body_text(),
-        }
+        // axum's text names the parameter ("Failed to deserialize query string: limit: invalid
+        // digit found in string"); the status is 400 like a malformed body: the request never
+        // had the expected shape, as opposed to a well-formed value that fails a rule (422).
+        Self::MalformedQuery(r.body_text())
     }
 }
 
