@@ -302,6 +302,17 @@ fn description(raw: Option<String>) -> ApiResult<Option<String>> {
             "description",
             format!("at most {MAX_DESCRIPTION} characters"),
         )),
+        // PostgreSQL's text cannot hold NUL (SQLite's can): refused here, the same on both
+        // stores, instead of a 500 from one of them. Line breaks and tabs stay allowed.
+        Some(d)
+            if d.chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
+        {
+            Err(ApiError::invalid(
+                "description",
+                "must not contain control characters (NUL included)",
+            ))
+        }
         other => Ok(other),
     }
 }
@@ -549,7 +560,10 @@ pub async fn test_send(
         &EventId::generate(),
         &event_type,
         &body,
-        1,
+        prepare::AttemptTag {
+            number: 1,
+            id: &blockhook_core::AttemptId::generate(),
+        },
         state.clock.now(),
     )
     .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -39,6 +39,10 @@ async fn each_invalid_field_is_a_422_naming_it_on_create_and_update() {
                 json!({ "url": base, "description": "d".repeat(1_001) }),
             ),
             (
+                "description",
+                json!({ "url": base, "description": "nul \u{0} inside" }),
+            ),
+            (
                 "event_types",
                 json!({ "url": base, "event_types": ["Pay ment"] }),
             ),
@@ -454,10 +458,22 @@ async fn a_test_send_returns_the_receivers_real_answer_and_the_exact_request() {
             "the body shown is the body sent"
         );
         assert_eq!(v["request"]["url"], rx.url());
-        for pair in v["request"]["headers"].as_array().unwrap() {
+        let shown = v["request"]["headers"].as_array().unwrap();
+        for pair in shown {
             let (name, value) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
             assert_eq!(got[0].header(name), Some(value), "header {name} as shown");
         }
+        // And every header the receiver got is shown: nothing the client added is missing.
+        for (name, value) in &got[0].headers {
+            assert!(
+                shown
+                    .iter()
+                    .any(|p| p[0].as_str().unwrap().eq_ignore_ascii_case(name)
+                        && p[1] == value.as_str()),
+                "{backend:?}: received {name}: {value} but the test send shows {shown:?}"
+            );
+        }
+        assert_eq!(shown.len(), got[0].headers.len(), "{shown:?}");
         assert_eq!(got[0].header("blockatm-event"), Some("Payout"));
         assert_eq!(got[0].header("x-shop"), Some("42"));
         assert!(verifies(&got[0], ep["secret"].as_str().unwrap()));
