@@ -54,7 +54,8 @@ pub struct CreateEndpoint {
     /// A label such as `cashier:91`.
     #[serde(default)]
     pub label: Option<String>,
-    /// A secret of your choice (24 to 256 printable characters); generated when absent.
+    /// A secret of your choice (16 to 256 printable characters; below 32 the answer carries a
+    /// warning); generated when absent.
     #[serde(default)]
     pub secret: Option<String>,
 }
@@ -144,6 +145,9 @@ pub struct EndpointView {
     pub created_at: i64,
     /// Last change, Unix ms.
     pub updated_at: i64,
+    /// Advice about the request that did not stop it (e.g. a short secret); only at creation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl EndpointView {
@@ -170,6 +174,7 @@ impl EndpointView {
             disabled_reason: ep.disabled_reason,
             created_at: ep.created_at.ms(),
             updated_at: ep.updated_at.ms(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -371,6 +376,13 @@ pub async fn create(
     let mut view = EndpointView::of(endpoint);
     // The merchant chose or was just given this secret: showing it once here is the point.
     view.secret = Some(secret.expose().to_owned());
+    if secret.is_short() {
+        view.warnings.push(format!(
+            "secret: shorter than {} characters; accepted, but rotate it (rotate-secret) once \
+             your receiver can take a generated one",
+            EndpointSecret::ADVISED_LEN
+        ));
+    }
     Ok(view)
 }
 

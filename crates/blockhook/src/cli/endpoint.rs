@@ -120,7 +120,7 @@ enum Cmd {
         endpoint_url: String,
         #[command(flatten)]
         fields: Fields,
-        /// A secret of your choice (24+ characters); generated when absent.
+        /// A secret of your choice (16+ characters, 32+ advised); generated when absent.
         #[arg(long)]
         secret: Option<String>,
     },

@@ -362,6 +362,50 @@ async fn the_secret_is_answered_only_at_create_rotate_and_by_its_own_read() {
 }
 
 #[tokio::test]
+async fn a_merchant_may_bring_a_secret_from_16_characters_with_a_warning_below_32() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        let rx = Receiver::ok(Some(&app.ca)).await;
+        let m = app.merchant().await;
+        let path = format!("/v1/merchants/{m}/endpoints");
+        let r = app
+            .post(
+                &path,
+                ADMIN,
+                &json!({ "url": rx.url(), "secret": "x".repeat(15) }),
+            )
+            .await;
+        assert_problem(r, 422, Some("secret"), "15 characters").await;
+        let short = "legacy-secret-16";
+        let ep = app
+            .endpoint(&m, &rx.url(), json!({ "secret": short }))
+            .await;
+        assert_eq!(ep["secret"], short, "{backend:?}");
+        let warnings = ep["warnings"].as_array().unwrap();
+        assert!(
+            warnings.len() == 1 && warnings[0].as_str().unwrap().contains("shorter than 32"),
+            "{ep}"
+        );
+        // It signs with it.
+        app.publish(&m, "Payment", PAYMENT).await;
+        let got = rx.wait_for(1, Duration::from_secs(10)).await;
+        assert!(verifies(&got[0], short), "{backend:?}");
+        let long = app
+            .endpoint(
+                &m,
+                "https://b.example/h",
+                json!({ "secret": "y".repeat(32) }),
+            )
+            .await;
+        assert!(
+            long.get("warnings").is_none(),
+            "no warning from 32 on: {long}"
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn secrets_are_encrypted_at_rest_in_the_sqlite_file() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let m = app.merchant().await;
