@@ -171,3 +171,22 @@ fn serve_on_port_zero_prints_the_bound_address_plainly_and_writes_the_port_file(
     conn.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[test]
+fn serve_help_points_to_the_settings_file_for_retries_timeouts_and_leases() {
+    let out = blockhook(&["serve", "--help"], &[]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for word in [
+        "blockhook.example.toml",
+        "retry_schedule",
+        "total_timeout",
+        "lease",
+        "config check",
+    ] {
+        assert!(
+            help.contains(word),
+            "{word} missing from serve --help:\n{help}"
+        );
+    }
+}
