@@ -259,9 +259,16 @@ impl Settings {
             .extract()
             .map_err(|e| Error::Config(e.to_string()))?;
         let known = strict::KnownKeys::new(DEFAULTS, &defaults)?;
-        let implicit = Path::new("blockhook.toml");
-        let path = file.or_else(|| implicit.exists().then_some(implicit));
-        let mut problems = path.map(|p| known.check_file(p)).unwrap_or_default();
+        // The file figment reads when none is given: `blockhook.toml` in the working directory
+        // or the nearest parent that has one.
+        let implicit = || {
+            let cwd = std::env::current_dir().ok()?;
+            cwd.ancestors()
+                .map(|d| d.join("blockhook.toml"))
+                .find(|p| p.is_file())
+        };
+        let path = file.map(Path::to_path_buf).or_else(implicit);
+        let mut problems = path.map(|p| known.check_file(&p)).unwrap_or_default();
         let vars =
             std::env::vars_os().map(|(k, _)| (k.to_string_lossy().into_owned(), String::new()));
         problems.extend(known.check_env(vars));
