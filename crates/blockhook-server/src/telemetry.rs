@@ -5,6 +5,8 @@
 //! dispatcher's spans record only ids and attempt numbers. The OTLP layer sees exactly what the
 //! log sees (the same filter), so it cannot leak more.
 
+use std::io::IsTerminal as _;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -43,6 +45,12 @@ impl Telemetry {
     }
 }
 
+/// Colour codes only for a person at a terminal: never into a file, a pipe or a journal, and
+/// not when `NO_COLOR` is set to anything (<https://no-color.org>).
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs the global subscriber (a no-op if one is already installed, e.g. in tests).
 /// `RUST_LOG` overrides the configured filter.
 ///
@@ -52,7 +60,9 @@ pub fn init(log: &LogSettings) -> Telemetry {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour());
     let fmt = match log.format {
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
         LogFormat::Pretty => fmt.compact().boxed(),

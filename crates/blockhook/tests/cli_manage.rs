@@ -112,11 +112,10 @@ fn create_merchant_endpoint_publish_and_list_events_through_the_cli() {
     assert_eq!(String::from_utf8(shown.stdout).unwrap().trim(), secret);
 
     let payload = dir.path().join("order.json");
-    std::fs::write(
-        &payload,
-        r#"{"orderNo":"OrderNo_1","amount":"2000.00","status":"SUCCESS"}"#,
-    )
-    .unwrap();
+    // Not in key order, with a space and a literal serde would rewrite: read back unchanged.
+    let published_bytes =
+        r#"{"orderNo":"OrderNo_1","amount":"2000.00", "rate":1E-7,"status":"SUCCESS"}"#;
+    std::fs::write(&payload, published_bytes).unwrap();
     let published = json_of(&blockhook(
         &url,
         &[
@@ -158,6 +157,55 @@ fn create_merchant_endpoint_publish_and_list_events_through_the_cli() {
         &["event", "get", "--merchant", &m, &event, "--json"],
     ));
     assert_eq!(got["payload"]["amount"], "2000.00");
+
+    // `event get` prints the payload byte for byte; `--pretty` indents it, keys in order.
+    let shown = blockhook(&url, &["event", "get", "--merchant", &m, &event]);
+    let shown = String::from_utf8(shown.stdout).unwrap();
+    assert!(
+        shown.contains(&format!("payload:\n{published_bytes}\n")),
+        "{shown}"
+    );
+    let pretty = blockhook(
+        &url,
+        &["event", "get", "--merchant", &m, &event, "--pretty"],
+    );
+    let pretty = String::from_utf8(pretty.stdout).unwrap();
+    assert!(
+        pretty.contains(
+            "{\n  \"orderNo\": \"OrderNo_1\",\n  \"amount\": \"2000.00\",\n  \"rate\": 1E-7,"
+        ),
+        "{pretty}"
+    );
+
+    // Tables print times as ISO-8601 UTC; `--json` keeps Unix milliseconds.
+    let created = got["created_at"].as_i64().unwrap();
+    assert!(created > 1_600_000_000_000);
+    assert!(
+        shown.contains("created_at       20") && shown.contains('Z'),
+        "{shown}"
+    );
+    assert!(!shown.contains(&created.to_string()), "{shown}");
+
+    // `--since` takes a duration: the event is within the last hour, not before it.
+    let recent = json_of(&blockhook(
+        &url,
+        &["event", "list", "--merchant", &m, "--since", "1h", "--json"],
+    ));
+    assert_eq!(recent["data"].as_array().unwrap().len(), 1);
+    let later = json_of(&blockhook(
+        &url,
+        &["event", "list", "--merchant", &m, "--until", "1h", "--json"],
+    ));
+    assert_eq!(later["data"].as_array().unwrap().len(), 0);
+
+    // The operator token has no merchant of its own: without --merchant the CLI says so.
+    let no_merchant = blockhook(&url, &["event", "list"]);
+    assert_eq!(no_merchant.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&no_merchant.stderr);
+    assert!(
+        err.contains("--merchant") && !err.contains("not found"),
+        "{err}"
+    );
 
     // Errors are the server's problem detail, exit code 2.
     let missing = blockhook(&url, &["endpoint", "get", "--merchant", &m, "ep_0000"]);
@@ -286,4 +334,43 @@ fn recover_wait_follows_the_redelivery_until_the_backlog_is_empty() {
     assert!(stderr.contains("0 pending, 0 failed"), "{stderr}");
     // Not a terminal: plain lines, no bar drawn with control sequences.
     assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}
+
+/// The server's log carries colour codes only on a terminal, and not when `NO_COLOR` is set:
+/// `script` gives `serve` a pseudo-terminal, as a person running it in a shell has.
+#[test]
+fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: `script` (util-linux) is not installed");
+        return;
+    }
+    let run = |no_color: bool, tty: bool| -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let serve = format!(
+            "timeout 2 {} serve --listen 127.0.0.1:0 --data-dir {}",
+            env!("CARGO_BIN_EXE_blockhook"),
+            dir.path().display()
+        );
+        let mut cmd = if tty {
+            let mut c = Command::new("script");
+            c.args(["-qec", &serve, "/dev/null"]);
+            c
+        } else {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("{serve} 2>&1")]);
+            c
+        };
+        cmd.env_remove("NO_COLOR")
+            .env("BLOCKHOOK_SERVER__ADMIN_TOKEN", ADMIN);
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.contains("generated one"), "{text}");
+        out.stdout
+    };
+    assert!(run(false, true).contains(&0x1b), "a terminal gets colour");
+    assert!(!run(true, true).contains(&0x1b), "NO_COLOR is honoured");
+    assert!(!run(false, false).contains(&0x1b), "a pipe gets no colour");
 }

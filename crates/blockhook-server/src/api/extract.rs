@@ -152,6 +152,15 @@ impl FromRequestParts<AppState> for Tenant {
                     return Err(not_found());
                 }
             }
+            // `me` is the API key's own merchant; the operator token has none, and "merchant
+            // not found" would send the reader looking for a merchant that was never meant.
+            Caller::Operator if raw == "me" => {
+                return Err(ApiError::invalid(
+                    "merchant_id",
+                    "`me` names the merchant of a merchant API key; with the operator token put \
+                     the merchant's id in the path (CLI: --merchant mch_…)",
+                ));
+            }
             Caller::Operator => {
                 let id = MerchantId::parse(raw).map_err(|_| not_found())?;
                 state.store.get_merchant(&id).await?;

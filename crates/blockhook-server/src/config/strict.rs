@@ -21,13 +21,13 @@ pub const NOT_SETTINGS: &[&str] = &[
     "TOKEN",
     "CONFIG",
     "SECRET",
-    "REQUIRE_MOUNT",
     "TEST_DATABASE_URL",
     "BENCH_DATABASE_URL",
 ];
 
-/// Prefixes (after `BLOCKHOOK_`) reserved for test, benchmark and fault-injection variables.
-pub const NOT_SETTINGS_PREFIXES: &[&str] = &["TEST_", "BENCH_", "CHAOS_", "SCALE_"];
+/// Prefixes (after `BLOCKHOOK_`) reserved for test, benchmark and fault-injection variables
+/// (`BLOCKHOOK_REQUIRE_MOUNT`, `BLOCKHOOK_REQUIRE_DOCS`: CI's "do not skip" switches).
+pub const NOT_SETTINGS_PREFIXES: &[&str] = &["TEST_", "BENCH_", "CHAOS_", "SCALE_", "REQUIRE_"];
 
 /// Every valid key, by section.
 #[derive(Debug, Clone)]
@@ -256,6 +256,7 @@ mod tests {
             "BLOCKHOOK_SECRET",
             "BLOCKHOOK_TEST_DATABASE_URL",
             "BLOCKHOOK_REQUIRE_MOUNT",
+            "BLOCKHOOK_REQUIRE_DOCS",
             "BLOCKHOOK_CHAOS_SEED",
             "BLOCKHOOK_DELIVERY__CONCURRENCY",
             "blockhook_log__filter",

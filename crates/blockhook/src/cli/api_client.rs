@@ -90,6 +90,21 @@ impl ApiClient {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Body>) -> anyhow::Result<Value> {
+        let text = self.call_text(method, path, body).await?;
+        Ok(if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        })
+    }
+
+    /// The answer's body exactly as sent (a refusal becomes an [`ApiFailure`]).
+    async fn call_text(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.base);
         let mut req = self
             .http
@@ -113,12 +128,8 @@ impl ApiClient {
             .text()
             .await
             .with_context(|| format!("reading the answer of {method} {url}"))?;
-        let value: Value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
         if status >= 400 {
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
             let detail = value["detail"]
                 .as_str()
                 .map(str::to_owned)
@@ -131,7 +142,7 @@ impl ApiClient {
             }
             .into());
         }
-        Ok(value)
+        Ok(text)
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -330,14 +341,11 @@ impl ApiClient {
             .await
     }
 
-    /// `GET …/events/{id}`.
-    pub async fn get_event(&self, merchant: &str, id: &str) -> anyhow::Result<Value> {
-        self.get(&format!(
-            "/v1/merchants/{}/events/{}",
-            seg(merchant),
-            seg(id)
-        ))
-        .await
+    /// `GET …/events/{id}`, as the server's text: the payload inside is the published bytes,
+    /// which parsing into a [`Value`] would re-order and re-space.
+    pub async fn get_event(&self, merchant: &str, id: &str) -> anyhow::Result<String> {
+        let path = format!("/v1/merchants/{}/events/{}", seg(merchant), seg(id));
+        self.call_text(Method::GET, &path, None).await
     }
 
     /// `GET …/events/{id}/deliveries`.

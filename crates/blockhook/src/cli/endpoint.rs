@@ -5,9 +5,9 @@
 //! the merchant.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Subcommand;
 use serde_json::{Map, Value, json};
 
@@ -196,27 +196,6 @@ enum Cmd {
     Backlog,
 }
 
-/// `--since`: Unix ms, or `<n>s|m|h|d` ago.
-fn since_ms(raw: &str) -> anyhow::Result<i64> {
-    if let Ok(ms) = raw.parse::<i64>() {
-        return Ok(ms);
-    }
-    let (n, unit) = raw.split_at(raw.len().saturating_sub(1));
-    let n: u64 = n
-        .parse()
-        .with_context(|| format!("--since {raw:?}: expected Unix ms or e.g. 6h"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3_600,
-        "d" => n * 86_400,
-        _ => bail!("--since {raw:?}: unit must be s, m, h or d"),
-    };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
-    let then = now.saturating_sub(Duration::from_secs(secs));
-    Ok(i64::try_from(then.as_millis())?)
-}
-
 /// The endpoint's row of `GET …/backlog`: (pending, failed).
 async fn backlog_of(api: &ApiClient, merchant: &str, id: &str) -> anyhow::Result<(u64, u64)> {
     let rows = api.backlog(merchant).await?;
@@ -337,7 +316,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 wait,
                 wait_timeout,
             } => {
-                let body = json!({ "since": since_ms(&since)? });
+                let body = json!({ "since": super::when::parse_ms("--since", &since)? });
                 let recovered = api.endpoint_action(m, &id, "recover", body).await?;
                 if wait {
                     let limit = Duration::from_secs(wait_timeout);
@@ -400,26 +379,4 @@ fn print_exchange(v: &Value) {
             "NOT acknowledged"
         }
     );
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn since_takes_ms_or_an_age() {
-        assert_eq!(since_ms("1700000000000").unwrap(), 1_700_000_000_000);
-        let six_h = since_ms("6h").unwrap();
-        let now = i64::try_from(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_millis(),
-        )
-        .unwrap();
-        assert!((now - six_h - 6 * 3_600_000).abs() < 5_000);
-        assert!(since_ms("6y").is_err());
-        assert!(since_ms("h").is_err());
-    }
 }

@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use super::api_client::{ApiClient, Conn, block_on};
-use super::output::{Columns, print};
+use super::output::{Columns, pretty_json, print};
+use super::when;
 
 const EVENTS: Columns<'static> = &[
     ("ID", "id"),
@@ -77,12 +78,12 @@ enum Cmd {
         /// Only this type.
         #[arg(long)]
         event_type: Option<String>,
-        /// Created at or after (Unix ms).
+        /// Created at or after: Unix ms, or a duration ago (`30m`, `6h`, `7d`).
         #[arg(long)]
-        since: Option<i64>,
-        /// Created before (Unix ms).
+        since: Option<String>,
+        /// Created before: Unix ms, or a duration ago.
         #[arg(long)]
-        until: Option<i64>,
+        until: Option<String>,
         /// Only events with a delivery in this state: pending, in_flight, succeeded, failed.
         #[arg(long)]
         state: Option<String>,
@@ -93,10 +94,13 @@ enum Cmd {
         #[arg(long)]
         limit: Option<u32>,
     },
-    /// Show one event with its payload.
+    /// Show one event with its payload, byte for byte as published.
     Get {
         /// Event id (evt_…).
         id: String,
+        /// Indent the payload for reading (keys keep their order, literals their spelling).
+        #[arg(long)]
+        pretty: bool,
     },
     /// The event's deliveries.
     Deliveries {
@@ -130,6 +134,33 @@ fn read_payload(path: &PathBuf) -> anyhow::Result<String> {
     }
 }
 
+/// Prints `GET …/events/{id}`: with `--json` the server's answer as it came, otherwise the
+/// event's fields, then the payload exactly as published (`--pretty` indents it).
+fn print_event(text: &str, json: bool, pretty: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{text}");
+        return Ok(());
+    }
+    #[derive(serde::Deserialize)]
+    struct Payload<'a> {
+        #[serde(borrow)]
+        payload: Option<&'a serde_json::value::RawValue>,
+    }
+    let raw: Payload<'_> = serde_json::from_str(text).context("reading the event")?;
+    let payload = match raw.payload {
+        None => "(removed by retention)".to_owned(),
+        Some(p) if pretty => pretty_json(p.get()),
+        Some(p) => p.get().to_owned(),
+    };
+    let mut fields: serde_json::Value = serde_json::from_str(text).context("reading the event")?;
+    if let Some(map) = fields.as_object_mut() {
+        map.remove("payload");
+    }
+    print(&fields, false, EVENTS);
+    println!("payload:\n{payload}");
+    Ok(())
+}
+
 /// Runs `event`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let api = ApiClient::new(&args.conn)?;
@@ -157,20 +188,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             } => {
                 let mut q: Vec<(&str, String)> = Vec::new();
                 q.extend(event_type.map(|v| ("event_type", v)));
-                q.extend(since.map(|v| ("since", v.to_string())));
-                q.extend(until.map(|v| ("until", v.to_string())));
+                if let Some(v) = since {
+                    q.push(("since", when::parse_ms("--since", &v)?.to_string()));
+                }
+                if let Some(v) = until {
+                    q.push(("until", when::parse_ms("--until", &v)?.to_string()));
+                }
                 q.extend(state.map(|v| ("state", v)));
                 q.extend(after.map(|v| ("after", v)));
                 q.extend(limit.map(|v| ("limit", v.to_string())));
                 (api.list_events(m, &q).await?, EVENTS)
             }
-            Cmd::Get { id } => {
-                let v = api.get_event(m, &id).await?;
-                if !json {
-                    print(&v, false, EVENTS);
-                    return Ok(());
-                }
-                (v, EVENTS)
+            Cmd::Get { id, pretty } => {
+                let text = api.get_event(m, &id).await?;
+                print_event(&text, json, pretty)?;
+                return Ok(());
             }
             Cmd::Deliveries { id } => (api.deliveries(m, &id).await?, DELIVERIES),
             Cmd::Attempts { delivery_id } => (api.attempts(m, &delivery_id).await?, ATTEMPTS),

@@ -24,6 +24,8 @@ use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use reqwest::Url;
 
+use super::output::pretty_json;
+use super::when::iso8601;
 use blockhook_receiver::{Error, EventKind, HeaderSource, Verifier, VerifyMode, Webhook, headers};
 
 /// The largest body accepted (blockhook's payloads are far smaller).
@@ -286,7 +288,10 @@ fn report(
         "--- #{n} {} {} from {peer} at {}\n",
         parts.method,
         parts.uri,
-        utc(now)
+        i64::try_from(now)
+            .ok()
+            .and_then(iso8601)
+            .unwrap_or_default()
     );
     let event = match h.header(headers::EVENT) {
         Some(raw) => {
@@ -303,7 +308,11 @@ fn report(
     let time = match h.header(headers::REQUEST_TIME) {
         Some(raw) => match raw.parse::<u64>() {
             Ok(t) if raw.bytes().all(|b| b.is_ascii_digit()) => {
-                format!("{raw} = {}, {}", utc(t), skew(t, now))
+                format!(
+                    "{raw} = {}, {}",
+                    i64::try_from(t).ok().and_then(iso8601).unwrap_or_default(),
+                    skew(t, now)
+                )
             }
             _ => format!("{raw:?} (not a plain integer of milliseconds)"),
         },
@@ -394,88 +403,6 @@ fn truncate(text: &str, limit: usize) -> String {
     format!("{}... ({} more bytes)", &text[..cut], text.len() - cut)
 }
 
-/// Re-indents valid JSON text without parsing values, so `2000.00` and `1E-7` stay as sent.
-fn pretty_json(text: &str) -> String {
-    fn newline(out: &mut String, depth: usize) {
-        out.push('\n');
-        out.extend(std::iter::repeat_n("  ", depth));
-    }
-    let mut out = String::with_capacity(text.len() * 2);
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match c {
-            '"' => {
-                in_string = true;
-                out.push(c);
-            }
-            '{' | '[' => {
-                while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
-                    chars.next();
-                }
-                let close = if c == '{' { '}' } else { ']' };
-                out.push(c);
-                if chars.peek() == Some(&close) {
-                    chars.next();
-                    out.push(close);
-                } else {
-                    depth += 1;
-                    newline(&mut out, depth);
-                }
-            }
-            '}' | ']' => {
-                depth = depth.saturating_sub(1);
-                newline(&mut out, depth);
-                out.push(c);
-            }
-            ',' => {
-                out.push(c);
-                newline(&mut out, depth);
-            }
-            ':' => out.push_str(": "),
-            c if c.is_ascii_whitespace() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `2025-03-27 07:24:28.000 UTC` for a Unix time in milliseconds.
-fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = i64::try_from(days).unwrap_or(i64::MAX / 2) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -486,23 +413,6 @@ fn now_ms() -> u64 {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00.000 UTC");
-        assert_eq!(utc(1_743_060_268_000), "2025-03-27 07:24:28.000 UTC");
-        assert_eq!(utc(951_782_400_123), "2000-02-29 00:00:00.123 UTC");
-        assert_eq!(utc(1_709_251_199_999), "2024-02-29 23:59:59.999 UTC");
-    }
-
-    #[test]
-    fn pretty_json_keeps_literals_and_strings() {
-        let body =
-            r#"{"a":2000.00,"b":1E-7,"s":"x, {y}: \"z\"","e":{},"l":[ ],"n":[1,{"k":null}]}"#;
-        let want = "{\n  \"a\": 2000.00,\n  \"b\": 1E-7,\n  \"s\": \"x, {y}: \\\"z\\\"\",\n  \"e\": {},\n  \"l\": [],\n  \"n\": [\n    1,\n    {\n      \"k\": null\n    }\n  ]\n}";
-        assert_eq!(pretty_json(body), want);
-        assert_eq!(pretty_json(" {\n\t\"b\" : 1 }\n"), "{\n  \"b\": 1\n}");
-    }
 
     #[test]
     fn render_body_falls_back_to_text() {

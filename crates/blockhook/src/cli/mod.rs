@@ -19,6 +19,7 @@ mod serve;
 mod sign;
 mod status;
 mod verify;
+mod when;
 
 /// blockhook: self-hosted webhook delivery for stablecoin payment gateways.
 ///

@@ -1,5 +1,8 @@
 //! How the management commands print: a readable table (lists) or `key  value` lines (one
 //! object) by default, the server's JSON unchanged with `--json` (for scripts and `jq`).
+//!
+//! Human output shows times (`*_at` fields and `oldest`, Unix ms on the wire) as ISO-8601 UTC; `--json`
+//! keeps the milliseconds.
 
 use serde_json::Value;
 
@@ -34,20 +37,90 @@ pub fn print(value: &Value, json: bool, columns: Columns<'_>) {
         Value::Object(map) => {
             let width = map.keys().map(String::len).max().unwrap_or(0);
             for (k, v) in map {
-                println!("{k:<width$}  {}", cell(v));
+                println!("{k:<width$}  {}", cell(k, v));
             }
         }
-        other => println!("{}", cell(other)),
+        other => println!("{}", cell("", other)),
     }
 }
 
-/// A value as one cell: strings bare, `null` as `-`, the rest as compact JSON.
-fn cell(v: &Value) -> String {
+/// The value of `field` as one cell: strings bare, `null` as `-`, times (`*_at`) as ISO-8601
+/// UTC, the rest as compact JSON.
+fn cell(field: &str, v: &Value) -> String {
     match v {
         Value::Null => "-".to_owned(),
         Value::String(s) => s.clone(),
+        Value::Number(n) if is_time(field) => n
+            .as_i64()
+            .and_then(super::when::iso8601)
+            .unwrap_or_else(|| n.to_string()),
         other => other.to_string(),
     }
+}
+
+/// Whether the API's `field` holds a time in Unix ms: every `*_at`, and the few older names.
+fn is_time(field: &str) -> bool {
+    field.ends_with("_at") || matches!(field, "oldest" | "since" | "until")
+}
+
+/// Re-indents valid JSON text without parsing values, so `2000.00` and `1E-7` stay as sent
+/// and keys keep their order.
+pub fn pretty_json(text: &str) -> String {
+    fn newline(out: &mut String, depth: usize) {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", depth));
+    }
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = text.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+                    chars.next();
+                }
+                let close = if c == '{' { '}' } else { ']' };
+                out.push(c);
+                if chars.peek() == Some(&close) {
+                    chars.next();
+                    out.push(close);
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_ascii_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn table(rows: &[Value], columns: Columns<'_>) {
@@ -57,7 +130,12 @@ fn table(rows: &[Value], columns: Columns<'_>) {
     }
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| columns.iter().map(|(_, field)| cell(&r[*field])).collect())
+        .map(|r| {
+            columns
+                .iter()
+                .map(|(_, field)| cell(field, &r[*field]))
+                .collect()
+        })
         .collect();
     let widths: Vec<usize> = columns
         .iter()
@@ -92,8 +170,49 @@ mod tests {
 
     #[test]
     fn cells_are_readable() {
-        assert_eq!(cell(&Value::Null), "-");
-        assert_eq!(cell(&Value::from("x")), "x");
-        assert_eq!(cell(&serde_json::json!([1, 2])), "[1,2]");
+        assert_eq!(cell("id", &Value::Null), "-");
+        assert_eq!(cell("id", &Value::from("x")), "x");
+        assert_eq!(cell("ids", &serde_json::json!([1, 2])), "[1,2]");
+        assert_eq!(
+            cell("created_at", &Value::from(1_743_060_268_123_i64)),
+            "2025-03-27T07:24:28.123Z"
+        );
+        assert_eq!(
+            cell("attempts", &Value::from(1_743_060_268_123_i64)),
+            "1743060268123"
+        );
+        assert_eq!(cell("created_at", &Value::from(-5)), "-5");
+        assert_eq!(cell("oldest", &Value::from(0)), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn pretty_json_keeps_literals_and_strings() {
+        let body =
+            r#"{"a":2000.00,"b":1E-7,"s":"x, {y}: \"z\"","e":{},"l":[ ],"n":[1,{"k":null}]}"#;
+        let want = "{\n  \"a\": 2000.00,\n  \"b\": 1E-7,\n  \"s\": \"x, {y}: \\\"z\\\"\",\n  \"e\": {},\n  \"l\": [],\n  \"n\": [\n    1,\n    {\n      \"k\": null\n    }\n  ]\n}";
+        assert_eq!(pretty_json(body), want);
+        assert_eq!(pretty_json(" {\n\t\"b\" : 1 }\n"), "{\n  \"b\": 1\n}");
+    }
+
+    #[test]
+    fn pretty_json_keeps_order_and_literals() {
+        let raw = r#"{"z":1E-7,"a":[],"m":{"s":"a,b:{\"c\"}\\","n":[1, 2.50]},"e":{}}"#;
+        let pretty = pretty_json(raw);
+        assert_eq!(
+            pretty,
+            "{\n  \"z\": 1E-7,\n  \"a\": [],\n  \"m\": {\n    \"s\": \"a,b:{\\\"c\\\"}\\\\\",\n    \
+             \"n\": [\n      1,\n      2.50\n    ]\n  },\n  \"e\": {}\n}"
+        );
+        // Same tokens, same order: removing the added whitespace gives the input back.
+        let squeezed: String = {
+            let v: Value = serde_json::from_str(&pretty).unwrap();
+            let w: Value = serde_json::from_str(raw).unwrap();
+            assert_eq!(v, w);
+            pretty
+                .replace("\n", "")
+                .replace("  ", "")
+                .replace(": ", ":")
+        };
+        assert_eq!(squeezed, raw.replace(", ", ","));
     }
 }
