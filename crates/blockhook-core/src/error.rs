@@ -20,6 +20,20 @@ pub enum Error {
     /// The request conflicts with the current state (duplicate, limit reached, wrong state).
     #[error("{0}")]
     Conflict(String),
+    /// An idempotency key is already taken by a different event (another event type, or a
+    /// payload that is not byte-identical): the publish is refused, nothing is stored.
+    #[error(
+        "idempotency key {key:?} already names event {original}, which has another event type \
+         or payload"
+    )]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The event the key names.
+        original: crate::EventId,
+        /// Position of the refused event in the batch given to the store.
+        index: usize,
+    },
     /// The store cannot be reached right now (retryable; the API answers 503).
     #[error("store unavailable: {0}")]
     Unavailable(String),

@@ -3,6 +3,11 @@
 //! Layers, later ones winning: compiled-in defaults (`defaults.toml` beside this file) → the
 //! config file (`--config`, default `blockhook.toml` if it exists) → `BLOCKHOOK_*` environment
 //! variables (`__` separates sections: `BLOCKHOOK_DELIVERY__CONCURRENCY=64`) → command-line flags.
+//!
+//! Loading is strict (see [`strict`]): an unknown key in the file or an unknown
+//! `BLOCKHOOK_<SECTION>__<KEY>` variable is an error, not a silently kept default.
+
+pub mod strict;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -201,6 +206,9 @@ pub struct ApiSettings {
     pub requests_per_second: u32,
     /// Burst size per key.
     pub burst: u32,
+    /// Also apply the limit to the operator token's publishing (`POST /v1/events`,
+    /// `/v1/events/batch`); off by default, so the gateway is never answered 429.
+    pub limit_operator_publish: bool,
 }
 
 /// `[log]`
@@ -253,16 +261,51 @@ impl Settings {
     /// Defaults → file → environment → `overrides` (a serialisable value holding only the
     /// keys the user set on the command line, nested like the file).
     pub fn load(file: Option<&Path>, overrides: impl Serialize) -> Result<Self, Error> {
+        Self::check_keys(file)?;
         let mut fig = Self::figment(file);
+        // Only `BLOCKHOOK_<SECTION>__<KEY>` names are settings; the others (the CLI's
+        // BLOCKHOOK_URL, …) were checked against the allow list above and are not read here.
         fig = fig.merge(
             Env::prefixed("BLOCKHOOK_")
-                .split("__")
-                .ignore(&["config", "secret"]),
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
         );
         fig = fig.merge(Serialized::defaults(overrides));
         let settings: Settings = fig.extract().map_err(|e| Error::Config(e.to_string()))?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Refuses unknown keys in the config file and unknown `BLOCKHOOK_*` variables, naming
+    /// each, where it came from, and the closest valid key.
+    fn check_keys(file: Option<&Path>) -> Result<(), Error> {
+        let defaults: Settings = Figment::from(Toml::string(DEFAULTS))
+            .extract()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let known = strict::KnownKeys::new(DEFAULTS, &defaults)?;
+        // The file figment reads when none is given: `blockhook.toml` in the working directory
+        // or the nearest parent that has one.
+        let implicit = || {
+            let cwd = std::env::current_dir().ok()?;
+            cwd.ancestors()
+                .map(|d| d.join("blockhook.toml"))
+                .find(|p| p.is_file())
+        };
+        let path = file.map(Path::to_path_buf).or_else(implicit);
+        let mut problems = path.map(|p| known.check_file(&p)).unwrap_or_default();
+        let vars =
+            std::env::vars_os().map(|(k, _)| (k.to_string_lossy().into_owned(), String::new()));
+        problems.extend(known.check_env(vars));
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(problems.join("\n")))
+        }
+    }
+
+    /// The settings as TOML, every secret redacted (what `blockhook config check` prints).
+    pub fn redacted_toml(&self) -> Result<String, Error> {
+        strict::redacted_toml(self)
     }
 
     fn figment(file: Option<&Path>) -> Figment {
@@ -418,6 +461,39 @@ mod tests {
             Settings::defaults().unwrap().ui.session_lifetime,
             Duration::from_secs(12 * 3600)
         );
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_names_it_the_file_and_the_closest_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("typo.toml");
+        std::fs::write(
+            &path,
+            "leese = \"3s\"\n[delivery]\nleese = \"3s\"\n[retension]\nmax_age = \"1d\"\n",
+        )
+        .unwrap();
+        let err = Settings::load(Some(&path), serde_json::json!({}))
+            .unwrap_err()
+            .to_string();
+        let shown = path.display().to_string();
+        assert!(
+            err.contains(&format!(
+                "unknown setting `leese` in [delivery] of {shown}; did you mean `delivery.lease`?"
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains("unknown section [retension]") && err.contains("did you mean [retention]"),
+            "{err}"
+        );
+        assert!(
+            err.contains("`leese` at the top of") && err.contains("`delivery.lease`"),
+            "{err}"
+        );
+        // A correct file loads.
+        std::fs::write(&path, "[delivery]\nlease = \"30s\"\n").unwrap();
+        let ok = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        assert_eq!(ok.delivery.lease, Duration::from_secs(30));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! human `detail` and, for validation errors, the offending `field`. Server-side failures are
 //! logged with their cause and answered with a generic detail.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -55,6 +57,9 @@ pub enum ApiError {
     /// The body is not valid JSON or not of the expected shape.
     #[error("{0}")]
     MalformedBody(String),
+    /// The query string does not parse (a parameter of the wrong type or out of range).
+    #[error("{0}")]
+    MalformedQuery(String),
     /// Too large.
     #[error("request body larger than the configured limit (server.max_body_bytes)")]
     PayloadTooLarge,
@@ -106,6 +111,11 @@ impl ApiError {
                 "Validation failed",
             ),
             Self::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed body"),
+            Self::MalformedQuery(_) => (
+                StatusCode::BAD_REQUEST,
+                "malformed-query",
+                "Malformed query string",
+            ),
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
@@ -211,8 +221,9 @@ impl From<blockhook_core::Error> for ApiError {
             },
             E::NotFound(what) => Self::NotFound(what.to_owned()),
             E::Conflict(why) => Self::Conflict(why),
+            e @ E::IdempotencyConflict { .. } => Self::Conflict(e.to_string()),
             E::Unavailable(cause) => {
-                tracing::warn!(%cause, "store unavailable");
+                store_unavailable(&cause);
                 Self::Unavailable
             }
             E::Internal(cause) => Self::Internal(cause),
@@ -246,12 +257,85 @@ impl From<PathRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        Self::Invalid {
-            field: None,
-            detail: r.body_text(),
-        }
+        // axum's text names the parameter ("Failed to deserialize query string: limit: invalid
+        // digit found in string"); the status is 400 like a malformed body: the request never
+        // had the expected shape, as opposed to a well-formed value that fails a rule (422).
+        Self::MalformedQuery(r.body_text())
+    }
+}
+
+/// Whether the store was last seen unavailable. While the database is down every request fails
+/// the same way; one WARN line when it goes (and one INFO line when it answers again) says
+/// everything, where a line per request would bury the rest of the log. Process-wide because
+/// the conversion above has no state at hand, and it only decides what is logged.
+static STORE_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// Notes a request answered 503 because the store is unavailable: logged on the transition only.
+fn store_unavailable(cause: &str) {
+    if STORE_DOWN.swap(true, Ordering::SeqCst) {
+        tracing::debug!(%cause, "store still unavailable");
+    } else {
+        tracing::warn!(%cause, "store unavailable: answering 503 until it recovers (logged once)");
+    }
+}
+
+/// Notes a request the store answered; logs the recovery if it was down.
+pub(crate) fn store_answered() {
+    if STORE_DOWN.load(Ordering::Relaxed) && STORE_DOWN.swap(false, Ordering::SeqCst) {
+        tracing::info!("store reachable again");
     }
 }
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_unavailable_store_is_logged_once_at_warn_and_its_recovery_at_info() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..2 {
+                for _ in 0..5 {
+                    let e = ApiError::from(blockhook_core::Error::Unavailable("refused".into()));
+                    assert_eq!(e.into_response().status(), 503);
+                }
+                store_answered();
+                store_answered();
+            }
+        });
+        let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.matches(" WARN ").count(), 2, "once per outage:\n{log}");
+        assert_eq!(log.matches("ERROR").count(), 0, "{log}");
+        assert_eq!(log.matches("store reachable again").count(), 2, "{log}");
+        assert!(
+            log.lines()
+                .all(|l| !l.contains(" INFO ") || l.contains("reachable"))
+        );
+    }
+}

@@ -102,7 +102,12 @@ async fn commit(store: &StoreRef, jobs: Vec<Job>, metrics: &Metrics) {
                 let _ = job.reply.send(Ok(mine));
             }
         }
-        Err(Error::NotFound(_) | Error::Conflict(_) | Error::Invalid { .. }) => {
+        Err(
+            Error::NotFound(_)
+            | Error::Conflict(_)
+            | Error::Invalid { .. }
+            | Error::IdempotencyConflict { .. },
+        ) => {
             for job in jobs {
                 let result = store.ingest(&job.events).await;
                 count(&result, metrics);

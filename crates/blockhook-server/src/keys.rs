@@ -41,17 +41,30 @@ impl EndpointSecret {
         Self(format!("sck_{tail}"))
     }
 
-    /// A merchant-supplied secret: at least 24 and at most 256 printable ASCII characters.
+    /// A merchant-supplied secret: at least [`Self::MIN_LEN`] and at most 256 printable ASCII
+    /// characters. Merchants migrating from another sender bring what they have; below
+    /// [`Self::ADVISED_LEN`] the API answers a warning (see `is_short`).
     pub fn parse(raw: &str) -> Result<Self, blockhook_core::Error> {
-        let ok = (24..=256).contains(&raw.len()) && raw.bytes().all(|b| (0x21..0x7f).contains(&b));
+        let ok = (Self::MIN_LEN..=256).contains(&raw.len())
+            && raw.bytes().all(|b| (0x21..0x7f).contains(&b));
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
             Err(blockhook_core::Error::invalid(
                 "secret",
-                "must be 24 to 256 printable ASCII characters without spaces",
+                "must be 16 to 256 printable ASCII characters without spaces",
             ))
         }
+    }
+
+    /// Shortest secret a merchant may bring.
+    pub const MIN_LEN: usize = 16;
+    /// Shortest secret accepted without a warning.
+    pub const ADVISED_LEN: usize = 32;
+
+    /// Whether this secret is shorter than [`Self::ADVISED_LEN`].
+    pub fn is_short(&self) -> bool {
+        self.0.len() < Self::ADVISED_LEN
     }
 
     /// The secret itself (grep for `expose` to find every place it leaves this type).
@@ -333,6 +346,8 @@ mod tests {
     #[test]
     fn short_merchant_secrets_are_refused() {
         assert!(EndpointSecret::parse("short").is_err());
-        assert!(EndpointSecret::parse(&"x".repeat(24)).is_ok());
+        assert!(EndpointSecret::parse(&"x".repeat(15)).is_err());
+        assert!(EndpointSecret::parse(&"x".repeat(16)).unwrap().is_short());
+        assert!(!EndpointSecret::parse(&"x".repeat(32)).unwrap().is_short());
     }
 }

@@ -145,11 +145,11 @@ impl Application {
     /// shuts down gracefully: the API stops accepting, the dispatcher drains in-flight attempts
     /// up to `delivery.drain_deadline`.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<(), Error> {
+        let addr = self.local_addr()?;
         let state = self.state;
         let settings = state.settings.clone();
-        let addr = self.listener.local_addr().ok();
         tracing::info!(
-            listen = ?addr,
+            listen = %addr,
             role = ?settings.server.role,
             store = state.store.backend(),
             data_dir = %settings.store.data_dir.display(),

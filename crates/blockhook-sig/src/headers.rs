@@ -15,6 +15,10 @@ pub const SIGNATURE_V1: &str = "BlockATM-Signature-V1";
 pub const EVENT_ID: &str = "BlockHook-Event-Id";
 /// blockhook's attempt number for this delivery, starting at 1.
 pub const ATTEMPT: &str = "BlockHook-Attempt";
+/// blockhook's id of this one HTTP request (`att_…`), new on every send, including a resend of
+/// the same attempt number after another worker took over an expired lease. It is the attempt
+/// id of the delivery log. Receivers de-duplicate on [`EVENT_ID`], never on this.
+pub const ATTEMPT_ID: &str = "BlockHook-Attempt-Id";
 
 /// Anything that can answer "what is the value of header `name`?".
 ///
@@ -103,6 +107,7 @@ mod tests {
         assert_eq!(SIGNATURE_V1, "BlockATM-Signature-V1");
         assert_eq!(EVENT_ID, "BlockHook-Event-Id");
         assert_eq!(ATTEMPT, "BlockHook-Attempt");
+        assert_eq!(ATTEMPT_ID, "BlockHook-Attempt-Id");
     }
 
     #[test]

@@ -24,6 +24,7 @@ contract!(
     endpoints::endpoint_delete_removes_deliveries,
     ingest::ingest_fans_out,
     ingest::ingest_idempotency,
+    ingest::ingest_idempotency_conflict,
     ingest::ingest_refuses_unknown_and_suspended_merchants,
     ingest::ingest_batch_is_atomic,
     ingest::ingest_large_batch,

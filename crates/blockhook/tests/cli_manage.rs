@@ -97,8 +97,19 @@ fn create_merchant_endpoint_publish_and_list_events_through_the_cli() {
             "--json",
         ],
     ));
-    assert!(ep["secret"].as_str().unwrap().starts_with("sck_"));
+    let secret = ep["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("sck_"));
     assert_eq!(ep["event_types"], serde_json::json!(["Payment"]));
+    // Reads never carry the secret; `endpoint secret` prints it bare.
+    let ep_id = ep["id"].as_str().unwrap();
+    let got = json_of(&blockhook(
+        &url,
+        &["endpoint", "get", "--merchant", &m, ep_id, "--json"],
+    ));
+    assert!(got.get("secret").is_none(), "{got}");
+    let shown = blockhook(&url, &["endpoint", "secret", "--merchant", &m, ep_id]);
+    assert!(shown.status.success());
+    assert_eq!(String::from_utf8(shown.stdout).unwrap().trim(), secret);
 
     let payload = dir.path().join("order.json");
     // Not in key order, with a space and a literal serde would rewrite: read back unchanged.

@@ -125,6 +125,25 @@ async fn crash_once(backend: Backend) {
         "the kill should land while requests are in flight"
     );
     assert!(settled, "deliveries still pending: {states:?}");
+    // A redelivery after the kill (a lease taken over) can carry the same attempt number as the
+    // request cut off; every request still has its own attempt id, so receivers and operators
+    // can tell them apart, while the event id says they are one event.
+    let requests = rx.bodies();
+    let attempt_ids: std::collections::HashSet<&str> = requests
+        .iter()
+        .map(|(headers, _)| {
+            headers
+                .iter()
+                .find(|(k, _)| k == "blockhook-attempt-id")
+                .map(|(_, v)| v.as_str())
+                .expect("every request carries BlockHook-Attempt-Id")
+        })
+        .collect();
+    assert_eq!(
+        attempt_ids.len(),
+        requests.len(),
+        "{label}: an attempt id is never reused ({duplicates} redeliveries)"
+    );
     assert_eq!(
         states.get("succeeded").copied(),
         Some(TOTAL as i64),

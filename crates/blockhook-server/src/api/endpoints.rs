@@ -2,13 +2,13 @@
 //! Thin handlers over [`crate::manage::endpoints`].
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::extract::{ApiJson, Tenant};
+use super::extract::{ApiJson, ApiQuery, Tenant};
 use crate::error::ApiResult;
 use crate::manage::endpoints::{
-    self as e, BacklogView, CreateEndpoint, RecoverRequest, Recovered, RotatedSecret,
+    self as e, BacklogView, CreateEndpoint, EndpointSecretView, RecoverRequest, Recovered,
     TestSendRequest, TestSendResult, UpdateEndpoint, endpoint_id,
 };
 use crate::manage::{PageQuery, PageView};
@@ -24,6 +24,7 @@ routes! {
     delete "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}" => remove,
     post "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/enable" => enable,
     post "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/disable" => disable,
+    get "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/secret" => reveal_secret,
     post "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/rotate-secret" => rotate_secret,
     post "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/test" => test_send,
     post "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/recover" => recover,
@@ -32,7 +33,8 @@ routes! {
 
 type Ids = Path<(String, String)>;
 
-/// Creates an endpoint; the answer holds its signing secret.
+/// Creates an endpoint; the answer holds its signing secret (the only read that does, besides
+/// `…/secret` and a rotation).
 #[utoipa::path(post, path = "/v1/merchants/{merchant_id}/endpoints", tag = "endpoints",
     params(("merchant_id" = String, Path, description = "the merchant's id, or `me` with a merchant key")),
     request_body = CreateEndpoint,
@@ -55,7 +57,7 @@ async fn create(
 async fn list(
     tenant: Tenant,
     State(state): State<AppState>,
-    Query(page): Query<PageQuery>,
+    ApiQuery(page): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<PageView<EndpointView>>> {
     Ok(Json(e::list(&state, &tenant.merchant_id, &page).await?))
 }
@@ -130,15 +132,29 @@ async fn disable(
     ))
 }
 
+/// The endpoint's signing secret, in clear. Listings, reads and updates never carry it.
+#[utoipa::path(get, path = "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/secret", tag = "endpoints",
+    params(("merchant_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 200, body = EndpointSecretView), (status = 404, description = "unknown or not yours")))]
+async fn reveal_secret(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Path(ids): Ids,
+) -> ApiResult<Json<EndpointSecretView>> {
+    Ok(Json(
+        e::reveal_secret(&state, &tenant.merchant_id, &endpoint_id(&ids.1)?).await?,
+    ))
+}
+
 /// Replaces the signing secret; deliveries signed from now on use the new one.
 #[utoipa::path(post, path = "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/rotate-secret", tag = "endpoints",
     params(("merchant_id" = String, Path), ("endpoint_id" = String, Path)),
-    responses((status = 200, body = RotatedSecret)))]
+    responses((status = 200, body = EndpointSecretView)))]
 async fn rotate_secret(
     tenant: Tenant,
     State(state): State<AppState>,
     Path(ids): Ids,
-) -> ApiResult<Json<RotatedSecret>> {
+) -> ApiResult<Json<EndpointSecretView>> {
     Ok(Json(
         e::rotate_secret(&state, &tenant.merchant_id, &endpoint_id(&ids.1)?).await?,
     ))

@@ -43,7 +43,8 @@ struct PublishEvent<'a> {
     #[serde(borrow)]
     #[schema(value_type = Object)]
     payload: &'a RawValue,
-    /// Publishing the same key again for the merchant returns the first event (`duplicate`).
+    /// Publishing the same key again for the merchant with the same event (type and payload
+    /// bytes) returns the first event (`duplicate`); with a different event it is a `409`.
     #[serde(default)]
     #[schema(pattern = "^[!-~]{1,255}$", nullable = false)]
     idempotency_key: Option<String>,
@@ -86,7 +87,8 @@ struct PublishedBatch {
 /// Answered once the event and its deliveries are committed.
 #[utoipa::path(post, path = "/v1/events", tag = "publish",
     request_body = PublishEvent,
-    responses((status = 202, body = Published), (status = 422, description = "validation failed")))]
+    responses((status = 202, body = Published), (status = 409, description = "the idempotency key names another event"),
+        (status = 422, description = "validation failed")))]
 async fn publish(
     _: Operator,
     State(state): State<AppState>,
@@ -95,7 +97,7 @@ async fn publish(
     let body = json_bytes(req, &state).await?;
     let input: PublishEvent<'_> = serde_json::from_slice(&body).map_err(json_error)?;
     let event = parse_event(&input, &body, &state, None)?;
-    let stored = submit(&state, vec![event]).await?;
+    let stored = submit(&state, vec![event], false).await?;
     let first = stored
         .into_iter()
         .next()
@@ -106,7 +108,7 @@ async fn publish(
 /// Publishes up to `server.max_batch_events` events in one transaction: `{"events": [...]}`.
 #[utoipa::path(post, path = "/v1/events/batch", tag = "publish",
     request_body = PublishBatch,
-    responses((status = 202, body = PublishedBatch)))]
+    responses((status = 202, body = PublishedBatch), (status = 409, description = "a member's idempotency key names another event; nothing stored")))]
 async fn publish_batch(
     _: Operator,
     State(state): State<AppState>,
@@ -127,7 +129,7 @@ async fn publish_batch(
         .enumerate()
         .map(|(i, e)| parse_event(e, &body, &state, Some(i)))
         .collect::<Result<Vec<_>, _>>()?;
-    let stored = submit(&state, events).await?;
+    let stored = submit(&state, events, true).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(PublishedBatch {
@@ -171,10 +173,31 @@ fn parse_event(
     })
 }
 
-async fn submit(state: &AppState, events: Vec<NewEvent>) -> Result<Vec<Ingested>, ApiError> {
+/// Stores the events. `batch`: whether they came as `/v1/events/batch` (errors then name the
+/// member).
+async fn submit(
+    state: &AppState,
+    events: Vec<NewEvent>,
+    batch: bool,
+) -> Result<Vec<Ingested>, ApiError> {
     state.ingest.submit(events).await.map_err(|e| match e {
         CoreError::NotFound("merchant") => ApiError::invalid("merchant_id", "no such merchant"),
         CoreError::Conflict(why) => ApiError::invalid("merchant_id", why),
+        CoreError::IdempotencyConflict {
+            key,
+            original,
+            index,
+        } => {
+            let at = if batch {
+                format!("events[{index}]: ")
+            } else {
+                String::new()
+            };
+            ApiError::Conflict(format!(
+                "{at}idempotency key {key:?} already names event {original}, which has another \
+                 event type or payload; nothing was stored"
+            ))
+        }
         other => other.into(),
     })
 }

@@ -1,4 +1,5 @@
-//! Extractors: who is calling (`Caller`, `Operator`, `Tenant`) and the JSON body (`ApiJson`).
+//! Extractors: who is calling (`Caller`, `Operator`, `Tenant`), the JSON body (`ApiJson`) and
+//! the query string (`ApiQuery`).
 //!
 //! A handler that takes `Tenant` cannot forget tenancy: the merchant in the path must be the
 //! caller's own (merchant keys; `me` also works) or exist (operator). Another merchant's id
@@ -6,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use bytes::Bytes;
@@ -56,7 +57,10 @@ impl FromRequestParts<AppState> for Caller {
             ))?;
         let caller = authenticate(token, state).await?;
         let limit = &state.settings.api;
-        if limit.requests_per_second > 0 {
+        let exempt = matches!(caller, Caller::Operator)
+            && !limit.limit_operator_publish
+            && is_publish(parts);
+        if limit.requests_per_second > 0 && !exempt {
             let key = match &caller {
                 Caller::Operator => None,
                 Caller::Merchant { key_id, .. } => Some(key_id.clone()),
@@ -73,6 +77,14 @@ impl FromRequestParts<AppState> for Caller {
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }
+}
+
+/// `POST /v1/events` or `POST /v1/events/batch`: the gateway's hot path, which the operator's
+/// per-key budget must not throttle (a 429 there is a payment notification the gateway has to
+/// queue and retry itself).
+fn is_publish(parts: &Parts) -> bool {
+    parts.method == axum::http::Method::POST
+        && matches!(parts.uri.path(), "/v1/events" | "/v1/events/batch")
 }
 
 async fn authenticate(token: &str, state: &AppState) -> Result<Caller, ApiError> {
@@ -159,6 +171,19 @@ impl FromRequestParts<AppState> for Tenant {
             merchant_id,
             caller,
         })
+    }
+}
+
+/// A query string, with every failure answered as a 400 problem+json (axum's own `Query`
+/// answers `text/plain`). Every `/v1` handler reads its query through this one extractor.
+#[derive(Debug, Clone)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(ApiQuery(Query::<T>::try_from_uri(&parts.uri)?.0))
     }
 }
 

@@ -16,13 +16,13 @@ routes! {
 }
 
 /// Alive whenever the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "alive")))]
 async fn live() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Ready when the store answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses((status = 200, description = "the store answers"), (status = 503, description = "it does not")))]
 async fn ready(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     state.store.ping().await?;
@@ -32,7 +32,7 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Json<serde_json::Valu
 }
 
 /// Prometheus text format; queue gauges are refreshed from the store at each scrape.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()), responses((status = 200, description = "Prometheus text format")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let now = state.clock.now();
     if let Ok(q) = state.store.queue_stats(now).await {

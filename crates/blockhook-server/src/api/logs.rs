@@ -2,10 +2,10 @@
 //! attempts, and manual resends. Thin handlers over [`crate::manage::events`].
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::extract::{ApiJson, Tenant};
+use super::extract::{ApiJson, ApiQuery, Tenant};
 use crate::error::ApiResult;
 use crate::manage::PageView;
 use crate::manage::events::{
@@ -29,7 +29,7 @@ routes! {
 async fn list(
     tenant: Tenant,
     State(state): State<AppState>,
-    Query(filter): Query<EventFilterQuery>,
+    ApiQuery(filter): ApiQuery<EventFilterQuery>,
 ) -> ApiResult<Json<PageView<EventSummary>>> {
     Ok(Json(ev::list(&state, &tenant.merchant_id, &filter).await?))
 }

@@ -1,10 +1,11 @@
-//! Merchants and their API keys (operator routes). A merchant key on any of these is a 403.
+//! Merchants and their API keys (operator routes: a merchant key is answered 403), except
+//! reading one merchant, which a merchant key may do for its own (`GET /v1/merchants/me`).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::extract::{ApiJson, Operator, Tenant};
+use super::extract::{ApiJson, ApiQuery, Operator, Tenant};
 use crate::error::ApiResult;
 use crate::manage::merchants::{
     self as m, ApiKeyView, CreateMerchant, IssuedKeyView, MerchantView, UpdateMerchant,
@@ -40,19 +41,17 @@ async fn create(
 async fn list(
     _: Operator,
     State(state): State<AppState>,
-    Query(page): Query<PageQuery>,
+    ApiQuery(page): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<PageView<MerchantView>>> {
     Ok(Json(m::list(&state, &page).await?))
 }
 
-/// One merchant.
+/// One merchant. A merchant key may read its own record (`/v1/merchants/me`); every other
+/// merchant route is the operator's.
 #[utoipa::path(get, path = "/v1/merchants/{merchant_id}", tag = "merchants",
-    params(("merchant_id" = String, Path)), responses((status = 200, body = MerchantView)))]
-async fn read(
-    _: Operator,
-    tenant: Tenant,
-    State(state): State<AppState>,
-) -> ApiResult<Json<MerchantView>> {
+    params(("merchant_id" = String, Path, description = "the merchant's id, or `me` with a merchant key")),
+    responses((status = 200, body = MerchantView), (status = 404, description = "unknown or not yours")))]
+async fn read(tenant: Tenant, State(state): State<AppState>) -> ApiResult<Json<MerchantView>> {
     Ok(Json(m::get(&state, &tenant.merchant_id).await?))
 }
 

@@ -31,7 +31,8 @@ pub mod openapi;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -87,6 +88,20 @@ async fn limit_headers(
     next.run(req).await
 }
 
+/// Notes a store that answered (a 2xx from a route that reads or writes it), so an outage's
+/// end is logged once; see `error::store_answered`.
+async fn note_store_answers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let touches_store = req.uri().path().starts_with("/v1/") || req.uri().path() == "/readyz";
+    let resp = next.run(req).await;
+    if touches_store && resp.status().is_success() {
+        crate::error::store_answered();
+    }
+    resp
+}
+
 /// The application's router for `role`.
 pub fn router(state: AppState) -> Router {
     let mut app = Router::new();
@@ -110,7 +125,10 @@ pub fn router(state: AppState) -> Router {
             crate::edge::read_body_within,
         ))
         .layer(axum::middleware::from_fn(limit_headers))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(note_store_answers))
+        // A 5xx is logged where it is made (`ApiError`: 500s at ERROR, an unavailable store
+        // once at WARN), not again per request here.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
         // The last layer is the outermost: a panic anywhere becomes a 500 problem, not a reset.
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::Internal(

@@ -37,7 +37,7 @@ routes! {
         merchants::create, merchants::list, merchants::read, merchants::update, merchants::remove,
         merchants::issue_key, merchants::list_keys, merchants::revoke_key,
         endpoints::create, endpoints::list, endpoints::read, endpoints::update, endpoints::remove,
-        endpoints::enable, endpoints::disable, endpoints::rotate_secret, endpoints::test_send,
+        endpoints::enable, endpoints::disable, endpoints::reveal_secret, endpoints::rotate_secret, endpoints::test_send,
         endpoints::recover, endpoints::backlog,
         logs::list, logs::read, logs::deliveries, logs::resend, logs::attempts,
     ),

@@ -26,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use blockhook_core::{
-    Claim, ClaimRequest, Clock, Completion, EndpointId, Next, Outcome, RetryPolicy, StoreRef,
+    AttemptId, Claim, ClaimRequest, Clock, Completion, EndpointId, Next, Outcome, RetryPolicy,
+    StoreRef,
 };
 
 use crate::config::DeliverySettings;
@@ -268,6 +269,7 @@ async fn deliver(
         }
     }
     let started = cx.clock.now();
+    let attempt_id = AttemptId::generate();
     let resp = match signers.get(&cx.keys, endpoint) {
         Ok(signer) => match prepare::request(
             endpoint,
@@ -275,7 +277,10 @@ async fn deliver(
             &claim.event_id,
             &claim.event_type,
             claim.payload.bytes(),
-            claim.attempt,
+            prepare::AttemptTag {
+                number: claim.attempt,
+                id: &attempt_id,
+            },
             started,
         ) {
             Ok(prepared) => {
@@ -341,8 +346,11 @@ async fn deliver(
         Next::DisableEndpoint => tracing::warn!("endpoint answered 410 Gone; disabling it"),
     }
     let attempt = outcome::record(
+        prepare::AttemptTag {
+            number: claim.attempt,
+            id: &attempt_id,
+        },
         &claim.delivery_id,
-        claim.attempt,
         started,
         endpoint.url.as_str(),
         headers,

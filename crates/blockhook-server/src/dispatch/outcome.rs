@@ -1,8 +1,6 @@
 //! Turns what egress saw into the domain's verdict and the attempt log record.
 
-use blockhook_core::{
-    AttemptId, AttemptRecord, DeliveryId, ErrorClass, Outcome, SuccessPolicy, Timestamp,
-};
+use blockhook_core::{AttemptRecord, DeliveryId, ErrorClass, Outcome, SuccessPolicy, Timestamp};
 use blockhook_egress::{FailClass, Response};
 
 /// The verdict of a response under an endpoint's success policy.
@@ -39,8 +37,8 @@ pub fn class_of(fail: FailClass) -> ErrorClass {
 
 /// The log record of one attempt.
 pub fn record(
+    attempt: super::prepare::AttemptTag<'_>,
     delivery_id: &DeliveryId,
-    number: u32,
     started_at: Timestamp,
     url: &str,
     request_headers: Vec<(String, String)>,
@@ -52,9 +50,9 @@ pub fn record(
         Outcome::Failed { class, .. } => Some(*class),
     };
     AttemptRecord {
-        id: AttemptId::generate(),
+        id: attempt.id.clone(),
         delivery_id: delivery_id.clone(),
-        number,
+        number: attempt.number,
         started_at,
         url: url.to_owned(),
         request_headers,

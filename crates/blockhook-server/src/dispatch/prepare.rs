@@ -1,12 +1,17 @@
 //! Builds one signed request: fresh `BlockATM-Request-Time`, fresh signature, the contract's
-//! headers plus blockhook's own (event id, attempt number), then the endpoint's extra headers.
+//! headers plus blockhook's own (event id, attempt number, attempt id), then the endpoint's
+//! extra headers.
+//!
+//! `logged_headers` is every header the receiver gets, in order: `User-Agent` and `Accept` are
+//! set here (so the HTTP client adds none of its own), and `Content-Length`, which the client
+//! sets from the body, is written down as it will send it (the host is the URL's).
 //!
 //! The clock is read once per attempt, by the caller, and that one value is both signed and sent.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use blockhook_core::{Endpoint, EventId, EventType, Timestamp};
+use blockhook_core::{AttemptId, Endpoint, EventId, EventType, Timestamp};
 use blockhook_sig::headers as h;
 
 /// A request ready for egress, with the headers as they will be logged.
@@ -14,8 +19,18 @@ use blockhook_sig::headers as h;
 pub struct Prepared {
     /// What egress sends.
     pub request: blockhook_egress::Request,
-    /// The same headers as text pairs, for the attempt log (contains no secret).
+    /// Every header sent, as text pairs, for the attempt log (contains no secret).
     pub logged_headers: Vec<(String, String)>,
+}
+
+/// Which attempt a request is: its number within the delivery (`BlockHook-Attempt`) and the
+/// id of this one request (`BlockHook-Attempt-Id`, the attempt log's id).
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptTag<'a> {
+    /// 1 for the first attempt of the delivery.
+    pub number: u32,
+    /// New for every request sent.
+    pub id: &'a AttemptId,
 }
 
 /// Why a request could not be built.
@@ -37,7 +52,7 @@ pub fn request(
     event_id: &EventId,
     event_type: &EventType,
     payload: &Bytes,
-    attempt: u32,
+    attempt: AttemptTag<'_>,
     now: Timestamp,
 ) -> Result<Prepared, PrepareError> {
     let time_ms = u64::try_from(now.ms()).unwrap_or(0);
@@ -48,7 +63,10 @@ pub fn request(
         (h::REQUEST_TIME.into(), time_ms.to_string()),
         (h::SIGNATURE_V2.into(), signature.to_hex()),
         (h::EVENT_ID.into(), event_id.to_string()),
-        (h::ATTEMPT.into(), attempt.to_string()),
+        (h::ATTEMPT.into(), attempt.number.to_string()),
+        (h::ATTEMPT_ID.into(), attempt.id.to_string()),
+        ("User-Agent".into(), USER_AGENT.into()),
+        ("Accept".into(), "*/*".into()),
     ];
     pairs.extend(endpoint.headers.pairs().iter().cloned());
     let mut headers = HeaderMap::with_capacity(pairs.len());
@@ -58,12 +76,19 @@ pub fn request(
         let v = HeaderValue::from_str(value).map_err(|_| PrepareError::Header(name.clone()))?;
         headers.append(n, v);
     }
+    let url = endpoint.url.as_url();
+    // The client sets this one itself (ExtraHeaders refuses it), from the body. The host is not
+    // a header over HTTP/2 (it is the `:authority`), and is the URL's in either version.
+    pairs.push(("Content-Length".into(), payload.len().to_string()));
     Ok(Prepared {
         request: blockhook_egress::Request {
-            url: endpoint.url.as_url().clone(),
+            url: url.clone(),
             headers,
             body: payload.clone(),
         },
         logged_headers: pairs,
     })
 }
+
+/// The `User-Agent` of every webhook.
+pub const USER_AGENT: &str = concat!("blockhook/", env!("CARGO_PKG_VERSION"));

@@ -54,7 +54,8 @@ pub struct CreateEndpoint {
     /// A label such as `cashier:91`.
     #[serde(default)]
     pub label: Option<String>,
-    /// A secret of your choice (24 to 256 printable characters); generated when absent.
+    /// A secret of your choice (16 to 256 printable characters; below 32 the answer carries a
+    /// warning); generated when absent.
     #[serde(default)]
     pub secret: Option<String>,
 }
@@ -107,7 +108,9 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// An endpoint as the API shows it, secret included (its merchant needs it to verify).
+/// An endpoint as the API shows it. The signing secret is present only in the answer to its
+/// creation; reads and updates omit it (see [`reveal_secret`]), so listings, proxy logs and
+/// client caches never hold it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EndpointView {
     /// Its id (`ep_…`).
@@ -135,20 +138,23 @@ pub struct EndpointView {
     pub enabled: bool,
     /// Why it was disabled.
     pub disabled_reason: Option<String>,
-    /// The signing secret (`BlockATM-Signature-V2` key).
-    pub secret: String,
+    /// The signing secret (`BlockATM-Signature-V2` key): only in the answer to the creation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
     /// Creation time, Unix ms.
     pub created_at: i64,
     /// Last change, Unix ms.
     pub updated_at: i64,
+    /// Advice about the request that did not stop it (e.g. a short secret); only at creation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl EndpointView {
-    /// The view of `ep`, with its secret opened.
-    pub fn of(ep: Endpoint, state: &AppState) -> ApiResult<Self> {
-        let secret = state.keys.open(&ep.id, &ep.secret).map_err(keys_error)?;
-        Ok(Self {
-            secret: secret.expose().to_owned(),
+    /// The view of `ep`, without its secret (the sealed secret is never opened here).
+    pub fn of(ep: Endpoint) -> Self {
+        Self {
+            secret: None,
             id: ep.id.to_string(),
             merchant_id: ep.merchant_id.to_string(),
             url: ep.url.as_str().to_owned(),
@@ -168,16 +174,18 @@ impl EndpointView {
             disabled_reason: ep.disabled_reason,
             created_at: ep.created_at.ms(),
             updated_at: ep.updated_at.ms(),
-        })
+            warnings: Vec::new(),
+        }
     }
 }
 
-/// A new secret, shown once here (and in the endpoint's view).
+/// An endpoint's signing secret in clear: the answer to a rotation and to
+/// `GET …/endpoints/{id}/secret`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RotatedSecret {
+pub struct EndpointSecretView {
     /// The endpoint.
     pub endpoint_id: String,
-    /// The new secret; every delivery signed from now on uses it.
+    /// The secret; every delivery signed from now on uses it.
     pub secret: String,
 }
 
@@ -299,6 +307,17 @@ fn description(raw: Option<String>) -> ApiResult<Option<String>> {
             "description",
             format!("at most {MAX_DESCRIPTION} characters"),
         )),
+        // PostgreSQL's text cannot hold NUL (SQLite's can): refused here, the same on both
+        // stores, instead of a 500 from one of them. Line breaks and tabs stay allowed.
+        Some(d)
+            if d.chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
+        {
+            Err(ApiError::invalid(
+                "description",
+                "must not contain control characters (NUL included)",
+            ))
+        }
         other => Ok(other),
     }
 }
@@ -354,7 +373,17 @@ pub async fn create(
         updated_at: now,
     };
     state.store.create_endpoint(&endpoint).await?;
-    EndpointView::of(endpoint, state)
+    let mut view = EndpointView::of(endpoint);
+    // The merchant chose or was just given this secret: showing it once here is the point.
+    view.secret = Some(secret.expose().to_owned());
+    if secret.is_short() {
+        view.warnings.push(format!(
+            "secret: shorter than {} characters; accepted, but rotate it (rotate-secret) once \
+             your receiver can take a generated one",
+            EndpointSecret::ADVISED_LEN
+        ));
+    }
+    Ok(view)
 }
 
 /// A merchant's endpoints, newest first.
@@ -369,7 +398,7 @@ pub async fn list(
         .store
         .list_endpoints(merchant, after.as_ref(), limit)
         .await?;
-    PageView::map(rows, |ep| EndpointView::of(ep, state))
+    PageView::map(rows, |ep| Ok(EndpointView::of(ep)))
 }
 
 /// One endpoint.
@@ -379,7 +408,23 @@ pub async fn get(
     id: &EndpointId,
 ) -> ApiResult<EndpointView> {
     let ep = state.store.get_endpoint(merchant, id).await?;
-    EndpointView::of(ep, state)
+    Ok(EndpointView::of(ep))
+}
+
+/// The endpoint's signing secret in clear: the one read that opens it (the API's
+/// `GET …/secret`, the dashboard's "Reveal secret" and `blockhook endpoint secret` all come
+/// here), so there is exactly one place to audit.
+pub async fn reveal_secret(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EndpointId,
+) -> ApiResult<EndpointSecretView> {
+    let ep = state.store.get_endpoint(merchant, id).await?;
+    let secret = state.keys.open(&ep.id, &ep.secret).map_err(keys_error)?;
+    Ok(EndpointSecretView {
+        endpoint_id: ep.id.to_string(),
+        secret: secret.expose().to_owned(),
+    })
 }
 
 /// Applies `patch`: every field is validated before anything is written.
@@ -423,7 +468,7 @@ pub async fn update(
         // Deliveries that waited while it was disabled may be due now.
         state.wake.notify_one();
     }
-    EndpointView::of(ep, state)
+    Ok(EndpointView::of(ep))
 }
 
 fn apply_enabled(ep: &mut Endpoint, enabled: bool) {
@@ -467,13 +512,13 @@ pub async fn rotate_secret(
     state: &AppState,
     merchant: &MerchantId,
     id: &EndpointId,
-) -> ApiResult<RotatedSecret> {
+) -> ApiResult<EndpointSecretView> {
     let mut ep = state.store.get_endpoint(merchant, id).await?;
     let secret = EndpointSecret::generate();
     ep.secret = state.keys.seal(&ep.id, &secret).map_err(keys_error)?;
     ep.updated_at = state.clock.now();
     state.store.update_endpoint(&ep).await?;
-    Ok(RotatedSecret {
+    Ok(EndpointSecretView {
         endpoint_id: ep.id.to_string(),
         secret: secret.expose().to_owned(),
     })
@@ -527,7 +572,10 @@ pub async fn test_send(
         &EventId::generate(),
         &event_type,
         &body,
-        1,
+        prepare::AttemptTag {
+            number: 1,
+            id: &blockhook_core::AttemptId::generate(),
+        },
         state.clock.now(),
     )
     .map_err(|e| ApiError::Internal(e.to_string()))?;

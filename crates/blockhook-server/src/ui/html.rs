@@ -183,6 +183,7 @@ impl From<blockhook_core::Error> for UiError {
             E::NotFound(_) => Self::NotFound,
             E::Invalid { field, reason } => Self::Invalid(format!("{field}: {reason}")),
             E::Conflict(why) => Self::Conflict(why),
+            e @ E::IdempotencyConflict { .. } => Self::Conflict(e.to_string()),
             E::Unavailable(why) => Self::Internal(format!("store unavailable: {why}")),
             E::Internal(why) => Self::Internal(why),
         }
@@ -203,7 +204,8 @@ impl From<crate::ApiError> for UiError {
                 field: None,
                 detail,
             }
-            | A::MalformedBody(detail) => Self::Invalid(detail),
+            | A::MalformedBody(detail)
+            | A::MalformedQuery(detail) => Self::Invalid(detail),
             A::PayloadTooLarge | A::HeadersTooLarge => Self::Invalid("too large".into()),
             A::NotFound(_) => Self::NotFound,
             A::Conflict(why) => Self::Conflict(why),

@@ -192,6 +192,29 @@ async fn failing_twice_then_200_takes_exactly_three_attempts_at_the_configured_s
                 .any(|(_, v)| v.contains(&secret_of(&ep)))),
             "no secret in logged headers"
         );
+        // The log holds every header exactly as each attempt sent it, and each attempt (each
+        // HTTP request) carries its own attempt id, the log's.
+        for (a, r) in attempts.iter().zip(&got) {
+            let mut logged: Vec<(String, String)> = a
+                .request_headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect();
+            let mut received: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect();
+            logged.sort();
+            received.sort();
+            assert_eq!(logged, received, "{backend:?}: logged exactly as sent");
+            assert_eq!(r.header("blockhook-attempt-id"), Some(a.id.as_str()));
+        }
+        let ids: std::collections::HashSet<_> = got
+            .iter()
+            .map(|r| r.header("blockhook-attempt-id").unwrap().to_owned())
+            .collect();
+        assert_eq!(ids.len(), 3, "a new attempt id on every request");
         app.stop().await;
     }
 }

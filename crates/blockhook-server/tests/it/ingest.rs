@@ -204,3 +204,73 @@ async fn bad_input_gets_problem_details_and_stores_nothing() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn the_same_idempotency_key_with_another_event_is_a_409_naming_the_original() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        let m = app.merchant().await;
+        app.endpoint(&m, "https://localhost:9/hook", json!({}))
+            .await;
+        let one = |event_type: &str, payload: &str| {
+            format!(
+                r#"{{"merchant_id":"{m}","event_type":"{event_type}","payload":{payload},"idempotency_key":"order-7"}}"#
+            )
+        };
+        let r = app
+            .post_raw("/v1/events", ADMIN, one("Payment", r#"{"a":"1.0"}"#))
+            .await;
+        assert_eq!(r.status(), 202);
+        let original: Value = r.json().await.unwrap();
+        let id = original["event_id"].as_str().unwrap().to_owned();
+        // Byte-identical: still a duplicate.
+        let r = app
+            .post_raw("/v1/events", ADMIN, one("Payment", r#"{"a":"1.0"}"#))
+            .await;
+        assert_eq!(r.status(), 202, "{backend:?}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            (v["event_id"].as_str(), v["duplicate"].as_bool()),
+            (Some(id.as_str()), Some(true))
+        );
+        // Another type, or a payload that is equal as JSON but not byte for byte: 409.
+        for body in [
+            one("Payout", r#"{"a":"1.0"}"#),
+            one("Payment", r#"{"a":"2.0"}"#),
+            one("Payment", r#"{ "a":"1.0"}"#),
+        ] {
+            let r = app.post_raw("/v1/events", ADMIN, body.clone()).await;
+            let p =
+                crate::manage::assert_problem(r, 409, None, &format!("{backend:?} {body}")).await;
+            assert!(p["detail"].as_str().unwrap().contains(&id), "{p}");
+        }
+        // In a batch: the whole batch is refused, the member is named, nothing is stored.
+        let batch = format!(
+            r#"{{"events":[{{"merchant_id":"{m}","event_type":"Payment","payload":{{"fresh":1}}}},{}]}}"#,
+            one("Payment", r#"{"a":"3.0"}"#)
+        );
+        let r = app.post_raw("/v1/events/batch", ADMIN, batch).await;
+        let p = crate::manage::assert_problem(r, 409, None, &format!("{backend:?} batch")).await;
+        let detail = p["detail"].as_str().unwrap();
+        assert!(detail.contains("events[1]") && detail.contains(&id), "{p}");
+        // A batch repeating a new key with two different events is refused too.
+        let twice = format!(
+            r#"{{"events":[{{"merchant_id":"{m}","event_type":"Payment","payload":{{"x":1}},"idempotency_key":"k2"}},{{"merchant_id":"{m}","event_type":"Payment","payload":{{"x":2}},"idempotency_key":"k2"}}]}}"#
+        );
+        let r = app.post_raw("/v1/events/batch", ADMIN, twice).await;
+        crate::manage::assert_problem(r, 409, None, &format!("{backend:?} in-batch")).await;
+        assert_eq!(
+            event_count(&app, &m).await,
+            1,
+            "{backend:?}: nothing more stored"
+        );
+        // The same batch member with the same event stays a duplicate.
+        let same = format!(r#"{{"events":[{}]}}"#, one("Payment", r#"{"a":"1.0"}"#));
+        let r = app.post_raw("/v1/events/batch", ADMIN, same).await;
+        assert_eq!(r.status(), 202);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["data"][0]["event_id"], id.as_str());
+        assert_eq!(v["data"][0]["duplicate"], true);
+        app.stop().await;
+    }
+}

@@ -7,6 +7,13 @@
 //!    `ON CONFLICT DO NOTHING` on the idempotency key), the deliveries of the events actually
 //!    inserted, and issues the `pg_notify` that wakes other processes at commit.
 //!
+//! An idempotency key that already names a different event (another type, other payload bytes)
+//! refuses the whole batch: repeats inside the batch are found here before any statement, and
+//! repeats of committed events by [`STORE`] itself (its `clash` CTE keeps it from inserting
+//! anything). Only a key committed by a concurrent ingest after the statement's snapshot is
+//! found after the commit; a batch's other events are then stored (a single publish stores
+//! nothing either way).
+//!
 //! A merchant suspended or an endpoint disabled between the two steps is treated as if the change
 //! came just after the ingest, which is indistinguishable to anyone outside.
 
@@ -36,6 +43,8 @@ struct StoredRow {
     id: String,
     stored: bool,
     earlier_id: Option<String>,
+    /// Whether `earlier_id`'s event has the same type and payload bytes.
+    same: Option<bool>,
     deliveries: Option<i64>,
 }
 
@@ -48,9 +57,14 @@ struct StoredRow {
 const STORE: &str = "WITH input AS ( \
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::int8[]) \
             WITH ORDINALITY AS i(id, merchant_id, event_type, payload, idempotency_key, created_at, ord) \
+     ), clash AS ( \
+        SELECT 1 FROM input i JOIN events e \
+            ON e.merchant_id = i.merchant_id AND e.idempotency_key = i.idempotency_key \
+        WHERE e.event_type <> i.event_type OR e.payload <> i.payload LIMIT 1 \
      ), stored AS ( \
         INSERT INTO events (id, merchant_id, event_type, payload, idempotency_key, created_at) \
-        SELECT id, merchant_id, event_type, payload, idempotency_key, created_at FROM input ORDER BY ord \
+        SELECT id, merchant_id, event_type, payload, idempotency_key, created_at FROM input \
+        WHERE NOT EXISTS (SELECT 1 FROM clash) ORDER BY ord \
         ON CONFLICT (merchant_id, idempotency_key) DO NOTHING \
         RETURNING id \
      ), fanned AS ( \
@@ -64,7 +78,9 @@ const STORE: &str = "WITH input AS ( \
      ), woke AS ( \
         SELECT pg_notify($12, current_schema()) FROM (SELECT 1 FROM fanned LIMIT 1) AS any_delivery \
      ) \
-     SELECT i.id, s.id IS NOT NULL AS stored, earlier.id AS earlier_id, f.n AS deliveries, \
+     SELECT i.id, s.id IS NOT NULL AS stored, earlier.id AS earlier_id, \
+        (earlier.event_type = i.event_type AND earlier.payload = i.payload) AS same, \
+        f.n AS deliveries, \
         (SELECT count(*) FROM woke) AS woke \
      FROM input i \
      LEFT JOIN stored s ON s.id = i.id \
@@ -77,6 +93,9 @@ const STORE: &str = "WITH input AS ( \
 pub(super) async fn ingest(db: &PgStore, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
     if events.is_empty() {
         return Ok(Vec::new());
+    }
+    if let Some(clash) = repeated_in_batch(events) {
+        return Err(clash);
     }
     let mut merchants: Vec<&str> = events.iter().map(|e| e.merchant_id.as_str()).collect();
     merchants.sort_unstable();
@@ -123,6 +142,31 @@ pub(super) async fn ingest(db: &PgStore, events: &[NewEvent]) -> Result<Vec<Inge
         .map_err(store_error)?;
     drop(conn);
     resolve(db, events, rows).await
+}
+
+/// The first event whose key an earlier event of the same batch used for a different event.
+fn repeated_in_batch(events: &[NewEvent]) -> Option<Error> {
+    let mut first: HashMap<(&str, &str), &NewEvent> = HashMap::new();
+    for (index, e) in events.iter().enumerate() {
+        let Some(key) = &e.idempotency_key else {
+            continue;
+        };
+        let slot = (e.merchant_id.as_str(), key.as_str());
+        match first.get(&slot) {
+            Some(f) if f.event_type != e.event_type || f.payload.bytes() != e.payload.bytes() => {
+                return Some(Error::IdempotencyConflict {
+                    key: key.as_str().to_owned(),
+                    original: f.id.clone(),
+                    index,
+                });
+            }
+            Some(_) => {}
+            None => {
+                first.insert(slot, e);
+            }
+        }
+    }
+    None
 }
 
 /// An enabled endpoint an event may fan out to.
@@ -234,9 +278,11 @@ struct OriginalRow {
     id: String,
     merchant_id: String,
     idempotency_key: String,
+    event_type: String,
+    payload: Vec<u8>,
 }
 
-const ORIGINALS: &str = "SELECT id, merchant_id, idempotency_key FROM events \
+const ORIGINALS: &str = "SELECT id, merchant_id, idempotency_key, event_type, payload FROM events \
      WHERE (merchant_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
 
 /// Turns [`STORE`]'s rows into answers, finding the original event of each repeated key.
@@ -251,6 +297,20 @@ async fn resolve(
             rows.len(),
             events.len()
         )));
+    }
+    // A key of a committed event that names another event: the statement stored nothing.
+    for (index, (e, r)) in events.iter().zip(&rows).enumerate() {
+        if let (Some(id), Some(false)) = (&r.earlier_id, r.same) {
+            return Err(Error::IdempotencyConflict {
+                key: e
+                    .idempotency_key
+                    .as_ref()
+                    .map(|k| k.as_str().to_owned())
+                    .unwrap_or_default(),
+                original: EventId::from_trusted(id.clone()),
+                index,
+            });
+        }
     }
     // Keys first used in this very batch: the statement's snapshot cannot see those rows.
     let mut in_batch: HashMap<(&str, &str), &str> = HashMap::new();
@@ -324,6 +384,14 @@ async fn resolve(
                 .ok_or_else(|| {
                     Error::Internal("ingest: repeated key without an original".to_owned())
                 })?;
+            if hit.event_type != e.event_type.as_str() || hit.payload != e.payload.bytes().as_ref()
+            {
+                return Err(Error::IdempotencyConflict {
+                    key: key.unwrap_or_default().to_owned(),
+                    original: EventId::from_trusted(hit.id.clone()),
+                    index: i,
+                });
+            }
             out[i].event_id = EventId::from_trusted(hit.id.clone());
         }
     }

@@ -25,8 +25,10 @@ const TARGETS: &str = "SELECT m.id AS merchant_id, m.status, e.id AS endpoint_id
      FROM merchants m LEFT JOIN endpoints e ON e.merchant_id = m.id AND e.enabled = 1 \
      WHERE m.id IN (SELECT value FROM json_each(?1))";
 
-// The batch's (merchant, key) pairs that are already taken, looked up through the unique index.
-const TAKEN_KEYS: &str = "SELECT e.merchant_id, e.idempotency_key, e.id FROM json_each(?1) AS j \
+// The batch's (merchant, key) pairs that are already taken, looked up through the unique index,
+// with what the key's event is, so that a different event under the same key is refused.
+const TAKEN_KEYS: &str = "SELECT e.merchant_id, e.idempotency_key, e.id, e.event_type, e.payload \
+     FROM json_each(?1) AS j \
      JOIN events e ON e.merchant_id = j.value ->> 0 AND e.idempotency_key = j.value ->> 1";
 
 /// A delivery about to be inserted.
@@ -160,23 +162,30 @@ fn ingest_in(
                 .map(|k| (e.merchant_id.as_str(), k.as_str()))
         })
         .collect();
-    let mut taken: Vec<(String, String, String)> = Vec::new();
+    let mut taken: Vec<(String, String, String, String, Vec<u8>)> = Vec::new();
     if !keyed.is_empty() {
         let pairs = serde_json::to_string(&keyed).map_err(|e| Error::Internal(e.to_string()))?;
         cx.tick(1);
         let mut stmt = conn.prepare_cached(TAKEN_KEYS).map_err(classify_sqlite)?;
         let rows = stmt
-            .query_map([pairs], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_map([pairs], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .map_err(classify_sqlite)?;
         for row in rows {
             taken.push(row.map_err(classify_sqlite)?);
         }
     }
-    let mut owners: HashMap<(&str, &str), EventId> = HashMap::new();
-    for (merchant_id, key, id) in &taken {
+    // (merchant, key) -> (its event, that event's type and payload bytes).
+    let mut owners: HashMap<(&str, &str), (EventId, &str, &[u8])> = HashMap::new();
+    for (merchant_id, key, id, event_type, payload) in &taken {
         owners.insert(
             (merchant_id.as_str(), key.as_str()),
-            EventId::from_trusted(id.clone()),
+            (
+                EventId::from_trusted(id.clone()),
+                event_type.as_str(),
+                payload.as_slice(),
+            ),
         );
     }
 
@@ -188,11 +197,15 @@ fn ingest_in(
             results.push(Err(e));
             continue;
         }
+        if let Some(clash) = idempotency_clash(batch, &owners) {
+            results.push(Err(clash));
+            continue;
+        }
         let mut out = Vec::with_capacity(batch.len());
         for ev in *batch {
             if let Some(key) = &ev.idempotency_key {
                 let slot = (ev.merchant_id.as_str(), key.as_str());
-                if let Some(original) = owners.get(&slot) {
+                if let Some((original, _, _)) = owners.get(&slot) {
                     out.push(Ingested {
                         event_id: original.clone(),
                         duplicate: true,
@@ -200,7 +213,14 @@ fn ingest_in(
                     });
                     continue;
                 }
-                owners.insert(slot, ev.id.clone());
+                owners.insert(
+                    slot,
+                    (
+                        ev.id.clone(),
+                        ev.event_type.as_str(),
+                        ev.payload.bytes().as_ref(),
+                    ),
+                );
             }
             let before = deliveries.len();
             let endpoints = targets
@@ -231,6 +251,42 @@ fn ingest_in(
     insert_events(cx, conn, &fresh)?;
     insert_deliveries(cx, conn, &deliveries, DeliveryOrigin::Initial)?;
     Ok(results)
+}
+
+/// The first event of `batch` whose key already names a different event (stored, earlier in the
+/// group, or earlier in this batch), as the error that refuses the whole batch.
+fn idempotency_clash<'a>(
+    batch: &'a [NewEvent],
+    owners: &HashMap<(&'a str, &'a str), (EventId, &'a str, &'a [u8])>,
+) -> Option<Error> {
+    let mut own: HashMap<(&str, &str), (&EventId, &str, &[u8])> = HashMap::new();
+    for (index, ev) in batch.iter().enumerate() {
+        let Some(key) = &ev.idempotency_key else {
+            continue;
+        };
+        let slot = (ev.merchant_id.as_str(), key.as_str());
+        let owner = owners
+            .get(&slot)
+            .map(|(id, t, p)| (id, *t, *p))
+            .or_else(|| own.get(&slot).copied());
+        match owner {
+            Some((id, t, p)) if t != ev.event_type.as_str() || p != ev.payload.bytes().as_ref() => {
+                return Some(Error::IdempotencyConflict {
+                    key: key.as_str().to_owned(),
+                    original: id.clone(),
+                    index,
+                });
+            }
+            Some(_) => {}
+            None => {
+                own.insert(
+                    slot,
+                    (&ev.id, ev.event_type.as_str(), ev.payload.bytes().as_ref()),
+                );
+            }
+        }
+    }
+    None
 }
 
 const INSERT_EVENTS: (&str, &str) = (

@@ -246,6 +246,12 @@ impl ApiClient {
             .await
     }
 
+    /// `GET …/endpoints/{id}/secret`.
+    pub async fn endpoint_secret(&self, merchant: &str, id: &str) -> anyhow::Result<Value> {
+        self.get(&Self::endpoint_path(merchant, Some(id), Some("secret")))
+            .await
+    }
+
     /// `PATCH …/endpoints/{id}` with an `UpdateEndpoint` body.
     pub async fn update_endpoint(
         &self,

@@ -1,5 +1,5 @@
 //! `blockhook endpoint`: a merchant's webhook endpoints: create, list, read, update, delete,
-//! enable, disable, rotate the secret, send a test webhook, recover failed deliveries.
+//! enable, disable, show or rotate the secret, send a test webhook, recover failed deliveries.
 //!
 //! `--merchant` defaults to `me`, the merchant of the API key in `--token`; the operator names
 //! the merchant.
@@ -120,13 +120,13 @@ enum Cmd {
         endpoint_url: String,
         #[command(flatten)]
         fields: Fields,
-        /// A secret of your choice (24+ characters); generated when absent.
+        /// A secret of your choice (16+ characters, 32+ advised); generated when absent.
         #[arg(long)]
         secret: Option<String>,
     },
     /// List endpoints, newest first.
     List(PageArgs),
-    /// Show one endpoint, secret included.
+    /// Show one endpoint (without its secret: see `secret`).
     Get {
         /// Endpoint id (ep_…).
         id: String,
@@ -156,6 +156,11 @@ enum Cmd {
     },
     /// Disable an endpoint (pending deliveries wait).
     Disable {
+        /// Endpoint id.
+        id: String,
+    },
+    /// Print the signing secret (the only read that shows it).
+    Secret {
         /// Endpoint id.
         id: String,
     },
@@ -281,6 +286,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Cmd::Enable { id } => api.endpoint_action(m, &id, "enable", json!({})).await?,
             Cmd::Disable { id } => api.endpoint_action(m, &id, "disable", json!({})).await?,
+            Cmd::Secret { id } => {
+                let v = api.endpoint_secret(m, &id).await?;
+                if !json {
+                    // Bare, so `$(blockhook endpoint secret ep_…)` is the secret.
+                    println!("{}", v["secret"].as_str().unwrap_or_default());
+                    return Ok(());
+                }
+                v
+            }
             Cmd::RotateSecret { id } => {
                 api.endpoint_action(m, &id, "rotate-secret", json!({}))
                     .await?

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod api_client;
 mod bench;
+mod config;
 mod endpoint;
 mod event;
 mod listen;
@@ -35,6 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Run blockhook: the HTTP API and the delivery workers (see `serve --help`).
     Serve(serve::Args),
+    /// Check the configuration and print it with secrets redacted (`config check`).
+    Config(config::Args),
     /// Create or upgrade the database schema, then exit.
     Migrate(migrate::Args),
     /// Print the BlockATM-Signature-V2 of a JSON body.
@@ -61,6 +64,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Config(args) => config::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),

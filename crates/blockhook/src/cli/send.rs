@@ -96,6 +96,10 @@ fn request_headers(args: &Args, body: &[u8]) -> anyhow::Result<HeaderMap> {
             format!("evt_{}", uuid::Uuid::now_v7().simple()),
         ),
         (headers::ATTEMPT, "1".to_owned()),
+        (
+            headers::ATTEMPT_ID,
+            format!("att_{}", uuid::Uuid::now_v7().simple()),
+        ),
     ];
     let mut out = HeaderMap::new();
     for (name, value) in contract {
@@ -165,6 +169,7 @@ fn display_name(name: &str) -> &str {
         headers::SIGNATURE_V2,
         headers::EVENT_ID,
         headers::ATTEMPT,
+        headers::ATTEMPT_ID,
         "Content-Type",
     ]
     .into_iter()

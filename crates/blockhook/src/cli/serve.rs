@@ -15,6 +15,9 @@ use blockhook_server::{Application, Settings, cancel_on_signal, telemetry};
     after_long_help = "Settings are layered: compiled-in defaults, then the config file, then \
 BLOCKHOOK_* environment variables (sections joined by '__', e.g. BLOCKHOOK_DELIVERY__CONCURRENCY=64), \
 then these flags. See blockhook.example.toml for every setting.\n\n\
+The retry schedule, timeouts and leases have no flags: set them in the settings file \
+([delivery] retry_schedule, connect_timeout, total_timeout, lease, drain_deadline, concurrency) or \
+as BLOCKHOOK_DELIVERY__<KEY> variables, and check the result with `blockhook config check`.\n\n\
 With no configuration at all, blockhook stores everything in ./blockhook-data/ (SQLite), listens on \
 127.0.0.1:8080, and writes a generated operator token to ./blockhook-data/admin-token."
 )]
@@ -43,6 +46,10 @@ pub struct Args {
     /// Log format: pretty or json.
     #[arg(long, value_parser = ["pretty", "json"])]
     pub log_format: Option<String>,
+    /// Once listening, write the bound address (`host:port`) into this file: with
+    /// `--listen 127.0.0.1:0`, how a script or supervisor learns the port.
+    #[arg(long, value_name = "FILE")]
+    pub port_file: Option<PathBuf>,
 }
 
 impl Args {
@@ -85,6 +92,16 @@ impl Args {
     }
 }
 
+/// Writes `addr` into `path` through a temporary file and a rename, so a reader polling for the
+/// file never sees it half written.
+fn write_port_file(path: &std::path::Path, addr: SocketAddr) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{addr}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing --port-file {}", path.display()))
+}
+
 /// Runs until SIGINT/SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
@@ -96,6 +113,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let served = rt.block_on(async {
         let app = Application::build(settings).await?;
+        let addr = app.local_addr()?;
+        if let Some(path) = &args.port_file {
+            write_port_file(path, addr)?;
+        }
+        // Plain, on stdout, whatever the log format: scripts read this line.
+        println!("listening on http://{addr}");
         let stop = CancellationToken::new();
         tokio::spawn(cancel_on_signal(stop.clone()));
         app.run_until_stopped(stop).await?;

@@ -430,7 +430,7 @@ pub async fn reveal_secret(
 ) -> UiResult {
     ui.check_csrf(&input.csrf)?;
     let ep = load(&ui, &state, &id).await?;
-    let view = manage::get(&state, &ep.merchant_id, &ep.id).await?;
+    let view = manage::reveal_secret(&state, &ep.merchant_id, &ep.id).await?;
     render_detail(
         &ui,
         &state,

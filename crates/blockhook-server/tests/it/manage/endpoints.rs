@@ -39,6 +39,10 @@ async fn each_invalid_field_is_a_422_naming_it_on_create_and_update() {
                 json!({ "url": base, "description": "d".repeat(1_001) }),
             ),
             (
+                "description",
+                json!({ "url": base, "description": "nul \u{0} inside" }),
+            ),
+            (
                 "event_types",
                 json!({ "url": base, "event_types": ["Pay ment"] }),
             ),
@@ -93,7 +97,9 @@ async fn each_invalid_field_is_a_422_naming_it_on_create_and_update() {
         assert_problem(r, 422, None, "the secret is rotated, not patched").await;
         // Nothing was changed by the refused updates.
         let (_, now) = json_of(app.get(&ep_path, ADMIN).await).await;
-        assert_eq!(now, ep);
+        let mut created = ep.clone();
+        created.as_object_mut().unwrap().remove("secret");
+        assert_eq!(now, created);
         let r = app
             .post(
                 &format!("{path}/{}/recover", ep["id"].as_str().unwrap()),
@@ -150,7 +156,10 @@ async fn update_enable_disable_and_delete() {
             "null clears"
         );
         assert_eq!(v["label"], "cashier:91", "absent fields stay");
-        assert_eq!(v["secret"], ep["secret"]);
+        assert!(
+            v.get("secret").is_none(),
+            "an update never answers the secret: {v}"
+        );
         let (_, v) = json_of(app.post(&format!("{path}/disable"), &key, &json!({})).await).await;
         assert_eq!(v["enabled"], false);
         assert!(v["disabled_reason"].is_string());
@@ -271,7 +280,10 @@ async fn a_rotated_secret_signs_the_next_delivery_and_the_old_one_no_longer_veri
         assert!(new.starts_with("sck_") && new != old);
         let (_, view) = json_of(
             app.get(
-                &format!("/v1/merchants/me/endpoints/{}", ep["id"].as_str().unwrap()),
+                &format!(
+                    "/v1/merchants/me/endpoints/{}/secret",
+                    ep["id"].as_str().unwrap()
+                ),
                 &key,
             )
             .await,
@@ -287,6 +299,107 @@ async fn a_rotated_secret_signs_the_next_delivery_and_the_old_one_no_longer_veri
         assert!(
             !verifies(&got[1], &old),
             "{backend:?}: the old secret no longer does"
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_secret_is_answered_only_at_create_rotate_and_by_its_own_read() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        let m = app.merchant().await;
+        let key = key_for(&app, &m).await;
+        let other = key_for(&app, &app.merchant().await).await;
+        let ep = app
+            .endpoint(&m, "https://a.example/h", json!({ "description": "x" }))
+            .await;
+        let secret = ep["secret"].as_str().unwrap().to_owned();
+        assert!(secret.starts_with("sck_"), "{backend:?}: create shows it");
+        let id = ep["id"].as_str().unwrap();
+        let one = format!("/v1/merchants/{m}/endpoints/{id}");
+        for token in [ADMIN, key.as_str()] {
+            let (status, list) = json_of(
+                app.get(&format!("/v1/merchants/{m}/endpoints"), token)
+                    .await,
+            )
+            .await;
+            assert_eq!(status, 200);
+            assert_eq!(list["data"].as_array().unwrap().len(), 1);
+            assert!(
+                !list.to_string().contains(&secret) && list["data"][0].get("secret").is_none(),
+                "{backend:?}: the list carries no secret: {list}"
+            );
+            let (_, read) = json_of(app.get(&one, token).await).await;
+            assert_eq!(read["id"], id);
+            assert!(
+                !read.to_string().contains(&secret),
+                "{backend:?}: a read carries no secret: {read}"
+            );
+            let patch = json!({ "description": "y" });
+            let (status, patched) =
+                json_of(call(&app, Method::PATCH, &one, Some(token), Some(&patch)).await).await;
+            assert_eq!(status, 200);
+            assert!(
+                !patched.to_string().contains(&secret),
+                "{backend:?}: a patch answers no secret: {patched}"
+            );
+            let (status, shown) = json_of(app.get(&format!("{one}/secret"), token).await).await;
+            assert_eq!(status, 200, "{backend:?}: {shown}");
+            assert_eq!(shown, json!({ "endpoint_id": id, "secret": secret }));
+        }
+        // Another merchant's key cannot read it: 404, like an unknown endpoint.
+        let r = app
+            .get(&format!("/v1/merchants/me/endpoints/{id}/secret"), &other)
+            .await;
+        assert_problem(r, 404, None, "another merchant's endpoint").await;
+        let r = app
+            .get(&format!("/v1/merchants/{m}/endpoints/{id}/secret"), &other)
+            .await;
+        assert_problem(r, 404, None, "another merchant's path").await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_merchant_may_bring_a_secret_from_16_characters_with_a_warning_below_32() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        let rx = Receiver::ok(Some(&app.ca)).await;
+        let m = app.merchant().await;
+        let path = format!("/v1/merchants/{m}/endpoints");
+        let r = app
+            .post(
+                &path,
+                ADMIN,
+                &json!({ "url": rx.url(), "secret": "x".repeat(15) }),
+            )
+            .await;
+        assert_problem(r, 422, Some("secret"), "15 characters").await;
+        let short = "legacy-secret-16";
+        let ep = app
+            .endpoint(&m, &rx.url(), json!({ "secret": short }))
+            .await;
+        assert_eq!(ep["secret"], short, "{backend:?}");
+        let warnings = ep["warnings"].as_array().unwrap();
+        assert!(
+            warnings.len() == 1 && warnings[0].as_str().unwrap().contains("shorter than 32"),
+            "{ep}"
+        );
+        // It signs with it.
+        app.publish(&m, "Payment", PAYMENT).await;
+        let got = rx.wait_for(1, Duration::from_secs(10)).await;
+        assert!(verifies(&got[0], short), "{backend:?}");
+        let long = app
+            .endpoint(
+                &m,
+                "https://b.example/h",
+                json!({ "secret": "y".repeat(32) }),
+            )
+            .await;
+        assert!(
+            long.get("warnings").is_none(),
+            "no warning from 32 on: {long}"
         );
         app.stop().await;
     }
@@ -389,10 +502,22 @@ async fn a_test_send_returns_the_receivers_real_answer_and_the_exact_request() {
             "the body shown is the body sent"
         );
         assert_eq!(v["request"]["url"], rx.url());
-        for pair in v["request"]["headers"].as_array().unwrap() {
+        let shown = v["request"]["headers"].as_array().unwrap();
+        for pair in shown {
             let (name, value) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
             assert_eq!(got[0].header(name), Some(value), "header {name} as shown");
         }
+        // And every header the receiver got is shown: nothing the client added is missing.
+        for (name, value) in &got[0].headers {
+            assert!(
+                shown
+                    .iter()
+                    .any(|p| p[0].as_str().unwrap().eq_ignore_ascii_case(name)
+                        && p[1] == value.as_str()),
+                "{backend:?}: received {name}: {value} but the test send shows {shown:?}"
+            );
+        }
+        assert_eq!(shown.len(), got[0].headers.len(), "{shown:?}");
         assert_eq!(got[0].header("blockatm-event"), Some("Payout"));
         assert_eq!(got[0].header("x-shop"), Some("42"));
         assert!(verifies(&got[0], ep["secret"].as_str().unwrap()));

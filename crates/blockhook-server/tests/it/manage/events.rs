@@ -300,3 +300,29 @@ async fn resends_are_limited_per_event_and_by_age() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn query_string_errors_are_400_problems_not_plain_text() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        let m = app.merchant().await;
+        for (path, q) in [
+            ("events", "limit=-1"),
+            ("events", "limit=abc"),
+            ("events", "since=99999999999999999999999"),
+            ("events", "until=soon"),
+            ("endpoints", "limit=abc"),
+        ] {
+            let r = app
+                .get(&format!("/v1/merchants/{m}/{path}?{q}"), ADMIN)
+                .await;
+            let p = assert_problem(r, 400, None, &format!("{backend:?} {path}?{q}")).await;
+            assert_eq!(p["type"], "urn:blockhook:problem:malformed-query", "{p}");
+            let name = q.split('=').next().unwrap();
+            assert!(p["detail"].as_str().unwrap().contains(name), "{q}: {p}");
+        }
+        let r = app.get("/v1/merchants?limit=x", ADMIN).await;
+        assert_problem(r, 400, None, "merchants?limit=x").await;
+        app.stop().await;
+    }
+}

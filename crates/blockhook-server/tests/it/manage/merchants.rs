@@ -173,3 +173,35 @@ async fn keys_are_shown_once_listed_by_prefix_and_revoked() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_merchant_key_reads_its_own_record_and_nothing_else_of_the_merchants_routes() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        let m = app.merchant().await;
+        let key = key_for(&app, &m).await;
+        let other = app.merchant().await;
+        for path in ["/v1/merchants/me".to_owned(), format!("/v1/merchants/{m}")] {
+            let (status, v) = json_of(app.get(&path, &key).await).await;
+            assert_eq!(status, 200, "{backend:?} {path}: {v}");
+            assert_eq!(
+                (v["id"].as_str(), v["status"].as_str()),
+                (Some(m.as_str()), Some("active"))
+            );
+        }
+        let r = app.get(&format!("/v1/merchants/{other}"), &key).await;
+        assert_problem(r, 404, None, "another merchant's record").await;
+        let r = app.get("/v1/merchants", &key).await;
+        assert_problem(r, 403, None, "the list stays the operator's").await;
+        let r = call(
+            &app,
+            Method::PATCH,
+            "/v1/merchants/me",
+            Some(&key),
+            Some(&json!({ "status": "suspended" })),
+        )
+        .await;
+        assert_problem(r, 403, None, "suspending stays the operator's").await;
+        app.stop().await;
+    }
+}

@@ -58,6 +58,19 @@ async fn openapi_json_documents_every_registered_route_and_docs_is_self_containe
         "the document has no operation the router lacks"
     );
     assert!(doc["components"]["schemas"]["EndpointView"].is_object());
+    // Probes and scraping need no token, and the document says so; every /v1 route needs one.
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
+        assert_eq!(
+            doc["paths"][path]["get"]["security"],
+            serde_json::json!([{}]),
+            "{path} is marked unauthenticated"
+        );
+    }
+    assert_eq!(doc["security"], serde_json::json!([{ "bearer": [] }]));
+    assert!(
+        doc["paths"]["/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/secret"]["get"]
+            .is_object()
+    );
     let html = app
         .http
         .get(format!("{}/docs", app.base))

@@ -152,6 +152,45 @@ pub async fn ingest_idempotency(store: StoreRef) {
     assert_eq!(claim_all(&store, t(10)).await.len(), 3);
 }
 
+/// A key that already names a different event (another type, or payload bytes that differ) fails
+/// the whole batch with `IdempotencyConflict` naming the original and the member; nothing of
+/// the batch is stored. The same happens for two different events under one new key in a batch.
+pub async fn ingest_idempotency_conflict(store: StoreRef) {
+    let m = merchant(&store).await;
+    endpoint(&store, &m, &[]).await;
+    let first = keyed_event(&m, "Payment", "order-9", t(0));
+    store.ingest(std::slice::from_ref(&first)).await.unwrap();
+
+    let fresh = event(&m, "Payment", t(1));
+    let mut other_type = keyed_event(&m, "Payout", "order-9", t(1));
+    let mut other_bytes = keyed_event(&m, "Payment", "order-9", t(1));
+    other_bytes.payload = event_with(&m, "Payment", b"{\"orderNo\": 1}", t(1)).payload;
+    for clash in [&mut other_type, &mut other_bytes] {
+        let r = store.ingest(&[fresh.clone(), clash.clone()]).await;
+        match r {
+            Err(blockhook_core::Error::IdempotencyConflict {
+                original, index, ..
+            }) => {
+                assert_eq!((original, index), (first.id.clone(), 1));
+            }
+            other => panic!("expected an idempotency conflict, got {other:?}"),
+        }
+        assert_not_found(store.get_event(&m, &fresh.id).await, "event");
+    }
+
+    let mut a = keyed_event(&m, "Payment", "order-10", t(2));
+    let mut b = keyed_event(&m, "Payment", "order-10", t(2));
+    a.payload = event_with(&m, "Payment", b"{\"n\":1}", t(2)).payload;
+    b.payload = event_with(&m, "Payment", b"{\"n\":2}", t(2)).payload;
+    let r = store.ingest(&[a.clone(), b]).await;
+    assert!(
+        matches!(&r, Err(blockhook_core::Error::IdempotencyConflict { index: 1, original, .. }) if *original == a.id),
+        "{r:?}"
+    );
+    assert_not_found(store.get_event(&m, &a.id).await, "event");
+    assert_eq!(claim_all(&store, t(10)).await.len(), 1, "only the first");
+}
+
 /// An unknown merchant fails the batch with `NotFound("merchant")`, a suspended one with
 /// `Conflict`; in both cases nothing of the batch is stored.
 pub async fn ingest_refuses_unknown_and_suspended_merchants(store: StoreRef) {
