@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::{
     ApiKey, ApiKeyId, AttemptRecord, Claim, ClaimRequest, Completion, Cursor, Delivery, DeliveryId,
     Endpoint, EndpointId, Error, Event, EventId, EventQuery, Ingested, LeaseToken, Merchant,
-    MerchantId, MerchantStatus, NewApiKey, NewEvent, NewMerchant, Page, Timestamp,
+    MerchantId, MerchantStatus, NewApiKey, NewEvent, NewMerchant, Page, SealedSecret, Timestamp,
 };
 
 /// A shared handle on the store in use.
@@ -272,4 +272,28 @@ pub trait Store: Send + Sync + 'static {
     /// row stays, `payload` becomes `None`; pending deliveries keep their payload) and up to
     /// `batch` attempts started before `before`. Returns rows affected; call until 0.
     async fn purge_before(&self, before: Timestamp, batch: u32) -> Result<u64, Error>;
+
+    // --- keys ---------------------------------------------------------------------------
+
+    /// The key check value (a known text sealed with the master key), if one was written.
+    async fn key_check(&self) -> Result<Option<Vec<u8>>, Error>;
+    /// Stores `sealed` as the key check value unless one exists, and returns the value stored
+    /// (the existing one when another process wrote it first).
+    async fn init_key_check(&self, sealed: &[u8]) -> Result<Vec<u8>, Error>;
+    /// Replaces the key check value if it still is `expected` (compare-and-set); whether it did.
+    async fn replace_key_check(&self, expected: &[u8], new: &[u8]) -> Result<bool, Error>;
+    /// Sealed endpoint secrets in id order, after `after`, at most `limit`.
+    async fn sealed_secrets(
+        &self,
+        after: Option<&EndpointId>,
+        limit: u32,
+    ) -> Result<Vec<(EndpointId, SealedSecret)>, Error>;
+    /// Replaces an endpoint's sealed secret if it still is `expected` (compare-and-set, so a
+    /// concurrent rotation is never overwritten); whether it did.
+    async fn reseal_secret(
+        &self,
+        id: &EndpointId,
+        expected: &SealedSecret,
+        new: &SealedSecret,
+    ) -> Result<bool, Error>;
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dispatch;
 mod error;
 pub mod ingest;
+pub mod keyring;
 pub mod keys;
 pub mod manage;
 pub mod metrics;

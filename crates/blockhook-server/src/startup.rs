@@ -16,10 +16,9 @@ use blockhook_store::StoreOptions;
 use crate::config::Settings;
 use crate::dispatch::{self, DispatchCx};
 use crate::ingest::Ingestor;
-use crate::keys::{AdminToken, MasterKey};
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::{Error, api, retention};
+use crate::{Error, api, keyring, retention};
 
 /// A built, bound, not yet running blockhook.
 pub struct Application {
@@ -38,11 +37,24 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
-        let data_dir = settings.store.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
-            what: format!("creating {}", data_dir.display()),
-            source,
-        })?;
+        // Keys first: a missing key on PostgreSQL is a configuration error, reported before
+        // anything connects. Only the embedded store keeps files in the data directory.
+        if keyring::embedded(&settings) {
+            let data_dir = &settings.store.data_dir;
+            std::fs::create_dir_all(data_dir).map_err(|source| Error::Io {
+                what: format!("creating {}", data_dir.display()),
+                source,
+            })?;
+        }
+        let keyring::Keys {
+            master: keys,
+            master_source,
+            admin,
+            admin_path,
+        } = keyring::load(&settings)?;
+        if let Some(path) = admin_path {
+            tracing::info!(path = %path.display(), "operator token is in this file");
+        }
         let url = settings.store_url();
         let store = blockhook_store::open(
             &url,
@@ -53,18 +65,7 @@ impl Application {
             },
         )
         .await?;
-        let (keys, generated) = MasterKey::load_or_generate(&settings.keys.master_key, &data_dir)?;
-        if generated {
-            tracing::warn!(
-                path = %data_dir.join("master.key").display(),
-                "no keys.master_key configured: generated one; back it up, secrets cannot be read without it"
-            );
-        }
-        let (admin, admin_path) =
-            AdminToken::load_or_generate(&settings.server.admin_token, &data_dir)?;
-        if let Some(path) = admin_path {
-            tracing::info!(path = %path.display(), "operator token is in this file");
-        }
+        keyring::verify_store(&*store, &keys, &master_source).await?;
         let extra_ca_pem = if settings.delivery.extra_ca_file.is_empty() {
             None
         } else {

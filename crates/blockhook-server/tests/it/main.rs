@@ -9,6 +9,7 @@ mod receiver;
 mod browser;
 mod delivery;
 mod ingest;
+mod keys;
 mod manage;
 mod metrics;
 mod receiver_kit;

@@ -20,6 +20,7 @@ mod actions;
 mod dispatch;
 mod endpoints;
 mod ingest;
+mod keys;
 mod listen;
 mod logs;
 mod merchants;

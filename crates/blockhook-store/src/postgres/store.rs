@@ -10,7 +10,7 @@ use blockhook_core::{
     ApiKey, ApiKeyId, AttemptRecord, Claim, ClaimRequest, Completion, Cursor, Delivery, DeliveryId,
     Endpoint, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId, EventQuery,
     Ingested, LeaseToken, Merchant, MerchantId, MerchantStatus, NewApiKey, NewEvent, NewMerchant,
-    Page, QueueStats, ResendLimits, ResendScope, Store, Timestamp,
+    Page, QueueStats, ResendLimits, ResendScope, SealedSecret, Store, Timestamp,
 };
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -18,7 +18,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{actions, dispatch, endpoints, ingest, listen, logs, merchants, ops};
+use super::{actions, dispatch, endpoints, ingest, keys, listen, logs, merchants, ops};
 use crate::{StoreOptions, classify};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -322,6 +322,30 @@ impl Store for PgStore {
     }
     async fn purge_before(&self, before: Timestamp, batch: u32) -> Result<u64, Error> {
         ops::purge_before(self, before, batch).await
+    }
+    async fn key_check(&self) -> Result<Option<Vec<u8>>, Error> {
+        keys::key_check(self).await
+    }
+    async fn init_key_check(&self, sealed: &[u8]) -> Result<Vec<u8>, Error> {
+        keys::init_key_check(self, sealed).await
+    }
+    async fn replace_key_check(&self, expected: &[u8], new: &[u8]) -> Result<bool, Error> {
+        keys::replace_key_check(self, expected, new).await
+    }
+    async fn sealed_secrets(
+        &self,
+        after: Option<&EndpointId>,
+        limit: u32,
+    ) -> Result<Vec<(EndpointId, SealedSecret)>, Error> {
+        keys::sealed_secrets(self, after, limit).await
+    }
+    async fn reseal_secret(
+        &self,
+        id: &EndpointId,
+        expected: &SealedSecret,
+        new: &SealedSecret,
+    ) -> Result<bool, Error> {
+        keys::reseal_secret(self, id, expected, new).await
     }
 }
 

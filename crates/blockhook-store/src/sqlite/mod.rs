@@ -65,6 +65,7 @@ mod db;
 mod dispatch;
 mod endpoints;
 mod events;
+mod keys;
 mod merchants;
 mod ops;
 mod rows;

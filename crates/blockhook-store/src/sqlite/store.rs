@@ -9,13 +9,13 @@ use blockhook_core::{
     ApiKey, ApiKeyId, AttemptRecord, Claim, ClaimRequest, Completion, Cursor, Delivery, DeliveryId,
     Endpoint, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId, EventQuery,
     Ingested, LeaseToken, Merchant, MerchantId, MerchantStatus, NewApiKey, NewEvent, NewMerchant,
-    Page, QueueStats, ResendLimits, ResendScope, Store, Timestamp,
+    Page, QueueStats, ResendLimits, ResendScope, SealedSecret, Store, Timestamp,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::db::{self, Db};
 use super::writer::Writer;
-use super::{actions, dispatch, endpoints, events, merchants, ops};
+use super::{actions, dispatch, endpoints, events, keys, merchants, ops};
 use crate::{SqliteSync, StoreOptions, classify};
 
 /// How long a connection waits on a lock held by another process (e.g. a CLI opening the same
@@ -351,5 +351,29 @@ impl Store for SqliteStore {
     }
     async fn purge_before(&self, before: Timestamp, batch: u32) -> Result<u64, Error> {
         ops::purge_before(&self.db, before, batch).await
+    }
+    async fn key_check(&self) -> Result<Option<Vec<u8>>, Error> {
+        keys::key_check(&self.db).await
+    }
+    async fn init_key_check(&self, sealed: &[u8]) -> Result<Vec<u8>, Error> {
+        keys::init_key_check(&self.db, sealed).await
+    }
+    async fn replace_key_check(&self, expected: &[u8], new: &[u8]) -> Result<bool, Error> {
+        keys::replace_key_check(&self.db, expected, new).await
+    }
+    async fn sealed_secrets(
+        &self,
+        after: Option<&EndpointId>,
+        limit: u32,
+    ) -> Result<Vec<(EndpointId, SealedSecret)>, Error> {
+        keys::sealed_secrets(&self.db, after, limit).await
+    }
+    async fn reseal_secret(
+        &self,
+        id: &EndpointId,
+        expected: &SealedSecret,
+        new: &SealedSecret,
+    ) -> Result<bool, Error> {
+        keys::reseal_secret(&self.db, id, expected, new).await
     }
 }

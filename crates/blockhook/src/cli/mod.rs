@@ -8,6 +8,7 @@ mod api_client;
 mod bench;
 mod endpoint;
 mod event;
+mod keys;
 mod listen;
 mod merchant;
 mod migrate;
@@ -36,6 +37,8 @@ pub enum Command {
     Serve(serve::Args),
     /// Create or upgrade the database schema, then exit.
     Migrate(migrate::Args),
+    /// Make a master key or operator token; re-seal secrets after a master key rotation.
+    Keys(keys::Args),
     /// Print the BlockATM-Signature-V2 of a JSON body.
     Sign(sign::Args),
     /// Check a BlockATM-Signature-V2 against a body (exit 0 valid, 1 rejected, 2 error).
@@ -61,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Keys(args) => keys::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Listen(args) => listen::run(args),
