@@ -92,6 +92,24 @@ pub struct EndpointHealth {
     pub latencies: Vec<(Timestamp, u32)>,
 }
 
+/// The right to run a periodic job (retention) in one process at a time; released when dropped.
+#[async_trait::async_trait]
+pub trait JobLock: Send + Sync {
+    /// Whether the lock is still held (PostgreSQL: whether the session holding it is alive).
+    async fn held(&mut self) -> bool;
+}
+
+/// The lock of a store used by one process only: always held.
+#[derive(Debug)]
+pub struct SoleProcess;
+
+#[async_trait::async_trait]
+impl JobLock for SoleProcess {
+    async fn held(&mut self) -> bool {
+        true
+    }
+}
+
 /// Persistence for everything blockhook knows.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -272,6 +290,13 @@ pub trait Store: Send + Sync + 'static {
     /// row stays, `payload` becomes `None`; pending deliveries keep their payload) and up to
     /// `batch` attempts started before `before`. Returns rows affected; call until 0.
     async fn purge_before(&self, before: Timestamp, batch: u32) -> Result<u64, Error>;
+
+    /// Takes the lock of the periodic job `job` unless another process holds it (`None`). The
+    /// embedded store serves one process, so it always grants it.
+    async fn try_job_lock(&self, job: &str) -> Result<Option<Box<dyn JobLock>>, Error> {
+        let _ = job;
+        Ok(Some(Box::new(SoleProcess)))
+    }
 
     // --- keys ---------------------------------------------------------------------------
 

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub in_flight_requests: Gauge,
     /// SQL statements this process's store has executed (round trips, for cost per event).
     pub store_statements: Gauge,
+    /// Retention passes this process ran (one process at a time runs them).
+    pub retention_passes: Counter,
 }
 
 impl Default for Metrics {
@@ -80,8 +82,14 @@ impl Metrics {
             failing_endpoints: Family::default(),
             in_flight_requests: Gauge::default(),
             store_statements: Gauge::default(),
+            retention_passes: Counter::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "retention_passes",
+            "Retention passes run by this process",
+            m.retention_passes.clone(),
+        );
         registry.register(
             "events_ingested",
             "Events accepted by ingest",

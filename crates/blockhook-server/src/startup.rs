@@ -154,11 +154,16 @@ impl Application {
             };
             tokio::spawn(dispatch::run(cx, stop.child_token()))
         });
-        let retention = (settings.retention.max_age > Duration::ZERO).then(|| {
+        // Retention runs where deliveries are made (one process at a time, see `retention`):
+        // an API process stays a pure request server.
+        let retention = (settings.retention.max_age > Duration::ZERO
+            && settings.server.role.delivers())
+        .then(|| {
             tokio::spawn(retention::run(
                 state.store.clone(),
                 state.clock.clone(),
                 settings.retention.clone(),
+                state.metrics.clone(),
                 stop.child_token(),
             ))
         });

@@ -13,5 +13,6 @@ mod keys;
 mod manage;
 mod metrics;
 mod receiver_kit;
+mod retention;
 mod ssrf;
 mod ui;

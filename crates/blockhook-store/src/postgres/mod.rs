@@ -20,6 +20,7 @@ mod actions;
 mod dispatch;
 mod endpoints;
 mod ingest;
+mod jobs;
 mod keys;
 mod listen;
 mod logs;

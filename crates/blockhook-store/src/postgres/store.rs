@@ -9,8 +9,8 @@ use std::time::Duration;
 use blockhook_core::{
     ApiKey, ApiKeyId, AttemptRecord, Claim, ClaimRequest, Completion, Cursor, Delivery, DeliveryId,
     Endpoint, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId, EventQuery,
-    Ingested, LeaseToken, Merchant, MerchantId, MerchantStatus, NewApiKey, NewEvent, NewMerchant,
-    Page, QueueStats, ResendLimits, ResendScope, SealedSecret, Store, Timestamp,
+    Ingested, JobLock, LeaseToken, Merchant, MerchantId, MerchantStatus, NewApiKey, NewEvent,
+    NewMerchant, Page, QueueStats, ResendLimits, ResendScope, SealedSecret, Store, Timestamp,
 };
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -18,7 +18,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{actions, dispatch, endpoints, ingest, keys, listen, logs, merchants, ops};
+use super::{actions, dispatch, endpoints, ingest, jobs, keys, listen, logs, merchants, ops};
 use crate::{StoreOptions, classify};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -32,6 +32,10 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// The PostgreSQL store: for several blockhook processes sharing one database.
 pub struct PgStore {
     pool: PgPool,
+    /// For connections outside the pool (job locks live as long as their session).
+    pub(super) connect: PgConnectOptions,
+    /// The schema in use: job locks are per database, so their keys name it.
+    pub(super) schema: String,
     statements: AtomicU64,
     wake: Arc<Notify>,
     listener: JoinHandle<()>,
@@ -81,9 +85,17 @@ impl PgStore {
         let schema = schema.ok_or_else(|| Error::Internal("no schema in search_path".into()))?;
 
         let wake = Arc::new(Notify::new());
-        let listener = listen::start(connect, opts.acquire_timeout, schema, wake.clone()).await?;
+        let listener = listen::start(
+            connect.clone(),
+            opts.acquire_timeout,
+            schema.clone(),
+            wake.clone(),
+        )
+        .await?;
         Ok(Self {
             pool,
+            connect,
+            schema,
             statements: AtomicU64::new(0),
             wake,
             listener,
@@ -323,6 +335,10 @@ impl Store for PgStore {
     async fn purge_before(&self, before: Timestamp, batch: u32) -> Result<u64, Error> {
         ops::purge_before(self, before, batch).await
     }
+    async fn try_job_lock(&self, job: &str) -> Result<Option<Box<dyn JobLock>>, Error> {
+        jobs::try_lock(self, job).await
+    }
+
     async fn key_check(&self) -> Result<Option<Vec<u8>>, Error> {
         keys::key_check(self).await
     }
