@@ -291,6 +291,12 @@ pub trait Store: Send + Sync + 'static {
     /// `batch` attempts started before `before`. Returns rows affected; call until 0.
     async fn purge_before(&self, before: Timestamp, batch: u32) -> Result<u64, Error>;
 
+    /// Makes the database complete on its own before a clean exit (SQLite: moves the WAL into
+    /// the database file and empties it, so a copy of the file alone is a whole backup).
+    async fn checkpoint(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// Takes the lock of the periodic job `job` unless another process holds it (`None`). The
     /// embedded store serves one process, so it always grants it.
     async fn try_job_lock(&self, job: &str) -> Result<Option<Box<dyn JobLock>>, Error> {

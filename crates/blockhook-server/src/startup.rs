@@ -24,6 +24,8 @@ use crate::{Error, api, keyring, retention};
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// The embedded store's lock file, held while this process serves it (`restore` checks it).
+    _lock: Option<blockhook_store::sqlite::StoreLock>,
 }
 
 impl Application {
@@ -39,12 +41,16 @@ impl Application {
     ) -> Result<Self, Error> {
         // Keys first: a missing key on PostgreSQL is a configuration error, reported before
         // anything connects. Only the embedded store keeps files in the data directory.
+        let mut lock = None;
         if keyring::embedded(&settings) {
             let data_dir = &settings.store.data_dir;
             std::fs::create_dir_all(data_dir).map_err(|source| Error::Io {
                 what: format!("creating {}", data_dir.display()),
                 source,
             })?;
+            if let Some(db) = blockhook_store::sqlite::database_path(&settings.store_url())? {
+                lock = Some(blockhook_store::sqlite::lock(&db)?);
+            }
         }
         let keyring::Keys {
             master: keys,
@@ -111,7 +117,11 @@ impl Application {
             ingest,
             api_limiter: Arc::default(),
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            _lock: lock,
+        })
     }
 
     /// The address actually bound.
@@ -167,6 +177,7 @@ impl Application {
                 stop.child_token(),
             ))
         });
+        let store = state.store.clone();
         let app = api::router(state);
         let server =
             axum::serve(self.listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
@@ -176,6 +187,10 @@ impl Application {
         }
         if let Some(r) = retention {
             let _ = r.await;
+        }
+        // Nothing writes any more: leave a database file that is complete on its own.
+        if let Err(e) = store.checkpoint().await {
+            tracing::warn!(error = %e, "checkpoint on shutdown failed");
         }
         served.map_err(|source| Error::Io {
             what: "serving HTTP".into(),

@@ -15,7 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::db::{self, Db};
 use super::writer::Writer;
-use super::{actions, dispatch, endpoints, events, keys, merchants, ops};
+use super::{actions, dispatch, endpoints, events, files, keys, merchants, ops};
 use crate::{SqliteSync, StoreOptions, classify};
 
 /// How long a connection waits on a lock held by another process (e.g. a CLI opening the same
@@ -352,6 +352,10 @@ impl Store for SqliteStore {
     async fn purge_before(&self, before: Timestamp, batch: u32) -> Result<u64, Error> {
         ops::purge_before(&self.db, before, batch).await
     }
+    async fn checkpoint(&self) -> Result<(), Error> {
+        files::checkpoint(&self.db.writer).await
+    }
+
     async fn key_check(&self) -> Result<Option<Vec<u8>>, Error> {
         keys::key_check(&self.db).await
     }

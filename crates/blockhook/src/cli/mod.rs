@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod api_client;
+mod backup;
 mod bench;
 mod endpoint;
 mod event;
@@ -37,6 +38,10 @@ pub enum Command {
     Serve(serve::Args),
     /// Create or upgrade the database schema, then exit.
     Migrate(migrate::Args),
+    /// Write a consistent copy of the embedded store while it runs (`--to FILE`).
+    Backup(backup::BackupArgs),
+    /// Restore a backup of the embedded store into a new or empty data directory.
+    Restore(backup::RestoreArgs),
     /// Make a master key or operator token; re-seal secrets after a master key rotation.
     Keys(keys::Args),
     /// Print the BlockATM-Signature-V2 of a JSON body.
@@ -64,6 +69,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
         Command::Keys(args) => keys::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
