@@ -68,6 +68,13 @@ impl Application {
                 max_connections: settings.store.max_connections,
                 acquire_timeout: settings.store.acquire_timeout,
                 sqlite_sync: settings.store.sqlite_sync,
+                // The embedded store upgrades itself (after a copy of the file); a shared
+                // PostgreSQL database is upgraded by `blockhook migrate`, deliberately.
+                upgrade: if keyring::embedded(&settings) {
+                    blockhook_store::Upgrade::Apply
+                } else {
+                    blockhook_store::Upgrade::FreshOnly
+                },
             },
         )
         .await?;

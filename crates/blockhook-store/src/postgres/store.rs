@@ -74,8 +74,31 @@ impl PgStore {
             })
             .connect_with(connect.clone())
             .await
+            .map_err(|e| missing_database(e, &connect))?;
+        const HAS_MIGRATIONS: &str = "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
+        const APPLIED: &str =
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
+        let migrated: bool = sqlx::query_scalar(HAS_MIGRATIONS)
+            .fetch_one(&pool)
+            .await
             .map_err(classify)?;
-        MIGRATOR.run(&pool).await.map_err(migrate_error)?;
+        let applied: i64 = if migrated {
+            sqlx::query_scalar(APPLIED)
+                .fetch_one(&pool)
+                .await
+                .map_err(classify)?
+        } else {
+            0
+        };
+        let known = crate::latest(&MIGRATOR);
+        match crate::schema(applied, known)? {
+            crate::Schema::Older(v) if opts.upgrade == crate::Upgrade::FreshOnly => {
+                return Err(Error::Conflict(format!(
+                    "the database schema is at version {v}, older than this blockhook's                      (version {known}): run `blockhook migrate` with this release once, then                      start the servers"
+                )));
+            }
+            _ => MIGRATOR.run(&pool).await.map_err(migrate_error)?,
+        }
 
         const SCHEMA: &str = "SELECT current_schema()::text";
         let schema: Option<String> = sqlx::query_scalar(SCHEMA)
@@ -145,6 +168,27 @@ impl std::fmt::Debug for PgStore {
             .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
+}
+
+/// `classify`, except that a database that does not exist says how to create it.
+fn missing_database(e: sqlx::Error, connect: &PgConnectOptions) -> Error {
+    if let sqlx::Error::Database(db) = &e {
+        if db.code().as_deref() == Some("3D000") {
+            let name = connect.get_database().unwrap_or("blockhook");
+            return Error::invalid(
+                "database_url",
+                format!(
+                    "{}: create it first, e.g. `createdb -h {} -p {} -U {} {name}` (or \
+                     `CREATE DATABASE {name};` in psql), then run `blockhook migrate`",
+                    db.message(),
+                    connect.get_host(),
+                    connect.get_port(),
+                    connect.get_username(),
+                ),
+            );
+        }
+    }
+    classify(e)
 }
 
 fn migrate_error(e: MigrateError) -> Error {

@@ -22,6 +22,8 @@ use crate::{SqliteSync, StoreOptions, classify};
 /// file) before answering `SQLITE_BUSY`.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
 /// The embedded store.
 pub struct SqliteStore {
     /// Everything the store's methods and its background writers share.
@@ -121,13 +123,42 @@ impl SqliteStore {
             .await
             .map_err(classify)?;
 
-        sqlx::migrate!("migrations/sqlite")
-            .run(&writer)
+        const HAS_MIGRATIONS: &str =
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
+        const APPLIED: &str =
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
+        let migrated: i64 = sqlx::query_scalar(HAS_MIGRATIONS)
+            .fetch_one(&writer)
             .await
-            .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(inner) => classify(inner),
-                other => Error::Internal(format!("sqlite migrations: {other}")),
-            })?;
+            .map_err(classify)?;
+        let applied: i64 = if migrated > 0 {
+            sqlx::query_scalar(APPLIED)
+                .fetch_one(&writer)
+                .await
+                .map_err(classify)?
+        } else {
+            0
+        };
+        if let crate::Schema::Older(v) = crate::schema(applied, crate::latest(&MIGRATOR))? {
+            // A copy of the file as it was, beside it, before the schema changes.
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let mut name = path.as_os_str().to_owned();
+            name.push(format!(".schema-v{v}-{ms}.bak"));
+            let copy = PathBuf::from(name);
+            super::files::backup(&path, &copy)?;
+            tracing::info!(
+                from = v,
+                to = crate::latest(&MIGRATOR),
+                backup = %copy.display(),
+                "upgrading the SQLite schema; the database as it was is in the backup file"
+            );
+        }
+        MIGRATOR.run(&writer).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(inner) => classify(inner),
+            other => Error::Internal(format!("sqlite migrations: {other}")),
+        })?;
 
         let cx = db::shared();
         let thread = Writer::start(&path, opts.sqlite_sync, cx.clone())?;
