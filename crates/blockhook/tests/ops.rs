@@ -189,3 +189,114 @@ async fn a_backup_during_load_restores_every_event_acknowledged_before_it() {
         "acknowledged events missing from a copy of blockhook.db alone"
     );
 }
+
+/// README's scale-out block, run as written on one host (PostgreSQL only): the API and the
+/// worker both start, the operator token from the generated file works, and no process creates
+/// `./blockhook-data`. Also: `migrate --help` lists only its own flags, and `migrate` on a
+/// database that does not exist says how to create it.
+#[tokio::test]
+async fn readme_scale_out_commands_work_on_one_host() {
+    let help = text(&blockhook(&["migrate", "--help"]));
+    for flag in ["--database-url", "--config", "--data-dir"] {
+        assert!(help.contains(flag), "{help}");
+    }
+    for flag in [
+        "--listen",
+        "--role",
+        "--allow-http",
+        "--allow-net",
+        "--log-format",
+    ] {
+        assert!(!help.contains(flag), "migrate --help lists {flag}: {help}");
+    }
+    let Some(url) = common::backends().await.into_iter().find_map(|b| match b {
+        Backend::Postgres(url) => Some(url),
+        Backend::Sqlite => None,
+    }) else {
+        return;
+    };
+    let (server, _) = url.split_once('?').unwrap();
+    let (server, _) = server.rsplit_once('/').unwrap();
+    let out = blockhook(&[
+        "migrate",
+        "--database-url",
+        &format!("{server}/bh_missing_{}", uuid::Uuid::new_v4().simple()),
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("createdb"),
+        "{}",
+        text(&out)
+    );
+
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let after = readme.split("Scaling out on PostgreSQL").nth(1).unwrap();
+    let block = after
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    assert!(block.contains("--role worker") && block.contains("--role api"));
+    let (api_port, worker_port) = (free_port(), free_port());
+    let script = block
+        .replace("postgres://user@host/db", "\"$DB\"")
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{worker_port}"));
+    let cwd = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_blockhook")).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let log = std::fs::File::create(cwd.path().join("script.log")).unwrap();
+    use std::os::unix::process::CommandExt as _;
+    let mut sh = Command::new("sh")
+        .arg("-c")
+        .arg(format!("set -e\n{script}\nwait"))
+        .current_dir(cwd.path())
+        .env("PATH", path)
+        .env("DB", &url)
+        .env("BLOCKHOOK_SERVER__LISTEN", format!("127.0.0.1:{api_port}"))
+        .env_remove("BLOCKHOOK_CONFIG")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for port in [api_port, worker_port] {
+        loop {
+            let ok = http
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if ok {
+                break;
+            }
+            let logs = std::fs::read_to_string(cwd.path().join("script.log")).unwrap();
+            assert!(
+                sh.try_wait().unwrap().is_none(),
+                "the block stopped: {logs}"
+            );
+            assert!(Instant::now() < deadline, "port {port} not ready: {logs}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let token = std::fs::read_to_string(cwd.path().join("admin-token")).unwrap();
+    let r = http
+        .post(format!("http://127.0.0.1:{api_port}/v1/merchants"))
+        .bearer_auth(token.trim())
+        .json(&serde_json::json!({ "name": "README" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(
+        !cwd.path().join("blockhook-data").exists(),
+        "a PostgreSQL process created ./blockhook-data"
+    );
+    // Stop the block's processes (its process group) and reap the shell.
+    let pgid = format!("-{}", sh.id());
+    let _ = Command::new("kill").args(["-TERM", "--", &pgid]).status();
+    let _ = sh.wait();
+}
