@@ -40,6 +40,14 @@ async fn retention_runs_in_one_process_at_a_time_and_only_where_deliveries_are_m
         let mut api_only = s.clone();
         api_only.server.role = Role::Api;
         let api = start(api_only).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            passes(&api),
+            0,
+            "{backend:?}: the API process ran retention"
+        );
+        // Stopped first: the embedded store admits one serving process at a time.
+        api.stop().await;
 
         let a = start(s.clone()).await;
         if backend == Backend::Sqlite {
@@ -67,11 +75,5 @@ async fn retention_runs_in_one_process_at_a_time_and_only_where_deliveries_are_m
             );
             other.stop().await;
         }
-        assert_eq!(
-            passes(&api),
-            0,
-            "{backend:?}: the API process ran retention"
-        );
-        api.stop().await;
     }
 }
