@@ -51,14 +51,36 @@ async fn a_process_whose_key_does_not_open_the_database_refuses_to_start() {
 
         let mut with_k2 = with_k1.clone();
         with_k2.keys.master_key = K2.into();
-        let err = build_error(with_k2).await;
+        let err = build_error(with_k2.clone()).await;
         assert!(
             err.contains("does not open") && err.contains("keys.master_key"),
             "{backend:?}: {err}"
         );
         assert!(err.contains("BLOCKHOOK_KEYS__MASTER_KEY"), "{err}");
-        // The right key still starts.
-        Application::build(with_k1).await.unwrap();
+
+        // A database from before the check value: the first process must open an existing
+        // secret before its key becomes the reference.
+        forget_key_check(&with_k1.store_url()).await;
+        let err = build_error(with_k2).await;
+        assert!(err.contains("the secret of endpoint"), "{backend:?}: {err}");
+        // The right key still starts, and writes the check value again.
+        drop(Application::build(with_k1.clone()).await.unwrap());
+        let app = Application::build(with_k1).await.unwrap();
+        assert!(app.state().store.key_check().await.unwrap().is_some());
+    }
+}
+
+/// Deletes the key check value, as in a database from before it existed.
+async fn forget_key_check(url: &str) {
+    const DELETE: &str = "DELETE FROM key_check";
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(DELETE).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query(DELETE).execute(&pool).await.unwrap();
+        pool.close().await;
     }
 }
 
