@@ -300,3 +300,65 @@ async fn readme_scale_out_commands_work_on_one_host() {
     let _ = Command::new("kill").args(["-TERM", "--", &pgid]).status();
     let _ = sh.wait();
 }
+
+/// `blockhook keys reseal` against a running server (embedded store): the previous key comes
+/// from `BLOCKHOOK_KEYS__OLD_MASTER_KEYS`, every secret is re-sealed, and the server then starts
+/// with the new key alone.
+#[tokio::test]
+async fn keys_reseal_runs_beside_a_server_and_the_new_key_alone_then_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let mut server = Server::start(tmp.path(), port, Backend::Sqlite, &Conf::default());
+    server.ready().await;
+    let api = Api::new(server.base());
+    let merchant = api.merchant("Rotation").await;
+    for i in 0..3 {
+        api.endpoint(&merchant, &format!("http://127.0.0.1:9/{i}"))
+            .await;
+    }
+    let old = std::fs::read_to_string(data.join("master.key")).unwrap();
+    let new = text(&blockhook(&["keys", "generate"])).trim().to_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_blockhook"))
+        .args([
+            "keys",
+            "reseal",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--batch",
+            "2",
+        ])
+        .env_remove("BLOCKHOOK_CONFIG")
+        .env("BLOCKHOOK_KEYS__MASTER_KEY", &new)
+        .env(
+            "BLOCKHOOK_KEYS__OLD_MASTER_KEYS",
+            format!("[\"{}\"]", old.trim()),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "reseal: {}", text(&out));
+    assert!(text(&out).contains("re-sealed 3 secrets"), "{}", text(&out));
+    terminate(&mut server).await;
+
+    // The old key (still in master.key) no longer opens the database.
+    let mut stale = Server::start(tmp.path(), free_port(), Backend::Sqlite, &Conf::default());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stale.exited().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "a server with the old key started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(String::from_utf8_lossy(&stale.logs()).contains("does not open"));
+    let mut fresh = Server::start_with(
+        tmp.path(),
+        "server",
+        free_port(),
+        Backend::Sqlite,
+        &Conf::default(),
+        &[],
+        &[("BLOCKHOOK_KEYS__MASTER_KEY", new.as_str())],
+    );
+    fresh.ready().await;
+}
