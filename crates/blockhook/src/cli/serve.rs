@@ -16,7 +16,10 @@ use blockhook_server::{Application, Settings, cancel_on_signal, telemetry};
 BLOCKHOOK_* environment variables (sections joined by '__', e.g. BLOCKHOOK_DELIVERY__CONCURRENCY=64), \
 then these flags. See blockhook.example.toml for every setting.\n\n\
 With no configuration at all, blockhook stores everything in ./blockhook-data/ (SQLite), listens on \
-127.0.0.1:8080, and writes a generated operator token to ./blockhook-data/admin-token."
+127.0.0.1:8080, and writes a generated operator token to ./blockhook-data/admin-token. With \
+PostgreSQL nothing is generated and nothing is written locally: every process needs the same master key \
+(keys.master_key_file or BLOCKHOOK_KEYS__MASTER_KEY) and API processes the operator token \
+(server.admin_token_file or BLOCKHOOK_SERVER__ADMIN_TOKEN); `blockhook keys generate` makes them."
 )]
 pub struct Args {
     /// Config file (TOML). Default: ./blockhook.toml when it exists.
