@@ -34,6 +34,7 @@ pub use merchant::{ApiKey, Merchant, MerchantStatus, NewApiKey, NewMerchant};
 pub use page::{Cursor, Page};
 pub use retry::{Next, RetryPolicy};
 pub use store::{
-    EndpointBacklog, EndpointHealth, QueueStats, ResendLimits, ResendScope, Store, StoreRef,
+    EndpointBacklog, EndpointHealth, JobLock, QueueStats, ResendLimits, ResendScope, SoleProcess,
+    Store, StoreRef,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

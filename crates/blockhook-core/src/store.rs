@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::{
     ApiKey, ApiKeyId, AttemptRecord, Claim, ClaimRequest, Completion, Cursor, Delivery, DeliveryId,
     Endpoint, EndpointId, Error, Event, EventId, EventQuery, Ingested, LeaseToken, Merchant,
-    MerchantId, MerchantStatus, NewApiKey, NewEvent, NewMerchant, Page, Timestamp,
+    MerchantId, MerchantStatus, NewApiKey, NewEvent, NewMerchant, Page, SealedSecret, Timestamp,
 };
 
 /// A shared handle on the store in use.
@@ -90,6 +90,24 @@ pub struct EndpointHealth {
     /// Latencies (ms) of the attempts in the window, oldest first, with their start times:
     /// at most the most recent 10,000.
     pub latencies: Vec<(Timestamp, u32)>,
+}
+
+/// The right to run a periodic job (retention) in one process at a time; released when dropped.
+#[async_trait::async_trait]
+pub trait JobLock: Send + Sync {
+    /// Whether the lock is still held (PostgreSQL: whether the session holding it is alive).
+    async fn held(&mut self) -> bool;
+}
+
+/// The lock of a store used by one process only: always held.
+#[derive(Debug)]
+pub struct SoleProcess;
+
+#[async_trait::async_trait]
+impl JobLock for SoleProcess {
+    async fn held(&mut self) -> bool {
+        true
+    }
 }
 
 /// Persistence for everything blockhook knows.
@@ -272,4 +290,41 @@ pub trait Store: Send + Sync + 'static {
     /// row stays, `payload` becomes `None`; pending deliveries keep their payload) and up to
     /// `batch` attempts started before `before`. Returns rows affected; call until 0.
     async fn purge_before(&self, before: Timestamp, batch: u32) -> Result<u64, Error>;
+
+    /// Makes the database complete on its own before a clean exit (SQLite: moves the WAL into
+    /// the database file and empties it, so a copy of the file alone is a whole backup).
+    async fn checkpoint(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Takes the lock of the periodic job `job` unless another process holds it (`None`). The
+    /// embedded store serves one process, so it always grants it.
+    async fn try_job_lock(&self, job: &str) -> Result<Option<Box<dyn JobLock>>, Error> {
+        let _ = job;
+        Ok(Some(Box::new(SoleProcess)))
+    }
+
+    // --- keys ---------------------------------------------------------------------------
+
+    /// The key check value (a known text sealed with the master key), if one was written.
+    async fn key_check(&self) -> Result<Option<Vec<u8>>, Error>;
+    /// Stores `sealed` as the key check value unless one exists, and returns the value stored
+    /// (the existing one when another process wrote it first).
+    async fn init_key_check(&self, sealed: &[u8]) -> Result<Vec<u8>, Error>;
+    /// Replaces the key check value if it still is `expected` (compare-and-set); whether it did.
+    async fn replace_key_check(&self, expected: &[u8], new: &[u8]) -> Result<bool, Error>;
+    /// Sealed endpoint secrets in id order, after `after`, at most `limit`.
+    async fn sealed_secrets(
+        &self,
+        after: Option<&EndpointId>,
+        limit: u32,
+    ) -> Result<Vec<(EndpointId, SealedSecret)>, Error>;
+    /// Replaces an endpoint's sealed secret if it still is `expected` (compare-and-set, so a
+    /// concurrent rotation is never overwritten); whether it did.
+    async fn reseal_secret(
+        &self,
+        id: &EndpointId,
+        expected: &SealedSecret,
+        new: &SealedSecret,
+    ) -> Result<bool, Error>;
 }

@@ -78,8 +78,11 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// `all`, `api` or `worker`.
     pub role: Role,
-    /// The operator's bearer token; when empty one is generated into `<data_dir>/admin-token`.
+    /// The operator's bearer token. When it and `admin_token_file` are empty, the embedded store
+    /// generates one into `<data_dir>/admin-token`; PostgreSQL requires one.
     pub admin_token: String,
+    /// A file holding the operator token (instead of `admin_token`).
+    pub admin_token_file: String,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Most events in one batch ingest.
@@ -238,8 +241,13 @@ pub enum LogFormat {
 /// `[keys]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeySettings {
-    /// Base64 of 32 random bytes; when empty one is generated into `<data_dir>/master.key`.
+    /// Base64 of 32 random bytes. When it and `master_key_file` are empty, the embedded store
+    /// generates one into `<data_dir>/master.key`; PostgreSQL requires one.
     pub master_key: String,
+    /// A file holding the master key (instead of `master_key`).
+    pub master_key_file: String,
+    /// Previous master keys, which still open secrets (never seal) during a rotation.
+    pub old_master_keys: Vec<String>,
 }
 
 /// `[ui]`

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -79,14 +80,32 @@ impl fmt::Debug for EndpointSecret {
     }
 }
 
-/// The master key that seals endpoint secrets.
+/// The master key that seals endpoint secrets, and the previous keys that may still open them
+/// while a rotation is under way (`keys.old_master_keys`). Sealing always uses the current key.
 #[derive(Clone)]
-pub struct MasterKey(XChaCha20Poly1305);
+pub struct MasterKey {
+    current: XChaCha20Poly1305,
+    old: Arc<[XChaCha20Poly1305]>,
+}
 
 impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("MasterKey([REDACTED])")
     }
+}
+
+/// The text sealed as the key check value, and the associated data binding it to that use (an
+/// endpoint id never equals it, so a check value cannot pass for a secret or the reverse).
+const CHECK_TEXT: &[u8] = b"blockhook key check v1";
+const CHECK_AAD: &[u8] = b"blockhook:key_check";
+
+/// Which configured key opened something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opener {
+    /// The current `keys.master_key`.
+    Current,
+    /// One of `keys.old_master_keys`.
+    Old,
 }
 
 impl MasterKey {
@@ -98,7 +117,23 @@ impl MasterKey {
         let key: [u8; 32] = bytes
             .try_into()
             .map_err(|_| Error::Keys("master key must be 32 bytes (base64)".to_owned()))?;
-        Ok(Self(XChaCha20Poly1305::new(&key.into())))
+        Ok(Self {
+            current: XChaCha20Poly1305::new(&key.into()),
+            old: Arc::from(Vec::new()),
+        })
+    }
+
+    /// A new random key, base64 (what `blockhook keys generate` prints).
+    pub fn generate_base64() -> String {
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill(&mut key);
+        B64.encode(key)
+    }
+
+    /// This key, also opening (never sealing) with `old` keys.
+    pub fn with_old_keys(mut self, old: &[MasterKey]) -> Self {
+        self.old = old.iter().map(|k| k.current.clone()).collect();
+        self
     }
 
     /// The configured key, or the one in `<data_dir>/master.key`, created (mode 0600) on first
@@ -109,16 +144,43 @@ impl MasterKey {
         }
         let path = data_dir.join("master.key");
         if path.exists() {
-            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-                what: format!("reading {}", path.display()),
-                source,
-            })?;
-            return Ok((Self::from_base64(&text)?, false));
+            return Ok((Self::from_base64(&read_setting_file(&path)?)?, false));
         }
-        let mut key = [0u8; 32];
-        rand::rngs::OsRng.fill(&mut key);
-        write_private_file(&path, &B64.encode(key))?;
-        Ok((Self(XChaCha20Poly1305::new(&key.into())), true))
+        let key = Self::generate_base64();
+        write_private_file(&path, &key)?;
+        Ok((Self::from_base64(&key)?, true))
+    }
+
+    fn seal_bytes(&self, aad: &[u8], msg: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill(&mut nonce);
+        let ct = self
+            .current
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg, aad })
+            .map_err(|_| Error::Keys("sealing failed".to_owned()))?;
+        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// The clear bytes and which key opened them, or `None` when no configured key does.
+    fn open_bytes(&self, aad: &[u8], sealed: &[u8]) -> Option<(Vec<u8>, Opener)> {
+        if sealed.len() <= NONCE_LEN {
+            return None;
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        let open = |k: &XChaCha20Poly1305| {
+            k.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
+                .ok()
+        };
+        if let Some(clear) = open(&self.current) {
+            return Some((clear, Opener::Current));
+        }
+        self.old
+            .iter()
+            .find_map(open)
+            .map(|clear| (clear, Opener::Old))
     }
 
     /// Encrypts a secret for `endpoint`.
@@ -127,48 +189,47 @@ impl MasterKey {
         endpoint: &EndpointId,
         secret: &EndpointSecret,
     ) -> Result<SealedSecret, Error> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill(&mut nonce);
-        let ct = self
-            .0
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: secret.0.as_bytes(),
-                    aad: endpoint.as_str().as_bytes(),
-                },
-            )
-            .map_err(|_| Error::Keys("sealing failed".to_owned()))?;
-        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        Ok(SealedSecret(out))
+        self.seal_bytes(endpoint.as_str().as_bytes(), secret.0.as_bytes())
+            .map(SealedSecret)
     }
 
-    /// Decrypts the secret of `endpoint`.
+    /// Decrypts the secret of `endpoint` (with the current key, or a previous one).
     pub fn open(
         &self,
         endpoint: &EndpointId,
         sealed: &SealedSecret,
     ) -> Result<EndpointSecret, Error> {
-        let bytes = &sealed.0;
-        if bytes.len() <= NONCE_LEN {
+        self.open_with(endpoint, sealed).map(|(secret, _)| secret)
+    }
+
+    /// Like [`MasterKey::open`], also telling which key opened it (re-sealing skips secrets the
+    /// current key opens).
+    pub fn open_with(
+        &self,
+        endpoint: &EndpointId,
+        sealed: &SealedSecret,
+    ) -> Result<(EndpointSecret, Opener), Error> {
+        if sealed.0.len() <= NONCE_LEN {
             return Err(Error::Keys("sealed secret too short".to_owned()));
         }
-        let (nonce, ct) = bytes.split_at(NONCE_LEN);
-        let clear = self
-            .0
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: endpoint.as_str().as_bytes(),
-                },
-            )
-            .map_err(|_| Error::Keys("secret does not open with this master key".to_owned()))?;
+        let (clear, opener) = self
+            .open_bytes(endpoint.as_str().as_bytes(), &sealed.0)
+            .ok_or_else(|| Error::Keys("secret does not open with this master key".to_owned()))?;
         String::from_utf8(clear)
-            .map(EndpointSecret)
+            .map(|s| (EndpointSecret(s), opener))
             .map_err(|_| Error::Keys("sealed secret is not UTF-8".to_owned()))
+    }
+
+    /// A fresh key check value sealed with the current key.
+    pub fn seal_check(&self) -> Result<Vec<u8>, Error> {
+        self.seal_bytes(CHECK_AAD, CHECK_TEXT)
+    }
+
+    /// Which configured key opens the key check value `sealed`, if any.
+    pub fn open_check(&self, sealed: &[u8]) -> Option<Opener> {
+        self.open_bytes(CHECK_AAD, sealed)
+            .filter(|(clear, _)| clear == CHECK_TEXT)
+            .map(|(_, opener)| opener)
     }
 
     /// Opens `sealed` and keys a signer with it: the clear secret lives only inside the HMAC
@@ -182,6 +243,16 @@ impl MasterKey {
         blockhook_sig::v2::Signer::new(secret.expose().as_bytes())
             .map_err(|e| Error::Keys(format!("endpoint secret cannot sign: {e}")))
     }
+}
+
+/// The trimmed contents of a file named by a `*_file` setting (or a generated key file).
+pub fn read_setting_file(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim().to_owned())
+        .map_err(|source| Error::Io {
+            what: format!("reading {}", path.display()),
+            source,
+        })
 }
 
 /// Writes `contents` to a new file readable only by its owner.
@@ -256,6 +327,27 @@ impl fmt::Debug for AdminToken {
 }
 
 impl AdminToken {
+    /// A configured token (at least 16 characters; `setting` names where it came from).
+    pub fn configured(token: &str, setting: &str) -> Result<Self, Error> {
+        if token.len() < 16 {
+            return Err(Error::Config(format!(
+                "{setting} must be at least 16 characters"
+            )));
+        }
+        Ok(Self(token.to_owned()))
+    }
+
+    /// A new random token (`bha_` and 43 base62 characters), as `blockhook keys generate
+    /// --admin-token` prints it.
+    pub fn generate() -> String {
+        let tail: String = rand::rngs::OsRng
+            .sample_iter(&Alphanumeric)
+            .take(43)
+            .map(char::from)
+            .collect();
+        format!("bha_{tail}")
+    }
+
     /// The configured token, or the one in `<data_dir>/admin-token`, generated on first start.
     /// Returns the path when it lives in a file.
     pub fn load_or_generate(
@@ -263,27 +355,13 @@ impl AdminToken {
         data_dir: &Path,
     ) -> Result<(Self, Option<std::path::PathBuf>), Error> {
         if !configured.is_empty() {
-            if configured.len() < 16 {
-                return Err(Error::Config(
-                    "server.admin_token must be at least 16 characters".into(),
-                ));
-            }
-            return Ok((Self(configured.to_owned()), None));
+            return Ok((Self::configured(configured, "server.admin_token")?, None));
         }
         let path = data_dir.join("admin-token");
         if path.exists() {
-            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-                what: format!("reading {}", path.display()),
-                source,
-            })?;
-            return Ok((Self(text.trim().to_owned()), Some(path)));
+            return Ok((Self(read_setting_file(&path)?), Some(path)));
         }
-        let tail: String = rand::rngs::OsRng
-            .sample_iter(&Alphanumeric)
-            .take(43)
-            .map(char::from)
-            .collect();
-        let token = format!("bha_{tail}");
+        let token = Self::generate();
         write_private_file(&path, &token)?;
         Ok((Self(token), Some(path)))
     }

@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod edge;
 mod error;
 pub mod ingest;
+pub mod keyring;
 pub mod keys;
 pub mod manage;
 pub mod metrics;

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub http_connections_open: Gauge,
     /// HTTP connections over a cap, by `kind` = max_connections | max_connections_per_ip.
     pub http_connections_refused: Family<Kind, Counter>,
+    /// Retention passes this process ran (one process at a time runs them).
+    pub retention_passes: Counter,
 }
 
 /// An open connection, counted in `http_connections_open` until dropped.
@@ -96,8 +98,14 @@ impl Metrics {
             store_statements: Gauge::default(),
             http_connections_open: Gauge::default(),
             http_connections_refused: Family::default(),
+            retention_passes: Counter::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "retention_passes",
+            "Retention passes run by this process",
+            m.retention_passes.clone(),
+        );
         registry.register(
             "events_ingested",
             "Events accepted by ingest",

@@ -16,16 +16,17 @@ use blockhook_store::StoreOptions;
 use crate::config::Settings;
 use crate::dispatch::{self, DispatchCx};
 use crate::ingest::Ingestor;
-use crate::keys::{AdminToken, MasterKey};
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::{Error, api, retention};
+use crate::{Error, api, keyring, retention};
 
 /// A built, bound, not yet running blockhook.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     tls: Option<Arc<crate::edge::tls::CertStore>>,
+    /// The embedded store's lock file, held while this process serves it (`restore` checks it).
+    _lock: Option<blockhook_store::sqlite::StoreLock>,
 }
 
 impl Application {
@@ -39,11 +40,28 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
-        let data_dir = settings.store.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
-            what: format!("creating {}", data_dir.display()),
-            source,
-        })?;
+        // Keys first: a missing key on PostgreSQL is a configuration error, reported before
+        // anything connects. Only the embedded store keeps files in the data directory.
+        let mut lock = None;
+        if keyring::embedded(&settings) {
+            let data_dir = &settings.store.data_dir;
+            std::fs::create_dir_all(data_dir).map_err(|source| Error::Io {
+                what: format!("creating {}", data_dir.display()),
+                source,
+            })?;
+            if let Some(db) = blockhook_store::sqlite::database_path(&settings.store_url())? {
+                lock = Some(blockhook_store::sqlite::lock(&db)?);
+            }
+        }
+        let keyring::Keys {
+            master: keys,
+            master_source,
+            admin,
+            admin_path,
+        } = keyring::load(&settings)?;
+        if let Some(path) = admin_path {
+            tracing::info!(path = %path.display(), "operator token is in this file");
+        }
         let url = settings.store_url();
         let store = blockhook_store::open(
             &url,
@@ -51,21 +69,17 @@ impl Application {
                 max_connections: settings.store.max_connections,
                 acquire_timeout: settings.store.acquire_timeout,
                 sqlite_sync: settings.store.sqlite_sync,
+                // The embedded store upgrades itself (after a copy of the file); a shared
+                // PostgreSQL database is upgraded by `blockhook migrate`, deliberately.
+                upgrade: if keyring::embedded(&settings) {
+                    blockhook_store::Upgrade::Apply
+                } else {
+                    blockhook_store::Upgrade::FreshOnly
+                },
             },
         )
         .await?;
-        let (keys, generated) = MasterKey::load_or_generate(&settings.keys.master_key, &data_dir)?;
-        if generated {
-            tracing::warn!(
-                path = %data_dir.join("master.key").display(),
-                "no keys.master_key configured: generated one; back it up, secrets cannot be read without it"
-            );
-        }
-        let (admin, admin_path) =
-            AdminToken::load_or_generate(&settings.server.admin_token, &data_dir)?;
-        if let Some(path) = admin_path {
-            tracing::info!(path = %path.display(), "operator token is in this file");
-        }
+        keyring::verify_store(&*store, &keys, &master_source).await?;
         let extra_ca_pem = if settings.delivery.extra_ca_file.is_empty() {
             None
         } else {
@@ -125,6 +139,7 @@ impl Application {
             listener,
             state,
             tls,
+            _lock: lock,
         })
     }
 
@@ -168,14 +183,20 @@ impl Application {
             };
             tokio::spawn(dispatch::run(cx, stop.child_token()))
         });
-        let retention = (settings.retention.max_age > Duration::ZERO).then(|| {
+        // Retention runs where deliveries are made (one process at a time, see `retention`):
+        // an API process stays a pure request server.
+        let retention = (settings.retention.max_age > Duration::ZERO
+            && settings.server.role.delivers())
+        .then(|| {
             tokio::spawn(retention::run(
                 state.store.clone(),
                 state.clock.clone(),
                 settings.retention.clone(),
+                state.metrics.clone(),
                 stop.child_token(),
             ))
         });
+        let store = state.store.clone();
         let edge = crate::edge::Edge {
             settings: settings.server.clone(),
             metrics: state.metrics.clone(),
@@ -188,6 +209,10 @@ impl Application {
         }
         if let Some(r) = retention {
             let _ = r.await;
+        }
+        // Nothing writes any more: leave a database file that is complete on its own.
+        if let Err(e) = store.checkpoint().await {
+            tracing::warn!(error = %e, "checkpoint on shutdown failed");
         }
         Ok(())
     }

@@ -29,6 +29,19 @@ pub enum SqliteSync {
     Normal,
 }
 
+/// What opening a store may do to a schema older than this release's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Upgrade {
+    /// Apply pending migrations (`blockhook migrate`; `serve` on the embedded store, which first
+    /// copies the database file to `<db>.schema-v<N>-<ms>.bak` beside it).
+    #[default]
+    Apply,
+    /// Create the schema of an empty database, but refuse an older one: several processes
+    /// share a PostgreSQL database, and upgrading it is a deliberate step (`blockhook migrate`),
+    /// not a side effect of whichever process restarts first.
+    FreshOnly,
+}
+
 /// Options for opening a store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -38,6 +51,8 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// SQLite durability.
     pub sqlite_sync: SqliteSync,
+    /// What to do with an older schema.
+    pub upgrade: Upgrade,
 }
 
 impl Default for StoreOptions {
@@ -46,8 +61,41 @@ impl Default for StoreOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             sqlite_sync: SqliteSync::Full,
+            upgrade: Upgrade::Apply,
         }
     }
+}
+
+/// Where a database's schema stands against the migrations this release knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Schema {
+    /// No migration applied yet.
+    Empty,
+    /// At this release's latest version.
+    Current,
+    /// At an older version (the applied version).
+    Older(i64),
+}
+
+/// Compares the applied version `applied` (0 for none) with the latest `known` one; a newer
+/// schema than this release knows is refused: its data may mean things this code cannot read.
+pub(crate) fn schema(applied: i64, known: i64) -> Result<Schema, blockhook_core::Error> {
+    if applied > known {
+        return Err(blockhook_core::Error::Conflict(format!(
+            "the database schema is at version {applied}, newer than this blockhook {} knows              (version {known}): it was upgraded by a newer release; run that release or a newer one",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    Ok(match applied {
+        0 => Schema::Empty,
+        v if v == known => Schema::Current,
+        v => Schema::Older(v),
+    })
+}
+
+/// The latest version among `migrations`.
+pub(crate) fn latest(migrations: &sqlx::migrate::Migrator) -> i64 {
+    migrations.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
 /// Opens (creating and migrating as needed) the store at `url`.

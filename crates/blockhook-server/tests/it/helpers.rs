@@ -12,6 +12,8 @@ use blockhook_server::{AppState, Application, Settings};
 use crate::receiver::TestCa;
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
+/// The master key of PostgreSQL-backed test apps (base64 of 32 bytes).
+pub const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
 
 /// Which store an app runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +60,10 @@ pub fn test_settings(dir: &std::path::Path, store_url: String, ca: &TestCa) -> S
     s.server.listen = "127.0.0.1:0".parse().unwrap();
     s.server.admin_token = ADMIN.into();
     s.store.data_dir = dir.to_path_buf();
+    if store_url.starts_with("postgres") {
+        // PostgreSQL generates no key: it must be configured.
+        s.keys.master_key = TEST_MASTER_KEY.into();
+    }
     s.store.url = store_url;
     s.delivery.allow_nets = vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
     s.delivery.extra_ca_file = ca_path.display().to_string();
@@ -96,6 +102,17 @@ impl TestApp {
         let url = store_url(backend, dir.path()).await;
         let mut settings = test_settings(dir.path(), url, &ca);
         tweak(&mut settings);
+        Self::start(backend, settings, ca, dir).await
+    }
+
+    /// Runs an app with exactly these settings (`ca` is the one `test_settings` was given);
+    /// `dir` is kept until the app is dropped.
+    pub async fn start(
+        backend: Backend,
+        settings: Settings,
+        ca: Arc<TestCa>,
+        dir: tempfile::TempDir,
+    ) -> Self {
         let app = Application::build(settings).await.unwrap();
         let addr = app.local_addr().unwrap();
         let state = app.state().clone();

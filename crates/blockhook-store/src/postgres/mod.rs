@@ -20,6 +20,8 @@ mod actions;
 mod dispatch;
 mod endpoints;
 mod ingest;
+mod jobs;
+mod keys;
 mod listen;
 mod logs;
 mod merchants;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use blockhook_core::{
     ApiKey, ApiKeyId, AttemptRecord, Claim, ClaimRequest, Completion, Cursor, Delivery, DeliveryId,
     Endpoint, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId, EventQuery,
-    Ingested, LeaseToken, Merchant, MerchantId, MerchantStatus, NewApiKey, NewEvent, NewMerchant,
-    Page, QueueStats, ResendLimits, ResendScope, Store, Timestamp,
+    Ingested, JobLock, LeaseToken, Merchant, MerchantId, MerchantStatus, NewApiKey, NewEvent,
+    NewMerchant, Page, QueueStats, ResendLimits, ResendScope, SealedSecret, Store, Timestamp,
 };
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -18,7 +18,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{actions, dispatch, endpoints, ingest, listen, logs, merchants, ops};
+use super::{actions, dispatch, endpoints, ingest, jobs, keys, listen, logs, merchants, ops};
 use crate::{StoreOptions, classify};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -32,6 +32,10 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// The PostgreSQL store: for several blockhook processes sharing one database.
 pub struct PgStore {
     pool: PgPool,
+    /// For connections outside the pool (job locks live as long as their session).
+    pub(super) connect: PgConnectOptions,
+    /// The schema in use: job locks are per database, so their keys name it.
+    pub(super) schema: String,
     statements: AtomicU64,
     wake: Arc<Notify>,
     listener: JoinHandle<()>,
@@ -70,8 +74,31 @@ impl PgStore {
             })
             .connect_with(connect.clone())
             .await
+            .map_err(|e| missing_database(e, &connect))?;
+        const HAS_MIGRATIONS: &str = "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
+        const APPLIED: &str =
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
+        let migrated: bool = sqlx::query_scalar(HAS_MIGRATIONS)
+            .fetch_one(&pool)
+            .await
             .map_err(classify)?;
-        MIGRATOR.run(&pool).await.map_err(migrate_error)?;
+        let applied: i64 = if migrated {
+            sqlx::query_scalar(APPLIED)
+                .fetch_one(&pool)
+                .await
+                .map_err(classify)?
+        } else {
+            0
+        };
+        let known = crate::latest(&MIGRATOR);
+        match crate::schema(applied, known)? {
+            crate::Schema::Older(v) if opts.upgrade == crate::Upgrade::FreshOnly => {
+                return Err(Error::Conflict(format!(
+                    "the database schema is at version {v}, older than this blockhook's                      (version {known}): run `blockhook migrate` with this release once, then                      start the servers"
+                )));
+            }
+            _ => MIGRATOR.run(&pool).await.map_err(migrate_error)?,
+        }
 
         const SCHEMA: &str = "SELECT current_schema()::text";
         let schema: Option<String> = sqlx::query_scalar(SCHEMA)
@@ -81,9 +108,17 @@ impl PgStore {
         let schema = schema.ok_or_else(|| Error::Internal("no schema in search_path".into()))?;
 
         let wake = Arc::new(Notify::new());
-        let listener = listen::start(connect, opts.acquire_timeout, schema, wake.clone()).await?;
+        let listener = listen::start(
+            connect.clone(),
+            opts.acquire_timeout,
+            schema.clone(),
+            wake.clone(),
+        )
+        .await?;
         Ok(Self {
             pool,
+            connect,
+            schema,
             statements: AtomicU64::new(0),
             wake,
             listener,
@@ -133,6 +168,27 @@ impl std::fmt::Debug for PgStore {
             .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
+}
+
+/// `classify`, except that a database that does not exist says how to create it.
+fn missing_database(e: sqlx::Error, connect: &PgConnectOptions) -> Error {
+    if let sqlx::Error::Database(db) = &e {
+        if db.code().as_deref() == Some("3D000") {
+            let name = connect.get_database().unwrap_or("blockhook");
+            return Error::invalid(
+                "database_url",
+                format!(
+                    "{}: create it first, e.g. `createdb -h {} -p {} -U {} {name}` (or \
+                     `CREATE DATABASE {name};` in psql), then run `blockhook migrate`",
+                    db.message(),
+                    connect.get_host(),
+                    connect.get_port(),
+                    connect.get_username(),
+                ),
+            );
+        }
+    }
+    classify(e)
 }
 
 fn migrate_error(e: MigrateError) -> Error {
@@ -322,6 +378,34 @@ impl Store for PgStore {
     }
     async fn purge_before(&self, before: Timestamp, batch: u32) -> Result<u64, Error> {
         ops::purge_before(self, before, batch).await
+    }
+    async fn try_job_lock(&self, job: &str) -> Result<Option<Box<dyn JobLock>>, Error> {
+        jobs::try_lock(self, job).await
+    }
+
+    async fn key_check(&self) -> Result<Option<Vec<u8>>, Error> {
+        keys::key_check(self).await
+    }
+    async fn init_key_check(&self, sealed: &[u8]) -> Result<Vec<u8>, Error> {
+        keys::init_key_check(self, sealed).await
+    }
+    async fn replace_key_check(&self, expected: &[u8], new: &[u8]) -> Result<bool, Error> {
+        keys::replace_key_check(self, expected, new).await
+    }
+    async fn sealed_secrets(
+        &self,
+        after: Option<&EndpointId>,
+        limit: u32,
+    ) -> Result<Vec<(EndpointId, SealedSecret)>, Error> {
+        keys::sealed_secrets(self, after, limit).await
+    }
+    async fn reseal_secret(
+        &self,
+        id: &EndpointId,
+        expected: &SealedSecret,
+        new: &SealedSecret,
+    ) -> Result<bool, Error> {
+        keys::reseal_secret(self, id, expected, new).await
     }
 }
 

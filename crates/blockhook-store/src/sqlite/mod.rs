@@ -65,6 +65,8 @@ mod db;
 mod dispatch;
 mod endpoints;
 mod events;
+mod files;
+mod keys;
 mod merchants;
 mod ops;
 mod rows;
@@ -73,6 +75,7 @@ mod store;
 mod tests;
 mod writer;
 
+pub use files::{StoreLock, backup, database_path, lock, restore};
 pub use store::SqliteStore;
 
 /// Fresh stores for tests.

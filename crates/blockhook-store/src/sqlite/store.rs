@@ -9,18 +9,20 @@ use blockhook_core::{
     ApiKey, ApiKeyId, AttemptRecord, Claim, ClaimRequest, Completion, Cursor, Delivery, DeliveryId,
     Endpoint, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId, EventQuery,
     Ingested, LeaseToken, Merchant, MerchantId, MerchantStatus, NewApiKey, NewEvent, NewMerchant,
-    Page, QueueStats, ResendLimits, ResendScope, Store, Timestamp,
+    Page, QueueStats, ResendLimits, ResendScope, SealedSecret, Store, Timestamp,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::db::{self, Db};
 use super::writer::Writer;
-use super::{actions, dispatch, endpoints, events, merchants, ops};
+use super::{actions, dispatch, endpoints, events, files, keys, merchants, ops};
 use crate::{SqliteSync, StoreOptions, classify};
 
 /// How long a connection waits on a lock held by another process (e.g. a CLI opening the same
 /// file) before answering `SQLITE_BUSY`.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// The embedded store.
 pub struct SqliteStore {
@@ -121,13 +123,42 @@ impl SqliteStore {
             .await
             .map_err(classify)?;
 
-        sqlx::migrate!("migrations/sqlite")
-            .run(&writer)
+        const HAS_MIGRATIONS: &str =
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
+        const APPLIED: &str =
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
+        let migrated: i64 = sqlx::query_scalar(HAS_MIGRATIONS)
+            .fetch_one(&writer)
             .await
-            .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(inner) => classify(inner),
-                other => Error::Internal(format!("sqlite migrations: {other}")),
-            })?;
+            .map_err(classify)?;
+        let applied: i64 = if migrated > 0 {
+            sqlx::query_scalar(APPLIED)
+                .fetch_one(&writer)
+                .await
+                .map_err(classify)?
+        } else {
+            0
+        };
+        if let crate::Schema::Older(v) = crate::schema(applied, crate::latest(&MIGRATOR))? {
+            // A copy of the file as it was, beside it, before the schema changes.
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let mut name = path.as_os_str().to_owned();
+            name.push(format!(".schema-v{v}-{ms}.bak"));
+            let copy = PathBuf::from(name);
+            super::files::backup(&path, &copy)?;
+            tracing::info!(
+                from = v,
+                to = crate::latest(&MIGRATOR),
+                backup = %copy.display(),
+                "upgrading the SQLite schema; the database as it was is in the backup file"
+            );
+        }
+        MIGRATOR.run(&writer).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(inner) => classify(inner),
+            other => Error::Internal(format!("sqlite migrations: {other}")),
+        })?;
 
         let cx = db::shared();
         let thread = Writer::start(&path, opts.sqlite_sync, cx.clone())?;
@@ -351,5 +382,33 @@ impl Store for SqliteStore {
     }
     async fn purge_before(&self, before: Timestamp, batch: u32) -> Result<u64, Error> {
         ops::purge_before(&self.db, before, batch).await
+    }
+    async fn checkpoint(&self) -> Result<(), Error> {
+        files::checkpoint(&self.db.writer).await
+    }
+
+    async fn key_check(&self) -> Result<Option<Vec<u8>>, Error> {
+        keys::key_check(&self.db).await
+    }
+    async fn init_key_check(&self, sealed: &[u8]) -> Result<Vec<u8>, Error> {
+        keys::init_key_check(&self.db, sealed).await
+    }
+    async fn replace_key_check(&self, expected: &[u8], new: &[u8]) -> Result<bool, Error> {
+        keys::replace_key_check(&self.db, expected, new).await
+    }
+    async fn sealed_secrets(
+        &self,
+        after: Option<&EndpointId>,
+        limit: u32,
+    ) -> Result<Vec<(EndpointId, SealedSecret)>, Error> {
+        keys::sealed_secrets(&self.db, after, limit).await
+    }
+    async fn reseal_secret(
+        &self,
+        id: &EndpointId,
+        expected: &SealedSecret,
+        new: &SealedSecret,
+    ) -> Result<bool, Error> {
+        keys::reseal_secret(&self.db, id, expected, new).await
     }
 }

@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod api_client;
+mod backup;
 mod bench;
 mod config;
 mod endpoint;
 mod event;
+mod keys;
 mod listen;
 mod merchant;
 mod migrate;
@@ -40,6 +42,12 @@ pub enum Command {
     Config(config::Args),
     /// Create or upgrade the database schema, then exit.
     Migrate(migrate::Args),
+    /// Write a consistent copy of the embedded store while it runs (`--to FILE`).
+    Backup(backup::BackupArgs),
+    /// Restore a backup of the embedded store into a new or empty data directory.
+    Restore(backup::RestoreArgs),
+    /// Make a master key or operator token; re-seal secrets after a master key rotation.
+    Keys(keys::Args),
     /// Print the BlockATM-Signature-V2 of a JSON body.
     Sign(sign::Args),
     /// Check a BlockATM-Signature-V2 against a body (exit 0 valid, 1 rejected, 2 error).
@@ -66,6 +74,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Config(args) => config::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
+        Command::Keys(args) => keys::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Listen(args) => listen::run(args),

@@ -19,7 +19,10 @@ The retry schedule, timeouts and leases have no flags: set them in the settings 
 ([delivery] retry_schedule, connect_timeout, total_timeout, lease, drain_deadline, concurrency) or \
 as BLOCKHOOK_DELIVERY__<KEY> variables, and check the result with `blockhook config check`.\n\n\
 With no configuration at all, blockhook stores everything in ./blockhook-data/ (SQLite), listens on \
-127.0.0.1:8080, and writes a generated operator token to ./blockhook-data/admin-token."
+127.0.0.1:8080, and writes a generated operator token to ./blockhook-data/admin-token. With \
+PostgreSQL nothing is generated and nothing is written locally: every process needs the same master key \
+(keys.master_key_file or BLOCKHOOK_KEYS__MASTER_KEY) and API processes the operator token \
+(server.admin_token_file or BLOCKHOOK_SERVER__ADMIN_TOKEN); `blockhook keys generate` makes them."
 )]
 pub struct Args {
     /// Config file (TOML). Default: ./blockhook.toml when it exists.

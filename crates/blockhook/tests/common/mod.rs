@@ -19,6 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 /// The operator token every test server uses.
 pub const ADMIN: &str = "chaos-admin-token-0123456789abcdef";
 
+/// The master key of PostgreSQL-backed test servers (base64 of 32 bytes).
+pub const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
+
 /// A free loopback port (bound to 127.0.0.1:0, then released).
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
@@ -247,7 +250,10 @@ impl Server {
             .arg("--data-dir")
             .arg(self.dir.join("data"));
         if let Backend::Postgres(url) = &self.backend {
-            cmd.arg("--database-url").arg(url);
+            // PostgreSQL generates no key: every process of a test shares this one.
+            cmd.arg("--database-url")
+                .arg(url)
+                .env("BLOCKHOOK_KEYS__MASTER_KEY", TEST_MASTER_KEY);
         }
         cmd.args(&self.args).envs(self.envs.iter().cloned());
         cmd.env_remove("RUST_LOG")
