@@ -36,6 +36,16 @@ def settle():
     time.sleep(1.5)
     return rss_kib()
 
+def keep_alive_wave():
+    """n connections, each idle after one request."""
+    kept = []
+    for _ in range(n):
+        s = socket.create_connection((host, int(port)))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.recv(65536)
+        kept.append(s)
+    return kept
+
 def warm():
     s = socket.create_connection((host, int(port)))
     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -52,23 +62,13 @@ for s in silent:
     s.close()
 time.sleep(1.5)
 base2 = settle()
-kept = []
-for _ in range(n):
-    s = socket.create_connection((host, int(port)))
-    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-    s.recv(65536)
-    kept.append(s)
+kept = keep_alive_wave()
 after_kept = settle()
 for s in kept:
     s.close()
 released = settle()
 # A second wave: memory freed by the first is reused, not added to.
-kept = []
-for _ in range(n):
-    s = socket.create_connection((host, int(port)))
-    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-    s.recv(65536)
-    kept.append(s)
+kept = keep_alive_wave()
 second = settle()
 for s in kept:
     s.close()

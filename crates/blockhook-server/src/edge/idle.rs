@@ -37,6 +37,24 @@ impl<IO> IdleTimeout<IO> {
         self.deadline.as_mut().reset(Instant::now() + self.limit);
     }
 
+    /// The outcome of a write: bytes written reset the clock; a write that waits may time out.
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.check(cx).map(Err),
+        }
+    }
+
     /// Nothing moved: an error once the limit has passed (and a wake-up registered for it).
     fn check(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         match self.deadline.as_mut().poll(cx) {
@@ -77,16 +95,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<IO> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write(cx, data) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.progressed();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.check(cx).map(Err),
-        }
+        let written = Pin::new(&mut this.io).poll_write(cx, data);
+        this.wrote(cx, written)
     }
 
     fn poll_write_vectored(
@@ -95,16 +105,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.progressed();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.check(cx).map(Err),
-        }
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.wrote(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
