@@ -23,6 +23,17 @@ fn blockhook(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `blockhook backup --to FILE --data-dir D` or `blockhook restore --from FILE --data-dir D`.
+fn file_and_data_dir(command: &str, file_flag: &str, file: &Path, data_dir: &Path) -> Output {
+    blockhook(&[
+        command,
+        file_flag,
+        file.to_str().unwrap(),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ])
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -89,13 +100,7 @@ async fn a_backup_during_load_restores_every_event_acknowledged_before_it() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let began = Instant::now();
     let backup = tmp.path().join("backup.db");
-    let out = blockhook(&[
-        "backup",
-        "--to",
-        backup.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let out = file_and_data_dir("backup", "--to", &backup, &data);
     assert!(out.status.success(), "backup: {}", text(&out));
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -115,34 +120,16 @@ async fn a_backup_during_load_restores_every_event_acknowledged_before_it() {
     );
 
     // Not over the running server's store, not into a directory holding a database.
-    let out = blockhook(&[
-        "restore",
-        "--from",
-        backup.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let out = file_and_data_dir("restore", "--from", &backup, &data);
     assert!(!out.status.success());
     assert!(text(&out).contains("running blockhook"), "{}", text(&out));
 
     // Into a new directory, with the master key put back beside it, as README says.
     let restored = tempfile::tempdir().unwrap();
     let new_data = restored.path().join("data");
-    let out = blockhook(&[
-        "restore",
-        "--from",
-        backup.to_str().unwrap(),
-        "--data-dir",
-        new_data.to_str().unwrap(),
-    ]);
+    let out = file_and_data_dir("restore", "--from", &backup, &new_data);
     assert!(out.status.success(), "restore: {}", text(&out));
-    let out = blockhook(&[
-        "restore",
-        "--from",
-        backup.to_str().unwrap(),
-        "--data-dir",
-        new_data.to_str().unwrap(),
-    ]);
+    let out = file_and_data_dir("restore", "--from", &backup, &new_data);
     assert!(
         !out.status.success() && text(&out).contains("already holds a database"),
         "{}",

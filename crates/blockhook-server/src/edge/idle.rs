@@ -14,10 +14,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// `io`, failing with `TimedOut` once it has been idle for the limit.
+///
+/// Progress only records the time: the timer is moved forward when it fires early, not on
+/// every read and write, so the hot path never touches the timer wheel.
 #[derive(Debug)]
 pub struct IdleTimeout<IO> {
     io: IO,
     limit: Duration,
+    /// When a byte last moved; `None` until the first one.
+    last_progress: Option<Instant>,
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -28,13 +33,14 @@ impl<IO> IdleTimeout<IO> {
         Self {
             io,
             limit,
+            last_progress: None,
             deadline: Box::pin(tokio::time::sleep(first_byte.min(limit))),
         }
     }
 
     /// Something moved: the limit counts from now.
     fn progressed(&mut self) {
-        self.deadline.as_mut().reset(Instant::now() + self.limit);
+        self.last_progress = Some(Instant::now());
     }
 
     /// The outcome of a write: bytes written reset the clock; a write that waits may time out.
@@ -55,15 +61,22 @@ impl<IO> IdleTimeout<IO> {
         }
     }
 
-    /// Nothing moved: an error once the limit has passed (and a wake-up registered for it).
+    /// Nothing moved: an error once the limit has passed since the last progress (and a
+    /// wake-up registered for it).
     fn check(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle past server.idle_timeout",
-            )),
-            Poll::Pending => Poll::Pending,
+        while self.deadline.as_mut().poll(cx).is_ready() {
+            match self.last_progress.map(|at| at + self.limit) {
+                // Something moved since the timer was set: wait out the rest.
+                Some(due) if due > self.deadline.deadline() => self.deadline.as_mut().reset(due),
+                _ => {
+                    return Poll::Ready(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connection idle past server.idle_timeout",
+                    ));
+                }
+            }
         }
+        Poll::Pending
     }
 }
 

@@ -184,25 +184,28 @@ pub async fn serve(
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _open = metrics.connection_opened();
-            let io = idle::IdleTimeout::new(stream, first_byte, idle);
             let served = match acceptor {
-                None => connection(&builder, io, service, watcher).await,
-                Some(acceptor) => match tokio::time::timeout(first_byte, acceptor.accept(io)).await
-                {
-                    Ok(Ok(tls)) => {
-                        // The first request must follow the handshake as promptly.
-                        let tls = idle::IdleTimeout::new(tls, first_byte, idle);
-                        connection(&builder, tls, service, watcher).await
+                None => {
+                    let io = idle::IdleTimeout::new(stream, first_byte, idle);
+                    connection(&builder, io, service, watcher).await
+                }
+                // The handshake within the header timeout, then the first request as promptly.
+                Some(acceptor) => {
+                    match tokio::time::timeout(first_byte, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let io = idle::IdleTimeout::new(tls, first_byte, idle);
+                            connection(&builder, io, service, watcher).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            Ok(())
+                        }
                     }
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        Ok(())
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        Ok(())
-                    }
-                },
+                }
             };
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

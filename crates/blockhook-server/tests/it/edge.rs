@@ -3,7 +3,6 @@
 //! HTTPS served by blockhook with a CA made here (HTTP/2 by ALPN, a certificate swapped on disk,
 //! an expired certificate refused at start). Timings are printed, never asserted.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,7 +55,7 @@ async fn slow_header_connections_are_closed_by_the_header_timeout() {
         s.server.max_connections_per_ip = 0;
     })
     .await;
-    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let addr = app.addr();
     let mut conns = Vec::new();
     for _ in 0..3000 {
         let mut c = TcpStream::connect(addr).await.unwrap();
@@ -108,7 +107,7 @@ async fn a_body_sent_at_one_byte_per_second_is_cut_at_the_body_timeout() {
         s.server.max_connections_per_ip = 0;
     })
     .await;
-    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let addr = app.addr();
     let started = Instant::now();
     let answers = futures::future::join_all((0..1000).map(|_| async move {
         let c = TcpStream::connect(addr).await.unwrap();
@@ -163,7 +162,7 @@ async fn a_flood_past_the_caps_leaves_the_api_and_the_probes_answering() {
         s.server.header_read_timeout = Duration::from_secs(60);
     })
     .await;
-    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let addr = app.addr();
     // 500 idle connections from 127.0.0.1: 100 admitted, the rest over the per-address cap.
     let mut flood = Vec::new();
     for _ in 0..500 {
@@ -217,7 +216,7 @@ async fn an_http2_client_opening_streams_without_end_is_held_to_the_stream_cap()
         s.server.body_read_timeout = Duration::from_millis(500);
     })
     .await;
-    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let addr = app.addr();
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (client, conn) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(conn);

@@ -133,6 +133,12 @@ impl TestApp {
         }
     }
 
+    /// The address the app listens on, for raw sockets.
+    #[allow(dead_code)]
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base.trim_start_matches("http://").parse().unwrap()
+    }
+
     /// Stops the app and waits for it to drain.
     pub async fn stop(self) {
         self.stop.cancel();

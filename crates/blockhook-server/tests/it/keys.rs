@@ -32,18 +32,23 @@ async fn build_error(settings: Settings) -> String {
     }
 }
 
+/// A running app on `settings`, with a fresh CA and working directory.
+async fn start(backend: Backend, settings: Settings) -> TestApp {
+    TestApp::start(
+        backend,
+        settings,
+        Arc::new(TestCa::new()),
+        tempfile::tempdir().unwrap(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_process_whose_key_does_not_open_the_database_refuses_to_start() {
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let with_k1 = settings_with_key(backend, dir.path(), K1).await;
-        let app = TestApp::start(
-            backend,
-            with_k1.clone(),
-            Arc::new(TestCa::new()),
-            tempfile::tempdir().unwrap(),
-        )
-        .await;
+        let app = start(backend, with_k1.clone()).await;
         let m = app.merchant().await;
         app.endpoint(&m, "https://127.0.0.1:9/hook", json!({}))
             .await;
@@ -135,13 +140,7 @@ async fn postgres_needs_configured_keys_and_makes_no_data_directory() {
     let token_file = dir.path().join("admin-token");
     std::fs::write(&token_file, "file-admin-token-0123456789\n").unwrap();
     s.server.admin_token_file = token_file.display().to_string();
-    let app = TestApp::start(
-        Backend::Postgres,
-        s.clone(),
-        Arc::new(TestCa::new()),
-        tempfile::tempdir().unwrap(),
-    )
-    .await;
+    let app = start(Backend::Postgres, s.clone()).await;
     let r = app
         .post(
             "/v1/merchants",
@@ -167,13 +166,7 @@ async fn rotation_reseals_every_secret_while_serving() {
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let with_k1 = settings_with_key(backend, dir.path(), K1).await;
-        let app = TestApp::start(
-            backend,
-            with_k1.clone(),
-            Arc::new(TestCa::new()),
-            tempfile::tempdir().unwrap(),
-        )
-        .await;
+        let app = start(backend, with_k1.clone()).await;
         let m = app.merchant().await;
         let mut secrets = std::collections::HashMap::new();
         for i in 0..5 {
@@ -191,13 +184,7 @@ async fn rotation_reseals_every_secret_while_serving() {
         let mut rotating = with_k1.clone();
         rotating.keys.master_key = K2.into();
         rotating.keys.old_master_keys = vec![K1.into()];
-        let app = TestApp::start(
-            backend,
-            rotating,
-            Arc::new(TestCa::new()),
-            tempfile::tempdir().unwrap(),
-        )
-        .await;
+        let app = start(backend, rotating).await;
         let store = app.state.store.clone();
         let keys = app.state.keys.clone();
 
