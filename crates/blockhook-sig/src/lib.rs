@@ -60,6 +60,7 @@ mod canonical;
 mod error;
 pub mod headers;
 pub mod json;
+pub mod samples;
 #[cfg(feature = "v1")]
 pub mod v1;
 pub mod v2;

@@ -12,11 +12,11 @@ use super::DispatchCx;
 
 /// The leases this process holds.
 #[derive(Debug, Default)]
-pub struct LeaseBook(Mutex<HashMap<DeliveryId, LeaseToken>>);
+pub(super) struct LeaseBook(Mutex<HashMap<DeliveryId, LeaseToken>>);
 
 impl LeaseBook {
     /// Records a lease taken.
-    pub fn hold(&self, id: &DeliveryId, token: LeaseToken) {
+    pub(super) fn hold(&self, id: &DeliveryId, token: LeaseToken) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -24,7 +24,7 @@ impl LeaseBook {
     }
 
     /// Forgets a lease (its completion was handed to the recorder).
-    pub fn release(&self, id: &DeliveryId) {
+    pub(super) fn release(&self, id: &DeliveryId) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
@@ -35,7 +35,7 @@ impl LeaseBook {
 }
 
 /// Renews every held lease periodically until `stop`.
-pub async fn renew(cx: Arc<DispatchCx>, book: Arc<LeaseBook>, stop: CancellationToken) {
+pub(super) async fn renew(cx: Arc<DispatchCx>, book: Arc<LeaseBook>, stop: CancellationToken) {
     let period = cx.settings.lease / 3;
     loop {
         tokio::select! {

@@ -16,26 +16,26 @@ use blockhook_sig::headers as h;
 
 /// A request ready for egress, with the headers as they will be logged.
 #[derive(Debug, Clone)]
-pub struct Prepared {
+pub(super) struct Prepared {
     /// What egress sends.
-    pub request: blockhook_egress::Request,
+    pub(super) request: blockhook_egress::Request,
     /// Every header sent, as text pairs, for the attempt log (contains no secret).
-    pub logged_headers: Vec<(String, String)>,
+    pub(super) logged_headers: Vec<(String, String)>,
 }
 
 /// Which attempt a request is: its number within the delivery (`BlockHook-Attempt`) and the
 /// id of this one request (`BlockHook-Attempt-Id`, the attempt log's id).
 #[derive(Debug, Clone, Copy)]
-pub struct AttemptTag<'a> {
+pub(super) struct AttemptTag<'a> {
     /// 1 for the first attempt of the delivery.
-    pub number: u32,
+    pub(super) number: u32,
     /// New for every request sent.
-    pub id: &'a AttemptId,
+    pub(super) id: &'a AttemptId,
 }
 
 /// Why a request could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum PrepareError {
+pub(super) enum PrepareError {
     /// The payload cannot be signed in the endpoint's mode.
     #[error("cannot sign: {0}")]
     Sign(#[from] blockhook_sig::Error),
@@ -46,7 +46,7 @@ pub enum PrepareError {
 
 /// Signs `payload` for `endpoint` with `signer` (keyed with the endpoint's secret) at time `now`
 /// and builds the request.
-pub fn request(
+pub(super) fn request(
     endpoint: &Endpoint,
     signer: &blockhook_sig::v2::Signer,
     event_id: &EventId,
@@ -91,4 +91,4 @@ pub fn request(
 }
 
 /// The `User-Agent` of every webhook.
-pub const USER_AGENT: &str = concat!("blockhook/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("blockhook/", env!("CARGO_PKG_VERSION"));

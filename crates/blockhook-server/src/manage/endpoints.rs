@@ -13,7 +13,7 @@ use blockhook_core::{
 };
 
 use super::{PageQuery, PageView, keys_error};
-use crate::dispatch::{outcome, prepare};
+use crate::dispatch;
 use crate::error::{ApiError, ApiResult};
 use crate::keys::EndpointSecret;
 use crate::state::AppState;
@@ -524,26 +524,6 @@ pub async fn rotate_secret(
     })
 }
 
-/// The contract's sample payload (section 4) for a built-in event type; the legacy QR types
-/// use the shapes `blockhook send` sends (QR-Payout carries the nested `detailList`).
-pub fn sample_payload(event_type: &str) -> Option<&'static str> {
-    match event_type {
-        "Payment" => Some(
-            r#"{"custNo":"CustNo_00240101","orderNo":"OrderNo_202504010023","id":8210003616,"symbol":"USDT","amount":"2000.00","status":"SUCCESS","txId":"0x7614a9840d9422feaef4671e0ee98dd7092ebcba6e41076285f99d0b2b0de5fe","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","cashierId":86100021}"#,
-        ),
-        "Payout" => Some(
-            r#"{"custNo":"CustNo_2022140101","bizOrderNo":"B202505220012","id":8210003616,"symbol":"USDT","amount":"2000.00","status":"SUCCESS","txId":"0x7614a9840d9422feaef4671e0ee98dd7092ebcba6e41076285f99d0b2b0de5fe","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","toAddress":"0xa9e358E33a57E67c9B84618a52f0194C345C8e35","fee":"2","gasAmount":"1","type":1,"createTime":1693212861016,"contractId":200910,"blockTime":1693212861016}"#,
-        ),
-        "QR-Payment" => Some(
-            r#"{"custNo":"CustNo_00240101","orderNo":"OrderNo_202504010024","id":8210003617,"symbol":"USDT","amount":"13.410037","status":9,"orderType":2,"txId":"0xf3d879bad10f4cfe481d9e53538a0889c04c0973dfff82797ef7604143fc9984","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","cashierId":86100021,"blockTime":1693212861016}"#,
-        ),
-        "QR-Payout" => Some(
-            r#"{"blockId":"10168195","chainId":"5","contractAddress":"0x57609702e66d6dee9d1f3a9fab376b95b9ec9e02","detailList":[{"amount":"1.00000000","orderNo":"TX1","symbol":"USDT","toAddress":"0x2d7ff2dc166ae09542c749be052028e43825cde7","tokenAddress":"0x92efdfa35c75b259375ebe0f84ee1d95db0489b6"},{"amount":"1.00000000","orderNo":"TX2","symbol":"USDC","toAddress":"0x2d7ff2dc166ae09542c749be052028e43825cde7","tokenAddress":"0x2f96275bbb4a54714ef0251226c42811fb9f98aa"}],"fromAddress":"0x8e5df55ac224db7424fa8536eda9356f44474936","merchantId":20,"network":"ETH","txId":"0xa85f090dc5e722177ddc2cd2d4d87467820635cf736ec1a5910997118e3d3cb6"}"#,
-        ),
-        _ => None,
-    }
-}
-
 /// Sends one signed sample webhook now and reports the exchange. Nothing is stored and no
 /// delivery is created; the endpoint need not be enabled.
 pub async fn test_send(
@@ -555,7 +535,7 @@ pub async fn test_send(
     let sample = EventType::BUILT_IN
         .iter()
         .find(|t| t.eq_ignore_ascii_case(&input.event_type))
-        .and_then(|t| sample_payload(t).map(|p| (*t, p)));
+        .and_then(|t| blockhook_sig::samples::for_event(t).map(|p| (*t, p)));
     let Some((name, payload)) = sample else {
         return Err(ApiError::invalid(
             "event_type",
@@ -566,32 +546,32 @@ pub async fn test_send(
     let ep = state.store.get_endpoint(merchant, id).await?;
     let signer = state.keys.signer(&ep.id, &ep.secret).map_err(keys_error)?;
     let body = Bytes::from_static(payload.as_bytes());
-    let prepared = prepare::request(
+    let attempted = dispatch::attempt(
+        &state.egress,
+        &state.metrics.in_flight_requests,
         &ep,
-        &signer,
-        &EventId::generate(),
-        &event_type,
-        &body,
-        prepare::AttemptTag {
-            number: 1,
-            id: &blockhook_core::AttemptId::generate(),
+        Ok(&signer),
+        dispatch::Message {
+            event_id: &EventId::generate(),
+            event_type: &event_type,
+            payload: &body,
         },
+        1,
         state.clock.now(),
     )
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let resp = state.egress.send(prepared.request.clone()).await;
-    let verdict = outcome::judge(&resp, ep.success_policy);
-    let error = match &verdict {
+    .await;
+    let error = match &attempted.outcome {
         blockhook_core::Outcome::Delivered { .. } => None,
         blockhook_core::Outcome::Failed { class, .. } => Some(class.as_str().to_owned()),
     };
+    let resp = attempted.response;
     let shown = resp.body.len().min(TEST_BODY_EXCERPT);
     Ok(TestSendResult {
         success: error.is_none(),
         request: SentRequest {
             method: "POST".to_owned(),
-            url: prepared.request.url.to_string(),
-            headers: prepared.logged_headers,
+            url: ep.url.as_url().to_string(),
+            headers: attempted.request_headers,
             body: payload.to_owned(),
         },
         response: ReceivedResponse {

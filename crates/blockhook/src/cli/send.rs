@@ -15,16 +15,7 @@ use anyhow::Context as _;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use reqwest::Url;
 
-use blockhook_sig::{Mode, headers, sign};
-
-/// `Payment` sample of contract section 4.
-const PAYMENT: &str = r#"{"custNo":"CustNo_00240101","orderNo":"OrderNo_202504010023","id":8210003616,"symbol":"USDT","amount":"2000.00","status":"SUCCESS","txId":"0x7614a9840d9422feaef4671e0ee98dd7092ebcba6e41076285f99d0b2b0de5fe","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","cashierId":86100021}"#;
-/// `Payout` sample of contract section 4.
-const PAYOUT: &str = r#"{"custNo":"CustNo_2022140101","bizOrderNo":"B202505220012","id":8210003616,"symbol":"USDT","amount":"2000.00","status":"SUCCESS","txId":"0x7614a9840d9422feaef4671e0ee98dd7092ebcba6e41076285f99d0b2b0de5fe","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","toAddress":"0xa9e358E33a57E67c9B84618a52f0194C345C8e35","fee":"2","gasAmount":"1","type":1,"createTime":1693212861016,"contractId":200910,"blockTime":1693212861016}"#;
-/// `QR-Payment`: a payment through the QR-code model (`orderType` 2, legacy numeric status 9).
-const QR_PAYMENT: &str = r#"{"custNo":"CustNo_00240101","orderNo":"OrderNo_202504010024","id":8210003617,"symbol":"USDT","amount":"13.410037","status":9,"orderType":2,"txId":"0xf3d879bad10f4cfe481d9e53538a0889c04c0973dfff82797ef7604143fc9984","network":"Ethereum","chainId":"1","fromAddress":"0xa9e358e33a57e67c9b84618a52f0194c345c8e35","cashierId":86100021,"blockTime":1693212861016}"#;
-/// `QR-Payout`: a legacy batch payout with its nested `detailList` (the contract's nested vector).
-const QR_PAYOUT: &str = r#"{"blockId":"10168195","chainId":"5","contractAddress":"0x57609702e66d6dee9d1f3a9fab376b95b9ec9e02","detailList":[{"amount":"1.00000000","orderNo":"TX1","symbol":"USDT","toAddress":"0x2d7ff2dc166ae09542c749be052028e43825cde7","tokenAddress":"0x92efdfa35c75b259375ebe0f84ee1d95db0489b6"},{"amount":"1.00000000","orderNo":"TX2","symbol":"USDC","toAddress":"0x2d7ff2dc166ae09542c749be052028e43825cde7","tokenAddress":"0x2f96275bbb4a54714ef0251226c42811fb9f98aa"}],"fromAddress":"0x8e5df55ac224db7424fa8536eda9356f44474936","merchantId":20,"network":"ETH","txId":"0xa85f090dc5e722177ddc2cd2d4d87467820635cf736ec1a5910997118e3d3cb6"}"#;
+use blockhook_sig::{Mode, headers, samples, sign};
 
 /// Flags of `send`.
 #[derive(Debug, clap::Args)]
@@ -216,10 +207,10 @@ fn read_body(file: Option<&PathBuf>, event: &str) -> anyhow::Result<Vec<u8>> {
 fn sample(event: &str) -> String {
     use blockhook_receiver::EventKind;
     match EventKind::parse(event) {
-        EventKind::Payment => PAYMENT.to_owned(),
-        EventKind::Payout => PAYOUT.to_owned(),
-        EventKind::QrPayment => QR_PAYMENT.to_owned(),
-        EventKind::QrPayout => QR_PAYOUT.to_owned(),
+        EventKind::Payment => samples::PAYMENT.to_owned(),
+        EventKind::Payout => samples::PAYOUT.to_owned(),
+        EventKind::QrPayment => samples::QR_PAYMENT.to_owned(),
+        EventKind::QrPayout => samples::QR_PAYOUT.to_owned(),
         EventKind::Other(name) => serde_json::json!({
             "event": name,
             "test": true,

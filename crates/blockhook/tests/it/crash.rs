@@ -6,12 +6,10 @@
 //! Runs on SQLite, and on PostgreSQL too when `BLOCKHOOK_TEST_DATABASE_URL` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Api, Backend, Behaviour, Conf, Receiver, Server, backends, free_port, ledger};
+use crate::common::{Api, Backend, Behaviour, Conf, Receiver, Server, backends, free_port, ledger};
 
 const TOTAL: u64 = 2_000;
 /// Kill once the receiver has seen this many requests.

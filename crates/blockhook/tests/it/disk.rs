@@ -24,8 +24,6 @@
 //! unless `BLOCKHOOK_REQUIRE_MOUNT=1` (set by `.ci/run`), which turns the skip into a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +32,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Api, Backend, Behaviour, Conf, Receiver, Server, free_port, ledger};
+use crate::common;
+use crate::common::{Api, Backend, Behaviour, Conf, Receiver, Server, free_port, ledger};
 use serde_json::{Value, json};
 
 /// The tmpfs under the data directory. Large enough for the WAL to reach its checkpoint size

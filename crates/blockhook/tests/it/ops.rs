@@ -4,8 +4,6 @@
 //! clean stop leaves `blockhook.db` complete on its own (WAL checkpointed).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -13,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Api, Backend, Conf, Server, free_port};
+use crate::common;
+use crate::common::{Api, Backend, Conf, Server, free_port};
 
 fn blockhook(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_blockhook"))

@@ -4,8 +4,6 @@
 //! back, "store reachable again" at INFO. PostgreSQL only: the embedded store has no network.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -14,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use common::{ADMIN, Backend, Conf, Server, backends, free_port};
+use crate::common::{ADMIN, Backend, Conf, Server, backends, free_port};
 
 /// Forwards loopback connections to `upstream`; `cut` drops every open one and refuses new ones.
 struct Proxy {

@@ -12,12 +12,12 @@
 //! in a private mount namespace); clock jumps by `clock.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Api, Backend, Behaviour, Conf, Receiver, Rng, Server, backends, free_port, ledger};
+use crate::common::{
+    Api, Backend, Behaviour, Conf, Receiver, Rng, Server, backends, free_port, ledger,
+};
 
 const TOTAL: u64 = 5_000;
 const BATCH: u64 = 50;

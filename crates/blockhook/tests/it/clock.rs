@@ -26,12 +26,10 @@
 //! without it the tests fail under `CI` and print a skip line elsewhere.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Api, Backend, Behaviour, Conf, Receiver, Server, backends, free_port, ledger};
+use crate::common::{Api, Backend, Behaviour, Conf, Receiver, Server, backends, free_port, ledger};
 
 /// Events whose first attempt fails before the jump.
 const EVENTS: u64 = 3;

@@ -18,15 +18,14 @@
 //! `BLOCKHOOK_SCALE_WORKERS` changes the worker count of the first test (for comparisons).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Api, Backend, Behaviour, Conf, Receiver, Server, free_port, ledger};
+use crate::common;
+use crate::common::{Api, Backend, Behaviour, Conf, Receiver, Server, free_port, ledger};
 use sqlx::PgPool;
 
 /// One test at a time (see the module doc).

@@ -11,15 +11,13 @@
 //!   SQLite files contain an endpoint secret or API key in plain text.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use common::{ADMIN, Api, Backend, Behaviour, Conf, Receiver, Server, free_port, ledger};
+use crate::common::{ADMIN, Api, Backend, Behaviour, Conf, Receiver, Server, free_port, ledger};
 
 async fn raw(api: &Api, path: &str, body: Vec<u8>, padding: usize) -> (u16, String, String) {
     let mut request = api
