@@ -1,6 +1,6 @@
-//! `Application`: builds everything `blockhook serve` runs (store, keys, egress, API, dispatcher,
-//! retention) from `Settings`, binds its own listener (port 0 works, `local_addr` tells the real
-//! one) and runs until a `CancellationToken` is cancelled.
+//! `Application`: builds everything `blockhook serve` runs (store, keys, egress, API, dashboard,
+//! dispatcher, retention) from `Settings`, binds its own listener (port 0 works, `local_addr`
+//! tells the real one) and runs until a `CancellationToken` is cancelled.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

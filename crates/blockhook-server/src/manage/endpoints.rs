@@ -440,26 +440,26 @@ pub async fn health(
     Ok(state.store.endpoint_health(merchant, id, since).await?)
 }
 
-/// An endpoint with its health over each asked window.
+/// An endpoint with its health over each of `N` windows.
 #[derive(Debug, Clone)]
-pub struct EndpointWithHealth {
+pub struct EndpointWithHealth<const N: usize> {
     /// The endpoint.
     pub endpoint: Endpoint,
     /// Its health since each `since` passed to [`with_health`], in that order.
-    pub health: Vec<EndpointHealth>,
+    pub health: [EndpointHealth; N],
 }
 
 /// A merchant's newest endpoints, each with its health since every timestamp of `since`.
-pub async fn with_health(
+pub async fn with_health<const N: usize>(
     state: &AppState,
     merchant: &MerchantId,
-    since: &[Timestamp],
-) -> ApiResult<Vec<EndpointWithHealth>> {
+    since: [Timestamp; N],
+) -> ApiResult<Vec<EndpointWithHealth<N>>> {
     let endpoints = newest(state, merchant).await?;
     let mut out = Vec::with_capacity(endpoints.len());
     for endpoint in endpoints {
-        let mut health = Vec::with_capacity(since.len());
-        for &from in since {
+        let mut health = Vec::with_capacity(N);
+        for from in since {
             // N+1 until the batch read lands
             health.push(
                 state
@@ -468,6 +468,9 @@ pub async fn with_health(
                     .await?,
             );
         }
+        // One result was pushed per window, so the conversion cannot fail.
+        let health = <[EndpointHealth; N]>::try_from(health)
+            .map_err(|_| ApiError::Internal("endpoint health: one result per window".into()))?;
         out.push(EndpointWithHealth { endpoint, health });
     }
     Ok(out)

@@ -89,8 +89,7 @@ mod tests {
             #[serde(default)]
             id: String,
         }
-        let posted: WithToken<Named> =
-            decode_form("csrf=t0k&name=Acme%20Pay&id=mch_acme");
+        let posted: WithToken<Named> = decode_form("csrf=t0k&name=Acme%20Pay&id=mch_acme");
         assert_eq!(posted.csrf, "t0k");
         assert_eq!(posted.fields.name, "Acme Pay");
         assert_eq!(posted.fields.id, "mch_acme");

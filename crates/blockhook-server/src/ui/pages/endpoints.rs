@@ -204,14 +204,13 @@ fn name_of(ep: &Endpoint) -> String {
 pub async fn list(ui: Ui, State(state): State<AppState>) -> UiResult {
     let merchant = ui.merchant()?;
     let since = state.clock.now() - DAY;
-    let endpoints = manage::with_health(&state, merchant, &[since]).await?;
+    let endpoints = manage::with_health(&state, merchant, [since]).await?;
     let mut rows = String::new();
     for EndpointWithHealth {
         endpoint: ep,
-        health,
+        health: [health],
     } in &endpoints
     {
-        let rate = health.first().map_or_else(|| "—".to_owned(), success_rate);
         let _ = write!(
             rows,
             r#"<tr><td><a href="/ui/endpoints/{id}">{name}</a><div class="hint mono">{url}</div></td><td>{badge}</td><td>{rate}</td><td>{types}</td></tr>"#,
@@ -219,6 +218,7 @@ pub async fn list(ui: Ui, State(state): State<AppState>) -> UiResult {
             name = Esc(&name_of(ep)),
             url = Esc(ep.url.as_str()),
             badge = state_badge(ep),
+            rate = success_rate(health),
             types = Esc(&if ep.filter.types().is_empty() {
                 "all".to_owned()
             } else {

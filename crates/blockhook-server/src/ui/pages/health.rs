@@ -11,7 +11,7 @@ use super::{DAY, success_rate};
 use crate::manage::endpoints::{self as manage, EndpointWithHealth};
 use crate::state::AppState;
 use crate::ui::charts::{hourly_percentiles, latency_chart};
-use crate::ui::error::{UiError, UiResult};
+use crate::ui::error::UiResult;
 use crate::ui::html::{Esc, page};
 use crate::ui::session::Ui;
 
@@ -21,19 +21,16 @@ const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
 pub async fn show(ui: Ui, State(state): State<AppState>) -> UiResult {
     let merchant = ui.merchant()?;
     let now = state.clock.now();
-    let endpoints = manage::with_health(&state, merchant, &[now - DAY, now - WEEK]).await?;
+    let endpoints = manage::with_health(&state, merchant, [now - DAY, now - WEEK]).await?;
     let mut body = String::new();
     if endpoints.is_empty() {
         body.push_str(r#"<p>No endpoints yet. <a href="/ui/endpoints">Create one</a>.</p>"#);
     }
     for EndpointWithHealth {
         endpoint: ep,
-        health,
+        health: [day, week],
     } in &endpoints
     {
-        let [day, week] = health.as_slice() else {
-            return Err(UiError::Internal("health: one result per window".into()));
-        };
         let name = ep
             .label
             .as_ref()
