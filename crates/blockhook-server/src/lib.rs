@@ -2,11 +2,14 @@
 //! ingest, the dispatcher, keys, metrics and retention. The binary only parses flags and calls
 //! [`Application`].
 //!
-//! Layout: `api/` is the only HTTP-facing code (thin handlers over the store and domain),
-//! `dispatch/` the only code that delivers, `keys` the only code that touches secrets in clear.
+//! Layout: `api/` and `ui/` are the HTTP-facing code (thin handlers and pages), `manage/` the
+//! service layer both call (neither reaches the store itself), `auth` the one check of a
+//! credential, `dispatch/` the only code that delivers, `keys` the only code that touches
+//! secrets in clear.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod dispatch;
 pub mod edge;

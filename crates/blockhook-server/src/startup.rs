@@ -1,6 +1,6 @@
-//! `Application`: builds everything `blockhook serve` runs (store, keys, egress, API, dispatcher,
-//! retention) from `Settings`, binds its own listener (port 0 works, `local_addr` tells the real
-//! one) and runs until a `CancellationToken` is cancelled.
+//! `Application`: builds everything `blockhook serve` runs (store, keys, egress, API, dashboard,
+//! dispatcher, retention) from `Settings`, binds its own listener (port 0 works, `local_addr`
+//! tells the real one) and runs until a `CancellationToken` is cancelled.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use crate::dispatch::{self, DispatchCx};
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::{Error, api, keyring, retention};
+use crate::{Error, api, keyring, retention, ui};
 
 /// A built, bound, not yet running blockhook.
 pub struct Application {
@@ -202,7 +202,14 @@ impl Application {
             metrics: state.metrics.clone(),
             tls: self.tls,
         };
-        let (app, health) = (api::router(state.clone()), api::overflow_router(state));
+        // The API and, where this role serves it, the dashboard: two routers side by side over
+        // the same service layer, under one set of cross-cutting layers.
+        let mut app = api::router(state.clone());
+        if settings.server.role.serves_api() {
+            app = app.merge(ui::router(state.clone()));
+        }
+        let app = api::layers(app, &settings.server);
+        let health = api::overflow_router(state);
         crate::edge::serve(edge, self.listener, app, health, stop.clone()).await;
         if let Some(w) = worker {
             let _ = w.await;

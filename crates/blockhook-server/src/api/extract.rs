@@ -13,10 +13,10 @@ use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use blockhook_core::{ApiKeyId, MerchantId, MerchantStatus};
+use blockhook_core::{ApiKeyId, MerchantId};
 
+use crate::auth::{self, AuthError, Authenticated, Credential};
 use crate::error::ApiError;
-use crate::keys::hash_api_key;
 use crate::state::AppState;
 
 /// The authenticated caller.
@@ -87,26 +87,24 @@ fn is_publish(parts: &Parts) -> bool {
         && matches!(parts.uri.path(), "/v1/events" | "/v1/events/batch")
 }
 
+/// The API's answer to a refused token: always 401, naming the reason; a store failure is the
+/// store's usual problem.
 async fn authenticate(token: &str, state: &AppState) -> Result<Caller, ApiError> {
-    if state.admin.matches(token) {
-        return Ok(Caller::Operator);
+    match auth::authenticate(state, Credential::Token(token)).await {
+        Ok(Authenticated::Operator) => Ok(Caller::Operator),
+        Ok(Authenticated::Merchant {
+            merchant_id,
+            key_id,
+            ..
+        }) => Ok(Caller::Merchant {
+            merchant_id,
+            key_id,
+        }),
+        Err(AuthError::UnknownKey) => Err(ApiError::Unauthorized("unknown API key")),
+        Err(AuthError::Revoked) => Err(ApiError::Unauthorized("API key revoked")),
+        Err(AuthError::Suspended) => Err(ApiError::Unauthorized("merchant suspended")),
+        Err(AuthError::Store(e)) => Err(e.into()),
     }
-    let key = state
-        .store
-        .api_key_by_hash(&hash_api_key(token))
-        .await?
-        .ok_or(ApiError::Unauthorized("unknown API key"))?;
-    if key.revoked_at.is_some() {
-        return Err(ApiError::Unauthorized("API key revoked"));
-    }
-    let merchant = state.store.get_merchant(&key.merchant_id).await?;
-    if merchant.status == MerchantStatus::Suspended {
-        return Err(ApiError::Unauthorized("merchant suspended"));
-    }
-    Ok(Caller::Merchant {
-        merchant_id: key.merchant_id,
-        key_id: key.id,
-    })
 }
 
 /// The caller must be the operator.

@@ -34,6 +34,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
+use crate::config::ServerSettings;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -102,7 +103,9 @@ async fn note_store_answers(
     resp
 }
 
-/// The application's router for `role`.
+/// The API's routes for this role (health always; the rest where the role serves the API),
+/// answering problem+json 404 for any other path. `startup` merges the dashboard's router
+/// beside it and wraps both in [`layers`].
 pub fn router(state: AppState) -> Router {
     let mut app = Router::new();
     let modules = if state.settings.server.role.serves_api() {
@@ -113,13 +116,16 @@ pub fn router(state: AppState) -> Router {
     for (module, _) in modules {
         app = app.merge(module());
     }
-    if state.settings.server.role.serves_api() {
-        app = app.merge(crate::ui::router(state.settings.ui.session_lifetime));
-    }
-    let limit = state.settings.server.max_body_bytes;
-    let body_timeout = state.settings.server.body_read_timeout;
     app.fallback(|| async { ApiError::NotFound("route".into()) })
-        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// The cross-cutting layers every HTTP response passes through, API and dashboard alike: body
+/// size and read time, header size, store-recovery notes, tracing, and panics as a 500.
+pub fn layers(app: Router, server: &ServerSettings) -> Router {
+    let limit = server.max_body_bytes;
+    let body_timeout = server.body_read_timeout;
+    app.layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             (limit, body_timeout),
             crate::edge::read_body_within,
@@ -135,7 +141,6 @@ pub fn router(state: AppState) -> Router {
                 "handler panicked".into(),
             ))
         }))
-        .with_state(state)
 }
 
 /// What a connection over a connection cap is served: the health probes (a local supervisor

@@ -1,5 +1,6 @@
 //! A merchant's endpoints: create, list, read, update, enable or disable, delete, rotate the
-//! secret, send a test webhook, recover failed deliveries, and show the backlog.
+//! secret, send a test webhook, recover failed deliveries, and show the backlog; for the
+//! dashboard also the endpoints themselves with their delivery health.
 
 use std::time::Duration;
 
@@ -8,11 +9,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use blockhook_core::{
-    Endpoint, EndpointBacklog, EndpointId, EndpointUrl, EventFilter, EventId, EventType,
-    ExtraHeaders, Label, MerchantId, SigningMode, SuccessPolicy, Timestamp,
+    Endpoint, EndpointBacklog, EndpointHealth, EndpointId, EndpointUrl, EventFilter, EventId,
+    EventType, ExtraHeaders, Label, MerchantId, SigningMode, SuccessPolicy, Timestamp,
 };
 
-use super::{PageQuery, PageView, keys_error};
+use super::{MAX_PAGE, PageQuery, PageView, keys_error};
 use crate::dispatch;
 use crate::error::{ApiError, ApiResult};
 use crate::keys::EndpointSecret;
@@ -409,6 +410,70 @@ pub async fn get(
 ) -> ApiResult<EndpointView> {
     let ep = state.store.get_endpoint(merchant, id).await?;
     Ok(EndpointView::of(ep))
+}
+
+/// One endpoint as stored (its secret sealed), for pages that render every setting.
+pub async fn endpoint(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EndpointId,
+) -> ApiResult<Endpoint> {
+    Ok(state.store.get_endpoint(merchant, id).await?)
+}
+
+/// A merchant's newest endpoints (one page of [`MAX_PAGE`], all the dashboard shows).
+pub async fn newest(state: &AppState, merchant: &MerchantId) -> ApiResult<Vec<Endpoint>> {
+    Ok(state
+        .store
+        .list_endpoints(merchant, None, MAX_PAGE)
+        .await?
+        .data)
+}
+
+/// One endpoint's attempts and latencies since `since`.
+pub async fn health(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EndpointId,
+    since: Timestamp,
+) -> ApiResult<EndpointHealth> {
+    Ok(state.store.endpoint_health(merchant, id, since).await?)
+}
+
+/// An endpoint with its health over each of `N` windows.
+#[derive(Debug, Clone)]
+pub struct EndpointWithHealth<const N: usize> {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Its health since each `since` passed to [`with_health`], in that order.
+    pub health: [EndpointHealth; N],
+}
+
+/// A merchant's newest endpoints, each with its health since every timestamp of `since`.
+pub async fn with_health<const N: usize>(
+    state: &AppState,
+    merchant: &MerchantId,
+    since: [Timestamp; N],
+) -> ApiResult<Vec<EndpointWithHealth<N>>> {
+    let endpoints = newest(state, merchant).await?;
+    let mut out = Vec::with_capacity(endpoints.len());
+    for endpoint in endpoints {
+        let mut health = Vec::with_capacity(N);
+        for from in since {
+            // N+1 until the batch read lands
+            health.push(
+                state
+                    .store
+                    .endpoint_health(merchant, &endpoint.id, from)
+                    .await?,
+            );
+        }
+        // One result was pushed per window, so the conversion cannot fail.
+        let health = <[EndpointHealth; N]>::try_from(health)
+            .map_err(|_| ApiError::Internal("endpoint health: one result per window".into()))?;
+        out.push(EndpointWithHealth { endpoint, health });
+    }
+    Ok(out)
 }
 
 /// The endpoint's signing secret in clear: the one read that opens it (the API's

@@ -1,13 +1,14 @@
 //! The event logs of a merchant: events (filtered, newest first), one event with its payload,
-//! its deliveries, each delivery's attempts, and manual resends.
+//! its deliveries, each delivery's attempts, and manual resends; for the dashboard also events
+//! with their deliveries, and one event with every delivery's attempts.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use blockhook_core::{
-    AttemptRecord, Delivery, DeliveryId, DeliveryState, EndpointId, Event, EventId, EventQuery,
-    EventType, MerchantId, ResendScope, Timestamp,
+    AttemptRecord, Cursor, Delivery, DeliveryId, DeliveryState, EndpointId, Event, EventId,
+    EventQuery, EventType, MerchantId, ResendScope, Timestamp,
 };
 
 use super::{PageQuery, PageView};
@@ -283,6 +284,85 @@ pub async fn attempts(
         .await?;
     let rows = state.store.list_attempts(merchant, id).await?;
     Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// An event with its deliveries, as the dashboard's event list shows it.
+#[derive(Debug, Clone)]
+pub struct EventOverview {
+    /// The event.
+    pub event: Event,
+    /// Its deliveries, oldest first.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// One page of [`EventOverview`]s, newest first.
+#[derive(Debug, Clone)]
+pub struct OverviewPage {
+    /// The rows.
+    pub events: Vec<EventOverview>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// Events matching `query` (already validated by the caller), each with its deliveries.
+pub async fn overview(
+    state: &AppState,
+    merchant: &MerchantId,
+    query: &EventQuery,
+) -> ApiResult<OverviewPage> {
+    let page = state.store.list_events(merchant, query).await?;
+    let now = state.clock.now();
+    let mut events = Vec::with_capacity(page.data.len());
+    for event in page.data {
+        // N+1 until the batch read lands
+        let deliveries = state
+            .store
+            .list_deliveries(merchant, &event.id, now)
+            .await?;
+        events.push(EventOverview { event, deliveries });
+    }
+    Ok(OverviewPage {
+        events,
+        next: page.next,
+    })
+}
+
+/// A delivery with its attempts.
+#[derive(Debug, Clone)]
+pub struct DeliveryDetail {
+    /// The delivery.
+    pub delivery: Delivery,
+    /// Its attempts, oldest first.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// One event with every delivery and each delivery's attempts.
+#[derive(Debug, Clone)]
+pub struct EventDetail {
+    /// The event, payload included (unless retention removed it).
+    pub event: Event,
+    /// Its deliveries, oldest first.
+    pub deliveries: Vec<DeliveryDetail>,
+}
+
+/// One event, its deliveries and their attempts.
+pub async fn detail(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EventId,
+) -> ApiResult<EventDetail> {
+    let event = state.store.get_event(merchant, id).await?;
+    let rows = state
+        .store
+        .list_deliveries(merchant, &event.id, state.clock.now())
+        .await?;
+    let mut deliveries = Vec::with_capacity(rows.len());
+    for delivery in rows {
+        // N+1 until the batch read lands
+        let attempts = state.store.list_attempts(merchant, &delivery.id).await?;
+        deliveries.push(DeliveryDetail { delivery, attempts });
+    }
+    Ok(EventDetail { event, deliveries })
 }
 
 /// Resends an event (to one endpoint, or to every endpoint it went to) within the configured

@@ -1,5 +1,6 @@
 //! Merchants (create, list, read, suspend or reactivate, delete) and their API keys (issue,
-//! list, revoke). Operator actions: the callers check that the operator is acting.
+//! list, revoke); for the dashboard also merchants with their keys. Operator actions: the
+//! callers check that the operator is acting.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -8,7 +9,7 @@ use blockhook_core::{
     ApiKey, ApiKeyId, Merchant, MerchantId, MerchantStatus, NewApiKey, NewMerchant,
 };
 
-use super::PageView;
+use super::{MAX_PAGE, PageView};
 use crate::error::{ApiError, ApiResult};
 use crate::keys::IssuedKey;
 use crate::state::AppState;
@@ -171,4 +172,25 @@ pub async fn revoke_key(state: &AppState, merchant: &MerchantId, key_id: &str) -
         .store
         .revoke_api_key(merchant, &id, state.clock.now())
         .await?)
+}
+
+/// A merchant with its API keys.
+#[derive(Debug, Clone)]
+pub struct MerchantWithKeys {
+    /// The merchant.
+    pub merchant: Merchant,
+    /// Its keys, newest first (hashes and prefixes only).
+    pub keys: Vec<ApiKey>,
+}
+
+/// The newest merchants (one page of [`MAX_PAGE`]), each with its API keys.
+pub async fn with_keys(state: &AppState) -> ApiResult<Vec<MerchantWithKeys>> {
+    let merchants = state.store.list_merchants(None, MAX_PAGE).await?.data;
+    let mut out = Vec::with_capacity(merchants.len());
+    for merchant in merchants {
+        // N+1 until the batch read lands
+        let keys = state.store.list_api_keys(&merchant.id).await?;
+        out.push(MerchantWithKeys { merchant, keys });
+    }
+    Ok(out)
 }

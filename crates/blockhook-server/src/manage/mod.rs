@@ -1,11 +1,14 @@
-//! The management operations: what the API (and the web dashboard) can do to merchants, API
-//! keys, endpoints and the event logs, as plain async functions over [`AppState`].
+//! The service layer: what the API and the web dashboard can do to merchants, API keys,
+//! endpoints and the event logs, as plain async functions over [`AppState`]. It is the only code
+//! either front end uses to reach the store.
 //!
 //! Every function takes the state and, for tenant-scoped work, the `MerchantId` the caller was
-//! authorised for (the `Tenant` extractor decides that), validates its input with the domain's
-//! parsers, calls the store, and returns a serialisable view. HTTP handlers in `api/` only
-//! extract and call these, so a second front end (the `/ui` dashboard) gets exactly the same
-//! rules without going through HTTP.
+//! authorised for (the API's `Tenant` extractor or the dashboard's session decides that),
+//! validates its input with the domain's parsers, calls the store, and returns a view: a
+//! serialisable one for the API, or a plain struct of domain values for the dashboard's pages
+//! (an event with its deliveries, an endpoint with its health, a merchant with its keys).
+//! Handlers in `api/` and `ui/` only extract, call these and render, so both front ends get
+//! exactly the same rules without one going through the other's HTTP.
 //!
 //! Errors are [`ApiError`](crate::ApiError), the one type that knows how failures map to HTTP.
 

@@ -1,14 +1,20 @@
-//! The web dashboard under `/ui`: server-rendered HTML over the same store the API uses.
+//! The web dashboard under `/ui`: server-rendered HTML over the service layer (`manage`), the
+//! same operations the API calls; pages never reach the store themselves.
 //!
-//! Layout: `session` (cookie sessions, CSRF), `html` (escaping, the page shell, times, errors),
-//! `charts` (server-rendered SVG), `pages/` (one module per page) and `assets/` (one CSS file and
-//! one tiny script, embedded with `include_str!`; nothing is loaded from elsewhere). Every page
-//! works without the script; it only shows times in the viewer's zone.
+//! Layout: `session` (cookie sessions; the key behind a merchant session is re-checked with
+//! `auth::authenticate`), `csrf` (the `Csrf<Form<T>>` extractor every POST handler takes),
+//! `error` (`UiError` and the page each failure shows), `html` (escaping, the page shell,
+//! times), `charts` (server-rendered SVG), `pages/` (one module per page) and `assets/` (one CSS
+//! file and one tiny script, embedded with `include_str!`; nothing is loaded from elsewhere).
+//! Every page works without the script; it only shows times in the viewer's zone. [`router`] is
+//! mounted by `startup` beside the API's router, under the same cross-cutting layers.
 //!
 //! Tenancy: every read and write goes through the session's merchant, so another merchant's
 //! event or endpoint answers 404 exactly like an unknown id.
 
 pub mod charts;
+pub mod csrf;
+pub mod error;
 pub mod html;
 pub mod pages;
 pub mod session;
@@ -26,8 +32,9 @@ const STYLE: &str = include_str!("assets/style.css");
 const TIME_JS: &str = include_str!("assets/time.js");
 
 /// The dashboard's routes, with a fresh session table for this app whose sessions last
-/// `session_lifetime` (`ui.session_lifetime`).
-pub fn router(session_lifetime: std::time::Duration) -> Router<AppState> {
+/// `ui.session_lifetime`.
+pub(crate) fn router(state: AppState) -> Router {
+    let session_lifetime = state.settings.ui.session_lifetime;
     use pages::{endpoints, events, health, login, operator};
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/endpoints") }))
@@ -81,6 +88,7 @@ pub fn router(session_lifetime: std::time::Duration) -> Router<AppState> {
         .layer(Extension(Arc::new(session::Sessions::new(
             session_lifetime,
         ))))
+        .with_state(state)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -7,8 +7,9 @@
 //! session (every page and form redirects to the sign-in page). The API key or admin token the
 //! user signed in with is never stored in clear, never put in a page or a URL: a merchant
 //! session keeps the key's SHA-256 (the form the store already keeps) and re-checks it on every
-//! request, so a revoked key or a suspended merchant ends the session at once. Every POST form
-//! carries the session's CSRF token, compared in constant time. Sessions live in the process: a
+//! request through `auth::authenticate`, the same check as sign-in and the API, so a revoked key
+//! or a suspended merchant ends the session at once. Every POST form carries the session's CSRF
+//! token, checked by the `Csrf` extractor (`super::csrf`). Sessions live in the process: a
 //! restart signs everyone out.
 
 use std::collections::HashMap;
@@ -20,11 +21,11 @@ use axum::http::HeaderMap;
 use axum::http::header::{COOKIE, HOST};
 use axum::http::request::Parts;
 use rand::RngCore as _;
-use subtle::ConstantTimeEq as _;
 
-use blockhook_core::{MerchantId, MerchantStatus};
+use blockhook_core::MerchantId;
 
-use super::html::UiError;
+use super::error::UiError;
+use crate::auth::{self, AuthError, Authenticated, Credential};
 use crate::state::AppState;
 
 /// Name of the session cookie.
@@ -189,15 +190,6 @@ impl Ui {
         }
     }
 
-    /// Fails unless `token` is this session's CSRF token.
-    pub fn check_csrf(&self, token: &str) -> Result<(), UiError> {
-        if !token.is_empty() && bool::from(self.csrf.as_bytes().ct_eq(token.as_bytes())) {
-            Ok(())
-        } else {
-            Err(UiError::Csrf)
-        }
-    }
-
     /// Operator only.
     pub fn require_operator(&self) -> Result<(), UiError> {
         if self.is_operator() {
@@ -295,6 +287,11 @@ impl FromRequestParts<AppState> for Ui {
     type Rejection = UiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, UiError> {
+        // Extracted once per request: a handler taking both `Ui` and `Csrf<…>` re-checks the key
+        // (and consumes the flash notice) only once.
+        if let Some(ui) = parts.extensions.get::<Ui>() {
+            return Ok(ui.clone());
+        }
         let sessions = sessions_of(parts)?;
         let id = cookie_value(&parts.headers).ok_or(UiError::Login)?;
         let entry = sessions.get(&id).ok_or(UiError::Login)?;
@@ -303,24 +300,29 @@ impl FromRequestParts<AppState> for Ui {
             key_hash,
         } = &entry.principal
         {
-            let still_valid = match state.store.api_key_by_hash(key_hash).await? {
-                Some(key) if key.revoked_at.is_none() && &key.merchant_id == merchant_id => {
-                    state.store.get_merchant(merchant_id).await?.status == MerchantStatus::Active
-                }
-                _ => false,
+            let still_valid = match auth::authenticate(state, Credential::KeyHash(key_hash)).await {
+                Ok(Authenticated::Merchant {
+                    merchant_id: of_key,
+                    ..
+                }) => &of_key == merchant_id,
+                Ok(Authenticated::Operator)
+                | Err(AuthError::UnknownKey | AuthError::Revoked | AuthError::Suspended) => false,
+                Err(AuthError::Store(e)) => return Err(e.into()),
             };
             if !still_valid {
                 sessions.end(&id);
                 return Err(UiError::Login);
             }
         }
-        Ok(Ui {
+        let ui = Ui {
             id,
             csrf: entry.csrf,
             principal: entry.principal,
             flash: entry.flash,
             sessions,
-        })
+        };
+        parts.extensions.insert(ui.clone());
+        Ok(ui)
     }
 }
 

@@ -510,3 +510,244 @@ async fn expired_session_is_sent_to_sign_in_on_every_page_and_form() {
     );
     app.stop().await;
 }
+
+/// The `Csrf<Form<_>>` extractor guards every POST form: no token or a wrong one is the "Form
+/// expired" page (403) and changes nothing; the session's token lets the same form through.
+#[tokio::test]
+async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let rx = Receiver::ok(Some(&app.ca)).await;
+    let m = app.merchant().await;
+    let ep = app
+        .endpoint(&m, &rx.url(), json!({ "label": "csrf-shop" }))
+        .await;
+    let ep_id = ep["id"].as_str().unwrap().to_owned();
+    let ev = app.publish(&m, "Payment", PAYMENT).await["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = issue_key(&app, &m).await;
+    let key_id = app
+        .state
+        .store
+        .list_api_keys(&MerchantId::parse(&m).unwrap())
+        .await
+        .unwrap()[0]
+        .id
+        .to_string();
+    let mut merchant = Browser::new(&app);
+    merchant.login(&key).await;
+    let m_csrf = csrf(&merchant.page("/ui/endpoints", 200).await);
+    let mut operator = Browser::new(&app);
+    operator.login(ADMIN).await;
+    let o_csrf = csrf(&operator.page("/ui/operator", 200).await);
+
+    let ep_path = format!("/ui/endpoints/{ep_id}");
+    let m_path = format!("/ui/operator/merchants/{m}");
+    let merchant_forms: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (
+            "/ui/endpoints".into(),
+            vec![("url", "https://localhost:1/new"), ("label", "forged")],
+        ),
+        (
+            ep_path.clone(),
+            vec![("url", "https://localhost:1/changed"), ("label", "forged")],
+        ),
+        (format!("{ep_path}/enabled?on=false"), vec![]),
+        (format!("{ep_path}/secret"), vec![]),
+        (format!("{ep_path}/rotate"), vec![]),
+        (format!("{ep_path}/test"), vec![("event_type", "Payment")]),
+        (format!("{ep_path}/delete"), vec![]),
+        (
+            format!("/ui/events/{ev}/resend"),
+            vec![("endpoint", ep_id.as_str())],
+        ),
+        ("/ui/logout".into(), vec![]),
+    ];
+    let operator_forms: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (
+            "/ui/operator/merchants".into(),
+            vec![("name", "Forged Co"), ("id", "mch_forged")],
+        ),
+        (format!("{m_path}/status?to=suspended"), vec![]),
+        (format!("{m_path}/keys"), vec![]),
+        (format!("{m_path}/keys/{key_id}/revoke"), vec![]),
+        ("/ui/operator/act".into(), vec![("merchant", m.as_str())]),
+        ("/ui/logout".into(), vec![]),
+    ];
+    let before = snapshot(&app, &m, &ev).await;
+    let mut refused = 0;
+    for (web, forms, token) in [
+        (&merchant, &merchant_forms, &m_csrf),
+        (&operator, &operator_forms, &o_csrf),
+    ] {
+        let other = if token == &m_csrf { &o_csrf } else { &m_csrf };
+        for (path, fields) in forms {
+            for bad in [None, Some(""), Some("nope"), Some(other.as_str())] {
+                let mut form: Vec<(&str, &str)> = bad.map(|t| ("csrf", t)).into_iter().collect();
+                form.extend(fields.iter().copied());
+                let r = web.post(path, &form).await;
+                assert_eq!(r.status(), 403, "POST {path} with token {bad:?}");
+                assert_eq!(r.headers()["cache-control"], "no-store");
+                let body = r.text().await.unwrap();
+                assert!(body.contains("Form expired"), "POST {path}: {body}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 4 * (merchant_forms.len() + operator_forms.len()));
+    assert_eq!(
+        snapshot(&app, &m, &ev).await,
+        before,
+        "a forged form changed something"
+    );
+    // Both sessions survived (logout was refused too) and the right token passes.
+    let r = merchant
+        .post(
+            &format!("{ep_path}/enabled?on=false"),
+            &[("csrf", m_csrf.as_str())],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], ep_path.as_str());
+    let r = operator
+        .post(
+            "/ui/operator/act",
+            &[("csrf", o_csrf.as_str()), ("merchant", m.as_str())],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/ui/endpoints");
+    assert!(
+        operator
+            .page("/ui/endpoints", 200)
+            .await
+            .contains("csrf-shop")
+    );
+    app.stop().await;
+}
+
+/// One `auth::authenticate` decides for the API, the sign-in form and a live session: a revoked
+/// key or a suspended merchant is refused by all three at once, each in its own words.
+#[tokio::test]
+async fn api_sign_in_and_session_share_one_authentication() {
+    use blockhook_server::auth::{self, AuthError, Authenticated, Credential};
+    use blockhook_server::keys::hash_api_key;
+
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let m = app.merchant().await;
+    let (key, spare) = (issue_key(&app, &m).await, issue_key(&app, &m).await);
+    let mid = MerchantId::parse(&m).unwrap();
+
+    // The function itself.
+    assert_eq!(
+        auth::authenticate(&app.state, Credential::Token(ADMIN))
+            .await
+            .unwrap(),
+        Authenticated::Operator
+    );
+    match auth::authenticate(&app.state, Credential::Token(&key))
+        .await
+        .unwrap()
+    {
+        Authenticated::Merchant {
+            merchant_id,
+            key_hash,
+            ..
+        } => {
+            assert_eq!(merchant_id, mid);
+            assert_eq!(key_hash, hash_api_key(&key), "what a session keeps");
+            let again = auth::authenticate(&app.state, Credential::KeyHash(&key_hash))
+                .await
+                .unwrap();
+            assert!(
+                matches!(again, Authenticated::Merchant { merchant_id, .. } if merchant_id == mid)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    for cred in [
+        Credential::Token("bhk_unknown"),
+        Credential::Token(""),
+        // A session never holds the admin token; its hash is no key.
+        Credential::KeyHash(&hash_api_key(ADMIN)),
+    ] {
+        assert!(
+            matches!(
+                auth::authenticate(&app.state, cred).await,
+                Err(AuthError::UnknownKey)
+            ),
+            "{cred:?}"
+        );
+    }
+
+    // A live session, the API and the sign-in form, before and after revoking the key.
+    let mut web = Browser::new(&app);
+    web.login(&key).await;
+    web.page("/ui/endpoints", 200).await;
+    let api = |token: String| {
+        let app = &app;
+        let m = m.clone();
+        async move {
+            app.get(&format!("/v1/merchants/{m}/endpoints"), &token)
+                .await
+        }
+    };
+    assert_eq!(api(key.clone()).await.status(), 200);
+    let key_id = app
+        .state
+        .store
+        .api_key_by_hash(&hash_api_key(&key))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    app.state
+        .store
+        .revoke_api_key(&mid, &key_id, app.state.clock.now())
+        .await
+        .unwrap();
+    assert!(matches!(
+        auth::authenticate(&app.state, Credential::Token(&key)).await,
+        Err(AuthError::Revoked)
+    ));
+    let r = api(key.clone()).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("API key revoked"));
+    let r = web.get("/ui/endpoints").await;
+    assert_eq!(r.status(), 303, "the session ends with the key");
+    assert_eq!(r.headers()["location"], "/ui/login");
+    let r = web.post("/ui/login", &[("token", &key)]).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("That key is not valid."));
+
+    // Suspending the merchant: the same for its other key.
+    web.login(&spare).await;
+    web.page("/ui/endpoints", 200).await;
+    app.state
+        .store
+        .set_merchant_status(&mid, blockhook_core::MerchantStatus::Suspended)
+        .await
+        .unwrap();
+    assert!(matches!(
+        auth::authenticate(&app.state, Credential::Token(&spare)).await,
+        Err(AuthError::Suspended)
+    ));
+    let r = api(spare.clone()).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("merchant suspended"));
+    let r = web.get("/ui/endpoints").await;
+    assert_eq!(r.status(), 303, "the session ends with the merchant");
+    assert_eq!(r.headers()["location"], "/ui/login");
+    let r = web.post("/ui/login", &[("token", &spare)]).await;
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("This merchant is suspended.")
+    );
+    // The operator is not affected.
+    assert_eq!(api(ADMIN.to_owned()).await.status(), 200);
+    app.stop().await;
+}

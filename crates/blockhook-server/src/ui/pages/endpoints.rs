@@ -12,16 +12,18 @@ use serde::Deserialize;
 use blockhook_core::{Endpoint, EventType};
 
 use super::{DAY, body_excerpt, endpoint_id, header_list, success_rate};
-use crate::manage::endpoints::{self as manage, CreateEndpoint, TestSendRequest, UpdateEndpoint};
+use crate::manage::endpoints::{
+    self as manage, CreateEndpoint, EndpointWithHealth, TestSendRequest, UpdateEndpoint,
+};
 use crate::state::AppState;
-use crate::ui::html::{Esc, UiError, UiResult, button_form, csrf_field, page, time};
+use crate::ui::csrf::{Csrf, NoFields};
+use crate::ui::error::{UiError, UiResult};
+use crate::ui::html::{Esc, button_form, csrf_field, page, time};
 use crate::ui::session::Ui;
 
 /// The fields of the create and edit forms.
 #[derive(Debug, Deserialize)]
 pub struct EndpointForm {
-    #[serde(default)]
-    csrf: String,
     url: String,
     #[serde(default)]
     event_types: String,
@@ -201,11 +203,14 @@ fn name_of(ep: &Endpoint) -> String {
 /// `GET /ui/endpoints`.
 pub async fn list(ui: Ui, State(state): State<AppState>) -> UiResult {
     let merchant = ui.merchant()?;
-    let endpoints = state.store.list_endpoints(merchant, None, 250).await?.data;
     let since = state.clock.now() - DAY;
+    let endpoints = manage::with_health(&state, merchant, [since]).await?;
     let mut rows = String::new();
-    for ep in &endpoints {
-        let health = state.store.endpoint_health(merchant, &ep.id, since).await?;
+    for EndpointWithHealth {
+        endpoint: ep,
+        health: [health],
+    } in &endpoints
+    {
         let _ = write!(
             rows,
             r#"<tr><td><a href="/ui/endpoints/{id}">{name}</a><div class="hint mono">{url}</div></td><td>{badge}</td><td>{rate}</td><td>{types}</td></tr>"#,
@@ -213,7 +218,7 @@ pub async fn list(ui: Ui, State(state): State<AppState>) -> UiResult {
             name = Esc(&name_of(ep)),
             url = Esc(ep.url.as_str()),
             badge = state_badge(ep),
-            rate = success_rate(&health),
+            rate = success_rate(health),
             types = Esc(&if ep.filter.types().is_empty() {
                 "all".to_owned()
             } else {
@@ -245,9 +250,8 @@ pub async fn list(ui: Ui, State(state): State<AppState>) -> UiResult {
 pub async fn create(
     ui: Ui,
     State(state): State<AppState>,
-    Form(input): Form<EndpointForm>,
+    Csrf(Form(input)): Csrf<Form<EndpointForm>>,
 ) -> UiResult {
-    ui.check_csrf(&input.csrf)?;
     let view = manage::create(&state, ui.merchant()?, input.to_create()?).await?;
     let id = view.id;
     ui.flash("Endpoint created. Reveal its secret below to configure your receiver.");
@@ -256,19 +260,13 @@ pub async fn create(
 
 async fn load(ui: &Ui, state: &AppState, raw: &str) -> Result<Endpoint, UiError> {
     let merchant = ui.merchant()?;
-    Ok(state
-        .store
-        .get_endpoint(merchant, &endpoint_id(raw)?)
-        .await?)
+    Ok(manage::endpoint(state, merchant, &endpoint_id(raw)?).await?)
 }
 
 /// One endpoint's page, with an optional result section (revealed secret, test send) on top.
 async fn render_detail(ui: &Ui, state: &AppState, ep: &Endpoint, extra: &str) -> UiResult {
     let merchant = ui.merchant()?;
-    let health = state
-        .store
-        .endpoint_health(merchant, &ep.id, state.clock.now() - DAY)
-        .await?;
+    let health = manage::health(state, merchant, &ep.id, state.clock.now() - DAY).await?;
     let id = &ep.id;
     let toggle = if ep.enabled {
         button_form(
@@ -335,20 +333,12 @@ pub async fn update(
     ui: Ui,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Form(input): Form<EndpointForm>,
+    Csrf(Form(input)): Csrf<Form<EndpointForm>>,
 ) -> UiResult {
-    ui.check_csrf(&input.csrf)?;
     let ep = load(&ui, &state, &id).await?;
     manage::update(&state, &ep.merchant_id, &ep.id, input.to_update()?).await?;
     ui.flash("Saved.");
     Ok(Redirect::to(&format!("/ui/endpoints/{}", ep.id)).into_response())
-}
-
-/// A form with only the CSRF token.
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// `?on=` of the enable/disable action.
@@ -363,9 +353,8 @@ pub async fn set_enabled(
     State(state): State<AppState>,
     Path(id): Path<String>,
     axum::extract::Query(t): axum::extract::Query<Toggle>,
-    Form(input): Form<CsrfForm>,
+    _: Csrf<Form<NoFields>>,
 ) -> UiResult {
-    ui.check_csrf(&input.csrf)?;
     let ep = load(&ui, &state, &id).await?;
     manage::set_enabled(&state, &ep.merchant_id, &ep.id, t.on).await?;
     ui.flash(if t.on {
@@ -404,9 +393,8 @@ pub async fn delete(
     ui: Ui,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Form(input): Form<CsrfForm>,
+    _: Csrf<Form<NoFields>>,
 ) -> UiResult {
-    ui.check_csrf(&input.csrf)?;
     let ep = load(&ui, &state, &id).await?;
     manage::delete(&state, &ep.merchant_id, &ep.id).await?;
     ui.flash("Endpoint deleted.");
@@ -426,9 +414,8 @@ pub async fn reveal_secret(
     ui: Ui,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Form(input): Form<CsrfForm>,
+    _: Csrf<Form<NoFields>>,
 ) -> UiResult {
-    ui.check_csrf(&input.csrf)?;
     let ep = load(&ui, &state, &id).await?;
     let view = manage::reveal_secret(&state, &ep.merchant_id, &ep.id).await?;
     render_detail(
@@ -445,9 +432,8 @@ pub async fn rotate_secret(
     ui: Ui,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Form(input): Form<CsrfForm>,
+    _: Csrf<Form<NoFields>>,
 ) -> UiResult {
-    ui.check_csrf(&input.csrf)?;
     let ep = load(&ui, &state, &id).await?;
     let rotated = manage::rotate_secret(&state, &ep.merchant_id, &ep.id).await?;
     let ep = load(&ui, &state, &id).await?;
@@ -464,8 +450,6 @@ pub async fn rotate_secret(
 #[derive(Debug, Deserialize)]
 pub struct TestForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     event_type: String,
 }
 
@@ -475,9 +459,8 @@ pub async fn send_test(
     ui: Ui,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Form(input): Form<TestForm>,
+    Csrf(Form(input)): Csrf<Form<TestForm>>,
 ) -> UiResult {
-    ui.check_csrf(&input.csrf)?;
     let ep = load(&ui, &state, &id).await?;
     let event_type = match input.event_type.as_str() {
         "" => "Payment".to_owned(),

@@ -16,9 +16,12 @@ use blockhook_core::{
 
 use super::{body_excerpt, endpoint_id, event_id, header_list};
 use crate::ApiError;
-use crate::manage::events::{self as manage, ResendRequest};
+use crate::manage::endpoints as manage_endpoints;
+use crate::manage::events::{self as manage, DeliveryDetail, ResendRequest};
 use crate::state::AppState;
-use crate::ui::html::{Esc, UiError, UiResult, csrf_field, iso, page, parse_utc, time};
+use crate::ui::csrf::Csrf;
+use crate::ui::error::{UiError, UiResult};
+use crate::ui::html::{Esc, csrf_field, iso, page, parse_utc, time};
 use crate::ui::session::Ui;
 
 const PAGE: u32 = 25;
@@ -122,12 +125,8 @@ fn state_badge(s: DeliveryState) -> String {
 
 /// Endpoint names of a merchant (label or URL), to show next to deliveries.
 async fn endpoint_names(ui: &Ui, state: &AppState) -> Result<HashMap<EndpointId, String>, UiError> {
-    let page = state
-        .store
-        .list_endpoints(ui.merchant()?, None, 250)
-        .await?;
-    Ok(page
-        .data
+    Ok(manage_endpoints::newest(state, ui.merchant()?)
+        .await?
         .into_iter()
         .map(|e| {
             let name = e
@@ -157,11 +156,14 @@ fn options(values: &[&str], current: &str, any: &str) -> String {
 /// `GET /ui/events`.
 pub async fn list(ui: Ui, State(state): State<AppState>, Query(filter): Query<Filter>) -> UiResult {
     let merchant = ui.merchant()?;
-    let page_ = state.store.list_events(merchant, &filter.query()?).await?;
+    let page_ = manage::overview(&state, merchant, &filter.query()?).await?;
     let names = endpoint_names(&ui, &state).await?;
-    let now = state.clock.now();
     let mut rows = String::new();
-    for ev in &page_.data {
+    for manage::EventOverview {
+        event: ev,
+        deliveries,
+    } in &page_.events
+    {
         let fields = key_fields(ev)
             .into_iter()
             .map(|(k, v)| {
@@ -172,7 +174,6 @@ pub async fn list(ui: Ui, State(state): State<AppState>, Query(filter): Query<Fi
             })
             .collect::<Vec<_>>()
             .join(" ");
-        let deliveries = state.store.list_deliveries(merchant, &ev.id, now).await?;
         let states = deliveries
             .iter()
             .map(|d| {
@@ -196,7 +197,7 @@ pub async fn list(ui: Ui, State(state): State<AppState>, Query(filter): Query<Fi
             },
         );
     }
-    let table = if page_.data.is_empty() {
+    let table = if page_.events.is_empty() {
         "<p>No events match.</p>".to_owned()
     } else {
         format!(
@@ -291,16 +292,14 @@ fn delivery_section(
 /// `GET /ui/events/{id}`.
 pub async fn detail(ui: Ui, State(state): State<AppState>, Path(id): Path<String>) -> UiResult {
     let merchant = ui.merchant()?;
-    let ev = state.store.get_event(merchant, &event_id(&id)?).await?;
+    let manage::EventDetail {
+        event: ev,
+        deliveries,
+    } = manage::detail(&state, merchant, &event_id(&id)?).await?;
     let names = endpoint_names(&ui, &state).await?;
-    let deliveries = state
-        .store
-        .list_deliveries(merchant, &ev.id, state.clock.now())
-        .await?;
     let mut sections = String::new();
-    for d in &deliveries {
-        let attempts = state.store.list_attempts(merchant, &d.id).await?;
-        sections.push_str(&delivery_section(d, &names, &attempts));
+    for DeliveryDetail { delivery, attempts } in &deliveries {
+        sections.push_str(&delivery_section(delivery, &names, attempts));
     }
     if deliveries.is_empty() {
         sections.push_str("<p>No endpoint received this event.</p>");
@@ -350,8 +349,6 @@ pub async fn detail(ui: Ui, State(state): State<AppState>, Path(id): Path<String
 #[derive(Debug, Deserialize)]
 pub struct ResendForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     endpoint: String,
 }
 
@@ -360,9 +357,8 @@ pub async fn resend(
     ui: Ui,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Form(input): Form<ResendForm>,
+    Csrf(Form(input)): Csrf<Form<ResendForm>>,
 ) -> UiResult {
-    ui.check_csrf(&input.csrf)?;
     let merchant = ui.merchant()?;
     let event = event_id(&id)?;
     let endpoint_id = match input.endpoint.as_str() {

@@ -8,9 +8,11 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 
 use super::{DAY, success_rate};
+use crate::manage::endpoints::{self as manage, EndpointWithHealth};
 use crate::state::AppState;
 use crate::ui::charts::{hourly_percentiles, latency_chart};
-use crate::ui::html::{Esc, UiResult, page};
+use crate::ui::error::UiResult;
+use crate::ui::html::{Esc, page};
 use crate::ui::session::Ui;
 
 const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -19,20 +21,16 @@ const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
 pub async fn show(ui: Ui, State(state): State<AppState>) -> UiResult {
     let merchant = ui.merchant()?;
     let now = state.clock.now();
-    let endpoints = state.store.list_endpoints(merchant, None, 250).await?.data;
+    let endpoints = manage::with_health(&state, merchant, [now - DAY, now - WEEK]).await?;
     let mut body = String::new();
     if endpoints.is_empty() {
         body.push_str(r#"<p>No endpoints yet. <a href="/ui/endpoints">Create one</a>.</p>"#);
     }
-    for ep in &endpoints {
-        let day = state
-            .store
-            .endpoint_health(merchant, &ep.id, now - DAY)
-            .await?;
-        let week = state
-            .store
-            .endpoint_health(merchant, &ep.id, now - WEEK)
-            .await?;
+    for EndpointWithHealth {
+        endpoint: ep,
+        health: [day, week],
+    } in &endpoints
+    {
         let name = ep
             .label
             .as_ref()
@@ -51,9 +49,9 @@ pub async fn show(ui: Ui, State(state): State<AppState>) -> UiResult {
                 r#" <span class="badge bad">disabled</span>"#
             },
             d_n = day.attempts,
-            d_rate = success_rate(&day),
+            d_rate = success_rate(day),
             w_n = week.attempts,
-            w_rate = success_rate(&week),
+            w_rate = success_rate(week),
         );
     }
     Ok(page("Health", Some(&ui), ui.flash.as_deref(), &body).into_response())

@@ -8,12 +8,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use serde::Deserialize;
 
-use blockhook_core::MerchantStatus;
-
+use crate::auth::{self, AuthError, Authenticated, Credential};
 use crate::edge::ServedOverTls;
-use crate::keys::hash_api_key;
 use crate::state::AppState;
-use crate::ui::html::{Esc, UiError, UiResult, page};
+use crate::ui::csrf::{Csrf, NoFields};
+use crate::ui::error::{UiError, UiResult};
+use crate::ui::html::{Esc, page};
 use crate::ui::session::{self, Principal, Sessions, Ui};
 
 fn login_page(error: Option<&str>) -> Response {
@@ -54,22 +54,22 @@ pub async fn submit(
     tls: Option<Extension<ServedOverTls>>,
     Form(input): Form<LoginForm>,
 ) -> UiResult {
-    let token = input.token.trim();
-    let principal = if state.admin.matches(token) {
-        Principal::Operator { acting_as: None }
-    } else {
-        let hash = hash_api_key(token);
-        let key = match state.store.api_key_by_hash(&hash).await? {
-            Some(k) if k.revoked_at.is_none() => k,
-            _ => return Ok(login_page(Some("That key is not valid."))),
-        };
-        if state.store.get_merchant(&key.merchant_id).await?.status != MerchantStatus::Active {
-            return Ok(login_page(Some("This merchant is suspended.")));
+    let principal = match auth::authenticate(&state, Credential::Token(input.token.trim())).await {
+        Ok(Authenticated::Operator) => Principal::Operator { acting_as: None },
+        Ok(Authenticated::Merchant {
+            merchant_id,
+            key_hash,
+            ..
+        }) => Principal::Merchant {
+            merchant_id,
+            key_hash,
+        },
+        // The page does not tell an unknown key from a revoked one.
+        Err(AuthError::UnknownKey | AuthError::Revoked) => {
+            return Ok(login_page(Some("That key is not valid.")));
         }
-        Principal::Merchant {
-            merchant_id: key.merchant_id,
-            key_hash: hash,
-        }
+        Err(AuthError::Suspended) => return Ok(login_page(Some("This merchant is suspended."))),
+        Err(AuthError::Store(e)) => return Err(e.into()),
     };
     let to = if matches!(principal, Principal::Operator { .. }) {
         "/ui/operator"
@@ -88,21 +88,13 @@ pub async fn submit(
     Ok(resp)
 }
 
-/// The sign-out form.
-#[derive(Deserialize)]
-pub struct LogoutForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// `POST /ui/logout`: ends the session and clears the cookie.
 pub async fn logout(
     ui: Ui,
     headers: HeaderMap,
     tls: Option<Extension<ServedOverTls>>,
-    Form(input): Form<LogoutForm>,
+    _: Csrf<Form<NoFields>>,
 ) -> UiResult {
-    ui.check_csrf(&input.csrf)?;
     ui.end();
     let cookie = HeaderValue::from_str(&session::clear_cookie(session::cookie_secure(
         &headers,

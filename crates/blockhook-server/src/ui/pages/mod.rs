@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use blockhook_core::{EndpointHealth, EndpointId, EventId};
 
-use super::html::{Esc, UiError};
+use super::error::UiError;
+use super::html::Esc;
 
 /// One day.
 pub const DAY: Duration = Duration::from_secs(24 * 3600);

@@ -10,9 +10,11 @@ use serde::Deserialize;
 
 use blockhook_core::{MerchantId, MerchantStatus};
 
-use crate::manage::merchants::{self as manage, CreateMerchant, UpdateMerchant};
+use crate::manage::merchants::{self as manage, CreateMerchant, MerchantWithKeys, UpdateMerchant};
 use crate::state::AppState;
-use crate::ui::html::{Esc, UiError, UiResult, button_form, csrf_field, page, time};
+use crate::ui::csrf::{Csrf, NoFields};
+use crate::ui::error::{UiError, UiResult};
+use crate::ui::html::{Esc, button_form, csrf_field, page, time};
 use crate::ui::session::{Principal, Ui};
 
 fn merchant_id(raw: &str) -> Result<MerchantId, UiError> {
@@ -25,12 +27,11 @@ async fn render(ui: &Ui, state: &AppState, extra: &str) -> UiResult {
         Principal::Operator { acting_as } => acting_as.clone(),
         Principal::Merchant { .. } => None,
     };
-    let merchants = state.store.list_merchants(None, 250).await?.data;
+    let merchants = manage::with_keys(state).await?;
     let mut rows = String::new();
-    for m in &merchants {
-        let keys = state.store.list_api_keys(&m.id).await?;
+    for MerchantWithKeys { merchant: m, keys } in &merchants {
         let mut key_list = String::new();
-        for k in &keys {
+        for k in keys {
             let state_txt = match k.revoked_at {
                 Some(t) => format!(r#"<span class="badge bad">revoked</span> {}"#, time(t)),
                 None => button_form(
@@ -121,8 +122,6 @@ pub async fn show(ui: Ui, State(state): State<AppState>) -> UiResult {
 /// The create-merchant form.
 #[derive(Debug, Deserialize)]
 pub struct CreateForm {
-    #[serde(default)]
-    csrf: String,
     name: String,
     #[serde(default)]
     id: String,
@@ -132,9 +131,8 @@ pub struct CreateForm {
 pub async fn create_merchant(
     ui: Ui,
     State(state): State<AppState>,
-    Form(input): Form<CreateForm>,
+    Csrf(Form(input)): Csrf<Form<CreateForm>>,
 ) -> UiResult {
-    ui.check_csrf(&input.csrf)?;
     ui.require_operator()?;
     let input = CreateMerchant {
         name: input.name,
@@ -143,13 +141,6 @@ pub async fn create_merchant(
     let m = manage::create(&state, input).await?;
     ui.flash(format!("Merchant {} created.", m.id));
     Ok(Redirect::to("/ui/operator").into_response())
-}
-
-/// A form with only the CSRF token.
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// `?to=` of the status action.
@@ -164,9 +155,8 @@ pub async fn set_status(
     State(state): State<AppState>,
     Path(id): Path<String>,
     axum::extract::Query(to): axum::extract::Query<StatusTo>,
-    Form(input): Form<CsrfForm>,
+    _: Csrf<Form<NoFields>>,
 ) -> UiResult {
-    ui.check_csrf(&input.csrf)?;
     ui.require_operator()?;
     let m =
         manage::set_status(&state, &merchant_id(&id)?, UpdateMerchant { status: to.to }).await?;
@@ -179,12 +169,11 @@ pub async fn issue_key(
     ui: Ui,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Form(input): Form<CsrfForm>,
+    _: Csrf<Form<NoFields>>,
 ) -> UiResult {
-    ui.check_csrf(&input.csrf)?;
     ui.require_operator()?;
     let merchant = merchant_id(&id)?;
-    state.store.get_merchant(&merchant).await?;
+    manage::get(&state, &merchant).await?;
     let issued = manage::issue_key(&state, &merchant).await?;
     let extra = format!(
         r#"<section class="card reveal" aria-live="polite"><h2>New API key for {}</h2><p><code class="secret" id="issued-key">{}</code></p><p class="hint">Copy it now: it is shown only this once and stored only as a hash.</p></section>"#,
@@ -199,9 +188,8 @@ pub async fn revoke_key(
     ui: Ui,
     State(state): State<AppState>,
     Path((id, key)): Path<(String, String)>,
-    Form(input): Form<CsrfForm>,
+    _: Csrf<Form<NoFields>>,
 ) -> UiResult {
-    ui.check_csrf(&input.csrf)?;
     ui.require_operator()?;
     manage::revoke_key(&state, &merchant_id(&id)?, &key).await?;
     ui.flash("Key revoked.");
@@ -212,25 +200,24 @@ pub async fn revoke_key(
 #[derive(Debug, Deserialize)]
 pub struct ActForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     merchant: String,
 }
 
 /// `POST /ui/operator/act`.
-pub async fn act_as(ui: Ui, State(state): State<AppState>, Form(input): Form<ActForm>) -> UiResult {
-    ui.check_csrf(&input.csrf)?;
+pub async fn act_as(
+    ui: Ui,
+    State(state): State<AppState>,
+    Csrf(Form(input)): Csrf<Form<ActForm>>,
+) -> UiResult {
     ui.require_operator()?;
     if input.merchant.is_empty() {
         ui.act_as(None)?;
         ui.flash("No longer acting as a merchant.");
         return Ok(Redirect::to("/ui/operator").into_response());
     }
-    let m = state
-        .store
-        .get_merchant(&merchant_id(&input.merchant)?)
-        .await?;
-    ui.act_as(Some(m.id.clone()))?;
+    let id = merchant_id(&input.merchant)?;
+    let m = manage::get(&state, &id).await?;
+    ui.act_as(Some(id))?;
     ui.flash(format!("Acting as {} ({}).", m.name, m.id));
     Ok(Redirect::to("/ui/endpoints").into_response())
 }
