@@ -11,20 +11,20 @@
 pub mod api;
 pub mod auth;
 pub mod config;
-pub mod dispatch;
-pub mod edge;
+pub(crate) mod dispatch;
+pub(crate) mod edge;
 mod error;
-pub mod ingest;
+pub(crate) mod ingest;
 pub mod keyring;
 pub mod keys;
-pub mod manage;
-pub mod metrics;
-pub mod ratelimit;
+pub(crate) mod manage;
+pub(crate) mod metrics;
+pub(crate) mod ratelimit;
 mod retention;
 pub mod startup;
-pub mod state;
+pub(crate) mod state;
 pub mod telemetry;
-pub mod ui;
+pub(crate) mod ui;
 
 pub use config::Settings;
 pub use error::{ApiError, ApiResult, Error, PROBLEM_TYPE_PREFIX, Problem};

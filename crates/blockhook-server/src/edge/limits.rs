@@ -14,8 +14,11 @@ const OVERFLOW_SLOTS: usize = 64;
 /// What a new connection gets.
 #[derive(Debug)]
 pub enum Admission {
-    /// The full service; the guard frees its slots when dropped.
-    Full(ConnectionGuard),
+    /// The full service.
+    Full {
+        /// Frees the connection's slots when dropped.
+        _guard: ConnectionGuard,
+    },
     /// Over a cap: health probes only, then closed. `reason` is `max_connections` or
     /// `max_connections_per_ip`.
     HealthOnly {
@@ -95,11 +98,13 @@ impl ConnectionLimits {
             }
             *n += 1;
         }
-        Admission::Full(ConnectionGuard {
-            _total: total,
-            ip,
-            per_ip: self.per_ip.clone(),
-        })
+        Admission::Full {
+            _guard: ConnectionGuard {
+                _total: total,
+                ip,
+                per_ip: self.per_ip.clone(),
+            },
+        }
     }
 }
 
@@ -117,7 +122,7 @@ mod tests {
         let limits = ConnectionLimits::new(3, 2);
         let a1 = limits.admit(ip("10.0.0.1"));
         let a2 = limits.admit(ip("10.0.0.1"));
-        assert!(matches!(a1, Admission::Full(_)) && matches!(a2, Admission::Full(_)));
+        assert!(matches!(a1, Admission::Full { .. }) && matches!(a2, Admission::Full { .. }));
         assert!(matches!(
             limits.admit(ip("10.0.0.1")),
             Admission::HealthOnly {
@@ -126,7 +131,7 @@ mod tests {
             }
         ));
         let b1 = limits.admit(ip("10.0.0.2"));
-        assert!(matches!(b1, Admission::Full(_)));
+        assert!(matches!(b1, Admission::Full { .. }));
         assert!(matches!(
             limits.admit(ip("10.0.0.3")),
             Admission::HealthOnly {
@@ -137,7 +142,7 @@ mod tests {
         // A closed connection frees its place, in all and for its address.
         drop(a1);
         let a3 = limits.admit(ip("10.0.0.1"));
-        assert!(matches!(a3, Admission::Full(_)));
+        assert!(matches!(a3, Admission::Full { .. }));
         // Overflow slots run out: then connections are closed at once.
         let held: Vec<Admission> = (0..OVERFLOW_SLOTS)
             .map(|_| limits.admit(ip("10.0.0.9")))
@@ -159,6 +164,6 @@ mod tests {
     fn zero_means_no_per_address_cap() {
         let limits = ConnectionLimits::new(1000, 0);
         let held: Vec<Admission> = (0..500).map(|_| limits.admit(ip("::1"))).collect();
-        assert!(held.iter().all(|a| matches!(a, Admission::Full(_))));
+        assert!(held.iter().all(|a| matches!(a, Admission::Full { .. })));
     }
 }

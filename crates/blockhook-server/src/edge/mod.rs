@@ -158,7 +158,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (service, builder, first_byte, admitted) = match limits.admit(peer.ip()) {
-            admitted @ Admission::Full(_) => (
+            admitted @ Admission::Full { .. } => (
                 app.clone(),
                 http.clone(),
                 settings.header_read_timeout,
