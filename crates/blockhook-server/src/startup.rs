@@ -151,6 +151,22 @@ impl Application {
         })
     }
 
+    /// What the listener serves (before the edge's connection handling): tests drive it
+    /// in-process with `tower::ServiceExt::oneshot` where no socket is needed.
+    pub fn router(&self) -> axum::Router {
+        Self::router_of(&self.state)
+    }
+
+    /// The API and, where this role serves it, the dashboard: two routers side by side over the
+    /// same service layer, under one set of cross-cutting layers.
+    fn router_of(state: &AppState) -> axum::Router {
+        let mut app = api::router(state.clone());
+        if state.settings.server.role.serves_api() {
+            app = app.merge(ui::router(state.clone()));
+        }
+        api::layers(app, &state.settings.server)
+    }
+
     /// The shared state (tests use it to reach the store directly).
     pub fn state(&self) -> &AppState {
         &self.state
@@ -202,13 +218,7 @@ impl Application {
             metrics: state.metrics.clone(),
             tls: self.tls,
         };
-        // The API and, where this role serves it, the dashboard: two routers side by side over
-        // the same service layer, under one set of cross-cutting layers.
-        let mut app = api::router(state.clone());
-        if settings.server.role.serves_api() {
-            app = app.merge(ui::router(state.clone()));
-        }
-        let app = api::layers(app, &settings.server);
+        let app = Self::router_of(&state);
         let health = api::overflow_router(state);
         crate::edge::serve(edge, self.listener, app, health, stop.clone()).await;
         if let Some(w) = worker {

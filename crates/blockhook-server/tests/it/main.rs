@@ -9,6 +9,7 @@ mod receiver;
 mod browser;
 mod delivery;
 mod edge;
+mod handlers;
 mod ingest;
 mod keys;
 mod manage;
