@@ -39,16 +39,20 @@ impl Error {
         match self {
             Self::Signature(e) => match e {
                 SigError::MissingHeader(_) => "missing_header",
-                SigError::TimeNotInteger => "time_not_integer",
-                SigError::TooOld { .. } => "too_old",
-                SigError::TooNew { .. } => "too_new",
-                SigError::MalformedSignature => "malformed_signature",
+                SigError::TimeNotInteger | SigError::StandardTimestamp => "time_not_integer",
+                SigError::TooOld { .. } | SigError::StandardTooOld { .. } => "too_old",
+                SigError::TooNew { .. } | SigError::StandardTooNew { .. } => "too_new",
+                SigError::MalformedSignature | SigError::MalformedStandardSignature => {
+                    "malformed_signature"
+                }
                 SigError::NotAnObject
                 | SigError::InvalidJson { .. }
                 | SigError::TooDeep
                 | SigError::DuplicateKey(_) => "not_json_object",
                 SigError::Mismatch => "mismatch",
-                SigError::EmptySecret | SigError::InvalidKey(_) => "config_error",
+                SigError::EmptySecret
+                | SigError::InvalidKey(_)
+                | SigError::InvalidStandardSecret(_) => "config_error",
             },
             Self::Replay => "replay",
             Self::Body(_) => "not_json_object",
@@ -60,7 +64,11 @@ impl Error {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            Self::Signature(SigError::EmptySecret | SigError::InvalidKey(_))
+            Self::Signature(
+                SigError::EmptySecret
+                    | SigError::InvalidKey(_)
+                    | SigError::InvalidStandardSecret(_)
+            )
         )
     }
 }

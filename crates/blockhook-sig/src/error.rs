@@ -84,6 +84,38 @@ pub enum Error {
     #[error("secret is empty (or no secret was given)")]
     EmptySecret,
 
+    /// `webhook-timestamp` (Standard Webhooks) is not a plain decimal integer of seconds.
+    #[error(
+        "webhook-timestamp is not a plain integer of seconds (expected digits only, e.g. 1614265330)"
+    )]
+    StandardTimestamp,
+
+    /// `webhook-timestamp` lies `skew_s` seconds in the past, beyond the tolerance.
+    #[error("webhook-timestamp is {skew_s} s in the past, outside the verification window")]
+    StandardTooOld {
+        /// How far in the past the timestamp is, in seconds.
+        skew_s: u64,
+    },
+
+    /// `webhook-timestamp` lies `skew_s` seconds in the future, beyond the tolerance.
+    #[error(
+        "webhook-timestamp is {skew_s} s in the future, outside the verification window \
+         (is one of the clocks wrong?)"
+    )]
+    StandardTooNew {
+        /// How far in the future the timestamp is, in seconds.
+        skew_s: u64,
+    },
+
+    /// `webhook-signature` holds no `v1,<base64 of 32 bytes>` entry.
+    #[error("webhook-signature holds no v1,<base64> entry")]
+    MalformedStandardSignature,
+
+    /// A Standard Webhooks secret is not `whsec_` + standard base64 of 24 to 64 bytes; the text
+    /// says which rule it breaks.
+    #[error("invalid Standard Webhooks secret: {0}")]
+    InvalidStandardSecret(&'static str),
+
     /// A V1 (ECDSA) key could not be decoded; the text says which key and why. Only produced by
     /// the `v1` module.
     #[error("invalid V1 key: {0}")]

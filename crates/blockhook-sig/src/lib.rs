@@ -61,6 +61,7 @@ mod error;
 pub mod headers;
 pub mod json;
 pub mod samples;
+pub mod standard;
 #[cfg(feature = "v1")]
 pub mod v1;
 pub mod v2;
