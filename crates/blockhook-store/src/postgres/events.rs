@@ -2,16 +2,16 @@
 //!
 //! Ingest: a batch of events and their fan-out in two round trips, whatever the batch size.
 //!
-//! 1. [`LOAD`] reads every merchant of the batch with its enabled endpoints (once per merchant,
+//! 1. `LOAD` reads every merchant of the batch with its enabled endpoints (once per merchant,
 //!    not per event), and the fan-out (which endpoint wants which event) is decided here in Rust,
 //!    where delivery ids are generated like every other id.
-//! 2. [`STORE`] is one statement, hence one transaction: it inserts the events (array-bound,
+//! 2. `STORE` is one statement, hence one transaction: it inserts the events (array-bound,
 //!    `ON CONFLICT DO NOTHING` on the idempotency key), the deliveries of the events actually
 //!    inserted, and issues the `pg_notify` that wakes other processes at commit.
 //!
 //! An idempotency key that already names a different event (another type, other payload bytes)
 //! refuses the whole batch: repeats inside the batch are found here before any statement, and
-//! repeats of committed events by [`STORE`] itself (its `clash` CTE keeps it from inserting
+//! repeats of committed events by `STORE` itself (its `clash` CTE keeps it from inserting
 //! anything). Only a key committed by a concurrent ingest after the statement's snapshot is
 //! found after the commit; a batch's other events are then stored (a single publish stores
 //! nothing either way).
@@ -533,7 +533,7 @@ struct Target {
 /// Each merchant's enabled endpoints, by merchant id.
 type Targets = HashMap<String, Vec<Target>>;
 
-/// Groups [`LOAD`]'s rows by merchant; refuses the batch if a merchant is suspended (an unknown
+/// Groups `LOAD`'s rows by merchant; refuses the batch if a merchant is suspended (an unknown
 /// one is simply absent, and the caller answers `NotFound`).
 fn targets_by_merchant(rows: Vec<TargetRow>) -> Result<Targets, Error> {
     let mut targets = Targets::new();
@@ -639,7 +639,7 @@ struct OriginalRow {
 const ORIGINALS: &str = "SELECT id, merchant_id, idempotency_key, event_type, payload FROM events \
      WHERE (merchant_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
 
-/// Turns [`STORE`]'s rows into answers, finding the original event of each repeated key.
+/// Turns `STORE`'s rows into answers, finding the original event of each repeated key.
 async fn resolve(
     db: &PgStore,
     events: &[NewEvent],

@@ -52,7 +52,6 @@ impl Maintenance for PgStore {
         self.statements.load(Ordering::Relaxed)
     }
 
-    /// See `queue_stats`.
     async fn queue_stats(&self, now: Timestamp) -> Result<QueueStats, Error> {
         // One pass over the table. A leased delivery's next_attempt_at is its lease expiry, so "due"
         // (next_attempt_at <= now) already includes expired leases and excludes live ones.
@@ -82,7 +81,6 @@ impl Maintenance for PgStore {
         })
     }
 
-    /// See `purge_before`.
     async fn purge_before(&self, before: Timestamp, batch: u32) -> Result<u64, Error> {
         // Both halves in one statement, each bounded by `$2`. Payloads still needed by a pending
         // delivery stay; the event rows stay (only the bytes go). Rows locked by a concurrent writer are
@@ -195,7 +193,6 @@ impl Maintenance for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// See `try_job_lock`.
     async fn try_job_lock(&self, job: &str) -> Result<Option<Box<dyn JobLock>>, Error> {
         const TRY_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))";
 

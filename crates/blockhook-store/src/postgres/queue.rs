@@ -6,7 +6,7 @@
 //! batch size: the claim locks, leases and returns everything a worker needs (payload and
 //! endpoint included); `finish` logs a whole batch of attempts and applies their outcomes.
 //!
-//! Why several processes never lease one delivery twice: [`CLAIM`] locks its candidates
+//! Why several processes never lease one delivery twice: `CLAIM` locks its candidates
 //! `FOR UPDATE OF d SKIP LOCKED`, so concurrent claimers pass over each other's rows instead of
 //! waiting; and a row another claimer leased and committed after this statement's snapshot is
 //! re-checked on the locked, current version (READ COMMITTED re-evaluates the WHERE clause), where
@@ -235,7 +235,7 @@ impl Queue for PgStore {
         Ok(at.flatten().map(Timestamp::from_ms))
     }
 
-    /// See `resend`. Refused resends (limits, unknown endpoint) change and count nothing.
+    /// Refused resends (limits, unknown endpoint) change and count nothing.
     async fn resend(
         &self,
         merchant: &MerchantId,
@@ -326,7 +326,6 @@ impl Queue for PgStore {
         Ok(ids)
     }
 
-    /// See `recover`.
     async fn recover(
         &self,
         merchant: &MerchantId,

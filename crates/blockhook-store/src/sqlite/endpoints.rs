@@ -11,7 +11,7 @@ use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 
 use super::db::SqliteStore;
-use super::rows::*;
+use super::rows::{EndpointRow, filter_json, json_list, page_limit, pairs_json};
 use super::writer::Cx;
 use crate::{classify, classify_sqlite};
 

@@ -1,6 +1,5 @@
-//! Events: ingest (the write path every event takes), reading events back, and the delivery and
-//! attempt logs of one event.
-//! The per-endpoint views built from the logs (backlog, health) are here too: the [`Events`]
+//! Events: ingest (the write path every event takes), reading events back, the delivery and
+//! attempt logs, and the per-endpoint views built from them (backlog, health). The [`Events`]
 //! impl.
 
 use std::collections::HashMap;
@@ -15,7 +14,10 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::cache::CachedEvent;
 use super::db::SqliteStore;
-use super::rows::*;
+use super::rows::{
+    AttemptRow, DeliveryRow, EventRow, NextWhileLeased, count, filter_from_json, json_list,
+    padded_chunks, page_limit, placeholders, to_u32,
+};
 use super::writer::{Bind, Cx, Durability, NULL, Session, blob, int, text};
 use crate::{classify, classify_sqlite};
 

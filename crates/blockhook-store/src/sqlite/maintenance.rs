@@ -5,7 +5,7 @@ use blockhook_core::{EndpointId, Error, Maintenance, QueueStats, SealedSecret, T
 
 use super::db::SqliteStore;
 use super::files;
-use super::rows::*;
+use super::rows::count;
 use crate::classify;
 
 #[derive(sqlx::FromRow)]

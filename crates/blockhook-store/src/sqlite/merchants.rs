@@ -6,7 +6,7 @@ use blockhook_core::{
 };
 
 use super::db::SqliteStore;
-use super::rows::*;
+use super::rows::{ApiKeyRow, MerchantRow, json_list, page_limit};
 use crate::classify;
 
 #[async_trait::async_trait]

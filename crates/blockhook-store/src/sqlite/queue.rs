@@ -25,7 +25,7 @@ use super::cache::CachedEvent;
 use super::db::SqliteStore;
 use super::endpoints;
 use super::events::{NewDelivery, insert_deliveries};
-use super::rows::*;
+use super::rows::{json_list, padded_chunks, pairs_json, placeholders, to_u32};
 use super::writer::{Bind, Cx, Durability, NULL, Session, blob, int, text};
 use crate::{classify, classify_sqlite};
 

@@ -54,7 +54,7 @@ pub(super) enum Durability {
 }
 
 /// What the writer's transactions share with the rest of the store: the statement counter
-/// behind [`Store::statements`](blockhook_core::Store::statements) and the event and endpoint
+/// behind [`Maintenance::statements`](blockhook_core::Maintenance::statements) and the event and endpoint
 /// caches.
 #[derive(Clone)]
 pub(super) struct Cx {
