@@ -281,7 +281,19 @@ impl Label {
 /// An endpoint secret encrypted at rest (AEAD ciphertext with its nonce). Only the server's key
 /// module can open it; the store keeps the bytes.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SealedSecret(pub Vec<u8>);
+pub struct SealedSecret(Vec<u8>);
+
+impl SealedSecret {
+    /// The sealed bytes as stored; only the server's key module opens them.
+    pub fn from_stored(sealed: Vec<u8>) -> Self {
+        Self(sealed)
+    }
+
+    /// The sealed bytes as stored; only the server's key module opens them.
+    pub fn as_stored(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 impl std::fmt::Debug for SealedSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

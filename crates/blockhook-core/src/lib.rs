@@ -1,9 +1,10 @@
 //! blockhook's domain: merchants, endpoints, events, deliveries, attempts, the retry decision, and
-//! the [`Store`] trait through which everything is persisted.
+//! the [`Store`] traits through which everything is persisted (one per concern: [`Merchants`],
+//! [`Endpoints`], [`Events`], [`Queue`], [`Maintenance`]; `Store` is their union).
 //!
 //! This crate knows no SQL, no HTTP framework and no HTTP client. Values are parsed once at the
 //! edge into newtypes (`EndpointUrl`, `EventType`, `Payload`, ...) so every invariant is checked
-//! in exactly one place, and the storage backends (SQLite, PostgreSQL) implement one trait in
+//! in exactly one place, and the storage backends (SQLite, PostgreSQL) implement those traits in
 //! domain verbs, so nothing above the store knows which database is in use.
 #![forbid(unsafe_code)]
 
@@ -34,7 +35,7 @@ pub use merchant::{ApiKey, Merchant, MerchantStatus, NewApiKey, NewMerchant};
 pub use page::{Cursor, Page};
 pub use retry::{Next, RetryPolicy};
 pub use store::{
-    EndpointBacklog, EndpointHealth, JobLock, QueueStats, ResendLimits, ResendScope, SoleProcess,
-    Store, StoreRef,
+    EndpointBacklog, EndpointHealth, Endpoints, Events, JobLock, Maintenance, Merchants, Queue,
+    QueueStats, ResendLimits, ResendScope, SoleProcess, Store, StoreRef,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

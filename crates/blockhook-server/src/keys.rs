@@ -190,7 +190,7 @@ impl MasterKey {
         secret: &EndpointSecret,
     ) -> Result<SealedSecret, Error> {
         self.seal_bytes(endpoint.as_str().as_bytes(), secret.0.as_bytes())
-            .map(SealedSecret)
+            .map(SealedSecret::from_stored)
     }
 
     /// Decrypts the secret of `endpoint` (with the current key, or a previous one).
@@ -209,11 +209,11 @@ impl MasterKey {
         endpoint: &EndpointId,
         sealed: &SealedSecret,
     ) -> Result<(EndpointSecret, Opener), Error> {
-        if sealed.0.len() <= NONCE_LEN {
+        if sealed.as_stored().len() <= NONCE_LEN {
             return Err(Error::Keys("sealed secret too short".to_owned()));
         }
         let (clear, opener) = self
-            .open_bytes(endpoint.as_str().as_bytes(), &sealed.0)
+            .open_bytes(endpoint.as_str().as_bytes(), sealed.as_stored())
             .ok_or_else(|| Error::Keys("secret does not open with this master key".to_owned()))?;
         String::from_utf8(clear)
             .map(|s| (EndpointSecret(s), opener))
@@ -397,7 +397,7 @@ mod tests {
         let secret = EndpointSecret::generate();
         let sealed = key.seal(&ep, &secret).unwrap();
         assert!(
-            !sealed.0.windows(4).any(|w| w == b"sck_"),
+            !sealed.as_stored().windows(4).any(|w| w == b"sck_"),
             "ciphertext hides the secret"
         );
         assert_eq!(again.open(&ep, &sealed).unwrap(), secret);

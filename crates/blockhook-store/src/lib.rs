@@ -4,12 +4,19 @@
 //! store; `postgres://…` for scale-out), runs the versioned migrations of that backend, and
 //! returns it as a [`StoreRef`] (`Arc<dyn blockhook_core::Store>`), so nothing above this crate
 //! knows which database is in use. Both backends pass the same contract suite (`contract`).
+//!
+//! Layout: `sqlite/` and `postgres/` mirror each other and the traits of `blockhook_core::store`.
+//! Each has `db.rs` (the backend type: opening, pools, migrations) and one file per concern
+//! implementing its trait directly (`merchants`, `endpoints`, `events`, `queue`, `maintenance`),
+//! plus helpers only that backend has. `rows` holds the row types and their conversion into
+//! domain values, shared by both; `error` the mapping of database errors.
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "contract")]
 pub mod contract;
 mod error;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::time::Duration;

@@ -48,7 +48,7 @@ async fn merchant_with_endpoint(store: &StoreRef) -> MerchantId {
         label: None,
         enabled: true,
         disabled_reason: None,
-        secret: SealedSecret(vec![1; 32]),
+        secret: SealedSecret::from_stored(vec![1; 32]),
         created_at: T0,
         updated_at: T0,
     };

@@ -42,7 +42,7 @@ async fn check_data(store: &dyn Store, ids: &Ids) {
         .await
         .unwrap();
     assert_eq!(ep.url.as_str(), "https://merchant.example/hook");
-    assert_eq!(ep.secret.0, vec![7u8; 40]);
+    assert_eq!(ep.secret.as_stored(), vec![7u8; 40]);
     let ev = store.get_event(&ids.merchant, &ids.event).await.unwrap();
     assert_eq!(&ev.payload.unwrap().bytes()[..], PAYLOAD);
     // The tables the upgrade added are there.

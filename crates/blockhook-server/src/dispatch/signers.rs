@@ -33,7 +33,7 @@ impl Signers {
         keys: &MasterKey,
         endpoint: &Endpoint,
     ) -> Result<Arc<Signer>, crate::error::Error> {
-        let sealed = &endpoint.secret.0;
+        let sealed = endpoint.secret.as_stored();
         {
             let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((seen, signer)) = inner.get(&endpoint.id) {
@@ -48,7 +48,7 @@ impl Signers {
         if inner.len() >= MAX_SIGNERS {
             inner.clear();
         }
-        inner.insert(endpoint.id.clone(), (sealed.clone(), signer.clone()));
+        inner.insert(endpoint.id.clone(), (sealed.to_vec(), signer.clone()));
         Ok(signer)
     }
 }
@@ -89,7 +89,7 @@ mod tests {
         assert_eq!(c.sign(Mode::Sorted, body, 42).unwrap(), expected.unwrap());
 
         // A secret that does not open is an error, not a stale signer.
-        ep.secret = blockhook_core::SealedSecret(vec![7; 60]);
+        ep.secret = blockhook_core::SealedSecret::from_stored(vec![7; 60]);
         assert!(signers.get(&keys, &ep).is_err());
     }
 }

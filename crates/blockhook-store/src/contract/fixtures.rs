@@ -59,7 +59,7 @@ pub fn endpoint_spec(merchant: &MerchantId, url: &str, filter: &[&str]) -> Endpo
         label: None,
         enabled: true,
         disabled_reason: None,
-        secret: SealedSecret(vec![0xA5; 40]),
+        secret: SealedSecret::from_stored(vec![0xA5; 40]),
         created_at: T0,
         updated_at: T0,
     }

@@ -1,156 +1,175 @@
-//! Merchants and their API keys.
+//! Merchants and their API keys: the [`Merchants`] impl.
 
 use blockhook_core::{
-    ApiKey, ApiKeyId, Cursor, Error, Merchant, MerchantId, MerchantStatus, NewApiKey, NewMerchant,
-    Page, Timestamp,
+    ApiKey, ApiKeyId, Cursor, Error, Merchant, MerchantId, MerchantStatus, Merchants, NewApiKey,
+    NewMerchant, Page, Timestamp,
 };
 
+use super::db::{PgStore, cursor, insert_error, overfetch};
 use super::rows::{ApiKeyRow, MerchantRow};
-use super::store::{PgStore, cursor, insert_error, overfetch};
 use crate::classify;
 
-const CREATE: &str = "INSERT INTO merchants (id, name, status, created_at) \
-     VALUES ($1, $2, 'active', $3) RETURNING id, name, status, created_at";
+#[async_trait::async_trait]
+impl Merchants for PgStore {
+    async fn create_merchant(&self, m: &NewMerchant) -> Result<Merchant, Error> {
+        const CREATE: &str = "INSERT INTO merchants (id, name, status, created_at) \
+             VALUES ($1, $2, 'active', $3) RETURNING id, name, status, created_at";
 
-pub(super) async fn create(db: &PgStore, m: &NewMerchant) -> Result<Merchant, Error> {
-    let row: MerchantRow = sqlx::query_as(CREATE)
-        .bind(m.id.as_str())
-        .bind(&m.name)
-        .bind(m.created_at.ms())
-        .fetch_one(db.db())
-        .await
-        .map_err(|e| insert_error(e, "merchant", "merchant"))?;
-    row.try_into()
-}
-
-const GET: &str = "SELECT id, name, status, created_at FROM merchants WHERE id = $1";
-
-pub(super) async fn get(db: &PgStore, id: &MerchantId) -> Result<Merchant, Error> {
-    let row: Option<MerchantRow> = sqlx::query_as(GET)
-        .bind(id.as_str())
-        .fetch_optional(db.db())
-        .await
-        .map_err(classify)?;
-    row.ok_or(Error::NotFound("merchant"))?.try_into()
-}
-
-// Newest first by id (ids are time-ordered); the cursor is the last id returned.
-const LIST: &str = "SELECT id, name, status, created_at FROM merchants \
-     WHERE id < $1 ORDER BY id DESC LIMIT $2";
-
-pub(super) async fn list(
-    db: &PgStore,
-    after: Option<&Cursor>,
-    limit: u32,
-) -> Result<Page<Merchant>, Error> {
-    let rows: Vec<MerchantRow> = sqlx::query_as(LIST)
-        .bind(cursor(after))
-        .bind(overfetch(limit))
-        .fetch_all(db.db())
-        .await
-        .map_err(classify)?;
-    let merchants = rows
-        .into_iter()
-        .map(Merchant::try_from)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::from_overfetch(
-        merchants,
-        limit.max(1) as usize,
-        |m| m.id.to_string(),
-    ))
-}
-
-const SET_STATUS: &str = "UPDATE merchants SET status = $2 WHERE id = $1 \
-     RETURNING id, name, status, created_at";
-
-pub(super) async fn set_status(
-    db: &PgStore,
-    id: &MerchantId,
-    status: MerchantStatus,
-) -> Result<Merchant, Error> {
-    let row: Option<MerchantRow> = sqlx::query_as(SET_STATUS)
-        .bind(id.as_str())
-        .bind(status.as_str())
-        .fetch_optional(db.db())
-        .await
-        .map_err(classify)?;
-    row.ok_or(Error::NotFound("merchant"))?.try_into()
-}
-
-// Keys, endpoints and events cascade; deliveries and attempts cascade from those.
-const DELETE: &str = "DELETE FROM merchants WHERE id = $1";
-
-pub(super) async fn delete(db: &PgStore, id: &MerchantId) -> Result<(), Error> {
-    let done = sqlx::query(DELETE)
-        .bind(id.as_str())
-        .execute(db.db())
-        .await
-        .map_err(classify)?;
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound("merchant"));
+        let row: MerchantRow = sqlx::query_as(CREATE)
+            .bind(m.id.as_str())
+            .bind(&m.name)
+            .bind(m.created_at.ms())
+            .fetch_one(self.db())
+            .await
+            .map_err(|e| insert_error(e, "merchant", "merchant"))?;
+        row.try_into()
     }
-    Ok(())
-}
 
-const CREATE_KEY: &str = "INSERT INTO api_keys (id, merchant_id, prefix, hash, created_at) \
-     VALUES ($1, $2, $3, $4, $5) RETURNING id, merchant_id, prefix, created_at, revoked_at";
+    async fn get_merchant(&self, id: &MerchantId) -> Result<Merchant, Error> {
+        const GET: &str = "SELECT id, name, status, created_at FROM merchants WHERE id = $1";
 
-pub(super) async fn create_key(db: &PgStore, key: &NewApiKey) -> Result<ApiKey, Error> {
-    let row: ApiKeyRow = sqlx::query_as(CREATE_KEY)
-        .bind(key.id.as_str())
-        .bind(key.merchant_id.as_str())
-        .bind(&key.prefix)
-        .bind(&key.hash)
-        .bind(key.created_at.ms())
-        .fetch_one(db.db())
-        .await
-        .map_err(|e| insert_error(e, "merchant", "api key"))?;
-    Ok(row.into())
-}
-
-const KEY_BY_HASH: &str =
-    "SELECT id, merchant_id, prefix, created_at, revoked_at FROM api_keys WHERE hash = $1";
-
-pub(super) async fn key_by_hash(db: &PgStore, hash: &str) -> Result<Option<ApiKey>, Error> {
-    let row: Option<ApiKeyRow> = sqlx::query_as(KEY_BY_HASH)
-        .bind(hash)
-        .fetch_optional(db.db())
-        .await
-        .map_err(classify)?;
-    Ok(row.map(ApiKey::from))
-}
-
-const LIST_KEYS: &str = "SELECT id, merchant_id, prefix, created_at, revoked_at FROM api_keys \
-     WHERE merchant_id = $1 ORDER BY id DESC";
-
-pub(super) async fn list_keys(db: &PgStore, merchant: &MerchantId) -> Result<Vec<ApiKey>, Error> {
-    let rows: Vec<ApiKeyRow> = sqlx::query_as(LIST_KEYS)
-        .bind(merchant.as_str())
-        .fetch_all(db.db())
-        .await
-        .map_err(classify)?;
-    Ok(rows.into_iter().map(ApiKey::from).collect())
-}
-
-// Idempotent: a second revocation matches the row but keeps the first time.
-const REVOKE_KEY: &str = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) \
-     WHERE id = $1 AND merchant_id = $2";
-
-pub(super) async fn revoke_key(
-    db: &PgStore,
-    merchant: &MerchantId,
-    id: &ApiKeyId,
-    at: Timestamp,
-) -> Result<(), Error> {
-    let done = sqlx::query(REVOKE_KEY)
-        .bind(id.as_str())
-        .bind(merchant.as_str())
-        .bind(at.ms())
-        .execute(db.db())
-        .await
-        .map_err(classify)?;
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound("api_key"));
+        let row: Option<MerchantRow> = sqlx::query_as(GET)
+            .bind(id.as_str())
+            .fetch_optional(self.db())
+            .await
+            .map_err(classify)?;
+        row.ok_or(Error::NotFound("merchant"))?.try_into()
     }
-    Ok(())
+
+    async fn list_merchants(
+        &self,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<Merchant>, Error> {
+        // Newest first by id (ids are time-ordered); the cursor is the last id returned.
+        const LIST: &str = "SELECT id, name, status, created_at FROM merchants \
+             WHERE id < $1 ORDER BY id DESC LIMIT $2";
+
+        let rows: Vec<MerchantRow> = sqlx::query_as(LIST)
+            .bind(cursor(after))
+            .bind(overfetch(limit))
+            .fetch_all(self.db())
+            .await
+            .map_err(classify)?;
+        let merchants = rows
+            .into_iter()
+            .map(Merchant::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(
+            merchants,
+            limit.max(1) as usize,
+            |m| m.id.to_string(),
+        ))
+    }
+
+    async fn set_merchant_status(
+        &self,
+        id: &MerchantId,
+        status: MerchantStatus,
+    ) -> Result<Merchant, Error> {
+        const SET_STATUS: &str = "UPDATE merchants SET status = $2 WHERE id = $1 \
+             RETURNING id, name, status, created_at";
+
+        let row: Option<MerchantRow> = sqlx::query_as(SET_STATUS)
+            .bind(id.as_str())
+            .bind(status.as_str())
+            .fetch_optional(self.db())
+            .await
+            .map_err(classify)?;
+        row.ok_or(Error::NotFound("merchant"))?.try_into()
+    }
+
+    async fn delete_merchant(&self, id: &MerchantId) -> Result<(), Error> {
+        // Keys, endpoints and events cascade; deliveries and attempts cascade from those.
+        const DELETE: &str = "DELETE FROM merchants WHERE id = $1";
+
+        let done = sqlx::query(DELETE)
+            .bind(id.as_str())
+            .execute(self.db())
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound("merchant"));
+        }
+        Ok(())
+    }
+
+    async fn create_api_key(&self, key: &NewApiKey) -> Result<ApiKey, Error> {
+        const CREATE_KEY: &str = "INSERT INTO api_keys (id, merchant_id, prefix, hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id, merchant_id, prefix, created_at, revoked_at";
+
+        let row: ApiKeyRow = sqlx::query_as(CREATE_KEY)
+            .bind(key.id.as_str())
+            .bind(key.merchant_id.as_str())
+            .bind(&key.prefix)
+            .bind(&key.hash)
+            .bind(key.created_at.ms())
+            .fetch_one(self.db())
+            .await
+            .map_err(|e| insert_error(e, "merchant", "api key"))?;
+        Ok(row.into())
+    }
+
+    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, Error> {
+        const KEY_BY_HASH: &str =
+            "SELECT id, merchant_id, prefix, created_at, revoked_at FROM api_keys WHERE hash = $1";
+
+        let row: Option<ApiKeyRow> = sqlx::query_as(KEY_BY_HASH)
+            .bind(hash)
+            .fetch_optional(self.db())
+            .await
+            .map_err(classify)?;
+        Ok(row.map(ApiKey::from))
+    }
+
+    async fn list_api_keys(&self, merchant: &MerchantId) -> Result<Vec<ApiKey>, Error> {
+        const LIST_KEYS: &str = "SELECT id, merchant_id, prefix, created_at, revoked_at FROM api_keys \
+             WHERE merchant_id = $1 ORDER BY id DESC";
+
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(LIST_KEYS)
+            .bind(merchant.as_str())
+            .fetch_all(self.db())
+            .await
+            .map_err(classify)?;
+        Ok(rows.into_iter().map(ApiKey::from).collect())
+    }
+
+    async fn list_api_keys_of(&self, merchants: &[MerchantId]) -> Result<Vec<ApiKey>, Error> {
+        const KEYS_OF: &str = "SELECT id, merchant_id, prefix, created_at, revoked_at \
+             FROM api_keys WHERE merchant_id = ANY($1) ORDER BY id DESC";
+
+        if merchants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = merchants.iter().map(MerchantId::as_str).collect();
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(KEYS_OF)
+            .bind(&ids)
+            .fetch_all(self.db())
+            .await
+            .map_err(classify)?;
+        Ok(rows.into_iter().map(ApiKey::from).collect())
+    }
+
+    async fn revoke_api_key(
+        &self,
+        merchant: &MerchantId,
+        id: &ApiKeyId,
+        at: Timestamp,
+    ) -> Result<(), Error> {
+        // Idempotent: a second revocation matches the row but keeps the first time.
+        const REVOKE_KEY: &str = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) \
+             WHERE id = $1 AND merchant_id = $2";
+
+        let done = sqlx::query(REVOKE_KEY)
+            .bind(id.as_str())
+            .bind(merchant.as_str())
+            .bind(at.ms())
+            .execute(self.db())
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound("api_key"));
+        }
+        Ok(())
+    }
 }

@@ -7,27 +7,31 @@
 //!   the merchants' endpoints, then one statement that stores events and deliveries and
 //!   notifies). Transaction control is only used where a read must gate a write (`resend`).
 //! - **Safe concurrent claiming.** `FOR UPDATE SKIP LOCKED` plus a lease that moves
-//!   `next_attempt_at` to its expiry (see `dispatch`).
+//!   `next_attempt_at` to its expiry (see `queue`).
 //! - **Cross-process wake-ups.** `LISTEN`/`NOTIFY` on `blockhook_due` (see `listen`).
 //! - **Resilience.** A lost connection surfaces as `Error::Unavailable` (see `crate::classify`),
 //!   and the pool replaces dead connections by itself.
 //!
-//! Files: `store` (the type, the pool, the `Store` impl delegating to the others), one file per
-//! aggregate holding its SQL (`merchants`, `endpoints`, `ingest`, `logs`, `dispatch`, `actions`,
-//! `ops`), `rows` (row types ↔ domain), `listen`, and `testing`.
+//! Files, mirroring `sqlite/` and the traits of `blockhook_core::store`: `db` (the type, the
+//! pool, opening and migrating, shared SQL helpers), then one file per concern implementing its
+//! trait directly, each statement in a `const` just above the code that runs it: `merchants`
+//! (and API keys), `endpoints`, `events` (ingest, logs, backlog, health), `queue` (claim, renew,
+//! finish, resend, recover), `maintenance` (ping, stats, retention, job locks, key rotation).
+//! Below them: `rows` (this backend's row decoding; the shared part is `crate::rows`) and
+//! `listen`. Beside them: `schema` (throwaway schemas for tools) and, with the `contract`
+//! feature, `testing`. Imports only go downwards: concern files use `db`, `rows`, `listen`;
+//! `db` uses `listen` only.
 
-mod actions;
-mod dispatch;
+mod db;
 mod endpoints;
-mod ingest;
-mod jobs;
-mod keys;
+mod events;
 mod listen;
-mod logs;
+mod maintenance;
 mod merchants;
-mod ops;
+mod queue;
 mod rows;
-mod store;
+pub mod schema;
+#[cfg(feature = "contract")]
 pub mod testing;
 
-pub use store::PgStore;
+pub use db::PgStore;

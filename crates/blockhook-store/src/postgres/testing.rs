@@ -15,7 +15,7 @@ use blockhook_core::StoreRef;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
-use super::PgStore;
+use super::db::PgStore;
 use crate::StoreOptions;
 
 /// The variable naming the test database (e.g. `postgres://postgres@127.0.0.1:5432/test`).

@@ -1,17 +1,180 @@
-//! The state a store's methods share (connections, the writer thread, the event cache, the
-//! statement counter), and the write transaction type of the writes made through sqlx.
+//! [`SqliteStore`]: opening the file (pools, pragmas, migrations, the writer thread), and the
+//! state its methods share (connections, the writer thread, the event cache, the statement
+//! counter), with the write transaction type of the writes made through sqlx. The `Store` traits
+//! are implemented in the concern files above this one.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use blockhook_core::Error;
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::SqlitePool;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Sqlite, SqliteConnection};
 
 use super::cache::{EndpointCache, EventCache};
-use super::writer::{Cx, Writer};
-use crate::classify;
+use super::files::{BUSY_TIMEOUT, Location, location};
+use super::writer::{Cx, Groups, Writer};
+use crate::{SqliteSync, StoreOptions, classify};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// The embedded store.
+pub struct SqliteStore {
+    /// Everything the store's methods and its background writers share.
+    pub(super) db: Arc<Db>,
+    /// Keeps a temporary directory alive as long as the store (tests); dropped last.
+    _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(format!("{what}: {e}"))
+}
+
+impl SqliteStore {
+    /// [`SqliteStore::open`] (in `sqlite/mod.rs`), with the writer thread's group transactions
+    /// `groups` (see `writer::Groups`).
+    pub(super) async fn open_with(
+        url_or_path: &str,
+        opts: &StoreOptions,
+        groups: Groups,
+    ) -> Result<Self, Error> {
+        let loc = location(url_or_path)?;
+        let sync = match opts.sqlite_sync {
+            SqliteSync::Full => SqliteSynchronous::Full,
+            SqliteSync::Normal => SqliteSynchronous::Normal,
+        };
+        let base = SqliteConnectOptions::new()
+            // Only takes effect when the file is created. Larger pages than the default 4 KiB
+            // mean fewer WAL frames (one write each) per commit for this append-heavy load.
+            .page_size(8192)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .synchronous(sync)
+            // Temporary b-trees (sorts, DISTINCT) in memory, not in temp files.
+            .pragma("temp_store", "memory")
+            .statement_cache_capacity(256);
+
+        // Decision: an in-memory database is a file in a temporary directory removed with the
+        // store. The writer thread needs its own connection to the same database, which a
+        // private in-memory database cannot give; nothing survives the store either way.
+        let (path, temporary) = match loc {
+            Location::Memory => {
+                let dir = tempfile::tempdir()
+                    .map_err(|e| unavailable("temporary directory for :memory:", e))?;
+                (dir.path().join("blockhook.db"), Some(dir))
+            }
+            Location::File(path) => (path, None),
+        };
+        create_parent(&path)?;
+        let file = base.filename(&path).journal_mode(SqliteJournalMode::Wal);
+        // The sqlx writer makes only the rare management writes (see `writer`): a small cache.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(
+                file.clone()
+                    .create_if_missing(true)
+                    .pragma("cache_size", "-2048"),
+            )
+            .await
+            .map_err(classify)?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(file.pragma("cache_size", "-4096"))
+            .await
+            .map_err(classify)?;
+
+        const HAS_MIGRATIONS: &str =
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
+        const APPLIED: &str =
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
+        let migrated: i64 = sqlx::query_scalar(HAS_MIGRATIONS)
+            .fetch_one(&writer)
+            .await
+            .map_err(classify)?;
+        let applied: i64 = if migrated > 0 {
+            sqlx::query_scalar(APPLIED)
+                .fetch_one(&writer)
+                .await
+                .map_err(classify)?
+        } else {
+            0
+        };
+        if let crate::Schema::Older(v) = crate::schema(applied, crate::latest(&MIGRATOR))? {
+            // A copy of the file as it was, beside it, before the schema changes.
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let mut name = path.as_os_str().to_owned();
+            name.push(format!(".schema-v{v}-{ms}.bak"));
+            let copy = PathBuf::from(name);
+            super::files::backup(&path, &copy)?;
+            tracing::info!(
+                from = v,
+                to = crate::latest(&MIGRATOR),
+                backup = %copy.display(),
+                "upgrading the SQLite schema; the database as it was is in the backup file"
+            );
+        }
+        MIGRATOR.run(&writer).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(inner) => classify(inner),
+            other => Error::Internal(format!("sqlite migrations: {other}")),
+        })?;
+
+        let cx = shared();
+        let thread = Writer::start(&path, opts.sqlite_sync, cx.clone(), groups)?;
+        let db = Arc::new(Db::new(thread, writer, readers, cx));
+        Ok(Self {
+            db,
+            _keep: temporary.map(|d| Box::new(d) as Box<dyn std::any::Any + Send + Sync>),
+        })
+    }
+
+    /// The writer pool, for tests that hold or reconfigure the writer connection.
+    #[cfg(test)]
+    pub(super) fn writer(&self) -> &sqlx::SqlitePool {
+        &self.db.writer
+    }
+
+    /// Keeps `thing` (a temporary directory) alive as long as the store.
+    #[cfg(feature = "contract")]
+    pub(super) fn keep_alive(mut self, thing: Box<dyn std::any::Any + Send + Sync>) -> Self {
+        self._keep = Some(thing);
+        self
+    }
+
+    /// Runs `f` on the writer thread's connection, outside any transaction (tests that
+    /// reconfigure it: `max_page_count`, `query_only`).
+    #[cfg(test)]
+    pub(super) async fn on_writer_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        self.db.thread.raw(f).await
+    }
+}
+
+fn create_parent(path: &Path) -> Result<(), Error> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|e| unavailable("create database directory", e))
+        }
+        _ => Ok(()),
+    }
+}
 
 /// Bytes the event cache may hold (see `cache`): at ~600 bytes an event with its overhead,
 /// the last ~28,000 events, i.e. several seconds of the fastest ingest measured. That covers
@@ -20,7 +183,7 @@ use crate::classify;
 /// 100 MiB with 100,000 deliveries pending).
 const EVENT_CACHE_BYTES: usize = 16 << 20;
 
-/// The connections and state behind a [`SqliteStore`](super::SqliteStore).
+/// The connections and state behind a [`SqliteStore`].
 pub(super) struct Db {
     /// The hot path's writes: ingest, leases, finishes, resends (see `writer`).
     pub(super) thread: Writer,

@@ -1,20 +1,22 @@
-//! Events: ingest (the write path every event takes), reading events back, and the delivery and
-//! attempt logs of one event.
+//! Events: ingest (the write path every event takes), reading events back, the delivery and
+//! attempt logs, and the per-endpoint views built from them (backlog, health). The [`Events`]
+//! impl.
 
 use std::collections::HashMap;
 
 use blockhook_core::{
-    AttemptRecord, Delivery, DeliveryId, DeliveryOrigin, DeliveryState, Error, Event, EventFilter,
-    EventId, EventQuery, Ingested, MerchantId, NewEvent, Page, Timestamp,
+    AttemptRecord, Delivery, DeliveryId, DeliveryOrigin, DeliveryState, EndpointBacklog,
+    EndpointHealth, EndpointId, Error, Event, EventFilter, EventId, EventQuery, Events, Ingested,
+    MerchantId, NewEvent, Page, Timestamp,
 };
 use rusqlite::{Connection, params_from_iter};
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::cache::CachedEvent;
-use super::db::Db;
+use super::db::SqliteStore;
 use super::rows::{
-    AttemptRow, DeliveryRow, EventRow, filter_from_json, json_list, padded_chunks, page_limit,
-    placeholders,
+    AttemptRow, DeliveryRow, EventRow, NextWhileLeased, count, filter_from_json, json_list,
+    padded_chunks, page_limit, placeholders, to_u32,
 };
 use super::writer::{Bind, Cx, Durability, NULL, Session, blob, int, text};
 use crate::{classify, classify_sqlite};
@@ -382,170 +384,393 @@ pub(super) fn insert_deliveries(
     Ok(())
 }
 
-const GET: &str = concat!(
-    "SELECT ",
-    event_columns!(),
-    " FROM events WHERE id = ?1 AND merchant_id = ?2"
-);
-
-pub(super) async fn get(s: &Db, merchant: &MerchantId, id: &EventId) -> Result<Event, Error> {
-    s.tick(1);
-    let row: Option<EventRow> = sqlx::query_as(GET)
-        .bind(id.as_str())
-        .bind(merchant.as_str())
-        .fetch_optional(&s.readers)
-        .await
-        .map_err(classify)?;
-    row.ok_or(Error::NotFound("event"))?.try_into()
-}
-
-/// Newest first (ids are UUIDv7), resuming strictly after the cursor id, so rows inserted while
-/// paging never shift a page. The SQL is assembled from the filters present, so each combination
-/// gets its own plan using `events_merchant`.
-pub(super) async fn list(
-    s: &Db,
-    merchant: &MerchantId,
-    q: &EventQuery,
-) -> Result<Page<Event>, Error> {
-    let (limit, fetch) = page_limit(q.limit);
-    let mut sql: QueryBuilder<'_, Sqlite> =
-        QueryBuilder::new(concat!("SELECT ", event_columns!(), " FROM events"));
-    sql.push(" WHERE merchant_id = ")
-        .push_bind(merchant.as_str());
-    if let Some(after) = &q.after {
-        sql.push(" AND id < ").push_bind(after.0.as_str());
+#[async_trait::async_trait]
+impl Events for SqliteStore {
+    async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
+        self.db.thread.ingest(events).await
     }
-    if let Some(t) = &q.event_type {
-        // Event types are ASCII, so NOCASE is exactly the contract's case-insensitive compare.
-        sql.push(" AND event_type = ")
-            .push_bind(t.as_str())
-            .push(" COLLATE NOCASE");
-    }
-    if let Some(since) = q.since {
-        sql.push(" AND created_at >= ").push_bind(since.ms());
-    }
-    if let Some(until) = q.until {
-        sql.push(" AND created_at < ").push_bind(until.ms());
-    }
-    if let Some(state) = q.state {
-        // No clock here: "in flight" is a pending delivery holding a lease token (finish and
-        // recovery clear it); "pending" is any undelivered one, leased or not.
-        let cond = match state {
-            DeliveryState::Pending => "d.state = 'pending'",
-            DeliveryState::InFlight => "d.state = 'pending' AND d.lease_token IS NOT NULL",
-            DeliveryState::Succeeded => "d.state = 'succeeded'",
-            DeliveryState::Failed => "d.state = 'failed'",
-        };
-        sql.push(" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND ")
-            .push(cond)
-            .push(")");
-    }
-    sql.push(" ORDER BY id DESC LIMIT ").push_bind(fetch);
-    s.tick(1);
-    let rows: Vec<EventRow> = sql
-        .build_query_as()
-        .fetch_all(&s.readers)
-        .await
-        .map_err(classify)?;
-    let events = rows
-        .into_iter()
-        .map(Event::try_from)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::from_overfetch(events, limit, |e| e.id.to_string()))
-}
 
-const EVENT_EXISTS: &str = "SELECT 1 FROM events WHERE id = ?1 AND merchant_id = ?2";
+    async fn get_event(&self, merchant: &MerchantId, id: &EventId) -> Result<Event, Error> {
+        const GET: &str = concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE id = ?1 AND merchant_id = ?2"
+        );
 
-const DELIVERIES_OF_EVENT: &str = concat!(
-    "SELECT ",
-    delivery_columns!(),
-    " FROM deliveries WHERE event_id = ?1 AND merchant_id = ?2 ORDER BY created_at, id"
-);
+        self.db.tick(1);
+        let row: Option<EventRow> = sqlx::query_as(GET)
+            .bind(id.as_str())
+            .bind(merchant.as_str())
+            .fetch_optional(&self.db.readers)
+            .await
+            .map_err(classify)?;
+        row.ok_or(Error::NotFound("event"))?.try_into()
+    }
 
-/// One statement when the event has deliveries; a second one tells "none" from "not yours".
-pub(super) async fn list_deliveries(
-    s: &Db,
-    merchant: &MerchantId,
-    event: &EventId,
-    now: Timestamp,
-) -> Result<Vec<Delivery>, Error> {
-    s.tick(1);
-    let rows: Vec<DeliveryRow> = sqlx::query_as(DELIVERIES_OF_EVENT)
-        .bind(event.as_str())
-        .bind(merchant.as_str())
-        .fetch_all(&s.readers)
-        .await
-        .map_err(classify)?;
-    if rows.is_empty() {
-        s.tick(1);
-        let exists = sqlx::query(EVENT_EXISTS)
+    /// Newest first (ids are UUIDv7), resuming strictly after the cursor id, so rows inserted while
+    /// paging never shift a page. The SQL is assembled from the filters present, so each combination
+    /// gets its own plan using `events_merchant`.
+    async fn list_events(
+        &self,
+        merchant: &MerchantId,
+        q: &EventQuery,
+    ) -> Result<Page<Event>, Error> {
+        let (limit, fetch) = page_limit(q.limit);
+        let mut sql: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new(concat!("SELECT ", event_columns!(), " FROM events"));
+        sql.push(" WHERE merchant_id = ")
+            .push_bind(merchant.as_str());
+        if let Some(after) = &q.after {
+            sql.push(" AND id < ").push_bind(after.0.as_str());
+        }
+        if let Some(t) = &q.event_type {
+            // Event types are ASCII, so NOCASE is exactly the contract's case-insensitive compare.
+            sql.push(" AND event_type = ")
+                .push_bind(t.as_str())
+                .push(" COLLATE NOCASE");
+        }
+        if let Some(since) = q.since {
+            sql.push(" AND created_at >= ").push_bind(since.ms());
+        }
+        if let Some(until) = q.until {
+            sql.push(" AND created_at < ").push_bind(until.ms());
+        }
+        if let Some(state) = q.state {
+            // No clock here: "in flight" is a pending delivery holding a lease token (finish and
+            // recovery clear it); "pending" is any undelivered one, leased or not.
+            let cond = match state {
+                DeliveryState::Pending => "d.state = 'pending'",
+                DeliveryState::InFlight => "d.state = 'pending' AND d.lease_token IS NOT NULL",
+                DeliveryState::Succeeded => "d.state = 'succeeded'",
+                DeliveryState::Failed => "d.state = 'failed'",
+            };
+            sql.push(" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND ")
+                .push(cond)
+                .push(")");
+        }
+        sql.push(" ORDER BY id DESC LIMIT ").push_bind(fetch);
+        self.db.tick(1);
+        let rows: Vec<EventRow> = sql
+            .build_query_as()
+            .fetch_all(&self.db.readers)
+            .await
+            .map_err(classify)?;
+        let events = rows
+            .into_iter()
+            .map(Event::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(events, limit, |e| e.id.to_string()))
+    }
+
+    /// One statement when the event has deliveries; a second one tells "none" from "not yours".
+    async fn list_deliveries(
+        &self,
+        merchant: &MerchantId,
+        event: &EventId,
+        now: Timestamp,
+    ) -> Result<Vec<Delivery>, Error> {
+        const EVENT_EXISTS: &str = "SELECT 1 FROM events WHERE id = ?1 AND merchant_id = ?2";
+        const DELIVERIES_OF_EVENT: &str = concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE event_id = ?1 AND merchant_id = ?2 ORDER BY created_at, id"
+        );
+
+        self.db.tick(1);
+        let rows: Vec<DeliveryRow> = sqlx::query_as(DELIVERIES_OF_EVENT)
             .bind(event.as_str())
             .bind(merchant.as_str())
-            .fetch_optional(&s.readers)
+            .fetch_all(&self.db.readers)
             .await
             .map_err(classify)?;
-        if exists.is_none() {
-            return Err(Error::NotFound("event"));
+        if rows.is_empty() {
+            self.db.tick(1);
+            let exists = sqlx::query(EVENT_EXISTS)
+                .bind(event.as_str())
+                .bind(merchant.as_str())
+                .fetch_optional(&self.db.readers)
+                .await
+                .map_err(classify)?;
+            if exists.is_none() {
+                return Err(Error::NotFound("event"));
+            }
         }
+        rows.into_iter()
+            .map(|r| r.at(now, NextWhileLeased::LeaseExpiry))
+            .collect()
     }
-    rows.into_iter().map(|r| r.at(now)).collect()
-}
 
-const GET_DELIVERY: &str = concat!(
-    "SELECT ",
-    delivery_columns!(),
-    " FROM deliveries WHERE id = ?1 AND merchant_id = ?2"
-);
+    async fn list_deliveries_of_events(
+        &self,
+        merchant: &MerchantId,
+        events: &[EventId],
+        now: Timestamp,
+    ) -> Result<Vec<Delivery>, Error> {
+        const DELIVERIES_OF_EVENTS: &str = concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE event_id IN (SELECT value FROM json_each(?1)) \
+             AND merchant_id = ?2 ORDER BY event_id, created_at, id"
+        );
 
-pub(super) async fn get_delivery(
-    s: &Db,
-    merchant: &MerchantId,
-    id: &DeliveryId,
-    now: Timestamp,
-) -> Result<Delivery, Error> {
-    s.tick(1);
-    let row: Option<DeliveryRow> = sqlx::query_as(GET_DELIVERY)
-        .bind(id.as_str())
-        .bind(merchant.as_str())
-        .fetch_optional(&s.readers)
-        .await
-        .map_err(classify)?;
-    row.ok_or(Error::NotFound("delivery"))?.at(now)
-}
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.db.tick(1);
+        let rows: Vec<DeliveryRow> = sqlx::query_as(DELIVERIES_OF_EVENTS)
+            .bind(json_list(events.iter().map(EventId::as_str))?)
+            .bind(merchant.as_str())
+            .fetch_all(&self.db.readers)
+            .await
+            .map_err(classify)?;
+        rows.into_iter()
+            .map(|r| r.at(now, NextWhileLeased::LeaseExpiry))
+            .collect()
+    }
 
-const DELIVERY_EXISTS: &str = "SELECT 1 FROM deliveries WHERE id = ?1 AND merchant_id = ?2";
+    async fn get_delivery(
+        &self,
+        merchant: &MerchantId,
+        id: &DeliveryId,
+        now: Timestamp,
+    ) -> Result<Delivery, Error> {
+        const GET_DELIVERY: &str = concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE id = ?1 AND merchant_id = ?2"
+        );
 
-const ATTEMPTS_OF_DELIVERY: &str = concat!(
-    "SELECT ",
-    attempt_columns!(),
-    " FROM attempts WHERE delivery_id = ?1 \
-     AND EXISTS (SELECT 1 FROM deliveries WHERE id = ?1 AND merchant_id = ?2) \
-     ORDER BY number, started_at, id"
-);
+        self.db.tick(1);
+        let row: Option<DeliveryRow> = sqlx::query_as(GET_DELIVERY)
+            .bind(id.as_str())
+            .bind(merchant.as_str())
+            .fetch_optional(&self.db.readers)
+            .await
+            .map_err(classify)?;
+        row.ok_or(Error::NotFound("delivery"))?
+            .at(now, NextWhileLeased::LeaseExpiry)
+    }
 
-pub(super) async fn list_attempts(
-    s: &Db,
-    merchant: &MerchantId,
-    delivery: &DeliveryId,
-) -> Result<Vec<AttemptRecord>, Error> {
-    s.tick(1);
-    let rows: Vec<AttemptRow> = sqlx::query_as(ATTEMPTS_OF_DELIVERY)
-        .bind(delivery.as_str())
-        .bind(merchant.as_str())
-        .fetch_all(&s.readers)
-        .await
-        .map_err(classify)?;
-    if rows.is_empty() {
-        s.tick(1);
-        let exists = sqlx::query(DELIVERY_EXISTS)
+    async fn list_attempts(
+        &self,
+        merchant: &MerchantId,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<AttemptRecord>, Error> {
+        const DELIVERY_EXISTS: &str = "SELECT 1 FROM deliveries WHERE id = ?1 AND merchant_id = ?2";
+        const ATTEMPTS_OF_DELIVERY: &str = concat!(
+            "SELECT ",
+            attempt_columns!(),
+            " FROM attempts WHERE delivery_id = ?1 \
+             AND EXISTS (SELECT 1 FROM deliveries WHERE id = ?1 AND merchant_id = ?2) \
+             ORDER BY number, started_at, id"
+        );
+
+        self.db.tick(1);
+        let rows: Vec<AttemptRow> = sqlx::query_as(ATTEMPTS_OF_DELIVERY)
             .bind(delivery.as_str())
             .bind(merchant.as_str())
-            .fetch_optional(&s.readers)
+            .fetch_all(&self.db.readers)
             .await
             .map_err(classify)?;
-        if exists.is_none() {
-            return Err(Error::NotFound("delivery"));
+        if rows.is_empty() {
+            self.db.tick(1);
+            let exists = sqlx::query(DELIVERY_EXISTS)
+                .bind(delivery.as_str())
+                .bind(merchant.as_str())
+                .fetch_optional(&self.db.readers)
+                .await
+                .map_err(classify)?;
+            if exists.is_none() {
+                return Err(Error::NotFound("delivery"));
+            }
+        }
+        rows.into_iter().map(AttemptRecord::try_from).collect()
+    }
+
+    async fn list_attempts_of_event(
+        &self,
+        merchant: &MerchantId,
+        event: &EventId,
+    ) -> Result<Vec<AttemptRecord>, Error> {
+        // The event's deliveries through their event index, then each one's attempts.
+        const ATTEMPTS_OF_EVENT: &str = concat!(
+            "SELECT ",
+            attempt_columns!(),
+            " FROM attempts WHERE delivery_id IN \
+             (SELECT id FROM deliveries WHERE event_id = ?1 AND merchant_id = ?2) \
+             ORDER BY delivery_id, number, started_at, id"
+        );
+
+        self.db.tick(1);
+        let rows: Vec<AttemptRow> = sqlx::query_as(ATTEMPTS_OF_EVENT)
+            .bind(event.as_str())
+            .bind(merchant.as_str())
+            .fetch_all(&self.db.readers)
+            .await
+            .map_err(classify)?;
+        rows.into_iter().map(AttemptRecord::try_from).collect()
+    }
+
+    async fn backlog(&self, merchant: &MerchantId) -> Result<Vec<EndpointBacklog>, Error> {
+        // Pending work from the due index (all pending deliveries; small unless receivers are down;
+        // INDEXED BY, or the planner walks the whole table in endpoint order to save a sort), failed
+        // work from the partial index of failed deliveries, merged per endpoint.
+        const BACKLOG: &str = "SELECT endpoint_id, SUM(pending) AS pending, SUM(failed) AS failed, \
+               MIN(oldest) AS oldest FROM ( \
+               SELECT endpoint_id, COUNT(*) AS pending, 0 AS failed, MIN(created_at) AS oldest \
+               FROM deliveries INDEXED BY deliveries_due \
+               WHERE state = 'pending' AND merchant_id = ?1 GROUP BY endpoint_id \
+               UNION ALL \
+               SELECT d.endpoint_id, 0, COUNT(*), MIN(d.created_at) \
+               FROM endpoints e CROSS JOIN deliveries d \
+               WHERE e.merchant_id = ?1 AND d.endpoint_id = e.id AND d.state = 'failed' \
+               GROUP BY d.endpoint_id) \
+             GROUP BY endpoint_id ORDER BY endpoint_id";
+
+        self.db.tick(1);
+        let rows: Vec<BacklogRow> = sqlx::query_as(BACKLOG)
+            .bind(merchant.as_str())
+            .fetch_all(&self.db.readers)
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| EndpointBacklog {
+                endpoint_id: EndpointId::from_trusted(r.endpoint_id),
+                pending: count(r.pending),
+                failed: count(r.failed),
+                oldest: r.oldest.map(Timestamp::from_ms),
+            })
+            .collect())
+    }
+
+    async fn endpoint_health(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<EndpointHealth, Error> {
+        const ENDPOINT_EXISTS: &str = "SELECT 1 FROM endpoints WHERE id = ?1 AND merchant_id = ?2";
+        const HEALTH_TOTALS: &str = "SELECT COUNT(*) AS attempts, \
+               COALESCE(SUM(error IS NULL), 0) AS succeeded \
+             FROM attempts WHERE endpoint_id = ?1 AND started_at >= ?2";
+        // The most recent 10,000, returned oldest first.
+        const HEALTH_LATENCIES: &str = "SELECT started_at, latency_ms FROM ( \
+               SELECT started_at, latency_ms, id FROM attempts \
+               WHERE endpoint_id = ?1 AND started_at >= ?2 \
+               ORDER BY started_at DESC, id DESC LIMIT 10000) \
+             ORDER BY started_at, id";
+
+        self.db.tick(1);
+        sqlx::query(ENDPOINT_EXISTS)
+            .bind(endpoint.as_str())
+            .bind(merchant.as_str())
+            .fetch_optional(&self.db.readers)
+            .await
+            .map_err(classify)?
+            .ok_or(Error::NotFound("endpoint"))?;
+        self.db.tick(2);
+        let ((attempts, succeeded), latencies) = futures::try_join!(
+            sqlx::query_as::<_, (i64, i64)>(HEALTH_TOTALS)
+                .bind(endpoint.as_str())
+                .bind(since.ms())
+                .fetch_one(&self.db.readers),
+            sqlx::query_as::<_, (i64, i64)>(HEALTH_LATENCIES)
+                .bind(endpoint.as_str())
+                .bind(since.ms())
+                .fetch_all(&self.db.readers),
+        )
+        .map_err(classify)?;
+        Ok(EndpointHealth {
+            attempts: count(attempts),
+            succeeded: count(succeeded),
+            latencies: latencies
+                .into_iter()
+                .map(|(at, ms)| Ok((Timestamp::from_ms(at), to_u32(ms, "latency")?)))
+                .collect::<Result<_, Error>>()?,
+        })
+    }
+
+    async fn endpoints_health(
+        &self,
+        merchant: &MerchantId,
+        endpoints: &[EndpointId],
+        since: Timestamp,
+    ) -> Result<Vec<(EndpointId, EndpointHealth)>, Error> {
+        // Every asked endpoint of the merchant, with its totals (zero without attempts: the
+        // outer join keeps it, and only joined rows are counted).
+        const HEALTH_TOTALS_OF: &str = "SELECT e.id, COUNT(a.id), \
+               COALESCE(SUM(a.id IS NOT NULL AND a.error IS NULL), 0) \
+             FROM endpoints e LEFT JOIN attempts a ON a.endpoint_id = e.id AND a.started_at >= ?3 \
+             WHERE e.merchant_id = ?2 AND e.id IN (SELECT value FROM json_each(?1)) \
+             GROUP BY e.id";
+        // The most recent 10,000 of each endpoint, returned oldest first.
+        const HEALTH_LATENCIES_OF: &str = "SELECT endpoint_id, started_at, latency_ms FROM ( \
+               SELECT a.endpoint_id, a.started_at, a.latency_ms, a.id, ROW_NUMBER() OVER ( \
+                 PARTITION BY a.endpoint_id ORDER BY a.started_at DESC, a.id DESC) AS n \
+               FROM endpoints e JOIN attempts a ON a.endpoint_id = e.id \
+               WHERE e.merchant_id = ?2 AND e.id IN (SELECT value FROM json_each(?1)) \
+                 AND a.started_at >= ?3) \
+             WHERE n <= 10000 ORDER BY endpoint_id, started_at, id";
+
+        if endpoints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = json_list(endpoints.iter().map(EndpointId::as_str))?;
+        self.db.tick(2);
+        let (totals, latencies) = futures::try_join!(
+            sqlx::query_as::<_, (String, i64, i64)>(HEALTH_TOTALS_OF)
+                .bind(&ids)
+                .bind(merchant.as_str())
+                .bind(since.ms())
+                .fetch_all(&self.db.readers),
+            sqlx::query_as::<_, (String, i64, i64)>(HEALTH_LATENCIES_OF)
+                .bind(&ids)
+                .bind(merchant.as_str())
+                .bind(since.ms())
+                .fetch_all(&self.db.readers),
+        )
+        .map_err(classify)?;
+        health_in_order(endpoints, totals, latencies)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct BacklogRow {
+    endpoint_id: String,
+    pending: i64,
+    failed: i64,
+    oldest: Option<i64>,
+}
+
+/// Per-endpoint health from the rows of a batch read: `totals` as (endpoint, attempts,
+/// succeeded) for every endpoint found, `latencies` as (endpoint, started, ms) oldest first
+/// within an endpoint; answered in the order `asked`, each endpoint once.
+fn health_in_order(
+    asked: &[EndpointId],
+    totals: Vec<(String, i64, i64)>,
+    latencies: Vec<(String, i64, i64)>,
+) -> Result<Vec<(EndpointId, EndpointHealth)>, Error> {
+    let mut found: HashMap<String, EndpointHealth> = totals
+        .into_iter()
+        .map(|(id, attempts, succeeded)| {
+            let health = EndpointHealth {
+                attempts: count(attempts),
+                succeeded: count(succeeded),
+                latencies: Vec::new(),
+            };
+            (id, health)
+        })
+        .collect();
+    for (id, at, ms) in latencies {
+        if let Some(health) = found.get_mut(&id) {
+            health
+                .latencies
+                .push((Timestamp::from_ms(at), to_u32(ms, "latency")?));
         }
     }
-    rows.into_iter().map(AttemptRecord::try_from).collect()
+    Ok(asked
+        .iter()
+        .filter_map(|id| found.remove(id.as_str()).map(|h| (id.clone(), h)))
+        .collect())
 }

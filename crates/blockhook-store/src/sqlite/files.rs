@@ -16,7 +16,35 @@ use std::path::{Path, PathBuf};
 use blockhook_core::Error;
 use rusqlite::{Connection, OpenFlags};
 
-use super::store::{BUSY_TIMEOUT, Location, location};
+/// How long a connection waits on a lock held by another process (e.g. a CLI opening the same
+/// file) before answering `SQLITE_BUSY`.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the database lives.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Location {
+    Memory,
+    File(PathBuf),
+}
+
+/// Accepts `sqlite://path`, `sqlite:path`, a plain path, or `:memory:` in any of those forms.
+/// Query strings (`?mode=rwc`) are ignored: the options come from [`StoreOptions`].
+pub(super) fn location(raw: &str) -> Result<Location, Error> {
+    let rest = raw
+        .strip_prefix("sqlite://")
+        .or_else(|| raw.strip_prefix("sqlite:"))
+        .unwrap_or(raw);
+    let rest = rest.split_once('?').map_or(rest, |(path, _)| path);
+    if rest.is_empty() {
+        return Err(Error::invalid("database_url", "no SQLite file path given"));
+    }
+    if rest == ":memory:" {
+        return Ok(Location::Memory);
+    }
+    Ok(Location::File(PathBuf::from(rest)))
+}
+
+use std::time::Duration;
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::Unavailable(format!("{what}: {e}"))

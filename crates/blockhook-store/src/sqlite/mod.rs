@@ -17,13 +17,19 @@
 //!   in-memory cache of recent events (`cache`) rather than reading them back.
 //! - **A write transaction that fails or is abandoned never poisons the writer** (`db::WriteTx`).
 //!
-//! Files: `store` (the type, opening, the `Store` impl), `db` (shared state, sqlx write
-//! transactions), `writer` (the writer thread, durability), `cache`, `rows` (row types and SQL helpers), then one file per
-//! aggregate holding its SQL, each statement in a `const` just above the function that runs it
-//! (STYLE rule 5): `merchants`, `endpoints`, `events` (ingest and logs), `dispatch` (claim,
-//! renew, finish), `actions` (resend, recover), `ops` (backlog, stats, health, retention).
-//! [`Store::statements`](blockhook_core::Store::statements) counts every statement executed,
-//! transaction control included.
+//! Files, mirroring `postgres/` and the traits of `blockhook_core::store`: `db` (the type,
+//! opening, pools, migrations, shared state, sqlx write transactions), then one file per concern
+//! implementing its trait directly, each statement in a `const` just above the code that runs it
+//! (STYLE rule 5): `merchants` (and API keys), `endpoints`, `events` (ingest, logs, backlog,
+//! health), `queue` (claim, renew, finish, resend, recover), `maintenance` (ping, stats,
+//! retention, checkpoint, key rotation). Below them, the backend's own helpers: `writer` (the
+//! writer thread, durability), `cache`, `files` (locations, lock file, backup, restore), `rows`
+//! (this backend's row decoding and SQL helpers; the shared part is `crate::rows`). Imports only
+//! go downwards: the concern files use `db`, `writer`, `cache`, `rows`; `db` uses `writer`,
+//! `cache`, `files`; the writer thread is handed the group transactions of `events` and `queue`
+//! when it starts (`writer::Groups`) instead of importing them.
+//! [`Maintenance::statements`](blockhook_core::Maintenance::statements) counts every statement
+//! executed, transaction control included.
 
 // Column lists shared by the queries that read whole rows, as macros so they can be spliced
 // into `const` SQL with `concat!` (the statements stay static strings, prepared once).
@@ -59,24 +65,41 @@ macro_rules! attempt_columns {
     };
 }
 
-mod actions;
 mod cache;
 mod db;
-mod dispatch;
 mod endpoints;
 mod events;
 mod files;
-mod keys;
+mod maintenance;
 mod merchants;
-mod ops;
+mod queue;
 mod rows;
-mod store;
 #[cfg(test)]
 mod tests;
 mod writer;
 
+use blockhook_core::Error;
+
+pub use db::SqliteStore;
 pub use files::{StoreLock, backup, database_path, lock, restore};
-pub use store::SqliteStore;
+
+use crate::StoreOptions;
+
+impl SqliteStore {
+    /// Opens (creating the file and its directory, and migrating) the database at `url_or_path`:
+    /// `sqlite://path`, `sqlite:path`, a plain path, or `sqlite::memory:`.
+    ///
+    /// Call it inside the Tokio runtime that will use the store: it starts the group-commit
+    /// tasks there (see `writer`), and they end with that runtime.
+    pub async fn open(url_or_path: &str, opts: &StoreOptions) -> Result<Self, Error> {
+        // Here, at the top, because the writer thread (below the concern files) runs these.
+        let groups = writer::Groups {
+            ingest: events::ingest_batches,
+            finish: queue::finish_batches,
+        };
+        Self::open_with(url_or_path, opts, groups).await
+    }
+}
 
 /// Fresh stores for tests.
 #[cfg(feature = "contract")]

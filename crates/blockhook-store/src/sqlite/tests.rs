@@ -5,7 +5,7 @@
 mod locations {
     use std::path::PathBuf;
 
-    use crate::sqlite::store::{Location, location};
+    use crate::sqlite::files::{Location, location};
 
     #[test]
     fn locations() {
@@ -39,11 +39,11 @@ pub(super) mod failures {
     use std::time::Duration;
 
     use blockhook_core::{
-        Endpoint, EndpointId, Error, EventId, MerchantId, MerchantStatus, NewMerchant, Store,
-        Timestamp,
+        Endpoint, EndpointId, Endpoints, Error, EventId, Events, Maintenance, MerchantId,
+        MerchantStatus, Merchants, NewMerchant, Queue, Timestamp,
     };
 
-    use crate::sqlite::SqliteStore;
+    use crate::sqlite::db::SqliteStore;
     use crate::{SqliteSync, StoreOptions};
 
     pub(in crate::sqlite) const T0: Timestamp = Timestamp::from_ms(1_700_000_000_000);
@@ -76,7 +76,7 @@ pub(super) mod failures {
             label: None,
             enabled: true,
             disabled_reason: None,
-            secret: SealedSecret(vec![1; 8]),
+            secret: SealedSecret::from_stored(vec![1; 8]),
             created_at: T0,
             updated_at: T0,
         };

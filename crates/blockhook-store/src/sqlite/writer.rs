@@ -28,7 +28,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::cache::{EndpointCache, EventCache};
-use super::{dispatch, events};
+use super::files::BUSY_TIMEOUT;
 use crate::{SqliteSync, classify_sqlite};
 
 /// Jobs waiting before callers wait to enqueue (backpressure).
@@ -54,7 +54,7 @@ pub(super) enum Durability {
 }
 
 /// What the writer's transactions share with the rest of the store: the statement counter
-/// behind [`Store::statements`](blockhook_core::Store::statements) and the event and endpoint
+/// behind [`Maintenance::statements`](blockhook_core::Maintenance::statements) and the event and endpoint
 /// caches.
 #[derive(Clone)]
 pub(super) struct Cx {
@@ -87,6 +87,24 @@ pub(super) fn blob(b: &[u8]) -> Bind<'_> {
 pub(super) fn int(i: i64) -> Bind<'static> {
     ToSqlOutput::Owned(Value::Integer(i))
 }
+
+/// The transactions the thread runs for a group of ingests and for a group of finishes, one
+/// answer per job (`events::ingest_batches`, `queue::finish_batches`). Handed in when the thread
+/// starts, so that this file, below the concern files, does not import them.
+#[derive(Clone, Copy)]
+pub(super) struct Groups {
+    /// Stores several callers' event batches in one transaction.
+    pub(super) ingest: IngestGroup,
+    /// Applies several callers' completions in one transaction.
+    pub(super) finish: FinishGroup,
+}
+
+/// See [`Groups::ingest`]: one answer per batch.
+pub(super) type IngestGroup = fn(&mut Session, &[&[NewEvent]]) -> Vec<Result<Vec<Ingested>, Error>>;
+
+/// See [`Groups::finish`]: one answer per caller's completions (with their `now`).
+pub(super) type FinishGroup =
+    fn(&mut Session, &[(&[Completion], Timestamp)]) -> Vec<Result<u32, Error>>;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
@@ -127,7 +145,12 @@ fn stopped() -> Error {
 impl Writer {
     /// Opens the writing connection to the (already migrated) database at `path` and starts the
     /// thread.
-    pub(super) fn start(path: &Path, sync: SqliteSync, cx: Cx) -> Result<Self, Error> {
+    pub(super) fn start(
+        path: &Path,
+        sync: SqliteSync,
+        cx: Cx,
+        groups: Groups,
+    ) -> Result<Self, Error> {
         let mut session = Session {
             conn: None,
             path: path.to_owned(),
@@ -139,7 +162,7 @@ impl Writer {
         let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("blockhook-sqlite-writer".to_owned())
-            .spawn(move || run(session, rx))
+            .spawn(move || run(session, rx, groups))
             .map_err(|e| Error::Unavailable(format!("start the SQLite writer thread: {e}")))?;
         Ok(Self { jobs })
     }
@@ -308,8 +331,7 @@ impl Session {
 fn open(path: &Path, sync: SqliteSync) -> Result<Connection, Error> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(classify_sqlite)?;
-    conn.busy_timeout(super::store::BUSY_TIMEOUT)
-        .map_err(classify_sqlite)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(classify_sqlite)?;
     let level = match sync {
         SqliteSync::Full => "FULL",
         SqliteSync::Normal => "NORMAL",
@@ -326,7 +348,7 @@ fn open(path: &Path, sync: SqliteSync) -> Result<Connection, Error> {
 
 /// The thread: takes every job waiting (within the group limits), runs the ingests together,
 /// the finishes together, then each other job, and answers all of them.
-fn run(mut session: Session, mut rx: mpsc::Receiver<Job>) {
+fn run(mut session: Session, mut rx: mpsc::Receiver<Job>, groups: Groups) {
     while let Some(first) = rx.blocking_recv() {
         let mut rows = first.rows();
         let mut group = vec![first];
@@ -352,7 +374,7 @@ fn run(mut session: Session, mut rx: mpsc::Receiver<Job>) {
         // Ingests first: a claim queued behind them then sees their deliveries.
         if !ingests.is_empty() {
             let batches: Vec<&[NewEvent]> = ingests.iter().map(|(e, _)| e.as_slice()).collect();
-            let results = events::ingest_batches(&mut session, &batches);
+            let results = (groups.ingest)(&mut session, &batches);
             for ((_, reply), result) in ingests.into_iter().zip(results) {
                 let _ = reply.send(result);
             }
@@ -362,7 +384,7 @@ fn run(mut session: Session, mut rx: mpsc::Receiver<Job>) {
                 .iter()
                 .map(|(d, now, _)| (d.as_slice(), *now))
                 .collect();
-            let results = dispatch::finish_batches(&mut session, &jobs);
+            let results = (groups.finish)(&mut session, &jobs);
             for ((_, _, reply), result) in finishes.into_iter().zip(results) {
                 let _ = reply.send(result);
             }

@@ -242,13 +242,13 @@ pub async fn claim_sees_endpoint_updates(store: StoreRef) {
 
     let mut changed = store.get_endpoint(&m, &ep.id).await.unwrap();
     changed.url = blockhook_core::EndpointUrl::parse("https://moved.example/hook", false).unwrap();
-    changed.secret = blockhook_core::SealedSecret(vec![0x5A; 40]);
+    changed.secret = blockhook_core::SealedSecret::from_stored(vec![0x5A; 40]);
     changed.updated_at = t(3);
     store.update_endpoint(&changed).await.unwrap();
     let c2 = claim_all(&store, t(61)).await.remove(0);
     assert_eq!(c2.delivery_id, c.delivery_id);
     assert_eq!(c2.endpoint.url.as_str(), "https://moved.example/hook");
-    assert_eq!(c2.endpoint.secret.0, vec![0x5A; 40]);
+    assert_eq!(c2.endpoint.secret.as_stored(), vec![0x5A; 40]);
 
     // Two updates within the same millisecond are still told apart.
     finish_one(&store, &c2, Next::RetryAt(t(121)), t(62)).await;

@@ -27,7 +27,7 @@ pub async fn endpoint_crud(store: StoreRef) {
     .unwrap();
     full.rate_limit = Some(25);
     full.label = Some(Label::parse("cashier:91").unwrap());
-    full.secret = SealedSecret((0u8..=255).collect());
+    full.secret = SealedSecret::from_stored((0u8..=255).collect());
     full.created_at = t(5);
     full.updated_at = t(6);
     store.create_endpoint(&full).await.unwrap();
@@ -64,7 +64,7 @@ pub async fn endpoint_crud(store: StoreRef) {
     changed.label = None;
     changed.enabled = false;
     changed.disabled_reason = Some("paused by merchant".to_owned());
-    changed.secret = SealedSecret(vec![7; 12]);
+    changed.secret = SealedSecret::from_stored(vec![7; 12]);
     changed.updated_at = t(60);
     store.update_endpoint(&changed).await.unwrap();
     assert_same_endpoint(&store.get_endpoint(&m, &full.id).await.unwrap(), &changed);

@@ -432,13 +432,9 @@ struct PgSchema {
 impl PgSchema {
     async fn create(base: &str) -> anyhow::Result<Self> {
         let name = format!("bh_bench_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::PgPool::connect(base)
+        blockhook_store::postgres::schema::create(base, &name)
             .await
-            .context("connecting to PostgreSQL")?;
-        sqlx::query(&format!("CREATE SCHEMA {name}"))
-            .execute(&pool)
-            .await?;
-        pool.close().await;
+            .context("creating a schema in PostgreSQL")?;
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
         Ok(Self {
@@ -449,14 +445,8 @@ impl PgSchema {
     }
 
     async fn drop_it(self) {
-        if let Ok(pool) = sqlx::PgPool::connect(&self.base).await {
-            if let Err(e) = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
-                .execute(&pool)
-                .await
-            {
-                eprintln!("could not drop schema {}: {e}", self.name);
-            }
-            pool.close().await;
+        if let Err(e) = blockhook_store::postgres::schema::drop(&self.base, &self.name).await {
+            eprintln!("could not drop schema {}: {e}", self.name);
         }
     }
 }

@@ -4,27 +4,30 @@
 //! A lease is `lease_token` + `lease_until`, and claiming also moves `next_attempt_at` to
 //! `lease_until`: an expired lease is then simply due again, found by the same index scan as any
 //! due delivery, and a crashed worker's claims come back without a separate sweep.
+//!
+//! Manual actions on deliveries: resending an event and recovering an endpoint's failures.
+//!
+//! The [`Queue`] impl.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use blockhook_core::{
-    Claim, ClaimRequest, Completion, DeliveryId, DeliveryState, Endpoint, EndpointId, Error,
-    EventId, EventType, LeaseToken, Next, Payload, Timestamp,
+    Claim, ClaimRequest, Completion, DeliveryId, DeliveryOrigin, DeliveryState, Endpoint,
+    EndpointId, Error, EventId, EventType, LeaseToken, MerchantId, Next, Payload, Queue,
+    ResendLimits, ResendScope, Timestamp,
 };
 use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::cache::CachedEvent;
-use rusqlite::{Connection, params, params_from_iter};
-
-use super::db::Db;
+use super::db::SqliteStore;
 use super::endpoints;
+use super::events::{NewDelivery, insert_deliveries};
 use super::rows::{json_list, padded_chunks, pairs_json, placeholders, to_u32};
 use super::writer::{Bind, Cx, Durability, NULL, Session, blob, int, text};
 use crate::{classify, classify_sqlite};
-
-/// The most candidate rows one claim looks at when `per_endpoint_max` may reject some.
-const MAX_CANDIDATES: i64 = 10_000;
 
 // Walks the partial index `deliveries_due` in due order (`d` is the outer loop: CROSS JOIN pins
 // the join order, so the planner never scans endpoints first and sorts the whole backlog). The
@@ -49,10 +52,6 @@ type Leased = (LeaseToken, Vec<Candidate>, HashMap<String, Arc<Endpoint>>);
 // `OR IGNORE`: a statement that cannot abort needs no statement journal.
 const LEASE: &str = "UPDATE OR IGNORE deliveries SET lease_token = ?1, lease_until = ?2, \
      next_attempt_at = ?2, updated_at = ?3 WHERE id IN (SELECT value FROM json_each(?4))";
-
-// Only for events the cache does not hold (see `cache`).
-const CLAIMED_EVENTS: &str = "SELECT id, event_type, payload, created_at FROM events \
-     WHERE id IN (SELECT value FROM json_each(?1))";
 
 #[derive(sqlx::FromRow)]
 struct ClaimedEvent {
@@ -115,124 +114,222 @@ fn lease_due(
     Ok(Some((token, chosen, endpoints)))
 }
 
-/// A fixed number of statements whatever the batch size: candidates, lease and (only for
-/// endpoints the cache lacks at their current version) endpoints in one short write transaction,
-/// then, after the commit and on readers, only the events the cache lacks. Each event's payload
-/// is one shared `Bytes` for all its claims, each endpoint one shared `Arc`.
-pub(super) async fn claim_due(s: &Db, req: &ClaimRequest) -> Result<Vec<Claim>, Error> {
-    if req.max == 0 || req.per_endpoint_max == 0 {
-        return Ok(Vec::new());
+#[async_trait::async_trait]
+impl Queue for SqliteStore {
+    async fn wait_for_work(&self, max: Duration) {
+        // One process uses the file, and its dispatcher is woken directly on ingest.
+        tokio::time::sleep(max).await;
     }
-    let capped = req.per_endpoint_max < req.max;
-    let look_at = if capped {
-        (i64::from(req.max) * 4).min(MAX_CANDIDATES)
-    } else {
-        i64::from(req.max)
-    };
-    let exclude = json_list(req.exclude.iter().map(EndpointId::as_str))?;
 
-    // Only leases are written: see `Durability::Relaxed` for why they need no fsync.
-    let owned = req.clone();
-    let leased = s
-        .thread
-        .run(Durability::Relaxed, move |conn, cx| {
-            lease_due(cx, conn, &owned, &exclude, look_at)
-        })
-        .await?;
-    let Some((token, chosen, endpoints_by_id)) = leased else {
-        return Ok(Vec::new());
-    };
-    let mut event_ids: Vec<&str> = chosen.iter().map(|c| c.1.as_str()).collect();
-    event_ids.sort_unstable();
-    event_ids.dedup();
-    let (cached, missing) = s.events.get_all(event_ids);
-    let mut fetched: HashMap<String, CachedEvent> = HashMap::new();
-    if !missing.is_empty() {
-        s.tick(1);
-        let rows = sqlx::query_as::<_, ClaimedEvent>(CLAIMED_EVENTS)
-            .bind(json_list(missing)?)
-            .fetch_all(&s.readers)
+    async fn finish(&self, done: &[Completion], now: Timestamp) -> Result<u32, Error> {
+        self.db.thread.finish(done, now).await
+    }
+
+    /// A fixed number of statements whatever the batch size: candidates, lease and (only for
+    /// endpoints the cache lacks at their current version) endpoints in one short write transaction,
+    /// then, after the commit and on readers, only the events the cache lacks. Each event's payload
+    /// is one shared `Bytes` for all its claims, each endpoint one shared `Arc`.
+    async fn claim_due(&self, req: &ClaimRequest) -> Result<Vec<Claim>, Error> {
+        /// The most candidate rows one claim looks at when `per_endpoint_max` may reject some.
+        const MAX_CANDIDATES: i64 = 10_000;
+        // Only for events the cache does not hold (see `cache`).
+        const CLAIMED_EVENTS: &str = "SELECT id, event_type, payload, created_at FROM events \
+             WHERE id IN (SELECT value FROM json_each(?1))";
+
+        if req.max == 0 || req.per_endpoint_max == 0 {
+            return Ok(Vec::new());
+        }
+        let capped = req.per_endpoint_max < req.max;
+        let look_at = if capped {
+            (i64::from(req.max) * 4).min(MAX_CANDIDATES)
+        } else {
+            i64::from(req.max)
+        };
+        let exclude = json_list(req.exclude.iter().map(EndpointId::as_str))?;
+
+        // Only leases are written: see `Durability::Relaxed` for why they need no fsync.
+        let owned = req.clone();
+        let leased = self
+            .db
+            .thread
+            .run(Durability::Relaxed, move |conn, cx| {
+                lease_due(cx, conn, &owned, &exclude, look_at)
+            })
+            .await?;
+        let Some((token, chosen, endpoints_by_id)) = leased else {
+            return Ok(Vec::new());
+        };
+        let mut event_ids: Vec<&str> = chosen.iter().map(|c| c.1.as_str()).collect();
+        event_ids.sort_unstable();
+        event_ids.dedup();
+        let (cached, missing) = self.db.events.get_all(event_ids);
+        let mut fetched: HashMap<String, CachedEvent> = HashMap::new();
+        if !missing.is_empty() {
+            self.db.tick(1);
+            let rows = sqlx::query_as::<_, ClaimedEvent>(CLAIMED_EVENTS)
+                .bind(json_list(missing)?)
+                .fetch_all(&self.db.readers)
+                .await
+                .map_err(classify)?;
+            for ev in rows {
+                let Some(payload) = ev.payload else { continue };
+                let event_type = EventType::parse(&ev.event_type).map_err(|_| {
+                    Error::Internal(format!("stored event type {:?}", ev.event_type))
+                })?;
+                let cached = CachedEvent {
+                    event_type,
+                    // One `Bytes` per event, shared by all its claims.
+                    payload: Payload::from_trusted(Bytes::from(payload)),
+                    created_at: Timestamp::from_ms(ev.created_at),
+                };
+                fetched.insert(ev.id, cached);
+            }
+        }
+
+        let mut claims = Vec::with_capacity(chosen.len());
+        for (id, event_id, endpoint_id, attempts, round_start, _, _) in &chosen {
+            // Both can only be missing if the endpoint or merchant was deleted since the commit (the
+            // delivery went with it), or a payload was purged under a pending delivery (purge skips
+            // those); either way there is nothing to send, and the lease simply lapses.
+            let ev = cached
+                .get(event_id.as_str())
+                .or_else(|| fetched.get(event_id));
+            let (Some(ev), Some(endpoint)) = (ev, endpoints_by_id.get(endpoint_id)) else {
+                tracing::warn!(delivery = %id, "claimed delivery lost its event payload or endpoint");
+                continue;
+            };
+            let attempts = to_u32(*attempts, "attempts")?;
+            let round_start = to_u32(*round_start, "round start")?;
+            claims.push(Claim {
+                delivery_id: DeliveryId::from_trusted(id.clone()),
+                lease: token,
+                attempt: attempts.saturating_add(1),
+                round_attempt: attempts.saturating_sub(round_start).saturating_add(1),
+                event_id: EventId::from_trusted(event_id.clone()),
+                event_type: ev.event_type.clone(),
+                payload: ev.payload.clone(),
+                event_created_at: ev.created_at,
+                endpoint: endpoint.clone(),
+            });
+        }
+        Ok(claims)
+    }
+
+    /// One transaction on the writer thread; one statement per 256 leases.
+    async fn renew_leases(
+        &self,
+        leases: &[(DeliveryId, LeaseToken)],
+        until: Timestamp,
+    ) -> Result<(), Error> {
+        // The leases to extend, as `VALUES` joined to the table by primary key; only rows still holding
+        // the token move. (Padding rows are all NULL and match nothing.)
+        const RENEW: (&str, &str) = (
+            "WITH r(id, token) AS (VALUES ",
+            ") UPDATE OR IGNORE deliveries SET lease_until = ?, next_attempt_at = ? FROM r \
+             WHERE deliveries.id = r.id AND deliveries.lease_token = r.token \
+               AND deliveries.state = 'pending'",
+        );
+
+        let leases = leases.to_vec();
+        self.db
+            .thread
+            .run(Durability::Relaxed, move |conn, cx| {
+                for (chunk, rows) in padded_chunks(&leases) {
+                    let sql = format!("{}{}{}", RENEW.0, placeholders(rows, 2), RENEW.1);
+                    let mut values: Vec<Bind<'_>> = Vec::with_capacity(rows * 2 + 2);
+                    for (id, token) in chunk {
+                        values.push(text(id.as_str()));
+                        values.push(int(token.0));
+                    }
+                    values.resize(rows * 2, NULL);
+                    values.push(int(until.ms()));
+                    values.push(int(until.ms()));
+                    cx.tick(1);
+                    conn.prepare_cached(&sql)
+                        .and_then(|mut stmt| stmt.execute(params_from_iter(values)))
+                        .map_err(classify_sqlite)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn next_due_at(&self) -> Result<Option<Timestamp>, Error> {
+        // The head of the due index among enabled endpoints (a disabled endpoint's deliveries wait and
+        // must not make the dispatcher spin on work it cannot claim).
+        const NEXT_DUE: &str = "SELECT d.next_attempt_at FROM deliveries d CROSS JOIN endpoints e \
+             WHERE d.state = 'pending' AND e.id = d.endpoint_id AND e.enabled = 1 \
+             ORDER BY d.next_attempt_at LIMIT 1";
+
+        self.db.tick(1);
+        let row: Option<(Option<i64>,)> = sqlx::query_as(NEXT_DUE)
+            .fetch_optional(&self.db.readers)
             .await
             .map_err(classify)?;
-        for ev in rows {
-            let Some(payload) = ev.payload else { continue };
-            let event_type = EventType::parse(&ev.event_type)
-                .map_err(|_| Error::Internal(format!("stored event type {:?}", ev.event_type)))?;
-            let cached = CachedEvent {
-                event_type,
-                // One `Bytes` per event, shared by all its claims.
-                payload: Payload::from_trusted(Bytes::from(payload)),
-                created_at: Timestamp::from_ms(ev.created_at),
-            };
-            fetched.insert(ev.id, cached);
-        }
+        Ok(row.and_then(|(t,)| t).map(Timestamp::from_ms))
     }
 
-    let mut claims = Vec::with_capacity(chosen.len());
-    for (id, event_id, endpoint_id, attempts, round_start, _, _) in &chosen {
-        // Both can only be missing if the endpoint or merchant was deleted since the commit (the
-        // delivery went with it), or a payload was purged under a pending delivery (purge skips
-        // those); either way there is nothing to send, and the lease simply lapses.
-        let ev = cached
-            .get(event_id.as_str())
-            .or_else(|| fetched.get(event_id));
-        let (Some(ev), Some(endpoint)) = (ev, endpoints_by_id.get(endpoint_id)) else {
-            tracing::warn!(delivery = %id, "claimed delivery lost its event payload or endpoint");
-            continue;
-        };
-        let attempts = to_u32(*attempts, "attempts")?;
-        let round_start = to_u32(*round_start, "round start")?;
-        claims.push(Claim {
-            delivery_id: DeliveryId::from_trusted(id.clone()),
-            lease: token,
-            attempt: attempts.saturating_add(1),
-            round_attempt: attempts.saturating_sub(round_start).saturating_add(1),
-            event_id: EventId::from_trusted(event_id.clone()),
-            event_type: ev.event_type.clone(),
-            payload: ev.payload.clone(),
-            event_created_at: ev.created_at,
-            endpoint: endpoint.clone(),
-        });
+    /// Checks the event, the scope, then the limits, and creates the deliveries, all in one write
+    /// transaction (on the writer thread) so two concurrent resends cannot both pass the count check.
+    async fn resend(
+        &self,
+        merchant: &MerchantId,
+        event: &EventId,
+        scope: &ResendScope,
+        limits: &ResendLimits,
+        now: Timestamp,
+    ) -> Result<Vec<DeliveryId>, Error> {
+        let (merchant, event, scope, limits) =
+            (merchant.clone(), event.clone(), scope.clone(), *limits);
+        self.db
+            .thread
+            .run(Durability::Durable, move |conn, cx| {
+                resend_in(cx, conn, &merchant, &event, &scope, &limits, now)
+            })
+            .await
     }
-    Ok(claims)
-}
 
-// The leases to extend, as `VALUES` joined to the table by primary key; only rows still holding
-// the token move. (Padding rows are all NULL and match nothing.)
-const RENEW: (&str, &str) = (
-    "WITH r(id, token) AS (VALUES ",
-    ") UPDATE OR IGNORE deliveries SET lease_until = ?, next_attempt_at = ? FROM r \
-     WHERE deliveries.id = r.id AND deliveries.lease_token = r.token \
-       AND deliveries.state = 'pending'",
-);
+    /// One statement when something is recovered; a second one tells "nothing failed" from "not
+    /// yours".
+    async fn recover(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, Error> {
+        // A fresh round: `round_start = attempts`, so the next claim's round attempt is 1 again.
+        // Deliveries whose event payload retention already removed cannot be sent and stay failed.
+        const RECOVER: &str = "UPDATE deliveries SET state = 'pending', next_attempt_at = ?4, \
+             round_start = attempts, lease_token = NULL, lease_until = NULL, updated_at = ?4 \
+             WHERE endpoint_id = ?1 AND merchant_id = ?2 AND state = 'failed' AND created_at >= ?3 \
+               AND EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id \
+                           AND e.payload IS NOT NULL)";
+        const ENDPOINT_EXISTS: &str = "SELECT 1 FROM endpoints WHERE id = ?1 AND merchant_id = ?2";
 
-/// One transaction on the writer thread; one statement per 256 leases.
-pub(super) async fn renew_leases(
-    s: &Db,
-    leases: &[(DeliveryId, LeaseToken)],
-    until: Timestamp,
-) -> Result<(), Error> {
-    let leases = leases.to_vec();
-    s.thread
-        .run(Durability::Relaxed, move |conn, cx| {
-            for (chunk, rows) in padded_chunks(&leases) {
-                let sql = format!("{}{}{}", RENEW.0, placeholders(rows, 2), RENEW.1);
-                let mut values: Vec<Bind<'_>> = Vec::with_capacity(rows * 2 + 2);
-                for (id, token) in chunk {
-                    values.push(text(id.as_str()));
-                    values.push(int(token.0));
-                }
-                values.resize(rows * 2, NULL);
-                values.push(int(until.ms()));
-                values.push(int(until.ms()));
-                cx.tick(1);
-                conn.prepare_cached(&sql)
-                    .and_then(|mut stmt| stmt.execute(params_from_iter(values)))
-                    .map_err(classify_sqlite)?;
+        self.db.tick(1);
+        let done = sqlx::query(RECOVER)
+            .bind(endpoint.as_str())
+            .bind(merchant.as_str())
+            .bind(since.ms())
+            .bind(now.ms())
+            .execute(&mut *self.db.write().await?)
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() == 0 {
+            self.db.tick(1);
+            let exists = sqlx::query(ENDPOINT_EXISTS)
+                .bind(endpoint.as_str())
+                .bind(merchant.as_str())
+                .fetch_optional(&self.db.readers)
+                .await
+                .map_err(classify)?;
+            if exists.is_none() {
+                return Err(Error::NotFound("endpoint"));
             }
-            Ok(())
-        })
-        .await
+        }
+        Ok(done.rows_affected())
+    }
 }
 
 // Logs the attempt of every completion whose lease token still holds: the join with the live
@@ -477,17 +574,87 @@ fn apply_rows(cx: &Cx, conn: &Connection, all: &[Row<'_>]) -> Result<u32, Error>
     Ok(u32::try_from(applied_total).unwrap_or(u32::MAX))
 }
 
-// The head of the due index among enabled endpoints (a disabled endpoint's deliveries wait and
-// must not make the dispatcher spin on work it cannot claim).
-const NEXT_DUE: &str = "SELECT d.next_attempt_at FROM deliveries d CROSS JOIN endpoints e \
-     WHERE d.state = 'pending' AND e.id = d.endpoint_id AND e.enabled = 1 \
-     ORDER BY d.next_attempt_at LIMIT 1";
+const RESEND_EVENT: &str = "SELECT created_at, resend_count, payload IS NOT NULL AS has_payload \
+     FROM events WHERE id = ?1 AND merchant_id = ?2";
 
-pub(super) async fn next_due_at(s: &Db) -> Result<Option<Timestamp>, Error> {
-    s.tick(1);
-    let row: Option<(Option<i64>,)> = sqlx::query_as(NEXT_DUE)
-        .fetch_optional(&s.readers)
-        .await
-        .map_err(classify)?;
-    Ok(row.and_then(|(t,)| t).map(Timestamp::from_ms))
+// Every endpoint the event was delivered to (deliveries cascade away with their endpoint, so
+// these all still exist).
+const PAST_TARGETS: &str = "SELECT DISTINCT endpoint_id FROM deliveries WHERE event_id = ?1";
+
+const OWN_ENDPOINT: &str = "SELECT id FROM endpoints WHERE id = ?1 AND merchant_id = ?2";
+
+const COUNT_RESEND: &str = "UPDATE events SET resend_count = resend_count + 1 WHERE id = ?1";
+
+fn resend_in(
+    cx: &Cx,
+    conn: &Connection,
+    merchant: &MerchantId,
+    event: &EventId,
+    scope: &ResendScope,
+    limits: &ResendLimits,
+    now: Timestamp,
+) -> Result<Vec<DeliveryId>, Error> {
+    cx.tick(1);
+    let ev: Option<(i64, i64, bool)> = conn
+        .prepare_cached(RESEND_EVENT)
+        .and_then(|mut stmt| {
+            stmt.query_row(params![event.as_str(), merchant.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+        })
+        .map_err(classify_sqlite)?;
+    let (created_at, resend_count, has_payload) = ev.ok_or(Error::NotFound("event"))?;
+
+    cx.tick(1);
+    let targets: Vec<String> = match scope {
+        ResendScope::All => conn.prepare_cached(PAST_TARGETS).and_then(|mut stmt| {
+            stmt.query_map([event.as_str()], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        }),
+        ResendScope::Endpoint(id) => conn.prepare_cached(OWN_ENDPOINT).and_then(|mut stmt| {
+            stmt.query_map([id.as_str(), merchant.as_str()], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        }),
+    }
+    .map_err(classify_sqlite)?;
+    if targets.is_empty() && matches!(scope, ResendScope::Endpoint(_)) {
+        return Err(Error::NotFound("endpoint"));
+    }
+
+    let age = now.since(Timestamp::from_ms(created_at));
+    if age >= limits.window {
+        return Err(Error::Conflict(format!(
+            "resend window passed: events can be resent for {}s after they arrive",
+            limits.window.as_secs()
+        )));
+    }
+    if resend_count >= i64::from(limits.max_per_event) {
+        return Err(Error::Conflict(format!(
+            "resend limit reached: max_per_event is {}",
+            limits.max_per_event
+        )));
+    }
+    if !has_payload {
+        return Err(Error::Conflict(
+            "the event's payload is no longer retained".to_owned(),
+        ));
+    }
+
+    let deliveries: Vec<NewDelivery<'_>> = targets
+        .iter()
+        .map(|endpoint_id| NewDelivery {
+            id: DeliveryId::generate(),
+            event_id: event.as_str(),
+            endpoint_id,
+            merchant_id: merchant.as_str(),
+            at: now,
+        })
+        .collect();
+    insert_deliveries(cx, conn, &deliveries, DeliveryOrigin::Resend)?;
+    cx.tick(1);
+    conn.prepare_cached(COUNT_RESEND)
+        .and_then(|mut stmt| stmt.execute([event.as_str()]))
+        .map_err(classify_sqlite)?;
+    Ok(deliveries.into_iter().map(|d| d.id).collect())
 }

@@ -1,24 +1,20 @@
-//! [`PgStore`]: the connection pool, the statement counter, the wake-up listener, and the
-//! `Store` impl that hands each verb to the module owning its SQL.
+//! [`PgStore`]: the connection pool, the statement counter, the wake-up listener, opening and
+//! migrating, and the small SQL helpers every concern file shares (cursors, page sizes, insert
+//! errors). The `Store` traits are implemented in the concern files above this one.
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use blockhook_core::{
-    ApiKey, ApiKeyId, AttemptRecord, Claim, ClaimRequest, Completion, Cursor, Delivery, DeliveryId,
-    Endpoint, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId, EventQuery,
-    Ingested, JobLock, LeaseToken, Merchant, MerchantId, MerchantStatus, NewApiKey, NewEvent,
-    NewMerchant, Page, QueueStats, ResendLimits, ResendScope, SealedSecret, Store, Timestamp,
-};
+use blockhook_core::{Cursor, Error};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{actions, dispatch, endpoints, ingest, jobs, keys, listen, logs, merchants, ops};
+use super::listen;
 use crate::{StoreOptions, classify};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -36,8 +32,8 @@ pub struct PgStore {
     pub(super) connect: PgConnectOptions,
     /// The schema in use: job locks are per database, so their keys name it.
     pub(super) schema: String,
-    statements: AtomicU64,
-    wake: Arc<Notify>,
+    pub(super) statements: AtomicU64,
+    pub(super) wake: Arc<Notify>,
     listener: JoinHandle<()>,
 }
 
@@ -195,217 +191,6 @@ fn migrate_error(e: MigrateError) -> Error {
     match e {
         MigrateError::Execute(e) => classify(e),
         other => Error::Internal(format!("migration: {other}")),
-    }
-}
-
-#[async_trait::async_trait]
-impl Store for PgStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
-    async fn ping(&self) -> Result<(), Error> {
-        const PING: &str = "SELECT 1";
-        sqlx::query(PING)
-            .execute(self.db())
-            .await
-            .map_err(classify)?;
-        Ok(())
-    }
-
-    fn statements(&self) -> u64 {
-        self.statements.load(Ordering::Relaxed)
-    }
-
-    async fn wait_for_work(&self, max: Duration) {
-        // Elapsing is the normal way out when nothing was notified.
-        let _ = tokio::time::timeout(max, self.wake.notified()).await;
-    }
-
-    async fn create_merchant(&self, m: &NewMerchant) -> Result<Merchant, Error> {
-        merchants::create(self, m).await
-    }
-    async fn get_merchant(&self, id: &MerchantId) -> Result<Merchant, Error> {
-        merchants::get(self, id).await
-    }
-    async fn list_merchants(
-        &self,
-        after: Option<&Cursor>,
-        limit: u32,
-    ) -> Result<Page<Merchant>, Error> {
-        merchants::list(self, after, limit).await
-    }
-    async fn set_merchant_status(
-        &self,
-        id: &MerchantId,
-        status: MerchantStatus,
-    ) -> Result<Merchant, Error> {
-        merchants::set_status(self, id, status).await
-    }
-    async fn delete_merchant(&self, id: &MerchantId) -> Result<(), Error> {
-        merchants::delete(self, id).await
-    }
-    async fn create_api_key(&self, key: &NewApiKey) -> Result<ApiKey, Error> {
-        merchants::create_key(self, key).await
-    }
-    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, Error> {
-        merchants::key_by_hash(self, hash).await
-    }
-    async fn list_api_keys(&self, merchant: &MerchantId) -> Result<Vec<ApiKey>, Error> {
-        merchants::list_keys(self, merchant).await
-    }
-    async fn revoke_api_key(
-        &self,
-        merchant: &MerchantId,
-        id: &ApiKeyId,
-        at: Timestamp,
-    ) -> Result<(), Error> {
-        merchants::revoke_key(self, merchant, id, at).await
-    }
-
-    async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), Error> {
-        endpoints::create(self, ep).await
-    }
-    async fn get_endpoint(
-        &self,
-        merchant: &MerchantId,
-        id: &EndpointId,
-    ) -> Result<Endpoint, Error> {
-        endpoints::get(self, merchant, id).await
-    }
-    async fn list_endpoints(
-        &self,
-        merchant: &MerchantId,
-        after: Option<&Cursor>,
-        limit: u32,
-    ) -> Result<Page<Endpoint>, Error> {
-        endpoints::list(self, merchant, after, limit).await
-    }
-    async fn update_endpoint(&self, ep: &Endpoint) -> Result<(), Error> {
-        endpoints::update(self, ep).await
-    }
-    async fn delete_endpoint(&self, merchant: &MerchantId, id: &EndpointId) -> Result<(), Error> {
-        endpoints::delete(self, merchant, id).await
-    }
-
-    async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
-        ingest::ingest(self, events).await
-    }
-    async fn get_event(&self, merchant: &MerchantId, id: &EventId) -> Result<Event, Error> {
-        logs::get_event(self, merchant, id).await
-    }
-    async fn list_events(
-        &self,
-        merchant: &MerchantId,
-        q: &EventQuery,
-    ) -> Result<Page<Event>, Error> {
-        logs::list_events(self, merchant, q).await
-    }
-    async fn list_deliveries(
-        &self,
-        merchant: &MerchantId,
-        event: &EventId,
-        now: Timestamp,
-    ) -> Result<Vec<Delivery>, Error> {
-        logs::list_deliveries(self, merchant, event, now).await
-    }
-    async fn get_delivery(
-        &self,
-        merchant: &MerchantId,
-        id: &DeliveryId,
-        now: Timestamp,
-    ) -> Result<Delivery, Error> {
-        logs::get_delivery(self, merchant, id, now).await
-    }
-    async fn list_attempts(
-        &self,
-        merchant: &MerchantId,
-        delivery: &DeliveryId,
-    ) -> Result<Vec<AttemptRecord>, Error> {
-        logs::list_attempts(self, merchant, delivery).await
-    }
-    async fn backlog(&self, merchant: &MerchantId) -> Result<Vec<EndpointBacklog>, Error> {
-        logs::backlog(self, merchant).await
-    }
-    async fn endpoint_health(
-        &self,
-        merchant: &MerchantId,
-        endpoint: &EndpointId,
-        since: Timestamp,
-    ) -> Result<EndpointHealth, Error> {
-        logs::endpoint_health(self, merchant, endpoint, since).await
-    }
-
-    async fn claim_due(&self, req: &ClaimRequest) -> Result<Vec<Claim>, Error> {
-        dispatch::claim_due(self, req).await
-    }
-    async fn renew_leases(
-        &self,
-        leases: &[(DeliveryId, LeaseToken)],
-        until: Timestamp,
-    ) -> Result<(), Error> {
-        dispatch::renew_leases(self, leases, until).await
-    }
-    async fn finish(&self, done: &[Completion], now: Timestamp) -> Result<u32, Error> {
-        dispatch::finish(self, done, now).await
-    }
-    async fn next_due_at(&self) -> Result<Option<Timestamp>, Error> {
-        dispatch::next_due_at(self).await
-    }
-
-    async fn resend(
-        &self,
-        merchant: &MerchantId,
-        event: &EventId,
-        scope: &ResendScope,
-        limits: &ResendLimits,
-        now: Timestamp,
-    ) -> Result<Vec<DeliveryId>, Error> {
-        actions::resend(self, merchant, event, scope, limits, now).await
-    }
-    async fn recover(
-        &self,
-        merchant: &MerchantId,
-        endpoint: &EndpointId,
-        since: Timestamp,
-        now: Timestamp,
-    ) -> Result<u64, Error> {
-        actions::recover(self, merchant, endpoint, since, now).await
-    }
-
-    async fn queue_stats(&self, now: Timestamp) -> Result<QueueStats, Error> {
-        ops::queue_stats(self, now).await
-    }
-    async fn purge_before(&self, before: Timestamp, batch: u32) -> Result<u64, Error> {
-        ops::purge_before(self, before, batch).await
-    }
-    async fn try_job_lock(&self, job: &str) -> Result<Option<Box<dyn JobLock>>, Error> {
-        jobs::try_lock(self, job).await
-    }
-
-    async fn key_check(&self) -> Result<Option<Vec<u8>>, Error> {
-        keys::key_check(self).await
-    }
-    async fn init_key_check(&self, sealed: &[u8]) -> Result<Vec<u8>, Error> {
-        keys::init_key_check(self, sealed).await
-    }
-    async fn replace_key_check(&self, expected: &[u8], new: &[u8]) -> Result<bool, Error> {
-        keys::replace_key_check(self, expected, new).await
-    }
-    async fn sealed_secrets(
-        &self,
-        after: Option<&EndpointId>,
-        limit: u32,
-    ) -> Result<Vec<(EndpointId, SealedSecret)>, Error> {
-        keys::sealed_secrets(self, after, limit).await
-    }
-    async fn reseal_secret(
-        &self,
-        id: &EndpointId,
-        expected: &SealedSecret,
-        new: &SealedSecret,
-    ) -> Result<bool, Error> {
-        keys::reseal_secret(self, id, expected, new).await
     }
 }
 

@@ -1,0 +1,98 @@
+//! Events and their logs: ingest (the write every event takes) and everything read back about
+//! events, their deliveries and the deliveries' attempts, including the per-endpoint views built
+//! from them (backlog, health).
+
+use crate::{
+    AttemptRecord, Claim, ClaimRequest, Delivery, DeliveryId, EndpointId, Error, Event, EventId,
+    EventQuery, Ingested, MerchantId, NewEvent, Page, Timestamp,
+};
+
+use super::{EndpointBacklog, EndpointHealth};
+
+/// Events, deliveries and attempts.
+#[async_trait::async_trait]
+pub trait Events: Send + Sync + 'static {
+    /// Stores events and one pending delivery (due at the event's `created_at`) per enabled
+    /// matching endpoint of its merchant, all in one transaction. A repeated idempotency key of
+    /// the same merchant returns the original event id with `duplicate: true` and stores nothing.
+    /// An unknown merchant fails the whole batch with `NotFound("merchant")`, a suspended one with
+    /// `Conflict`.
+    async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error>;
+    /// [`ingest`](Events::ingest), and in the same transaction leases some of the new deliveries
+    /// to the caller, who is about to send them (direct handoff: no `claim_due` round trip, and
+    /// no delay between commit and first attempt). `lease` is read like a claim: at most
+    /// `lease.max` deliveries, at most `lease.per_endpoint_max` per endpoint, none of the
+    /// `lease.exclude`d endpoints, under one fresh token until `lease.lease_until`. The rest stay
+    /// due for `claim_due`. A store that cannot hand off returns no claims (the default).
+    async fn ingest_and_claim(
+        &self,
+        events: &[NewEvent],
+        lease: &ClaimRequest,
+    ) -> Result<(Vec<Ingested>, Vec<Claim>), Error> {
+        let _ = lease;
+        Ok((self.ingest(events).await?, Vec::new()))
+    }
+    /// One event.
+    async fn get_event(&self, merchant: &MerchantId, id: &EventId) -> Result<Event, Error>;
+    /// Events, newest first.
+    async fn list_events(
+        &self,
+        merchant: &MerchantId,
+        q: &EventQuery,
+    ) -> Result<Page<Event>, Error>;
+    /// The deliveries of one event, oldest first.
+    async fn list_deliveries(
+        &self,
+        merchant: &MerchantId,
+        event: &EventId,
+        now: Timestamp,
+    ) -> Result<Vec<Delivery>, Error>;
+    /// The deliveries of several events of a merchant, in one query: ordered by event id, then
+    /// oldest first within an event. Ids that are not the merchant's events contribute nothing
+    /// (no error: a batch read answers for what exists).
+    async fn list_deliveries_of_events(
+        &self,
+        merchant: &MerchantId,
+        events: &[EventId],
+        now: Timestamp,
+    ) -> Result<Vec<Delivery>, Error>;
+    /// One delivery.
+    async fn get_delivery(
+        &self,
+        merchant: &MerchantId,
+        id: &DeliveryId,
+        now: Timestamp,
+    ) -> Result<Delivery, Error>;
+    /// The attempts of one delivery, oldest first.
+    async fn list_attempts(
+        &self,
+        merchant: &MerchantId,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<AttemptRecord>, Error>;
+    /// Every attempt of every delivery of one event, in one query: ordered by delivery id, then
+    /// attempt number. Empty when the event has no attempts or is not the merchant's.
+    async fn list_attempts_of_event(
+        &self,
+        merchant: &MerchantId,
+        event: &EventId,
+    ) -> Result<Vec<AttemptRecord>, Error>;
+    /// Undelivered work per endpoint of a merchant (endpoints with nothing undelivered omitted).
+    async fn backlog(&self, merchant: &MerchantId) -> Result<Vec<EndpointBacklog>, Error>;
+    /// Recent results of one endpoint since `since`.
+    async fn endpoint_health(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<EndpointHealth, Error>;
+    /// [`endpoint_health`](Events::endpoint_health) of several endpoints at once, with a fixed
+    /// number of statements whatever their count: one entry per endpoint of the merchant among
+    /// `endpoints`, in the order given (an endpoint without attempts gets the default, ids that
+    /// are not the merchant's endpoints are left out).
+    async fn endpoints_health(
+        &self,
+        merchant: &MerchantId,
+        endpoints: &[EndpointId],
+        since: Timestamp,
+    ) -> Result<Vec<(EndpointId, EndpointHealth)>, Error>;
+}

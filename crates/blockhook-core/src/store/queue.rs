@@ -1,0 +1,56 @@
+//! The delivery queue: what moves deliveries through their states. Dispatchers claim due work
+//! under a lease, renew and finish it; operators put work back (resend, recover).
+
+use std::time::Duration;
+
+use crate::{
+    Claim, ClaimRequest, Completion, DeliveryId, EndpointId, Error, EventId, LeaseToken,
+    MerchantId, Timestamp,
+};
+
+use super::{ResendLimits, ResendScope};
+
+/// Claiming, leasing, finishing and re-queueing deliveries.
+#[async_trait::async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Resolves when another process may have made work due (PostgreSQL: LISTEN/NOTIFY on the
+    /// channel `ingest` notifies inside its transaction), or after `max`. The embedded store is
+    /// used by one process, whose dispatcher is woken directly, so it just waits `max`.
+    async fn wait_for_work(&self, max: Duration);
+
+    /// Leases due pending deliveries of enabled endpoints, oldest due first, and commits the
+    /// leases before returning. Deliveries whose lease expired are due again.
+    async fn claim_due(&self, req: &ClaimRequest) -> Result<Vec<Claim>, Error>;
+    /// Extends leases still held with these tokens.
+    async fn renew_leases(
+        &self,
+        leases: &[(DeliveryId, LeaseToken)],
+        until: Timestamp,
+    ) -> Result<(), Error>;
+    /// Logs each attempt and applies its `Next` (state, attempts, next time, lease released,
+    /// endpoint disabled on `DisableEndpoint`), in one transaction. Completions whose lease token
+    /// is stale are skipped entirely (not even the attempt is logged). Returns how many applied.
+    async fn finish(&self, done: &[Completion], now: Timestamp) -> Result<u32, Error>;
+    /// The earliest time any pending delivery becomes due (incl. expired leases), if any.
+    async fn next_due_at(&self) -> Result<Option<Timestamp>, Error>;
+
+    /// Creates new pending deliveries (origin `Resend`, due `now`) of an event; enforces the
+    /// limits (`Conflict` naming the limit reached) and counts one resend per call.
+    async fn resend(
+        &self,
+        merchant: &MerchantId,
+        event: &EventId,
+        scope: &ResendScope,
+        limits: &ResendLimits,
+        now: Timestamp,
+    ) -> Result<Vec<DeliveryId>, Error>;
+    /// Re-queues every failed delivery of an endpoint created at or after `since`: pending, due
+    /// `now`, with a fresh retry round. Returns how many.
+    async fn recover(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, Error>;
+}

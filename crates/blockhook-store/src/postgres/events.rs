@@ -1,0 +1,779 @@
+//! Events: the [`Events`] impl.
+//!
+//! Ingest: a batch of events and their fan-out in two round trips, whatever the batch size.
+//!
+//! 1. `LOAD` reads every merchant of the batch with its enabled endpoints (once per merchant,
+//!    not per event), and the fan-out (which endpoint wants which event) is decided here in Rust,
+//!    where delivery ids are generated like every other id.
+//! 2. `STORE` is one statement, hence one transaction: it inserts the events (array-bound,
+//!    `ON CONFLICT DO NOTHING` on the idempotency key), the deliveries of the events actually
+//!    inserted, and issues the `pg_notify` that wakes other processes at commit.
+//!
+//! An idempotency key that already names a different event (another type, other payload bytes)
+//! refuses the whole batch: repeats inside the batch are found here before any statement, and
+//! repeats of committed events by `STORE` itself (its `clash` CTE keeps it from inserting
+//! anything). Only a key committed by a concurrent ingest after the statement's snapshot is
+//! found after the commit; a batch's other events are then stored (a single publish stores
+//! nothing either way).
+//!
+//! A merchant suspended or an endpoint disabled between the two steps is treated as if the change
+//! came just after the ingest, which is indistinguishable to anyone outside.
+//!
+//! Reading what happened: events, their deliveries and attempts, and the per-endpoint views
+//! (backlog, health). Every query is scoped by merchant; another merchant's ids read exactly like
+//! unknown ones.
+
+use std::collections::HashMap;
+
+use blockhook_core::{
+    AttemptRecord, Delivery, DeliveryId, DeliveryState, EndpointBacklog, EndpointHealth,
+    EndpointId, Error, Event, EventId, EventQuery, Events, Ingested, MerchantId, NewEvent, Page,
+    Timestamp,
+};
+
+use super::db::{PgStore, cursor, overfetch};
+use super::listen::CHANNEL;
+use super::rows::{
+    AttemptRow, DeliveryRow, EventRow, NextWhileLeased, count, filter_matches, filter_types, to_u32,
+};
+use crate::classify;
+
+#[derive(sqlx::FromRow)]
+struct TargetRow {
+    merchant_id: String,
+    status: String,
+    endpoint_id: Option<String>,
+    event_types: Option<String>,
+}
+
+const LOAD: &str = "SELECT m.id AS merchant_id, m.status, e.id AS endpoint_id, e.event_types \
+     FROM merchants m LEFT JOIN endpoints e ON e.merchant_id = m.id AND e.enabled \
+     WHERE m.id = ANY($1) ORDER BY m.id, e.id";
+
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    id: String,
+    stored: bool,
+    earlier_id: Option<String>,
+    /// Whether `earlier_id`'s event has the same type and payload bytes.
+    same: Option<bool>,
+    deliveries: Option<i64>,
+}
+
+// `input` keeps the batch order (ORDINALITY), so within one batch the first use of a key wins.
+// `fanned` only inserts deliveries of events `stored` really inserted (not idempotent repeats).
+// `woke` notifies only when a delivery was created; it is referenced (scalar subquery) because
+// an unreferenced plain CTE would not run. `earlier` finds the original of a repeated key among
+// committed events; a repeat of a key used earlier in the same batch, or committed concurrently
+// after this statement's snapshot, is resolved by the caller.
+const STORE: &str = "WITH input AS ( \
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::int8[]) \
+            WITH ORDINALITY AS i(id, merchant_id, event_type, payload, idempotency_key, created_at, ord) \
+     ), clash AS ( \
+        SELECT 1 FROM input i JOIN events e \
+            ON e.merchant_id = i.merchant_id AND e.idempotency_key = i.idempotency_key \
+        WHERE e.event_type <> i.event_type OR e.payload <> i.payload LIMIT 1 \
+     ), stored AS ( \
+        INSERT INTO events (id, merchant_id, event_type, payload, idempotency_key, created_at) \
+        SELECT id, merchant_id, event_type, payload, idempotency_key, created_at FROM input \
+        WHERE NOT EXISTS (SELECT 1 FROM clash) ORDER BY ord \
+        ON CONFLICT (merchant_id, idempotency_key) DO NOTHING \
+        RETURNING id \
+     ), fanned AS ( \
+        INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, state, origin, \
+            next_attempt_at, created_at, updated_at) \
+        SELECT d.id, d.event_id, d.endpoint_id, d.merchant_id, 'pending', 'initial', d.due, d.due, d.due \
+        FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::int8[]) \
+            AS d(id, event_id, endpoint_id, merchant_id, due) \
+        WHERE d.event_id IN (SELECT id FROM stored) \
+        RETURNING event_id \
+     ), woke AS ( \
+        SELECT pg_notify($12, current_schema()) FROM (SELECT 1 FROM fanned LIMIT 1) AS any_delivery \
+     ) \
+     SELECT i.id, s.id IS NOT NULL AS stored, earlier.id AS earlier_id, \
+        (earlier.event_type = i.event_type AND earlier.payload = i.payload) AS same, \
+        f.n AS deliveries, \
+        (SELECT count(*) FROM woke) AS woke \
+     FROM input i \
+     LEFT JOIN stored s ON s.id = i.id \
+     LEFT JOIN (SELECT event_id, count(*) AS n FROM fanned GROUP BY event_id) f ON f.event_id = i.id \
+     LEFT JOIN events earlier \
+        ON earlier.merchant_id = i.merchant_id AND earlier.idempotency_key = i.idempotency_key \
+     ORDER BY i.ord";
+
+#[async_trait::async_trait]
+impl Events for PgStore {
+    /// Stores `events` and their deliveries; see the module doc.
+    async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(clash) = repeated_in_batch(events) {
+            return Err(clash);
+        }
+        let mut merchants: Vec<&str> = events.iter().map(|e| e.merchant_id.as_str()).collect();
+        merchants.sort_unstable();
+        merchants.dedup();
+
+        // One checkout for both statements: no transaction needs to span them.
+        let mut conn = self.conn().await?;
+        let rows: Vec<TargetRow> = sqlx::query_as(LOAD)
+            .bind(&merchants)
+            .fetch_all(self.on(&mut conn))
+            .await
+            .map_err(classify)?;
+        let targets = targets_by_merchant(rows)?;
+
+        let mut ev = EventArrays::with_capacity(events.len());
+        let mut dl = DeliveryArrays::default();
+        for e in events {
+            let endpoints = targets
+                .get(e.merchant_id.as_str())
+                .ok_or(Error::NotFound("merchant"))?;
+            ev.push(e);
+            for t in endpoints {
+                if filter_matches(&t.types, &e.event_type) {
+                    dl.push(e, &t.endpoint_id);
+                }
+            }
+        }
+
+        let rows: Vec<StoredRow> = sqlx::query_as(STORE)
+            .bind(&ev.ids)
+            .bind(&ev.merchants)
+            .bind(&ev.types)
+            .bind(&ev.payloads)
+            .bind(&ev.keys)
+            .bind(&ev.created)
+            .bind(&dl.ids)
+            .bind(&dl.events)
+            .bind(&dl.endpoints)
+            .bind(&dl.merchants)
+            .bind(&dl.due)
+            .bind(CHANNEL)
+            .fetch_all(self.on(&mut conn))
+            .await
+            .map_err(store_error)?;
+        drop(conn);
+        resolve(self, events, rows).await
+    }
+
+    async fn get_event(&self, merchant: &MerchantId, id: &EventId) -> Result<Event, Error> {
+        const GET_EVENT: &str = "SELECT id, merchant_id, event_type, payload, idempotency_key, created_at, \
+             resend_count FROM events WHERE id = $1 AND merchant_id = $2";
+
+        let row: Option<EventRow> = sqlx::query_as(GET_EVENT)
+            .bind(id.as_str())
+            .bind(merchant.as_str())
+            .fetch_optional(self.db())
+            .await
+            .map_err(classify)?;
+        row.ok_or(Error::NotFound("event"))?.try_into()
+    }
+
+    async fn list_events(
+        &self,
+        merchant: &MerchantId,
+        q: &EventQuery,
+    ) -> Result<Page<Event>, Error> {
+        // Newest first by id with `id < cursor`, so rows inserted while paging (newer ids) never shift
+        // a page. Each other filter is off when its parameter is NULL. The state filter has no `now` to compare
+        // leases with (the query carries none), so "in flight" means "claimed and not yet finished"
+        // (a lease token is set), and `Pending` matches every undelivered delivery, leased or not.
+        const LIST_EVENTS: &str = "SELECT ev.id, ev.merchant_id, ev.event_type, ev.payload, \
+             ev.idempotency_key, ev.created_at, ev.resend_count \
+             FROM events ev \
+             WHERE ev.merchant_id = $1 \
+               AND ev.id < $2 \
+               AND ($3::text IS NULL OR lower(ev.event_type) = lower($3)) \
+               AND ($4::int8 IS NULL OR ev.created_at >= $4) \
+               AND ($5::int8 IS NULL OR ev.created_at < $5) \
+               AND ($6::text IS NULL OR EXISTS ( \
+                   SELECT 1 FROM deliveries d WHERE d.event_id = ev.id AND d.state = $6 \
+                     AND (NOT $7 OR d.lease_token IS NOT NULL))) \
+             ORDER BY ev.id DESC LIMIT $8";
+
+        let (state, leased) = match q.state {
+            None => (None, false),
+            Some(DeliveryState::InFlight) => (Some("pending"), true),
+            Some(s) => (Some(s.as_str()), false),
+        };
+        let rows: Vec<EventRow> = sqlx::query_as(LIST_EVENTS)
+            .bind(merchant.as_str())
+            .bind(cursor(q.after.as_ref()))
+            .bind(q.event_type.as_ref().map(|t| t.as_str()))
+            .bind(q.since.map(Timestamp::ms))
+            .bind(q.until.map(Timestamp::ms))
+            .bind(state)
+            .bind(leased)
+            .bind(overfetch(q.limit))
+            .fetch_all(self.db())
+            .await
+            .map_err(classify)?;
+        let events = rows
+            .into_iter()
+            .map(Event::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(events, q.limit.max(1) as usize, |e| {
+            e.id.to_string()
+        }))
+    }
+
+    async fn list_deliveries(
+        &self,
+        merchant: &MerchantId,
+        event: &EventId,
+        now: Timestamp,
+    ) -> Result<Vec<Delivery>, Error> {
+        const LIST_DELIVERIES: &str = "SELECT id, event_id, endpoint_id, merchant_id, state, origin, \
+             attempts, next_attempt_at, lease_until, last_status, created_at, updated_at \
+             FROM deliveries WHERE event_id = $1 AND merchant_id = $2 ORDER BY created_at, id";
+        // Only asked when an event has no delivery at all, to tell "none" from "no such event".
+        const EVENT_EXISTS: &str =
+            "SELECT EXISTS (SELECT 1 FROM events WHERE id = $1 AND merchant_id = $2)";
+
+        let rows: Vec<DeliveryRow> = sqlx::query_as(LIST_DELIVERIES)
+            .bind(event.as_str())
+            .bind(merchant.as_str())
+            .fetch_all(self.db())
+            .await
+            .map_err(classify)?;
+        if rows.is_empty() {
+            let exists: bool = sqlx::query_scalar(EVENT_EXISTS)
+                .bind(event.as_str())
+                .bind(merchant.as_str())
+                .fetch_one(self.db())
+                .await
+                .map_err(classify)?;
+            if !exists {
+                return Err(Error::NotFound("event"));
+            }
+        }
+        rows.into_iter()
+            .map(|r| r.at(now, NextWhileLeased::Nothing))
+            .collect()
+    }
+
+    async fn list_deliveries_of_events(
+        &self,
+        merchant: &MerchantId,
+        events: &[EventId],
+        now: Timestamp,
+    ) -> Result<Vec<Delivery>, Error> {
+        const DELIVERIES_OF_EVENTS: &str = "SELECT id, event_id, endpoint_id, merchant_id, state, \
+             origin, attempts, next_attempt_at, lease_until, last_status, created_at, updated_at \
+             FROM deliveries WHERE event_id = ANY($1) AND merchant_id = $2 \
+             ORDER BY event_id, created_at, id";
+
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = events.iter().map(EventId::as_str).collect();
+        let rows: Vec<DeliveryRow> = sqlx::query_as(DELIVERIES_OF_EVENTS)
+            .bind(&ids)
+            .bind(merchant.as_str())
+            .fetch_all(self.db())
+            .await
+            .map_err(classify)?;
+        rows.into_iter()
+            .map(|r| r.at(now, NextWhileLeased::Nothing))
+            .collect()
+    }
+
+    async fn get_delivery(
+        &self,
+        merchant: &MerchantId,
+        id: &DeliveryId,
+        now: Timestamp,
+    ) -> Result<Delivery, Error> {
+        const GET_DELIVERY: &str = "SELECT id, event_id, endpoint_id, merchant_id, state, origin, \
+             attempts, next_attempt_at, lease_until, last_status, created_at, updated_at \
+             FROM deliveries WHERE id = $1 AND merchant_id = $2";
+
+        let row: Option<DeliveryRow> = sqlx::query_as(GET_DELIVERY)
+            .bind(id.as_str())
+            .bind(merchant.as_str())
+            .fetch_optional(self.db())
+            .await
+            .map_err(classify)?;
+        row.ok_or(Error::NotFound("delivery"))?
+            .at(now, NextWhileLeased::Nothing)
+    }
+
+    async fn list_attempts(
+        &self,
+        merchant: &MerchantId,
+        delivery: &DeliveryId,
+    ) -> Result<Vec<AttemptRecord>, Error> {
+        const LIST_ATTEMPTS: &str = "SELECT a.id, a.delivery_id, a.number, a.started_at, a.url, \
+             a.request_headers, a.status, a.response_headers, a.response_body, a.response_truncated, \
+             a.latency_ms, a.error, a.error_detail \
+             FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+             WHERE a.delivery_id = $1 AND d.merchant_id = $2 \
+             ORDER BY a.number, a.started_at, a.id";
+        const DELIVERY_EXISTS: &str =
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = $1 AND merchant_id = $2)";
+
+        let rows: Vec<AttemptRow> = sqlx::query_as(LIST_ATTEMPTS)
+            .bind(delivery.as_str())
+            .bind(merchant.as_str())
+            .fetch_all(self.db())
+            .await
+            .map_err(classify)?;
+        if rows.is_empty() {
+            let exists: bool = sqlx::query_scalar(DELIVERY_EXISTS)
+                .bind(delivery.as_str())
+                .bind(merchant.as_str())
+                .fetch_one(self.db())
+                .await
+                .map_err(classify)?;
+            if !exists {
+                return Err(Error::NotFound("delivery"));
+            }
+        }
+        rows.into_iter().map(AttemptRecord::try_from).collect()
+    }
+
+    async fn list_attempts_of_event(
+        &self,
+        merchant: &MerchantId,
+        event: &EventId,
+    ) -> Result<Vec<AttemptRecord>, Error> {
+        const ATTEMPTS_OF_EVENT: &str = "SELECT a.id, a.delivery_id, a.number, a.started_at, \
+             a.url, a.request_headers, a.status, a.response_headers, a.response_body, \
+             a.response_truncated, a.latency_ms, a.error, a.error_detail \
+             FROM deliveries d JOIN attempts a ON a.delivery_id = d.id \
+             WHERE d.event_id = $1 AND d.merchant_id = $2 \
+             ORDER BY a.delivery_id, a.number, a.started_at, a.id";
+
+        let rows: Vec<AttemptRow> = sqlx::query_as(ATTEMPTS_OF_EVENT)
+            .bind(event.as_str())
+            .bind(merchant.as_str())
+            .fetch_all(self.db())
+            .await
+            .map_err(classify)?;
+        rows.into_iter().map(AttemptRecord::try_from).collect()
+    }
+
+    async fn backlog(&self, merchant: &MerchantId) -> Result<Vec<EndpointBacklog>, Error> {
+        // Through the merchant's endpoints, so the (endpoint_id, state, ...) index serves each one.
+        const BACKLOG: &str = "SELECT d.endpoint_id, \
+                count(*) FILTER (WHERE d.state = 'pending') AS pending, \
+                count(*) FILTER (WHERE d.state = 'failed') AS failed, \
+                min(d.created_at) AS oldest \
+             FROM endpoints e JOIN deliveries d ON d.endpoint_id = e.id \
+             WHERE e.merchant_id = $1 AND d.state IN ('pending', 'failed') \
+             GROUP BY d.endpoint_id ORDER BY d.endpoint_id";
+
+        let rows: Vec<BacklogRow> = sqlx::query_as(BACKLOG)
+            .bind(merchant.as_str())
+            .fetch_all(self.db())
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| EndpointBacklog {
+                endpoint_id: EndpointId::from_trusted(r.endpoint_id),
+                pending: count(r.pending),
+                failed: count(r.failed),
+                oldest: r.oldest.map(Timestamp::from_ms),
+            })
+            .collect())
+    }
+
+    async fn endpoint_health(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<EndpointHealth, Error> {
+        /// At most this many latencies (the most recent) come back.
+        const MAX_LATENCIES: i64 = 10_000;
+        // The totals are window functions over the whole window, computed before the LIMIT keeps the
+        // most recent latencies; so one statement answers all three. An acknowledged attempt is one
+        // logged without an error class.
+        const HEALTH: &str = "SELECT a.started_at, a.latency_ms, \
+                count(*) OVER () AS attempts, \
+                count(*) FILTER (WHERE a.error IS NULL) OVER () AS succeeded \
+             FROM attempts a JOIN endpoints e ON e.id = a.endpoint_id \
+             WHERE a.endpoint_id = $1 AND e.merchant_id = $2 AND a.started_at >= $3 \
+             ORDER BY a.started_at DESC, a.id DESC LIMIT $4";
+        const ENDPOINT_EXISTS: &str =
+            "SELECT EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND merchant_id = $2)";
+
+        let rows: Vec<HealthRow> = sqlx::query_as(HEALTH)
+            .bind(endpoint.as_str())
+            .bind(merchant.as_str())
+            .bind(since.ms())
+            .bind(MAX_LATENCIES)
+            .fetch_all(self.db())
+            .await
+            .map_err(classify)?;
+        let Some(first) = rows.first() else {
+            let exists: bool = sqlx::query_scalar(ENDPOINT_EXISTS)
+                .bind(endpoint.as_str())
+                .bind(merchant.as_str())
+                .fetch_one(self.db())
+                .await
+                .map_err(classify)?;
+            return if exists {
+                Ok(EndpointHealth::default())
+            } else {
+                Err(Error::NotFound("endpoint"))
+            };
+        };
+        let (attempts, succeeded) = (count(first.attempts), count(first.succeeded));
+        let mut latencies = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    Timestamp::from_ms(r.started_at),
+                    to_u32(r.latency_ms, "latency")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        latencies.reverse(); // oldest first
+        Ok(EndpointHealth {
+            attempts,
+            succeeded,
+            latencies,
+        })
+    }
+
+    async fn endpoints_health(
+        &self,
+        merchant: &MerchantId,
+        endpoints: &[EndpointId],
+        since: Timestamp,
+    ) -> Result<Vec<(EndpointId, EndpointHealth)>, Error> {
+        // One statement: every asked endpoint of the merchant once with its totals (NULL
+        // latency columns when it has no attempt in the window), then its most recent 10,000
+        // latencies, oldest first within an endpoint. The totals are window functions over all
+        // of the endpoint's attempts in the window, computed before the rank cut.
+        const HEALTH_OF: &str = "SELECT e.id AS endpoint_id, r.started_at, r.latency_ms, \
+                COALESCE(r.attempts, 0) AS attempts, COALESCE(r.succeeded, 0) AS succeeded \
+             FROM endpoints e LEFT JOIN ( \
+                SELECT a.endpoint_id, a.started_at, a.latency_ms, a.id, \
+                    row_number() OVER (PARTITION BY a.endpoint_id \
+                        ORDER BY a.started_at DESC, a.id DESC) AS n, \
+                    count(*) OVER (PARTITION BY a.endpoint_id) AS attempts, \
+                    count(*) FILTER (WHERE a.error IS NULL) \
+                        OVER (PARTITION BY a.endpoint_id) AS succeeded \
+                FROM attempts a \
+                WHERE a.endpoint_id = ANY($1) AND a.started_at >= $3 \
+             ) r ON r.endpoint_id = e.id AND r.n <= 10000 \
+             WHERE e.id = ANY($1) AND e.merchant_id = $2 \
+             ORDER BY e.id, r.started_at, r.id";
+
+        if endpoints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = endpoints.iter().map(EndpointId::as_str).collect();
+        let rows: Vec<HealthOfRow> = sqlx::query_as(HEALTH_OF)
+            .bind(&ids)
+            .bind(merchant.as_str())
+            .bind(since.ms())
+            .fetch_all(self.db())
+            .await
+            .map_err(classify)?;
+        let mut found: HashMap<String, EndpointHealth> = HashMap::new();
+        for r in rows {
+            let health = found
+                .entry(r.endpoint_id)
+                .or_insert_with(|| EndpointHealth {
+                    attempts: count(r.attempts),
+                    succeeded: count(r.succeeded),
+                    latencies: Vec::new(),
+                });
+            if let (Some(at), Some(ms)) = (r.started_at, r.latency_ms) {
+                health
+                    .latencies
+                    .push((Timestamp::from_ms(at), to_u32(ms, "latency")?));
+            }
+        }
+        Ok(endpoints
+            .iter()
+            .filter_map(|id| found.remove(id.as_str()).map(|h| (id.clone(), h)))
+            .collect())
+    }
+}
+
+/// The first event whose key an earlier event of the same batch used for a different event.
+fn repeated_in_batch(events: &[NewEvent]) -> Option<Error> {
+    let mut first: HashMap<(&str, &str), &NewEvent> = HashMap::new();
+    for (index, e) in events.iter().enumerate() {
+        let Some(key) = &e.idempotency_key else {
+            continue;
+        };
+        let slot = (e.merchant_id.as_str(), key.as_str());
+        match first.get(&slot) {
+            Some(f) if f.event_type != e.event_type || f.payload.bytes() != e.payload.bytes() => {
+                return Some(Error::IdempotencyConflict {
+                    key: key.as_str().to_owned(),
+                    original: f.id.clone(),
+                    index,
+                });
+            }
+            Some(_) => {}
+            None => {
+                first.insert(slot, e);
+            }
+        }
+    }
+    None
+}
+
+/// An enabled endpoint an event may fan out to.
+struct Target {
+    endpoint_id: String,
+    /// Its filter's event types (empty = every type).
+    types: Vec<String>,
+}
+
+/// Each merchant's enabled endpoints, by merchant id.
+type Targets = HashMap<String, Vec<Target>>;
+
+/// Groups `LOAD`'s rows by merchant; refuses the batch if a merchant is suspended (an unknown
+/// one is simply absent, and the caller answers `NotFound`).
+fn targets_by_merchant(rows: Vec<TargetRow>) -> Result<Targets, Error> {
+    let mut targets = Targets::new();
+    for r in rows {
+        if r.status != "active" {
+            return Err(Error::Conflict(format!(
+                "merchant {} is suspended",
+                r.merchant_id
+            )));
+        }
+        let endpoints = targets.entry(r.merchant_id).or_default();
+        if let (Some(endpoint_id), Some(types)) = (r.endpoint_id, r.event_types) {
+            endpoints.push(Target {
+                endpoint_id,
+                types: filter_types(&types)?,
+            });
+        }
+    }
+    Ok(targets)
+}
+
+/// The events of a batch as parallel arrays (bound once each, whatever the batch size).
+struct EventArrays<'a> {
+    ids: Vec<&'a str>,
+    merchants: Vec<&'a str>,
+    types: Vec<&'a str>,
+    payloads: Vec<&'a [u8]>,
+    keys: Vec<Option<&'a str>>,
+    created: Vec<i64>,
+}
+
+impl<'a> EventArrays<'a> {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            ids: Vec::with_capacity(n),
+            merchants: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+            keys: Vec::with_capacity(n),
+            created: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, e: &'a NewEvent) {
+        self.ids.push(e.id.as_str());
+        self.merchants.push(e.merchant_id.as_str());
+        self.types.push(e.event_type.as_str());
+        self.payloads.push(e.payload.bytes().as_ref());
+        self.keys
+            .push(e.idempotency_key.as_ref().map(|k| k.as_str()));
+        self.created.push(e.created_at.ms());
+    }
+}
+
+/// The deliveries of a batch as parallel arrays.
+#[derive(Default)]
+struct DeliveryArrays<'a> {
+    ids: Vec<String>,
+    events: Vec<&'a str>,
+    endpoints: Vec<&'a str>,
+    merchants: Vec<&'a str>,
+    due: Vec<i64>,
+}
+
+impl<'a> DeliveryArrays<'a> {
+    fn push(&mut self, e: &'a NewEvent, endpoint_id: &'a str) {
+        self.ids.push(DeliveryId::generate().to_string());
+        self.events.push(e.id.as_str());
+        self.endpoints.push(endpoint_id);
+        self.merchants.push(e.merchant_id.as_str());
+        // Due at once: at the event's own time.
+        self.due.push(e.created_at.ms());
+    }
+}
+
+/// A merchant deleted between the two statements is `NotFound`, like one that never existed; an
+/// endpoint deleted in between makes the batch fail as a conflict the caller may retry.
+fn store_error(e: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_foreign_key_violation() {
+            return if db.constraint().is_some_and(|c| c.starts_with("events_")) {
+                Error::NotFound("merchant")
+            } else {
+                Error::Conflict("an endpoint was deleted during ingest; retry".to_owned())
+            };
+        }
+        if db.is_unique_violation() {
+            return Error::Conflict("event already exists".to_owned());
+        }
+    }
+    classify(e)
+}
+
+#[derive(sqlx::FromRow)]
+struct OriginalRow {
+    id: String,
+    merchant_id: String,
+    idempotency_key: String,
+    event_type: String,
+    payload: Vec<u8>,
+}
+
+const ORIGINALS: &str = "SELECT id, merchant_id, idempotency_key, event_type, payload FROM events \
+     WHERE (merchant_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
+
+/// Turns `STORE`'s rows into answers, finding the original event of each repeated key.
+async fn resolve(
+    db: &PgStore,
+    events: &[NewEvent],
+    rows: Vec<StoredRow>,
+) -> Result<Vec<Ingested>, Error> {
+    if rows.len() != events.len() {
+        return Err(Error::Internal(format!(
+            "ingest: {} answers for {} events",
+            rows.len(),
+            events.len()
+        )));
+    }
+    // A key of a committed event that names another event: the statement stored nothing.
+    for (index, (e, r)) in events.iter().zip(&rows).enumerate() {
+        if let (Some(id), Some(false)) = (&r.earlier_id, r.same) {
+            return Err(Error::IdempotencyConflict {
+                key: e
+                    .idempotency_key
+                    .as_ref()
+                    .map(|k| k.as_str().to_owned())
+                    .unwrap_or_default(),
+                original: EventId::from_trusted(id.clone()),
+                index,
+            });
+        }
+    }
+    // Keys first used in this very batch: the statement's snapshot cannot see those rows.
+    let mut in_batch: HashMap<(&str, &str), &str> = HashMap::new();
+    for (e, r) in events.iter().zip(&rows) {
+        if let (true, Some(k)) = (r.stored, &e.idempotency_key) {
+            in_batch.insert((e.merchant_id.as_str(), k.as_str()), e.id.as_str());
+        }
+    }
+    let mut out = Vec::with_capacity(events.len());
+    let mut unresolved = Vec::new();
+    for (i, (e, r)) in events.iter().zip(&rows).enumerate() {
+        if r.id != e.id.as_str() {
+            return Err(Error::Internal("ingest: answers out of order".to_owned()));
+        }
+        if r.stored {
+            let deliveries = u32::try_from(r.deliveries.unwrap_or(0)).unwrap_or(u32::MAX);
+            out.push(Ingested {
+                event_id: e.id.clone(),
+                duplicate: false,
+                deliveries,
+            });
+            continue;
+        }
+        let key = e
+            .idempotency_key
+            .as_ref()
+            .map(|k| k.as_str())
+            .ok_or_else(|| {
+                Error::Internal("ingest: an event without a key was not stored".to_owned())
+            })?;
+        let original = match (&r.earlier_id, in_batch.get(&(e.merchant_id.as_str(), key))) {
+            (Some(id), _) => Some(EventId::from_trusted(id.clone())),
+            (None, Some(id)) => Some(EventId::from_trusted((*id).to_owned())),
+            (None, None) => None,
+        };
+        if original.is_none() {
+            unresolved.push(i);
+        }
+        out.push(Ingested {
+            event_id: original.unwrap_or_else(|| e.id.clone()),
+            duplicate: true,
+            deliveries: 0,
+        });
+    }
+    if !unresolved.is_empty() {
+        // A concurrent ingest committed the key after our snapshot: read it now (one more round
+        // trip, only in that race).
+        let merchants: Vec<&str> = unresolved
+            .iter()
+            .map(|&i| events[i].merchant_id.as_str())
+            .collect();
+        let keys: Vec<&str> = unresolved
+            .iter()
+            .filter_map(|&i| events[i].idempotency_key.as_ref().map(|k| k.as_str()))
+            .collect();
+        let found: Vec<OriginalRow> = sqlx::query_as(ORIGINALS)
+            .bind(&merchants)
+            .bind(&keys)
+            .fetch_all(db.db())
+            .await
+            .map_err(classify)?;
+        for &i in &unresolved {
+            let e = &events[i];
+            let key = e.idempotency_key.as_ref().map(|k| k.as_str());
+            let hit = found
+                .iter()
+                .find(|f| {
+                    f.merchant_id == e.merchant_id.as_str()
+                        && Some(f.idempotency_key.as_str()) == key
+                })
+                .ok_or_else(|| {
+                    Error::Internal("ingest: repeated key without an original".to_owned())
+                })?;
+            if hit.event_type != e.event_type.as_str() || hit.payload != e.payload.bytes().as_ref()
+            {
+                return Err(Error::IdempotencyConflict {
+                    key: key.unwrap_or_default().to_owned(),
+                    original: EventId::from_trusted(hit.id.clone()),
+                    index: i,
+                });
+            }
+            out[i].event_id = EventId::from_trusted(hit.id.clone());
+        }
+    }
+    Ok(out)
+}
+
+#[derive(sqlx::FromRow)]
+struct BacklogRow {
+    endpoint_id: String,
+    pending: i64,
+    failed: i64,
+    oldest: Option<i64>,
+}
+
+/// A row of `endpoints_health`: an endpoint's totals, with one of its latencies if any.
+#[derive(sqlx::FromRow)]
+struct HealthOfRow {
+    endpoint_id: String,
+    started_at: Option<i64>,
+    latency_ms: Option<i64>,
+    attempts: i64,
+    succeeded: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct HealthRow {
+    started_at: i64,
+    latency_ms: i64,
+    attempts: i64,
+    succeeded: i64,
+}
