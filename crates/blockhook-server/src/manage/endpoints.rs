@@ -2,6 +2,7 @@
 //! secret, send a test webhook, recover failed deliveries, and show the backlog; for the
 //! dashboard also the endpoints themselves with their delivery health.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -456,24 +457,26 @@ pub async fn with_health<const N: usize>(
     since: [Timestamp; N],
 ) -> ApiResult<Vec<EndpointWithHealth<N>>> {
     let endpoints = newest(state, merchant).await?;
-    let mut out = Vec::with_capacity(endpoints.len());
-    for endpoint in endpoints {
-        let mut health = Vec::with_capacity(N);
-        for from in since {
-            // N+1 until the batch read lands
-            health.push(
-                state
-                    .store
-                    .endpoint_health(merchant, &endpoint.id, from)
-                    .await?,
-            );
-        }
-        // One result was pushed per window, so the conversion cannot fail.
-        let health = <[EndpointHealth; N]>::try_from(health)
-            .map_err(|_| ApiError::Internal("endpoint health: one result per window".into()))?;
-        out.push(EndpointWithHealth { endpoint, health });
+    let ids: Vec<EndpointId> = endpoints.iter().map(|e| e.id.clone()).collect();
+    // One batch read per window, whatever the number of endpoints.
+    let mut windows = Vec::with_capacity(N);
+    for from in since {
+        let health: HashMap<EndpointId, EndpointHealth> = state
+            .store
+            .endpoints_health(merchant, &ids, from)
+            .await?
+            .into_iter()
+            .collect();
+        windows.push(health);
     }
-    Ok(out)
+    Ok(endpoints
+        .into_iter()
+        .map(|endpoint| {
+            let health =
+                std::array::from_fn(|w| windows[w].get(&endpoint.id).cloned().unwrap_or_default());
+            EndpointWithHealth { endpoint, health }
+        })
+        .collect())
 }
 
 /// The endpoint's signing secret in clear: the one read that opens it (the API's

@@ -2,6 +2,8 @@
 //! its deliveries, each delivery's attempts, and manual resends; for the dashboard also events
 //! with their deliveries, and one event with every delivery's attempts.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
@@ -311,16 +313,26 @@ pub async fn overview(
     query: &EventQuery,
 ) -> ApiResult<OverviewPage> {
     let page = state.store.list_events(merchant, query).await?;
-    let now = state.clock.now();
-    let mut events = Vec::with_capacity(page.data.len());
-    for event in page.data {
-        // N+1 until the batch read lands
-        let deliveries = state
-            .store
-            .list_deliveries(merchant, &event.id, now)
-            .await?;
-        events.push(EventOverview { event, deliveries });
+    let ids: Vec<EventId> = page.data.iter().map(|e| e.id.clone()).collect();
+    let mut deliveries: HashMap<EventId, Vec<Delivery>> = HashMap::new();
+    for delivery in state
+        .store
+        .list_deliveries_of_events(merchant, &ids, state.clock.now())
+        .await?
+    {
+        deliveries
+            .entry(delivery.event_id.clone())
+            .or_default()
+            .push(delivery);
     }
+    let events = page
+        .data
+        .into_iter()
+        .map(|event| EventOverview {
+            deliveries: deliveries.remove(&event.id).unwrap_or_default(),
+            event,
+        })
+        .collect();
     Ok(OverviewPage {
         events,
         next: page.next,
@@ -356,12 +368,24 @@ pub async fn detail(
         .store
         .list_deliveries(merchant, &event.id, state.clock.now())
         .await?;
-    let mut deliveries = Vec::with_capacity(rows.len());
-    for delivery in rows {
-        // N+1 until the batch read lands
-        let attempts = state.store.list_attempts(merchant, &delivery.id).await?;
-        deliveries.push(DeliveryDetail { delivery, attempts });
+    let mut attempts: HashMap<DeliveryId, Vec<AttemptRecord>> = HashMap::new();
+    for attempt in state
+        .store
+        .list_attempts_of_event(merchant, &event.id)
+        .await?
+    {
+        attempts
+            .entry(attempt.delivery_id.clone())
+            .or_default()
+            .push(attempt);
     }
+    let deliveries = rows
+        .into_iter()
+        .map(|delivery| DeliveryDetail {
+            attempts: attempts.remove(&delivery.id).unwrap_or_default(),
+            delivery,
+        })
+        .collect();
     Ok(EventDetail { event, deliveries })
 }
 

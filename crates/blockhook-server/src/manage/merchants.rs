@@ -2,6 +2,8 @@
 //! list, revoke); for the dashboard also merchants with their keys. Operator actions: the
 //! callers check that the operator is acting.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -186,11 +188,16 @@ pub struct MerchantWithKeys {
 /// The newest merchants (one page of [`MAX_PAGE`]), each with its API keys.
 pub async fn with_keys(state: &AppState) -> ApiResult<Vec<MerchantWithKeys>> {
     let merchants = state.store.list_merchants(None, MAX_PAGE).await?.data;
-    let mut out = Vec::with_capacity(merchants.len());
-    for merchant in merchants {
-        // N+1 until the batch read lands
-        let keys = state.store.list_api_keys(&merchant.id).await?;
-        out.push(MerchantWithKeys { merchant, keys });
+    let ids: Vec<MerchantId> = merchants.iter().map(|m| m.id.clone()).collect();
+    let mut keys: HashMap<MerchantId, Vec<ApiKey>> = HashMap::new();
+    for key in state.store.list_api_keys_of(&ids).await? {
+        keys.entry(key.merchant_id.clone()).or_default().push(key);
     }
-    Ok(out)
+    Ok(merchants
+        .into_iter()
+        .map(|merchant| MerchantWithKeys {
+            keys: keys.remove(&merchant.id).unwrap_or_default(),
+            merchant,
+        })
+        .collect())
 }

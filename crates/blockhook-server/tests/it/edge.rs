@@ -18,7 +18,10 @@ use crate::helpers::{ADMIN, TestApp};
 
 /// Reads until the server closes the connection (or `within` passes); returns what was read
 /// and whether it closed.
-async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (Vec<u8>, bool) {
+async fn read_until_closed(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    within: Duration,
+) -> (Vec<u8>, bool) {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + within;
@@ -64,10 +67,18 @@ async fn slow_header_connections_are_closed_by_the_header_timeout() {
             .unwrap();
         conns.push(c);
     }
-    let open = metric(
-        &metrics_text(&app.base).await,
-        "blockhook_http_connections_open",
-    );
+    // The kernel completes a connect before the server accepts it: wait for the accept loop.
+    let mut open = 0.0;
+    for _ in 0..100 {
+        open = metric(
+            &metrics_text(&app.base).await,
+            "blockhook_http_connections_open",
+        );
+        if open >= 3000.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(open >= 3000.0, "{open} connections open");
     // One more header line every 300 ms keeps none of them alive past the timeout.
     let started = Instant::now();
@@ -126,23 +137,36 @@ async fn a_body_sent_at_one_byte_per_second_is_cut_at_the_body_timeout() {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
-        let mut answer = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut answer)).await;
+        // Generous: a loaded machine may take seconds to accept a thousand connections.
+        let (answer, closed) = read_until_closed(&mut rd, Duration::from_secs(30)).await;
         trickle.abort();
-        String::from_utf8_lossy(&answer).into_owned()
+        (String::from_utf8_lossy(&answer).into_owned(), closed)
     }))
     .await;
     let mut seen = std::collections::BTreeMap::new();
-    for a in &answers {
+    for (a, _) in &answers {
         *seen
-            .entry(a.lines().next().unwrap_or("(nothing)").to_owned())
+            .entry(a.lines().next().unwrap_or("(reset)").to_owned())
             .or_insert(0) += 1;
     }
-    let cut = answers
+    // Every connection is cut. Most read the 408 first; but the server closes with trickled
+    // bytes unread, so its kernel may answer with a reset, which can discard the 408 before
+    // the client reads it: a reset is a cut too. Whatever was read is the 408 problem.
+    assert!(
+        answers.iter().all(|(_, closed)| *closed),
+        "every trickled connection is cut: {seen:?}"
+    );
+    let answered = answers.iter().filter(|(a, _)| !a.is_empty()).count();
+    let problems = answers
         .iter()
-        .filter(|a| a.starts_with("HTTP/1.1 408") && a.contains("application/problem+json"))
+        .filter(|(a, _)| a.starts_with("HTTP/1.1 408") && a.contains("application/problem+json"))
         .count();
-    assert_eq!(cut, 1000, "every trickled body is answered 408: {seen:?}");
+    assert_eq!(
+        problems, answered,
+        "what was read is a 408 problem: {seen:?}"
+    );
+    assert!(answered > 0, "{seen:?}");
+    eprintln!("{seen:?}");
     eprintln!("1000 trickled bodies cut within {:?}", started.elapsed());
     app.stop().await;
 }
