@@ -81,7 +81,11 @@ const MAX_DETAIL: usize = 300;
 /// then connect-phase errors; anything after the connection was up is [`FailClass::Protocol`].
 pub(crate) fn classify(err: &reqwest::Error) -> FailClass {
     if let Some(resolve) = chain(err).find_map(|e| e.downcast_ref::<ResolveError>()) {
-        return resolve.class();
+        // The resolver refuses by policy (blocked) or finds no usable address (DNS).
+        return match resolve {
+            ResolveError::Lookup { .. } | ResolveError::NoAddresses { .. } => FailClass::Dns,
+            ResolveError::Blocked { .. } => FailClass::Blocked,
+        };
     }
     if err.is_timeout() || has_io_kind(err, io::ErrorKind::TimedOut) {
         return FailClass::Timeout;

@@ -1,6 +1,7 @@
 //! One attempt: prepare (fresh time, fresh signature) → send (egress) → judge (the endpoint's
 //! success policy). The dispatcher and the API's test-send both attempt with [`attempt`], so a
-//! test-send is exactly what a delivery would send.
+//! test-send is exactly what a delivery would send. The attempt log entry is made from the
+//! [`Attempted`] by the next steps: `complete` writes it (`Queue::finish`).
 
 use bytes::Bytes;
 use prometheus_client::metrics::gauge::Gauge;

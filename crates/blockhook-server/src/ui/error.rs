@@ -4,7 +4,7 @@
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::html::{Esc, page};
+use super::html::{Esc, document};
 
 /// What can go wrong in a UI handler, each answered with a page (or a redirect).
 #[derive(Debug)]
@@ -105,7 +105,7 @@ impl IntoResponse for UiError {
             r#"<p>{}</p><p><a href="/ui/">Back to the dashboard</a></p>"#,
             Esc(&text)
         );
-        let mut resp = (status, page(title, None, None, &body)).into_response();
+        let mut resp = (status, document(title, "", None, &body)).into_response();
         resp.headers_mut().insert(
             header::CACHE_CONTROL,
             header::HeaderValue::from_static("no-store"),

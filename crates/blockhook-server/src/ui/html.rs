@@ -1,4 +1,5 @@
-//! HTML building blocks: escaping, UTC time rendering and the page shell.
+//! HTML building blocks: escaping, UTC time rendering and the page shell (`document`); the
+//! signed-in parts (navigation, CSRF fields) are in `layout`.
 //!
 //! Pages are plain `format!` over values passed through [`Esc`], which escapes every character
 //! that matters in text and in quoted attributes, so no page can forget to escape.
@@ -8,8 +9,6 @@ use std::fmt::{self, Write as _};
 use axum::response::Html;
 
 use blockhook_core::Timestamp;
-
-use super::session::Ui;
 
 /// Text escaped for HTML text and double-quoted attributes.
 pub struct Esc<'a>(pub &'a str);
@@ -97,47 +96,9 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// The hidden CSRF field every POST form carries.
-pub fn csrf_field(ui: &Ui) -> String {
-    format!(
-        r#"<input type="hidden" name="csrf" value="{}">"#,
-        Esc(&ui.csrf)
-    )
-}
-
-/// A one-button POST form (for actions such as enable or revoke).
-pub fn button_form(ui: &Ui, action: &str, label: &str, class: &str) -> String {
-    format!(
-        r#"<form method="post" action="{}" class="inline">{}<button type="submit" class="{class}">{}</button></form>"#,
-        Esc(action),
-        csrf_field(ui),
-        Esc(label)
-    )
-}
-
-/// The page shell: navigation (when signed in), a flash notice, the body.
-pub fn page(title: &str, ui: Option<&Ui>, notice: Option<&str>, body: &str) -> Html<String> {
-    let nav = match ui {
-        Some(ui) => {
-            let mut links = String::new();
-            for (href, label) in [
-                ("/ui/endpoints", "Endpoints"),
-                ("/ui/events", "Events"),
-                ("/ui/health", "Health"),
-            ] {
-                let _ = write!(links, r#"<a href="{href}">{label}</a>"#);
-            }
-            if ui.is_operator() {
-                links.push_str(r#"<a href="/ui/operator">Operator</a>"#);
-            }
-            let who = Esc(&ui.describe()).to_string();
-            format!(
-                r#"<nav aria-label="Main">{links}<span class="who">{who}</span><form method="post" action="/ui/logout" class="inline">{}<button type="submit">Sign out</button></form></nav>"#,
-                csrf_field(ui)
-            )
-        }
-        None => String::new(),
-    };
+/// The page shell around `body`: `nav` (already HTML: empty when nobody is signed in), a flash
+/// notice, the title as the heading.
+pub fn document(title: &str, nav: &str, notice: Option<&str>, body: &str) -> Html<String> {
     let notice = notice
         .map(|n| format!(r#"<p class="notice" role="status">{}</p>"#, Esc(n)))
         .unwrap_or_default();

@@ -16,6 +16,7 @@ pub mod charts;
 pub mod csrf;
 pub mod error;
 pub mod html;
+pub mod layout;
 pub mod pages;
 pub mod session;
 

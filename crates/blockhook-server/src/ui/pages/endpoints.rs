@@ -18,7 +18,8 @@ use crate::manage::endpoints::{
 use crate::state::AppState;
 use crate::ui::csrf::{Csrf, NoFields};
 use crate::ui::error::{UiError, UiResult};
-use crate::ui::html::{Esc, button_form, csrf_field, page, time};
+use crate::ui::html::{Esc, time};
+use crate::ui::layout::{button_form, csrf_field, page};
 use crate::ui::session::Ui;
 
 /// The fields of the create and edit forms.

@@ -21,7 +21,8 @@ use crate::manage::events::{self as manage, DeliveryDetail, ResendRequest};
 use crate::state::AppState;
 use crate::ui::csrf::Csrf;
 use crate::ui::error::{UiError, UiResult};
-use crate::ui::html::{Esc, csrf_field, iso, page, parse_utc, time};
+use crate::ui::html::{Esc, iso, parse_utc, time};
+use crate::ui::layout::{csrf_field, page};
 use crate::ui::session::Ui;
 
 const PAGE: u32 = 25;

@@ -12,7 +12,8 @@ use crate::manage::endpoints::{self as manage, EndpointWithHealth};
 use crate::state::AppState;
 use crate::ui::charts::{hourly_percentiles, latency_chart};
 use crate::ui::error::UiResult;
-use crate::ui::html::{Esc, page};
+use crate::ui::html::Esc;
+use crate::ui::layout::page;
 use crate::ui::session::Ui;
 
 const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -13,7 +13,8 @@ use crate::edge::ServedOverTls;
 use crate::state::AppState;
 use crate::ui::csrf::{Csrf, NoFields};
 use crate::ui::error::{UiError, UiResult};
-use crate::ui::html::{Esc, page};
+use crate::ui::html::Esc;
+use crate::ui::layout::page;
 use crate::ui::session::{self, Principal, Sessions, Ui};
 
 fn login_page(error: Option<&str>) -> Response {

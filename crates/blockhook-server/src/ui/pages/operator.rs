@@ -14,7 +14,8 @@ use crate::manage::merchants::{self as manage, CreateMerchant, MerchantWithKeys,
 use crate::state::AppState;
 use crate::ui::csrf::{Csrf, NoFields};
 use crate::ui::error::{UiError, UiResult};
-use crate::ui::html::{Esc, button_form, csrf_field, page, time};
+use crate::ui::html::{Esc, time};
+use crate::ui::layout::{button_form, csrf_field, page};
 use crate::ui::session::{Principal, Ui};
 
 fn merchant_id(raw: &str) -> Result<MerchantId, UiError> {
