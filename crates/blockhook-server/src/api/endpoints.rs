@@ -1,5 +1,5 @@
 //! A merchant's endpoints: CRUD, enable/disable, secret rotation, test sends, recovery, backlog.
-//! Thin handlers over [`crate::manage::endpoints`].
+//! Thin handlers over `manage::endpoints`.
 
 use axum::Json;
 use axum::extract::{Path, State};

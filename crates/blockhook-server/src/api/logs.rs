@@ -1,5 +1,5 @@
 //! A merchant's event logs: events, one event with its payload, its deliveries, a delivery's
-//! attempts, and manual resends. Thin handlers over [`crate::manage::events`].
+//! attempts, and manual resends. Thin handlers over `manage::events`.
 
 use axum::Json;
 use axum::extract::{Path, State};

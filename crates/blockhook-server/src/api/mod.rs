@@ -1,7 +1,7 @@
 //! The HTTP API under `/v1`, plus health, metrics and the OpenAPI document: one router per
 //! resource, merged here, with the cross-cutting layers added once.
 //!
-//! Each resource module declares its routes once, with [`routes!`]: that one list builds the
+//! Each resource module declares its routes once, with `routes!`: that one list builds the
 //! module's router *and* its [`RouteSpec`] table, so [`route_table`] is exactly what the router
 //! serves, and a test can check every entry against the OpenAPI document.
 

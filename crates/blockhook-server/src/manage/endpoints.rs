@@ -111,7 +111,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 /// An endpoint as the API shows it. The signing secret is present only in the answer to its
-/// creation; reads and updates omit it (see [`reveal_secret`]), so listings, proxy logs and
+/// creation; reads and updates omit it (see `reveal_secret`), so listings, proxy logs and
 /// client caches never hold it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EndpointView {
