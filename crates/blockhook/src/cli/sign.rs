@@ -47,7 +47,7 @@ pub struct Args {
     mode: Mode,
 
     /// The BlockATM-Request-Time to sign, in Unix milliseconds [default: now, printed to
-    /// stderr as time=<ms>].
+    /// stderr as time=MS].
     #[arg(long, value_name = "MS")]
     time: Option<u64>,
 
