@@ -308,11 +308,7 @@ fn forward_relays_the_original_request_and_the_apps_answer() {
 
 #[test]
 fn send_exits_2_when_the_receiver_is_unreachable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::free_port();
     let out = send(&[
         "--url",
         &format!("http://127.0.0.1:{port}/"),

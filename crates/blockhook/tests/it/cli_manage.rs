@@ -43,11 +43,7 @@ fn json_of(out: &Output) -> Value {
 /// (and `extra` flags); returns the guard and the base URL once it accepts connections.
 fn serve(dir: &std::path::Path, extra: &[&std::ffi::OsStr]) -> (Server, String) {
     // `--listen 127.0.0.1:0` would not tell us the port: take a free one first.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::free_port();
     let listen = format!("127.0.0.1:{port}");
     let server = Server(
         Command::new(env!("CARGO_BIN_EXE_blockhook"))

@@ -22,13 +22,29 @@ pub const ADMIN: &str = "chaos-admin-token-0123456789abcdef";
 /// The master key of PostgreSQL-backed test servers (base64 of 32 bytes).
 pub const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
 
-/// A free loopback port (bound to 127.0.0.1:0, then released).
+/// Ports handed out by [`free_port`]: below the kernel's ephemeral range (32768 and up on
+/// Linux), where outgoing connections take their source ports, and above the fixed ports the
+/// documentation uses (8080, 8090, 9000).
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback port free now, for a server a test starts (and may restart on the same port).
+///
+/// Not `bind(":0")`: that hands out an ephemeral port, which any outgoing connection of the
+/// tests running beside this one (one test binary, many servers and clients) may take as its
+/// source port before the server binds it. Ports come from [`PORTS`] in turn, from an offset
+/// of this process, each checked by binding it, and none twice in a run.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let span = usize::from(PORTS.end - PORTS.start);
+    let offset = std::process::id() as usize;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "no free test port left in {PORTS:?}");
+        let port = PORTS.start + u16::try_from((offset + n) % span).unwrap();
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Which store a server runs on.
