@@ -40,12 +40,9 @@ pub async fn store_url(backend: Backend, dir: &std::path::Path) -> String {
         Backend::Postgres => {
             let base = std::env::var("BLOCKHOOK_TEST_DATABASE_URL").unwrap();
             let schema = format!("bh_it_{}", uuid::Uuid::new_v4().simple());
-            let pool = sqlx::PgPool::connect(&base).await.unwrap();
-            sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                .execute(&pool)
+            blockhook_store::postgres::schema::create(&base, &schema)
                 .await
                 .unwrap();
-            pool.close().await;
             let sep = if base.contains('?') { '&' } else { '?' };
             format!("{base}{sep}options=-c%20search_path%3D{schema}")
         }

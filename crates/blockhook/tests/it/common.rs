@@ -62,12 +62,9 @@ pub async fn backends() -> Vec<Backend> {
     match std::env::var("BLOCKHOOK_TEST_DATABASE_URL") {
         Ok(base) => {
             let schema = format!("bh_chaos_{}", uuid::Uuid::new_v4().simple());
-            let pool = sqlx::PgPool::connect(&base).await.unwrap();
-            sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                .execute(&pool)
+            blockhook_store::postgres::schema::create(&base, &schema)
                 .await
                 .unwrap();
-            pool.close().await;
             let sep = if base.contains('?') { '&' } else { '?' };
             all.push(Backend::Postgres(format!(
                 "{base}{sep}options=-c%20search_path%3D{schema}"

@@ -53,12 +53,9 @@ impl Schema {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("bh_scale_{id}");
         let tag = format!("bh_scale_srv_{}", &id[..12]);
-        let pool = PgPool::connect(&base).await.unwrap();
-        sqlx::query(&format!("CREATE SCHEMA {name}"))
-            .execute(&pool)
+        blockhook_store::postgres::schema::create(&base, &name)
             .await
             .unwrap();
-        pool.close().await;
         let sep = if base.contains('?') { '&' } else { '?' };
         let with_path = format!("{base}{sep}options=-c%20search_path%3D{name}");
         let admin = PgPool::connect(&format!("{with_path}&application_name=bh_scale_test"))
@@ -122,11 +119,7 @@ impl Schema {
 
     async fn drop_schema(self) {
         self.admin.close().await;
-        let pool = PgPool::connect(&self.base).await.unwrap();
-        let _ = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
-            .execute(&pool)
-            .await;
-        pool.close().await;
+        let _ = blockhook_store::postgres::schema::drop(&self.base, &self.name).await;
     }
 }
 
