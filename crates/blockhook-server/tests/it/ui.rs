@@ -324,6 +324,55 @@ struct Snapshot {
     deliveries_of_event: usize,
 }
 
+/// A POST form: its path and its fields (without the CSRF token).
+type Form = (String, Vec<(String, String)>);
+
+/// Every state-changing form of the dashboard, the merchant's and the operator's, aimed at this
+/// endpoint, event, merchant and key; `tag` marks what a form would create.
+fn every_form(ep_id: &str, ev: &str, m: &str, key_id: &str, tag: &str) -> (Vec<Form>, Vec<Form>) {
+    let ep_path = format!("/ui/endpoints/{ep_id}");
+    let m_path = format!("/ui/operator/merchants/{m}");
+    let form = |path: String, fields: &[(&str, &str)]| -> Form {
+        let fields = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        (path, fields)
+    };
+    let merchant = vec![
+        form(
+            "/ui/endpoints".into(),
+            &[("url", "https://localhost:1/new"), ("label", tag)],
+        ),
+        form(
+            ep_path.clone(),
+            &[("url", "https://localhost:1/changed"), ("label", tag)],
+        ),
+        form(format!("{ep_path}/enabled?on=false"), &[]),
+        form(format!("{ep_path}/secret"), &[]),
+        form(format!("{ep_path}/rotate"), &[]),
+        form(format!("{ep_path}/test"), &[("event_type", "Payment")]),
+        form(format!("{ep_path}/delete"), &[]),
+        form(format!("/ui/events/{ev}/resend"), &[("endpoint", ep_id)]),
+        form("/ui/logout".into(), &[]),
+    ];
+    let operator = vec![
+        form(
+            "/ui/operator/merchants".into(),
+            &[
+                ("name", &format!("{tag} co")),
+                ("id", &format!("mch_{tag}")),
+            ],
+        ),
+        form(format!("{m_path}/status?to=suspended"), &[]),
+        form(format!("{m_path}/keys"), &[]),
+        form(format!("{m_path}/keys/{key_id}/revoke"), &[]),
+        form("/ui/operator/act".into(), &[("merchant", m)]),
+        form("/ui/logout".into(), &[]),
+    ];
+    (merchant, operator)
+}
+
 async fn snapshot(app: &TestApp, merchant: &str, event: &str) -> Snapshot {
     let store = &app.state.store;
     let m = MerchantId::parse(merchant).unwrap();
@@ -410,7 +459,6 @@ async fn expired_session_is_sent_to_sign_in_on_every_page_and_form() {
 
     let ep_path = format!("/ui/endpoints/{ep_id}");
     let ev_path = format!("/ui/events/{ev}");
-    let m_path = format!("/ui/operator/merchants/{m}");
     let pages = [
         "/ui/endpoints".to_owned(),
         ep_path.clone(),
@@ -421,40 +469,7 @@ async fn expired_session_is_sent_to_sign_in_on_every_page_and_form() {
         "/ui/health".to_owned(),
         "/ui/operator".to_owned(),
     ];
-    let merchant_forms: Vec<(String, Vec<(&str, &str)>)> = vec![
-        (
-            "/ui/endpoints".into(),
-            vec![
-                ("url", "https://localhost:1/new"),
-                ("label", "made-by-expired"),
-            ],
-        ),
-        (
-            ep_path.clone(),
-            vec![("url", "https://localhost:1/changed"), ("label", "changed")],
-        ),
-        (format!("{ep_path}/enabled?on=false"), vec![]),
-        (format!("{ep_path}/secret"), vec![]),
-        (format!("{ep_path}/rotate"), vec![]),
-        (format!("{ep_path}/test"), vec![("event_type", "Payment")]),
-        (format!("{ep_path}/delete"), vec![]),
-        (
-            format!("{ev_path}/resend"),
-            vec![("endpoint", ep_id.as_str())],
-        ),
-        ("/ui/logout".into(), vec![]),
-    ];
-    let operator_forms: Vec<(String, Vec<(&str, &str)>)> = vec![
-        (
-            "/ui/operator/merchants".into(),
-            vec![("name", "Expired Co"), ("id", "mch_expired")],
-        ),
-        (format!("{m_path}/status?to=suspended"), vec![]),
-        (format!("{m_path}/keys"), vec![]),
-        (format!("{m_path}/keys/{key_id}/revoke"), vec![]),
-        ("/ui/operator/act".into(), vec![("merchant", m.as_str())]),
-        ("/ui/logout".into(), vec![]),
-    ];
+    let (merchant_forms, operator_forms) = every_form(&ep_id, &ev, &m, &key_id, "expired");
     // Nothing that either session could see may appear in an answer.
     let secrets = [
         m.as_str(),
@@ -478,7 +493,7 @@ async fn expired_session_is_sent_to_sign_in_on_every_page_and_form() {
         }
         for (path, fields) in forms {
             let mut form = vec![("csrf", token.as_str())];
-            form.extend(fields.iter().copied());
+            form.extend(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             sent_to_sign_in(
                 &format!("POST {path}"),
                 web.post(path, &form).await,
@@ -543,38 +558,7 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
     let o_csrf = csrf(&operator.page("/ui/operator", 200).await);
 
     let ep_path = format!("/ui/endpoints/{ep_id}");
-    let m_path = format!("/ui/operator/merchants/{m}");
-    let merchant_forms: Vec<(String, Vec<(&str, &str)>)> = vec![
-        (
-            "/ui/endpoints".into(),
-            vec![("url", "https://localhost:1/new"), ("label", "forged")],
-        ),
-        (
-            ep_path.clone(),
-            vec![("url", "https://localhost:1/changed"), ("label", "forged")],
-        ),
-        (format!("{ep_path}/enabled?on=false"), vec![]),
-        (format!("{ep_path}/secret"), vec![]),
-        (format!("{ep_path}/rotate"), vec![]),
-        (format!("{ep_path}/test"), vec![("event_type", "Payment")]),
-        (format!("{ep_path}/delete"), vec![]),
-        (
-            format!("/ui/events/{ev}/resend"),
-            vec![("endpoint", ep_id.as_str())],
-        ),
-        ("/ui/logout".into(), vec![]),
-    ];
-    let operator_forms: Vec<(String, Vec<(&str, &str)>)> = vec![
-        (
-            "/ui/operator/merchants".into(),
-            vec![("name", "Forged Co"), ("id", "mch_forged")],
-        ),
-        (format!("{m_path}/status?to=suspended"), vec![]),
-        (format!("{m_path}/keys"), vec![]),
-        (format!("{m_path}/keys/{key_id}/revoke"), vec![]),
-        ("/ui/operator/act".into(), vec![("merchant", m.as_str())]),
-        ("/ui/logout".into(), vec![]),
-    ];
+    let (merchant_forms, operator_forms) = every_form(&ep_id, &ev, &m, &key_id, "forged");
     let before = snapshot(&app, &m, &ev).await;
     let mut refused = 0;
     for (web, forms, token) in [
@@ -585,7 +569,7 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         for (path, fields) in forms {
             for bad in [None, Some(""), Some("nope"), Some(other.as_str())] {
                 let mut form: Vec<(&str, &str)> = bad.map(|t| ("csrf", t)).into_iter().collect();
-                form.extend(fields.iter().copied());
+                form.extend(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                 let r = web.post(path, &form).await;
                 assert_eq!(r.status(), 403, "POST {path} with token {bad:?}");
                 assert_eq!(r.headers()["cache-control"], "no-store");
