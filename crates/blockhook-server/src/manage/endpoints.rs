@@ -472,8 +472,9 @@ pub async fn with_health<const N: usize>(
     Ok(endpoints
         .into_iter()
         .map(|endpoint| {
+            // Each endpoint appears once: take its figures instead of copying them.
             let health =
-                std::array::from_fn(|w| windows[w].get(&endpoint.id).cloned().unwrap_or_default());
+                std::array::from_fn(|w| windows[w].remove(&endpoint.id).unwrap_or_default());
             EndpointWithHealth { endpoint, health }
         })
         .collect())
