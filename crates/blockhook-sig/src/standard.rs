@@ -16,7 +16,7 @@
 //!
 //! let secret = StandardSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
 //! let body = br#"{"test": 2432232314}"#;
-//! let sig = standard::sign(secret.key(), "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body);
+//! let sig = standard::sign(secret.key(), "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body)?;
 //! assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 //! standard::verify(
 //!     "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", &sig, body,
@@ -27,8 +27,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 use subtle::ConstantTimeEq;
 
 use crate::Error;
@@ -105,34 +104,36 @@ fn decode(encoded: &str) -> Result<Vec<u8>, Error> {
         .map_err(|_| Error::InvalidStandardSecret("it is not standard base64"))
 }
 
-fn mac(key: &[u8], msg_id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {
-    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC accepts keys of any length"),
-    };
+fn mac(key: &[u8], msg_id: &str, timestamp: &str, body: &[u8]) -> Result<[u8; 32], Error> {
+    let mut mac = crate::v2::keyed(key)?;
     mac.update(msg_id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
-    mac.finalize().into_bytes().into()
+    Ok(mac.finalize().into_bytes().into())
 }
 
-/// One signature entry, `v1,<base64>`, of `body` sent as message `msg_id` at `timestamp_s`.
-pub fn sign(key: &[u8], msg_id: &str, timestamp_s: u64, body: &[u8]) -> String {
-    let digest = mac(key, msg_id, &timestamp_s.to_string(), body);
-    format!("v1,{}", B64.encode(digest))
+/// One signature entry, `v1,<base64>`, of `body` sent as message `msg_id` at `timestamp_s`
+/// (`EmptySecret` for an empty key).
+pub fn sign(key: &[u8], msg_id: &str, timestamp_s: u64, body: &[u8]) -> Result<String, Error> {
+    let digest = mac(key, msg_id, &timestamp_s.to_string(), body)?;
+    Ok(format!("v1,{}", B64.encode(digest)))
 }
 
 /// The `webhook-signature` value for several keys (a rotation's overlap): one entry per key,
 /// space-separated, in the order given.
-pub fn sign_all(keys: &[&[u8]], msg_id: &str, timestamp_s: u64, body: &[u8]) -> String {
-    let entries: Vec<String> = keys
+pub fn sign_all(
+    keys: &[&[u8]],
+    msg_id: &str,
+    timestamp_s: u64,
+    body: &[u8],
+) -> Result<String, Error> {
+    let entries = keys
         .iter()
         .map(|key| sign(key, msg_id, timestamp_s, body))
-        .collect();
-    entries.join(" ")
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(entries.join(" "))
 }
 
 /// Checks a request: `timestamp` within `tolerance_s` of `now_s`, then any `v1` entry of
@@ -179,7 +180,7 @@ pub fn verify(
     }
     let mut matched = subtle::Choice::from(0);
     for key in keys {
-        let expected = mac(key, msg_id, timestamp, body);
+        let expected = mac(key, msg_id, timestamp, body)?;
         for candidate in &candidates {
             matched |= expected.ct_eq(candidate.as_slice());
         }

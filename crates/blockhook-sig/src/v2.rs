@@ -437,7 +437,7 @@ fn sorted_separator(canon: &[u8]) -> &'static [u8] {
     }
 }
 
-fn keyed(secret: &[u8]) -> Result<HmacSha256, Error> {
+pub(crate) fn keyed(secret: &[u8]) -> Result<HmacSha256, Error> {
     if secret.is_empty() {
         return Err(Error::EmptySecret);
     }
