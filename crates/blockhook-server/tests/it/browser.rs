@@ -136,8 +136,21 @@ async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("no {selector}: {e}"))
 }
 
+/// The text of the element `selector` matches. Found again if the page replaced it between
+/// finding and reading (a redirect after a form lands while the old page is still queried).
 async fn text_of(c: &Client, selector: &str) -> String {
-    css(c, selector).await.text().await.unwrap()
+    for _ in 0..20 {
+        match css(c, selector).await.text().await {
+            Ok(text) => return text,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("text of {selector}: {e}"),
+        }
+    }
+    panic!("{selector} kept going stale")
 }
 
 /// Reloads `url` until `selector` matches at least `n` elements.
