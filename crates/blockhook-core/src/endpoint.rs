@@ -74,6 +74,9 @@ pub enum SigningMode {
     Sorted,
     /// The exact body bytes.
     Raw,
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`) instead of the
+    /// BlockATM headers, with a `whsec_` secret.
+    Standard,
 }
 
 impl SigningMode {
@@ -82,6 +85,7 @@ impl SigningMode {
         match self {
             Self::Sorted => "sorted",
             Self::Raw => "raw",
+            Self::Standard => "standard",
         }
     }
 
@@ -90,18 +94,20 @@ impl SigningMode {
         match s {
             "sorted" => Ok(Self::Sorted),
             "raw" => Ok(Self::Raw),
+            "standard" => Ok(Self::Standard),
             _ => Err(Error::invalid(
                 "signing_mode",
-                "must be \"sorted\" or \"raw\"",
+                "must be \"sorted\", \"raw\" or \"standard\"",
             )),
         }
     }
 
-    /// The signature library's mode.
-    pub fn sig_mode(self) -> blockhook_sig::Mode {
+    /// The BlockATM signature's message form, or `None` for Standard Webhooks.
+    pub fn blockatm(self) -> Option<blockhook_sig::Mode> {
         match self {
-            Self::Sorted => blockhook_sig::Mode::Sorted,
-            Self::Raw => blockhook_sig::Mode::Raw,
+            Self::Sorted => Some(blockhook_sig::Mode::Sorted),
+            Self::Raw => Some(blockhook_sig::Mode::Raw),
+            Self::Standard => None,
         }
     }
 }
@@ -226,6 +232,7 @@ impl ExtraHeaders {
             if RESERVED.contains(&lower.as_str())
                 || lower.starts_with("blockatm-")
                 || lower.starts_with("blockhook-")
+                || lower.starts_with("webhook-")
             {
                 return Err(Error::invalid("headers", format!("{name:?} is reserved")));
             }
@@ -301,6 +308,24 @@ impl std::fmt::Debug for SealedSecret {
     }
 }
 
+/// The secret an endpoint signed with before its last rotation, still signing beside the new one
+/// until `until` (Standard Webhooks mode: `webhook-signature: v1,<new> v1,<old>`), so receivers
+/// can switch secrets without missing a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousSecret {
+    /// The old secret, sealed like the current one.
+    pub secret: SealedSecret,
+    /// When it stops signing.
+    pub until: Timestamp,
+}
+
+impl PreviousSecret {
+    /// Whether it still signs at `now`.
+    pub fn signs_at(&self, now: Timestamp) -> bool {
+        now < self.until
+    }
+}
+
 /// An endpoint as stored.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -330,6 +355,8 @@ pub struct Endpoint {
     pub disabled_reason: Option<String>,
     /// The signing secret, sealed.
     pub secret: SealedSecret,
+    /// The secret before the last rotation, while its overlap lasts.
+    pub previous_secret: Option<PreviousSecret>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -367,6 +394,7 @@ mod tests {
             "blockhook-attempt",
             "Content-Type",
             "Host",
+            "webhook-signature",
         ] {
             let r = ExtraHeaders::parse(vec![(name.into(), "x".into())]);
             assert!(r.is_err(), "{name} should be refused");

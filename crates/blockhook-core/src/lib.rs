@@ -25,8 +25,8 @@ pub use delivery::{
     Claim, ClaimRequest, Completion, Delivery, DeliveryOrigin, DeliveryState, LeaseToken,
 };
 pub use endpoint::{
-    Endpoint, EndpointUrl, EventFilter, ExtraHeaders, Label, SealedSecret, SigningMode,
-    SuccessPolicy,
+    Endpoint, EndpointUrl, EventFilter, ExtraHeaders, Label, PreviousSecret, SealedSecret,
+    SigningMode, SuccessPolicy,
 };
 pub use error::Error;
 pub use event::{Event, EventQuery, EventType, IdempotencyKey, Ingested, NewEvent, Payload};

@@ -68,5 +68,5 @@ mod webhook;
 pub use blockhook_sig::{HeaderSource, Mode, VerifyMode, headers};
 pub use error::Error;
 pub use event::EventKind;
-pub use verifier::{Verifier, VerifierBuilder};
+pub use verifier::{Scheme, Verifier, VerifierBuilder};
 pub use webhook::Webhook;

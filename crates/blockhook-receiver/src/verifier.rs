@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use blockhook_sig::standard::{self, StandardSecret};
 use blockhook_sig::{HeaderSource, Signature, VerifyMode, VerifyOptions, headers};
 
 use crate::replay::ReplayCache;
@@ -15,9 +16,39 @@ use crate::{Error, EventKind, Webhook};
 /// between requests. It is `Send + Sync`; the replay cache sits behind a mutex.
 pub struct Verifier {
     secrets: Vec<Vec<u8>>,
+    scheme: Scheme,
     options: VerifyOptions,
     replay: Option<Mutex<ReplayCache>>,
     clock: Option<Clock>,
+}
+
+/// Which headers and signature a [`Verifier`] checks: one scheme per endpoint, as its signing
+/// mode says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scheme {
+    /// `BlockATM-Signature-V2` over the sorted or raw message with `BlockATM-Request-Time`
+    /// (signing modes `sorted` and `raw`; which ones is [`VerifierBuilder::mode`]).
+    #[default]
+    BlockAtm,
+    /// Standard Webhooks (signing mode `standard`): `webhook-id`, `webhook-timestamp` and
+    /// `webhook-signature` with a `whsec_` secret.
+    Standard,
+}
+
+impl Scheme {
+    /// `"blockatm"` or `"standard"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BlockAtm => "blockatm",
+            Self::Standard => "standard",
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A source of "now" in Unix milliseconds.
@@ -27,6 +58,7 @@ type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
 #[derive(Default)]
 pub struct VerifierBuilder {
     secrets: Vec<Vec<u8>>,
+    scheme: Scheme,
     mode: VerifyMode,
     window_ms: Option<u64>,
     replay_capacity: Option<usize>,
@@ -77,39 +109,83 @@ impl Verifier {
         now_ms: u64,
     ) -> Result<Webhook, Error> {
         let secrets: Vec<&[u8]> = self.secrets.iter().map(Vec::as_slice).collect();
-        let verified = blockhook_sig::verify(headers, body, &secrets, &self.options, now_ms)?;
+        let checked = match self.scheme {
+            Scheme::BlockAtm => {
+                let verified =
+                    blockhook_sig::verify(headers, body, &secrets, &self.options, now_ms)?;
+                let signature: Signature = headers
+                    .header(headers::SIGNATURE_V2)
+                    .ok_or(blockhook_sig::Error::MissingHeader(headers::SIGNATURE_V2))?
+                    .parse()?;
+                Checked {
+                    time_ms: verified.time_ms,
+                    mode: verified.mode,
+                    secret_index: verified.secret_index,
+                    signature: *signature.as_bytes(),
+                    event_header: headers::EVENT,
+                    event_id_header: headers::EVENT_ID,
+                }
+            }
+            Scheme::Standard => {
+                let header = |name| {
+                    headers
+                        .header(name)
+                        .ok_or(blockhook_sig::Error::MissingHeader(name))
+                };
+                let verified = standard::verify_which(
+                    header(standard::WEBHOOK_ID)?,
+                    header(standard::WEBHOOK_TIMESTAMP)?,
+                    header(standard::WEBHOOK_SIGNATURE)?,
+                    body,
+                    &secrets,
+                    self.options.window_ms / 1000,
+                    now_ms / 1000,
+                )?;
+                Checked {
+                    time_ms: verified.timestamp_s.saturating_mul(1000),
+                    // The body is signed byte for byte, as in `raw`.
+                    mode: blockhook_sig::Mode::Raw,
+                    secret_index: verified.key_index,
+                    signature: verified.signature,
+                    event_header: headers::EVENT_TYPE,
+                    event_id_header: standard::WEBHOOK_ID,
+                }
+            }
+        };
         let value: Value = serde_json::from_slice(body).map_err(|e| Error::Body(e.to_string()))?;
         if !value.is_object() {
             return Err(Error::Body("the top level is not an object".to_owned()));
         }
         if let Some(cache) = &self.replay {
-            let signature: Signature = headers
-                .header(headers::SIGNATURE_V2)
-                .ok_or(blockhook_sig::Error::MissingHeader(headers::SIGNATURE_V2))?
-                .parse()?;
-            let expires_ms = verified.time_ms.saturating_add(self.options.window_ms);
+            let expires_ms = checked.time_ms.saturating_add(self.options.window_ms);
             let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-            if !cache.insert(*signature.as_bytes(), expires_ms, now_ms) {
+            if !cache.insert(checked.signature, expires_ms, now_ms) {
                 return Err(Error::Replay);
             }
         }
         let event_header = headers
-            .header(headers::EVENT)
+            .header(checked.event_header)
             .unwrap_or_default()
             .to_owned();
         Ok(Webhook {
             event: EventKind::parse(&event_header),
             event_header,
-            request_time_ms: verified.time_ms,
-            event_id: headers.header(headers::EVENT_ID).map(str::to_owned),
+            request_time_ms: checked.time_ms,
+            event_id: headers.header(checked.event_id_header).map(str::to_owned),
             attempt: headers
                 .header(headers::ATTEMPT)
                 .and_then(|a| a.trim().parse().ok()),
-            mode: verified.mode,
-            secret_index: verified.secret_index,
+            scheme: self.scheme,
+            mode: checked.mode,
+            secret_index: checked.secret_index,
             body: body.to_vec(),
             value,
         })
+    }
+
+    /// Which scheme is checked.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
     }
 
     /// The accepted signing mode(s).
@@ -133,6 +209,18 @@ impl Verifier {
     }
 }
 
+/// What either scheme's check found, before the body and replay checks.
+struct Checked {
+    time_ms: u64,
+    mode: blockhook_sig::Mode,
+    secret_index: usize,
+    signature: [u8; 32],
+    /// Where the event type is read from.
+    event_header: &'static str,
+    /// Where the event id is read from.
+    event_id_header: &'static str,
+}
+
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
@@ -140,6 +228,7 @@ impl fmt::Debug for Verifier {
                 "secrets",
                 &format_args!("[{} redacted]", self.secrets.len()),
             )
+            .field("scheme", &self.scheme)
             .field("mode", &self.options.mode)
             .field("window_ms", &self.options.window_ms)
             .field("replay_protection", &self.replay.is_some())
@@ -172,8 +261,16 @@ impl VerifierBuilder {
         secrets.into_iter().fold(self, Self::secret)
     }
 
+    /// Verifies Standard Webhooks instead of BlockATM signatures (for an endpoint whose signing
+    /// mode is `standard`). Secrets are then `whsec_` secrets as shown (the prefix is optional),
+    /// and the window applies to `webhook-timestamp`, in seconds.
+    pub fn scheme(mut self, scheme: Scheme) -> Self {
+        self.scheme = scheme;
+        self
+    }
+
     /// Which signing mode(s) to accept: the endpoint's (`sorted` by default, or `raw`), or
-    /// `either` if you do not know it.
+    /// `either` if you do not know it. Not used by [`Scheme::Standard`].
     pub fn mode(mut self, mode: VerifyMode) -> Self {
         self.mode = mode;
         self
@@ -209,13 +306,29 @@ impl VerifierBuilder {
     }
 
     /// Builds the verifier. Errors: no secret, or an empty one
-    /// ([`blockhook_sig::Error::EmptySecret`]).
+    /// ([`blockhook_sig::Error::EmptySecret`]); with [`Scheme::Standard`], a secret that is not
+    /// base64 ([`blockhook_sig::Error::InvalidStandardSecret`]).
     pub fn build(self) -> Result<Verifier, Error> {
         if self.secrets.is_empty() || self.secrets.iter().any(Vec::is_empty) {
             return Err(blockhook_sig::Error::EmptySecret.into());
         }
+        let secrets = match self.scheme {
+            Scheme::BlockAtm => self.secrets,
+            // The HMAC key is the decoded bytes, not the text.
+            Scheme::Standard => self
+                .secrets
+                .iter()
+                .map(|s| {
+                    let text = std::str::from_utf8(s).map_err(|_| {
+                        blockhook_sig::Error::InvalidStandardSecret("it is not text")
+                    })?;
+                    Ok(StandardSecret::parse_lenient(text)?.key().to_vec())
+                })
+                .collect::<Result<_, Error>>()?,
+        };
         Ok(Verifier {
-            secrets: self.secrets,
+            secrets,
+            scheme: self.scheme,
             options: VerifyOptions {
                 mode: self.mode,
                 window_ms: self.window_ms.unwrap_or(VerifyOptions::DEFAULT_WINDOW_MS),
@@ -235,6 +348,7 @@ impl fmt::Debug for VerifierBuilder {
                 "secrets",
                 &format_args!("[{} redacted]", self.secrets.len()),
             )
+            .field("scheme", &self.scheme)
             .field("mode", &self.mode)
             .field("window_ms", &self.window_ms)
             .field("replay_capacity", &self.replay_capacity)
@@ -441,5 +555,105 @@ mod tests {
                 .reason(),
             "too_old"
         );
+    }
+
+    const WHSEC_NEW: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const WHSEC_OLD: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX";
+
+    fn standard_headers(secrets: &[&str], id: &str, ts_s: u64) -> Vec<(String, String)> {
+        let keys: Vec<Vec<u8>> = secrets
+            .iter()
+            .map(|s| StandardSecret::parse(s).unwrap().key().to_vec())
+            .collect();
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        vec![
+            ("webhook-id".into(), id.into()),
+            ("webhook-timestamp".into(), ts_s.to_string()),
+            (
+                "webhook-signature".into(),
+                standard::sign_all(&keys, id, ts_s, BODY).unwrap(),
+            ),
+            ("BlockHook-Event-Type".into(), "Payment".into()),
+            ("BlockHook-Attempt".into(), "2".into()),
+        ]
+    }
+
+    #[test]
+    fn standard_scheme_verifies_and_exposes_the_headers() {
+        let v = Verifier::builder()
+            .secret(WHSEC_NEW)
+            .scheme(Scheme::Standard)
+            .replay_protection(true)
+            .build()
+            .unwrap();
+        assert_eq!(v.scheme(), Scheme::Standard);
+        let ts = T / 1000;
+        let h = standard_headers(&[WHSEC_NEW], "evt_9", ts);
+        let hook = v.verify_at(&h, BODY, T + 4_000).unwrap();
+        assert_eq!(hook.scheme(), Scheme::Standard);
+        assert_eq!(*hook.event(), EventKind::Payment);
+        assert_eq!(hook.event_id(), Some("evt_9"));
+        assert_eq!(hook.attempt(), Some(2));
+        assert_eq!(hook.request_time_ms(), ts * 1000);
+        assert_eq!(hook.order_no(), Some("OrderNo_1"));
+        // The same request again is a replay; a BlockATM verifier finds none of its headers.
+        assert_eq!(v.verify_at(&h, BODY, T + 5_000).unwrap_err(), Error::Replay);
+        let blockatm = Verifier::new(WHSEC_NEW).unwrap();
+        assert_eq!(
+            blockatm.verify_at(&h, BODY, T).unwrap_err().reason(),
+            "missing_header"
+        );
+    }
+
+    #[test]
+    fn standard_scheme_during_a_rotation_and_its_refusals() {
+        let ts = T / 1000;
+        // The sender lists the new then the old signature; a receiver still on the old secret
+        // accepts, and one that has both reports which matched.
+        let both = standard_headers(&[WHSEC_NEW, WHSEC_OLD], "evt_1", ts);
+        let old_only = Verifier::builder()
+            .secret(WHSEC_OLD.trim_start_matches("whsec_")) // the prefix is optional
+            .scheme(Scheme::Standard)
+            .build()
+            .unwrap();
+        assert_eq!(
+            old_only.verify_at(&both, BODY, T).unwrap().secret_index(),
+            0
+        );
+        let two = Verifier::builder()
+            .secrets([WHSEC_OLD, WHSEC_NEW])
+            .scheme(Scheme::Standard)
+            .build()
+            .unwrap();
+        assert_eq!(two.verify_at(&both, BODY, T).unwrap().secret_index(), 0);
+        let new_only = standard_headers(&[WHSEC_NEW], "evt_1", ts);
+        assert_eq!(two.verify_at(&new_only, BODY, T).unwrap().secret_index(), 1);
+
+        assert_eq!(
+            old_only.verify_at(&new_only, BODY, T).unwrap_err().reason(),
+            "mismatch"
+        );
+        assert_eq!(
+            two.verify_at(&new_only, b"{}", T).unwrap_err().reason(),
+            "mismatch"
+        );
+        assert_eq!(
+            two.verify_at(&new_only, BODY, T + 301_000)
+                .unwrap_err()
+                .reason(),
+            "too_old"
+        );
+        assert_eq!(
+            two.verify_at(&new_only, BODY, T - 301_000)
+                .unwrap_err()
+                .reason(),
+            "too_new"
+        );
+        let bad = Verifier::builder()
+            .secret("not base64!")
+            .scheme(Scheme::Standard)
+            .build()
+            .unwrap_err();
+        assert!(bad.is_config());
     }
 }

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use blockhook_sig::Mode;
 
-use crate::EventKind;
+use crate::{EventKind, Scheme};
 
 /// A webhook whose signature, time (and, if enabled, freshness) were checked by
 /// [`Verifier::verify`](crate::Verifier::verify).
@@ -19,6 +19,7 @@ pub struct Webhook {
     pub(crate) request_time_ms: u64,
     pub(crate) event_id: Option<String>,
     pub(crate) attempt: Option<u32>,
+    pub(crate) scheme: Scheme,
     pub(crate) mode: Mode,
     pub(crate) secret_index: usize,
     pub(crate) body: Vec<u8>,
@@ -31,18 +32,20 @@ impl Webhook {
         &self.event
     }
 
-    /// `BlockATM-Event` exactly as received (empty if the header was absent).
+    /// `BlockATM-Event` exactly as received (empty if the header was absent); in
+    /// [`Scheme::Standard`], `BlockHook-Event-Type`.
     pub fn event_header(&self) -> &str {
         &self.event_header
     }
 
-    /// `BlockATM-Request-Time`: when this attempt was sent, in Unix milliseconds.
+    /// `BlockATM-Request-Time`: when this attempt was sent, in Unix milliseconds (in
+    /// [`Scheme::Standard`], `webhook-timestamp` × 1000).
     pub fn request_time_ms(&self) -> u64 {
         self.request_time_ms
     }
 
-    /// `BlockHook-Event-Id`, when present: the same on every attempt of one event, so a good
-    /// de-duplication key.
+    /// `BlockHook-Event-Id` (in [`Scheme::Standard`], `webhook-id`, signed there), when present:
+    /// the same on every attempt of one event, so a good de-duplication key.
     pub fn event_id(&self) -> Option<&str> {
         self.event_id.as_deref()
     }
@@ -52,7 +55,13 @@ impl Webhook {
         self.attempt
     }
 
-    /// Which signing mode matched (useful with [`VerifyMode::Either`](crate::VerifyMode)).
+    /// Which scheme was verified.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// Which signing mode matched (useful with [`VerifyMode::Either`](crate::VerifyMode));
+    /// `Raw` in [`Scheme::Standard`], which signs the body byte for byte.
     pub fn mode(&self) -> Mode {
         self.mode
     }

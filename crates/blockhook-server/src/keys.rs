@@ -21,7 +21,8 @@ use rand::distributions::Alphanumeric;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use blockhook_core::{EndpointId, SealedSecret};
+use blockhook_core::{Endpoint, EndpointId, SealedSecret, SigningMode, Timestamp};
+use blockhook_sig::standard::{self, StandardSecret};
 
 use crate::Error;
 
@@ -40,6 +41,50 @@ impl EndpointSecret {
             .map(char::from)
             .collect();
         Self(format!("sck_{tail}"))
+    }
+
+    /// A Standard Webhooks secret: `whsec_` and standard base64 of 32 bytes from the OS CSPRNG.
+    pub fn generate_standard() -> Self {
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill(&mut key);
+        Self(format!(
+            "{}{}",
+            blockhook_sig::standard::SECRET_PREFIX,
+            B64.encode(key)
+        ))
+    }
+
+    /// A fresh secret in the format `mode` signs with.
+    pub fn generate_for(mode: SigningMode) -> Self {
+        match mode {
+            SigningMode::Standard => Self::generate_standard(),
+            SigningMode::Sorted | SigningMode::Raw => Self::generate(),
+        }
+    }
+
+    /// A merchant-supplied secret for an endpoint signing in `mode`: in Standard Webhooks mode
+    /// only a `whsec_` secret (24 to 64 bytes) is accepted, as the specification writes them.
+    pub fn parse_for(mode: SigningMode, raw: &str) -> Result<Self, blockhook_core::Error> {
+        match mode {
+            SigningMode::Standard => {
+                StandardSecret::parse(raw).map_err(|e| {
+                    blockhook_core::Error::invalid(
+                        "secret",
+                        format!(
+                            "signing_mode \"standard\" takes a whsec_ secret (whsec_ and standard \
+                             base64 of 24 to 64 bytes): {e}"
+                        ),
+                    )
+                })?;
+                Ok(Self(raw.to_owned()))
+            }
+            SigningMode::Sorted | SigningMode::Raw => Self::parse(raw),
+        }
+    }
+
+    /// Whether this secret can sign in Standard Webhooks mode (a `whsec_` secret).
+    pub fn is_standard(&self) -> bool {
+        StandardSecret::parse(&self.0).is_ok()
     }
 
     /// A merchant-supplied secret: at least [`Self::MIN_LEN`] and at most 256 printable ASCII
@@ -232,17 +277,65 @@ impl MasterKey {
             .map(|(_, opener)| opener)
     }
 
-    /// Opens `sealed` and keys a signer with it: the clear secret lives only inside the HMAC
-    /// state, never in a `String` that outlives this call.
-    pub fn signer(
-        &self,
-        endpoint: &EndpointId,
-        sealed: &SealedSecret,
-    ) -> Result<blockhook_sig::v2::Signer, Error> {
-        let secret = self.open(endpoint, sealed)?;
-        blockhook_sig::v2::Signer::new(secret.expose().as_bytes())
-            .map_err(|e| Error::Keys(format!("endpoint secret cannot sign: {e}")))
+    /// Opens the endpoint's secrets and keys a signer for its signing mode: the clear secrets
+    /// live only inside the HMAC states, never in a `String` that outlives this call.
+    ///
+    /// A previous secret (Standard Webhooks overlap) that no longer opens, e.g. after the master
+    /// key it was sealed with was retired, is left out with a warning: the current signature
+    /// still goes out.
+    pub fn signer(&self, endpoint: &Endpoint) -> Result<EndpointSigner, Error> {
+        let secret = self.open(&endpoint.id, &endpoint.secret)?;
+        if let Some(mode) = endpoint.signing_mode.blockatm() {
+            return blockhook_sig::v2::Signer::new(secret.expose().as_bytes())
+                .map(|signer| EndpointSigner::BlockAtm { signer, mode })
+                .map_err(|e| Error::Keys(format!("endpoint secret cannot sign: {e}")));
+        }
+        let current = standard_signer(&secret)?;
+        let previous = endpoint.previous_secret.as_ref().and_then(|p| {
+            let opened = self
+                .open(&endpoint.id, &p.secret)
+                .and_then(|s| standard_signer(&s));
+            match opened {
+                Ok(signer) => Some((signer, p.until)),
+                Err(e) => {
+                    tracing::warn!(endpoint = %endpoint.id, error = %e,
+                        "previous secret left out of the signature");
+                    None
+                }
+            }
+        });
+        Ok(EndpointSigner::Standard { current, previous })
     }
+}
+
+fn standard_signer(secret: &EndpointSecret) -> Result<standard::Signer, Error> {
+    StandardSecret::parse(secret.expose())
+        .and_then(|s| standard::Signer::new(&s))
+        .map_err(|e| Error::Keys(format!("endpoint secret cannot sign in standard mode: {e}")))
+}
+
+/// What signs an endpoint's deliveries, keyed once from its secrets (see
+/// [`MasterKey::signer`]).
+#[derive(Debug, Clone)]
+// Built once per endpoint and shared behind an `Arc` (the signer cache): the size of a variant
+// costs nothing per attempt, so the HMAC states stay inline.
+#[allow(clippy::large_enum_variant)]
+pub enum EndpointSigner {
+    /// `BlockATM-Signature-V2` (modes `sorted` and `raw`), keyed with the secret's text.
+    BlockAtm {
+        /// The keyed signer.
+        signer: blockhook_sig::v2::Signer,
+        /// How the message is formed.
+        mode: blockhook_sig::Mode,
+    },
+    /// Standard Webhooks, keyed with the decoded `whsec_` key; the previous secret's signer
+    /// too until its overlap ends.
+    Standard {
+        /// The current secret's.
+        current: standard::Signer,
+        /// The previous secret's, and when it stops signing.
+        previous: Option<(standard::Signer, Timestamp)>,
+    },
 }
 
 /// The trimmed contents of a file named by a `*_file` setting (or a generated key file).

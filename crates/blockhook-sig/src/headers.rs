@@ -13,6 +13,9 @@ pub const SIGNATURE_V2: &str = "BlockATM-Signature-V2";
 pub const SIGNATURE_V1: &str = "BlockATM-Signature-V1";
 /// blockhook's stable event id, identical across attempts (for de-duplication).
 pub const EVENT_ID: &str = "BlockHook-Event-Id";
+/// The event type in Standard Webhooks mode, where the BlockATM headers (and so
+/// [`EVENT`]) are not sent.
+pub const EVENT_TYPE: &str = "BlockHook-Event-Type";
 /// blockhook's attempt number for this delivery, starting at 1.
 pub const ATTEMPT: &str = "BlockHook-Attempt";
 /// blockhook's id of this one HTTP request (`att_…`), new on every send, including a resend of

@@ -121,6 +121,51 @@ pub fn sign(key: &[u8], msg_id: &str, timestamp_s: u64, body: &[u8]) -> Result<S
     Ok(format!("v1,{}", B64.encode(digest)))
 }
 
+/// A signer keyed once with one secret, for a sender that signs many messages with it (the
+/// HMAC key schedule is done here, not per message). Signs exactly like [`sign`].
+///
+/// ```
+/// use blockhook_sig::standard::{self, Signer, StandardSecret};
+/// let secret = StandardSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+/// let signer = Signer::new(&secret).unwrap();
+/// let body = br#"{"test": 2432232314}"#;
+/// assert_eq!(
+///     signer.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body),
+///     standard::sign(secret.key(), "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body).unwrap(),
+/// );
+/// ```
+#[derive(Clone)]
+pub struct Signer {
+    keyed: crate::v2::HmacSha256,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard::Signer { .. }")
+    }
+}
+
+impl Signer {
+    /// Keys a signer with `secret`'s key bytes.
+    pub fn new(secret: &StandardSecret) -> Result<Self, Error> {
+        Ok(Self {
+            keyed: crate::v2::keyed(secret.key())?,
+        })
+    }
+
+    /// One entry, `v1,<base64>`, of `body` sent as message `msg_id` at `timestamp_s`.
+    pub fn sign(&self, msg_id: &str, timestamp_s: u64, body: &[u8]) -> String {
+        let mut mac = self.keyed.clone();
+        mac.update(msg_id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp_s.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        let digest: [u8; 32] = mac.finalize().into_bytes().into();
+        format!("v1,{}", B64.encode(digest))
+    }
+}
+
 /// The `webhook-signature` value for several keys (a rotation's overlap): one entry per key,
 /// space-separated, in the order given.
 pub fn sign_all(
@@ -147,6 +192,40 @@ pub fn verify(
     tolerance_s: u64,
     now_s: u64,
 ) -> Result<(), Error> {
+    verify_which(
+        msg_id,
+        timestamp,
+        signatures,
+        body,
+        keys,
+        tolerance_s,
+        now_s,
+    )
+    .map(|_| ())
+}
+
+/// What [`verify_which`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// The timestamp, Unix seconds.
+    pub timestamp_s: u64,
+    /// The index in `keys` of the first key that matched.
+    pub key_index: usize,
+    /// The matching signature's bytes (a replay cache's key: a retry is re-stamped, so it
+    /// differs; an exact replay does not).
+    pub signature: [u8; 32],
+}
+
+/// [`verify`], also telling which key matched, the timestamp and the matching signature.
+pub fn verify_which(
+    msg_id: &str,
+    timestamp: &str,
+    signatures: &str,
+    body: &[u8],
+    keys: &[&[u8]],
+    tolerance_s: u64,
+    now_s: u64,
+) -> Result<Verified, Error> {
     if msg_id.is_empty() {
         return Err(Error::MissingHeader(WEBHOOK_ID));
     }
@@ -178,18 +257,25 @@ pub fn verify(
     if candidates.is_empty() {
         return Err(Error::MalformedStandardSignature);
     }
-    let mut matched = subtle::Choice::from(0);
-    for key in keys {
+    // Every key against every entry, each comparison in constant time; which key matched is
+    // not a secret, so it may be picked after the loop.
+    let mut found = None;
+    for (index, key) in keys.iter().enumerate() {
         let expected = mac(key, msg_id, timestamp, body)?;
+        let mut matched = subtle::Choice::from(0);
         for candidate in &candidates {
             matched |= expected.ct_eq(candidate.as_slice());
         }
+        if found.is_none() && bool::from(matched) {
+            found = Some((index, expected));
+        }
     }
-    if bool::from(matched) {
-        Ok(())
-    } else {
-        Err(Error::Mismatch)
-    }
+    let (key_index, signature) = found.ok_or(Error::Mismatch)?;
+    Ok(Verified {
+        timestamp_s: sent,
+        key_index,
+        signature,
+    })
 }
 
 #[cfg(test)]

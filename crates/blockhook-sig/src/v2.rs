@@ -22,7 +22,7 @@ use crate::error::ParseModeError;
 use crate::headers::{self, HeaderSource};
 use crate::{Error, canonical};
 
-type HmacSha256 = Hmac<Sha256>;
+pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// The longest accepted `BlockATM-Request-Time` (every 19-digit number fits in a `u64`).
 const MAX_TIME_DIGITS: usize = 19;

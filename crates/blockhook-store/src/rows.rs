@@ -15,7 +15,7 @@ use blockhook_core::{
     ApiKey, ApiKeyId, AttemptId, AttemptRecord, Delivery, DeliveryId, DeliveryOrigin,
     DeliveryState, Endpoint, EndpointId, EndpointUrl, Error, ErrorClass, Event, EventFilter,
     EventId, EventType, ExtraHeaders, IdempotencyKey, Label, Merchant, MerchantId, MerchantStatus,
-    Payload, SealedSecret, SigningMode, SuccessPolicy, Timestamp,
+    Payload, PreviousSecret, SealedSecret, SigningMode, SuccessPolicy, Timestamp,
 };
 use bytes::Bytes;
 
@@ -115,6 +115,8 @@ pub(crate) struct EndpointRow {
     pub(crate) enabled: bool,
     pub(crate) disabled_reason: Option<String>,
     pub(crate) secret: Vec<u8>,
+    pub(crate) previous_secret: Option<Vec<u8>>,
+    pub(crate) previous_secret_until: Option<i64>,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
 }
@@ -151,6 +153,13 @@ impl TryFrom<EndpointRow> for Endpoint {
             enabled: r.enabled,
             disabled_reason: r.disabled_reason,
             secret: SealedSecret::from_stored(r.secret),
+            // Both columns or neither: a half-written pair means no overlap.
+            previous_secret: r.previous_secret.zip(r.previous_secret_until).map(
+                |(sealed, until)| PreviousSecret {
+                    secret: SealedSecret::from_stored(sealed),
+                    until: Timestamp::from_ms(until),
+                },
+            ),
             created_at: Timestamp::from_ms(r.created_at),
             updated_at: Timestamp::from_ms(r.updated_at),
         })

@@ -49,6 +49,7 @@ async fn merchant_with_endpoint(store: &StoreRef) -> MerchantId {
         enabled: true,
         disabled_reason: None,
         secret: SealedSecret::from_stored(vec![1; 32]),
+        previous_secret: None,
         created_at: T0,
         updated_at: T0,
     };

@@ -5,11 +5,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::extract::{ApiJson, ApiQuery, Tenant};
+use super::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery, Tenant};
 use crate::error::ApiResult;
 use crate::manage::endpoints::{
     self as e, BacklogView, CreateEndpoint, EndpointSecretView, RecoverRequest, Recovered,
-    TestSendRequest, TestSendResult, UpdateEndpoint, endpoint_id,
+    RotateSecret, TestSendRequest, TestSendResult, UpdateEndpoint, endpoint_id,
 };
 use crate::manage::{PageQuery, PageView};
 use crate::state::AppState;
@@ -146,17 +146,21 @@ async fn reveal_secret(
     ))
 }
 
-/// Replaces the signing secret; deliveries signed from now on use the new one.
+/// Replaces the signing secret; deliveries signed from now on use the new one. The body is
+/// optional: `{"overlap": "24h"}` keeps the old secret signing beside the new one for that long
+/// (`standard` mode; default 24h there, 0s in the BlockATM modes, which send one signature).
 #[utoipa::path(post, path = "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/rotate-secret", tag = "endpoints",
     params(("merchant_id" = String, Path), ("endpoint_id" = String, Path)),
-    responses((status = 200, body = EndpointSecretView)))]
+    request_body(content = Option<RotateSecret>, description = "optional"),
+    responses((status = 200, body = EndpointSecretView), (status = 422, description = "overlap out of range or not allowed in this mode")))]
 async fn rotate_secret(
     tenant: Tenant,
     State(state): State<AppState>,
     Path(ids): Ids,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<RotateSecret>,
 ) -> ApiResult<Json<EndpointSecretView>> {
     Ok(Json(
-        e::rotate_secret(&state, &tenant.merchant_id, &endpoint_id(&ids.1)?).await?,
+        e::rotate_secret(&state, &tenant.merchant_id, &endpoint_id(&ids.1)?, body).await?,
     ))
 }
 

@@ -10,9 +10,9 @@ use blockhook_core::{
     AttemptId, Endpoint, ErrorClass, EventId, EventType, Outcome, SuccessPolicy, Timestamp,
 };
 use blockhook_egress::{FailClass, Response};
-use blockhook_sig::v2::Signer;
 
 use super::prepare::{self, AttemptTag};
+use crate::keys::EndpointSigner as Signer;
 
 /// What is sent: the event, whichever endpoint receives it.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,10 @@
-//! Builds one signed request: fresh `BlockATM-Request-Time`, fresh signature, the contract's
-//! headers plus blockhook's own (event id, attempt number, attempt id), then the endpoint's
-//! extra headers.
+//! Builds one signed request: fresh time, fresh signature, the headers of the endpoint's scheme
+//! plus blockhook's own (event id, attempt number, attempt id), then the endpoint's extra headers.
+//!
+//! The scheme is one per endpoint: BlockATM (`BlockATM-Event`, `BlockATM-Request-Time` in ms,
+//! `BlockATM-Signature-V2`) or Standard Webhooks (`webhook-id` = the event id, the same for every
+//! endpoint, retry and resend; `webhook-timestamp` in seconds; `webhook-signature`, with the
+//! previous secret's entry after the current one while a rotation's overlap lasts), never both.
 //!
 //! `logged_headers` is every header the receiver gets, in order: `User-Agent` and `Accept` are
 //! set here (so the HTTP client adds none of its own), and `Content-Length`, which the client
@@ -13,6 +17,9 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use blockhook_core::{AttemptId, Endpoint, EventId, EventType, Timestamp};
 use blockhook_sig::headers as h;
+use blockhook_sig::standard;
+
+use crate::keys::EndpointSigner;
 
 /// A request ready for egress, with the headers as they will be logged.
 #[derive(Debug, Clone)]
@@ -44,11 +51,11 @@ pub(super) enum PrepareError {
     Header(String),
 }
 
-/// Signs `payload` for `endpoint` with `signer` (keyed with the endpoint's secret) at time `now`
-/// and builds the request.
+/// Signs `payload` for `endpoint` with `signer` (keyed with the endpoint's secrets) at time
+/// `now` and builds the request.
 pub(super) fn request(
     endpoint: &Endpoint,
-    signer: &blockhook_sig::v2::Signer,
+    signer: &EndpointSigner,
     event_id: &EventId,
     event_type: &EventType,
     payload: &Bytes,
@@ -56,18 +63,42 @@ pub(super) fn request(
     now: Timestamp,
 ) -> Result<Prepared, PrepareError> {
     let time_ms = u64::try_from(now.ms()).unwrap_or(0);
-    let signature = signer.sign(endpoint.signing_mode.sig_mode(), payload, time_ms)?;
-    let mut pairs: Vec<(String, String)> = vec![
-        ("Content-Type".into(), "application/json".into()),
-        (h::EVENT.into(), event_type.as_str().into()),
-        (h::REQUEST_TIME.into(), time_ms.to_string()),
-        (h::SIGNATURE_V2.into(), signature.to_hex()),
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(10 + endpoint.headers.pairs().len());
+    pairs.push(("Content-Type".into(), "application/json".into()));
+    match signer {
+        EndpointSigner::BlockAtm { signer, mode } => {
+            let signature = signer.sign(*mode, payload, time_ms)?;
+            pairs.extend([
+                (h::EVENT.into(), event_type.as_str().into()),
+                (h::REQUEST_TIME.into(), time_ms.to_string()),
+                (h::SIGNATURE_V2.into(), signature.to_hex()),
+            ]);
+        }
+        EndpointSigner::Standard { current, previous } => {
+            let id = event_id.to_string();
+            let time_s = time_ms / 1000;
+            let mut signature = current.sign(&id, time_s, payload);
+            if let Some((old, until)) = previous {
+                if now < *until {
+                    signature.push(' ');
+                    signature.push_str(&old.sign(&id, time_s, payload));
+                }
+            }
+            pairs.extend([
+                (standard::WEBHOOK_ID.into(), id),
+                (standard::WEBHOOK_TIMESTAMP.into(), time_s.to_string()),
+                (standard::WEBHOOK_SIGNATURE.into(), signature),
+                (h::EVENT_TYPE.into(), event_type.as_str().into()),
+            ]);
+        }
+    }
+    pairs.extend([
         (h::EVENT_ID.into(), event_id.to_string()),
         (h::ATTEMPT.into(), attempt.number.to_string()),
         (h::ATTEMPT_ID.into(), attempt.id.to_string()),
         ("User-Agent".into(), USER_AGENT.into()),
         ("Accept".into(), "*/*".into()),
-    ];
+    ]);
     pairs.extend(endpoint.headers.pairs().iter().cloned());
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (name, value) in &pairs {

@@ -11,7 +11,8 @@ use utoipa::ToSchema;
 
 use blockhook_core::{
     Endpoint, EndpointBacklog, EndpointHealth, EndpointId, EndpointUrl, EventFilter, EventId,
-    EventType, ExtraHeaders, Label, MerchantId, SigningMode, SuccessPolicy, Timestamp,
+    EventType, ExtraHeaders, Label, MerchantId, PreviousSecret, SigningMode, SuccessPolicy,
+    Timestamp,
 };
 
 use super::{MAX_PAGE, PageQuery, PageView, keys_error};
@@ -38,9 +39,10 @@ pub struct CreateEndpoint {
     /// Event types to receive (case-insensitive); empty or absent means all.
     #[serde(default)]
     pub event_types: Vec<String>,
-    /// `sorted` (default) or `raw`.
+    /// `sorted` (default) or `raw` (BlockATM headers), or `standard` (Standard Webhooks
+    /// headers and a `whsec_` secret).
     #[serde(default)]
-    #[schema(pattern = "^(sorted|raw)$")]
+    #[schema(pattern = "^(sorted|raw|standard)$")]
     pub signing_mode: Option<String>,
     /// `200` (default) or `2xx`.
     #[serde(default)]
@@ -56,8 +58,9 @@ pub struct CreateEndpoint {
     /// A label such as `cashier:91`.
     #[serde(default)]
     pub label: Option<String>,
-    /// A secret of your choice (16 to 256 printable characters; below 32 the answer carries a
-    /// warning); generated when absent.
+    /// A secret of your choice, generated when absent. BlockATM modes: 16 to 256 printable
+    /// characters (below 32 the answer carries a warning). `standard`: a `whsec_` secret
+    /// (standard base64 of 24 to 64 bytes).
     #[serde(default)]
     pub secret: Option<String>,
 }
@@ -78,9 +81,10 @@ pub struct UpdateEndpoint {
     /// New event-type filter (empty = all).
     #[serde(default)]
     pub event_types: Option<Vec<String>>,
-    /// `sorted` or `raw`.
+    /// `sorted`, `raw` or `standard`. Switching to `standard` while the secret is not a `whsec_`
+    /// one generates a `whsec_` secret, shown once in the answer (`secret`).
     #[serde(default)]
-    #[schema(pattern = "^(sorted|raw)$")]
+    #[schema(pattern = "^(sorted|raw|standard)$")]
     pub signing_mode: Option<String>,
     /// `200` or `2xx`.
     #[serde(default)]
@@ -125,7 +129,7 @@ pub struct EndpointView {
     pub description: Option<String>,
     /// Event types received; empty = all.
     pub event_types: Vec<String>,
-    /// `sorted` or `raw`.
+    /// `sorted`, `raw` or `standard`.
     pub signing_mode: String,
     /// `200` or `2xx`.
     pub success_policy: String,
@@ -140,9 +144,14 @@ pub struct EndpointView {
     pub enabled: bool,
     /// Why it was disabled.
     pub disabled_reason: Option<String>,
-    /// The signing secret (`BlockATM-Signature-V2` key): only in the answer to the creation.
+    /// The signing secret: only in the answer to the creation (and to a switch to `standard`
+    /// that generated a `whsec_` secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// Until when (Unix ms) the secret before the last rotation still signs beside the current
+    /// one (`standard` mode); absent when there is no overlap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_until: Option<i64>,
     /// Creation time, Unix ms.
     pub created_at: i64,
     /// Last change, Unix ms.
@@ -174,6 +183,7 @@ impl EndpointView {
             label: ep.label.map(|l| l.as_str().to_owned()),
             enabled: ep.enabled,
             disabled_reason: ep.disabled_reason,
+            previous_secret_until: ep.previous_secret.map(|p| p.until.ms()),
             created_at: ep.created_at.ms(),
             updated_at: ep.updated_at.ms(),
             warnings: Vec::new(),
@@ -189,6 +199,54 @@ pub struct EndpointSecretView {
     pub endpoint_id: String,
     /// The secret; every delivery signed from now on uses it.
     pub secret: String,
+    /// Until when (Unix ms) the previous secret still signs beside this one (`standard` mode,
+    /// after a rotation with an overlap); absent when it no longer does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_until: Option<i64>,
+}
+
+/// A rotation's options.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// How long the previous secret keeps signing beside the new one, e.g. `24h`, `30m`, `0s`
+    /// (at most `7d`). `standard` mode: default `24h`, both signatures in every attempt meanwhile.
+    /// BlockATM modes send one signature, so only `0s` (the default there) is accepted.
+    #[serde(default)]
+    #[schema(example = "24h")]
+    pub overlap: Option<String>,
+}
+
+/// The longest rotation overlap.
+pub const MAX_OVERLAP: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The overlap of a `standard` endpoint's rotation when none is asked for.
+pub const DEFAULT_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+
+impl RotateSecret {
+    /// The overlap asked for, checked against the endpoint's mode.
+    fn overlap(&self, mode: SigningMode) -> ApiResult<Duration> {
+        let asked = match self.overlap.as_deref() {
+            None => None,
+            Some(raw) => Some(humantime::parse_duration(raw.trim()).map_err(|e| {
+                ApiError::invalid(
+                    "overlap",
+                    format!("{raw:?} is not a duration like 24h: {e}"),
+                )
+            })?),
+        };
+        if asked.is_some_and(|d| d > MAX_OVERLAP) {
+            return Err(ApiError::invalid("overlap", "at most 7d"));
+        }
+        match (mode, asked) {
+            (SigningMode::Standard, asked) => Ok(asked.unwrap_or(DEFAULT_OVERLAP)),
+            (_, Some(d)) if !d.is_zero() => Err(ApiError::invalid(
+                "overlap",
+                "a BlockATM-mode endpoint sends one signature, so its rotation cannot overlap: \
+                 use 0s, or signing_mode \"standard\"",
+            )),
+            _ => Ok(Duration::ZERO),
+        }
+    }
 }
 
 /// Which sample to send.
@@ -342,24 +400,26 @@ pub async fn create(
 ) -> ApiResult<EndpointView> {
     let id = EndpointId::generate();
     let url = EndpointUrl::parse(&input.url, state.settings.delivery.allow_http)?;
+    let signing_mode = input
+        .signing_mode
+        .as_deref()
+        .map(SigningMode::parse)
+        .transpose()?
+        .unwrap_or_default();
     let secret = match input.secret.as_deref() {
-        Some(s) => EndpointSecret::parse(s)?,
-        None => EndpointSecret::generate(),
+        Some(s) => EndpointSecret::parse_for(signing_mode, s)?,
+        None => EndpointSecret::generate_for(signing_mode),
     };
     let now = state.clock.now();
     let endpoint = Endpoint {
         secret: state.keys.seal(&id, &secret).map_err(keys_error)?,
+        previous_secret: None,
         id,
         merchant_id: merchant.clone(),
         url,
         description: description(input.description)?,
         filter: event_types(&input.event_types)?,
-        signing_mode: input
-            .signing_mode
-            .as_deref()
-            .map(SigningMode::parse)
-            .transpose()?
-            .unwrap_or_default(),
+        signing_mode,
         success_policy: input
             .success_policy
             .as_deref()
@@ -490,9 +550,14 @@ pub async fn reveal_secret(
 ) -> ApiResult<EndpointSecretView> {
     let ep = state.store.get_endpoint(merchant, id).await?;
     let secret = state.keys.open(&ep.id, &ep.secret).map_err(keys_error)?;
+    let now = state.clock.now();
     Ok(EndpointSecretView {
         endpoint_id: ep.id.to_string(),
         secret: secret.expose().to_owned(),
+        previous_secret_until: ep
+            .previous_secret
+            .filter(|p| p.signs_at(now))
+            .map(|p| p.until.ms()),
     })
 }
 
@@ -513,8 +578,23 @@ pub async fn update(
     if let Some(types) = patch.event_types {
         ep.filter = event_types(&types)?;
     }
+    let mut generated = None;
     if let Some(mode) = patch.signing_mode {
-        ep.signing_mode = SigningMode::parse(&mode)?;
+        let mode = SigningMode::parse(&mode)?;
+        if mode != ep.signing_mode {
+            // Either way the previous secret's signature ends: BlockATM modes send one
+            // signature, and a secret from another scheme cannot sign Standard Webhooks.
+            ep.previous_secret = None;
+            if mode == SigningMode::Standard {
+                let current = state.keys.open(&ep.id, &ep.secret).map_err(keys_error)?;
+                if !current.is_standard() {
+                    let fresh = EndpointSecret::generate_standard();
+                    ep.secret = state.keys.seal(&ep.id, &fresh).map_err(keys_error)?;
+                    generated = Some(fresh);
+                }
+            }
+        }
+        ep.signing_mode = mode;
     }
     if let Some(policy) = patch.success_policy {
         ep.success_policy = SuccessPolicy::parse(&policy)?;
@@ -537,7 +617,17 @@ pub async fn update(
         // Deliveries that waited while it was disabled may be due now.
         state.wake.notify_one();
     }
-    Ok(EndpointView::of(ep))
+    let mut view = EndpointView::of(ep);
+    if let Some(fresh) = generated {
+        // The merchant must learn the secret they now have to verify with: shown once, here.
+        view.secret = Some(fresh.expose().to_owned());
+        view.warnings.push(
+            "secret: signing_mode \"standard\" needs a whsec_ secret, so one was generated \
+             (the old secret no longer signs); give it to your receiver"
+                .to_owned(),
+        );
+    }
+    Ok(view)
 }
 
 fn apply_enabled(ep: &mut Endpoint, enabled: bool) {
@@ -574,22 +664,33 @@ pub async fn delete(state: &AppState, merchant: &MerchantId, id: &EndpointId) ->
     Ok(state.store.delete_endpoint(merchant, id).await?)
 }
 
-/// Replaces the signing secret. Claims read the endpoint row when they are taken, so every
-/// delivery signed after this commit uses the new secret (one already in flight finishes with
-/// the old one).
+/// Replaces the signing secret with a fresh one in the endpoint's format. Claims read the
+/// endpoint row when they are taken, so every delivery signed after this commit uses the new
+/// secret (one already in flight finishes with the old one). With an overlap (`standard` mode),
+/// the old secret keeps signing beside the new one until it ends; a rotation during an overlap
+/// ends the older one (at most two signatures go out).
 pub async fn rotate_secret(
     state: &AppState,
     merchant: &MerchantId,
     id: &EndpointId,
+    input: RotateSecret,
 ) -> ApiResult<EndpointSecretView> {
     let mut ep = state.store.get_endpoint(merchant, id).await?;
-    let secret = EndpointSecret::generate();
-    ep.secret = state.keys.seal(&ep.id, &secret).map_err(keys_error)?;
-    ep.updated_at = state.clock.now();
+    let overlap = input.overlap(ep.signing_mode)?;
+    let now = state.clock.now();
+    let secret = EndpointSecret::generate_for(ep.signing_mode);
+    let fresh = state.keys.seal(&ep.id, &secret).map_err(keys_error)?;
+    let old = std::mem::replace(&mut ep.secret, fresh);
+    ep.previous_secret = (!overlap.is_zero()).then(|| PreviousSecret {
+        secret: old,
+        until: now + overlap,
+    });
+    ep.updated_at = now;
     state.store.update_endpoint(&ep).await?;
     Ok(EndpointSecretView {
         endpoint_id: ep.id.to_string(),
         secret: secret.expose().to_owned(),
+        previous_secret_until: ep.previous_secret.map(|p| p.until.ms()),
     })
 }
 
@@ -613,7 +714,7 @@ pub async fn test_send(
     };
     let event_type = EventType::parse(name)?;
     let ep = state.store.get_endpoint(merchant, id).await?;
-    let signer = state.keys.signer(&ep.id, &ep.secret).map_err(keys_error)?;
+    let signer = state.keys.signer(&ep).map_err(keys_error)?;
     let body = Bytes::from_static(payload.as_bytes());
     let attempted = dispatch::attempt(
         &state.egress,

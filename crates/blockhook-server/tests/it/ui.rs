@@ -735,3 +735,86 @@ async fn api_sign_in_and_session_share_one_authentication() {
     assert_eq!(api(ADMIN.to_owned()).await.status(), 200);
     app.stop().await;
 }
+
+/// The endpoint page in Standard Webhooks mode: the mode can be chosen, a switch shows the
+/// generated `whsec_` secret once, rotation offers an overlap and the page says until when the
+/// old secret signs.
+#[tokio::test]
+async fn standard_mode_is_chosen_and_rotated_with_an_overlap_from_the_dashboard() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let m = app.merchant().await;
+    let ep = app
+        .endpoint(
+            &m,
+            "https://merchant.example/h",
+            json!({ "label": "std-shop" }),
+        )
+        .await;
+    let ep_path = format!("/ui/endpoints/{}", ep["id"].as_str().unwrap());
+    let key = issue_key(&app, &m).await;
+    let mut web = Browser::new(&app);
+    web.login(&key).await;
+
+    let page = web.page(&ep_path, 200).await;
+    assert!(
+        page.contains(r#"<option value="standard">"#),
+        "mode offered"
+    );
+    assert!(
+        !page.contains(r#"name="overlap""#),
+        "no overlap in a BlockATM mode"
+    );
+    let token = csrf(&page);
+    let r = web
+        .post(
+            &ep_path,
+            &[
+                ("csrf", &token),
+                ("url", "https://merchant.example/h"),
+                ("signing_mode", "standard"),
+                ("label", "std-shop"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200, "the answer shows the new secret");
+    let html = r.text().await.unwrap();
+    assert!(html.contains("whsec_"), "generated secret shown");
+    assert!(html.contains(r#"<option value="standard" selected>"#));
+
+    let page = web.page(&ep_path, 200).await;
+    assert!(page.contains(r#"name="overlap""#), "overlap offered");
+    assert!(!page.contains("also signs until"));
+    let r = web
+        .post(
+            &format!("{ep_path}/rotate"),
+            &[("csrf", &csrf(&page)), ("overlap", "24h")],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("New signing secret (rotated)"));
+    assert!(html.contains("also signs until"), "the overlap is shown");
+    let stored = app
+        .state
+        .store
+        .get_endpoint(
+            &MerchantId::parse(&m).unwrap(),
+            &blockhook_core::EndpointId::parse(ep["id"].as_str().unwrap()).unwrap(),
+        )
+        .await
+        .unwrap();
+    let until = stored.previous_secret.expect("overlap stored").until;
+    let in_a_day =
+        blockhook_core::Timestamp::from_ms(crate::receiver::now_ms() as i64 + 86_400_000);
+    assert!((until.ms() - in_a_day.ms()).abs() < 60_000);
+
+    // A refused overlap is an error page, and nothing changes.
+    let r = web
+        .post(
+            &format!("{ep_path}/rotate"),
+            &[("csrf", &csrf(&page)), ("overlap", "30d")],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    app.stop().await;
+}

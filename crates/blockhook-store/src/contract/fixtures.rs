@@ -60,6 +60,7 @@ pub fn endpoint_spec(merchant: &MerchantId, url: &str, filter: &[&str]) -> Endpo
         enabled: true,
         disabled_reason: None,
         secret: SealedSecret::from_stored(vec![0xA5; 40]),
+        previous_secret: None,
         created_at: T0,
         updated_at: T0,
     }
@@ -261,6 +262,7 @@ pub fn assert_same_endpoint(got: &Endpoint, want: &Endpoint) {
     assert_eq!(got.enabled, want.enabled);
     assert_eq!(got.disabled_reason, want.disabled_reason);
     assert_eq!(got.secret, want.secret);
+    assert_eq!(got.previous_secret, want.previous_secret);
     assert_eq!(got.created_at, want.created_at);
     assert_eq!(got.updated_at, want.updated_at);
 }

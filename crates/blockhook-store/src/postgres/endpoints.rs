@@ -9,7 +9,7 @@ use super::db::{PgStore, cursor, insert_error, overfetch};
 use super::rows::{EndpointJson, EndpointRow, endpoint_columns};
 use crate::classify;
 
-/// Binds an endpoint's id, merchant and every mutable column as `$1` to `$13`, in the order
+/// Binds an endpoint's id, merchant and every mutable column as `$1` to `$15`, in the order
 /// of the table; the statements of create and update both start with these parameters.
 fn bind_endpoint<'q>(
     q: Query<'q, Postgres, PgArguments>,
@@ -28,7 +28,9 @@ fn bind_endpoint<'q>(
         .bind(ep.label.as_ref().map(|l| l.as_str()))
         .bind(ep.enabled)
         .bind(ep.disabled_reason.as_deref())
-        .bind(ep.secret.as_stored()))
+        .bind(ep.secret.as_stored())
+        .bind(ep.previous_secret.as_ref().map(|p| p.secret.as_stored()))
+        .bind(ep.previous_secret.as_ref().map(|p| p.until.ms())))
 }
 
 #[async_trait::async_trait]
@@ -36,8 +38,8 @@ impl Endpoints for PgStore {
     async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), Error> {
         const CREATE: &str = "INSERT INTO endpoints (id, merchant_id, url, description, event_types, \
              signing_mode, success_policy, headers, rate_limit, label, enabled, disabled_reason, secret, \
-             created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+             previous_secret, previous_secret_until, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
         bind_endpoint(sqlx::query(CREATE), ep)?
             .bind(ep.created_at.ms())
@@ -102,7 +104,8 @@ impl Endpoints for PgStore {
         // edited by, another merchant.
         const UPDATE: &str = "UPDATE endpoints SET url = $3, description = $4, event_types = $5, \
              signing_mode = $6, success_policy = $7, headers = $8, rate_limit = $9, label = $10, \
-             enabled = $11, disabled_reason = $12, secret = $13, updated_at = $14, \
+             enabled = $11, disabled_reason = $12, secret = $13, previous_secret = $14, \
+             previous_secret_until = $15, updated_at = $16, \
              version = version + 1 WHERE id = $1 AND merchant_id = $2";
 
         let done = bind_endpoint(sqlx::query(UPDATE), ep)?

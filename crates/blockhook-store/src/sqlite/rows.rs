@@ -61,8 +61,10 @@ impl EndpointRow {
             enabled: r.get(10)?,
             disabled_reason: r.get(11)?,
             secret: r.get(12)?,
-            created_at: r.get(13)?,
-            updated_at: r.get(14)?,
+            previous_secret: r.get(13)?,
+            previous_secret_until: r.get(14)?,
+            created_at: r.get(15)?,
+            updated_at: r.get(16)?,
         })
     }
 }

@@ -77,6 +77,7 @@ pub(super) mod failures {
             enabled: true,
             disabled_reason: None,
             secret: SealedSecret::from_stored(vec![1; 8]),
+            previous_secret: None,
             created_at: T0,
             updated_at: T0,
         };

@@ -55,7 +55,7 @@ struct Fields {
     /// Event type to receive (repeatable; none = all types).
     #[arg(long = "event-type", value_name = "TYPE")]
     event_types: Vec<String>,
-    /// `sorted` (default) or `raw`.
+    /// `sorted` (default) or `raw` (BlockATM headers), or `standard` (Standard Webhooks).
     #[arg(long)]
     signing_mode: Option<String>,
     /// `200` (default) or `2xx`.
@@ -120,7 +120,8 @@ enum Cmd {
         endpoint_url: String,
         #[command(flatten)]
         fields: Fields,
-        /// A secret of your choice (16+ characters, 32+ advised); generated when absent.
+        /// A secret of your choice (16+ characters, 32+ advised; a whsec_ secret with
+        /// `--signing-mode standard`); generated when absent.
         #[arg(long)]
         secret: Option<String>,
     },
@@ -168,6 +169,10 @@ enum Cmd {
     RotateSecret {
         /// Endpoint id.
         id: String,
+        /// How long the old secret keeps signing beside the new one (`standard` mode; default
+        /// 24h there, at most 7d; BlockATM modes send one signature: 0s only).
+        #[arg(long, value_name = "DURATION")]
+        overlap: Option<String>,
     },
     /// Send a signed sample webhook now and show the request and the response.
     Test {
@@ -295,9 +300,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 v
             }
-            Cmd::RotateSecret { id } => {
-                api.endpoint_action(m, &id, "rotate-secret", json!({}))
-                    .await?
+            Cmd::RotateSecret { id, overlap } => {
+                let body = match overlap {
+                    Some(o) => json!({ "overlap": o }),
+                    None => json!({}),
+                };
+                api.endpoint_action(m, &id, "rotate-secret", body).await?
             }
             Cmd::Test { id, event_type } => {
                 let v = api

@@ -26,7 +26,10 @@ use reqwest::Url;
 
 use super::output::pretty_json;
 use super::when::iso8601;
-use blockhook_receiver::{Error, EventKind, HeaderSource, Verifier, VerifyMode, Webhook, headers};
+use blockhook_receiver::{
+    Error, EventKind, HeaderSource, Scheme, Verifier, VerifyMode, Webhook, headers,
+};
+use blockhook_sig::standard;
 
 /// The largest body accepted (blockhook's payloads are far smaller).
 const MAX_BODY: usize = 10 * 1024 * 1024;
@@ -56,9 +59,10 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
-    /// Signing mode(s) to accept: sorted, raw or either.
-    #[arg(long, default_value_t = VerifyMode::Sorted)]
-    pub mode: VerifyMode,
+    /// The endpoint's signing mode: sorted, raw, either (sorted or raw), or standard (Standard
+    /// Webhooks headers, whsec_ secrets).
+    #[arg(long, value_enum, default_value_t = ListenMode::Sorted)]
+    pub mode: ListenMode,
     /// Time window in seconds: requests whose time is this far from the local clock are refused.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub window: u64,
@@ -71,11 +75,38 @@ pub struct Args {
     pub forward: Option<Url>,
 }
 
+/// What `--mode` takes: the endpoint's signing mode, or `either` of the BlockATM ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListenMode {
+    /// `BlockATM-Signature-V2`, sorted message.
+    Sorted,
+    /// `BlockATM-Signature-V2`, raw body.
+    Raw,
+    /// `BlockATM-Signature-V2`, either message form.
+    Either,
+    /// Standard Webhooks (`webhook-signature`).
+    Standard,
+}
+
+impl ListenMode {
+    /// The receiver's scheme and BlockATM mode for this flag.
+    fn verifier(self) -> (Scheme, VerifyMode) {
+        match self {
+            Self::Sorted => (Scheme::BlockAtm, VerifyMode::Sorted),
+            Self::Raw => (Scheme::BlockAtm, VerifyMode::Raw),
+            Self::Either => (Scheme::BlockAtm, VerifyMode::Either),
+            Self::Standard => (Scheme::Standard, VerifyMode::Raw),
+        }
+    }
+}
+
 /// Runs until Ctrl-C.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (scheme, mode) = args.mode.verifier();
     let verifier = Verifier::builder()
         .secrets(&args.secrets)
-        .mode(args.mode)
+        .scheme(scheme)
+        .mode(mode)
         .window(Duration::from_secs(args.window))
         .replay_protection(args.reject_replays)
         .build()
@@ -110,9 +141,12 @@ async fn serve(listen: Arc<Listen>, host: &str, port: u16) -> anyhow::Result<()>
     let addr = listener.local_addr()?;
     let v = &listen.verifier;
     println!("listening on http://{addr}");
+    let what = match v.scheme() {
+        Scheme::BlockAtm => format!("BlockATM-Signature-V2: mode {}", v.mode()),
+        Scheme::Standard => "Standard Webhooks (webhook-signature)".to_owned(),
+    };
     println!(
-        "verifying BlockATM-Signature-V2: mode {}, {} secret(s), window {} s{}",
-        v.mode(),
+        "verifying {what}, {} secret(s), window {} s{}",
         v.secret_count(),
         v.window().as_secs(),
         if v.replay_protection() {
@@ -162,7 +196,11 @@ async fn receive(
     let n = listen.seq.fetch_add(1, Ordering::Relaxed) + 1;
     let now = now_ms();
     let verdict = listen.verifier.verify_at(&parts.headers, &body, now);
-    let config = (listen.verifier.secret_count(), listen.verifier.mode());
+    let config = Config {
+        secrets: listen.verifier.secret_count(),
+        scheme: listen.verifier.scheme(),
+        mode: listen.verifier.mode(),
+    };
     let mut block = report(n, peer, &parts, &body, &verdict, now, config);
     let response = match &listen.forward {
         Some(url) => forward(&listen.client, url, &parts, body, &mut block).await,
@@ -281,9 +319,15 @@ fn report(
     body: &[u8],
     verdict: &Result<Webhook, Error>,
     now: u64,
-    (secret_count, mode): (usize, VerifyMode),
+    config: Config,
 ) -> String {
     let h = &parts.headers;
+    let standard = config.scheme == Scheme::Standard;
+    let (event_header, id_header) = if standard {
+        (headers::EVENT_TYPE, standard::WEBHOOK_ID)
+    } else {
+        (headers::EVENT, headers::EVENT_ID)
+    };
     let mut out = format!(
         "--- #{n} {} {} from {peer} at {}\n",
         parts.method,
@@ -293,7 +337,7 @@ fn report(
             .and_then(iso8601)
             .unwrap_or_default()
     );
-    let event = match h.header(headers::EVENT) {
+    let event = match h.header(event_header) {
         Some(raw) => {
             let kind = EventKind::parse(raw);
             match &kind {
@@ -302,11 +346,16 @@ fn report(
                 k => format!("{k} (sent as {raw:?})"),
             }
         }
-        None => format!("(no {} header)", headers::EVENT),
+        None => format!("(no {event_header} header)"),
     };
     line(&mut out, "event", event);
-    let time = match h.header(headers::REQUEST_TIME) {
-        Some(raw) => match raw.parse::<u64>() {
+    let (time_header, unit) = if standard {
+        (standard::WEBHOOK_TIMESTAMP, 1000)
+    } else {
+        (headers::REQUEST_TIME, 1)
+    };
+    let time = match h.header(time_header) {
+        Some(raw) => match raw.parse::<u64>().map(|t| t.saturating_mul(unit)) {
             Ok(t) if raw.bytes().all(|b| b.is_ascii_digit()) => {
                 format!(
                     "{raw} = {}, {}",
@@ -314,22 +363,28 @@ fn report(
                     skew(t, now)
                 )
             }
+            _ if standard => format!("{raw:?} (not a plain integer of seconds)"),
             _ => format!("{raw:?} (not a plain integer of milliseconds)"),
         },
-        None => format!("(no {} header)", headers::REQUEST_TIME),
+        None => format!("(no {time_header} header)"),
     };
     line(&mut out, "time", time);
     let signature = match verdict {
+        Ok(hook) if standard => format!(
+            "valid (Standard Webhooks, secret #{} of {})",
+            hook.secret_index() + 1,
+            config.secrets
+        ),
         Ok(hook) => format!(
             "valid (mode {}, secret #{} of {})",
             hook.mode(),
             hook.secret_index() + 1,
-            secret_count
+            config.secrets
         ),
-        Err(e) => format!("REJECTED {}: {e}{}", e.reason(), hint(e, mode)),
+        Err(e) => format!("REJECTED {}: {e}{}", e.reason(), hint(e, config)),
     };
     line(&mut out, "signature", signature);
-    if let Some(id) = h.header(headers::EVENT_ID) {
+    if let Some(id) = h.header(id_header) {
         line(&mut out, "event id", id.to_owned());
     }
     if let Some(attempt) = h.header(headers::ATTEMPT) {
@@ -342,8 +397,28 @@ fn report(
     out
 }
 
+/// What the verifier checks, for the printed report.
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    secrets: usize,
+    scheme: Scheme,
+    mode: VerifyMode,
+}
+
 /// What to try next, for the failures a developer can fix from `listen`'s flags.
-fn hint(e: &Error, mode: VerifyMode) -> String {
+fn hint(e: &Error, config: Config) -> String {
+    let mode = config.mode;
+    if config.scheme == Scheme::Standard {
+        return match e.reason() {
+            "missing_header" => {
+                " (listening for Standard Webhooks; is the endpoint's signing mode standard?)"
+                    .to_owned()
+            }
+            "mismatch" => " (is --secret the endpoint's whsec_ secret?)".to_owned(),
+            "too_old" | "too_new" => " (--window widens the window; check both clocks)".to_owned(),
+            _ => String::new(),
+        };
+    }
     match (e.reason(), mode) {
         ("mismatch", VerifyMode::Either) => " (tried both modes with every --secret)".to_owned(),
         ("mismatch", _) => format!(

@@ -2,7 +2,8 @@
 //!
 //! The request carries the contract headers (`Content-Type`, `BlockATM-Event`,
 //! `BlockATM-Request-Time` taken now, `BlockATM-Signature-V2`) plus `BlockHook-Event-Id` (fresh)
-//! and `BlockHook-Attempt: 1`, exactly as blockhook's dispatcher sends them. The body is a file,
+//! and `BlockHook-Attempt: 1`, exactly as blockhook's dispatcher sends them; with `--mode
+//! standard`, the Standard Webhooks headers instead of the BlockATM ones. The body is a file,
 //! stdin, or a sample payload for the event type (contract section 4). Exit code: 0 when the
 //! receiver answered `200` (the only acknowledgement), 1 for any other status, 2 on errors.
 
@@ -15,6 +16,7 @@ use anyhow::Context as _;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use reqwest::Url;
 
+use blockhook_sig::standard::{self, StandardSecret};
 use blockhook_sig::{Mode, headers, samples, sign};
 
 /// Flags of `send`.
@@ -35,9 +37,10 @@ pub struct Args {
     /// Event type sent as BlockATM-Event: Payment, Payout, QR-Payment, QR-Payout or your own.
     #[arg(long, default_value = "Payment")]
     pub event: String,
-    /// Signing mode of the endpoint: sorted or raw.
-    #[arg(long, default_value_t = Mode::Sorted)]
-    pub mode: Mode,
+    /// Signing mode of the endpoint: sorted or raw (BlockATM headers), or standard (Standard
+    /// Webhooks headers; --secret is then a whsec_ secret).
+    #[arg(long, value_enum, default_value_t = SendMode::Sorted)]
+    pub mode: SendMode,
     /// Extra header "Name: value" (repeatable); it replaces a header of the same name, so a
     /// contract header can be altered to test the receiver's checks.
     #[arg(long = "header", value_name = "K:V", value_parser = parse_header)]
@@ -58,6 +61,17 @@ pub struct Args {
     pub file: Option<PathBuf>,
 }
 
+/// What `--mode` takes: an endpoint's signing mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SendMode {
+    /// `BlockATM-Signature-V2`, sorted message.
+    Sorted,
+    /// `BlockATM-Signature-V2`, raw body.
+    Raw,
+    /// Standard Webhooks (`webhook-signature`).
+    Standard,
+}
+
 /// Sends the webhook and prints the exchange.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let body = read_body(args.file.as_ref(), &args.event)?;
@@ -75,23 +89,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The contract headers, signed now (or at `--time`), then the `--header` overrides.
 fn request_headers(args: &Args, body: &[u8]) -> anyhow::Result<HeaderMap> {
     let time_ms = args.time.unwrap_or_else(now_ms);
-    let signature = sign(args.secret.as_bytes(), args.mode, body, time_ms)
-        .with_context(|| format!("cannot sign this body in {} mode", args.mode))?;
-    let contract = [
-        (header::CONTENT_TYPE.as_str(), "application/json".to_owned()),
-        (headers::EVENT, args.event.clone()),
-        (headers::REQUEST_TIME, time_ms.to_string()),
-        (headers::SIGNATURE_V2, signature.to_string()),
-        (
-            headers::EVENT_ID,
-            format!("evt_{}", uuid::Uuid::now_v7().simple()),
-        ),
+    let event_id = format!("evt_{}", uuid::Uuid::now_v7().simple());
+    let mut contract = vec![(header::CONTENT_TYPE.as_str(), "application/json".to_owned())];
+    match args.mode {
+        SendMode::Sorted | SendMode::Raw => {
+            let mode = if args.mode == SendMode::Raw {
+                Mode::Raw
+            } else {
+                Mode::Sorted
+            };
+            let signature = sign(args.secret.as_bytes(), mode, body, time_ms)
+                .with_context(|| format!("cannot sign this body in {mode} mode"))?;
+            contract.extend([
+                (headers::EVENT, args.event.clone()),
+                (headers::REQUEST_TIME, time_ms.to_string()),
+                (headers::SIGNATURE_V2, signature.to_string()),
+                (headers::EVENT_ID, event_id),
+            ]);
+        }
+        SendMode::Standard => {
+            let secret = StandardSecret::parse_lenient(&args.secret)
+                .context("--secret must be a whsec_ secret in mode standard")?;
+            let time_s = time_ms / 1000;
+            let signature = standard::sign(secret.key(), &event_id, time_s, body)?;
+            contract.extend([
+                (standard::WEBHOOK_ID, event_id),
+                (standard::WEBHOOK_TIMESTAMP, time_s.to_string()),
+                (standard::WEBHOOK_SIGNATURE, signature),
+                (headers::EVENT_TYPE, args.event.clone()),
+            ]);
+        }
+    }
+    contract.extend([
         (headers::ATTEMPT, "1".to_owned()),
         (
             headers::ATTEMPT_ID,
             format!("att_{}", uuid::Uuid::now_v7().simple()),
         ),
-    ];
+    ]);
     let mut out = HeaderMap::new();
     for (name, value) in contract {
         let value =
@@ -159,6 +194,7 @@ fn display_name(name: &str) -> &str {
         headers::REQUEST_TIME,
         headers::SIGNATURE_V2,
         headers::EVENT_ID,
+        headers::EVENT_TYPE,
         headers::ATTEMPT,
         headers::ATTEMPT_ID,
         "Content-Type",

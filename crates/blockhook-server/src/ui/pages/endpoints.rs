@@ -9,11 +9,12 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 
-use blockhook_core::{Endpoint, EventType};
+use blockhook_core::{Endpoint, EventType, SigningMode, Timestamp};
 
 use super::{DAY, body_excerpt, endpoint_id, header_list, success_rate};
 use crate::manage::endpoints::{
-    self as manage, CreateEndpoint, EndpointWithHealth, TestSendRequest, UpdateEndpoint,
+    self as manage, CreateEndpoint, EndpointWithHealth, RotateSecret, TestSendRequest,
+    UpdateEndpoint,
 };
 use crate::state::AppState;
 use crate::ui::csrf::{Csrf, NoFields};
@@ -131,6 +132,7 @@ fn form_fields(ep: Option<&Endpoint>, prefix: &str) -> String {
         &[
             ("sorted", "sorted (canonical key=value)"),
             ("raw", "raw (exact body)"),
+            ("standard", "standard (Standard Webhooks, whsec_ secret)"),
         ],
         mode,
     );
@@ -178,6 +180,47 @@ fn test_form(ui: &Ui, ep: &Endpoint) -> String {
     }
     format!(
         r#"<form method="post" action="/ui/endpoints/{}/test" class="inline">{}<label class="sr" for="test-type">Sample event</label><select id="test-type" name="event_type" class="compact">{opts}</select><button type="submit" class="primary">Send test webhook</button></form>"#,
+        ep.id,
+        csrf_field(ui)
+    )
+}
+
+/// The signing mode, and the previous secret's end while a rotation's overlap lasts.
+fn signing_fact(ep: &Endpoint, now: Timestamp) -> String {
+    let mode = Esc(ep.signing_mode.as_str());
+    match &ep.previous_secret {
+        Some(p) if p.signs_at(now) => format!(
+            r#"<span class="mono">{mode}</span> <span class="hint">(the previous secret also signs until {})</span>"#,
+            time(p.until)
+        ),
+        _ => format!(r#"<span class="mono">{mode}</span>"#),
+    }
+}
+
+/// The rotate action: in `standard` mode with a choice of overlap (both secrets sign meanwhile);
+/// in the BlockATM modes, which send one signature, a plain button.
+fn rotate_form(ui: &Ui, ep: &Endpoint) -> String {
+    if ep.signing_mode != SigningMode::Standard {
+        return button_form(
+            ui,
+            &format!("/ui/endpoints/{}/rotate", ep.id),
+            "Rotate secret",
+            "",
+        );
+    }
+    let overlaps = select(
+        "overlap",
+        "rotate-overlap",
+        &[
+            ("0s", "no overlap"),
+            ("1h", "old secret signs 1 h more"),
+            ("24h", "old secret signs 24 h more"),
+            ("7d", "old secret signs 7 days more"),
+        ],
+        "24h",
+    );
+    format!(
+        r#"<form method="post" action="/ui/endpoints/{}/rotate" class="inline">{}<label class="sr" for="rotate-overlap">Overlap</label>{overlaps}<button type="submit">Rotate secret</button></form>"#,
         ep.id,
         csrf_field(ui)
     )
@@ -288,6 +331,7 @@ async fn render_detail(ui: &Ui, state: &AppState, ep: &Endpoint, extra: &str) ->
         r#"{extra}<section class="card"><dl class="facts">
 <dt>Id</dt><dd class="mono">{id}</dd><dt>URL</dt><dd class="mono">{url}</dd>
 <dt>State</dt><dd>{badge}</dd><dt>Success (24 h)</dt><dd>{rate}</dd>
+<dt>Signing</dt><dd>{signing}</dd>
 <dt>Created</dt><dd>{created}</dd><dt>Updated</dt><dd>{updated}</dd></dl>
 <div class="actions">{toggle}
 {reveal}{rotate}{test}
@@ -304,12 +348,8 @@ async fn render_detail(ui: &Ui, state: &AppState, ep: &Endpoint, extra: &str) ->
             "Reveal secret",
             ""
         ),
-        rotate = button_form(
-            ui,
-            &format!("/ui/endpoints/{id}/rotate"),
-            "Rotate secret",
-            ""
-        ),
+        signing = signing_fact(ep, state.clock.now()),
+        rotate = rotate_form(ui, ep),
         test = test_form(ui, ep),
         csrf = csrf_field(ui),
         fields = form_fields(Some(ep), "ep-"),
@@ -337,7 +377,18 @@ pub async fn update(
     Csrf(Form(input)): Csrf<Form<EndpointForm>>,
 ) -> UiResult {
     let ep = load(&ui, &state, &id).await?;
-    manage::update(&state, &ep.merchant_id, &ep.id, input.to_update()?).await?;
+    let view = manage::update(&state, &ep.merchant_id, &ep.id, input.to_update()?).await?;
+    if let Some(secret) = view.secret {
+        // Switching to `standard` generated a whsec_ secret: show it now, once.
+        let ep = load(&ui, &state, &id).await?;
+        return render_detail(
+            &ui,
+            &state,
+            &ep,
+            &secret_section("Saved. New whsec_ signing secret (standard mode)", &secret),
+        )
+        .await;
+    }
     ui.flash("Saved.");
     Ok(Redirect::to(&format!("/ui/endpoints/{}", ep.id)).into_response())
 }
@@ -428,15 +479,25 @@ pub async fn reveal_secret(
     .await
 }
 
+/// The rotate form: the overlap, in `standard` mode only.
+#[derive(Debug, Deserialize)]
+pub struct RotateForm {
+    #[serde(default)]
+    overlap: String,
+}
+
 /// `POST /ui/endpoints/{id}/rotate`: replaces the secret and shows the new one.
 pub async fn rotate_secret(
     ui: Ui,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    _: Csrf<Form<NoFields>>,
+    Csrf(Form(input)): Csrf<Form<RotateForm>>,
 ) -> UiResult {
     let ep = load(&ui, &state, &id).await?;
-    let rotated = manage::rotate_secret(&state, &ep.merchant_id, &ep.id).await?;
+    let options = RotateSecret {
+        overlap: EndpointForm::text(&input.overlap),
+    };
+    let rotated = manage::rotate_secret(&state, &ep.merchant_id, &ep.id, options).await?;
     let ep = load(&ui, &state, &id).await?;
     render_detail(
         &ui,

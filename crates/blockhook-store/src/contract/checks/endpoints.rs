@@ -4,7 +4,7 @@
 
 use blockhook_core::{
     Cursor, EndpointId, EndpointUrl, EventFilter, ExtraHeaders, Label, MerchantId, Next,
-    SealedSecret, SigningMode, StoreRef, SuccessPolicy,
+    PreviousSecret, SealedSecret, SigningMode, StoreRef, SuccessPolicy,
 };
 
 use crate::contract::fixtures::*;
@@ -18,7 +18,7 @@ pub async fn endpoint_crud(store: StoreRef) {
         &["Payment", "QR-Payout"],
     );
     full.description = Some("cashier 91 — 收款".to_owned());
-    full.signing_mode = SigningMode::Raw;
+    full.signing_mode = SigningMode::Standard;
     full.success_policy = SuccessPolicy::Any2xx;
     full.headers = ExtraHeaders::parse(vec![
         ("X-Shop".into(), "a b\tc".into()),
@@ -28,6 +28,10 @@ pub async fn endpoint_crud(store: StoreRef) {
     full.rate_limit = Some(25);
     full.label = Some(Label::parse("cashier:91").unwrap());
     full.secret = SealedSecret::from_stored((0u8..=255).collect());
+    full.previous_secret = Some(PreviousSecret {
+        secret: SealedSecret::from_stored(vec![3; 48]),
+        until: t(86_400_000),
+    });
     full.created_at = t(5);
     full.updated_at = t(6);
     store.create_endpoint(&full).await.unwrap();
@@ -57,7 +61,7 @@ pub async fn endpoint_crud(store: StoreRef) {
     changed.url = EndpointUrl::parse("https://new.example/h", false).unwrap();
     changed.description = None;
     changed.filter = EventFilter::all();
-    changed.signing_mode = SigningMode::Sorted;
+    changed.signing_mode = SigningMode::Raw;
     changed.success_policy = SuccessPolicy::Exactly200;
     changed.headers = ExtraHeaders::default();
     changed.rate_limit = None;
@@ -65,6 +69,7 @@ pub async fn endpoint_crud(store: StoreRef) {
     changed.enabled = false;
     changed.disabled_reason = Some("paused by merchant".to_owned());
     changed.secret = SealedSecret::from_stored(vec![7; 12]);
+    changed.previous_secret = None;
     changed.updated_at = t(60);
     store.update_endpoint(&changed).await.unwrap();
     assert_same_endpoint(&store.get_endpoint(&m, &full.id).await.unwrap(), &changed);
