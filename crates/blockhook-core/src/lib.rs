@@ -36,6 +36,6 @@ pub use page::{Cursor, Page};
 pub use retry::{Next, RetryPolicy};
 pub use store::{
     EndpointBacklog, EndpointHealth, Endpoints, Events, JobLock, Maintenance, Merchants, Queue,
-    QueueStats, ResendLimits, ResendScope, SoleProcess, Store, StoreRef,
+    QueueStats, ResendLimits, ResendScope, SecretSlot, SoleProcess, Store, StoreRef,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

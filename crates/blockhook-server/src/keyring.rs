@@ -171,7 +171,7 @@ pub async fn verify_store(store: &dyn Store, keys: &MasterKey, source: &str) -> 
     let stored = match store.key_check().await? {
         Some(stored) => stored,
         None => {
-            if let Some((id, sealed)) = store.sealed_secrets(None, 1).await?.into_iter().next() {
+            if let Some((id, _, sealed)) = store.sealed_secrets(None, 1).await?.into_iter().next() {
                 if keys.open(&id, &sealed).is_err() {
                     return Err(wrong_key(source, &format!("the secret of endpoint {id}")));
                 }
@@ -217,8 +217,8 @@ pub struct Resealed {
 /// Passes over the endpoints before giving up on rows that keep changing under us.
 const PASSES: usize = 3;
 
-/// Re-seals, `batch` rows per read, every secret that only a previous key opens, then the key
-/// check value. Each write is a compare-and-set on the sealed bytes read, so a secret rotated
+/// Re-seals, `batch` endpoints per read, every secret that only a previous key opens (a
+/// rotation's previous secret included), then the key check value. Each write is a compare-and-set on the sealed bytes read, so a secret rotated
 /// meanwhile is left as the rotation wrote it (and looked at again in the next pass).
 pub async fn reseal(store: &dyn Store, keys: &MasterKey, batch: u32) -> Result<Resealed, Error> {
     let mut done = Resealed::default();
@@ -227,9 +227,11 @@ pub async fn reseal(store: &dyn Store, keys: &MasterKey, batch: u32) -> Result<R
         let mut after: Option<EndpointId> = None;
         loop {
             let rows = store.sealed_secrets(after.as_ref(), batch.max(1)).await?;
-            let Some((last, _)) = rows.last() else { break };
+            let Some((last, _, _)) = rows.last() else {
+                break;
+            };
             let next = last.clone();
-            for (id, sealed) in rows {
+            for (id, slot, sealed) in rows {
                 let (secret, opener) = keys.open_with(&id, &sealed).map_err(|_| {
                     Error::Keys(format!(
                         "the secret of endpoint {id} opens with none of the configured keys \
@@ -241,7 +243,7 @@ pub async fn reseal(store: &dyn Store, keys: &MasterKey, batch: u32) -> Result<R
                     continue;
                 }
                 let fresh = keys.seal(&id, &secret)?;
-                if store.reseal_secret(&id, &sealed, &fresh).await? {
+                if store.reseal_secret(&id, slot, &sealed, &fresh).await? {
                     done.resealed += 1;
                 } else {
                     raced += 1;

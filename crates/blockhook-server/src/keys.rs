@@ -280,9 +280,9 @@ impl MasterKey {
     /// Opens the endpoint's secrets and keys a signer for its signing mode: the clear secrets
     /// live only inside the HMAC states, never in a `String` that outlives this call.
     ///
-    /// A previous secret (Standard Webhooks overlap) that no longer opens, e.g. after the master
-    /// key it was sealed with was retired, is left out with a warning: the current signature
-    /// still goes out.
+    /// A previous secret (Standard Webhooks overlap) that no longer opens (`keys reseal`
+    /// re-seals it, but a key may be retired without it) is left out with a warning: the
+    /// current signature still goes out.
     pub fn signer(&self, endpoint: &Endpoint) -> Result<EndpointSigner, Error> {
         let secret = self.open(&endpoint.id, &endpoint.secret)?;
         if let Some(mode) = endpoint.signing_mode.blockatm() {

@@ -15,7 +15,7 @@ use blockhook_core::{
     ApiKey, ApiKeyId, AttemptId, AttemptRecord, Delivery, DeliveryId, DeliveryOrigin,
     DeliveryState, Endpoint, EndpointId, EndpointUrl, Error, ErrorClass, Event, EventFilter,
     EventId, EventType, ExtraHeaders, IdempotencyKey, Label, Merchant, MerchantId, MerchantStatus,
-    Payload, PreviousSecret, SealedSecret, SigningMode, SuccessPolicy, Timestamp,
+    Payload, PreviousSecret, SealedSecret, SecretSlot, SigningMode, SuccessPolicy, Timestamp,
 };
 use bytes::Bytes;
 
@@ -164,6 +164,34 @@ impl TryFrom<EndpointRow> for Endpoint {
             updated_at: Timestamp::from_ms(r.updated_at),
         })
     }
+}
+
+/// `(id, secret, previous_secret)` rows as [`Maintenance::sealed_secrets`] lists them: the current
+/// secret, then the previous one when there is one.
+///
+/// [`Maintenance::sealed_secrets`]: blockhook_core::Maintenance::sealed_secrets
+pub(crate) fn sealed_secrets(
+    rows: Vec<(String, Vec<u8>, Option<Vec<u8>>)>,
+) -> Vec<(EndpointId, SecretSlot, SealedSecret)> {
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, current, previous) in rows {
+        let id = EndpointId::from_trusted(id);
+        if let Some(previous) = previous {
+            out.push((
+                id.clone(),
+                SecretSlot::Current,
+                SealedSecret::from_stored(current),
+            ));
+            out.push((
+                id,
+                SecretSlot::Previous,
+                SealedSecret::from_stored(previous),
+            ));
+        } else {
+            out.push((id, SecretSlot::Current, SealedSecret::from_stored(current)));
+        }
+    }
+    out
 }
 
 #[derive(sqlx::FromRow)]

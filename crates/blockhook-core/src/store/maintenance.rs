@@ -7,6 +7,15 @@ use crate::{EndpointId, Error, SealedSecret, Timestamp};
 
 use super::{JobLock, QueueStats, SoleProcess};
 
+/// Which of an endpoint's sealed secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSlot {
+    /// The secret deliveries are signed with (`Endpoint::secret`).
+    Current,
+    /// The secret before the last rotation, while its overlap lasts (`Endpoint::previous_secret`).
+    Previous,
+}
+
 /// Operations on the store as a whole.
 #[async_trait::async_trait]
 pub trait Maintenance: Send + Sync + 'static {
@@ -46,17 +55,19 @@ pub trait Maintenance: Send + Sync + 'static {
     async fn init_key_check(&self, sealed: &[u8]) -> Result<Vec<u8>, Error>;
     /// Replaces the key check value if it still is `expected` (compare-and-set); whether it did.
     async fn replace_key_check(&self, expected: &[u8], new: &[u8]) -> Result<bool, Error>;
-    /// Sealed endpoint secrets in id order, after `after`, at most `limit`.
+    /// The sealed secrets of at most `limit` endpoints after `after`, in id order: each
+    /// endpoint's current secret, then its previous one while it has one (a rotation's overlap).
     async fn sealed_secrets(
         &self,
         after: Option<&EndpointId>,
         limit: u32,
-    ) -> Result<Vec<(EndpointId, SealedSecret)>, Error>;
-    /// Replaces an endpoint's sealed secret if it still is `expected` (compare-and-set, so a
-    /// concurrent rotation is never overwritten); whether it did.
+    ) -> Result<Vec<(EndpointId, SecretSlot, SealedSecret)>, Error>;
+    /// Replaces one of an endpoint's sealed secrets if it still is `expected` (compare-and-set,
+    /// so a concurrent rotation is never overwritten); whether it did.
     async fn reseal_secret(
         &self,
         id: &EndpointId,
+        slot: SecretSlot,
         expected: &SealedSecret,
         new: &SealedSecret,
     ) -> Result<bool, Error>;

@@ -34,7 +34,7 @@ mod queue;
 
 pub use endpoints::Endpoints;
 pub use events::Events;
-pub use maintenance::Maintenance;
+pub use maintenance::{Maintenance, SecretSlot};
 pub use merchants::Merchants;
 pub use queue::Queue;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use blockhook_core::SealedSecret;
+use blockhook_core::{SealedSecret, SecretSlot};
 use blockhook_server::keyring;
 use blockhook_server::keys::MasterKey;
 use blockhook_server::{Application, Settings};
@@ -178,6 +178,31 @@ async fn rotation_reseals_every_secret_while_serving() {
                 ep["secret"].as_str().unwrap().to_owned(),
             );
         }
+        // A Standard Webhooks endpoint in a rotation's overlap: its previous secret is sealed
+        // with the old key too, and must open with the new key alone afterwards.
+        let std_ep = app
+            .endpoint(
+                &m,
+                "https://127.0.0.1:9/standard",
+                json!({ "signing_mode": "standard" }),
+            )
+            .await;
+        let std_id = std_ep["id"].as_str().unwrap().to_owned();
+        let r = app
+            .post(
+                &format!("/v1/merchants/{m}/endpoints/{std_id}/rotate-secret"),
+                ADMIN,
+                &json!({ "overlap": "1h" }),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let rotated: Value = r.json().await.unwrap();
+        let mut previous = std::collections::HashMap::new();
+        previous.insert(
+            std_id.clone(),
+            std_ep["secret"].as_str().unwrap().to_owned(),
+        );
+        secrets.insert(std_id, rotated["secret"].as_str().unwrap().to_owned());
         app.stop().await;
 
         // Every process now has the new key and the previous one.
@@ -190,8 +215,9 @@ async fn rotation_reseals_every_secret_while_serving() {
 
         // A rotation between reseal's read and its write wins: the write is a compare-and-set.
         let before = store.sealed_secrets(None, 100).await.unwrap();
-        assert_eq!(before.len(), 5);
-        let (raced_id, stale) = before[0].clone();
+        assert_eq!(before.len(), 7, "6 current secrets, 1 previous");
+        let (raced_id, slot, stale) = before[0].clone();
+        assert_eq!(slot, SecretSlot::Current);
         let r = app
             .post(
                 &format!("/v1/merchants/{m}/endpoints/{raced_id}/rotate-secret"),
@@ -209,15 +235,15 @@ async fn rotation_reseals_every_secret_while_serving() {
         let resealed = keys.seal(&raced_id, &clear).unwrap();
         assert!(
             !store
-                .reseal_secret(&raced_id, &stale, &resealed)
+                .reseal_secret(&raced_id, SecretSlot::Current, &stale, &resealed)
                 .await
                 .unwrap(),
             "a stale compare-and-set must not overwrite the rotation"
         );
 
-        // Batches of 2 over 5 endpoints, while the app serves.
+        // Batches of 2 over 6 endpoints, while the app serves.
         let done = keyring::reseal(&*store, &keys, 2).await.unwrap();
-        assert_eq!(done.resealed, 4, "{backend:?}: {done:?}");
+        assert_eq!(done.resealed, 6, "{backend:?}: {done:?}");
         assert_eq!(done.current, 1, "the rotated secret was already current");
         assert!(done.check_value);
         let again = keyring::reseal(&*store, &keys, 2).await.unwrap();
@@ -225,12 +251,16 @@ async fn rotation_reseals_every_secret_while_serving() {
 
         // The new key alone opens every secret, unchanged (the rotated one as rotated).
         let k2_only = MasterKey::from_base64(K2).unwrap();
-        let after: Vec<(blockhook_core::EndpointId, SealedSecret)> =
+        let after: Vec<(blockhook_core::EndpointId, SecretSlot, SealedSecret)> =
             store.sealed_secrets(None, 100).await.unwrap();
-        assert_eq!(after.len(), 5);
-        for (id, sealed) in &after {
+        assert_eq!(after.len(), 7);
+        for (id, slot, sealed) in &after {
             let secret = k2_only.open(id, sealed).unwrap();
-            assert_eq!(secret.expose(), secrets[id.as_str()], "{id}");
+            let want = match slot {
+                SecretSlot::Current => &secrets[id.as_str()],
+                SecretSlot::Previous => &previous[id.as_str()],
+            };
+            assert_eq!(secret.expose(), want, "{id} {slot:?}");
         }
         app.stop().await;
 

@@ -1,7 +1,9 @@
 //! Operating the database: queue statistics, retention, and what the master key touches (the
 //! key check value and, for re-sealing, every sealed secret). The [`Maintenance`] impl.
 
-use blockhook_core::{EndpointId, Error, Maintenance, QueueStats, SealedSecret, Timestamp};
+use blockhook_core::{
+    EndpointId, Error, Maintenance, QueueStats, SealedSecret, SecretSlot, Timestamp,
+};
 
 use super::db::SqliteStore;
 use super::files;
@@ -155,39 +157,39 @@ impl Maintenance for SqliteStore {
         &self,
         after: Option<&EndpointId>,
         limit: u32,
-    ) -> Result<Vec<(EndpointId, SealedSecret)>, Error> {
-        const SEALED: &str = "SELECT id, secret FROM endpoints WHERE id > ?1 ORDER BY id LIMIT ?2";
+    ) -> Result<Vec<(EndpointId, SecretSlot, SealedSecret)>, Error> {
+        const SEALED: &str = "SELECT id, secret, previous_secret FROM endpoints WHERE id > ?1 \
+             ORDER BY id LIMIT ?2";
 
         self.db.tick(1);
-        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(SEALED)
+        let rows: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(SEALED)
             .bind(after.map_or("", |id| id.as_str()))
             .bind(i64::from(limit))
             .fetch_all(&self.db.readers)
             .await
             .map_err(classify)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, sealed)| {
-                (
-                    EndpointId::from_trusted(id),
-                    SealedSecret::from_stored(sealed),
-                )
-            })
-            .collect())
+        Ok(crate::rows::sealed_secrets(rows))
     }
 
     async fn reseal_secret(
         &self,
         id: &EndpointId,
+        slot: SecretSlot,
         expected: &SealedSecret,
         new: &SealedSecret,
     ) -> Result<bool, Error> {
         // The version bump tells the endpoint cache the row changed.
         const RESEAL: &str =
             "UPDATE endpoints SET secret = ?3, version = version + 1 WHERE id = ?1 AND secret = ?2";
+        const RESEAL_PREVIOUS: &str = "UPDATE endpoints SET previous_secret = ?3, \
+             version = version + 1 WHERE id = ?1 AND previous_secret = ?2";
 
         self.db.tick(1);
-        let done = sqlx::query(RESEAL)
+        let statement = match slot {
+            SecretSlot::Current => RESEAL,
+            SecretSlot::Previous => RESEAL_PREVIOUS,
+        };
+        let done = sqlx::query(statement)
             .bind(id.as_str())
             .bind(expected.as_stored())
             .bind(new.as_stored())
