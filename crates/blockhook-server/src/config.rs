@@ -87,9 +87,9 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Most events in one batch ingest.
     pub max_batch_events: usize,
-    /// A request's headers must arrive within this time from when the connection is ready for
-    /// the request (an idle HTTP/1.1 keep-alive connection is closed after it too); also bounds
-    /// the TLS handshake.
+    /// A request's headers must arrive within this time from its first byte (and a new
+    /// connection's first request within this time of connecting); also bounds the TLS
+    /// handshake. Idle keep-alive connections are bounded by `idle_timeout` instead.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// A request's whole body must arrive within this time (the slowest accepted upload is

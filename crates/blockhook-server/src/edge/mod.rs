@@ -2,9 +2,10 @@
 //! clients. Every bound here is a `[server]` setting:
 //! - admission ([`limits`]): open connections in all and per client address; past a cap only
 //!   the health probes are answered, so the local supervisor still sees the process;
-//! - time: the TLS handshake and each request's headers within `header_read_timeout`, each
-//!   body within `body_read_timeout` ([`read_body_within`]), and no connection on which nothing
-//!   moves for `idle_timeout` ([`idle::IdleTimeout`]);
+//! - time: the TLS handshake and each request's headers within `header_read_timeout` (from the
+//!   request's first byte, so idle keep-alive connections last), each body within
+//!   `body_read_timeout` ([`read_body_within`]), and no connection on which nothing moves for
+//!   `idle_timeout` ([`timing::Timed`]);
 //! - HTTP/2: a cap on concurrent streams, on the header list, and on streams reset before the
 //!   server saw them (the "rapid reset" attack), and pings to drop dead peers;
 //! - TLS ([`tls`]) when a certificate is configured.
@@ -12,8 +13,8 @@
 //! axum's own `serve` sets none of these (hyper's header timeout needs a timer it does not
 //! give), which is why blockhook drives hyper itself.
 
-mod idle;
 pub mod limits;
+mod timing;
 pub mod tls;
 
 use std::sync::Arc;
@@ -27,11 +28,11 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
 
 use crate::config::ServerSettings;
 use crate::error::ApiError;
@@ -63,18 +64,30 @@ pub struct Edge {
     pub tls: Option<Arc<tls::CertStore>>,
 }
 
-/// Serves one connection until it ends or a graceful shutdown completes it.
+/// Serves one connection until it ends or a graceful shutdown completes it, with its time
+/// limits: the service tells the IO when each request's handler is called ([`timing`]).
 async fn connection<IO>(
     builder: &auto::Builder<TokioExecutor>,
     io: IO,
+    (header_limit, idle_limit): (Duration, Duration),
     service: Router,
     watcher: hyper_util::server::graceful::Watcher,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn =
-        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    let requests = Arc::new(timing::Requests::default());
+    let io = timing::Timed::new(io, header_limit, idle_limit, requests.clone());
+    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+        let handling = requests.begin(request.version() == http::Version::HTTP_2);
+        let response = service.clone().oneshot(request);
+        async move {
+            let response = response.await;
+            drop(handling);
+            response
+        }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     watcher.watch(conn.into_owned()).await
 }
 
@@ -117,9 +130,11 @@ pub async fn serve(
     let settings = edge.settings;
     let limits = ConnectionLimits::new(settings.max_connections, settings.max_connections_per_ip);
     let mut http = auto::Builder::new(TokioExecutor::new());
+    // hyper's header timer also runs while a keep-alive connection waits for its next request,
+    // cutting idle connections at the header limit: `timing` times headers instead.
     http.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout);
+        .header_read_timeout(None);
     http.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(settings.http2_max_concurrent_streams)
@@ -180,22 +195,16 @@ pub async fn serve(
         };
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
-        let idle = settings.idle_timeout;
+        let limits = (first_byte, settings.idle_timeout);
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _open = metrics.connection_opened();
             let served = match acceptor {
-                None => {
-                    let io = idle::IdleTimeout::new(stream, first_byte, idle);
-                    connection(&builder, io, service, watcher).await
-                }
+                None => connection(&builder, stream, limits, service, watcher).await,
                 // The handshake within the header timeout, then the first request as promptly.
                 Some(acceptor) => {
                     match tokio::time::timeout(first_byte, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let io = idle::IdleTimeout::new(tls, first_byte, idle);
-                            connection(&builder, io, service, watcher).await
-                        }
+                        Ok(Ok(tls)) => connection(&builder, tls, limits, service, watcher).await,
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
                             Ok(())

@@ -459,3 +459,63 @@ async fn an_expired_certificate_stops_the_start_with_a_clear_error() {
     let err = spawn_tls(dir.path()).await.unwrap_err();
     assert!(err.contains("does not match"), "{err}");
 }
+
+/// Reads one HTTP/1.1 response (headers and a `Content-Length` body) from a raw connection.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("a response within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed before a whole response: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+    }
+}
+
+/// The header timeout times a request's headers from its first byte: a keep-alive connection
+/// idle for several header timeouts still takes its next request, and only the idle timeout
+/// ends it; a request started and left unfinished is still cut.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_outlives_the_header_timeout() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.server.header_read_timeout = Duration::from_secs(1);
+        s.server.idle_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut c = TcpStream::connect(app.addr()).await.unwrap();
+    for round in 0..3 {
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let response = read_response(&mut c).await;
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "round {round}: {response}"
+        );
+        // Idle for three header timeouts (well inside the idle timeout).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (got, closed) = read_until_closed(&mut c, Duration::from_secs(20)).await;
+    assert!(closed, "an unfinished request is cut");
+    assert!(got.is_empty(), "and answered nothing: {got:?}");
+    app.stop().await;
+}
