@@ -330,6 +330,8 @@ pub struct Endpoint {
     pub disabled_reason: Option<String>,
     /// The signing secret, sealed.
     pub secret: SealedSecret,
+    /// Ordered delivery per key (mode `none` by default).
+    pub ordering: crate::Ordering,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.

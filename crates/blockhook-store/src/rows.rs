@@ -15,7 +15,7 @@ use blockhook_core::{
     ApiKey, ApiKeyId, AttemptId, AttemptRecord, Delivery, DeliveryId, DeliveryOrigin,
     DeliveryState, Endpoint, EndpointId, EndpointUrl, Error, ErrorClass, Event, EventFilter,
     EventId, EventType, ExtraHeaders, IdempotencyKey, Label, Merchant, MerchantId, MerchantStatus,
-    Payload, SealedSecret, SigningMode, SuccessPolicy, Timestamp,
+    Ordering, Payload, SealedSecret, SigningMode, SuccessPolicy, Timestamp,
 };
 use bytes::Bytes;
 
@@ -117,6 +117,8 @@ pub(crate) struct EndpointRow {
     pub(crate) secret: Vec<u8>,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
+    /// `Ordering` as JSON; NULL for mode `none`.
+    pub(crate) ordering: Option<String>,
 }
 
 impl EndpointRow {
@@ -153,6 +155,7 @@ impl TryFrom<EndpointRow> for Endpoint {
             secret: SealedSecret::from_stored(r.secret),
             created_at: Timestamp::from_ms(r.created_at),
             updated_at: Timestamp::from_ms(r.updated_at),
+            ordering: Ordering::from_stored(r.ordering.as_deref())?,
         })
     }
 }

@@ -51,6 +51,7 @@ async fn merchant_with_endpoint(store: &StoreRef) -> MerchantId {
         secret: SealedSecret::from_stored(vec![1; 32]),
         created_at: T0,
         updated_at: T0,
+        ordering: Default::default(),
     };
     store.create_endpoint(&ep).await.unwrap();
     m.id
@@ -63,6 +64,7 @@ fn event(m: &MerchantId) -> NewEvent {
         event_type: EventType::parse("Payment").unwrap(),
         payload: Payload::from_trusted(bytes::Bytes::from_static(br#"{"orderNo":"O1"}"#)),
         idempotency_key: None,
+        ordering_key: None,
         created_at: T0,
     }
 }

@@ -135,7 +135,7 @@ async fn sqlite_upgrades_a_first_release_database_after_copying_it() {
         "{err}"
     );
     assert!(
-        err.contains("version 3"),
+        err.contains("version 5"),
         "names the version it knows: {err}"
     );
 }
@@ -226,7 +226,7 @@ async fn postgres_asks_for_migrate_then_upgrades_a_first_release_database() {
     pool.close().await;
     let err = refused(blockhook_store::open(&url, &StoreOptions::default()).await);
     assert!(
-        err.contains("version 9999") && err.contains("version 3"),
+        err.contains("version 9999") && err.contains("version 5"),
         "{err}"
     );
     let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))

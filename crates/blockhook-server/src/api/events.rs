@@ -169,6 +169,7 @@ fn parse_event(
         event_type,
         payload,
         idempotency_key,
+        ordering_key: None,
         created_at: state.clock.now(),
     })
 }

@@ -373,6 +373,7 @@ pub async fn create(
         disabled_reason: None,
         created_at: now,
         updated_at: now,
+        ordering: Default::default(),
     };
     state.store.create_endpoint(&endpoint).await?;
     let mut view = EndpointView::of(endpoint);

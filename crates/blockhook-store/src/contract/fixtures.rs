@@ -62,6 +62,7 @@ pub fn endpoint_spec(merchant: &MerchantId, url: &str, filter: &[&str]) -> Endpo
         secret: SealedSecret::from_stored(vec![0xA5; 40]),
         created_at: T0,
         updated_at: T0,
+        ordering: Default::default(),
     }
 }
 
@@ -111,6 +112,7 @@ pub fn event_with(
         event_type: ty(event_type),
         payload: Payload::from_trusted(Bytes::copy_from_slice(payload)),
         idempotency_key: None,
+        ordering_key: None,
         created_at: at,
     }
 }
@@ -263,4 +265,5 @@ pub fn assert_same_endpoint(got: &Endpoint, want: &Endpoint) {
     assert_eq!(got.secret, want.secret);
     assert_eq!(got.created_at, want.created_at);
     assert_eq!(got.updated_at, want.updated_at);
+    assert_eq!(got.ordering, want.ordering);
 }

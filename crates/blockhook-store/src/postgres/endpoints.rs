@@ -36,12 +36,13 @@ impl Endpoints for PgStore {
     async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), Error> {
         const CREATE: &str = "INSERT INTO endpoints (id, merchant_id, url, description, event_types, \
              signing_mode, success_policy, headers, rate_limit, label, enabled, disabled_reason, secret, \
-             created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+             created_at, updated_at, ordering) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 
         bind_endpoint(sqlx::query(CREATE), ep)?
             .bind(ep.created_at.ms())
             .bind(ep.updated_at.ms())
+            .bind(ep.ordering.to_stored()?)
             .execute(self.db())
             .await
             .map_err(|e| insert_error(e, "merchant", "endpoint"))?;
@@ -103,10 +104,11 @@ impl Endpoints for PgStore {
         const UPDATE: &str = "UPDATE endpoints SET url = $3, description = $4, event_types = $5, \
              signing_mode = $6, success_policy = $7, headers = $8, rate_limit = $9, label = $10, \
              enabled = $11, disabled_reason = $12, secret = $13, updated_at = $14, \
-             version = version + 1 WHERE id = $1 AND merchant_id = $2";
+             version = version + 1, ordering = $15 WHERE id = $1 AND merchant_id = $2";
 
         let done = bind_endpoint(sqlx::query(UPDATE), ep)?
             .bind(ep.updated_at.ms())
+            .bind(ep.ordering.to_stored()?)
             .execute(self.db())
             .await
             .map_err(classify)?;

@@ -43,14 +43,15 @@ impl Endpoints for SqliteStore {
         // an anonymous foreign key failure.
         const CREATE: &str = "INSERT INTO endpoints (id, merchant_id, url, description, event_types, \
              signing_mode, success_policy, headers, rate_limit, label, enabled, disabled_reason, secret, \
-             created_at, updated_at) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15 \
+             created_at, updated_at, ordering) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16 \
              WHERE EXISTS (SELECT 1 FROM merchants WHERE id = ?2)";
 
         self.db.tick(1);
         let done = bind_endpoint(sqlx::query(CREATE), ep)?
             .bind(ep.created_at.ms())
             .bind(ep.updated_at.ms())
+            .bind(ep.ordering.to_stored()?)
             .execute(&mut *self.db.write().await?)
             .await
             .map_err(classify)?;
@@ -114,11 +115,12 @@ impl Endpoints for SqliteStore {
         const UPDATE: &str = "UPDATE endpoints SET url = ?3, description = ?4, event_types = ?5, \
              signing_mode = ?6, success_policy = ?7, headers = ?8, rate_limit = ?9, label = ?10, \
              enabled = ?11, disabled_reason = ?12, secret = ?13, updated_at = ?14, \
-             version = version + 1 WHERE id = ?1 AND merchant_id = ?2";
+             version = version + 1, ordering = ?15 WHERE id = ?1 AND merchant_id = ?2";
 
         self.db.tick(1);
         let done = bind_endpoint(sqlx::query(UPDATE), ep)?
             .bind(ep.updated_at.ms())
+            .bind(ep.ordering.to_stored()?)
             .execute(&mut *self.db.write().await?)
             .await
             .map_err(classify)?;
@@ -199,7 +201,7 @@ pub(super) fn current(
     let mut stmt = conn.prepare_cached(AT_VERSION).map_err(classify_sqlite)?;
     let rows = stmt
         .query_map([json_list(missing)?], |r| {
-            Ok((EndpointRow::from_rusqlite(r)?, r.get::<_, i64>(15)?))
+            Ok((EndpointRow::from_rusqlite(r)?, r.get::<_, i64>(16)?))
         })
         .map_err(classify_sqlite)?;
     for row in rows {

@@ -38,7 +38,7 @@
 macro_rules! endpoint_columns {
     () => {
         "id, merchant_id, url, description, event_types, signing_mode, success_policy, headers, \
-         rate_limit, label, enabled, disabled_reason, secret, created_at, updated_at"
+         rate_limit, label, enabled, disabled_reason, secret, created_at, updated_at, ordering"
     };
 }
 

@@ -63,6 +63,7 @@ impl EndpointRow {
             secret: r.get(12)?,
             created_at: r.get(13)?,
             updated_at: r.get(14)?,
+            ordering: r.get(15)?,
         })
     }
 }

@@ -79,6 +79,7 @@ pub(super) mod failures {
             secret: SealedSecret::from_stored(vec![1; 8]),
             created_at: T0,
             updated_at: T0,
+            ordering: Default::default(),
         };
         store.create_endpoint(&ep).await.unwrap();
         m.id
@@ -95,6 +96,7 @@ pub(super) mod failures {
                     "x".repeat(size)
                 ))),
                 idempotency_key: None,
+                ordering_key: None,
                 created_at: T0,
             })
             .collect()
