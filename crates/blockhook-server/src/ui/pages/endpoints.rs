@@ -74,6 +74,7 @@ impl EndpointForm {
             rate_limit: self.rate_limit()?,
             label: Self::text(&self.label),
             secret: None,
+            ordering: None,
         })
     }
 

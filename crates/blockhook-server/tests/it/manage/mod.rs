@@ -7,6 +7,7 @@ mod endpoints;
 mod events;
 mod merchants;
 mod openapi;
+mod ordering;
 
 use reqwest::Method;
 use serde_json::{Value, json};
