@@ -1,13 +1,17 @@
 //! Ordered delivery per ordering key, as merchants and operators manage it: the endpoint's
 //! `ordering` object (its view, and parsing it on create and PATCH with the offending field
-//! named). The rules are in `docs/ordering.md`.
+//! named), and the keys held after a final failure, listed and released. The rules are in
+//! `docs/ordering.md`.
 
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-use blockhook_core::{OnFinalFailure, Ordering, OrderingMode};
+use blockhook_core::{
+    EndpointId, HeldKey, MerchantId, OnFinalFailure, Ordering, OrderingKey, OrderingMode,
+};
 
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 /// An endpoint's ordering setting as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -115,4 +119,58 @@ pub fn apply(current: &Ordering, input: OrderingInput) -> ApiResult<Ordering> {
         };
     }
     Ok(o.validate()?)
+}
+
+/// A held key as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HeldKeyView {
+    /// The ordering key.
+    pub key: String,
+    /// The delivery that failed for good and holds the key (it stays failed when released).
+    pub delivery_id: String,
+    /// When it failed, Unix ms.
+    pub since: i64,
+    /// Deliveries of the key waiting behind it.
+    pub waiting: u64,
+}
+
+impl From<HeldKey> for HeldKeyView {
+    fn from(h: HeldKey) -> Self {
+        Self {
+            key: h.key.as_str().to_owned(),
+            delivery_id: h.delivery_id.to_string(),
+            since: h.since.ms(),
+            waiting: h.waiting,
+        }
+    }
+}
+
+/// The endpoint's held keys, oldest first.
+pub async fn held(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EndpointId,
+) -> ApiResult<Vec<HeldKeyView>> {
+    Ok(state
+        .store
+        .held_keys(merchant, id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}
+
+/// Releases a held key: its next delivery proceeds, the failed head stays failed.
+pub async fn release(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EndpointId,
+    key: &str,
+) -> ApiResult<()> {
+    // A key that cannot exist cannot be held: the same answer as one that is not.
+    let key = OrderingKey::parse(key).map_err(|_| ApiError::NotFound("held key".into()))?;
+    state.store.release_key(merchant, id, &key).await?;
+    // The key's next delivery has been due since it was published.
+    state.wake.notify_one();
+    Ok(())
 }
