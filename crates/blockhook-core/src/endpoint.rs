@@ -357,6 +357,8 @@ pub struct Endpoint {
     pub secret: SealedSecret,
     /// The secret before the last rotation, while its overlap lasts.
     pub previous_secret: Option<PreviousSecret>,
+    /// Ordered delivery per key (mode `none` by default).
+    pub ordering: crate::Ordering,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.

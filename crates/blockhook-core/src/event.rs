@@ -150,6 +150,8 @@ pub struct NewEvent {
     pub payload: Payload,
     /// Optional idempotency key.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// Optional ordering key; wins over an endpoint's `key_field` (see [`crate::Ordering`]).
+    pub ordering_key: Option<crate::OrderingKey>,
     /// When it was received.
     pub created_at: Timestamp,
 }

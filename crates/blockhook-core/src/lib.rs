@@ -15,6 +15,7 @@ mod error;
 mod event;
 mod ids;
 mod merchant;
+mod ordering;
 mod page;
 mod retry;
 mod store;
@@ -32,6 +33,9 @@ pub use error::Error;
 pub use event::{Event, EventQuery, EventType, IdempotencyKey, Ingested, NewEvent, Payload};
 pub use ids::{ApiKeyId, AttemptId, DeliveryId, EndpointId, EventId, MerchantId};
 pub use merchant::{ApiKey, Merchant, MerchantStatus, NewApiKey, NewMerchant};
+pub use ordering::{
+    HeldKey, MAX_ORDERING_KEY_LEN, OnFinalFailure, Ordering, OrderingKey, OrderingMode,
+};
 pub use page::{Cursor, Page};
 pub use retry::{Next, RetryPolicy};
 pub use store::{

@@ -91,6 +91,7 @@ async fn run(quick: bool) {
                 event_type: EventType::parse("Payment").unwrap(),
                 payload: Payload::from_trusted(body.clone()),
                 idempotency_key: None,
+                ordering_key: None,
                 created_at: t0 + Duration::from_millis(i as u64),
             })
             .collect();

@@ -15,7 +15,8 @@ use blockhook_core::{
     ApiKey, ApiKeyId, AttemptId, AttemptRecord, Delivery, DeliveryId, DeliveryOrigin,
     DeliveryState, Endpoint, EndpointId, EndpointUrl, Error, ErrorClass, Event, EventFilter,
     EventId, EventType, ExtraHeaders, IdempotencyKey, Label, Merchant, MerchantId, MerchantStatus,
-    Payload, PreviousSecret, SealedSecret, SecretSlot, SigningMode, SuccessPolicy, Timestamp,
+    Ordering, Payload, PreviousSecret, SealedSecret, SecretSlot, SigningMode, SuccessPolicy,
+    Timestamp,
 };
 use bytes::Bytes;
 
@@ -119,6 +120,8 @@ pub(crate) struct EndpointRow {
     pub(crate) previous_secret_until: Option<i64>,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
+    /// `Ordering` as JSON; NULL for mode `none`.
+    pub(crate) ordering: Option<String>,
 }
 
 impl EndpointRow {
@@ -162,6 +165,7 @@ impl TryFrom<EndpointRow> for Endpoint {
             ),
             created_at: Timestamp::from_ms(r.created_at),
             updated_at: Timestamp::from_ms(r.updated_at),
+            ordering: Ordering::from_stored(r.ordering.as_deref())?,
         })
     }
 }

@@ -52,6 +52,7 @@ async fn merchant_with_endpoint(store: &StoreRef) -> MerchantId {
         previous_secret: None,
         created_at: T0,
         updated_at: T0,
+        ordering: Default::default(),
     };
     store.create_endpoint(&ep).await.unwrap();
     m.id
@@ -64,6 +65,7 @@ fn event(m: &MerchantId) -> NewEvent {
         event_type: EventType::parse("Payment").unwrap(),
         payload: Payload::from_trusted(bytes::Bytes::from_static(br#"{"orderNo":"O1"}"#)),
         idempotency_key: None,
+        ordering_key: None,
         created_at: T0,
     }
 }

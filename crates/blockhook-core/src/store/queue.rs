@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::{
-    Claim, ClaimRequest, Completion, DeliveryId, EndpointId, Error, EventId, LeaseToken,
-    MerchantId, Timestamp,
+    Claim, ClaimRequest, Completion, DeliveryId, EndpointId, Error, EventId, HeldKey, LeaseToken,
+    MerchantId, OrderingKey, Timestamp,
 };
 
 use super::{ResendLimits, ResendScope};
@@ -45,7 +45,8 @@ pub trait Queue: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Vec<DeliveryId>, Error>;
     /// Re-queues every failed delivery of an endpoint created at or after `since`: pending, due
-    /// `now`, with a fresh retry round. Returns how many.
+    /// `now`, with a fresh retry round. Ordered deliveries keep their places in their keys'
+    /// queues (so they go again in publish order) and no longer hold their keys. Returns how many.
     async fn recover(
         &self,
         merchant: &MerchantId,
@@ -53,4 +54,22 @@ pub trait Queue: Send + Sync + 'static {
         since: Timestamp,
         now: Timestamp,
     ) -> Result<u64, Error>;
+
+    /// The keys of an endpoint held by a failed head delivery (`on_final_failure: hold`), oldest
+    /// first, with how many deliveries wait behind each. `NotFound("endpoint")` when the
+    /// endpoint is not the merchant's.
+    async fn held_keys(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+    ) -> Result<Vec<HeldKey>, Error>;
+    /// Releases a held key: its failed head stays failed and the next delivery of the key may be
+    /// claimed (due at once if it was waiting). `NotFound("held key")` when the key is not held,
+    /// `NotFound("endpoint")` when the endpoint is not the merchant's.
+    async fn release_key(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        key: &OrderingKey,
+    ) -> Result<(), Error>;
 }

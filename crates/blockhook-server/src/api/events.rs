@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use blockhook_core::{
-    Error as CoreError, EventId, EventType, IdempotencyKey, Ingested, MerchantId, NewEvent, Payload,
+    Error as CoreError, EventId, EventType, IdempotencyKey, Ingested, MerchantId, NewEvent,
+    OrderingKey, Payload,
 };
 
 use super::extract::{Operator, json_bytes, json_error};
@@ -48,6 +49,17 @@ struct PublishEvent<'a> {
     #[serde(default)]
     #[schema(pattern = "^[!-~]{1,255}$", nullable = false)]
     idempotency_key: Option<String>,
+    /// Orders this event's deliveries to endpoints with `ordering.mode` `per_key` behind the
+    /// earlier-published events of the same key (1 to 256 bytes; wins over the endpoint's
+    /// `key_field`). Ignored by unordered endpoints. See docs/ordering.md.
+    #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        nullable = false,
+        example = "OrderNo_1"
+    )]
+    ordering_key: Option<String>,
 }
 
 /// Up to `server.max_batch_events` events, stored in one transaction.
@@ -163,12 +175,19 @@ fn parse_event(
         .map_err(|err| field_err("idempotency_key", err))?;
     let payload = Payload::parse(body.slice_ref(e.payload.get().as_bytes()))
         .map_err(|err| field_err("payload", err))?;
+    let ordering_key = e
+        .ordering_key
+        .as_deref()
+        .map(OrderingKey::parse)
+        .transpose()
+        .map_err(|err| field_err("ordering_key", err))?;
     Ok(NewEvent {
         id: EventId::generate(),
         merchant_id,
         event_type,
         payload,
         idempotency_key,
+        ordering_key,
         created_at: state.clock.now(),
     })
 }

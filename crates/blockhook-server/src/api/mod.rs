@@ -27,6 +27,7 @@ pub mod health;
 pub mod logs;
 pub mod merchants;
 pub mod openapi;
+pub mod ordering;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -59,6 +60,7 @@ const API: &[Module] = &[
     (merchants::router, merchants::ROUTES),
     (endpoints::router, endpoints::ROUTES),
     (logs::router, logs::ROUTES),
+    (ordering::router, ordering::ROUTES),
 ];
 
 /// Every route the API role serves.

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{endpoints, events, health, logs, merchants};
+use super::{endpoints, events, health, logs, merchants, ordering};
 
 routes! {
     get "/openapi.json" => document,
@@ -40,6 +40,7 @@ routes! {
         endpoints::enable, endpoints::disable, endpoints::reveal_secret, endpoints::rotate_secret, endpoints::test_send,
         endpoints::recover, endpoints::backlog,
         logs::list, logs::read, logs::deliveries, logs::resend, logs::attempts,
+        ordering::held, ordering::release,
     ),
     components(schemas(crate::error::Problem))
 )]

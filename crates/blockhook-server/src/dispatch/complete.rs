@@ -51,13 +51,27 @@ pub(super) fn completion(claim: Claim, attempted: Attempted, next: Next) -> Comp
     }
 }
 
+/// A completion on its way to the store, and whether writing it lets another delivery go: the
+/// final outcome of an ordered delivery makes the next one of its key claimable.
+pub(super) struct Queued {
+    pub(super) completion: Completion,
+    pub(super) frees_key: bool,
+}
+
 /// Runs until every sender is dropped and the queue is empty.
-pub(super) async fn run(cx: Arc<DispatchCx>, mut rx: mpsc::Receiver<Completion>) {
+pub(super) async fn run(cx: Arc<DispatchCx>, mut rx: mpsc::Receiver<Queued>) {
+    let mut queued = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
+        // A retry may now be due sooner than the dispatcher's current sleep, and a key's next
+        // delivery was due all along (only unordered completions go without a wake: waking per
+        // completion would cost one claim per event).
+        let wake = queued
+            .iter()
+            .any(|q| q.frees_key || matches!(q.completion.next, Next::RetryAt(_)));
+        batch.extend(queued.drain(..).map(|q| q.completion));
         write(&cx, &batch).await;
-        // A retry may now be due sooner than the dispatcher's current sleep.
-        if batch.iter().any(|c| matches!(c.next, Next::RetryAt(_))) {
+        if wake {
             cx.wake.notify_one();
         }
         batch.clear();

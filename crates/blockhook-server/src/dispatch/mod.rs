@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use blockhook_core::{Claim, Clock, Completion, RetryPolicy, StoreRef};
+use blockhook_core::{Claim, Clock, Next, RetryPolicy, StoreRef};
 
 use crate::config::DeliverySettings;
 use crate::keys::MasterKey;
@@ -66,7 +66,7 @@ struct Worker {
     load: EndpointLoad,
     signers: signers::Signers,
     book: Arc<LeaseBook>,
-    done: mpsc::Sender<Completion>,
+    done: mpsc::Sender<complete::Queued>,
 }
 
 /// Runs until `stop` is cancelled, then stops claiming and lets in-flight attempts finish up
@@ -74,7 +74,7 @@ struct Worker {
 /// another worker (or this one after a restart) sends them again.
 pub async fn run(cx: DispatchCx, stop: CancellationToken) {
     let cx = Arc::new(cx);
-    let (done, done_rx) = mpsc::channel::<Completion>(8_192);
+    let (done, done_rx) = mpsc::channel::<complete::Queued>(8_192);
     let recorder = tokio::spawn(complete::run(cx.clone(), done_rx));
     let book = Arc::new(LeaseBook::default());
     let renewer_stop = CancellationToken::new();
@@ -206,13 +206,13 @@ impl Worker {
             .decide(claim.round_attempt, &attempted.outcome, now, rand::random());
         observe::observe(&cx.metrics, &claim, &attempted, &next, now);
         let ok = attempted.delivered();
+        let frees_key = endpoint.ordering.per_key() && !matches!(next, Next::RetryAt(_));
         let (endpoint_id, delivery_id) = (endpoint.id.clone(), claim.delivery_id.clone());
-        if self
-            .done
-            .send(complete::completion(claim, attempted, next))
-            .await
-            .is_err()
-        {
+        let queued = complete::Queued {
+            completion: complete::completion(claim, attempted, next),
+            frees_key,
+        };
+        if self.done.send(queued).await.is_err() {
             tracing::error!("recorder stopped; the lease will expire and the delivery be retried");
         }
         self.load.leave(&endpoint_id, ok, &cx.metrics);

@@ -11,10 +11,11 @@ use utoipa::ToSchema;
 
 use blockhook_core::{
     Endpoint, EndpointBacklog, EndpointHealth, EndpointId, EndpointUrl, EventFilter, EventId,
-    EventType, ExtraHeaders, Label, MerchantId, PreviousSecret, SigningMode, SuccessPolicy,
-    Timestamp,
+    EventType, ExtraHeaders, Label, MerchantId, Ordering, PreviousSecret, SigningMode,
+    SuccessPolicy, Timestamp,
 };
 
+use super::ordering::{self, OrderingInput, OrderingView};
 use super::{MAX_PAGE, PageQuery, PageView, keys_error};
 use crate::dispatch;
 use crate::error::{ApiError, ApiResult};
@@ -63,6 +64,9 @@ pub struct CreateEndpoint {
     /// (standard base64 of 24 to 64 bytes).
     #[serde(default)]
     pub secret: Option<String>,
+    /// Ordered delivery per key (docs/ordering.md); mode `none` when absent.
+    #[serde(default)]
+    pub ordering: Option<OrderingInput>,
 }
 
 /// Changes to an endpoint: absent fields stay as they are; `null` clears the nullable ones
@@ -105,6 +109,9 @@ pub struct UpdateEndpoint {
     /// Enable or disable.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Ordering changes (absent fields stay as they are).
+    #[serde(default)]
+    pub ordering: Option<OrderingInput>,
 }
 
 /// Tells "absent" (outer `None`, via `default`) from "null" (`Some(None)`).
@@ -159,6 +166,8 @@ pub struct EndpointView {
     /// Advice about the request that did not stop it (e.g. a short secret); only at creation.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Ordered delivery per key (docs/ordering.md).
+    pub ordering: OrderingView,
 }
 
 impl EndpointView {
@@ -187,6 +196,7 @@ impl EndpointView {
             created_at: ep.created_at.ms(),
             updated_at: ep.updated_at.ms(),
             warnings: Vec::new(),
+            ordering: OrderingView::of(&ep.ordering),
         }
     }
 }
@@ -433,6 +443,7 @@ pub async fn create(
         disabled_reason: None,
         created_at: now,
         updated_at: now,
+        ordering: ordering::apply(&Ordering::default(), input.ordering.unwrap_or_default())?,
     };
     state.store.create_endpoint(&endpoint).await?;
     let mut view = EndpointView::of(endpoint);
@@ -610,6 +621,9 @@ pub async fn update(
     }
     if let Some(enabled) = patch.enabled {
         apply_enabled(&mut ep, enabled);
+    }
+    if let Some(o) = patch.ordering {
+        ep.ordering = ordering::apply(&ep.ordering, o)?;
     }
     ep.updated_at = state.clock.now();
     state.store.update_endpoint(&ep).await?;

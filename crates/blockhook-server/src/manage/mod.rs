@@ -15,6 +15,7 @@
 pub mod endpoints;
 pub mod events;
 pub mod merchants;
+pub mod ordering;
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};

@@ -36,7 +36,7 @@ const TIME_JS: &str = include_str!("assets/time.js");
 /// `ui.session_lifetime`.
 pub(crate) fn router(state: AppState) -> Router {
     let session_lifetime = state.settings.ui.session_lifetime;
-    use pages::{endpoints, events, health, login, operator};
+    use pages::{endpoints, events, health, login, operator, ordering};
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/endpoints") }))
         .route("/ui/", get(|| async { Redirect::to("/ui/endpoints") }))
@@ -58,6 +58,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/ui/endpoints/{id}/secret", post(endpoints::reveal_secret))
         .route("/ui/endpoints/{id}/rotate", post(endpoints::rotate_secret))
         .route("/ui/endpoints/{id}/test", post(endpoints::send_test))
+        .route(
+            "/ui/endpoints/{id}/ordering/release",
+            post(ordering::release),
+        )
         .route("/ui/events", get(events::list))
         .route("/ui/events/{id}", get(events::detail))
         .route("/ui/events/{id}/resend", post(events::resend))

@@ -352,6 +352,10 @@ fn every_form(ep_id: &str, ev: &str, m: &str, key_id: &str, tag: &str) -> (Vec<F
         form(format!("{ep_path}/secret"), &[]),
         form(format!("{ep_path}/rotate"), &[]),
         form(format!("{ep_path}/test"), &[("event_type", "Payment")]),
+        form(
+            format!("{ep_path}/ordering/release"),
+            &[("key", "OrderNo_1")],
+        ),
         form(format!("{ep_path}/delete"), &[]),
         form(format!("/ui/events/{ev}/resend"), &[("endpoint", ep_id)]),
         form("/ui/logout".into(), &[]),
@@ -816,5 +820,84 @@ async fn standard_mode_is_chosen_and_rotated_with_an_overlap_from_the_dashboard(
         )
         .await;
     assert_eq!(r.status(), 422);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn endpoint_page_shows_ordering_and_releases_a_held_key() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.delivery.retry_schedule = vec![]).await;
+    // The first request fails for good; the key is held.
+    let rx = Receiver::scripted(
+        Some(&app.ca),
+        std::sync::Arc::new(|n| if n == 0 { 500 } else { 200 }),
+        Duration::ZERO,
+    )
+    .await;
+    let m = app.merchant().await;
+    let ep = app
+        .endpoint(
+            &m,
+            &rx.url(),
+            json!({ "ordering": { "mode": "per_key", "key_field": "orderNo", "on_final_failure": "hold" } }),
+        )
+        .await;
+    let ep_id = ep["id"].as_str().unwrap();
+    app.publish(&m, "Payment", PAYMENT).await;
+    rx.wait_for(1, Duration::from_secs(10)).await;
+    app.publish(&m, "Payment", PAYMENT).await;
+    let key = issue_key(&app, &m).await;
+    let mut web = Browser::new(&app);
+    web.login(&key).await;
+
+    let path = format!("/ui/endpoints/{ep_id}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let html = loop {
+        let html = web.page(&path, 200).await;
+        if html.contains("OrderNo_202504010023") {
+            break html;
+        }
+        assert!(Instant::now() < deadline, "the key never showed as held");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(html.contains("per key, key field orderNo, on final failure: hold"));
+    assert!(html.contains(r#"id="held-keys""#));
+    assert!(html.contains(&format!("/ui/endpoints/{ep_id}/ordering/release")));
+    assert_eq!(rx.count(), 1, "the second event waits behind the held key");
+
+    let token = csrf(&html);
+    let r = web
+        .post(
+            &format!("{path}/ordering/release"),
+            &[("csrf", token.as_str()), ("key", "OrderNo_202504010023")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    rx.wait_for(2, Duration::from_secs(10)).await;
+    let html = web.page(&path, 200).await;
+    assert!(html.contains("No key is held."), "{html}");
+    // The edit form carries the setting and saves it back unchanged.
+    assert!(html.contains(r#"<option value="hold" selected>"#));
+    let r = web
+        .post(
+            &path,
+            &[
+                ("csrf", token.as_str()),
+                ("url", rx.url().as_str()),
+                ("ordering_mode", "per_key"),
+                ("ordering_key_field", "orderNo"),
+                ("ordering_on_final_failure", "continue"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let (_, v) = crate::manage::json_of(
+        app.get(&format!("/v1/merchants/{m}/endpoints/{ep_id}"), ADMIN)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        v["ordering"],
+        json!({ "mode": "per_key", "key_field": "orderNo", "on_final_failure": "continue" })
+    );
     app.stop().await;
 }

@@ -63,6 +63,7 @@ pub fn endpoint_spec(merchant: &MerchantId, url: &str, filter: &[&str]) -> Endpo
         previous_secret: None,
         created_at: T0,
         updated_at: T0,
+        ordering: Default::default(),
     }
 }
 
@@ -112,6 +113,7 @@ pub fn event_with(
         event_type: ty(event_type),
         payload: Payload::from_trusted(Bytes::copy_from_slice(payload)),
         idempotency_key: None,
+        ordering_key: None,
         created_at: at,
     }
 }
@@ -265,4 +267,5 @@ pub fn assert_same_endpoint(got: &Endpoint, want: &Endpoint) {
     assert_eq!(got.previous_secret, want.previous_secret);
     assert_eq!(got.created_at, want.created_at);
     assert_eq!(got.updated_at, want.updated_at);
+    assert_eq!(got.ordering, want.ordering);
 }

@@ -38,12 +38,13 @@ impl Endpoints for PgStore {
     async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), Error> {
         const CREATE: &str = "INSERT INTO endpoints (id, merchant_id, url, description, event_types, \
              signing_mode, success_policy, headers, rate_limit, label, enabled, disabled_reason, secret, \
-             previous_secret, previous_secret_until, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+             previous_secret, previous_secret_until, created_at, updated_at, ordering) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
 
         bind_endpoint(sqlx::query(CREATE), ep)?
             .bind(ep.created_at.ms())
             .bind(ep.updated_at.ms())
+            .bind(ep.ordering.to_stored()?)
             .execute(self.db())
             .await
             .map_err(|e| insert_error(e, "merchant", "endpoint"))?;
@@ -106,10 +107,11 @@ impl Endpoints for PgStore {
              signing_mode = $6, success_policy = $7, headers = $8, rate_limit = $9, label = $10, \
              enabled = $11, disabled_reason = $12, secret = $13, previous_secret = $14, \
              previous_secret_until = $15, updated_at = $16, \
-             version = version + 1 WHERE id = $1 AND merchant_id = $2";
+             version = version + 1, ordering = $17 WHERE id = $1 AND merchant_id = $2";
 
         let done = bind_endpoint(sqlx::query(UPDATE), ep)?
             .bind(ep.updated_at.ms())
+            .bind(ep.ordering.to_stored()?)
             .execute(self.db())
             .await
             .map_err(classify)?;

@@ -27,8 +27,8 @@ use std::collections::HashMap;
 
 use blockhook_core::{
     AttemptRecord, Delivery, DeliveryId, DeliveryState, EndpointBacklog, EndpointHealth,
-    EndpointId, Error, Event, EventId, EventQuery, Events, Ingested, MerchantId, NewEvent, Page,
-    Timestamp,
+    EndpointId, Error, Event, EventId, EventQuery, Events, Ingested, MerchantId, NewEvent,
+    Ordering, OrderingKey, Page, Timestamp,
 };
 
 use super::db::{PgStore, cursor, overfetch};
@@ -44,9 +44,11 @@ struct TargetRow {
     status: String,
     endpoint_id: Option<String>,
     event_types: Option<String>,
+    ordering: Option<String>,
 }
 
-const LOAD: &str = "SELECT m.id AS merchant_id, m.status, e.id AS endpoint_id, e.event_types \
+const LOAD: &str = "SELECT m.id AS merchant_id, m.status, e.id AS endpoint_id, e.event_types, \
+     e.ordering \
      FROM merchants m LEFT JOIN endpoints e ON e.merchant_id = m.id AND e.enabled \
      WHERE m.id = ANY($1) ORDER BY m.id, e.id";
 
@@ -66,26 +68,52 @@ struct StoredRow {
 // an unreferenced plain CTE would not run. `earlier` finds the original of a repeated key among
 // committed events; a repeat of a key used earlier in the same batch, or committed concurrently
 // after this statement's snapshot, is resolved by the caller.
+//
+// Ordered deliveries (`$14` key, `$15` rank: 1, 2, ... per (endpoint, key) in batch order; NULL for
+// unordered ones): `wanted` counts the numbers each key needs, `counted` takes them from the key's
+// counter row (`ON CONFLICT DO UPDATE` row-locks it until commit, so concurrent ingests of one key
+// serialise there, in a fixed lock order, and commit in the order of their numbers), and each
+// delivery's number is the counter's value before the batch plus its rank. Idempotent repeats
+// leave gaps, which order nothing differently. With no ordered delivery both CTEs are empty.
 const STORE: &str = "WITH input AS ( \
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::int8[]) \
-            WITH ORDINALITY AS i(id, merchant_id, event_type, payload, idempotency_key, created_at, ord) \
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::int8[], \
+            $13::text[]) \
+            WITH ORDINALITY AS i(id, merchant_id, event_type, payload, idempotency_key, created_at, \
+                ordering_key, ord) \
      ), clash AS ( \
         SELECT 1 FROM input i JOIN events e \
             ON e.merchant_id = i.merchant_id AND e.idempotency_key = i.idempotency_key \
         WHERE e.event_type <> i.event_type OR e.payload <> i.payload LIMIT 1 \
      ), stored AS ( \
-        INSERT INTO events (id, merchant_id, event_type, payload, idempotency_key, created_at) \
-        SELECT id, merchant_id, event_type, payload, idempotency_key, created_at FROM input \
+        INSERT INTO events (id, merchant_id, event_type, payload, idempotency_key, created_at, \
+            ordering_key) \
+        SELECT id, merchant_id, event_type, payload, idempotency_key, created_at, ordering_key \
+        FROM input \
         WHERE NOT EXISTS (SELECT 1 FROM clash) ORDER BY ord \
         ON CONFLICT (merchant_id, idempotency_key) DO NOTHING \
         RETURNING id \
+     ), dl AS ( \
+        SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::int8[], \
+            $14::text[], $15::int8[]) \
+            AS d(id, event_id, endpoint_id, merchant_id, due, ordering_key, rank) \
+        WHERE d.event_id IN (SELECT id FROM stored) \
+     ), wanted AS ( \
+        SELECT endpoint_id, ordering_key, max(rank) AS taken FROM dl \
+        WHERE ordering_key IS NOT NULL GROUP BY endpoint_id, ordering_key \
+     ), counted AS ( \
+        INSERT INTO ordering_counters (endpoint_id, ordering_key, last_seq) \
+        SELECT endpoint_id, ordering_key, taken FROM wanted ORDER BY endpoint_id, ordering_key \
+        ON CONFLICT (endpoint_id, ordering_key) \
+            DO UPDATE SET last_seq = ordering_counters.last_seq + EXCLUDED.last_seq \
+        RETURNING endpoint_id, ordering_key, last_seq \
      ), fanned AS ( \
         INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, state, origin, \
-            next_attempt_at, created_at, updated_at) \
-        SELECT d.id, d.event_id, d.endpoint_id, d.merchant_id, 'pending', 'initial', d.due, d.due, d.due \
-        FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::int8[]) \
-            AS d(id, event_id, endpoint_id, merchant_id, due) \
-        WHERE d.event_id IN (SELECT id FROM stored) \
+            next_attempt_at, created_at, updated_at, ordering_key, ordering_seq) \
+        SELECT d.id, d.event_id, d.endpoint_id, d.merchant_id, 'pending', 'initial', d.due, d.due, d.due, \
+            d.ordering_key, c.last_seq - w.taken + d.rank \
+        FROM dl d \
+        LEFT JOIN wanted w ON w.endpoint_id = d.endpoint_id AND w.ordering_key = d.ordering_key \
+        LEFT JOIN counted c ON c.endpoint_id = d.endpoint_id AND c.ordering_key = d.ordering_key \
         RETURNING event_id \
      ), woke AS ( \
         SELECT pg_notify($12, current_schema()) FROM (SELECT 1 FROM fanned LIMIT 1) AS any_delivery \
@@ -133,11 +161,17 @@ impl Events for PgStore {
             ev.push(e);
             for t in endpoints {
                 if filter_matches(&t.types, &e.event_type) {
-                    dl.push(e, &t.endpoint_id);
+                    let key = t.ordering.key_for(e.ordering_key.as_ref(), &e.payload);
+                    dl.push(e, &t.endpoint_id, key);
                 }
             }
         }
 
+        let dl_keys: Vec<Option<&str>> = dl
+            .ordering_keys
+            .iter()
+            .map(|k| k.as_ref().map(OrderingKey::as_str))
+            .collect();
         let rows: Vec<StoredRow> = sqlx::query_as(STORE)
             .bind(&ev.ids)
             .bind(&ev.merchants)
@@ -151,6 +185,9 @@ impl Events for PgStore {
             .bind(&dl.merchants)
             .bind(&dl.due)
             .bind(CHANNEL)
+            .bind(&ev.ordering_keys)
+            .bind(&dl_keys)
+            .bind(&dl.ranks)
             .fetch_all(self.on(&mut conn))
             .await
             .map_err(store_error)?;
@@ -528,6 +565,8 @@ struct Target {
     endpoint_id: String,
     /// Its filter's event types (empty = every type).
     types: Vec<String>,
+    /// Its ordering setting.
+    ordering: Ordering,
 }
 
 /// Each merchant's enabled endpoints, by merchant id.
@@ -549,6 +588,7 @@ fn targets_by_merchant(rows: Vec<TargetRow>) -> Result<Targets, Error> {
             endpoints.push(Target {
                 endpoint_id,
                 types: filter_types(&types)?,
+                ordering: Ordering::from_stored(r.ordering.as_deref())?,
             });
         }
     }
@@ -563,6 +603,7 @@ struct EventArrays<'a> {
     payloads: Vec<&'a [u8]>,
     keys: Vec<Option<&'a str>>,
     created: Vec<i64>,
+    ordering_keys: Vec<Option<&'a str>>,
 }
 
 impl<'a> EventArrays<'a> {
@@ -574,6 +615,7 @@ impl<'a> EventArrays<'a> {
             payloads: Vec::with_capacity(n),
             keys: Vec::with_capacity(n),
             created: Vec::with_capacity(n),
+            ordering_keys: Vec::with_capacity(n),
         }
     }
 
@@ -585,6 +627,8 @@ impl<'a> EventArrays<'a> {
         self.keys
             .push(e.idempotency_key.as_ref().map(|k| k.as_str()));
         self.created.push(e.created_at.ms());
+        self.ordering_keys
+            .push(e.ordering_key.as_ref().map(|k| k.as_str()));
     }
 }
 
@@ -596,16 +640,27 @@ struct DeliveryArrays<'a> {
     endpoints: Vec<&'a str>,
     merchants: Vec<&'a str>,
     due: Vec<i64>,
+    ordering_keys: Vec<Option<OrderingKey>>,
+    /// 1, 2, ... per (endpoint, key), in batch order; `None` for unordered deliveries.
+    ranks: Vec<Option<i64>>,
+    seen: HashMap<(&'a str, OrderingKey), i64>,
 }
 
 impl<'a> DeliveryArrays<'a> {
-    fn push(&mut self, e: &'a NewEvent, endpoint_id: &'a str) {
+    fn push(&mut self, e: &'a NewEvent, endpoint_id: &'a str, key: Option<OrderingKey>) {
         self.ids.push(DeliveryId::generate().to_string());
         self.events.push(e.id.as_str());
         self.endpoints.push(endpoint_id);
         self.merchants.push(e.merchant_id.as_str());
         // Due at once: at the event's own time.
         self.due.push(e.created_at.ms());
+        let rank = key.as_ref().map(|k| {
+            let n = self.seen.entry((endpoint_id, k.clone())).or_default();
+            *n += 1;
+            *n
+        });
+        self.ranks.push(rank);
+        self.ordering_keys.push(key);
     }
 }
 

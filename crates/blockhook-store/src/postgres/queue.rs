@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use blockhook_core::{
     Claim, ClaimRequest, Completion, DeliveryId, Endpoint, EndpointId, Error, EventId, EventType,
-    LeaseToken, MerchantId, Next, Payload, Queue, ResendLimits, ResendScope, Timestamp,
+    HeldKey, LeaseToken, MerchantId, Next, Ordering, OrderingKey, Payload, Queue, ResendLimits,
+    ResendScope, Timestamp,
 };
 use bytes::Bytes;
 
@@ -43,6 +44,29 @@ struct ClaimRow {
     endpoint: EndpointRow,
 }
 
+/// The subquery that keeps an ordered delivery `d` from being claimed: a sibling of the same
+/// (endpoint, key) that is earlier in the key's queue and not done, that is in flight (a live
+/// lease, whatever its place: a recovered head behind a running delivery waits for it), or that
+/// holds the key. `$now` is the claim's time. Probes `deliveries_ordering` (its partial condition
+/// is repeated for the planner); unordered rows never get here.
+///
+/// Why two processes never run two deliveries of one key: only a key's head passes this test,
+/// and the head is one row, which `FOR UPDATE SKIP LOCKED` lets one claimer lease. A claimer whose
+/// snapshot predates a lease sees the head still pending, so its siblings stay blocked.
+macro_rules! blocked_by_sibling {
+    ($now:literal) => {
+        concat!(
+            "SELECT 1 FROM deliveries s WHERE s.endpoint_id = d.endpoint_id \
+               AND s.ordering_key = d.ordering_key \
+               AND (s.state = 'pending' OR s.ordering_held) AND s.id <> d.id \
+               AND (s.ordering_seq < d.ordering_seq OR s.ordering_held \
+                    OR s.lease_until > ",
+            $now,
+            ")"
+        )
+    };
+}
+
 // 1. `candidates`: the oldest due pending deliveries of enabled, non-excluded endpoints, walked
 //    in due order on the partial index and locked (skipping rows other claimers hold). The pool
 //    is larger than `max` when a per-endpoint cap applies, so one busy endpoint at the head of
@@ -58,6 +82,9 @@ const CLAIM: &str = concat!(
         FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id \
         WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND e.enabled \
           AND d.endpoint_id <> ALL ($5::text[]) \
+          AND (d.ordering_key IS NULL OR NOT EXISTS (",
+    blocked_by_sibling!("$1"),
+    ")) \
         ORDER BY d.next_attempt_at, d.id \
         LIMIT $4 \
         FOR UPDATE OF d SKIP LOCKED \
@@ -165,7 +192,10 @@ impl Queue for PgStore {
              ), applied AS ( \
                 UPDATE deliveries d SET state = c.state, attempts = d.attempts + 1, \
                     next_attempt_at = c.next_at, lease_token = NULL, lease_until = NULL, \
-                    last_status = c.status, updated_at = $19 \
+                    last_status = c.status, updated_at = $19, \
+                    ordering_held = CASE WHEN d.ordering_key IS NULL OR c.state <> 'failed' THEN false \
+                        ELSE EXISTS (SELECT 1 FROM endpoints oe WHERE oe.id = d.endpoint_id \
+                            AND oe.ordering::jsonb ->> 'on_final_failure' = 'hold') END \
                 FROM input c \
                 WHERE d.id = c.delivery_id AND d.lease_token = c.lease AND d.state = 'pending' \
                 RETURNING d.id, d.endpoint_id \
@@ -223,10 +253,17 @@ impl Queue for PgStore {
     async fn next_due_at(&self) -> Result<Option<Timestamp>, Error> {
         // Disabled endpoints are left out: their deliveries wait, and counting them would make an idle
         // dispatcher wake for work it may not claim.
-        const NEXT_DUE: &str = "SELECT d.next_attempt_at FROM deliveries d \
+        // Ordered deliveries waiting behind their key's head are left out too: the head's own
+        // due time (or lease expiry) is what they wait for. (A live lease is judged against the
+        // candidate's due time: this query has no clock.)
+        const NEXT_DUE: &str = concat!(
+            "SELECT d.next_attempt_at FROM deliveries d \
              JOIN endpoints e ON e.id = d.endpoint_id \
              WHERE d.state = 'pending' AND e.enabled \
-             ORDER BY d.next_attempt_at LIMIT 1";
+               AND (d.ordering_key IS NULL OR NOT EXISTS (",
+            blocked_by_sibling!("d.next_attempt_at"),
+            ")) ORDER BY d.next_attempt_at LIMIT 1"
+        );
 
         let at: Option<Option<i64>> = sqlx::query_scalar(NEXT_DUE)
             .fetch_optional(self.db())
@@ -245,18 +282,30 @@ impl Queue for PgStore {
         now: Timestamp,
     ) -> Result<Vec<DeliveryId>, Error> {
         // Locks the event: concurrent resends of one event queue here, so the limit holds.
-        const LOCK_EVENT: &str = "SELECT created_at, resend_count, payload IS NOT NULL AS has_payload \
+        const LOCK_EVENT: &str = "SELECT created_at, resend_count, payload, ordering_key \
              FROM events WHERE id = $1 AND merchant_id = $2 FOR UPDATE";
-        // Every endpoint the event had a delivery to; deleted endpoints took their deliveries along.
-        const PAST_TARGETS: &str =
-            "SELECT DISTINCT endpoint_id FROM deliveries WHERE event_id = $1 ORDER BY endpoint_id";
-        const ONE_TARGET: &str = "SELECT id FROM endpoints WHERE id = $1 AND merchant_id = $2";
+        // Every endpoint the event had a delivery to (deleted endpoints took their deliveries
+        // along), with its ordering setting.
+        const PAST_TARGETS: &str = "SELECT e.id, e.ordering FROM endpoints e \
+             WHERE e.id IN (SELECT endpoint_id FROM deliveries WHERE event_id = $1) ORDER BY e.id";
+        const ONE_TARGET: &str =
+            "SELECT id, ordering FROM endpoints WHERE id = $1 AND merchant_id = $2";
+        // The next number of an (endpoint, key): the resent delivery goes to the back of its
+        // key's queue.
+        const TAKE_SEQ: &str = "INSERT INTO ordering_counters (endpoint_id, ordering_key, last_seq) \
+             VALUES ($1, $2, 1) ON CONFLICT (endpoint_id, ordering_key) \
+             DO UPDATE SET last_seq = ordering_counters.last_seq + 1 RETURNING last_seq";
         // The plain final SELECT runs `pg_notify` exactly once; the data-modifying CTEs always run.
+        // A resend also releases the key the event's failed delivery held on each target.
         const CREATE: &str = "WITH created AS ( \
                 INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, state, origin, \
-                    next_attempt_at, created_at, updated_at) \
-                SELECT d.id, $2, d.endpoint_id, $3, 'pending', 'resend', $4, $4, $4 \
-                FROM unnest($1::text[], $5::text[]) AS d(id, endpoint_id) \
+                    next_attempt_at, created_at, updated_at, ordering_key, ordering_seq) \
+                SELECT d.id, $2, d.endpoint_id, $3, 'pending', 'resend', $4, $4, $4, d.key, d.seq \
+                FROM unnest($1::text[], $5::text[], $7::text[], $8::int8[]) AS d(id, endpoint_id, key, seq) \
+                RETURNING 1 \
+             ), released AS ( \
+                UPDATE deliveries SET ordering_held = false \
+                WHERE event_id = $2 AND endpoint_id = ANY ($5::text[]) AND ordering_held \
                 RETURNING 1 \
              ), counted AS ( \
                 UPDATE events SET resend_count = resend_count + 1 WHERE id = $2 RETURNING 1 \
@@ -284,20 +333,20 @@ impl Queue for PgStore {
                 limits.max_per_event
             )));
         }
-        if !ev.has_payload {
+        let Some(payload) = ev.payload else {
             return Err(Error::Conflict(
                 "the event's payload was removed by retention".to_owned(),
             ));
-        }
+        };
 
-        let targets: Vec<String> = match scope {
-            ResendScope::All => sqlx::query_scalar(PAST_TARGETS)
+        let targets: Vec<(String, Option<String>)> = match scope {
+            ResendScope::All => sqlx::query_as(PAST_TARGETS)
                 .bind(event.as_str())
                 .fetch_all(self.on(&mut tx))
                 .await
                 .map_err(classify)?,
             ResendScope::Endpoint(id) => {
-                let found: Option<String> = sqlx::query_scalar(ONE_TARGET)
+                let found: Option<(String, Option<String>)> = sqlx::query_as(ONE_TARGET)
                     .bind(id.as_str())
                     .bind(merchant.as_str())
                     .fetch_optional(self.on(&mut tx))
@@ -312,13 +361,36 @@ impl Queue for PgStore {
         }
         let ids: Vec<DeliveryId> = targets.iter().map(|_| DeliveryId::generate()).collect();
         let id_strs: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
+        let payload = Payload::from_trusted(Bytes::from(payload));
+        let explicit = ev.ordering_key.map(OrderingKey::from_trusted);
+        let (mut endpoints, mut keys, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
+        for (endpoint_id, ordering) in &targets {
+            let ordering = Ordering::from_stored(ordering.as_deref())?;
+            let key = ordering.key_for(explicit.as_ref(), &payload);
+            let seq: Option<i64> = match &key {
+                None => None,
+                Some(k) => Some(
+                    sqlx::query_scalar(TAKE_SEQ)
+                        .bind(endpoint_id.as_str())
+                        .bind(k.as_str())
+                        .fetch_one(self.on(&mut tx))
+                        .await
+                        .map_err(classify)?,
+                ),
+            };
+            endpoints.push(endpoint_id.as_str());
+            keys.push(key.map(String::from));
+            seqs.push(seq);
+        }
         sqlx::query(CREATE)
             .bind(&id_strs)
             .bind(event.as_str())
             .bind(merchant.as_str())
             .bind(now.ms())
-            .bind(&targets)
+            .bind(&endpoints)
             .bind(CHANNEL)
+            .bind(&keys)
+            .bind(&seqs)
             .execute(self.on(&mut tx))
             .await
             .map_err(classify)?;
@@ -333,14 +405,16 @@ impl Queue for PgStore {
         since: Timestamp,
         now: Timestamp,
     ) -> Result<u64, Error> {
-        // One statement: the endpoint check, the re-queue and the notification. A new round starts
+        // One statement: the endpoint check, the re-queue and the notification. Ordered
+        // deliveries keep their sequence numbers, so they go again in publish order, ahead of
+        // later ones of their keys; a recovered held head no longer holds its key. A new round starts
         // (`round_start = attempts`), so the retry schedule applies afresh while `attempts` keeps
         // counting. Deliveries whose event lost its payload to retention cannot be sent and stay failed.
         const RECOVER: &str = "WITH ep AS ( \
                 SELECT id FROM endpoints WHERE id = $1 AND merchant_id = $2 \
              ), requeued AS ( \
                 UPDATE deliveries d SET state = 'pending', next_attempt_at = $4, round_start = d.attempts, \
-                    lease_token = NULL, lease_until = NULL, updated_at = $4 \
+                    lease_token = NULL, lease_until = NULL, updated_at = $4, ordering_held = false \
                 WHERE d.endpoint_id IN (SELECT id FROM ep) AND d.state = 'failed' AND d.created_at >= $3 \
                   AND EXISTS (SELECT 1 FROM events ev WHERE ev.id = d.event_id AND ev.payload IS NOT NULL) \
                 RETURNING 1 \
@@ -363,6 +437,85 @@ impl Queue for PgStore {
             return Err(Error::NotFound("endpoint"));
         }
         Ok(u64::try_from(row.requeued).unwrap_or(0))
+    }
+
+    async fn held_keys(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+    ) -> Result<Vec<HeldKey>, Error> {
+        // Through `deliveries_ordering` (its partial condition repeated for the planner). The
+        // endpoint row comes back (with no key) even when nothing is held, to tell "none held"
+        // from "not yours".
+        const HELD: &str = "SELECT h.ordering_key, h.id, h.updated_at, \
+               (SELECT count(*) FROM deliveries w WHERE w.endpoint_id = h.endpoint_id \
+                  AND w.ordering_key = h.ordering_key AND (w.state = 'pending' OR w.ordering_held) \
+                  AND w.ordering_seq > h.ordering_seq) AS waiting \
+             FROM endpoints e LEFT JOIN deliveries h ON h.endpoint_id = e.id \
+               AND h.ordering_key IS NOT NULL AND (h.state = 'pending' OR h.ordering_held) \
+               AND h.ordering_held \
+             WHERE e.id = $1 AND e.merchant_id = $2 \
+             ORDER BY h.updated_at, h.id";
+
+        let rows: Vec<HeldRow> = sqlx::query_as(HELD)
+            .bind(endpoint.as_str())
+            .bind(merchant.as_str())
+            .fetch_all(self.db())
+            .await
+            .map_err(classify)?;
+        if rows.is_empty() {
+            return Err(Error::NotFound("endpoint"));
+        }
+        let mut held = Vec::new();
+        for r in rows {
+            let (Some(key), Some(id), Some(since)) = (r.ordering_key, r.id, r.updated_at) else {
+                continue;
+            };
+            held.push(HeldKey {
+                key: OrderingKey::from_trusted(key),
+                delivery_id: DeliveryId::from_trusted(id),
+                since: Timestamp::from_ms(since),
+                waiting: u64::try_from(r.waiting.unwrap_or(0)).unwrap_or(0),
+            });
+        }
+        Ok(held)
+    }
+
+    async fn release_key(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        key: &OrderingKey,
+    ) -> Result<(), Error> {
+        // The key's next delivery is already due (it waited since its own due time): the
+        // notification lets other processes claim it now.
+        const RELEASE: &str = "WITH ep AS ( \
+                SELECT id FROM endpoints WHERE id = $1 AND merchant_id = $2 \
+             ), released AS ( \
+                UPDATE deliveries SET ordering_held = false \
+                WHERE endpoint_id IN (SELECT id FROM ep) AND ordering_key = $3 AND ordering_held \
+                RETURNING 1 \
+             ), woke AS ( \
+                SELECT pg_notify($4, current_schema()) FROM (SELECT 1 FROM released LIMIT 1) AS any_row \
+             ) \
+             SELECT EXISTS (SELECT 1 FROM ep) AS found, (SELECT count(*) FROM released) AS requeued, \
+                (SELECT count(*) FROM woke) AS woke";
+
+        let row: RecoverRow = sqlx::query_as(RELEASE)
+            .bind(endpoint.as_str())
+            .bind(merchant.as_str())
+            .bind(key.as_str())
+            .bind(CHANNEL)
+            .fetch_one(self.db())
+            .await
+            .map_err(classify)?;
+        if !row.found {
+            return Err(Error::NotFound("endpoint"));
+        }
+        if row.requeued == 0 {
+            return Err(Error::NotFound("held key"));
+        }
+        Ok(())
     }
 }
 
@@ -471,11 +624,20 @@ impl<'a> Completions<'a> {
 struct ResendEventRow {
     created_at: i64,
     resend_count: i32,
-    has_payload: bool,
+    payload: Option<Vec<u8>>,
+    ordering_key: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
 struct RecoverRow {
     found: bool,
     requeued: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct HeldRow {
+    ordering_key: Option<String>,
+    id: Option<String>,
+    updated_at: Option<i64>,
+    waiting: Option<i64>,
 }

@@ -14,7 +14,8 @@ macro_rules! endpoint_columns {
     () => {
         "e.id, e.merchant_id, e.url, e.description, e.event_types, e.signing_mode, \
          e.success_policy, e.headers, e.rate_limit, e.label, e.enabled, e.disabled_reason, \
-         e.secret, e.previous_secret, e.previous_secret_until, e.created_at, e.updated_at"
+         e.secret, e.previous_secret, e.previous_secret_until, e.created_at, e.updated_at, \
+         e.ordering"
     };
 }
 pub(super) use endpoint_columns;

@@ -45,14 +45,15 @@ impl Endpoints for SqliteStore {
         // an anonymous foreign key failure.
         const CREATE: &str = "INSERT INTO endpoints (id, merchant_id, url, description, event_types, \
              signing_mode, success_policy, headers, rate_limit, label, enabled, disabled_reason, secret, \
-             previous_secret, previous_secret_until, created_at, updated_at) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17 \
+             previous_secret, previous_secret_until, created_at, updated_at, ordering) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18 \
              WHERE EXISTS (SELECT 1 FROM merchants WHERE id = ?2)";
 
         self.db.tick(1);
         let done = bind_endpoint(sqlx::query(CREATE), ep)?
             .bind(ep.created_at.ms())
             .bind(ep.updated_at.ms())
+            .bind(ep.ordering.to_stored()?)
             .execute(&mut *self.db.write().await?)
             .await
             .map_err(classify)?;
@@ -117,11 +118,12 @@ impl Endpoints for SqliteStore {
              signing_mode = ?6, success_policy = ?7, headers = ?8, rate_limit = ?9, label = ?10, \
              enabled = ?11, disabled_reason = ?12, secret = ?13, previous_secret = ?14, \
              previous_secret_until = ?15, updated_at = ?16, \
-             version = version + 1 WHERE id = ?1 AND merchant_id = ?2";
+             version = version + 1, ordering = ?17 WHERE id = ?1 AND merchant_id = ?2";
 
         self.db.tick(1);
         let done = bind_endpoint(sqlx::query(UPDATE), ep)?
             .bind(ep.updated_at.ms())
+            .bind(ep.ordering.to_stored()?)
             .execute(&mut *self.db.write().await?)
             .await
             .map_err(classify)?;
@@ -202,7 +204,7 @@ pub(super) fn current(
     let mut stmt = conn.prepare_cached(AT_VERSION).map_err(classify_sqlite)?;
     let rows = stmt
         .query_map([json_list(missing)?], |r| {
-            Ok((EndpointRow::from_rusqlite(r)?, r.get::<_, i64>(15)?))
+            Ok((EndpointRow::from_rusqlite(r)?, r.get::<_, i64>(16)?))
         })
         .map_err(classify_sqlite)?;
     for row in rows {

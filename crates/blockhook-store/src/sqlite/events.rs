@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use blockhook_core::{
     AttemptRecord, Delivery, DeliveryId, DeliveryOrigin, DeliveryState, EndpointBacklog,
     EndpointHealth, EndpointId, Error, Event, EventFilter, EventId, EventQuery, Events, Ingested,
-    MerchantId, NewEvent, Page, Timestamp,
+    MerchantId, NewEvent, Ordering, OrderingKey, Page, Timestamp,
 };
 use rusqlite::{Connection, params_from_iter};
 use sqlx::{QueryBuilder, Sqlite};
@@ -15,15 +15,16 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::cache::CachedEvent;
 use super::db::SqliteStore;
 use super::rows::{
-    AttemptRow, DeliveryRow, EventRow, NextWhileLeased, count, filter_from_json, json_list,
-    padded_chunks, page_limit, placeholders, to_u32,
+    AttemptRow, DeliveryRow, EventRow, MAX_ROWS, NextWhileLeased, count, filter_from_json,
+    json_list, padded_chunks, page_limit, placeholders, to_u32,
 };
 use super::writer::{Bind, Cx, Durability, NULL, Session, blob, int, text};
 use crate::{classify, classify_sqlite};
 
 // One statement answers for every merchant of the batch: whether it exists, its status, and its
 // enabled endpoints with their filters (a merchant without endpoints comes back once with NULLs).
-const TARGETS: &str = "SELECT m.id AS merchant_id, m.status, e.id AS endpoint_id, e.event_types \
+const TARGETS: &str = "SELECT m.id AS merchant_id, m.status, e.id AS endpoint_id, e.event_types, \
+     e.ordering \
      FROM merchants m LEFT JOIN endpoints e ON e.merchant_id = m.id AND e.enabled = 1 \
      WHERE m.id IN (SELECT value FROM json_each(?1))";
 
@@ -41,6 +42,8 @@ pub(super) struct NewDelivery<'a> {
     pub(super) merchant_id: &'a str,
     /// Due time and creation time.
     pub(super) at: Timestamp,
+    /// The ordering key (ordered endpoints only); its sequence number is assigned at insert.
+    pub(super) ordering_key: Option<OrderingKey>,
 }
 
 /// Stores several callers' batches in ONE transaction, so that they share one commit (see
@@ -107,8 +110,9 @@ fn ingest_in(
     merchants.sort_unstable();
     merchants.dedup();
 
-    // Merchant -> (active, its enabled endpoints with their filters).
-    let mut targets: HashMap<String, (bool, Vec<(String, EventFilter)>)> = HashMap::new();
+    // Merchant -> (active, its enabled endpoints with their filters and ordering).
+    type Target = (String, EventFilter, Ordering);
+    let mut targets: HashMap<String, (bool, Vec<Target>)> = HashMap::new();
     cx.tick(1);
     {
         let mut stmt = conn.prepare_cached(TARGETS).map_err(classify_sqlite)?;
@@ -120,11 +124,13 @@ fn ingest_in(
             let status: String = r.get(1).map_err(classify_sqlite)?;
             let endpoint_id: Option<String> = r.get(2).map_err(classify_sqlite)?;
             let event_types: Option<String> = r.get(3).map_err(classify_sqlite)?;
+            let ordering: Option<String> = r.get(4).map_err(classify_sqlite)?;
             let entry = targets
                 .entry(merchant_id)
                 .or_insert_with(|| (status == "active", Vec::new()));
             if let (Some(id), Some(types)) = (endpoint_id, event_types) {
-                entry.1.push((id, filter_from_json(&types)?));
+                let ordering = Ordering::from_stored(ordering.as_deref())?;
+                entry.1.push((id, filter_from_json(&types)?, ordering));
             }
         }
     }
@@ -228,7 +234,7 @@ fn ingest_in(
             let endpoints = targets
                 .get(ev.merchant_id.as_str())
                 .map(|(_, eps)| eps.as_slice());
-            for (endpoint_id, filter) in endpoints.unwrap_or_default() {
+            for (endpoint_id, filter, ordering) in endpoints.unwrap_or_default() {
                 if filter.matches(&ev.event_type) {
                     deliveries.push(NewDelivery {
                         id: DeliveryId::generate(),
@@ -236,6 +242,7 @@ fn ingest_in(
                         endpoint_id,
                         merchant_id: ev.merchant_id.as_str(),
                         at: ev.created_at,
+                        ordering_key: ordering.key_for(ev.ordering_key.as_ref(), &ev.payload),
                     });
                 }
             }
@@ -293,7 +300,7 @@ fn idempotency_clash<'a>(
 
 const INSERT_EVENTS: (&str, &str) = (
     "INSERT OR IGNORE INTO events (id, merchant_id, event_type, payload, idempotency_key, \
-     created_at) SELECT * FROM (VALUES ",
+     created_at, ordering_key) SELECT * FROM (VALUES ",
     ") WHERE column1 IS NOT NULL",
 );
 
@@ -305,10 +312,10 @@ fn insert_events(cx: &Cx, conn: &Connection, events: &[&NewEvent]) -> Result<(),
         let sql = format!(
             "{}{}{}",
             INSERT_EVENTS.0,
-            placeholders(rows, 6),
+            placeholders(rows, 7),
             INSERT_EVENTS.1
         );
-        let mut values: Vec<Bind<'_>> = Vec::with_capacity(rows * 6);
+        let mut values: Vec<Bind<'_>> = Vec::with_capacity(rows * 7);
         for ev in chunk {
             values.push(text(ev.id.as_str()));
             values.push(text(ev.merchant_id.as_str()));
@@ -320,8 +327,9 @@ fn insert_events(cx: &Cx, conn: &Connection, events: &[&NewEvent]) -> Result<(),
                     .map_or(NULL, |k| text(k.as_str())),
             );
             values.push(int(ev.created_at.ms()));
+            values.push(ev.ordering_key.as_ref().map_or(NULL, |k| text(k.as_str())));
         }
-        values.resize(rows * 6, NULL);
+        values.resize(rows * 7, NULL);
         cx.tick(1);
         let done = conn
             .prepare_cached(&sql)
@@ -340,36 +348,101 @@ fn insert_events(cx: &Cx, conn: &Connection, events: &[&NewEvent]) -> Result<(),
 
 const INSERT_DELIVERIES: (&str, &str) = (
     "INSERT OR IGNORE INTO deliveries (id, event_id, endpoint_id, merchant_id, state, origin, \
-     next_attempt_at, created_at, updated_at) \
-     SELECT column1, column2, column3, column4, 'pending', column5, column6, column6, column6 \
+     next_attempt_at, created_at, updated_at, ordering_key, ordering_seq) \
+     SELECT column1, column2, column3, column4, 'pending', column5, column6, column6, column6, \
+       column7, column8 \
      FROM (VALUES ",
     ") WHERE column1 IS NOT NULL",
 );
 
-/// Multi-row INSERT of pending deliveries, due at their creation time, one statement per 256.
+// Takes `n` sequence numbers for each (endpoint, key) of a JSON list `[[endpoint, key, n], ...]`
+// and returns the last one taken per pair. The caller's writer transaction serialises it.
+const TAKE_SEQ: &str = "INSERT INTO ordering_counters (endpoint_id, ordering_key, last_seq) \
+     SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1) WHERE true \
+     ON CONFLICT (endpoint_id, ordering_key) DO UPDATE SET last_seq = last_seq + excluded.last_seq \
+     RETURNING endpoint_id, ordering_key, last_seq";
+
+/// The sequence numbers of the ordered ones among `deliveries`, in order (`None` for
+/// unordered ones): each (endpoint, key) numbers its deliveries in the order given, after every
+/// number it gave before. One statement, and none when nothing is ordered.
+fn sequence(
+    cx: &Cx,
+    conn: &Connection,
+    deliveries: &[NewDelivery<'_>],
+) -> Result<Vec<Option<i64>>, Error> {
+    let mut counts: HashMap<(&str, &str), i64> = HashMap::new();
+    for d in deliveries {
+        if let Some(key) = &d.ordering_key {
+            *counts.entry((d.endpoint_id, key.as_str())).or_default() += 1;
+        }
+    }
+    if counts.is_empty() {
+        return Ok(vec![None; deliveries.len()]);
+    }
+    let list: Vec<(&str, &str, i64)> = counts.iter().map(|((e, k), n)| (*e, *k, *n)).collect();
+    let list = serde_json::to_string(&list).map_err(|e| Error::Internal(e.to_string()))?;
+    // (endpoint, key) -> the next number to give in this batch.
+    let mut next: HashMap<(String, String), i64> = HashMap::with_capacity(counts.len());
+    cx.tick(1);
+    {
+        let mut stmt = conn.prepare_cached(TAKE_SEQ).map_err(classify_sqlite)?;
+        let mut rows = stmt.query([list]).map_err(classify_sqlite)?;
+        while let Some(r) = rows.next().map_err(classify_sqlite)? {
+            let endpoint: String = r.get(0).map_err(classify_sqlite)?;
+            let key: String = r.get(1).map_err(classify_sqlite)?;
+            let last: i64 = r.get(2).map_err(classify_sqlite)?;
+            let n = counts
+                .get(&(endpoint.as_str(), key.as_str()))
+                .copied()
+                .unwrap_or(0);
+            next.insert((endpoint, key), last - n + 1);
+        }
+    }
+    deliveries
+        .iter()
+        .map(|d| {
+            let Some(key) = &d.ordering_key else {
+                return Ok(None);
+            };
+            let slot = next
+                .get_mut(&(d.endpoint_id.to_owned(), key.as_str().to_owned()))
+                .ok_or_else(|| Error::Internal("no sequence number for an ordering key".into()))?;
+            let seq = *slot;
+            *slot += 1;
+            Ok(Some(seq))
+        })
+        .collect()
+}
+
+/// Multi-row INSERT of pending deliveries, due at their creation time, one statement per 256;
+/// ordered ones take their key's next sequence numbers first.
 pub(super) fn insert_deliveries(
     cx: &Cx,
     conn: &Connection,
     deliveries: &[NewDelivery<'_>],
     origin: DeliveryOrigin,
 ) -> Result<(), Error> {
-    for (chunk, rows) in padded_chunks(deliveries) {
+    let seqs = sequence(cx, conn, deliveries)?;
+    for (n, (chunk, rows)) in padded_chunks(deliveries).enumerate() {
         let sql = format!(
             "{}{}{}",
             INSERT_DELIVERIES.0,
-            placeholders(rows, 6),
+            placeholders(rows, 8),
             INSERT_DELIVERIES.1
         );
-        let mut values: Vec<Bind<'_>> = Vec::with_capacity(rows * 6);
-        for d in chunk {
+        let seqs = &seqs[n * MAX_ROWS..];
+        let mut values: Vec<Bind<'_>> = Vec::with_capacity(rows * 8);
+        for (d, seq) in chunk.iter().zip(seqs) {
             values.push(text(d.id.as_str()));
             values.push(text(d.event_id));
             values.push(text(d.endpoint_id));
             values.push(text(d.merchant_id));
             values.push(text(origin.as_str()));
             values.push(int(d.at.ms()));
+            values.push(d.ordering_key.as_ref().map_or(NULL, |k| text(k.as_str())));
+            values.push(seq.map_or(NULL, int));
         }
-        values.resize(rows * 6, NULL);
+        values.resize(rows * 8, NULL);
         cx.tick(1);
         let done = conn
             .prepare_cached(&sql)

@@ -39,7 +39,7 @@ macro_rules! endpoint_columns {
     () => {
         "id, merchant_id, url, description, event_types, signing_mode, success_policy, headers, \
          rate_limit, label, enabled, disabled_reason, secret, previous_secret, previous_secret_until, \
-         created_at, updated_at"
+         created_at, updated_at, ordering"
     };
 }
 

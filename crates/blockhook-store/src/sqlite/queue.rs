@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use blockhook_core::{
     Claim, ClaimRequest, Completion, DeliveryId, DeliveryOrigin, DeliveryState, Endpoint,
-    EndpointId, Error, EventId, EventType, LeaseToken, MerchantId, Next, Payload, Queue,
-    ResendLimits, ResendScope, Timestamp,
+    EndpointId, Error, EventId, EventType, HeldKey, LeaseToken, MerchantId, Next, Ordering,
+    OrderingKey, Payload, Queue, ResendLimits, ResendScope, Timestamp,
 };
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -29,18 +29,42 @@ use super::rows::{json_list, padded_chunks, pairs_json, placeholders, to_u32};
 use super::writer::{Bind, Cx, Durability, NULL, Session, blob, int, text};
 use crate::{classify, classify_sqlite};
 
+/// The subquery that keeps an ordered delivery `d` from being claimed: a sibling of the same
+/// (endpoint, key) that is earlier in the key's queue and not done, that is in flight (a live
+/// lease, whatever its place: a recovered head behind a running delivery waits for it), or that
+/// holds the key. `$now` is the claim's time parameter. Probes `deliveries_ordering` (its partial
+/// condition is repeated word for word so the planner can use it); unordered rows never get here.
+macro_rules! blocked_by_sibling {
+    ($now:literal) => {
+        concat!(
+            "SELECT 1 FROM deliveries s WHERE s.endpoint_id = d.endpoint_id \
+               AND s.ordering_key = d.ordering_key \
+               AND (s.state = 'pending' OR s.ordering_held = 1) AND s.id <> d.id \
+               AND (s.ordering_seq < d.ordering_seq OR s.ordering_held = 1 \
+                    OR s.lease_until > ",
+            $now,
+            ")"
+        )
+    };
+}
+
 // Walks the partial index `deliveries_due` in due order (`d` is the outer loop: CROSS JOIN pins
 // the join order, so the planner never scans endpoints first and sorts the whole backlog). The
 // rows come back aggregated into ONE JSON array: sqlx hands every result row across a thread
 // boundary, which costs more than the row itself, so hot-path reads return a single row.
-const CANDIDATES: &str = "SELECT json_group_array(json_array(id, event_id, endpoint_id, \
+const CANDIDATES: &str = concat!(
+    "SELECT json_group_array(json_array(id, event_id, endpoint_id, \
        attempts, round_start, next_attempt_at, version)) FROM ( \
      SELECT d.id, d.event_id, d.endpoint_id, d.attempts, d.round_start, d.next_attempt_at, \
        e.version FROM deliveries d CROSS JOIN endpoints e \
      WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 \
        AND e.id = d.endpoint_id AND e.enabled = 1 \
        AND d.endpoint_id NOT IN (SELECT value FROM json_each(?2)) \
-     ORDER BY d.next_attempt_at LIMIT ?3)";
+       AND (d.ordering_key IS NULL OR NOT EXISTS (",
+    blocked_by_sibling!("?1"),
+    ")) \
+     ORDER BY d.next_attempt_at LIMIT ?3)"
+);
 
 /// `[id, event_id, endpoint_id, attempts, round_start, next_attempt_at, endpoint version]`.
 type Candidate = (String, String, String, i64, i64, i64, i64);
@@ -257,9 +281,17 @@ impl Queue for SqliteStore {
     async fn next_due_at(&self) -> Result<Option<Timestamp>, Error> {
         // The head of the due index among enabled endpoints (a disabled endpoint's deliveries wait and
         // must not make the dispatcher spin on work it cannot claim).
-        const NEXT_DUE: &str = "SELECT d.next_attempt_at FROM deliveries d CROSS JOIN endpoints e \
+        // Ordered deliveries waiting behind their key's head are left out for the same reason:
+        // the head's own due time (or lease expiry) is what they wait for. A waiting delivery
+        // released by a finish is found by the wake that finish gives the dispatcher. (A live
+        // lease is judged against the candidate's due time: this query has no clock.)
+        const NEXT_DUE: &str = concat!(
+            "SELECT d.next_attempt_at FROM deliveries d CROSS JOIN endpoints e \
              WHERE d.state = 'pending' AND e.id = d.endpoint_id AND e.enabled = 1 \
-             ORDER BY d.next_attempt_at LIMIT 1";
+               AND (d.ordering_key IS NULL OR NOT EXISTS (",
+            blocked_by_sibling!("d.next_attempt_at"),
+            ")) ORDER BY d.next_attempt_at LIMIT 1"
+        );
 
         self.db.tick(1);
         let row: Option<(Option<i64>,)> = sqlx::query_as(NEXT_DUE)
@@ -300,8 +332,12 @@ impl Queue for SqliteStore {
     ) -> Result<u64, Error> {
         // A fresh round: `round_start = attempts`, so the next claim's round attempt is 1 again.
         // Deliveries whose event payload retention already removed cannot be sent and stay failed.
+        // Ordered deliveries keep their sequence numbers: recovered ones go back to their places
+        // in their keys' queues, so they are sent again in publish order, ahead of later ones;
+        // a recovered held head no longer holds its key (it is its key's head again).
         const RECOVER: &str = "UPDATE deliveries SET state = 'pending', next_attempt_at = ?4, \
-             round_start = attempts, lease_token = NULL, lease_until = NULL, updated_at = ?4 \
+             round_start = attempts, lease_token = NULL, lease_until = NULL, updated_at = ?4, \
+             ordering_held = 0 \
              WHERE endpoint_id = ?1 AND merchant_id = ?2 AND state = 'failed' AND created_at >= ?3 \
                AND EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id \
                            AND e.payload IS NOT NULL)";
@@ -329,6 +365,84 @@ impl Queue for SqliteStore {
             }
         }
         Ok(done.rows_affected())
+    }
+
+    async fn held_keys(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+    ) -> Result<Vec<HeldKey>, Error> {
+        // Through `deliveries_ordering` (its partial condition repeated for the planner).
+        const HELD: &str = "SELECT h.ordering_key, h.id, h.updated_at, \
+               (SELECT COUNT(*) FROM deliveries w WHERE w.endpoint_id = h.endpoint_id \
+                  AND w.ordering_key = h.ordering_key \
+                  AND (w.state = 'pending' OR w.ordering_held = 1) \
+                  AND w.ordering_seq > h.ordering_seq) AS waiting \
+             FROM deliveries h WHERE h.endpoint_id = ?1 AND h.ordering_key IS NOT NULL \
+               AND (h.state = 'pending' OR h.ordering_held = 1) AND h.ordering_held = 1 \
+             ORDER BY h.updated_at, h.id";
+
+        self.own_endpoint(merchant, endpoint).await?;
+        self.db.tick(1);
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(HELD)
+            .bind(endpoint.as_str())
+            .fetch_all(&self.db.readers)
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, id, since, waiting)| HeldKey {
+                key: OrderingKey::from_trusted(key),
+                delivery_id: DeliveryId::from_trusted(id),
+                since: Timestamp::from_ms(since),
+                waiting: u64::try_from(waiting).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn release_key(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        key: &OrderingKey,
+    ) -> Result<(), Error> {
+        const RELEASE: &str = "UPDATE deliveries SET ordering_held = 0 \
+             WHERE endpoint_id = ?1 AND ordering_key = ?2 AND ordering_held = 1 \
+               AND merchant_id = ?3";
+
+        self.db.tick(1);
+        let done = sqlx::query(RELEASE)
+            .bind(endpoint.as_str())
+            .bind(key.as_str())
+            .bind(merchant.as_str())
+            .execute(&mut *self.db.write().await?)
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() == 0 {
+            self.own_endpoint(merchant, endpoint).await?;
+            return Err(Error::NotFound("held key"));
+        }
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    /// `NotFound("endpoint")` unless `endpoint` is the merchant's.
+    async fn own_endpoint(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+    ) -> Result<(), Error> {
+        const ENDPOINT_EXISTS: &str = "SELECT 1 FROM endpoints WHERE id = ?1 AND merchant_id = ?2";
+
+        self.db.tick(1);
+        let exists: Option<(i64,)> = sqlx::query_as(ENDPOINT_EXISTS)
+            .bind(endpoint.as_str())
+            .bind(merchant.as_str())
+            .fetch_optional(&self.db.readers)
+            .await
+            .map_err(classify)?;
+        exists.map(|_| ()).ok_or(Error::NotFound("endpoint"))
     }
 }
 
@@ -359,7 +473,10 @@ const APPLY: (&str, &str) = (
     "WITH c(id, token, state, next_at, status, now) AS (VALUES ",
     ") UPDATE OR IGNORE deliveries SET state = c.state, attempts = attempts + 1, \
        next_attempt_at = c.next_at, last_status = c.status, lease_token = NULL, \
-       lease_until = NULL, updated_at = c.now \
+       lease_until = NULL, updated_at = c.now, \
+       ordering_held = CASE WHEN deliveries.ordering_key IS NULL OR c.state <> 'failed' THEN 0 \
+         ELSE EXISTS (SELECT 1 FROM endpoints e WHERE e.id = deliveries.endpoint_id \
+           AND e.ordering ->> '$.on_final_failure' = 'hold') END \
      FROM c WHERE deliveries.id = c.id AND deliveries.lease_token = c.token \
        AND deliveries.state = 'pending'",
 );
@@ -574,14 +691,20 @@ fn apply_rows(cx: &Cx, conn: &Connection, all: &[Row<'_>]) -> Result<u32, Error>
     Ok(u32::try_from(applied_total).unwrap_or(u32::MAX))
 }
 
-const RESEND_EVENT: &str = "SELECT created_at, resend_count, payload IS NOT NULL AS has_payload \
+const RESEND_EVENT: &str = "SELECT created_at, resend_count, payload, ordering_key \
      FROM events WHERE id = ?1 AND merchant_id = ?2";
 
-// Every endpoint the event was delivered to (deliveries cascade away with their endpoint, so
-// these all still exist).
-const PAST_TARGETS: &str = "SELECT DISTINCT endpoint_id FROM deliveries WHERE event_id = ?1";
+// Every endpoint the event was delivered to (deliveries go with their endpoint, so these all
+// still exist), with its ordering setting.
+const PAST_TARGETS: &str = "SELECT e.id, e.ordering FROM endpoints e \
+     WHERE e.id IN (SELECT DISTINCT endpoint_id FROM deliveries WHERE event_id = ?1)";
 
-const OWN_ENDPOINT: &str = "SELECT id FROM endpoints WHERE id = ?1 AND merchant_id = ?2";
+const OWN_ENDPOINT: &str = "SELECT id, ordering FROM endpoints WHERE id = ?1 AND merchant_id = ?2";
+
+// A resend releases the key its event's failed delivery holds (the resent delivery itself goes
+// to the back of the key's queue).
+const RELEASE_RESENT: &str = "UPDATE deliveries SET ordering_held = 0 \
+     WHERE event_id = ?1 AND endpoint_id = ?2 AND ordering_held = 1";
 
 const COUNT_RESEND: &str = "UPDATE events SET resend_count = resend_count + 1 WHERE id = ?1";
 
@@ -595,26 +718,30 @@ fn resend_in(
     now: Timestamp,
 ) -> Result<Vec<DeliveryId>, Error> {
     cx.tick(1);
-    let ev: Option<(i64, i64, bool)> = conn
+    type ResendEvent = (i64, i64, Option<Vec<u8>>, Option<String>);
+    let ev: Option<ResendEvent> = conn
         .prepare_cached(RESEND_EVENT)
         .and_then(|mut stmt| {
             stmt.query_row(params![event.as_str(), merchant.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()
         })
         .map_err(classify_sqlite)?;
-    let (created_at, resend_count, has_payload) = ev.ok_or(Error::NotFound("event"))?;
+    let (created_at, resend_count, payload, ordering_key) = ev.ok_or(Error::NotFound("event"))?;
+    let has_payload = payload.is_some();
 
     cx.tick(1);
-    let targets: Vec<String> = match scope {
+    let targets: Vec<(String, Option<String>)> = match scope {
         ResendScope::All => conn.prepare_cached(PAST_TARGETS).and_then(|mut stmt| {
-            stmt.query_map([event.as_str()], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()
+            stmt.query_map([event.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()
         }),
         ResendScope::Endpoint(id) => conn.prepare_cached(OWN_ENDPOINT).and_then(|mut stmt| {
-            stmt.query_map([id.as_str(), merchant.as_str()], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()
+            stmt.query_map([id.as_str(), merchant.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()
         }),
     }
     .map_err(classify_sqlite)?;
@@ -641,16 +768,28 @@ fn resend_in(
         ));
     }
 
-    let deliveries: Vec<NewDelivery<'_>> = targets
-        .iter()
-        .map(|endpoint_id| NewDelivery {
+    // The key under the endpoint's current setting; a fresh sequence number puts the resent
+    // delivery at the back of its key's queue.
+    let payload = Payload::from_trusted(Bytes::from(payload.unwrap_or_default()));
+    let explicit = ordering_key.map(OrderingKey::from_trusted);
+    let mut deliveries: Vec<NewDelivery<'_>> = Vec::with_capacity(targets.len());
+    for (endpoint_id, ordering) in &targets {
+        let ordering = Ordering::from_stored(ordering.as_deref())?;
+        deliveries.push(NewDelivery {
             id: DeliveryId::generate(),
             event_id: event.as_str(),
             endpoint_id,
             merchant_id: merchant.as_str(),
             at: now,
-        })
-        .collect();
+            ordering_key: ordering.key_for(explicit.as_ref(), &payload),
+        });
+    }
+    for (endpoint_id, _) in &targets {
+        cx.tick(1);
+        conn.prepare_cached(RELEASE_RESENT)
+            .and_then(|mut stmt| stmt.execute([event.as_str(), endpoint_id.as_str()]))
+            .map_err(classify_sqlite)?;
+    }
     insert_deliveries(cx, conn, &deliveries, DeliveryOrigin::Resend)?;
     cx.tick(1);
     conn.prepare_cached(COUNT_RESEND)

@@ -65,6 +65,7 @@ impl EndpointRow {
             previous_secret_until: r.get(14)?,
             created_at: r.get(15)?,
             updated_at: r.get(16)?,
+            ordering: r.get(17)?,
         })
     }
 }

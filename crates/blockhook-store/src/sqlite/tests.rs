@@ -80,6 +80,7 @@ pub(super) mod failures {
             previous_secret: None,
             created_at: T0,
             updated_at: T0,
+            ordering: Default::default(),
         };
         store.create_endpoint(&ep).await.unwrap();
         m.id
@@ -96,6 +97,7 @@ pub(super) mod failures {
                     "x".repeat(size)
                 ))),
                 idempotency_key: None,
+                ordering_key: None,
                 created_at: T0,
             })
             .collect()

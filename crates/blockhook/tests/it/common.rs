@@ -684,7 +684,7 @@ impl Receiver {
 }
 
 /// Reads one request head and body; `None` when the peer closed or sent garbage.
-async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Request> {
+pub async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Request> {
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;

@@ -7,6 +7,7 @@
 //! - operations (keys, backups, upgrades, config): `ops`;
 //! - reliability under faults (see docs/reliability.md): `crash`, `faults`, `hostile`, `clock`,
 //!   `disk`, `store_outage`, `scale_out`;
+//! - ordered delivery per key under failures, SIGKILL and three workers: `ordering`;
 //! - `common`: the server as a child process, scripted receivers, an API client, ledgers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
@@ -25,5 +26,6 @@ mod docs;
 mod faults;
 mod hostile;
 mod ops;
+mod ordering;
 mod scale_out;
 mod store_outage;

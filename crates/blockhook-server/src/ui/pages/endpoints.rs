@@ -1,6 +1,7 @@
 //! Endpoints: the list (enabled state, 24 h success rate) with a create form, and one endpoint's
 //! page: edit, enable or disable, delete (after a confirmation page), reveal or rotate the
-//! secret, and send a test webhook showing the request sent and the response received.
+//! secret, and send a test webhook showing the request sent and the response received; with
+//! ordered delivery, the held keys and their release (`ordering`).
 
 use std::fmt::Write as _;
 
@@ -11,7 +12,7 @@ use serde::Deserialize;
 
 use blockhook_core::{Endpoint, EventType, SigningMode, Timestamp};
 
-use super::{DAY, body_excerpt, endpoint_id, header_list, success_rate};
+use super::{DAY, body_excerpt, endpoint_id, header_list, ordering, success_rate};
 use crate::manage::endpoints::{
     self as manage, CreateEndpoint, EndpointWithHealth, RotateSecret, TestSendRequest,
     UpdateEndpoint,
@@ -39,6 +40,8 @@ pub struct EndpointForm {
     label: String,
     #[serde(default)]
     description: String,
+    #[serde(flatten)]
+    ordering: ordering::OrderingFields,
 }
 
 impl EndpointForm {
@@ -75,6 +78,7 @@ impl EndpointForm {
             rate_limit: self.rate_limit()?,
             label: Self::text(&self.label),
             secret: None,
+            ordering: Some(self.ordering.to_input()),
         })
     }
 
@@ -87,6 +91,7 @@ impl EndpointForm {
             success_policy: Self::text(&self.success_policy),
             rate_limit: Some(self.rate_limit()?),
             label: Some(Self::text(&self.label)),
+            ordering: Some(self.ordering.to_input()),
             ..UpdateEndpoint::default()
         })
     }
@@ -154,12 +159,14 @@ fn form_fields(ep: Option<&Endpoint>, prefix: &str) -> String {
 <label for="{prefix}label">Label</label>
 <input id="{prefix}label" name="label" value="{}">
 <label for="{prefix}description">Description</label>
-<input id="{prefix}description" name="description" value="{}">"#,
+<input id="{prefix}description" name="description" value="{}">
+{}"#,
         Esc(&url),
         Esc(&types),
         Esc(&rate),
         Esc(&label),
-        Esc(&description)
+        Esc(&description),
+        ordering::form_fields(ep, prefix)
     )
 }
 
@@ -332,16 +339,19 @@ async fn render_detail(ui: &Ui, state: &AppState, ep: &Endpoint, extra: &str) ->
 <dt>Id</dt><dd class="mono">{id}</dd><dt>URL</dt><dd class="mono">{url}</dd>
 <dt>State</dt><dd>{badge}</dd><dt>Success (24 h)</dt><dd>{rate}</dd>
 <dt>Signing</dt><dd>{signing}</dd>
-<dt>Created</dt><dd>{created}</dd><dt>Updated</dt><dd>{updated}</dd></dl>
+<dt>Created</dt><dd>{created}</dd><dt>Updated</dt><dd>{updated}</dd>
+<dt>Ordering</dt><dd id="ordering">{ordering}</dd></dl>
 <div class="actions">{toggle}
 {reveal}{rotate}{test}
 <a class="button danger" href="/ui/endpoints/{id}/delete">Delete…</a></div></section>
-<h2>Edit</h2><form method="post" action="/ui/endpoints/{id}" class="card">{csrf}{fields}<button type="submit" class="primary">Save changes</button></form>"#,
+{held}<h2>Edit</h2><form method="post" action="/ui/endpoints/{id}" class="card">{csrf}{fields}<button type="submit" class="primary">Save changes</button></form>"#,
         url = Esc(ep.url.as_str()),
         badge = state_badge(ep),
         rate = success_rate(&health),
         created = time(ep.created_at),
         updated = time(ep.updated_at),
+        ordering = ordering::describe(&ep.ordering),
+        held = ordering::held_section(ui, state, ep).await?,
         reveal = button_form(
             ui,
             &format!("/ui/endpoints/{id}/secret"),

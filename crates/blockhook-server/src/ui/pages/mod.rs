@@ -5,6 +5,7 @@ pub mod events;
 pub mod health;
 pub mod login;
 pub mod operator;
+pub mod ordering;
 
 use std::fmt::Write as _;
 use std::time::Duration;

@@ -7,6 +7,7 @@ mod endpoints;
 mod events;
 mod merchants;
 mod openapi;
+mod ordering;
 mod standard;
 
 use reqwest::Method;

@@ -8,5 +8,6 @@ pub mod endpoints;
 pub mod ingest;
 pub mod logs;
 pub mod merchants;
+pub mod ordering;
 pub mod retention;
 pub mod scale;
