@@ -111,6 +111,10 @@ pub struct ServerSettings {
     pub tls_cert: PathBuf,
     /// PEM private key of `tls_cert`.
     pub tls_key: PathBuf,
+    /// Also serve plain HTTP on this Unix socket, for a reverse proxy on the same host (empty:
+    /// none). A stale socket file is replaced; the socket is made readable and writable by the
+    /// owner and group only.
+    pub unix_socket: PathBuf,
 }
 
 /// `[store]`

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +23,7 @@ use crate::{Error, api, keyring, retention, ui};
 /// A built, bound, not yet running blockhook.
 pub struct Application {
     listener: TcpListener,
+    unix: Option<UnixListener>,
     state: AppState,
     tls: Option<Arc<crate::edge::tls::CertStore>>,
     /// The embedded store's lock file, held while this process serves it (`restore` checks it).
@@ -120,6 +121,7 @@ impl Application {
                 what: format!("binding {}", settings.server.listen),
                 source,
             })?;
+        let unix = bind_unix(&settings.server.unix_socket)?;
         let wake = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::new());
         let ingest = Ingestor::start(store.clone(), wake.clone(), metrics.clone());
@@ -137,6 +139,7 @@ impl Application {
         };
         Ok(Self {
             listener,
+            unix,
             state,
             tls,
             _lock: lock,
@@ -220,7 +223,11 @@ impl Application {
         };
         let app = Self::router_of(&state);
         let health = api::overflow_router(state);
-        crate::edge::serve(edge, self.listener, app, health, stop.clone()).await;
+        let listeners = crate::edge::Listeners {
+            tcp: self.listener,
+            unix: self.unix,
+        };
+        crate::edge::serve(edge, listeners, app, health, stop.clone()).await;
         if let Some(w) = worker {
             let _ = w.await;
         }
@@ -233,6 +240,36 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Binds `server.unix_socket` when set: a socket file left by a previous run is removed first
+/// (a live server on it would hold the data directory's lock or its own port anyway), and the
+/// socket is made owner and group only.
+fn bind_unix(path: &std::path::Path) -> Result<Option<UnixListener>, Error> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    if path.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let io = |what: &str| {
+        let what = format!("{what} {}", path.display());
+        move |source| Error::Io { what, source }
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            std::fs::remove_file(path).map_err(io("removing the stale socket"))?;
+        }
+        Ok(_) => {
+            return Err(Error::Config(format!(
+                "server.unix_socket {} exists and is not a socket",
+                path.display()
+            )));
+        }
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path).map_err(io("binding"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(io("restricting"))?;
+    Ok(Some(listener))
 }
 
 /// Cancels `stop` on SIGINT or SIGTERM.

@@ -47,17 +47,19 @@ pub struct ConnectionLimits {
 #[derive(Debug)]
 pub struct ConnectionGuard {
     _total: OwnedSemaphorePermit,
-    ip: IpAddr,
+    /// The client's address; `None` for a local (Unix socket) peer, counted in the total only.
+    ip: Option<IpAddr>,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
+        let Some(ip) = self.ip else { return };
         let mut map = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = map.get_mut(&self.ip) {
+        if let Some(n) = map.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.ip);
+                map.remove(&ip);
             }
         }
     }
@@ -74,8 +76,9 @@ impl ConnectionLimits {
         }
     }
 
-    /// Admits a connection from `ip`.
-    pub fn admit(&self, ip: IpAddr) -> Admission {
+    /// Admits a connection from `ip`, or from a local peer (`None`: a reverse proxy on the Unix
+    /// socket, whose connections carry many clients and count only towards the total).
+    pub fn admit(&self, ip: Option<IpAddr>) -> Admission {
         let over = |reason| match self.overflow.clone().try_acquire_owned() {
             Ok(slot) => Admission::HealthOnly {
                 _slot: slot,
@@ -86,7 +89,7 @@ impl ConnectionLimits {
         let Ok(total) = self.total.clone().try_acquire_owned() else {
             return over("max_connections");
         };
-        {
+        if let Some(ip) = ip {
             let mut map = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
             let n = map.entry(ip).or_insert(0);
             if self.max_per_ip > 0 && *n >= self.max_per_ip {
@@ -113,8 +116,8 @@ impl ConnectionLimits {
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
     }
 
     #[test]
@@ -158,6 +161,25 @@ mod tests {
             }
         ));
         drop((a2, a3, b1));
+    }
+
+    #[test]
+    fn local_peers_count_towards_the_total_only() {
+        let limits = ConnectionLimits::new(3, 1);
+        let local: Vec<Admission> = (0..2).map(|_| limits.admit(None)).collect();
+        assert!(local.iter().all(|a| matches!(a, Admission::Full { .. })));
+        let remote = limits.admit(ip("10.0.0.1"));
+        assert!(matches!(remote, Admission::Full { .. }));
+        assert!(matches!(
+            limits.admit(None),
+            Admission::HealthOnly {
+                reason: "max_connections",
+                ..
+            }
+        ));
+        drop(local);
+        assert!(matches!(limits.admit(None), Admission::Full { .. }));
+        drop(remote);
     }
 
     #[test]

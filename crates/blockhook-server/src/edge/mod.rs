@@ -17,6 +17,7 @@ pub mod limits;
 mod timing;
 pub mod tls;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
@@ -118,11 +119,44 @@ pub async fn read_body_within(
     }
 }
 
-/// Serves `app` on `listener` until `stop`, then lets open requests finish (up to 10 s).
+/// Where connections come from: the TCP listener, and a Unix socket for a local reverse proxy
+/// when `server.unix_socket` is set.
+#[derive(Debug)]
+pub struct Listeners {
+    /// `server.listen`.
+    pub tcp: TcpListener,
+    /// `server.unix_socket`: plain HTTP (the proxy terminates TLS), the same limits except the
+    /// per-address cap (one proxy carries many clients).
+    pub unix: Option<UnixListener>,
+}
+
+/// An accepted connection.
+enum Accepted {
+    Tcp(TcpStream, SocketAddr),
+    Unix(UnixStream),
+}
+
+impl Listeners {
+    /// The next connection from either listener.
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        let unix = async {
+            match &self.unix {
+                Some(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            tcp = self.tcp.accept() => tcp.map(|(s, peer)| Accepted::Tcp(s, peer)),
+            unix = unix => unix,
+        }
+    }
+}
+
+/// Serves `app` on `listeners` until `stop`, then lets open requests finish (up to 10 s).
 /// `health` is served instead of `app` on connections over a cap.
 pub async fn serve(
     edge: Edge,
-    listener: TcpListener,
+    listeners: Listeners,
     app: Router,
     health: Router,
     stop: CancellationToken,
@@ -159,10 +193,10 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let metrics = edge.metrics;
     loop {
-        let (stream, peer) = tokio::select! {
+        let accepted = tokio::select! {
             () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+            accepted = listeners.accept() => match accepted {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: pause instead of spinning.
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -171,8 +205,14 @@ pub async fn serve(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        let (service, builder, first_byte, admitted) = match limits.admit(peer.ip()) {
+        let peer_ip = match &accepted {
+            Accepted::Tcp(stream, peer) => {
+                let _ = stream.set_nodelay(true);
+                Some(peer.ip())
+            }
+            Accepted::Unix(_) => None,
+        };
+        let (service, builder, first_byte, admitted) = match limits.admit(peer_ip) {
             admitted @ Admission::Full { .. } => (
                 app.clone(),
                 http.clone(),
@@ -195,16 +235,27 @@ pub async fn serve(
         };
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
-        let limits = (first_byte, settings.idle_timeout);
+        let deadlines = (first_byte, settings.idle_timeout);
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _open = metrics.connection_opened();
+            let (stream, peer) = match accepted {
+                Accepted::Unix(stream) => {
+                    let served = connection(&builder, stream, deadlines, service, watcher).await;
+                    if let Err(e) = served {
+                        tracing::debug!(error = %e, "unix socket connection ended with an error");
+                    }
+                    drop(admitted);
+                    return;
+                }
+                Accepted::Tcp(stream, peer) => (stream, peer),
+            };
             let served = match acceptor {
-                None => connection(&builder, stream, limits, service, watcher).await,
+                None => connection(&builder, stream, deadlines, service, watcher).await,
                 // The handshake within the header timeout, then the first request as promptly.
                 Some(acceptor) => {
                     match tokio::time::timeout(first_byte, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => connection(&builder, tls, limits, service, watcher).await,
+                        Ok(Ok(tls)) => connection(&builder, tls, deadlines, service, watcher).await,
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
                             Ok(())
@@ -222,7 +273,7 @@ pub async fn serve(
             drop(admitted);
         });
     }
-    drop(listener);
+    drop(listeners);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(SHUTDOWN_GRACE) => {

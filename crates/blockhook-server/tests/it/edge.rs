@@ -461,7 +461,7 @@ async fn an_expired_certificate_stops_the_start_with_a_clear_error() {
 }
 
 /// Reads one HTTP/1.1 response (headers and a `Content-Length` body) from a raw connection.
-async fn read_response(stream: &mut TcpStream) -> String {
+async fn read_response(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -518,4 +518,54 @@ async fn an_idle_keep_alive_connection_outlives_the_header_timeout() {
     assert!(closed, "an unfinished request is cut");
     assert!(got.is_empty(), "and answered nothing: {got:?}");
     app.stop().await;
+}
+
+/// `server.unix_socket`: the API on a Unix socket beside TCP, owner and group only, a stale
+/// socket file replaced at the next start, anything else at that path refused.
+#[tokio::test]
+async fn the_api_is_served_on_a_unix_socket_for_a_local_proxy() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    for run in 0..2 {
+        let path = socket.clone();
+        let app = TestApp::spawn_with(Backend::Sqlite, move |s| s.server.unix_socket = path).await;
+        let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o660, "run {run}");
+        let mut c = tokio::net::UnixStream::connect(&socket).await.unwrap();
+        c.write_all(
+            format!(
+                "GET /v1/merchants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let response = read_response(&mut c).await;
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "run {run}: {response}"
+        );
+        assert!(response.contains("\"data\""), "{response}");
+        // The same app still answers on TCP.
+        let r = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        app.stop().await;
+        // The socket file stays behind (as after a crash): the next start replaces it.
+        assert!(socket.exists());
+    }
+
+    std::fs::remove_file(&socket).unwrap();
+    std::fs::write(&socket, "not a socket").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let url = crate::helpers::store_url(Backend::Sqlite, data.path()).await;
+    let ca = crate::receiver::TestCa::new();
+    let mut s = crate::helpers::test_settings(data.path(), url, &ca);
+    s.server.unix_socket = socket.clone();
+    let err = match Application::build(s).await {
+        Ok(_) => panic!("a regular file at server.unix_socket must stop the start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read_to_string(&socket).unwrap(), "not a socket");
 }
