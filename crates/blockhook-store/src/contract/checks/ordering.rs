@@ -1,7 +1,7 @@
 //! Ordered delivery per ordering key (docs/ordering.md): only a key's head is claimed, at most
 //! one delivery of a key is in flight, a failing key blocks only itself, `continue` and `hold`
-//! after a final failure, release, resend to the back, recover in publish order, and the
-//! explicit key winning over `key_field`.
+//! after a final failure, release, resend to the back, recover in publish order, the explicit
+//! key winning over `key_field`, numbering under concurrent ingest, and mode changes.
 
 use std::collections::HashMap;
 
