@@ -72,4 +72,5 @@ contract!(
     ordering::recover_keeps_publish_order,
     ordering::explicit_key_beats_key_field,
     ordering::concurrent_ingest_numbers_in_commit_order,
+    ordering::mode_change_applies_to_new_deliveries,
 );

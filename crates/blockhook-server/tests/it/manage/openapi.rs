@@ -58,6 +58,13 @@ async fn openapi_json_documents_every_registered_route_and_docs_is_self_containe
         "the document has no operation the router lacks"
     );
     assert!(doc["components"]["schemas"]["EndpointView"].is_object());
+    // Ordered delivery: the setting on endpoints, the key on publishing, the held keys.
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["EndpointView"]["properties"]["ordering"].is_object());
+    assert!(schemas["OrderingView"].is_object(), "{}", schemas);
+    assert!(schemas["OrderingInput"].is_object());
+    assert!(schemas["HeldKeyView"].is_object());
+    assert!(schemas["PublishEvent"]["properties"]["ordering_key"].is_object());
     // Probes and scraping need no token, and the document says so; every /v1 route needs one.
     for path in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
         assert_eq!(

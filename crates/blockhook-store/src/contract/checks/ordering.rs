@@ -1,7 +1,7 @@
 //! Ordered delivery per ordering key (docs/ordering.md): only a key's head is claimed, at most
 //! one delivery of a key is in flight, a failing key blocks only itself, `continue` and `hold`
-//! after a final failure, release, resend to the back, recover in publish order, and the
-//! explicit key winning over `key_field`.
+//! after a final failure, release, resend to the back, recover in publish order, the explicit
+//! key winning over `key_field`, numbering under concurrent ingest, and mode changes.
 
 use std::collections::HashMap;
 
@@ -375,4 +375,40 @@ pub async fn concurrent_ingest_numbers_in_commit_order(store: StoreRef) {
         finish_one(&store, &claims[0], Next::Succeeded, now).await;
     }
     assert!(claim_all(&store, t(1000)).await.is_empty());
+}
+
+/// A mode change applies to deliveries created afterwards: queued ordered deliveries keep their
+/// order after `per_key` → `none`, new ones are unordered and do not wait for them; after
+/// `none` → `per_key`, queued unordered ones stay unordered.
+pub async fn mode_change_applies_to_new_deliveries(store: StoreRef) {
+    let m = merchant(&store).await;
+    let mut ep = ordered_endpoint(&store, &m, per_key(OnFinalFailure::Continue, None)).await;
+    let a = publish_n(&store, &m, "A", 2, 0).await;
+    ep.ordering = Ordering::default();
+    store.update_endpoint(&ep).await.unwrap();
+    let loose = publish(&store, &m, Some("A"), "{}", t(5)).await;
+    let claims = claim_all(&store, t(10)).await;
+    assert_eq!(
+        events_of(&claims),
+        sorted(vec![a[0].clone(), loose.clone()]),
+        "A's queue keeps its order; the new event is unordered"
+    );
+    for c in &claims {
+        finish_one(&store, c, Next::Succeeded, t(11)).await;
+    }
+    assert_eq!(
+        events_of(&claim_all(&store, t(12)).await),
+        vec![a[1].clone()]
+    );
+
+    // Back to per_key: an unordered delivery still queued stays unordered.
+    let queued = publish(&store, &m, Some("B"), "{}", t(20)).await;
+    ep.ordering = per_key(OnFinalFailure::Continue, None);
+    store.update_endpoint(&ep).await.unwrap();
+    let b = publish_n(&store, &m, "B", 2, 21).await;
+    assert_eq!(
+        events_of(&claim_all(&store, t(30)).await),
+        sorted(vec![queued, b[0].clone()]),
+        "the unordered one does not hold up B, nor wait for it"
+    );
 }

@@ -56,16 +56,21 @@ pub async fn bare(sink: &Sink, total: u64, concurrency: usize) -> anyhow::Result
 
 /// Creates `groups` merchants with `fanout` endpoints each (endpoint `k` at `/hook/k`, or an
 /// unhealthy path per [`Mode::of`]) and returns the merchant ids with the number of healthy
-/// endpoints of each.
+/// endpoints of each. With `ordered`, every endpoint orders its deliveries per key.
 pub async fn setup(
     client: &reqwest::Client,
     base: &str,
     token: &str,
     sink: &Sink,
-    groups: u64,
-    fanout: u64,
+    (groups, fanout): (u64, u64),
     unhealthy_pct: (u64, u64),
+    ordered: bool,
 ) -> anyhow::Result<(Vec<String>, Vec<u64>)> {
+    let ordering = if ordered {
+        json!({ "mode": "per_key" })
+    } else {
+        json!({ "mode": "none" })
+    };
     let mut merchants = Vec::new();
     let mut healthy = Vec::new();
     for i in 0..groups {
@@ -90,7 +95,7 @@ pub async fn setup(
             let r = client
                 .post(format!("{base}/v1/merchants/{id}/endpoints"))
                 .bearer_auth(token)
-                .json(&json!({ "url": sink.url_for(i, k, mode) }))
+                .json(&json!({ "url": sink.url_for(i, k, mode), "ordering": ordering }))
                 .send()
                 .await?;
             let status = r.status();
@@ -124,6 +129,8 @@ pub struct Plan {
     pub concurrency: usize,
     /// Offered events/s, if fixed.
     pub rate: Option<f64>,
+    /// Event `seq` carries the ordering key `k<seq % n>` (with ordered endpoints).
+    pub ordering_keys: Option<u64>,
 }
 
 impl Plan {
@@ -142,8 +149,11 @@ impl Plan {
         let one = |seq: u64| {
             let merchant =
                 &self.merchants[usize::try_from(seq).unwrap_or(0) % self.merchants.len()];
+            let key = self.ordering_keys.map_or_else(String::new, |n| {
+                format!(r#","ordering_key":"k{}""#, seq % n)
+            });
             format!(
-                r#"{{"merchant_id":"{merchant}","event_type":"Payment","payload":{}}}"#,
+                r#"{{"merchant_id":"{merchant}","event_type":"Payment","payload":{}{key}}}"#,
                 payload(seq, now_us())
             )
         };

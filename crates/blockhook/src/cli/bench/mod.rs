@@ -38,7 +38,8 @@ blockhook bench --batch 100\n  \
 blockhook bench --store postgres --database-url postgres://postgres@127.0.0.1:5432/test\n  \
 blockhook bench --rate 2000   (fixed offered rate, for latency at a given load)\n  \
 blockhook bench --merchants 100 --endpoints 1000 --failing-pct 5 --flapping-pct 5 --batch 100\n  \
-blockhook bench --events 100000 --delivery-concurrency 1 --timeout 60   (a backlog; exits 1)\n\n\
+blockhook bench --events 100000 --delivery-concurrency 1 --timeout 60   (a backlog; exits 1)\n  \
+blockhook bench --ordering-keys 50   (ordering off, then per key over 50 keys)\n\n\
 Exits 1 when any delivery was lost (did not arrive before --timeout).")]
 pub struct Args {
     /// Store: sqlite (a file in a temporary directory) or postgres (a fresh schema, dropped after).
@@ -90,6 +91,10 @@ pub struct Args {
     /// Give up waiting for deliveries after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// Runs twice, ordering off (mode none) then on (mode per_key, event `seq` carrying the
+    /// ordering key `k<seq % K>`), and reports both delivery rates side by side.
+    #[arg(long, value_name = "K")]
+    pub ordering_keys: Option<u64>,
 }
 
 /// Unix time in microseconds.
@@ -117,6 +122,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.batch > 10_000 {
         bail!("--batch must be at most 10000");
+    }
+    if args.ordering_keys == Some(0) {
+        bail!("--ordering-keys must be > 0");
     }
     if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         bail!("--rate must be > 0");
@@ -187,11 +195,47 @@ async fn bench(args: &Args, events: u64, database_url: Option<String>) -> anyhow
         rate
     };
 
-    // (c) blockhook in process.
+    // (c) blockhook in process: once, or ordering off then on.
+    let modes: Vec<Option<u64>> = match args.ordering_keys {
+        None => vec![None],
+        Some(k) => vec![None, Some(k)],
+    };
+    let mut lost = 0;
+    let mut rates = Vec::new();
+    for ordering_keys in modes {
+        if let Some(k) = ordering_keys {
+            println!("-- ordering: per_key, {k} keys --");
+        } else if args.ordering_keys.is_some() {
+            println!("-- ordering: none --");
+        }
+        let (l, rate) = one_run(args, events, &database_url, bare, ordering_keys).await?;
+        lost += l;
+        rates.push((ordering_keys, rate));
+    }
+    if let [(None, off), (Some(k), on)] = rates[..] {
+        println!(
+            "ordering: none {off:.0} deliveries/s, per_key over {k} keys {on:.0} deliveries/s (ratio {:.3})",
+            on / off
+        );
+    }
+    Ok(lost)
+}
+
+/// One blockhook in process, with endpoints ordered per key when `ordering_keys` is given;
+/// returns the lost deliveries and the delivery rate.
+async fn one_run(
+    args: &Args,
+    events: u64,
+    database_url: &Option<String>,
+    bare: f64,
+    ordering_keys: Option<u64>,
+) -> anyhow::Result<(u64, f64)> {
+    let (_, fanout) = groups(args);
+    let expected = events * fanout;
     let sink = Sink::start(expected, fanout).await?;
     let dir =
         std::env::temp_dir().join(format!("blockhook-bench-{}", uuid::Uuid::new_v4().simple()));
-    let schema = match &database_url {
+    let schema = match database_url {
         Some(base) => Some(PgSchema::create(base).await?),
         None => None,
     };
@@ -226,7 +270,7 @@ async fn bench(args: &Args, events: u64, database_url: Option<String>) -> anyhow
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
     let _telemetry = telemetry::init(&settings.log);
 
-    let result = run_app(args, settings, &sink, &token, events, bare).await;
+    let result = run_app(args, settings, &sink, &token, (events, ordering_keys), bare).await;
     if let Some(schema) = schema {
         schema.drop_it().await;
     }
@@ -234,15 +278,17 @@ async fn bench(args: &Args, events: u64, database_url: Option<String>) -> anyhow
     result
 }
 
-/// Starts blockhook, publishes, waits, reports; returns the number of lost deliveries.
+/// Starts blockhook, publishes `events` (with ordering keys over `ordering_keys` keys, to ordered
+/// endpoints, when given), waits, reports; returns the number of lost deliveries and the
+/// delivery rate.
 async fn run_app(
     args: &Args,
     settings: Settings,
     sink: &Sink,
     token: &str,
-    events: u64,
+    (events, ordering_keys): (u64, Option<u64>),
     bare: f64,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, f64)> {
     let app = Application::build(settings)
         .await
         .context("starting blockhook")?;
@@ -259,9 +305,9 @@ async fn run_app(
         &base,
         token,
         sink,
-        groups,
-        fanout,
+        (groups, fanout),
         (args.failing_pct, args.flapping_pct),
+        ordering_keys.is_some(),
     )
     .await?;
     // Healthy deliveries: event `seq` goes to merchant `seq % groups`.
@@ -292,6 +338,7 @@ async fn run_app(
         batch: args.batch,
         concurrency: args.concurrency,
         rate: args.rate,
+        ordering_keys,
     };
 
     let cpu0 = procfs::cpu_seconds();
@@ -376,7 +423,7 @@ async fn run_app(
         Some(b) => println!("peak rss: {:.1} MiB", b as f64 / (1024.0 * 1024.0)),
         None => println!("peak rss: n/a"),
     }
-    Ok(lost)
+    Ok((lost, delivery_rate))
 }
 
 /// Nearest-rank percentile of sorted values (0 when empty).
