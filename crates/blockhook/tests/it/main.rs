@@ -7,6 +7,7 @@
 //! - operations (keys, backups, upgrades, config): `ops`;
 //! - reliability under faults (see docs/reliability.md): `crash`, `faults`, `hostile`, `clock`,
 //!   `disk`, `store_outage`, `scale_out`;
+//! - the PostgreSQL transactional outbox relayed by two processes, one SIGKILLed: `outbox`;
 //! - `common`: the server as a child process, scripted receivers, an API client, ledgers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
@@ -25,5 +26,6 @@ mod docs;
 mod faults;
 mod hostile;
 mod ops;
+mod outbox;
 mod scale_out;
 mod store_outage;
