@@ -287,3 +287,43 @@ async fn a_jsonb_outbox_relays_too() {
     app.stop().await;
     gw.drop_it().await;
 }
+
+#[tokio::test]
+async fn a_gateway_outbox_that_fails_is_retried_until_it_works() {
+    let Some(url) = gateway_url() else { return };
+    // The relay starts before the gateway's table exists: every pass fails (logged once at
+    // WARN), and it backs off and retries until the table is there.
+    let schema = format!("gw_{}", uuid::Uuid::new_v4().simple());
+    let table = format!("{schema}.outbox");
+    let (source_url, source_table) = (url.clone(), table.clone());
+    let app = TestApp::spawn_with(backends()[0], |s| {
+        s.sources.postgres_outbox = vec![blockhook_server::config::PostgresOutboxSource {
+            url: source_url,
+            table: source_table,
+            batch: 500,
+            poll: Duration::from_millis(100),
+        }];
+    })
+    .await;
+    let receiver = Receiver::ok(Some(&app.ca)).await;
+    let merchant = app.merchant().await;
+    app.endpoint(&merchant, &receiver.url(), json!({})).await;
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let ddl = schema_sql(&OutboxTable::parse(&table).unwrap(), PayloadColumn::Text);
+    sqlx::raw_sql(&ddl).execute(&mut conn).await.unwrap();
+    let gw = GatewayDb {
+        url: url.clone(),
+        schema,
+        table,
+        cast: "",
+    };
+    gw.insert(&merchant, "Payment", PAYMENT, None, None).await;
+    let got = receiver.wait_for(1, Duration::from_secs(120)).await;
+    assert_eq!(&got[0].body[..], PAYMENT.as_bytes());
+    app.stop().await;
+    gw.drop_it().await;
+}
