@@ -8,6 +8,10 @@
 //!   At the end every committed row is exactly one event and no rolled-back row is one:
 //!   lost = 0, duplicates = 0.
 //!
+//! - `a_failing_gateway_is_logged_once_then_its_recovery`: while the gateway's outbox cannot be
+//!   read (its table does not exist yet) the relay backs off, logging one WARN; once the table
+//!   exists it relays, logging the recovery at INFO.
+//!
 //! PostgreSQL only (the outbox lives in PostgreSQL): each test prints a SKIP line and returns
 //! when `BLOCKHOOK_TEST_DATABASE_URL` is unset.
 
@@ -298,4 +302,76 @@ async fn two_relays_and_a_sigkill_lose_and_duplicate_nothing() {
         .await;
     gw.close().await;
     let _ = blockhook_store::postgres::schema::drop(&base, &store_schema).await;
+}
+
+#[tokio::test]
+async fn a_failing_gateway_is_logged_once_then_its_recovery() {
+    let Some(base) = base_url("a_failing_gateway_is_logged_once_then_its_recovery") else {
+        return;
+    };
+    let schema = format!("gw_outage_{}", uuid::Uuid::new_v4().simple());
+    let table = format!("{schema}.outbox");
+    let conf = Conf {
+        extra: format!(
+            "[[sources.postgres_outbox]]\nurl = \"{base}\"\ntable = \"{table}\"\npoll = \"100ms\"\n"
+        ),
+        ..Conf::default()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), free_port(), Backend::Sqlite, &conf);
+    server.ready().await;
+    let merchant = Api::new(server.base()).merchant("outage").await;
+    // Let several passes fail (backoff 0.1 s doubling) before the table appears.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !String::from_utf8_lossy(&server.logs()).contains("outbox relay failed") {
+        assert!(
+            Instant::now() < deadline,
+            "the failing relay logged nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let gw = PgPool::connect(&base).await.unwrap();
+    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+        .execute(&gw)
+        .await
+        .unwrap();
+    let out = blockhook(&["outbox", "schema", "--table", &table]);
+    sqlx::raw_sql(&String::from_utf8(out.stdout).unwrap())
+        .execute(&gw)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO {table} (merchant_id, event_type, payload) VALUES ($1, 'Payment', '{{}}')"
+    ))
+    .bind(&merchant)
+    .execute(&gw)
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&gw)
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the row was never relayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = String::from_utf8_lossy(&server.logs()).into_owned();
+    let lines = |level: &str, text: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("\"{level}\"")) && l.contains(text))
+            .count()
+    };
+    assert_eq!(lines("WARN", "outbox relay failed"), 1, "{log}");
+    assert_eq!(lines("INFO", "outbox relay recovered"), 1, "{log}");
+    assert!(!log.contains("\"ERROR\""), "{log}");
+    drop(server);
+    let _ = sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&gw)
+        .await;
+    gw.close().await;
 }
