@@ -44,6 +44,9 @@ pub struct Settings {
     pub keys: KeySettings,
     /// The web dashboard.
     pub ui: UiSettings,
+    /// Where events come from besides `POST /v1/events` (see `docs/publishing.md`).
+    #[serde(default)]
+    pub sources: SourcesSettings,
 }
 
 /// Which parts of blockhook this process runs.
@@ -262,6 +265,70 @@ pub struct UiSettings {
     pub session_lifetime: Duration,
 }
 
+/// `[sources]`: event sources blockhook reads by itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SourcesSettings {
+    /// `[[sources.postgres_outbox]]`: transactional outbox tables in gateways' PostgreSQL
+    /// databases, each relayed by this process (see `crate::outbox`).
+    #[serde(default)]
+    pub postgres_outbox: Vec<PostgresOutboxSource>,
+}
+
+/// One `[[sources.postgres_outbox]]` entry.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresOutboxSource {
+    /// The gateway's database, `postgres://user:password@host/db` (the password is never logged).
+    pub url: String,
+    /// The outbox table, `name` or `schema.name` (`blockhook outbox schema` prints its DDL).
+    pub table: String,
+    /// Rows relayed per gateway transaction.
+    #[serde(default = "PostgresOutboxSource::default_batch")]
+    pub batch: u32,
+    /// Look at the table at least this often; an insert's NOTIFY wakes the relay sooner.
+    #[serde(
+        default = "PostgresOutboxSource::default_poll",
+        with = "humantime_serde"
+    )]
+    pub poll: Duration,
+}
+
+impl PostgresOutboxSource {
+    fn default_batch() -> u32 {
+        500
+    }
+
+    fn default_poll() -> Duration {
+        Duration::from_secs(1)
+    }
+
+    /// An entry with every default (its keys are the valid keys of an entry).
+    pub fn example() -> Self {
+        Self {
+            url: String::new(),
+            table: String::new(),
+            batch: Self::default_batch(),
+            poll: Self::default_poll(),
+        }
+    }
+
+    /// The URL with its password hidden, for logs and errors.
+    pub fn redacted_url(&self) -> String {
+        strict::redact_url_password(&self.url)
+    }
+}
+
+impl std::fmt::Debug for PostgresOutboxSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOutboxSource")
+            .field("url", &self.redacted_url())
+            .field("table", &self.table)
+            .field("batch", &self.batch)
+            .field("poll", &self.poll)
+            .finish()
+    }
+}
+
 impl Settings {
     /// The compiled-in defaults alone.
     pub fn defaults() -> Result<Self, Error> {
@@ -373,6 +440,21 @@ impl Settings {
             return bad(
                 "log.otlp_endpoint must be empty or an http:// URL (an OTLP/HTTP collector)",
             );
+        }
+        for (i, src) in self.sources.postgres_outbox.iter().enumerate() {
+            let at = format!("sources.postgres_outbox[{i}]");
+            if !(src.url.starts_with("postgres://") || src.url.starts_with("postgresql://")) {
+                return bad(&format!("{at}.url must be a postgres:// URL"));
+            }
+            if let Err(e) = blockhook_store::outbox::OutboxTable::parse(&src.table) {
+                return bad(&format!("{at}.table: {e}"));
+            }
+            if src.batch == 0 || src.batch > 10_000 {
+                return bad(&format!("{at}.batch must be between 1 and 10000"));
+            }
+            if src.poll < Duration::from_millis(10) {
+                return bad(&format!("{at}.poll must be at least 10ms"));
+            }
         }
         let lifetime = self.ui.session_lifetime;
         if lifetime < Duration::from_secs(1) || lifetime > Duration::from_secs(30 * 86_400) {
@@ -506,6 +588,46 @@ mod tests {
         std::fs::write(&path, "[delivery]\nlease = \"30s\"\n").unwrap();
         let ok = Settings::load(Some(&path), serde_json::json!({})).unwrap();
         assert_eq!(ok.delivery.lease, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn outbox_sources_take_defaults_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.toml");
+        std::fs::write(
+            &path,
+            "[[sources.postgres_outbox]]\nurl = \"postgres://gw:hunter2@127.0.0.1/pay\"\n\
+             table = \"payments.outbox\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&path), serde_json::json!({})).unwrap();
+        let src = &s.sources.postgres_outbox[0];
+        assert_eq!((src.batch, src.poll), (500, Duration::from_secs(1)));
+        assert!(!format!("{src:?}").contains("hunter2"));
+        assert!(!s.redacted_toml().unwrap().contains("hunter2"));
+        // A mistyped key of an entry is named, like any other.
+        std::fs::write(
+            &path,
+            "[[sources.postgres_outbox]]\nurl = \"postgres://127.0.0.1/pay\"\ntable = \"outbox\"\n\
+             bacth = 10\n",
+        )
+        .unwrap();
+        let err = Settings::load(Some(&path), serde_json::json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`bacth`") && err.contains("sources.postgres_outbox.batch"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "[[sources.postgres_outbox]]\nurl = \"postgres://127.0.0.1/pay\"\ntable = \"Out-box\"\n",
+        )
+        .unwrap();
+        let err = Settings::load(Some(&path), serde_json::json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sources.postgres_outbox[0].table"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod keyring;
 pub mod keys;
 pub(crate) mod manage;
 pub(crate) mod metrics;
+pub(crate) mod outbox;
 pub(crate) mod ratelimit;
 mod retention;
 pub mod startup;

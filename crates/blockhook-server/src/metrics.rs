@@ -27,6 +27,14 @@ impl Kind {
     }
 }
 
+/// A label set with one `table` label: the outbox table a relay reads (bounded by the
+/// configuration, never by traffic).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Table {
+    /// The table, as configured (`schema.name` or `name`).
+    pub table: String,
+}
+
 /// Every metric blockhook exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -61,6 +69,14 @@ pub struct Metrics {
     pub http_connections_refused: Family<Kind, Counter>,
     /// Retention passes this process ran (one process at a time runs them).
     pub retention_passes: Counter,
+    /// Outbox rows this process read (locked) from a gateway's table, by `table`.
+    pub outbox_rows_read: Family<Table, Counter>,
+    /// Outbox rows relayed into the store (duplicates of a crashed relay's rows included).
+    pub outbox_rows_ingested: Family<Table, Counter>,
+    /// Outbox rows moved to the dead-letter table.
+    pub outbox_rows_dead_lettered: Family<Table, Counter>,
+    /// Age in seconds of the oldest row still in the outbox (0 when empty).
+    pub outbox_lag_seconds: Family<Table, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 /// An open connection, counted in `http_connections_open` until dropped.
@@ -99,8 +115,32 @@ impl Metrics {
             http_connections_open: Gauge::default(),
             http_connections_refused: Family::default(),
             retention_passes: Counter::default(),
+            outbox_rows_read: Family::default(),
+            outbox_rows_ingested: Family::default(),
+            outbox_rows_dead_lettered: Family::default(),
+            outbox_lag_seconds: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "outbox_rows_read",
+            "Outbox rows read from a gateway's table",
+            m.outbox_rows_read.clone(),
+        );
+        registry.register(
+            "outbox_rows_ingested",
+            "Outbox rows relayed into the store",
+            m.outbox_rows_ingested.clone(),
+        );
+        registry.register(
+            "outbox_rows_dead_lettered",
+            "Outbox rows moved to the dead-letter table",
+            m.outbox_rows_dead_lettered.clone(),
+        );
+        registry.register(
+            "outbox_lag_seconds",
+            "Age of the oldest row still in the outbox",
+            m.outbox_lag_seconds.clone(),
+        );
         registry.register(
             "retention_passes",
             "Retention passes run by this process",

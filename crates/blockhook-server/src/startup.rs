@@ -215,6 +215,22 @@ impl Application {
                 stop.child_token(),
             ))
         });
+        // Outbox relays run wherever they are configured, in any role: every role ingests
+        // through the same path, and several processes may share one outbox (SKIP LOCKED).
+        let relays: Vec<_> = settings
+            .sources
+            .postgres_outbox
+            .iter()
+            .map(|source| {
+                let cx = crate::outbox::RelayCx {
+                    ingest: state.ingest.clone(),
+                    clock: state.clock.clone(),
+                    metrics: state.metrics.clone(),
+                    acquire_timeout: settings.store.acquire_timeout,
+                };
+                tokio::spawn(crate::outbox::run(source.clone(), cx, stop.child_token()))
+            })
+            .collect();
         let store = state.store.clone();
         let edge = crate::edge::Edge {
             settings: settings.server.clone(),
@@ -233,6 +249,9 @@ impl Application {
         }
         if let Some(r) = retention {
             let _ = r.await;
+        }
+        for relay in relays {
+            let _ = relay.await;
         }
         // Nothing writes any more: leave a database file that is complete on its own.
         if let Err(e) = store.checkpoint().await {

@@ -15,6 +15,7 @@
 #[cfg(feature = "contract")]
 pub mod contract;
 mod error;
+pub mod outbox;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

@@ -29,9 +29,13 @@ pub const NOT_SETTINGS: &[&str] = &[
 /// (`BLOCKHOOK_REQUIRE_MOUNT`, `BLOCKHOOK_REQUIRE_DOCS`: CI's "do not skip" switches).
 pub const NOT_SETTINGS_PREFIXES: &[&str] = &["TEST_", "BENCH_", "CHAOS_", "SCALE_", "REQUIRE_"];
 
-/// Every valid key, by section.
+/// Every valid key, by section; and for keys holding arrays of tables
+/// (`[[sources.postgres_outbox]]`), the valid keys of an entry, by `section.key`.
 #[derive(Debug, Clone)]
-pub struct KnownKeys(BTreeMap<String, BTreeSet<String>>);
+pub struct KnownKeys(
+    BTreeMap<String, BTreeSet<String>>,
+    BTreeMap<String, BTreeSet<String>>,
+);
 
 impl KnownKeys {
     /// The keys of `defaults_toml` together with the fields of `defaults` (which also holds
@@ -40,6 +44,27 @@ impl KnownKeys {
         let bad = |e: &dyn std::fmt::Display| Error::Config(format!("compiled-in defaults: {e}"));
         let file: toml::Table = toml::from_str(defaults_toml).map_err(|e| bad(&e))?;
         let serialised = toml::Table::try_from(defaults).map_err(|e| bad(&e))?;
+        // Entries of arrays of tables: their keys come from one example entry, serialised.
+        let mut with_entries = defaults.clone();
+        with_entries.sources.postgres_outbox = vec![super::PostgresOutboxSource::example()];
+        let mut entries: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (section, value) in toml::Table::try_from(&with_entries).map_err(|e| bad(&e))? {
+            let toml::Value::Table(t) = value else {
+                continue;
+            };
+            for (key, v) in t {
+                if let toml::Value::Array(items) = v {
+                    for item in items {
+                        if let toml::Value::Table(entry) = item {
+                            entries
+                                .entry(format!("{section}.{key}"))
+                                .or_default()
+                                .extend(entry.keys().cloned());
+                        }
+                    }
+                }
+            }
+        }
         let mut known: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for table in [file, serialised] {
             for (section, value) in table {
@@ -49,7 +74,31 @@ impl KnownKeys {
                 }
             }
         }
-        Ok(Self(known))
+        Ok(Self(known, entries))
+    }
+
+    /// Problems with the keys of the entries of the array of tables `section.key`.
+    fn check_entries(&self, dotted: &str, items: &[toml::Value], from: &str) -> Vec<String> {
+        let Some(valid) = self.1.get(dotted) else {
+            return Vec::new();
+        };
+        let mut problems = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let toml::Value::Table(entry) = item else {
+                problems.push(format!(
+                    "{dotted} in {from} must hold tables ([[{dotted}]])"
+                ));
+                continue;
+            };
+            for key in entry.keys().filter(|k| !valid.contains(*k)) {
+                let best = closest(key, valid.iter().cloned());
+                problems.push(format!(
+                    "unknown setting `{key}` in [[{dotted}]] (entry {i}) of {from}; did you mean \
+                     `{dotted}.{best}`?"
+                ));
+            }
+        }
+        problems
     }
 
     fn dotted(&self) -> impl Iterator<Item = String> + '_ {
@@ -72,6 +121,12 @@ impl KnownKeys {
         for (section, value) in &table {
             match (self.0.get(section), value) {
                 (Some(keys), toml::Value::Table(t)) => {
+                    for (key, v) in t {
+                        if let (true, toml::Value::Array(items)) = (keys.contains(key), v) {
+                            let dotted = format!("{section}.{key}");
+                            problems.extend(self.check_entries(&dotted, items, &from.to_string()));
+                        }
+                    }
                     for key in t.keys().filter(|k| !keys.contains(*k)) {
                         let given = format!("{section}.{key}");
                         problems.push(format!(
@@ -192,6 +247,20 @@ pub fn redacted_toml(settings: &Settings) -> Result<String, Error> {
     {
         *url = redact_url_password(url);
     }
+    // Gateways' databases of the outbox sources: their passwords too.
+    if let Some(toml::Value::Array(entries)) = table
+        .get_mut("sources")
+        .and_then(|s| s.as_table_mut())
+        .and_then(|s| s.get_mut("postgres_outbox"))
+    {
+        for entry in entries.iter_mut() {
+            if let Some(toml::Value::String(url)) =
+                entry.as_table_mut().and_then(|e| e.get_mut("url"))
+            {
+                *url = redact_url_password(url);
+            }
+        }
+    }
     toml::to_string_pretty(&table).map_err(|e| bad(&e))
 }
 
@@ -205,7 +274,7 @@ fn redact(value: &mut toml::Value) {
 
 /// `postgres://user:pw@host/db` → `postgres://user:<redacted>@host/db`; also a `password=`
 /// query parameter.
-fn redact_url_password(raw: &str) -> String {
+pub(crate) fn redact_url_password(raw: &str) -> String {
     let Ok(mut url) = url::Url::parse(raw) else {
         return raw.to_owned();
     };

@@ -14,6 +14,7 @@ mod ingest;
 mod keys;
 mod manage;
 mod metrics;
+mod outbox;
 mod receiver_kit;
 mod retention;
 mod ssrf;

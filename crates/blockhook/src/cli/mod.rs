@@ -14,6 +14,7 @@ mod keys;
 mod listen;
 mod merchant;
 mod migrate;
+mod outbox;
 mod output;
 mod progress;
 mod send;
@@ -66,6 +67,8 @@ pub enum Command {
     Endpoint(endpoint::Args),
     /// Publish events and read the event logs (events, deliveries, attempts); resend.
     Event(event::Args),
+    /// The PostgreSQL transactional outbox: print the gateway's table DDL (`outbox schema`).
+    Outbox(outbox::Args),
 }
 
 /// Runs one parsed command line.
@@ -86,5 +89,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Merchant(args) => merchant::run(args),
         Command::Endpoint(args) => endpoint::run(args),
         Command::Event(args) => event::run(args),
+        Command::Outbox(args) => outbox::run(args),
     }
 }

@@ -83,6 +83,8 @@ pub struct Conf {
     pub total_timeout: &'static str,
     pub retry_schedule: Vec<&'static str>,
     pub max_response_bytes: usize,
+    /// TOML appended as is (e.g. `[[sources.postgres_outbox]]` entries).
+    pub extra: String,
 }
 
 impl Default for Conf {
@@ -93,6 +95,7 @@ impl Default for Conf {
             total_timeout: "2s",
             retry_schedule: vec!["1s"; 5],
             max_response_bytes: 65536,
+            extra: String::new(),
         }
     }
 }
@@ -130,7 +133,9 @@ max_age = "0s"
 [log]
 format = "json"
 filter = "info"
+{extra}
 "#,
+            extra = self.extra,
             total = self.total_timeout,
             lease = self.lease,
             schedule = schedule.join(", "),

@@ -8,6 +8,7 @@
 //! - reliability under faults (see docs/reliability.md): `crash`, `faults`, `hostile`, `clock`,
 //!   `disk`, `store_outage`, `scale_out`;
 //! - ordered delivery per key under failures, SIGKILL and three workers: `ordering`;
+//! - the PostgreSQL transactional outbox relayed by two processes, one SIGKILLed: `outbox`;
 //! - `common`: the server as a child process, scripted receivers, an API client, ledgers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
@@ -27,5 +28,6 @@ mod faults;
 mod hostile;
 mod ops;
 mod ordering;
+mod outbox;
 mod scale_out;
 mod store_outage;

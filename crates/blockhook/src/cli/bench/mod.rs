@@ -8,11 +8,16 @@
 //! ingest API ([`load`]). The run ends when every expected delivery arrived (or at the timeout)
 //! and prints rates, latency percentiles, duplicates, losses, CPU and peak memory.
 //!
+//! With `--source outbox` the events are not published over HTTP: a "gateway" inserts them
+//! into a PostgreSQL transactional outbox that the blockhook under test relays ([`outbox`]), and
+//! the report adds the gateway's insert rate and the relay rate.
+//!
 //! Latency is the receiver's arrival time minus the publish time stamped into each payload, so
 //! it covers ingest, commit, claim, signing and the HTTP exchange. Everything shares one tokio
 //! runtime and one process: CPU and memory figures include the load generator and the receiver.
 
 mod load;
+mod outbox;
 mod procfs;
 mod sink;
 
@@ -40,12 +45,18 @@ blockhook bench --rate 2000   (fixed offered rate, for latency at a given load)\
 blockhook bench --merchants 100 --endpoints 1000 --failing-pct 5 --flapping-pct 5 --batch 100\n  \
 blockhook bench --events 100000 --delivery-concurrency 1 --timeout 60   (a backlog; exits 1)\n  \
 blockhook bench --ordering-keys 50   (ordering off, then per key over 50 keys)\n\n\
+blockhook bench --source outbox --database-url postgres://postgres@127.0.0.1:5432/test --batch 100\n\n\
 Exits 1 when any delivery was lost (did not arrive before --timeout).")]
 pub struct Args {
     /// Store: sqlite (a file in a temporary directory) or postgres (a fresh schema, dropped after).
     #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
     pub store: String,
-    /// PostgreSQL URL for `--store postgres`.
+    /// Where events come from: http (`POST /v1/events`, or `/v1/events/batch` with --batch) or
+    /// outbox (rows a "gateway" inserts into a PostgreSQL transactional outbox in a fresh schema
+    /// of --database-url, --batch rows per transaction, relayed by blockhook).
+    #[arg(long, default_value = "http", value_parser = ["http", "outbox"])]
+    pub source: String,
+    /// PostgreSQL URL for `--store postgres` and `--source outbox` (the gateway's database).
     #[arg(long, env = "BLOCKHOOK_BENCH_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Events to publish (default 50000, or 2000 with --quick).
@@ -134,6 +145,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ("postgres", None) => bail!("--store postgres needs --database-url"),
         _ => None,
     };
+    if args.source == "outbox" && args.ordering_keys.is_some() {
+        bail!("--ordering-keys measures HTTP publishing; leave it out with --source outbox");
+    }
+    if args.source == "outbox" && args.database_url.is_none() {
+        bail!("--source outbox needs --database-url (the gateway's PostgreSQL database)");
+    }
     let rt = tokio::runtime::Runtime::new()?;
     let lost = rt.block_on(bench(&args, events, database_url))?;
     Ok(if lost > 0 {
@@ -158,8 +175,9 @@ async fn bench(args: &Args, events: u64, database_url: Option<String>) -> anyhow
         .rate
         .map_or("max".to_owned(), |r| format!("{r} events/s"));
     println!(
-        "bench: store={} events={events} batch={} concurrency={} merchants={groups} fanout={fanout} rate={rate} sqlite_sync={} failing_pct={} flapping_pct={} delivery_concurrency={}",
+        "bench: store={} source={} events={events} batch={} concurrency={} merchants={groups} fanout={fanout} rate={rate} sqlite_sync={} failing_pct={} flapping_pct={} delivery_concurrency={}",
         args.store,
+        args.source,
         args.batch,
         args.concurrency,
         args.sqlite_sync,
@@ -239,8 +257,18 @@ async fn one_run(
         Some(base) => Some(PgSchema::create(base).await?),
         None => None,
     };
+    let gateway = match (args.source.as_str(), &args.database_url) {
+        ("outbox", Some(base)) => Some(outbox::GatewayOutbox::create(base).await?),
+        _ => None,
+    };
     let token = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let mut settings = Settings::defaults()?;
+    if let Some(gw) = &gateway {
+        let mut source = blockhook_server::config::PostgresOutboxSource::example();
+        source.url = gw.base.clone();
+        source.table = gw.table.clone();
+        settings.sources.postgres_outbox = vec![source];
+    }
     settings.server.listen = "127.0.0.1:0".parse()?;
     settings.server.admin_token = token.clone();
     settings.server.max_batch_events = settings.server.max_batch_events.max(args.batch);
@@ -270,9 +298,21 @@ async fn one_run(
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
     let _telemetry = telemetry::init(&settings.log);
 
-    let result = run_app(args, settings, &sink, &token, (events, ordering_keys), bare).await;
+    let result = run_app(
+        args,
+        settings,
+        &sink,
+        &token,
+        (events, ordering_keys),
+        bare,
+        gateway.as_ref(),
+    )
+    .await;
     if let Some(schema) = schema {
         schema.drop_it().await;
+    }
+    if let Some(gw) = gateway {
+        gw.drop_it().await;
     }
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -288,6 +328,7 @@ async fn run_app(
     token: &str,
     (events, ordering_keys): (u64, Option<u64>),
     bare: f64,
+    gateway: Option<&outbox::GatewayOutbox>,
 ) -> anyhow::Result<(u64, f64)> {
     let app = Application::build(settings)
         .await
@@ -352,10 +393,31 @@ async fn run_app(
         events,
         progress_stop.clone(),
     ));
-    let publish = load::publish(client.clone(), plan, load.clone());
-    tokio::pin!(publish);
-    let ingest_secs = publish.as_mut().await?;
     let deadline = started + Duration::from_secs(args.timeout);
+    let (ingest_secs, relay_secs) = match gateway {
+        Some(gw) => {
+            let per_tx = args.batch.max(1) as u64;
+            let secs = outbox::fill(
+                gw,
+                plan.merchants.clone(),
+                events,
+                per_tx,
+                args.concurrency,
+                &load,
+            )
+            .await?;
+            // The relay is done once the outbox is empty (or the timeout passed).
+            while gw.left().await? > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (secs, Some(started.elapsed().as_secs_f64()))
+        }
+        None => {
+            let publish = load::publish(client.clone(), plan, load.clone());
+            tokio::pin!(publish);
+            (publish.as_mut().await?, None)
+        }
+    };
     while sink.tally.unique.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -384,10 +446,23 @@ async fn run_app(
     let lat = t.sorted_latencies();
     let lost = expected.saturating_sub(delivered);
     println!("ingest errors: {}", load.errors.load(Ordering::Relaxed));
-    println!(
-        "ingest rate: {:.0} events/s ({acked} acknowledged in {ingest_secs:.2} s)",
-        acked as f64 / ingest_secs
-    );
+    match relay_secs {
+        Some(relay_secs) => {
+            println!(
+                "gateway insert rate: {:.0} rows/s ({acked} rows committed in {ingest_secs:.2} s, {} per transaction)",
+                acked as f64 / ingest_secs,
+                args.batch.max(1)
+            );
+            println!(
+                "relay rate: {:.0} events/s ({acked} rows relayed in {relay_secs:.2} s from the first insert until the outbox was empty)",
+                acked as f64 / relay_secs
+            );
+        }
+        None => println!(
+            "ingest rate: {:.0} events/s ({acked} acknowledged in {ingest_secs:.2} s)",
+            acked as f64 / ingest_secs
+        ),
+    }
     println!(
         "delivery rate: {delivery_rate:.0} deliveries/s ({delivered} in {span_s:.2} s from first ingest)"
     );
