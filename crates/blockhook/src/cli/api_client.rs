@@ -300,7 +300,7 @@ impl ApiClient {
         merchant: &str,
         event_type: &str,
         payload: &str,
-        idempotency_key: Option<&str>,
+        (idempotency_key, ordering_key): (Option<&str>, Option<&str>),
     ) -> anyhow::Result<Value> {
         // Built as text so the payload's bytes (key order, number literals) reach the server as
         // they are in the file: `raw` signatures are computed over exactly those bytes.
@@ -312,6 +312,9 @@ impl ApiClient {
         );
         if let Some(k) = idempotency_key {
             body.push_str(&format!(r#","idempotency_key":{}"#, Value::from(k)));
+        }
+        if let Some(k) = ordering_key {
+            body.push_str(&format!(r#","ordering_key":{}"#, Value::from(k)));
         }
         body.push('}');
         self.call(

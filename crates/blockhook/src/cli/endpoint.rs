@@ -70,6 +70,17 @@ struct Fields {
     /// A label such as cashier:91.
     #[arg(long)]
     label: Option<String>,
+    /// Ordered delivery: `none` or `per_key` (docs/ordering.md).
+    #[arg(long, value_name = "MODE")]
+    ordering: Option<String>,
+    /// With `--ordering per_key`: the top-level payload field whose value is the key of an
+    /// event published without an ordering key (e.g. orderNo).
+    #[arg(long, value_name = "FIELD")]
+    ordering_key_field: Option<String>,
+    /// With `--ordering per_key`, after a delivery's last retry: `continue` with the key's next
+    /// event, or `hold` the key until a release or a resend.
+    #[arg(long, value_name = "WHAT")]
+    on_final_failure: Option<String>,
 }
 
 impl Fields {
@@ -107,6 +118,20 @@ impl Fields {
         }
         if let Some(l) = self.label {
             set("label", json!(l));
+        }
+        // Only the fields given: on an update they replace just those.
+        let mut ordering = Map::new();
+        for (key, value) in [
+            ("mode", self.ordering),
+            ("key_field", self.ordering_key_field),
+            ("on_final_failure", self.on_final_failure),
+        ] {
+            if let Some(v) = value {
+                ordering.insert(key.to_owned(), json!(v));
+            }
+        }
+        if !ordering.is_empty() {
+            set("ordering", Value::Object(ordering));
         }
         Ok(())
     }

@@ -70,6 +70,10 @@ enum Cmd {
         /// Makes publishing idempotent: a repeated key returns the first event.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Ordering key (1 to 256 bytes): endpoints ordered per key deliver this key's events
+        /// one at a time, in publish order (docs/ordering.md).
+        #[arg(long)]
+        ordering_key: Option<String>,
         /// JSON object file with the payload, or `-` for stdin.
         payload: PathBuf,
     },
@@ -170,12 +174,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Cmd::Publish {
                 event_type,
                 idempotency_key,
+                ordering_key,
                 payload,
             } => {
                 let payload = read_payload(&payload)?;
-                let v = api
-                    .publish(m, &event_type, &payload, idempotency_key.as_deref())
-                    .await?;
+                let keys = (idempotency_key.as_deref(), ordering_key.as_deref());
+                let v = api.publish(m, &event_type, &payload, keys).await?;
                 (v, PUBLISHED)
             }
             Cmd::List {

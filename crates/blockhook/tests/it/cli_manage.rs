@@ -90,9 +90,17 @@ fn create_merchant_endpoint_publish_and_list_events_through_the_cli() {
             "Payment",
             "--label",
             "cashier:91",
+            "--ordering",
+            "per_key",
+            "--ordering-key-field",
+            "orderNo",
             "--json",
         ],
     ));
+    assert_eq!(
+        ep["ordering"],
+        serde_json::json!({ "mode": "per_key", "key_field": "orderNo", "on_final_failure": "continue" })
+    );
     let secret = ep["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("sck_"));
     assert_eq!(ep["event_types"], serde_json::json!(["Payment"]));
@@ -121,6 +129,8 @@ fn create_merchant_endpoint_publish_and_list_events_through_the_cli() {
             &m,
             "--type",
             "Payment",
+            "--ordering-key",
+            "A-1",
             payload.to_str().unwrap(),
             "--json",
         ],
