@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod attempt;
+mod dead_letter;
 mod delivery;
 mod endpoint;
 mod error;
@@ -22,6 +23,7 @@ mod store;
 mod time;
 
 pub use attempt::{AttemptRecord, ErrorClass, Outcome};
+pub use dead_letter::DeadLetter;
 pub use delivery::{
     Claim, ClaimRequest, Completion, Delivery, DeliveryOrigin, DeliveryState, LeaseToken,
 };

@@ -272,6 +272,92 @@ pub struct SourcesSettings {
     /// databases, each relayed by this process (see `crate::outbox`).
     #[serde(default)]
     pub postgres_outbox: Vec<PostgresOutboxSource>,
+    /// `[[sources.nats]]`: NATS JetStream streams, each read by this process through a durable
+    /// pull consumer (see `crate::jetstream`).
+    #[serde(default)]
+    pub nats: Vec<NatsSource>,
+}
+
+/// One `[[sources.nats]]` entry.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSource {
+    /// The NATS server, `nats://host:4222` (credentials in it are never logged).
+    #[serde(default = "NatsSource::default_url")]
+    pub url: String,
+    /// The JetStream stream to read (it must exist).
+    pub stream: String,
+    /// The durable consumer's name: created when missing; processes with the same name share
+    /// the work, each message going to one of them.
+    pub consumer: String,
+    /// Only subjects matching this filter (empty: every subject of the stream).
+    #[serde(default)]
+    pub subject: String,
+    /// Messages fetched at once.
+    #[serde(default = "NatsSource::default_batch")]
+    pub batch: u32,
+    /// A message that could not be stored this many times (the store unavailable each time) is
+    /// dead-lettered and terminated instead of redelivered again.
+    #[serde(default = "NatsSource::default_max_deliver")]
+    pub max_deliver: u32,
+}
+
+impl NatsSource {
+    fn default_url() -> String {
+        "nats://127.0.0.1:4222".to_owned()
+    }
+
+    fn default_batch() -> u32 {
+        100
+    }
+
+    fn default_max_deliver() -> u32 {
+        5
+    }
+
+    /// An entry with every default (its keys are the valid keys of an entry).
+    pub fn example() -> Self {
+        Self {
+            url: Self::default_url(),
+            stream: String::new(),
+            consumer: String::new(),
+            subject: String::new(),
+            batch: Self::default_batch(),
+            max_deliver: Self::default_max_deliver(),
+        }
+    }
+
+    /// The URL with any user, password or token hidden, for logs and errors (a NATS token is
+    /// written where a user name would be: `nats://s3cret@host`).
+    pub fn redacted_url(&self) -> String {
+        Self::redact(&self.url)
+    }
+
+    /// [`NatsSource::redacted_url`] of any text.
+    pub fn redact(raw: &str) -> String {
+        match url::Url::parse(raw) {
+            Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+                let _ = url.set_username("redacted");
+                let _ = url.set_password(None);
+                url.to_string()
+            }
+            Ok(url) => url.to_string(),
+            Err(_) => "(not a URL)".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for NatsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSource")
+            .field("url", &self.redacted_url())
+            .field("stream", &self.stream)
+            .field("consumer", &self.consumer)
+            .field("subject", &self.subject)
+            .field("batch", &self.batch)
+            .field("max_deliver", &self.max_deliver)
+            .finish()
+    }
 }
 
 /// One `[[sources.postgres_outbox]]` entry.
@@ -456,6 +542,34 @@ impl Settings {
                 return bad(&format!("{at}.poll must be at least 10ms"));
             }
         }
+        for (i, src) in self.sources.nats.iter().enumerate() {
+            let at = format!("sources.nats[{i}]");
+            if !(src.url.starts_with("nats://") || src.url.starts_with("tls://")) {
+                return bad(&format!("{at}.url must be a nats:// or tls:// URL"));
+            }
+            let name_ok = |s: &str| {
+                !s.is_empty()
+                    && s.len() <= 255
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            };
+            if !name_ok(&src.stream) {
+                return bad(&format!(
+                    "{at}.stream must be a JetStream stream name (letters, digits, - and _)"
+                ));
+            }
+            if !name_ok(&src.consumer) {
+                return bad(&format!(
+                    "{at}.consumer must be a consumer name (letters, digits, - and _)"
+                ));
+            }
+            if src.batch == 0 || src.batch > 10_000 {
+                return bad(&format!("{at}.batch must be between 1 and 10000"));
+            }
+            if src.max_deliver == 0 {
+                return bad(&format!("{at}.max_deliver must be at least 1"));
+            }
+        }
         let lifetime = self.ui.session_lifetime;
         if lifetime < Duration::from_secs(1) || lifetime > Duration::from_secs(30 * 86_400) {
             return bad("ui.session_lifetime must be between 1s and 30d");
@@ -628,6 +742,75 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("sources.postgres_outbox[0].table"), "{err}");
+    }
+
+    #[test]
+    fn nats_sources_take_defaults_hide_tokens_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nats.toml");
+        let write = |body: &str| std::fs::write(&path, body).unwrap();
+        let load = || Settings::load(Some(&path), serde_json::json!({}));
+        write(
+            "[[sources.nats]]
+stream = \"PAYMENTS\"
+consumer = \"blockhook\"
+\n\
+             [[sources.nats]]
+url = \"nats://s3cret-token@10.0.0.5:4222\"
+\
+             stream = \"PAYOUTS\"
+consumer = \"blockhook\"
+subject = \"payouts.>\"
+",
+        );
+        let s = load().unwrap();
+        let first = &s.sources.nats[0];
+        assert_eq!(first.url, "nats://127.0.0.1:4222");
+        assert_eq!((first.batch, first.max_deliver), (100, 5));
+        assert_eq!(s.sources.nats[1].subject, "payouts.>");
+        assert!(!format!("{:?}", s.sources.nats[1]).contains("s3cret"));
+        assert!(!s.redacted_toml().unwrap().contains("s3cret"));
+        write(
+            "[[sources.nats]]
+stream = \"P\"
+consumer = \"c\"
+bacth = 10
+",
+        );
+        let err = load().unwrap_err().to_string();
+        assert!(err.contains("sources.nats.batch"), "{err}");
+        for (entry, field) in [
+            (
+                "stream = \"a.b\"
+consumer = \"c\"",
+                "sources.nats[0].stream",
+            ),
+            (
+                "stream = \"P\"
+consumer = \"\"",
+                "sources.nats[0].consumer",
+            ),
+            (
+                "stream = \"P\"
+consumer = \"c\"
+url = \"http://x\"",
+                "sources.nats[0].url",
+            ),
+            (
+                "stream = \"P\"
+consumer = \"c\"
+max_deliver = 0",
+                "sources.nats[0].max_deliver",
+            ),
+        ] {
+            write(&format!(
+                "[[sources.nats]]
+{entry}
+"
+            ));
+            let err = load().unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
     }
 
     #[test]

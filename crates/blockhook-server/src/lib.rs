@@ -15,6 +15,7 @@ pub(crate) mod dispatch;
 pub(crate) mod edge;
 mod error;
 pub(crate) mod ingest;
+pub(crate) mod jetstream;
 pub mod keyring;
 pub mod keys;
 pub(crate) mod manage;

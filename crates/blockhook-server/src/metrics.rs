@@ -77,6 +77,22 @@ pub struct Metrics {
     pub outbox_rows_dead_lettered: Family<Table, Counter>,
     /// Age in seconds of the oldest row still in the outbox (0 when empty).
     pub outbox_lag_seconds: Family<Table, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// JetStream messages this process fetched, by `stream` (redeliveries included).
+    pub nats_messages_read: Family<Stream, Counter>,
+    /// JetStream messages stored as events (or found already stored) and acknowledged.
+    pub nats_messages_ingested: Family<Stream, Counter>,
+    /// JetStream messages dead-lettered and terminated.
+    pub nats_messages_dead_lettered: Family<Stream, Counter>,
+    /// Messages the consumer has not delivered yet, as the last fetched one reported.
+    pub nats_pending_messages: Family<Stream, Gauge>,
+}
+
+/// A label set with one `stream` label: the JetStream stream a source reads (bounded by the
+/// configuration).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Stream {
+    /// The stream's name.
+    pub stream: String,
 }
 
 /// An open connection, counted in `http_connections_open` until dropped.
@@ -119,8 +135,32 @@ impl Metrics {
             outbox_rows_ingested: Family::default(),
             outbox_rows_dead_lettered: Family::default(),
             outbox_lag_seconds: Family::default(),
+            nats_messages_read: Family::default(),
+            nats_messages_ingested: Family::default(),
+            nats_messages_dead_lettered: Family::default(),
+            nats_pending_messages: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "nats_messages_read",
+            "JetStream messages fetched (redeliveries included)",
+            m.nats_messages_read.clone(),
+        );
+        registry.register(
+            "nats_messages_ingested",
+            "JetStream messages stored as events and acknowledged",
+            m.nats_messages_ingested.clone(),
+        );
+        registry.register(
+            "nats_messages_dead_lettered",
+            "JetStream messages dead-lettered and terminated",
+            m.nats_messages_dead_lettered.clone(),
+        );
+        registry.register(
+            "nats_pending_messages",
+            "JetStream messages not yet delivered to the consumer",
+            m.nats_pending_messages.clone(),
+        );
         registry.register(
             "outbox_rows_read",
             "Outbox rows read from a gateway's table",

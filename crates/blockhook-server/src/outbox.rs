@@ -256,7 +256,7 @@ pub async fn pass(
 
 /// Whether `e` refuses the event for good (a client error of `POST /v1/events`), as opposed to
 /// a store that is unavailable now.
-fn refused(e: &Error) -> bool {
+pub(crate) fn refused(e: &Error) -> bool {
     matches!(
         e,
         Error::NotFound(_)
@@ -267,7 +267,7 @@ fn refused(e: &Error) -> bool {
 }
 
 /// The dead-letter reason of a refusal, in the words `POST /v1/events` would use.
-fn reason_of(e: &Error) -> String {
+pub(crate) fn reason_of(e: &Error) -> String {
     match e {
         Error::NotFound("merchant") => "merchant_id: no such merchant".to_owned(),
         Error::Conflict(why) => format!("merchant_id: {why}"),

@@ -215,8 +215,9 @@ impl Application {
                 stop.child_token(),
             ))
         });
-        // Outbox relays run wherever they are configured, in any role: every role ingests
-        // through the same path, and several processes may share one outbox (SKIP LOCKED).
+        // Sources (outbox relays, NATS consumers) run wherever they are configured, in any role:
+        // every role ingests through the same path, and several processes may share one outbox
+        // (SKIP LOCKED) or one durable consumer (each message goes to one of them).
         let relays: Vec<_> = settings
             .sources
             .postgres_outbox
@@ -230,6 +231,20 @@ impl Application {
                 };
                 tokio::spawn(crate::outbox::run(source.clone(), cx, stop.child_token()))
             })
+            .chain(settings.sources.nats.iter().map(|source| {
+                let cx = crate::outbox::RelayCx {
+                    ingest: state.ingest.clone(),
+                    clock: state.clock.clone(),
+                    metrics: state.metrics.clone(),
+                    acquire_timeout: settings.store.acquire_timeout,
+                };
+                tokio::spawn(crate::jetstream::run(
+                    source.clone(),
+                    cx,
+                    state.store.clone(),
+                    stop.child_token(),
+                ))
+            }))
             .collect();
         let store = state.store.clone();
         let edge = crate::edge::Edge {

@@ -12,7 +12,7 @@
 //! aliases, filter matching at ingest).
 
 use blockhook_core::{
-    ApiKey, ApiKeyId, AttemptId, AttemptRecord, Delivery, DeliveryId, DeliveryOrigin,
+    ApiKey, ApiKeyId, AttemptId, AttemptRecord, DeadLetter, Delivery, DeliveryId, DeliveryOrigin,
     DeliveryState, Endpoint, EndpointId, EndpointUrl, Error, ErrorClass, Event, EventFilter,
     EventId, EventType, ExtraHeaders, IdempotencyKey, Label, Merchant, MerchantId, MerchantStatus,
     Ordering, Payload, PreviousSecret, SealedSecret, SecretSlot, SigningMode, SuccessPolicy,
@@ -334,5 +334,19 @@ impl TryFrom<AttemptRow> for AttemptRecord {
             error: r.error.as_deref().map(ErrorClass::parse).transpose()?,
             error_detail: r.error_detail,
         })
+    }
+}
+
+/// A `dead_letters` row: source, reference, reason, body, created_at.
+pub(crate) type DeadLetterRow = (String, String, String, Vec<u8>, i64);
+
+/// The dead letter of a row.
+pub(crate) fn dead_letter((source, reference, reason, body, at): DeadLetterRow) -> DeadLetter {
+    DeadLetter {
+        source,
+        reference,
+        reason,
+        body,
+        at: Timestamp::from_ms(at),
     }
 }

@@ -63,6 +63,7 @@ contract!(
     scale::notify_wakes_wait_for_work,
     scale::round_trips_per_delivered_event,
     ordering::ordering_setting_round_trips,
+    sources::dead_letters_are_kept_once_per_message,
     ordering::only_the_head_of_a_key_is_claimed,
     ordering::in_flight_head_blocks_its_key,
     ordering::other_keys_and_unkeyed_are_not_blocked,

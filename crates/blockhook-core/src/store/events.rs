@@ -3,8 +3,8 @@
 //! from them (backlog, health).
 
 use crate::{
-    AttemptRecord, Claim, ClaimRequest, Delivery, DeliveryId, EndpointId, Error, Event, EventId,
-    EventQuery, Ingested, MerchantId, NewEvent, Page, Timestamp,
+    AttemptRecord, Claim, ClaimRequest, DeadLetter, Delivery, DeliveryId, EndpointId, Error, Event,
+    EventId, EventQuery, Ingested, MerchantId, NewEvent, Page, Timestamp,
 };
 
 use super::{EndpointBacklog, EndpointHealth};
@@ -32,6 +32,11 @@ pub trait Events: Send + Sync + 'static {
         let _ = lease;
         Ok((self.ingest(events).await?, Vec::new()))
     }
+    /// Records a message a source could not ingest. A second record of the same (source,
+    /// reference), a redelivery after a crash, is ignored; whether this one was new.
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<bool, Error>;
+    /// Dead letters, newest first, at most `limit`.
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, Error>;
     /// One event.
     async fn get_event(&self, merchant: &MerchantId, id: &EventId) -> Result<Event, Error>;
     /// Events, newest first.

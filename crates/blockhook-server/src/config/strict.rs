@@ -47,6 +47,7 @@ impl KnownKeys {
         // Entries of arrays of tables: their keys come from one example entry, serialised.
         let mut with_entries = defaults.clone();
         with_entries.sources.postgres_outbox = vec![super::PostgresOutboxSource::example()];
+        with_entries.sources.nats = vec![super::NatsSource::example()];
         let mut entries: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (section, value) in toml::Table::try_from(&with_entries).map_err(|e| bad(&e))? {
             let toml::Value::Table(t) = value else {
@@ -247,17 +248,23 @@ pub fn redacted_toml(settings: &Settings) -> Result<String, Error> {
     {
         *url = redact_url_password(url);
     }
-    // Gateways' databases of the outbox sources: their passwords too.
-    if let Some(toml::Value::Array(entries)) = table
-        .get_mut("sources")
-        .and_then(|s| s.as_table_mut())
-        .and_then(|s| s.get_mut("postgres_outbox"))
-    {
-        for entry in entries.iter_mut() {
-            if let Some(toml::Value::String(url)) =
-                entry.as_table_mut().and_then(|e| e.get_mut("url"))
-            {
-                *url = redact_url_password(url);
+    // Gateways' databases of the outbox sources and the NATS servers: their passwords too.
+    for kind in ["postgres_outbox", "nats"] {
+        if let Some(toml::Value::Array(entries)) = table
+            .get_mut("sources")
+            .and_then(|s| s.as_table_mut())
+            .and_then(|s| s.get_mut(kind))
+        {
+            for entry in entries.iter_mut() {
+                if let Some(toml::Value::String(url)) =
+                    entry.as_table_mut().and_then(|e| e.get_mut("url"))
+                {
+                    *url = if kind == "nats" {
+                        super::NatsSource::redact(url)
+                    } else {
+                        redact_url_password(url)
+                    };
+                }
             }
         }
     }

@@ -11,6 +11,7 @@ mod delivery;
 mod edge;
 mod handlers;
 mod ingest;
+mod jetstream;
 mod keys;
 mod manage;
 mod metrics;

@@ -115,7 +115,7 @@ impl GatewayDb {
 }
 
 /// Waits (up to a generous bound, not a timing assertion) until `check` holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

@@ -26,9 +26,9 @@
 use std::collections::HashMap;
 
 use blockhook_core::{
-    AttemptRecord, Delivery, DeliveryId, DeliveryState, EndpointBacklog, EndpointHealth,
-    EndpointId, Error, Event, EventId, EventQuery, Events, Ingested, MerchantId, NewEvent,
-    Ordering, OrderingKey, Page, Timestamp,
+    AttemptRecord, DeadLetter, Delivery, DeliveryId, DeliveryState, EndpointBacklog,
+    EndpointHealth, EndpointId, Error, Event, EventId, EventQuery, Events, Ingested, MerchantId,
+    NewEvent, Ordering, OrderingKey, Page, Timestamp,
 };
 
 use super::db::{PgStore, cursor, overfetch};
@@ -193,6 +193,34 @@ impl Events for PgStore {
             .map_err(store_error)?;
         drop(conn);
         resolve(self, events, rows).await
+    }
+
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<bool, Error> {
+        const DEAD_LETTER: &str = "INSERT INTO dead_letters (source, reference, reason, body, \
+             created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, reference) DO NOTHING";
+
+        let done = sqlx::query(DEAD_LETTER)
+            .bind(&letter.source)
+            .bind(&letter.reference)
+            .bind(&letter.reason)
+            .bind(&letter.body)
+            .bind(letter.at.ms())
+            .execute(self.db())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, Error> {
+        const DEAD_LETTERS: &str = "SELECT source, reference, reason, body, created_at \
+             FROM dead_letters ORDER BY id DESC LIMIT $1";
+
+        let rows: Vec<crate::rows::DeadLetterRow> = sqlx::query_as(DEAD_LETTERS)
+            .bind(i64::from(limit.clamp(1, 1000)))
+            .fetch_all(self.db())
+            .await
+            .map_err(classify)?;
+        Ok(rows.into_iter().map(crate::rows::dead_letter).collect())
     }
 
     async fn get_event(&self, merchant: &MerchantId, id: &EventId) -> Result<Event, Error> {

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use blockhook_core::{
-    AttemptRecord, Delivery, DeliveryId, DeliveryOrigin, DeliveryState, EndpointBacklog,
-    EndpointHealth, EndpointId, Error, Event, EventFilter, EventId, EventQuery, Events, Ingested,
-    MerchantId, NewEvent, Ordering, OrderingKey, Page, Timestamp,
+    AttemptRecord, DeadLetter, Delivery, DeliveryId, DeliveryOrigin, DeliveryState,
+    EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventFilter, EventId, EventQuery,
+    Events, Ingested, MerchantId, NewEvent, Ordering, OrderingKey, Page, Timestamp,
 };
 use rusqlite::{Connection, params_from_iter};
 use sqlx::{QueryBuilder, Sqlite};
@@ -461,6 +461,36 @@ pub(super) fn insert_deliveries(
 impl Events for SqliteStore {
     async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
         self.db.thread.ingest(events).await
+    }
+
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<bool, Error> {
+        const DEAD_LETTER: &str = "INSERT INTO dead_letters (source, reference, reason, body, \
+             created_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (source, reference) DO NOTHING";
+
+        self.db.tick(1);
+        let done = sqlx::query(DEAD_LETTER)
+            .bind(&letter.source)
+            .bind(&letter.reference)
+            .bind(&letter.reason)
+            .bind(&letter.body)
+            .bind(letter.at.ms())
+            .execute(&mut *self.db.write().await?)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, Error> {
+        const DEAD_LETTERS: &str = "SELECT source, reference, reason, body, created_at \
+             FROM dead_letters ORDER BY id DESC LIMIT ?1";
+
+        self.db.tick(1);
+        let rows: Vec<crate::rows::DeadLetterRow> = sqlx::query_as(DEAD_LETTERS)
+            .bind(i64::from(limit.clamp(1, 1000)))
+            .fetch_all(&self.db.readers)
+            .await
+            .map_err(classify)?;
+        Ok(rows.into_iter().map(crate::rows::dead_letter).collect())
     }
 
     async fn get_event(&self, merchant: &MerchantId, id: &EventId) -> Result<Event, Error> {

@@ -9,6 +9,7 @@
 //!   `disk`, `store_outage`, `scale_out`;
 //! - ordered delivery per key under failures, SIGKILL and three workers: `ordering`;
 //! - the PostgreSQL transactional outbox relayed by two processes, one SIGKILLed: `outbox`;
+//! - NATS JetStream read through a durable consumer, blockhook SIGKILLed mid-stream: `jetstream`;
 //! - `common`: the server as a child process, scripted receivers, an API client, ledgers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
@@ -26,6 +27,7 @@ mod disk;
 mod docs;
 mod faults;
 mod hostile;
+mod jetstream;
 mod ops;
 mod ordering;
 mod outbox;

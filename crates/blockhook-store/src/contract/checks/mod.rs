@@ -11,3 +11,4 @@ pub mod merchants;
 pub mod ordering;
 pub mod retention;
 pub mod scale;
+pub mod sources;

@@ -10,13 +10,15 @@
 //!
 //! With `--source outbox` the events are not published over HTTP: a "gateway" inserts them
 //! into a PostgreSQL transactional outbox that the blockhook under test relays ([`outbox`]), and
-//! the report adds the gateway's insert rate and the relay rate.
+//! the report adds the gateway's insert rate and the relay rate. `--source nats` does the same
+//! with a JetStream stream the blockhook under test reads ([`nats`]).
 //!
 //! Latency is the receiver's arrival time minus the publish time stamped into each payload, so
 //! it covers ingest, commit, claim, signing and the HTTP exchange. Everything shares one tokio
 //! runtime and one process: CPU and memory figures include the load generator and the receiver.
 
 mod load;
+mod nats;
 mod outbox;
 mod procfs;
 mod sink;
@@ -51,11 +53,19 @@ pub struct Args {
     /// Store: sqlite (a file in a temporary directory) or postgres (a fresh schema, dropped after).
     #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
     pub store: String,
-    /// Where events come from: http (`POST /v1/events`, or `/v1/events/batch` with --batch) or
+    /// Where events come from: http (`POST /v1/events`, or `/v1/events/batch` with --batch),
     /// outbox (rows a "gateway" inserts into a PostgreSQL transactional outbox in a fresh schema
-    /// of --database-url, --batch rows per transaction, relayed by blockhook).
-    #[arg(long, default_value = "http", value_parser = ["http", "outbox"])]
+    /// of --database-url, --batch rows per transaction, relayed by blockhook) or nats (messages
+    /// a "gateway" publishes to a fresh JetStream stream on --nats-url, read by blockhook).
+    #[arg(long, default_value = "http", value_parser = ["http", "outbox", "nats"])]
     pub source: String,
+    /// The NATS server (with JetStream) for `--source nats`.
+    #[arg(
+        long,
+        env = "BLOCKHOOK_BENCH_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
     /// PostgreSQL URL for `--store postgres` and `--source outbox` (the gateway's database).
     #[arg(long, env = "BLOCKHOOK_BENCH_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -145,8 +155,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ("postgres", None) => bail!("--store postgres needs --database-url"),
         _ => None,
     };
-    if args.source == "outbox" && args.ordering_keys.is_some() {
-        bail!("--ordering-keys measures HTTP publishing; leave it out with --source outbox");
+    if args.source != "http" && args.ordering_keys.is_some() {
+        bail!("--ordering-keys measures HTTP publishing; leave it out with --source outbox|nats");
     }
     if args.source == "outbox" && args.database_url.is_none() {
         bail!("--source outbox needs --database-url (the gateway's PostgreSQL database)");
@@ -261,6 +271,10 @@ async fn one_run(
         ("outbox", Some(base)) => Some(outbox::GatewayOutbox::create(base).await?),
         _ => None,
     };
+    let stream = match args.source.as_str() {
+        "nats" => Some(nats::GatewayStream::create(&args.nats_url).await?),
+        _ => None,
+    };
     let token = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let mut settings = Settings::defaults()?;
     if let Some(gw) = &gateway {
@@ -268,6 +282,14 @@ async fn one_run(
         source.url = gw.base.clone();
         source.table = gw.table.clone();
         settings.sources.postgres_outbox = vec![source];
+    }
+    if let Some(s) = &stream {
+        let mut source = blockhook_server::config::NatsSource::example();
+        source.url = s.url.clone();
+        source.stream = s.stream.clone();
+        source.consumer = nats::CONSUMER.to_owned();
+        source.batch = u32::try_from(args.batch.clamp(100, 1000)).unwrap_or(100);
+        settings.sources.nats = vec![source];
     }
     settings.server.listen = "127.0.0.1:0".parse()?;
     settings.server.admin_token = token.clone();
@@ -298,6 +320,11 @@ async fn one_run(
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
     let _telemetry = telemetry::init(&settings.log);
 
+    let source = match (&gateway, &stream) {
+        (Some(gw), _) => Source::Outbox(gw),
+        (None, Some(s)) => Source::Nats(s),
+        (None, None) => Source::Http,
+    };
     let result = run_app(
         args,
         settings,
@@ -305,7 +332,7 @@ async fn one_run(
         &token,
         (events, ordering_keys),
         bare,
-        gateway.as_ref(),
+        source,
     )
     .await;
     if let Some(schema) = schema {
@@ -313,6 +340,9 @@ async fn one_run(
     }
     if let Some(gw) = gateway {
         gw.drop_it().await;
+    }
+    if let Some(s) = stream {
+        s.drop_it().await;
     }
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -328,7 +358,7 @@ async fn run_app(
     token: &str,
     (events, ordering_keys): (u64, Option<u64>),
     bare: f64,
-    gateway: Option<&outbox::GatewayOutbox>,
+    source: Source<'_>,
 ) -> anyhow::Result<(u64, f64)> {
     let app = Application::build(settings)
         .await
@@ -394,8 +424,17 @@ async fn run_app(
         progress_stop.clone(),
     ));
     let deadline = started + Duration::from_secs(args.timeout);
-    let (ingest_secs, relay_secs) = match gateway {
-        Some(gw) => {
+    let (ingest_secs, relay_secs) = match source {
+        Source::Nats(s) => {
+            let secs =
+                nats::fill(s, plan.merchants.clone(), events, args.concurrency, &load).await?;
+            // Read once every message is settled (or the timeout passed).
+            while s.left().await? > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (secs, Some(started.elapsed().as_secs_f64()))
+        }
+        Source::Outbox(gw) => {
             let per_tx = args.batch.max(1) as u64;
             let secs = outbox::fill(
                 gw,
@@ -412,7 +451,7 @@ async fn run_app(
             }
             (secs, Some(started.elapsed().as_secs_f64()))
         }
-        None => {
+        Source::Http => {
             let publish = load::publish(client.clone(), plan, load.clone());
             tokio::pin!(publish);
             (publish.as_mut().await?, None)
@@ -447,6 +486,16 @@ async fn run_app(
     let lost = expected.saturating_sub(delivered);
     println!("ingest errors: {}", load.errors.load(Ordering::Relaxed));
     match relay_secs {
+        Some(relay_secs) if args.source == "nats" => {
+            println!(
+                "gateway publish rate: {:.0} messages/s ({acked} acknowledged by JetStream in {ingest_secs:.2} s)",
+                acked as f64 / ingest_secs
+            );
+            println!(
+                "source rate: {:.0} events/s ({acked} messages read and acknowledged in {relay_secs:.2} s from the first publish)",
+                acked as f64 / relay_secs
+            );
+        }
         Some(relay_secs) => {
             println!(
                 "gateway insert rate: {:.0} rows/s ({acked} rows committed in {ingest_secs:.2} s, {} per transaction)",
@@ -499,6 +548,17 @@ async fn run_app(
         None => println!("peak rss: n/a"),
     }
     Ok((lost, delivery_rate))
+}
+
+/// Where the events of a run come from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// `POST /v1/events` (or the batch route).
+    Http,
+    /// A PostgreSQL outbox the relay reads.
+    Outbox(&'a outbox::GatewayOutbox),
+    /// A JetStream stream the NATS source reads.
+    Nats(&'a nats::GatewayStream),
 }
 
 /// Nearest-rank percentile of sorted values (0 when empty).
