@@ -156,6 +156,72 @@ pub struct NewEvent {
     pub created_at: Timestamp,
 }
 
+/// An event as a publisher sends it (over HTTP, in an outbox row, in a NATS message), before
+/// any field is checked.
+#[derive(Debug, Clone)]
+pub struct Publication<'a> {
+    /// `merchant_id`.
+    pub merchant_id: &'a str,
+    /// `event_type`.
+    pub event_type: &'a str,
+    /// The payload's exact bytes.
+    pub payload: Bytes,
+    /// `idempotency_key`, when given.
+    pub idempotency_key: Option<&'a str>,
+    /// `ordering_key`, when given.
+    pub ordering_key: Option<&'a str>,
+}
+
+/// The field of a [`Publication`] that failed its check, and why.
+#[derive(Debug)]
+pub struct FieldError {
+    /// `merchant_id`, `event_type`, `idempotency_key`, `payload` or `ordering_key`.
+    pub field: &'static str,
+    /// What was wrong with it.
+    pub error: Error,
+}
+
+impl std::fmt::Display for FieldError {
+    /// `field: reason`, as a dead letter records it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.error {
+            Error::Invalid { reason, .. } => write!(f, "{}: {reason}", self.field),
+            other => write!(f, "{}: {other}", self.field),
+        }
+    }
+}
+
+impl NewEvent {
+    /// Checks every field of `p`, in this order: merchant id, event type, idempotency key,
+    /// payload (a JSON object, kept byte for byte), ordering key; the first that fails is the
+    /// error. Every way of publishing checks with this one function, so they refuse alike.
+    pub fn check(p: Publication<'_>, created_at: Timestamp) -> Result<Self, FieldError> {
+        let at = |field: &'static str| move |error| FieldError { field, error };
+        let merchant_id = MerchantId::parse(p.merchant_id).map_err(at("merchant_id"))?;
+        let event_type = EventType::parse(p.event_type).map_err(at("event_type"))?;
+        let idempotency_key = p
+            .idempotency_key
+            .map(IdempotencyKey::parse)
+            .transpose()
+            .map_err(at("idempotency_key"))?;
+        let payload = Payload::parse(p.payload).map_err(at("payload"))?;
+        let ordering_key = p
+            .ordering_key
+            .map(crate::OrderingKey::parse)
+            .transpose()
+            .map_err(at("ordering_key"))?;
+        Ok(Self {
+            id: EventId::generate(),
+            merchant_id,
+            event_type,
+            payload,
+            idempotency_key,
+            ordering_key,
+            created_at,
+        })
+    }
+}
+
 /// What storing one event did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ingested {
@@ -201,4 +267,47 @@ pub struct EventQuery {
     pub after: Option<Cursor>,
     /// Page size (1 to 250).
     pub limit: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn publication<'a>(merchant: &'a str, payload: &'static str) -> Publication<'a> {
+        Publication {
+            merchant_id: merchant,
+            event_type: "Payment",
+            payload: Bytes::from_static(payload.as_bytes()),
+            idempotency_key: Some("k-1"),
+            ordering_key: Some("A1"),
+        }
+    }
+
+    #[test]
+    fn check_keeps_the_bytes_and_names_the_first_bad_field() {
+        let m = MerchantId::generate().to_string();
+        let ev =
+            NewEvent::check(publication(&m, "{ \"a\": 1.50 }"), Timestamp::from_ms(7)).unwrap();
+        assert_eq!(&ev.payload.bytes()[..], b"{ \"a\": 1.50 }");
+        assert_eq!(ev.idempotency_key.unwrap().as_str(), "k-1");
+        assert_eq!(ev.ordering_key.unwrap().as_str(), "A1");
+        assert_eq!(ev.created_at, Timestamp::from_ms(7));
+
+        // Several bad fields: the first in the documented order is named.
+        let mut p = publication(&m, "[1]");
+        p.idempotency_key = Some("has space");
+        let err = NewEvent::check(p, Timestamp::from_ms(7)).unwrap_err();
+        assert_eq!(err.field, "idempotency_key");
+        assert!(err.to_string().starts_with("idempotency_key: "), "{err}");
+        let err = NewEvent::check(publication("nope", "{}"), Timestamp::from_ms(7)).unwrap_err();
+        assert_eq!(err.field, "merchant_id");
+        let mut p = publication(&m, "{}");
+        p.ordering_key = Some("");
+        assert_eq!(
+            NewEvent::check(p, Timestamp::from_ms(7)).unwrap_err().field,
+            "ordering_key"
+        );
+    }
 }

@@ -32,7 +32,10 @@ pub use endpoint::{
     SigningMode, SuccessPolicy,
 };
 pub use error::Error;
-pub use event::{Event, EventQuery, EventType, IdempotencyKey, Ingested, NewEvent, Payload};
+pub use event::{
+    Event, EventQuery, EventType, FieldError, IdempotencyKey, Ingested, NewEvent, Payload,
+    Publication,
+};
 pub use ids::{ApiKeyId, AttemptId, DeliveryId, EndpointId, EventId, MerchantId};
 pub use merchant::{ApiKey, Merchant, MerchantStatus, NewApiKey, NewMerchant};
 pub use ordering::{

@@ -28,10 +28,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use blockhook_core::{
-    DeadLetter, Error, EventId, EventType, IdempotencyKey, MerchantId, NewEvent, OrderingKey,
-    Payload, StoreRef,
-};
+use blockhook_core::{DeadLetter, Error, NewEvent, Publication, StoreRef};
 
 use crate::config::NatsSource;
 use crate::metrics::Stream;
@@ -333,10 +330,6 @@ fn to_event(
     sequence: u64,
     cx: &RelayCx,
 ) -> Result<NewEvent, String> {
-    let field = |name: &str, e: Error| match e {
-        Error::Invalid { reason, .. } => format!("{name}: {reason}"),
-        other => format!("{name}: {other}"),
-    };
     let header = |name: &str| {
         message
             .headers
@@ -369,26 +362,15 @@ fn to_event(
             )
         }
     };
-    let merchant_id = MerchantId::parse(&merchant).map_err(|e| field("merchant_id", e))?;
-    let event_type = EventType::parse(&event_type).map_err(|e| field("event_type", e))?;
-    let payload = Payload::parse(payload).map_err(|e| field("payload", e))?;
-    let ordering_key = ordering_key
-        .as_deref()
-        .map(OrderingKey::parse)
-        .transpose()
-        .map_err(|e| field("ordering_key", e))?;
     let key = idempotency_key.unwrap_or_else(|| derived_key(stream, sequence));
-    let idempotency_key =
-        Some(IdempotencyKey::parse(&key).map_err(|e| field("idempotency_key", e))?);
-    Ok(NewEvent {
-        id: EventId::generate(),
-        merchant_id,
-        event_type,
+    let publication = Publication {
+        merchant_id: &merchant,
+        event_type: &event_type,
         payload,
-        idempotency_key,
-        ordering_key,
-        created_at: cx.clock.now(),
-    })
+        idempotency_key: Some(&key),
+        ordering_key: ordering_key.as_deref(),
+    };
+    NewEvent::check(publication, cx.clock.now()).map_err(|e| e.to_string())
 }
 
 /// The idempotency key of a message without one: its sequence is unique in the stream.

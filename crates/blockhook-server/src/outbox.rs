@@ -24,9 +24,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use blockhook_core::{
-    Clock, Error, EventId, EventType, IdempotencyKey, MerchantId, NewEvent, OrderingKey, Payload,
-};
+use blockhook_core::{Clock, Error, NewEvent, Publication};
 use blockhook_store::outbox::{Claimed, Gateway, OutboxRow, OutboxTable};
 
 use crate::config::PostgresOutboxSource;
@@ -287,41 +285,24 @@ pub fn derived_key(table: &str, id: i64) -> String {
 
 /// Checks a row as `POST /v1/events` checks a request; `Err` is the dead-letter reason.
 fn to_event(row: &OutboxRow, table: &str, clock: &dyn Clock) -> Result<NewEvent, String> {
-    let field = |name: &str, e: Error| match e {
-        Error::Invalid { reason, .. } => format!("{name}: {reason}"),
-        other => format!("{name}: {other}"),
-    };
-    let merchant_id = MerchantId::parse(&row.merchant_id).map_err(|e| field("merchant_id", e))?;
-    let event_type = EventType::parse(&row.event_type).map_err(|e| field("event_type", e))?;
-    let payload = Payload::parse(bytes::Bytes::from(row.payload.clone().into_bytes()))
-        .map_err(|e| field("payload", e))?;
-    let ordering_key = row
-        .ordering_key
-        .as_deref()
-        .map(OrderingKey::parse)
-        .transpose()
-        .map_err(|e| field("ordering_key", e))?;
     let key = match &row.idempotency_key {
         Some(k) => k.clone(),
         None => derived_key(table, row.id),
     };
-    let idempotency_key =
-        Some(IdempotencyKey::parse(&key).map_err(|e| field("idempotency_key", e))?);
-    Ok(NewEvent {
-        id: EventId::generate(),
-        merchant_id,
-        event_type,
-        payload,
-        idempotency_key,
-        ordering_key,
-        created_at: clock.now(),
-    })
+    let publication = Publication {
+        merchant_id: &row.merchant_id,
+        event_type: &row.event_type,
+        payload: bytes::Bytes::from(row.payload.clone().into_bytes()),
+        idempotency_key: Some(&key),
+        ordering_key: row.ordering_key.as_deref(),
+    };
+    NewEvent::check(publication, clock.now()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use blockhook_core::SystemClock;
+    use blockhook_core::{MerchantId, SystemClock};
 
     fn row(merchant: &str, ty: &str, payload: &str) -> OutboxRow {
         OutboxRow {

@@ -12,10 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use blockhook_core::{
-    Error as CoreError, EventId, EventType, IdempotencyKey, Ingested, MerchantId, NewEvent,
-    OrderingKey, Payload,
-};
+use blockhook_core::{Error as CoreError, EventId, Ingested, NewEvent, Publication};
 
 use super::extract::{Operator, json_bytes, json_error};
 use crate::error::{ApiError, ApiResult};
@@ -160,35 +157,16 @@ fn parse_event(
         Some(i) => format!("events[{i}].{field}"),
         None => field.to_owned(),
     };
-    let field_err = |field: &str, err: CoreError| match err {
-        CoreError::Invalid { reason, .. } => ApiError::invalid(at(field), reason),
-        other => ApiError::from(other),
+    let publication = Publication {
+        merchant_id: &e.merchant_id,
+        event_type: &e.event_type,
+        payload: body.slice_ref(e.payload.get().as_bytes()),
+        idempotency_key: e.idempotency_key.as_deref(),
+        ordering_key: e.ordering_key.as_deref(),
     };
-    let merchant_id =
-        MerchantId::parse(&e.merchant_id).map_err(|err| field_err("merchant_id", err))?;
-    let event_type = EventType::parse(&e.event_type).map_err(|err| field_err("event_type", err))?;
-    let idempotency_key = e
-        .idempotency_key
-        .as_deref()
-        .map(IdempotencyKey::parse)
-        .transpose()
-        .map_err(|err| field_err("idempotency_key", err))?;
-    let payload = Payload::parse(body.slice_ref(e.payload.get().as_bytes()))
-        .map_err(|err| field_err("payload", err))?;
-    let ordering_key = e
-        .ordering_key
-        .as_deref()
-        .map(OrderingKey::parse)
-        .transpose()
-        .map_err(|err| field_err("ordering_key", err))?;
-    Ok(NewEvent {
-        id: EventId::generate(),
-        merchant_id,
-        event_type,
-        payload,
-        idempotency_key,
-        ordering_key,
-        created_at: state.clock.now(),
+    NewEvent::check(publication, state.clock.now()).map_err(|e| match e.error {
+        CoreError::Invalid { reason, .. } => ApiError::invalid(at(e.field), reason),
+        other => ApiError::from(other),
     })
 }
 
