@@ -153,6 +153,21 @@ async fn text_of(c: &Client, selector: &str) -> String {
     panic!("{selector} kept going stale")
 }
 
+/// The text of `selector` once it contains `needle`: after a click the old page may still be
+/// shown (its `h1`, say) until the browser has navigated, so the text is read again until the
+/// new page's arrives (or 15 s pass, and the last text read is in the failure).
+async fn text_containing(c: &Client, selector: &str, needle: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..150 {
+        last = text_of(c, selector).await;
+        if last.contains(needle) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{selector} never contained {needle:?}; last: {last:?}")
+}
+
 /// Reloads `url` until `selector` matches at least `n` elements.
 async fn wait_count(c: &Client, url: &str, selector: &str, n: usize) {
     for _ in 0..100 {
@@ -236,7 +251,7 @@ async fn dashboard_end_to_end_in_headless_chromium() {
         .click()
         .await
         .unwrap();
-    assert!(text_of(&c, "h1").await.contains("browser-shop"));
+    text_containing(&c, "h1", "browser-shop").await;
     let endpoint_url = c.current_url().await.unwrap().to_string();
 
     // Send a test webhook and see the response.
@@ -272,7 +287,7 @@ async fn dashboard_end_to_end_in_headless_chromium() {
         .click()
         .await
         .unwrap();
-    assert!(text_of(&c, ".notice").await.contains("Resend queued"));
+    text_containing(&c, ".notice", "Resend queued").await;
     wait_count(&c, &detail_url, "tr.attempt", 2).await;
     assert_eq!(rx.wait_for(3, Duration::from_secs(10)).await.len(), 3);
     shots.take(&c, "event-resent").await;
