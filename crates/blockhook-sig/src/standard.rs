@@ -105,13 +105,22 @@ fn decode(encoded: &str) -> Result<Vec<u8>, Error> {
 }
 
 fn mac(key: &[u8], msg_id: &str, timestamp: &str, body: &[u8]) -> Result<[u8; 32], Error> {
-    let mut mac = crate::v2::keyed(key)?;
+    Ok(mac_keyed(crate::v2::keyed(key)?, msg_id, timestamp, body))
+}
+
+/// The one place the signed message `{id}.{timestamp}.{body}` is formed, on a keyed state.
+fn mac_keyed(
+    mut mac: crate::v2::HmacSha256,
+    msg_id: &str,
+    timestamp: &str,
+    body: &[u8],
+) -> [u8; 32] {
     mac.update(msg_id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
-    Ok(mac.finalize().into_bytes().into())
+    mac.finalize().into_bytes().into()
 }
 
 /// One signature entry, `v1,<base64>`, of `body` sent as message `msg_id` at `timestamp_s`
@@ -155,13 +164,7 @@ impl Signer {
 
     /// One entry, `v1,<base64>`, of `body` sent as message `msg_id` at `timestamp_s`.
     pub fn sign(&self, msg_id: &str, timestamp_s: u64, body: &[u8]) -> String {
-        let mut mac = self.keyed.clone();
-        mac.update(msg_id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp_s.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        let digest: [u8; 32] = mac.finalize().into_bytes().into();
+        let digest = mac_keyed(self.keyed.clone(), msg_id, &timestamp_s.to_string(), body);
         format!("v1,{}", B64.encode(digest))
     }
 }
