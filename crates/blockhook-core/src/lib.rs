@@ -44,7 +44,8 @@ pub use ordering::{
 pub use page::{Cursor, Page};
 pub use retry::{Next, RetryPolicy};
 pub use store::{
-    EndpointBacklog, EndpointHealth, Endpoints, Events, JobLock, Maintenance, Merchants, Queue,
-    QueueStats, ResendLimits, ResendScope, SecretSlot, SoleProcess, Store, StoreRef,
+    EndpointActivity, EndpointBacklog, EndpointHealth, EndpointQueue, Endpoints, Events,
+    FailureStreak, HourCounts, JobLock, Maintenance, Merchants, Queue, QueueStats, ResendLimits,
+    ResendScope, SecretSlot, SoleProcess, Store, StoreRef,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -36,6 +36,8 @@ pub enum Authenticated {
         key_id: ApiKeyId,
         /// SHA-256 (hex) of the key, what a session keeps to re-check it.
         key_hash: String,
+        /// The merchant's name, for the dashboard's header.
+        merchant_name: String,
     },
 }
 
@@ -86,5 +88,6 @@ pub async fn authenticate(
         merchant_id: key.merchant_id,
         key_id: key.id,
         key_hash,
+        merchant_name: merchant.name,
     })
 }

@@ -52,6 +52,7 @@ contract!(
     actions::resend_limits,
     actions::recover_requeues_failed_since,
     actions::backlog_counts,
+    activity::endpoint_activity_views,
     actions::queue_stats_counts,
     actions::endpoint_health_window,
     batch::api_keys_of_several_merchants,

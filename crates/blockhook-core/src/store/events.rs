@@ -7,7 +7,7 @@ use crate::{
     EventId, EventQuery, Ingested, MerchantId, NewEvent, Page, Timestamp,
 };
 
-use super::{EndpointBacklog, EndpointHealth};
+use super::{EndpointActivity, EndpointBacklog, EndpointHealth};
 
 /// Events, deliveries and attempts.
 #[async_trait::async_trait]
@@ -100,4 +100,15 @@ pub trait Events: Send + Sync + 'static {
         endpoints: &[EndpointId],
         since: Timestamp,
     ) -> Result<Vec<(EndpointId, EndpointHealth)>, Error>;
+    /// What one endpoint's page shows: deliveries created per hour since `since` (an hour
+    /// boundary) by their state now, its queue at `now`, its failure streak, and its `recent`
+    /// newest deliveries. `NotFound("endpoint")` when it is not the merchant's.
+    async fn endpoint_activity(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        now: Timestamp,
+        recent: u32,
+    ) -> Result<EndpointActivity, Error>;
 }

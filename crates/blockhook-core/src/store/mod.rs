@@ -98,6 +98,64 @@ pub struct QueueStats {
     pub oldest_due_at: Option<Timestamp>,
 }
 
+/// Deliveries of one endpoint created in one hour, by where they stand now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HourCounts {
+    /// Start of the hour.
+    pub hour: Timestamp,
+    /// Acknowledged.
+    pub succeeded: u64,
+    /// Failed for good.
+    pub failed: u64,
+    /// Still to be sent or retried (incl. in flight and waiting behind their ordering key).
+    pub pending: u64,
+}
+
+/// One endpoint's queue right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EndpointQueue {
+    /// Pending and due now, not leased (with ordered delivery, incl. those waiting behind
+    /// their key's head).
+    pub due: u64,
+    /// Pending and due later (retries waiting for their time).
+    pub scheduled: u64,
+    /// Leased right now.
+    pub in_flight: u64,
+    /// Due time of the oldest due delivery.
+    pub oldest_due_at: Option<Timestamp>,
+}
+
+/// The attempts an endpoint failed since it last acknowledged one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FailureStreak {
+    /// Failed attempts since the last success (counted up to [`FailureStreak::CAP`]).
+    pub failed_attempts: u64,
+    /// The first of them.
+    pub since: Option<Timestamp>,
+    /// The last acknowledged attempt, if any is still logged.
+    pub last_success: Option<Timestamp>,
+}
+
+impl FailureStreak {
+    /// Streaks are counted up to this many attempts: a console needs "10,000+", not an exact
+    /// count that costs a scan of every attempt an endpoint down for weeks has logged.
+    pub const CAP: u64 = 10_000;
+}
+
+/// What an endpoint's page shows, read in a fixed number of statements.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EndpointActivity {
+    /// Deliveries created per hour since the `since` asked for (an hour boundary), oldest
+    /// first; hours without deliveries are left out.
+    pub hours: Vec<HourCounts>,
+    /// The queue now.
+    pub queue: EndpointQueue,
+    /// The current failure streak.
+    pub streak: FailureStreak,
+    /// The most recent deliveries, newest first.
+    pub recent: Vec<crate::Delivery>,
+}
+
 /// One endpoint's recent results (for health views).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct EndpointHealth {

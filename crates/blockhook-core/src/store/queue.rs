@@ -55,6 +55,15 @@ pub trait Queue: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<u64, Error>;
 
+    /// How many deliveries [`recover`](Queue::recover) with the same `since` would re-queue
+    /// now (failed ones whose payload is still kept), for a preview before acting.
+    async fn recoverable(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<u64, Error>;
+
     /// The keys of an endpoint held by a failed head delivery (`on_final_failure: hold`), oldest
     /// first, with how many deliveries wait behind each. `NotFound("endpoint")` when the
     /// endpoint is not the merchant's.

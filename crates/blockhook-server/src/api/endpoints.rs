@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 
 use super::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery, Tenant};
 use crate::error::ApiResult;
+use crate::manage::activity::ActivityView;
 use crate::manage::endpoints::{
     self as e, BacklogView, CreateEndpoint, EndpointSecretView, RecoverRequest, Recovered,
     RotateSecret, TestSendRequest, TestSendResult, UpdateEndpoint, endpoint_id,
@@ -28,6 +29,7 @@ routes! {
     post "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/rotate-secret" => rotate_secret,
     post "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/test" => test_send,
     post "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/recover" => recover,
+    get "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/activity" => activity,
     get "/v1/merchants/{merchant_id}/backlog" => backlog,
 }
 
@@ -179,7 +181,24 @@ async fn test_send(
     ))
 }
 
-/// Re-queues the endpoint's failed deliveries created since `since` (at most `recover.max_window` ago).
+/// The endpoint at a glance: deliveries per hour (24 h) and per UTC day (7 d) by state, p50/p99
+/// latency, its queue, its failure streak and its 50 newest deliveries.
+#[utoipa::path(get, path = "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/activity", tag = "endpoints",
+    params(("merchant_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 200, body = ActivityView)))]
+async fn activity(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Path(ids): Ids,
+) -> ApiResult<Json<ActivityView>> {
+    Ok(Json(
+        crate::manage::activity::activity(&state, &tenant.merchant_id, &endpoint_id(&ids.1)?)
+            .await?,
+    ))
+}
+
+/// Re-queues the endpoint's failed deliveries created since `since` (at most `recover.max_window`
+/// ago); with `dry_run`, only counts them.
 #[utoipa::path(post, path = "/v1/merchants/{merchant_id}/endpoints/{endpoint_id}/recover", tag = "endpoints",
     params(("merchant_id" = String, Path), ("endpoint_id" = String, Path)),
     request_body = RecoverRequest,

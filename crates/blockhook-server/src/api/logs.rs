@@ -20,6 +20,7 @@ routes! {
     get "/v1/merchants/{merchant_id}/events/{event_id}/deliveries" => deliveries,
     post "/v1/merchants/{merchant_id}/events/{event_id}/resend" => resend,
     get "/v1/merchants/{merchant_id}/deliveries/{delivery_id}/attempts" => attempts,
+    post "/v1/merchants/{merchant_id}/deliveries/{delivery_id}/retry" => retry,
 }
 
 /// Lists events, newest first, with filters.
@@ -90,5 +91,21 @@ async fn attempts(
 ) -> ApiResult<Json<Vec<AttemptView>>> {
     Ok(Json(
         ev::attempts(&state, &tenant.merchant_id, &delivery_id(&ids.1)?).await?,
+    ))
+}
+
+/// Sends one delivery again: a new delivery of its event to its endpoint, due now. It counts as
+/// a resend of the event (same `resend.window` and `resend.max_per_event` limits).
+#[utoipa::path(post, path = "/v1/merchants/{merchant_id}/deliveries/{delivery_id}/retry", tag = "events",
+    params(("merchant_id" = String, Path), ("delivery_id" = String, Path)),
+    responses((status = 202, body = Resent), (status = 409, description = "a resend limit was reached")))]
+async fn retry(
+    tenant: Tenant,
+    State(state): State<AppState>,
+    Path(ids): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Resent>)> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ev::retry_delivery(&state, &tenant.merchant_id, &delivery_id(&ids.1)?).await?),
     ))
 }

@@ -38,8 +38,8 @@ routes! {
         merchants::issue_key, merchants::list_keys, merchants::revoke_key,
         endpoints::create, endpoints::list, endpoints::read, endpoints::update, endpoints::remove,
         endpoints::enable, endpoints::disable, endpoints::reveal_secret, endpoints::rotate_secret, endpoints::test_send,
-        endpoints::recover, endpoints::backlog,
-        logs::list, logs::read, logs::deliveries, logs::resend, logs::attempts,
+        endpoints::recover, endpoints::activity, endpoints::backlog,
+        logs::list, logs::read, logs::deliveries, logs::resend, logs::attempts, logs::retry,
         ordering::held, ordering::release,
     ),
     components(schemas(crate::error::Problem))

@@ -319,13 +319,18 @@ pub struct TestSendResult {
 pub struct RecoverRequest {
     /// Unix ms; at most `recover.max_window` (default 14 days) ago.
     pub since: i64,
+    /// Only count what would be re-queued; change nothing (a preview).
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
-/// How many deliveries a recovery re-queued.
+/// How many deliveries a recovery re-queued (or, with `dry_run`, would re-queue now).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Recovered {
-    /// Failed deliveries now pending again.
+    /// Failed deliveries now pending again; with `dry_run`, how many would be.
     pub requeued: u64,
+    /// Whether this was only a preview.
+    pub dry_run: bool,
 }
 
 /// Undelivered work of one endpoint.
@@ -793,11 +798,20 @@ pub async fn recover(
     if since > now {
         return Err(ApiError::invalid("since", "is in the future"));
     }
+    if input.dry_run {
+        return Ok(Recovered {
+            requeued: state.store.recoverable(merchant, id, since).await?,
+            dry_run: true,
+        });
+    }
     let requeued = state.store.recover(merchant, id, since, now).await?;
     if requeued > 0 {
         state.wake.notify_one();
     }
-    Ok(Recovered { requeued })
+    Ok(Recovered {
+        requeued,
+        dry_run: false,
+    })
 }
 
 /// Undelivered work per endpoint of a merchant (endpoints with none are omitted).

@@ -403,10 +403,52 @@ pub async fn resend(
             EndpointId::parse(raw).map_err(|_| ApiError::NotFound("endpoint".into()))?,
         ),
     };
+    resend_to(state, merchant, id, &scope).await
+}
+
+/// The event a delivery of the merchant delivers.
+pub async fn delivery_event(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &DeliveryId,
+) -> ApiResult<EventId> {
+    Ok(state
+        .store
+        .get_delivery(merchant, id, state.clock.now())
+        .await?
+        .event_id)
+}
+
+/// Sends one delivery again: a new delivery of its event to its endpoint, due now. It is a
+/// resend of the event to that endpoint, so it counts against the same limits.
+pub async fn retry_delivery(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &DeliveryId,
+) -> ApiResult<Resent> {
+    let d = state
+        .store
+        .get_delivery(merchant, id, state.clock.now())
+        .await?;
+    resend_to(
+        state,
+        merchant,
+        &d.event_id,
+        &ResendScope::Endpoint(d.endpoint_id),
+    )
+    .await
+}
+
+async fn resend_to(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EventId,
+    scope: &ResendScope,
+) -> ApiResult<Resent> {
     let limits = state.settings.resend_limits();
     let ids = state
         .store
-        .resend(merchant, id, &scope, &limits, state.clock.now())
+        .resend(merchant, id, scope, &limits, state.clock.now())
         .await?;
     if !ids.is_empty() {
         state.wake.notify_one();

@@ -1,4 +1,5 @@
-//! Server-rendered SVG: p50 and p99 delivery latency per hour bucket.
+//! Server-rendered SVG: p50 and p99 delivery latency per hour bucket, and deliveries per hour
+//! or day as stacked bars (succeeded / failed / retrying).
 //!
 //! No script and no library: the chart is a few `<polyline>`s in a fixed `viewBox` that scales
 //! to the container. Colours come from CSS classes, so light and dark schemes both read well.
@@ -7,26 +8,14 @@ use std::fmt::Write as _;
 
 use blockhook_core::Timestamp;
 
+use crate::manage::activity::quantile;
+
 const HOUR_MS: i64 = 3_600_000;
 const W: f64 = 720.0;
 const H: f64 = 200.0;
 const PAD_L: f64 = 48.0;
 const PAD_B: f64 = 24.0;
 const PAD_T: f64 = 10.0;
-
-/// The `q` quantile (0..=1) of sorted values (nearest rank).
-fn quantile(sorted: &[u32], q: f64) -> Option<u32> {
-    if sorted.is_empty() {
-        return None;
-    }
-    #[allow(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss
-    )]
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted.get(rank - 1).copied()
-}
 
 /// p50 and p99 of each of the `hours` hour buckets ending at `now` (oldest first).
 pub fn hourly_percentiles(
@@ -115,6 +104,86 @@ pub fn latency_chart(buckets: &[Option<(u32, u32)>], label: &str) -> String {
     )
 }
 
+/// One bar of [`stacked_bars`]: its axis label, its tooltip title, and its three parts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stack {
+    /// Under the bar (empty: none).
+    pub label: String,
+    /// The bar's period, for its tooltip.
+    pub title: String,
+    /// Succeeded, failed, retrying.
+    pub parts: [u64; 3],
+}
+
+const PARTS: [(&str, &str); 3] = [("ok", "succeeded"), ("bad", "failed"), ("wait", "retrying")];
+
+/// Deliveries per period as stacked bars, labelled for screen readers (`what`: "per hour, last
+/// 24 h"). Each segment has a `<title>` with its count, so hovering reads the figures.
+pub fn stacked_bars(bars: &[Stack], what: &str) -> String {
+    let max = bars
+        .iter()
+        .map(|b| b.parts.iter().sum::<u64>())
+        .max()
+        .unwrap_or(0);
+    let total: u64 = bars.iter().flat_map(|b| b.parts).sum();
+    let summary = if total == 0 {
+        format!("Deliveries {what}: none")
+    } else {
+        let [ok, bad, wait] = bars.iter().fold([0u64; 3], |mut acc, b| {
+            for (a, p) in acc.iter_mut().zip(b.parts) {
+                *a += p;
+            }
+            acc
+        });
+        format!("Deliveries {what}: {ok} succeeded, {bad} failed, {wait} retrying")
+    };
+    let n = bars.len().max(1);
+    #[allow(clippy::cast_precision_loss)]
+    let slot = (W - PAD_L - 8.0) / n as f64;
+    let bar_w = (slot * 0.7).max(1.0);
+    let plot_h = H - PAD_T - PAD_B;
+    #[allow(clippy::cast_precision_loss)]
+    let height = |v: u64| plot_h * v as f64 / max.max(1) as f64;
+    let mut shapes = String::new();
+    for (i, b) in bars.iter().enumerate() {
+        #[allow(clippy::cast_precision_loss)]
+        let x = PAD_L + slot * i as f64 + (slot - bar_w) / 2.0;
+        let mut top = H - PAD_B;
+        for (v, (class, name)) in b.parts.iter().zip(PARTS) {
+            if *v == 0 {
+                continue;
+            }
+            let h = height(*v);
+            top -= h;
+            let _ = write!(
+                shapes,
+                r#"<rect class="seg {class}" x="{x:.1}" y="{top:.1}" width="{bar_w:.1}" height="{h:.1}"><title>{}: {v} {name}</title></rect>"#,
+                super::html::Esc(&b.title),
+            );
+        }
+        if !b.label.is_empty() {
+            let _ = write!(
+                shapes,
+                r#"<text class="tick" x="{:.1}" y="{H}" text-anchor="middle">{}</text>"#,
+                x + bar_w / 2.0,
+                super::html::Esc(&b.label),
+            );
+        }
+    }
+    format!(
+        r#"<svg class="chart bars" viewBox="0 0 {W} {H}" role="img" aria-label="{summary}" preserveAspectRatio="xMidYMid meet">
+<title>{summary}</title>
+<line class="axis" x1="{PAD_L}" y1="{base:.1}" x2="{right:.1}" y2="{base:.1}"/>
+<text class="tick" x="{lx:.1}" y="{ty:.1}" text-anchor="end">{max}</text><text class="tick" x="{lx:.1}" y="{base:.1}" text-anchor="end">0</text>
+{shapes}</svg>"#,
+        base = H - PAD_B,
+        right = W - 8.0,
+        lx = PAD_L - 4.0,
+        ty = PAD_T + 8.0,
+        summary = super::html::Esc(&summary),
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -132,5 +201,23 @@ mod tests {
         let svg = latency_chart(&b, "ep");
         assert!(svg.starts_with("<svg") && svg.contains("p99 99 ms"));
         assert!(latency_chart(&[None, None], "x").contains("no attempts"));
+    }
+
+    #[test]
+    fn stacked_bars_draw_one_segment_per_non_zero_part_with_its_count() {
+        let bars = [
+            Stack {
+                label: "Mon".into(),
+                title: "Mon 1 Dec".into(),
+                parts: [3, 1, 0],
+            },
+            Stack::default(),
+        ];
+        let svg = stacked_bars(&bars, "per day");
+        assert_eq!(svg.matches("<rect").count(), 2, "{svg}");
+        assert!(svg.contains("Mon 1 Dec: 3 succeeded"));
+        assert!(svg.contains("Mon 1 Dec: 1 failed"));
+        assert!(svg.contains("3 succeeded, 1 failed, 0 retrying"));
+        assert!(stacked_bars(&[Stack::default()], "per hour").contains("per hour: none"));
     }
 }

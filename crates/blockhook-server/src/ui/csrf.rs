@@ -4,9 +4,16 @@
 //! `Form<T>`, so a handler cannot forget the check: without a valid token it never runs. The
 //! token travels in the form's `csrf` field (see `html::csrf_field`) and is compared in constant
 //! time with the session's; `T` holds the other fields only.
+//!
+//! Before the token, the request's origin is checked ([`same_origin`]): a browser names the
+//! site a form was posted from in `Origin` (and `Sec-Fetch-Site`), and a post from another site
+//! is refused even if it somehow carried a token. The sign-in form, which has no session yet,
+//! makes the same check.
 
 use axum::Form;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -36,6 +43,47 @@ struct WithToken<T> {
     fields: T,
 }
 
+/// The host (with its port, if any) of an origin or URL such as `https://a.example:8443`.
+fn host_of(origin: &str) -> Option<&str> {
+    let rest = origin.split_once("://")?.1;
+    let host = rest.split(['/', '?', '#']).next()?;
+    (!host.is_empty()).then_some(host)
+}
+
+/// Whether a state-changing request may come from where the browser says it does.
+///
+/// - `Origin` present: its host must be this request's host (`Host`, the HTTP/2 authority, or
+///   `X-Forwarded-Host` set by a reverse proxy that rewrites `Host`). A cross-site form post
+///   cannot set those headers, so accepting either host keeps the check sound. `Origin: null`
+///   (sandboxed or privacy-redirected posts) is refused.
+/// - No `Origin` (older browsers, scripts): `Sec-Fetch-Site`, when sent, must not say
+///   `cross-site`; without either header the CSRF token alone decides.
+pub(crate) fn same_origin(headers: &HeaderMap, authority: Option<&str>) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match header("origin") {
+        Some(origin) => {
+            let Some(from) = host_of(origin) else {
+                return false;
+            };
+            let mut hosts = [header("host"), authority, header("x-forwarded-host")]
+                .into_iter()
+                .flatten()
+                .flat_map(|h| h.split(','))
+                .map(str::trim);
+            hosts.any(|h| h.eq_ignore_ascii_case(from))
+        }
+        None => header("sec-fetch-site") != Some("cross-site"),
+    }
+}
+
+fn check_origin(parts: &Parts) -> Result<(), UiError> {
+    if same_origin(&parts.headers, parts.uri.authority().map(|a| a.as_str())) {
+        Ok(())
+    } else {
+        Err(UiError::CrossOrigin)
+    }
+}
+
 /// Whether `token` is the session's CSRF token (constant time; empty never matches).
 fn token_matches(expected: &str, token: &str) -> bool {
     !token.is_empty() && bool::from(expected.as_bytes().ct_eq(token.as_bytes()))
@@ -49,6 +97,7 @@ where
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
+        check_origin(&parts).map_err(IntoResponse::into_response)?;
         // The handler's own `Ui` was extracted first and is reused: without a session this is
         // the same redirect to sign-in.
         let ui = Ui::from_request_parts(&mut parts, state)
@@ -71,6 +120,60 @@ where
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn origin_must_name_this_host() {
+        let here = [("host", "127.0.0.1:8080")];
+        assert!(
+            same_origin(&headers(&here), None),
+            "no Origin: the token decides"
+        );
+        assert!(same_origin(
+            &headers(&[here[0], ("origin", "http://127.0.0.1:8080")]),
+            None
+        ));
+        assert!(!same_origin(
+            &headers(&[here[0], ("origin", "https://evil.example")]),
+            None
+        ));
+        assert!(
+            !same_origin(
+                &headers(&[here[0], ("origin", "http://127.0.0.1:9090")]),
+                None
+            ),
+            "another port is another origin"
+        );
+        assert!(!same_origin(&headers(&[here[0], ("origin", "null")]), None));
+        assert!(!same_origin(
+            &headers(&[here[0], ("sec-fetch-site", "cross-site")]),
+            None
+        ));
+        assert!(same_origin(
+            &headers(&[here[0], ("sec-fetch-site", "same-origin")]),
+            None
+        ));
+        // Behind a proxy that rewrites Host, or over HTTP/2 (no Host header).
+        assert!(same_origin(
+            &headers(&[
+                ("host", "10.0.0.5:8080"),
+                ("x-forwarded-host", "hooks.example.com"),
+                ("origin", "https://hooks.example.com"),
+            ]),
+            None
+        ));
+        assert!(same_origin(
+            &headers(&[("origin", "https://hooks.example.com")]),
+            Some("hooks.example.com")
+        ));
+    }
 
     #[test]
     fn only_the_exact_nonempty_token_matches() {

@@ -19,6 +19,8 @@ pub enum UiError {
     Forbidden,
     /// The form's CSRF token is missing or wrong.
     Csrf,
+    /// A state-changing post came from another site (its `Origin` is not this dashboard's).
+    CrossOrigin,
     /// Input was refused; the message is safe to show.
     Invalid(String),
     /// A state conflict (e.g. the resend limit); the message is safe to show.
@@ -83,6 +85,12 @@ impl IntoResponse for UiError {
                 StatusCode::FORBIDDEN,
                 "Forbidden",
                 "This page is for the operator.".to_owned(),
+            ),
+            Self::CrossOrigin => (
+                StatusCode::FORBIDDEN,
+                "Cross-site request refused",
+                "This form was posted from another site. Open the dashboard directly and try again."
+                    .to_owned(),
             ),
             Self::Csrf => (
                 StatusCode::FORBIDDEN,

@@ -106,13 +106,38 @@ pub fn document(title: &str, nav: &str, notice: Option<&str>, body: &str) -> Htm
         r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark"><title>{} · blockhook</title>
-<link rel="stylesheet" href="/ui/assets/style.css"><script src="/ui/assets/time.js" defer></script></head>
+<link rel="icon" href="/ui/assets/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/ui/assets/style.css"><script src="/ui/assets/page.js" defer></script></head>
 <body><a class="skip" href="#main">Skip to content</a><header><a class="brand" href="/ui/">blockhook</a>{nav}</header>
 <main id="main">{notice}<h1>{}</h1>
 {body}</main></body></html>"##,
         Esc(title),
         Esc(title)
     ))
+}
+
+/// A duration in words: `3 days`, `1 day 12 hours`, `90 minutes` → `1 hour 30 minutes`, `45
+/// seconds` (two largest units at most; `humantime` writes `3days`).
+pub fn duration(d: std::time::Duration) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (86_400, "day"),
+        (3600, "hour"),
+        (60, "minute"),
+        (1, "second"),
+    ];
+    let mut left = d.as_secs();
+    let mut parts = Vec::new();
+    for (size, name) in UNITS {
+        let n = left / size;
+        left %= size;
+        if n > 0 && parts.len() < 2 {
+            parts.push(format!("{n} {name}{}", if n == 1 { "" } else { "s" }));
+        }
+    }
+    if parts.is_empty() {
+        return "0 seconds".to_owned();
+    }
+    parts.join(" ")
 }
 
 #[cfg(test)]
@@ -145,5 +170,18 @@ mod tests {
         );
         assert_eq!(parse_utc("2024-13-01"), None);
         assert_eq!(parse_utc("nonsense"), None);
+    }
+
+    #[test]
+    fn durations_in_words() {
+        use std::time::Duration;
+        assert_eq!(duration(Duration::from_secs(72 * 3600)), "3 days");
+        assert_eq!(
+            duration(Duration::from_secs(36 * 3600 + 59)),
+            "1 day 12 hours"
+        );
+        assert_eq!(duration(Duration::from_secs(5400)), "1 hour 30 minutes");
+        assert_eq!(duration(Duration::from_secs(1)), "1 second");
+        assert_eq!(duration(Duration::ZERO), "0 seconds");
     }
 }

@@ -43,8 +43,9 @@ pub fn page(title: &str, ui: Option<&Ui>, notice: Option<&str>, body: &str) -> H
                 links.push_str(r#"<a href="/ui/operator">Operator</a>"#);
             }
             let who = Esc(&ui.describe()).to_string();
+            let id = ui.merchant().map(ToString::to_string).unwrap_or_default();
             format!(
-                r#"<nav aria-label="Main">{links}<span class="who">{who}</span><form method="post" action="/ui/logout" class="inline">{}<button type="submit">Sign out</button></form></nav>"#,
+                r#"<nav aria-label="Main">{links}<span class="who" title="{id}">{who}</span><form method="post" action="/ui/logout" class="inline">{}<button type="submit">Sign out</button></form></nav>"#,
                 csrf_field(ui)
             )
         }

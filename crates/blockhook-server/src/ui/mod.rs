@@ -5,7 +5,7 @@
 //! `auth::authenticate`), `csrf` (the `Csrf<Form<T>>` extractor every POST handler takes),
 //! `error` (`UiError` and the page each failure shows), `html` (escaping, the page shell,
 //! times), `charts` (server-rendered SVG), `pages/` (one module per page) and `assets/` (one CSS
-//! file and one tiny script, embedded with `include_str!`; nothing is loaded from elsewhere).
+//! file and one small script, embedded with `include_str!`; nothing is loaded from elsewhere).
 //! Every page works without the script; it only shows times in the viewer's zone. [`router`] is
 //! mounted by `startup` beside the API's router, under the same cross-cutting layers.
 //!
@@ -30,7 +30,8 @@ use axum::{Extension, Router};
 use crate::state::AppState;
 
 const STYLE: &str = include_str!("assets/style.css");
-const TIME_JS: &str = include_str!("assets/time.js");
+const PAGE_JS: &str = include_str!("assets/page.js");
+const FAVICON: &str = include_str!("assets/favicon.svg");
 
 /// The dashboard's routes, with a fresh session table for this app whose sessions last
 /// `ui.session_lifetime`.
@@ -59,12 +60,17 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/ui/endpoints/{id}/rotate", post(endpoints::rotate_secret))
         .route("/ui/endpoints/{id}/test", post(endpoints::send_test))
         .route(
+            "/ui/endpoints/{id}/recover",
+            get(endpoints::recover_preview).post(endpoints::recover),
+        )
+        .route(
             "/ui/endpoints/{id}/ordering/release",
             post(ordering::release),
         )
         .route("/ui/events", get(events::list))
         .route("/ui/events/{id}", get(events::detail))
         .route("/ui/events/{id}/resend", post(events::resend))
+        .route("/ui/deliveries/{id}/retry", post(events::retry))
         .route("/ui/health", get(health::show))
         .route("/ui/operator", get(operator::show))
         .route("/ui/operator/merchants", post(operator::create_merchant))
@@ -86,8 +92,17 @@ pub(crate) fn router(state: AppState) -> Router {
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
         )
         .route(
-            "/ui/assets/time.js",
-            get(|| async { asset("text/javascript; charset=utf-8", TIME_JS) }),
+            "/ui/assets/page.js",
+            get(|| async { asset("text/javascript; charset=utf-8", PAGE_JS) }),
+        )
+        .route(
+            "/ui/assets/favicon.svg",
+            get(|| async { asset("image/svg+xml", FAVICON) }),
+        )
+        // Browsers ask for it on their own (a 404 in every console otherwise).
+        .route(
+            "/favicon.ico",
+            get(|| async { asset("image/svg+xml", FAVICON) }),
         )
         .layer(axum::middleware::map_response(security_headers))
         .layer(Extension(Arc::new(session::Sessions::new(
@@ -105,7 +120,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// Headers every dashboard response carries: a strict CSP (only our own CSS and script), no
-/// framing, no referrer, and no caching of pages (they show secrets and per-merchant data).
+/// framing, no referrer to other sites, and no caching of pages (they show secrets and
+/// per-merchant data). The referrer policy is `same-origin`, not `no-referrer`: under
+/// `no-referrer` a browser sends `Origin: null` even on the dashboard's own form posts, and the
+/// Origin check (`csrf::same_origin`) needs the real origin there.
 async fn security_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert(
@@ -122,7 +140,7 @@ async fn security_headers(mut resp: Response) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

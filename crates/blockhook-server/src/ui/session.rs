@@ -163,6 +163,8 @@ pub struct Ui {
     pub principal: Principal,
     /// A one-time notice from the previous action.
     pub flash: Option<String>,
+    /// The signed-in merchant's name (read with the key's re-check on every request).
+    pub merchant_name: Option<String>,
     sessions: Arc<Sessions>,
 }
 
@@ -181,10 +183,13 @@ impl Ui {
         matches!(self.principal, Principal::Operator { .. })
     }
 
-    /// Who is signed in, for the header.
+    /// Who is signed in, for the header: the merchant's name (its id when it has none).
     pub fn describe(&self) -> String {
         match &self.principal {
-            Principal::Merchant { merchant_id, .. } => format!("merchant {merchant_id}"),
+            Principal::Merchant { merchant_id, .. } => match self.merchant_name.as_deref() {
+                Some(name) if !name.trim().is_empty() => name.to_owned(),
+                _ => format!("merchant {merchant_id}"),
+            },
             Principal::Operator { acting_as: Some(m) } => format!("operator, acting as {m}"),
             Principal::Operator { acting_as: None } => "operator".to_owned(),
         }
@@ -295,6 +300,7 @@ impl FromRequestParts<AppState> for Ui {
         let sessions = sessions_of(parts)?;
         let id = cookie_value(&parts.headers).ok_or(UiError::Login)?;
         let entry = sessions.get(&id).ok_or(UiError::Login)?;
+        let mut merchant_name = None;
         if let Principal::Merchant {
             merchant_id,
             key_hash,
@@ -303,8 +309,12 @@ impl FromRequestParts<AppState> for Ui {
             let still_valid = match auth::authenticate(state, Credential::KeyHash(key_hash)).await {
                 Ok(Authenticated::Merchant {
                     merchant_id: of_key,
+                    merchant_name: name,
                     ..
-                }) => &of_key == merchant_id,
+                }) => {
+                    merchant_name = Some(name);
+                    &of_key == merchant_id
+                }
                 Ok(Authenticated::Operator)
                 | Err(AuthError::UnknownKey | AuthError::Revoked | AuthError::Suspended) => false,
                 Err(AuthError::Store(e)) => return Err(e.into()),
@@ -319,6 +329,7 @@ impl FromRequestParts<AppState> for Ui {
             csrf: entry.csrf,
             principal: entry.principal,
             flash: entry.flash,
+            merchant_name,
             sessions,
         };
         parts.extensions.insert(ui.clone());

@@ -26,9 +26,9 @@
 use std::collections::HashMap;
 
 use blockhook_core::{
-    AttemptRecord, DeadLetter, Delivery, DeliveryId, DeliveryState, EndpointBacklog,
-    EndpointHealth, EndpointId, Error, Event, EventId, EventQuery, Events, Ingested, MerchantId,
-    NewEvent, Ordering, OrderingKey, Page, Timestamp,
+    AttemptRecord, DeadLetter, Delivery, DeliveryId, DeliveryState, EndpointActivity,
+    EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId, EventQuery, Events,
+    Ingested, MerchantId, NewEvent, Ordering, OrderingKey, Page, Timestamp,
 };
 
 use super::db::{PgStore, cursor, overfetch};
@@ -560,6 +560,17 @@ impl Events for PgStore {
             .iter()
             .filter_map(|id| found.remove(id.as_str()).map(|h| (id.clone(), h)))
             .collect())
+    }
+
+    async fn endpoint_activity(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        now: Timestamp,
+        recent: u32,
+    ) -> Result<EndpointActivity, Error> {
+        self.activity(merchant, endpoint, since, now, recent).await
     }
 }
 

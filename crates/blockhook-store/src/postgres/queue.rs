@@ -439,6 +439,15 @@ impl Queue for PgStore {
         Ok(u64::try_from(row.requeued).unwrap_or(0))
     }
 
+    async fn recoverable(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<u64, Error> {
+        self.count_recoverable(merchant, endpoint, since).await
+    }
+
     async fn held_keys(
         &self,
         merchant: &MerchantId,

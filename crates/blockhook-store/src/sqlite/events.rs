@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use blockhook_core::{
     AttemptRecord, DeadLetter, Delivery, DeliveryId, DeliveryOrigin, DeliveryState,
-    EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventFilter, EventId, EventQuery,
-    Events, Ingested, MerchantId, NewEvent, Ordering, OrderingKey, Page, Timestamp,
+    EndpointActivity, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventFilter,
+    EventId, EventQuery, Events, Ingested, MerchantId, NewEvent, Ordering, OrderingKey, Page,
+    Timestamp,
 };
 use rusqlite::{Connection, params_from_iter};
 use sqlx::{QueryBuilder, Sqlite};
@@ -835,6 +836,17 @@ impl Events for SqliteStore {
         )
         .map_err(classify)?;
         health_in_order(endpoints, totals, latencies)
+    }
+
+    async fn endpoint_activity(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        now: Timestamp,
+        recent: u32,
+    ) -> Result<EndpointActivity, Error> {
+        self.activity(merchant, endpoint, since, now, recent).await
     }
 }
 

@@ -66,6 +66,7 @@ macro_rules! attempt_columns {
     };
 }
 
+mod activity;
 mod cache;
 mod db;
 mod endpoints;

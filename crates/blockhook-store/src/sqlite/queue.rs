@@ -367,6 +367,15 @@ impl Queue for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn recoverable(
+        &self,
+        merchant: &MerchantId,
+        endpoint: &EndpointId,
+        since: Timestamp,
+    ) -> Result<u64, Error> {
+        self.count_recoverable(merchant, endpoint, since).await
+    }
+
     async fn held_keys(
         &self,
         merchant: &MerchantId,

@@ -381,6 +381,16 @@ impl ApiClient {
         let path = format!("/v1/merchants/{}/events/{}/resend", seg(merchant), seg(id));
         self.post(&path, json!({ "endpoint_id": endpoint })).await
     }
+
+    /// `POST …/deliveries/{id}/retry`.
+    pub async fn retry_delivery(&self, merchant: &str, id: &str) -> anyhow::Result<Value> {
+        let path = format!(
+            "/v1/merchants/{}/deliveries/{}/retry",
+            seg(merchant),
+            seg(id)
+        );
+        self.post(&path, json!({})).await
+    }
 }
 
 enum Body {

@@ -221,6 +221,9 @@ enum Cmd {
         /// Seconds to wait with --wait.
         #[arg(long, default_value_t = 600)]
         wait_timeout: u64,
+        /// Only say how many deliveries it would re-queue; change nothing.
+        #[arg(long, conflicts_with = "wait")]
+        dry_run: bool,
     },
     /// Undelivered work per endpoint.
     Backlog,
@@ -348,8 +351,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 since,
                 wait,
                 wait_timeout,
+                dry_run,
             } => {
-                let body = json!({ "since": super::when::parse_ms("--since", &since)? });
+                let body = json!({
+                    "since": super::when::parse_ms("--since", &since)?,
+                    "dry_run": dry_run,
+                });
                 let recovered = api.endpoint_action(m, &id, "recover", body).await?;
                 if wait {
                     let limit = Duration::from_secs(wait_timeout);

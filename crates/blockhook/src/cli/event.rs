@@ -1,5 +1,6 @@
 //! `blockhook event`: publish an event (operator), and read a merchant's event logs: events,
-//! one event with its payload, its deliveries, a delivery's attempts; resend an event.
+//! one event with its payload, its deliveries, a delivery's attempts; resend an event, or
+//! retry one delivery.
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -124,6 +125,11 @@ enum Cmd {
         #[arg(long)]
         endpoint: Option<String>,
     },
+    /// Send one delivery again (its event to its endpoint; counts as a resend of the event).
+    Retry {
+        /// Delivery id (dlv_…).
+        delivery_id: String,
+    },
 }
 
 fn read_payload(path: &PathBuf) -> anyhow::Result<String> {
@@ -213,6 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Cmd::Resend { id, endpoint } => {
                 (api.resend(m, &id, endpoint.as_deref()).await?, RESENT)
             }
+            Cmd::Retry { delivery_id } => (api.retry_delivery(m, &delivery_id).await?, RESENT),
         };
         print(&value, json, columns);
         Ok(())

@@ -317,6 +317,29 @@ fn recover_wait_follows_the_redelivery_until_the_backlog_is_empty() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // A dry run counts them and re-queues nothing.
+    let preview = json_of(&blockhook(
+        &url,
+        &[
+            "endpoint",
+            "recover",
+            "--merchant",
+            &m,
+            &ep,
+            "--since",
+            "1h",
+            "--dry-run",
+            "--json",
+        ],
+    ));
+    assert_eq!(preview["requeued"], 3, "{preview}");
+    assert_eq!(preview["dry_run"], true);
+    let backlog = json_of(&blockhook(
+        &url,
+        &["endpoint", "backlog", "--merchant", &m, "--json"],
+    ));
+    assert_eq!(backlog[0]["failed"], 3, "{backlog}");
+
     healthy.store(true, Ordering::SeqCst);
     let out = blockhook(
         &url,
@@ -340,6 +363,32 @@ fn recover_wait_follows_the_redelivery_until_the_backlog_is_empty() {
     assert!(stderr.contains("0 pending, 0 failed"), "{stderr}");
     // Not a terminal: plain lines, no bar drawn with control sequences.
     assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+
+    // One delivery sent again.
+    let events = json_of(&blockhook(
+        &url,
+        &["event", "list", "--merchant", &m, "--json"],
+    ));
+    let event = events["data"][0]["id"].as_str().unwrap().to_owned();
+    let deliveries = json_of(&blockhook(
+        &url,
+        &["event", "deliveries", "--merchant", &m, &event, "--json"],
+    ));
+    let delivery = deliveries[0]["id"].as_str().unwrap().to_owned();
+    let retried = json_of(&blockhook(
+        &url,
+        &["event", "retry", "--merchant", &m, &delivery, "--json"],
+    ));
+    assert_eq!(
+        retried["delivery_ids"].as_array().unwrap().len(),
+        1,
+        "{retried}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ok.load(Ordering::SeqCst) < 4 {
+        assert!(Instant::now() < deadline, "the retry was not delivered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The server's log carries colour codes only on a terminal, and not when `NO_COLOR` is set:

@@ -6,21 +6,23 @@
 use std::fmt::Write as _;
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 
 use blockhook_core::{Endpoint, EventType, SigningMode, Timestamp};
 
-use super::{DAY, body_excerpt, endpoint_id, header_list, ordering, success_rate};
+use super::{DAY, body_excerpt, copy_button, endpoint_id, header_list, ordering, success_rate};
+use crate::manage::activity::{self, ActivityView, Bar};
 use crate::manage::endpoints::{
-    self as manage, CreateEndpoint, EndpointWithHealth, RotateSecret, TestSendRequest,
-    UpdateEndpoint,
+    self as manage, CreateEndpoint, EndpointWithHealth, RecoverRequest, RotateSecret,
+    TestSendRequest, UpdateEndpoint,
 };
 use crate::state::AppState;
+use crate::ui::charts::{Stack, hourly_percentiles, latency_chart, stacked_bars};
 use crate::ui::csrf::{Csrf, NoFields};
 use crate::ui::error::{UiError, UiResult};
-use crate::ui::html::{Esc, time};
+use crate::ui::html::{Esc, duration, iso, parse_utc, time};
 use crate::ui::layout::{button_form, csrf_field, page};
 use crate::ui::session::Ui;
 
@@ -40,6 +42,8 @@ pub struct EndpointForm {
     label: String,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    headers: String,
     #[serde(flatten)]
     ordering: ordering::OrderingFields,
 }
@@ -63,6 +67,24 @@ impl EndpointForm {
         }
     }
 
+    /// `Name: value` per line; blank lines are skipped.
+    fn headers(&self) -> Result<Vec<(String, String)>, UiError> {
+        self.headers
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                l.split_once(':')
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                    .ok_or_else(|| {
+                        UiError::Invalid(format!(
+                            "custom headers: {l:?} is not a \"Name: value\" line"
+                        ))
+                    })
+            })
+            .collect()
+    }
+
     fn text(s: &str) -> Option<String> {
         Some(s.trim().to_owned()).filter(|s| !s.is_empty())
     }
@@ -74,7 +96,7 @@ impl EndpointForm {
             event_types: self.event_types(),
             signing_mode: Self::text(&self.signing_mode),
             success_policy: Self::text(&self.success_policy),
-            headers: Vec::new(),
+            headers: self.headers()?,
             rate_limit: self.rate_limit()?,
             label: Self::text(&self.label),
             secret: None,
@@ -90,6 +112,7 @@ impl EndpointForm {
             signing_mode: Self::text(&self.signing_mode),
             success_policy: Self::text(&self.success_policy),
             rate_limit: Some(self.rate_limit()?),
+            headers: Some(self.headers()?),
             label: Some(Self::text(&self.label)),
             ordering: Some(self.ordering.to_input()),
             ..UpdateEndpoint::default()
@@ -131,6 +154,15 @@ fn form_fields(ep: Option<&Endpoint>, prefix: &str) -> String {
         .map(|l| l.as_str().to_owned())
         .unwrap_or_default();
     let description = ep.and_then(|e| e.description.clone()).unwrap_or_default();
+    let headers = ep
+        .map(|e| {
+            e.headers
+                .pairs()
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}\n"))
+                .collect::<String>()
+        })
+        .unwrap_or_default();
     let modes = select(
         "signing_mode",
         &format!("{prefix}mode"),
@@ -160,12 +192,15 @@ fn form_fields(ep: Option<&Endpoint>, prefix: &str) -> String {
 <input id="{prefix}label" name="label" value="{}">
 <label for="{prefix}description">Description</label>
 <input id="{prefix}description" name="description" value="{}">
+<label for="{prefix}headers">Custom headers <span class="hint">(one <code>Name: value</code> per line, sent with every request; at most 20)</span></label>
+<textarea id="{prefix}headers" name="headers" rows="3" spellcheck="false" placeholder="X-Shop-Id: 42">{}</textarea>
 {}"#,
         Esc(&url),
         Esc(&types),
         Esc(&rate),
         Esc(&label),
         Esc(&description),
+        Esc(&headers),
         ordering::form_fields(ep, prefix)
     )
 }
@@ -286,7 +321,7 @@ pub async fn list(ui: Ui, State(state): State<AppState>) -> UiResult {
         "<p>No endpoints yet. Create one below.</p>".to_owned()
     } else {
         format!(
-            r#"<div class="scroll"><table><thead><tr><th scope="col">Endpoint</th><th scope="col">State</th><th scope="col">Success (24 h)</th><th scope="col">Event types</th></tr></thead><tbody>{rows}</tbody></table></div>"#
+            r#"<div class="scroll"><table class="stack"><thead><tr><th scope="col">Endpoint</th><th scope="col">State</th><th scope="col">Success (24 h)</th><th scope="col">Event types</th></tr></thead><tbody>{rows}</tbody></table></div>"#
         )
     };
     let body = format!(
@@ -314,10 +349,15 @@ async fn load(ui: &Ui, state: &AppState, raw: &str) -> Result<Endpoint, UiError>
     Ok(manage::endpoint(state, merchant, &endpoint_id(raw)?).await?)
 }
 
-/// One endpoint's page, with an optional result section (revealed secret, test send) on top.
+/// One endpoint's page, with an optional result section (revealed secret, test send) on top:
+/// its facts and actions, its figures (success, latency, queue, failure streak), deliveries per
+/// hour and per day, its newest deliveries, recovery, held keys, latency per hour, and the
+/// settings form.
 async fn render_detail(ui: &Ui, state: &AppState, ep: &Endpoint, extra: &str) -> UiResult {
     let merchant = ui.merchant()?;
-    let health = manage::health(state, merchant, &ep.id, state.clock.now() - DAY).await?;
+    let now = state.clock.now();
+    let a = activity::activity(state, merchant, &ep.id).await?;
+    let latencies = manage::health(state, merchant, &ep.id, now - DAY).await?;
     let id = &ep.id;
     let toggle = if ep.enabled {
         button_form(
@@ -336,18 +376,28 @@ async fn render_detail(ui: &Ui, state: &AppState, ep: &Endpoint, extra: &str) ->
     };
     let body = format!(
         r#"{extra}<section class="card"><dl class="facts">
-<dt>Id</dt><dd class="mono">{id}</dd><dt>URL</dt><dd class="mono">{url}</dd>
-<dt>State</dt><dd>{badge}</dd><dt>Success (24 h)</dt><dd>{rate}</dd>
-<dt>Signing</dt><dd>{signing}</dd>
+<dt>Id</dt><dd><span class="mono" id="endpoint-id">{id}</span> {copy_id}</dd><dt>URL</dt><dd class="mono">{url}</dd>
+<dt>State</dt><dd>{badge}</dd>
+<dt>Signing</dt><dd>{signing}</dd><dt>Event types</dt><dd>{types}</dd><dt>Custom headers</dt><dd>{headers}</dd>
 <dt>Created</dt><dd>{created}</dd><dt>Updated</dt><dd>{updated}</dd>
 <dt>Ordering</dt><dd id="ordering">{ordering}</dd></dl>
-<div class="actions">{toggle}
-{reveal}{rotate}{test}
+<div class="actions">{test}{toggle}{reveal}{rotate}
 <a class="button danger" href="/ui/endpoints/{id}/delete">Delete…</a></div></section>
-{held}<h2>Edit</h2><form method="post" action="/ui/endpoints/{id}" class="card">{csrf}{fields}<button type="submit" class="primary">Save changes</button></form>"#,
+{figures}
+<h2>Deliveries</h2>{charts}
+<h2>Newest deliveries</h2>{recent}
+<h2>Recover failed deliveries</h2>{recover}
+{held}<h2>Latency</h2><figure>{latency}<figcaption><span class="key p50">p50</span> <span class="key p99">p99</span> latency per hour, last 24 h</figcaption></figure>
+<h2>Settings</h2><form method="post" action="/ui/endpoints/{id}" class="card">{csrf}{fields}<button type="submit" class="primary">Save changes</button></form>"#,
+        copy_id = copy_button("#endpoint-id", "Copy id"),
         url = Esc(ep.url.as_str()),
         badge = state_badge(ep),
-        rate = success_rate(&health),
+        types = Esc(&types_of(ep)),
+        headers = if ep.headers.pairs().is_empty() {
+            "<span class=\"hint\">none</span>".to_owned()
+        } else {
+            header_list(ep.headers.pairs())
+        },
         created = time(ep.created_at),
         updated = time(ep.updated_at),
         ordering = ordering::describe(&ep.ordering),
@@ -358,9 +408,17 @@ async fn render_detail(ui: &Ui, state: &AppState, ep: &Endpoint, extra: &str) ->
             "Reveal secret",
             ""
         ),
-        signing = signing_fact(ep, state.clock.now()),
+        signing = signing_fact(ep, now),
         rotate = rotate_form(ui, ep),
         test = test_form(ui, ep),
+        figures = figures(&a, &latencies),
+        charts = activity_charts(&a),
+        recent = recent_table(&a),
+        recover = recover_form(ep, now, state),
+        latency = latency_chart(
+            &hourly_percentiles(now, 24, &latencies.latencies),
+            &name_of(ep)
+        ),
         csrf = csrf_field(ui),
         fields = form_fields(Some(ep), "ep-"),
     );
@@ -371,6 +429,274 @@ async fn render_detail(ui: &Ui, state: &AppState, ep: &Endpoint, extra: &str) ->
         &body,
     )
     .into_response())
+}
+
+fn types_of(ep: &Endpoint) -> String {
+    if ep.filter.types().is_empty() {
+        "all".to_owned()
+    } else {
+        ep.filter
+            .types()
+            .iter()
+            .map(EventType::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// `3 h 12 min`, `45 s`: an age at a glance.
+fn age(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        3600..86_400 => format!("{} h {} min", secs / 3600, secs / 60 % 60),
+        _ => format!("{} d {} h", secs / 86_400, secs / 3600 % 24),
+    }
+}
+
+/// The four figure cards: success and latency, queue, failure streak.
+fn figures(a: &ActivityView, day: &blockhook_core::EndpointHealth) -> String {
+    let ms = |v: Option<u32>| v.map_or_else(|| "—".to_owned(), |v| format!("{v} ms"));
+    let streak = &a.streak;
+    let streak_text = if streak.failed_attempts == 0 {
+        "<div class=\"stat\">0</div><p class=\"hint\">no failed attempt since the last success</p>"
+            .to_owned()
+    } else {
+        format!(
+            r#"<div class="stat bad">{n}{plus}</div><p class="hint">failed attempts in a row{since}{last}</p>"#,
+            n = streak.failed_attempts,
+            plus = if streak.capped { "+" } else { "" },
+            since = streak
+                .since
+                .map(|t| format!(" since {}", time(Timestamp::from_ms(t))))
+                .unwrap_or_default(),
+            last = streak.last_success.map_or_else(
+                || " · no success logged".to_owned(),
+                |t| format!(" · last success {}", time(Timestamp::from_ms(t)))
+            ),
+        )
+    };
+    format!(
+        r#"<div class="stats">
+<section class="card" id="fig-success"><h3>Success, last 24 h</h3><div class="stat">{rate}</div><p class="hint">p50 {p50} · p99 {p99}</p></section>
+<section class="card" id="fig-queue"><h3>Backlog</h3><div class="stat">{due} due now</div><p class="hint">{scheduled} scheduled for a retry · {in_flight} in flight{oldest}</p></section>
+<section class="card" id="fig-streak"><h3>Failure streak</h3>{streak_text}</section>
+</div>"#,
+        rate = success_rate(day),
+        p50 = ms(a.latency.p50_ms),
+        p99 = ms(a.latency.p99_ms),
+        due = a.queue.due,
+        scheduled = a.queue.scheduled,
+        in_flight = a.queue.in_flight,
+        oldest = a
+            .queue
+            .oldest_due_age_ms
+            .map(|ms| format!(" · oldest due for {}", age(ms)))
+            .unwrap_or_default(),
+    )
+}
+
+const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+
+/// Deliveries per hour (24 h) and per day (7 d), stacked by state.
+fn activity_charts(a: &ActivityView) -> String {
+    let stack = |b: &Bar, label: String, title: String| Stack {
+        label,
+        title,
+        parts: [b.succeeded, b.failed, b.retrying],
+    };
+    let hours: Vec<Stack> = a
+        .hourly
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let iso = iso(Timestamp::from_ms(b.start));
+            let hh = iso.get(11..13).unwrap_or("").to_owned();
+            let label = if i % 3 == 0 {
+                format!("{hh}h")
+            } else {
+                String::new()
+            };
+            stack(
+                b,
+                label,
+                format!("{} {hh}:00 UTC", iso.get(..10).unwrap_or("")),
+            )
+        })
+        .collect();
+    let days: Vec<Stack> = a
+        .daily
+        .iter()
+        .map(|b| {
+            let iso = iso(Timestamp::from_ms(b.start));
+            let weekday = usize::try_from(b.start.div_euclid(86_400_000).rem_euclid(7))
+                .ok()
+                .and_then(|d| WEEKDAYS.get(d))
+                .copied()
+                .unwrap_or("");
+            let date = iso.get(5..10).unwrap_or("");
+            stack(
+                b,
+                format!("{weekday} {date}"),
+                format!("{} (UTC)", iso.get(..10).unwrap_or("")),
+            )
+        })
+        .collect();
+    format!(
+        r#"<div class="grid2"><figure id="chart-hours">{}<figcaption>Per hour, last 24 h (UTC)</figcaption></figure><figure id="chart-days">{}<figcaption>Per day, last 7 days (UTC)</figcaption></figure></div>
+<p class="hint"><span class="key ok">succeeded</span> <span class="key bad">failed</span> <span class="key wait">retrying</span> · by when the event arrived, in the state each delivery is in now</p>"#,
+        stacked_bars(&hours, "per hour, last 24 h"),
+        stacked_bars(&days, "per day, last 7 days"),
+    )
+}
+
+fn delivery_badge(state: &str) -> String {
+    let class = match state {
+        "succeeded" => "ok",
+        "failed" => "bad",
+        _ => "wait",
+    };
+    format!(r#"<span class="badge {class}">{}</span>"#, Esc(state))
+}
+
+/// The newest deliveries, each linking to its event.
+fn recent_table(a: &ActivityView) -> String {
+    if a.recent.is_empty() {
+        return "<p>No delivery yet.</p>".to_owned();
+    }
+    let mut rows = String::new();
+    for d in &a.recent {
+        let next = d
+            .next_attempt_at
+            .map(|t| format!("next {}", time(Timestamp::from_ms(t))))
+            .unwrap_or_default();
+        let _ = write!(
+            rows,
+            r#"<tr class="delivery-row"><td>{badge}</td><td><a href="/ui/events/{event}#{id}">{when}</a></td><td>{n}</td><td>{status}</td><td>{next}</td></tr>"#,
+            badge = delivery_badge(&d.state),
+            event = Esc(&d.event_id),
+            id = Esc(&d.id),
+            when = time(Timestamp::from_ms(d.created_at)),
+            n = d.attempts,
+            status = d
+                .last_status
+                .map_or_else(|| "—".to_owned(), |s| s.to_string()),
+        );
+    }
+    format!(
+        r#"<div class="scroll"><table id="recent" class="stack"><thead><tr><th scope="col">State</th><th scope="col">Created</th><th scope="col">Attempts</th><th scope="col">Last status</th><th scope="col">Next attempt</th></tr></thead><tbody>{rows}</tbody></table></div>"#
+    )
+}
+
+/// Choose a start time, then see how many deliveries a recovery would resend before doing it.
+fn recover_form(ep: &Endpoint, now: Timestamp, state: &AppState) -> String {
+    let window = state.settings.recover.max_window;
+    let default = iso(now - DAY);
+    format!(
+        r#"<form method="get" action="/ui/endpoints/{id}/recover" class="card">
+<label for="recover-since">Resend the deliveries that failed for good, created since (UTC)</label>
+<input id="recover-since" name="since" type="datetime-local" value="{since}">
+<p class="hint">At most {window} back. The next page shows how many deliveries that is, before anything is resent.</p>
+<button type="submit">Preview recovery</button></form>"#,
+        id = ep.id,
+        since = default.get(..16).unwrap_or(""),
+        window = duration(window),
+    )
+}
+
+/// The `since` of the recovery forms.
+#[derive(Debug, Deserialize)]
+pub struct RecoverForm {
+    #[serde(default)]
+    since: String,
+}
+
+impl RecoverForm {
+    fn since(&self) -> Result<Timestamp, UiError> {
+        parse_utc(&self.since)
+            .ok_or_else(|| UiError::Invalid("since: use YYYY-MM-DDTHH:MM (UTC)".into()))
+    }
+}
+
+/// `GET /ui/endpoints/{id}/recover?since=`: how many deliveries a recovery would resend, and
+/// the button that does it.
+pub async fn recover_preview(
+    ui: Ui,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(input): Query<RecoverForm>,
+) -> UiResult {
+    let ep = load(&ui, &state, &id).await?;
+    let since = input.since()?;
+    let preview = manage::recover(
+        &state,
+        &ep.merchant_id,
+        &ep.id,
+        RecoverRequest {
+            since: since.ms(),
+            dry_run: true,
+        },
+    )
+    .await?;
+    let n = preview.requeued;
+    let what = match n {
+        0 => "No delivery failed for good".to_owned(),
+        1 => "1 delivery failed for good".to_owned(),
+        n => format!("{n} deliveries failed for good"),
+    };
+    let action = if n == 0 {
+        format!(
+            r#"<p><a class="button" href="/ui/endpoints/{}">Back to the endpoint</a></p>"#,
+            ep.id
+        )
+    } else {
+        format!(
+            r#"<form method="post" action="/ui/endpoints/{id}/recover" class="card">{csrf}<input type="hidden" name="since" value="{since}">
+<p>They will be sent again now, each with a fresh round of retries.</p>
+<button type="submit" class="primary">Resend {n}</button> <a href="/ui/endpoints/{id}">Cancel</a></form>"#,
+            id = ep.id,
+            csrf = csrf_field(&ui),
+            since = Esc(&input.since),
+        )
+    };
+    let body = format!(
+        r#"<p id="recover-preview">{what} since {when} on <span class="mono">{url}</span>.</p>{action}"#,
+        when = time(since),
+        url = Esc(ep.url.as_str()),
+    );
+    Ok(page(
+        &format!("Recover {}", name_of(&ep)),
+        Some(&ui),
+        ui.flash.as_deref(),
+        &body,
+    )
+    .into_response())
+}
+
+/// `POST /ui/endpoints/{id}/recover`: resends them.
+pub async fn recover(
+    ui: Ui,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Csrf(Form(input)): Csrf<Form<RecoverForm>>,
+) -> UiResult {
+    let ep = load(&ui, &state, &id).await?;
+    let done = manage::recover(
+        &state,
+        &ep.merchant_id,
+        &ep.id,
+        RecoverRequest {
+            since: input.since()?.ms(),
+            dry_run: false,
+        },
+    )
+    .await?;
+    ui.flash(match done.requeued {
+        1 => "Recovery queued: 1 delivery will be sent again.".to_owned(),
+        n => format!("Recovery queued: {n} deliveries will be sent again."),
+    });
+    Ok(Redirect::to(&format!("/ui/endpoints/{}", ep.id)).into_response())
 }
 
 /// `GET /ui/endpoints/{id}`.

@@ -11,18 +11,19 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use blockhook_core::{
-    AttemptRecord, Cursor, Delivery, DeliveryState, EndpointId, Event, EventQuery, EventType,
+    AttemptRecord, Cursor, Delivery, DeliveryId, DeliveryState, EndpointId, Event, EventQuery,
+    EventType,
 };
 
-use super::{body_excerpt, endpoint_id, event_id, header_list};
+use super::{body_excerpt, copy_button, endpoint_id, event_id, header_list};
 use crate::ApiError;
 use crate::manage::endpoints as manage_endpoints;
 use crate::manage::events::{self as manage, DeliveryDetail, ResendRequest};
 use crate::state::AppState;
-use crate::ui::csrf::Csrf;
+use crate::ui::csrf::{Csrf, NoFields};
 use crate::ui::error::{UiError, UiResult};
-use crate::ui::html::{Esc, iso, parse_utc, time};
-use crate::ui::layout::{csrf_field, page};
+use crate::ui::html::{Esc, duration, iso, parse_utc, time};
+use crate::ui::layout::{button_form, csrf_field, page};
 use crate::ui::session::Ui;
 
 const PAGE: u32 = 25;
@@ -202,7 +203,7 @@ pub async fn list(ui: Ui, State(state): State<AppState>, Query(filter): Query<Fi
         "<p>No events match.</p>".to_owned()
     } else {
         format!(
-            r#"<div class="scroll"><table><thead><tr><th scope="col">Created</th><th scope="col">Type</th><th scope="col">Details</th><th scope="col">Deliveries</th></tr></thead><tbody>{rows}</tbody></table></div>"#
+            r#"<div class="scroll"><table class="stack"><thead><tr><th scope="col">Created</th><th scope="col">Type</th><th scope="col">Details</th><th scope="col">Deliveries</th></tr></thead><tbody>{rows}</tbody></table></div>"#
         )
     };
     let more = page_
@@ -233,7 +234,37 @@ pub async fn list(ui: Ui, State(state): State<AppState>, Query(filter): Query<Fi
     Ok(page("Events", Some(&ui), ui.flash.as_deref(), &body).into_response())
 }
 
-fn attempt_rows(attempts: &[AttemptRecord]) -> String {
+/// A shell word: single-quoted, so every byte (newlines too) reaches the program as it is.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Payloads up to this size are written into each attempt's `curl` command; larger ones are
+/// read from a file saved from the page.
+const INLINE_BODY: usize = 64 * 1024;
+
+/// A `curl` command that sends what this attempt sent (its headers and the exact payload) to a
+/// local receiver, such as `blockhook listen` on its default address.
+fn curl_command(a: &AttemptRecord, payload: Option<&[u8]>) -> String {
+    let mut cmd = String::from("curl -sS -X POST http://127.0.0.1:9000/");
+    for (name, value) in &a.request_headers {
+        // curl sets these itself, from the URL and the body.
+        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("host") {
+            continue;
+        }
+        let _ = write!(cmd, " \\\n  -H {}", sh_quote(&format!("{name}: {value}")));
+    }
+    match payload {
+        Some(p) if p.len() <= INLINE_BODY && std::str::from_utf8(p).is_ok() => {
+            let text = String::from_utf8_lossy(p);
+            let _ = write!(cmd, " \\\n  --data-binary {}", sh_quote(&text));
+        }
+        _ => cmd.push_str(" \\\n  --data-binary @payload.json"),
+    }
+    cmd
+}
+
+fn attempt_rows(attempts: &[AttemptRecord], payload: Option<&[u8]>) -> String {
     if attempts.is_empty() {
         return "<p class=\"hint\">No attempt yet.</p>".to_owned();
     }
@@ -252,13 +283,19 @@ fn attempt_rows(attempts: &[AttemptRecord]) -> String {
                 )
             })
             .unwrap_or_default();
+        let curl_id = format!("curl-{}", a.id);
         let _ = write!(
             out,
-            r#"<tr class="attempt"><td>{n}</td><td>{when}</td><td>{status}</td><td>{ms} ms</td><td>{error}</td><td><details><summary>Request and response</summary><h4>Request headers</h4>{rq}<h4>Response headers</h4>{rs}<h4>Response body</h4>{body}</details></td></tr>"#,
+            r#"<tr class="attempt"><td>{n}</td><td>{when}</td><td>{status}</td><td>{ms} ms</td><td>{error}</td><td><details><summary>Request and response</summary><h4>Request headers</h4>{rq}<h4>Request body</h4><p class="hint">The event's payload above, byte for byte{size}.</p><h4>Replay it</h4><p class="hint">Sends this exact request to a receiver on your machine (<code>blockhook listen</code> listens on 127.0.0.1:9000).</p><pre class="body curl" id="{curl_id}">{curl}</pre>{copy}<h4>Response headers</h4>{rs}<h4>Response body</h4>{body}</details></td></tr>"#,
             n = a.number,
             when = time(a.started_at),
             ms = a.latency_ms,
             rq = header_list(&a.request_headers),
+            size = payload
+                .map(|p| format!(" ({} bytes)", p.len()))
+                .unwrap_or_default(),
+            curl = Esc(&curl_command(a, payload)),
+            copy = copy_button(&format!("#{curl_id}"), "Copy curl command"),
             rs = header_list(&a.response_headers),
             body = body_excerpt(&a.response_body, a.response_truncated),
         );
@@ -268,16 +305,22 @@ fn attempt_rows(attempts: &[AttemptRecord]) -> String {
 }
 
 fn delivery_section(
+    ui: &Ui,
     d: &Delivery,
     names: &HashMap<EndpointId, String>,
     attempts: &[AttemptRecord],
+    payload: Option<&[u8]>,
 ) -> String {
     let next = d
         .next_attempt_at
         .map(|t| format!(" · next attempt {}", time(t)))
         .unwrap_or_default();
+    let n = match d.attempts {
+        1 => "1 attempt".to_owned(),
+        n => format!("{n} attempts"),
+    };
     format!(
-        r#"<section class="card delivery"><h3>{state} {name}</h3><p class="hint">{origin} delivery <span class="mono">{id}</span> · {n} attempt(s){next}</p>{rows}</section>"#,
+        r#"<section class="card delivery" id="{id}"><h3>{state} {name}</h3><p class="hint">{origin} delivery <span class="mono">{id}</span> · {n}{next}</p>{rows}<div class="actions">{retry}</div></section>"#,
         state = state_badge(d.state),
         name = Esc(&endpoint_name(names, &d.endpoint_id)),
         origin = match d.origin {
@@ -285,8 +328,13 @@ fn delivery_section(
             blockhook_core::DeliveryOrigin::Resend => "resend",
         },
         id = d.id,
-        n = d.attempts,
-        rows = attempt_rows(attempts),
+        rows = attempt_rows(attempts, payload),
+        retry = button_form(
+            ui,
+            &format!("/ui/deliveries/{}/retry", d.id),
+            "Retry this delivery",
+            ""
+        ),
     )
 }
 
@@ -299,18 +347,30 @@ pub async fn detail(ui: Ui, State(state): State<AppState>, Path(id): Path<String
     } = manage::detail(&state, merchant, &event_id(&id)?).await?;
     let names = endpoint_names(&ui, &state).await?;
     let mut sections = String::new();
+    let raw = ev.payload.as_ref().map(|p| p.bytes().as_ref());
     for DeliveryDetail { delivery, attempts } in &deliveries {
-        sections.push_str(&delivery_section(delivery, &names, attempts));
+        sections.push_str(&delivery_section(&ui, delivery, &names, attempts, raw));
     }
     if deliveries.is_empty() {
         sections.push_str("<p>No endpoint received this event.</p>");
     }
     let payload = match &ev.payload {
-        Some(p) => match serde_json::from_slice::<Value>(p.bytes()) {
-            Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
-            Err(_) => String::from_utf8_lossy(p.bytes()).into_owned(),
-        },
-        None => "(payload removed by retention)".to_owned(),
+        Some(p) => {
+            let exact = String::from_utf8_lossy(p.bytes());
+            let pretty = serde_json::from_slice::<Value>(p.bytes())
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_else(|| exact.clone().into_owned());
+            format!(
+                r#"<details open class="payload-view"><summary>Exact bytes ({len} bytes, as received and signed)</summary><pre class="body payload" id="payload-exact">{exact}</pre>{copy}</details>
+<details class="payload-view"><summary>Pretty (re-indented for reading; not what is signed)</summary><pre class="body" id="payload-pretty">{pretty}</pre></details>"#,
+                len = p.bytes().len(),
+                exact = Esc(&exact),
+                pretty = Esc(&pretty),
+                copy = copy_button("#payload-exact", "Copy payload"),
+            )
+        }
+        None => "<p class=\"hint\">The payload was removed by retention.</p>".to_owned(),
     };
     let mut targets = String::from(r#"<option value="all">every endpoint it went to</option>"#);
     let mut sorted: Vec<_> = names.iter().collect();
@@ -324,9 +384,9 @@ pub async fn detail(ui: Ui, State(state): State<AppState>, Path(id): Path<String
         .map(|(k, v)| format!("<dt>{k}</dt><dd>{}</dd>", Esc(&v)))
         .collect::<String>();
     let body = format!(
-        r#"<section class="card"><dl class="facts"><dt>Id</dt><dd class="mono">{id}</dd><dt>Type</dt><dd>{ty}</dd>
+        r#"<section class="card"><dl class="facts"><dt>Id</dt><dd><span class="mono" id="event-id">{id}</span> {copy_id}</dd><dt>Type</dt><dd>{ty}</dd>
 <dt>Created</dt><dd>{created}</dd>{fields}<dt>Resends</dt><dd>{resends} of {max}</dd></dl></section>
-<h2>Payload</h2><pre class="body payload">{payload}</pre>
+<h2>Payload</h2>{payload}
 <h2>Deliveries</h2>{sections}
 <h2>Resend</h2><form method="post" action="/ui/events/{id}/resend" class="card">{csrf}
 <label for="resend-to">Send again to</label><select id="resend-to" name="endpoint">{targets}</select>
@@ -337,9 +397,9 @@ pub async fn detail(ui: Ui, State(state): State<AppState>, Path(id): Path<String
         created = time(ev.created_at),
         resends = ev.resend_count,
         max = limits.max_per_event,
-        payload = Esc(&payload),
+        copy_id = copy_button("#event-id", "Copy id"),
         csrf = csrf_field(&ui),
-        window = humantime::format_duration(limits.window),
+        window = duration(limits.window),
         deadline = iso(ev.created_at + limits.window),
     );
     let title = format!("Event {}", ev.event_type.as_str());
@@ -367,11 +427,35 @@ pub async fn resend(
         raw => Some(endpoint_id(raw)?.to_string()),
     };
     match manage::resend(&state, merchant, &event, ResendRequest { endpoint_id }).await {
-        Ok(r) => ui.flash(format!(
-            "Resend queued: {} new delivery(ies).",
-            r.delivery_ids.len()
-        )),
+        Ok(r) => ui.flash(queued("Resend queued", r.delivery_ids.len())),
         Err(ApiError::Conflict(why)) => ui.flash(format!("Not resent: {why}")),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Redirect::to(&format!("/ui/events/{event}")).into_response())
+}
+
+/// `Resend queued: 1 new delivery.` / `…: 3 new deliveries.`
+fn queued(what: &str, n: usize) -> String {
+    match n {
+        1 => format!("{what}: 1 new delivery."),
+        n => format!("{what}: {n} new deliveries."),
+    }
+}
+
+/// `POST /ui/deliveries/{id}/retry`: sends one delivery again (a resend of its event to its
+/// endpoint, within the same limits), or says which limit was reached.
+pub async fn retry(
+    ui: Ui,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    _: Csrf<Form<NoFields>>,
+) -> UiResult {
+    let merchant = ui.merchant()?;
+    let delivery = DeliveryId::parse(&id).map_err(|_| UiError::NotFound)?;
+    let event = manage::delivery_event(&state, merchant, &delivery).await?;
+    match manage::retry_delivery(&state, merchant, &delivery).await {
+        Ok(r) => ui.flash(queued("Retry queued", r.delivery_ids.len())),
+        Err(ApiError::Conflict(why)) => ui.flash(format!("Not retried: {why}")),
         Err(e) => return Err(e.into()),
     }
     Ok(Redirect::to(&format!("/ui/events/{event}")).into_response())

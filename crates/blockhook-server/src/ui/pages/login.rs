@@ -53,8 +53,14 @@ pub async fn submit(
     Extension(sessions): Extension<Arc<Sessions>>,
     headers: HeaderMap,
     tls: Option<Extension<ServedOverTls>>,
+    uri: axum::http::Uri,
     Form(input): Form<LoginForm>,
 ) -> UiResult {
+    // No session yet, so no token: the origin check is what stops a cross-site sign-in
+    // (a form elsewhere signing the browser in with the attacker's key).
+    if !crate::ui::csrf::same_origin(&headers, uri.authority().map(|a| a.as_str())) {
+        return Err(UiError::CrossOrigin);
+    }
     let principal = match auth::authenticate(&state, Credential::Token(input.token.trim())).await {
         Ok(Authenticated::Operator) => Principal::Operator { acting_as: None },
         Ok(Authenticated::Merchant {

@@ -65,3 +65,13 @@ pub fn body_excerpt(bytes: &[u8], truncated: bool) -> String {
     };
     format!("<pre class=\"body\">{}{more}</pre>", Esc(&text))
 }
+
+/// A button that copies the text (or value) of the element `target` (a CSS selector). Hidden
+/// until the page script runs, since only it can copy.
+pub fn copy_button(target: &str, label: &str) -> String {
+    format!(
+        r#"<button type="button" class="copy" data-copy="{}" hidden>{}</button>"#,
+        Esc(target),
+        Esc(label)
+    )
+}

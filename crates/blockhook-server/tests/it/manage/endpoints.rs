@@ -623,6 +623,19 @@ async fn recover_requeues_exactly_the_failed_deliveries() {
             ep["id"].as_str().unwrap()
         );
         let since = now_ms() as i64 - 3_600_000;
+        // A preview counts and changes nothing.
+        let (status, v) = json_of(
+            app.post(&path, ADMIN, &json!({ "since": since, "dry_run": true }))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{backend:?} {v}");
+        assert_eq!(v, json!({ "requeued": 2, "dry_run": true }));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(rx.count(), 3, "a dry run sends nothing");
+        let (_, backlog) =
+            json_of(app.get(&format!("/v1/merchants/{m}/backlog"), ADMIN).await).await;
+        assert_eq!(backlog[0]["failed"], 2, "{backend:?} {backlog}");
         let (status, v) = json_of(app.post(&path, ADMIN, &json!({ "since": since })).await).await;
         assert_eq!(
             (status, v["requeued"].clone()),
@@ -649,6 +662,87 @@ async fn recover_requeues_exactly_the_failed_deliveries() {
         let (_, backlog) =
             json_of(app.get(&format!("/v1/merchants/{m}/backlog"), ADMIN).await).await;
         assert_eq!(backlog, json!([]));
+        app.stop().await;
+    }
+}
+
+/// `GET …/endpoints/{id}/activity`: per-hour and per-day bars by state, latency, queue, streak
+/// and the newest deliveries; another merchant's endpoint is not found.
+#[tokio::test]
+async fn activity_shows_an_endpoint_at_a_glance() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(backend, |s| s.delivery.retry_schedule = vec![]).await;
+        // First request fails (no retries: failed for good), then the rest succeed.
+        let rx = Receiver::scripted(
+            Some(&app.ca),
+            Arc::new(|n| if n < 1 { 503 } else { 200 }),
+            Duration::ZERO,
+        )
+        .await;
+        let m = app.merchant().await;
+        let ep = app.endpoint(&m, &rx.url(), json!({})).await;
+        let id = ep["id"].as_str().unwrap();
+        for want in [
+            DeliveryState::Failed,
+            DeliveryState::Succeeded,
+            DeliveryState::Succeeded,
+        ] {
+            let e = app.publish(&m, "Payment", PAYMENT).await["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            wait_state(&app, &m, &e, want).await;
+        }
+        let path = format!("/v1/merchants/{m}/endpoints/{id}/activity");
+        let (status, v) = json_of(app.get(&path, ADMIN).await).await;
+        assert_eq!(status, 200, "{backend:?} {v}");
+        let hourly = v["hourly"].as_array().unwrap();
+        let daily = v["daily"].as_array().unwrap();
+        assert_eq!((hourly.len(), daily.len()), (24, 7));
+        // Summed, so a test that runs across an hour or day boundary reads the same.
+        let sum = |bars: &[Value], part: &str| -> u64 {
+            bars.iter().map(|b| b[part].as_u64().unwrap()).sum()
+        };
+        assert_eq!(
+            (
+                sum(hourly, "succeeded"),
+                sum(hourly, "failed"),
+                sum(hourly, "retrying")
+            ),
+            (2, 1, 0),
+            "{backend:?} {hourly:?}"
+        );
+        assert_eq!((sum(daily, "succeeded"), sum(daily, "failed")), (2, 1));
+        assert!(
+            hourly
+                .windows(2)
+                .all(|w| w[1]["start"].as_i64() > w[0]["start"].as_i64())
+        );
+        assert_eq!(v["latency"]["attempts"], 3);
+        assert!(v["latency"]["p99_ms"].is_u64());
+        assert_eq!(v["queue"]["due"], 0);
+        assert_eq!(
+            v["streak"]["failed_attempts"], 0,
+            "the last attempt succeeded"
+        );
+        assert!(v["streak"]["last_success"].is_i64());
+        let recent = v["recent"].as_array().unwrap();
+        assert_eq!(recent.len(), 3);
+        assert_eq!(
+            recent[2]["state"], "failed",
+            "newest first: the failed one is oldest"
+        );
+
+        let other = app.merchant().await;
+        let (status, _) = json_of(
+            app.get(
+                &format!("/v1/merchants/{other}/endpoints/{id}/activity"),
+                ADMIN,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 404, "{backend:?}");
         app.stop().await;
     }
 }

@@ -301,6 +301,76 @@ async fn resends_are_limited_per_event_and_by_age() {
     }
 }
 
+/// Retrying one delivery sends its event again to that endpoint only, counts as a resend of the
+/// event (so the same limit stops it), and another merchant's delivery is not found.
+#[tokio::test]
+async fn one_delivery_is_retried_within_the_resend_limits() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(backend, |s| s.resend.max_per_event = 2).await;
+        let a = Receiver::ok(Some(&app.ca)).await;
+        let b = Receiver::ok(Some(&app.ca)).await;
+        let m = app.merchant().await;
+        let key = key_for(&app, &m).await;
+        let ep_a = app.endpoint(&m, &a.url(), json!({})).await;
+        app.endpoint(&m, &b.url(), json!({})).await;
+        let e = app.publish(&m, "Payment", PAYMENT).await["event_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        a.wait_for(1, Duration::from_secs(10)).await;
+        b.wait_for(1, Duration::from_secs(10)).await;
+        let (_, deliveries) = json_of(
+            app.get(&format!("/v1/merchants/me/events/{e}/deliveries"), &key)
+                .await,
+        )
+        .await;
+        let to_a = deliveries
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["endpoint_id"] == ep_a["id"])
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let path = format!("/v1/merchants/me/deliveries/{to_a}/retry");
+        for n in 1..=2 {
+            let (status, v) = json_of(app.post(&path, &key, &json!({})).await).await;
+            assert_eq!(status, 202, "{backend:?} {v}");
+            assert_eq!(v["delivery_ids"].as_array().unwrap().len(), 1);
+            a.wait_for(1 + n, Duration::from_secs(10)).await;
+        }
+        let r = app.post(&path, &key, &json!({})).await;
+        let p = assert_problem(r, 409, None, "past the resend limit").await;
+        assert!(
+            p["detail"].as_str().unwrap().contains("max_per_event"),
+            "{p}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            (a.count(), b.count()),
+            (3, 1),
+            "only endpoint A got the retries"
+        );
+        let (_, ev) = json_of(app.get(&format!("/v1/merchants/me/events/{e}"), &key).await).await;
+        assert_eq!(ev["resend_count"], 2);
+
+        let other = app.merchant().await;
+        let other_key = key_for(&app, &other).await;
+        let r = app.post(&path, &other_key, &json!({})).await;
+        assert_problem(r, 404, None, "another merchant's delivery").await;
+        let r = app
+            .post(
+                "/v1/merchants/me/deliveries/dlv_nope/retry",
+                &key,
+                &json!({}),
+            )
+            .await;
+        assert_problem(r, 404, None, "malformed id").await;
+        app.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn query_string_errors_are_400_problems_not_plain_text() {
     for backend in backends() {

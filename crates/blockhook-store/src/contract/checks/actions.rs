@@ -178,7 +178,18 @@ pub async fn recover_requeues_failed_since(store: StoreRef) {
         finish_one(&store, &c, next, t(200)).await;
     }
 
+    // The preview counts what recover would take, and changes nothing.
+    assert_eq!(store.recoverable(&m, &ep.id, t(50)).await.unwrap(), 1);
+    assert_eq!(store.recoverable(&m, &ep.id, t(0)).await.unwrap(), 2);
+    assert_eq!(store.recoverable(&m, &other.id, t(0)).await.unwrap(), 1);
+    assert_not_found(
+        store
+            .recoverable(&merchant(&store).await, &ep.id, t(0))
+            .await,
+        "endpoint",
+    );
     let n = store.recover(&m, &ep.id, t(50), t(300)).await.unwrap();
+    assert_eq!(store.recoverable(&m, &ep.id, t(50)).await.unwrap(), 0);
     assert_eq!(
         n, 1,
         "only `fresh`: `old` is before `since`, the rest did not fail"
