@@ -200,15 +200,15 @@ impl Mistake {
                 skew_ms,
                 window_ms,
             } => {
-                let (amount, dir) = if *skew_ms >= 0 {
-                    (skew_ms.unsigned_abs(), "in the past")
+                let dir = if *skew_ms >= 0 {
+                    "in the past"
                 } else {
-                    (skew_ms.unsigned_abs(), "in the future")
+                    "in the future"
                 };
                 format!(
                     "Stale timestamp: {header} is {} {dir}, outside the {} window, so a \
                      receiver checking it now rejects it.",
-                    human_ms(amount),
+                    human_ms(skew_ms.unsigned_abs()),
                     human_ms(u128::from(*window_ms))
                 )
             }

@@ -36,7 +36,7 @@ const TIME_JS: &str = include_str!("assets/time.js");
 /// `ui.session_lifetime`.
 pub(crate) fn router(state: AppState) -> Router {
     let session_lifetime = state.settings.ui.session_lifetime;
-    use pages::{endpoints, events, health, login, operator, ordering};
+    use pages::{debugger, endpoints, events, health, login, operator, ordering};
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/endpoints") }))
         .route("/ui/", get(|| async { Redirect::to("/ui/endpoints") }))
@@ -66,6 +66,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/ui/events/{id}", get(events::detail))
         .route("/ui/events/{id}/resend", post(events::resend))
         .route("/ui/health", get(health::show))
+        .route("/ui/debugger", get(debugger::show).post(debugger::explain))
         .route("/ui/operator", get(operator::show))
         .route("/ui/operator/merchants", post(operator::create_merchant))
         .route(

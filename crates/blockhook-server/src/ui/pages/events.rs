@@ -233,7 +233,7 @@ pub async fn list(ui: Ui, State(state): State<AppState>, Query(filter): Query<Fi
     Ok(page("Events", Some(&ui), ui.flash.as_deref(), &body).into_response())
 }
 
-fn attempt_rows(attempts: &[AttemptRecord]) -> String {
+fn attempt_rows(event: &blockhook_core::EventId, attempts: &[AttemptRecord]) -> String {
     if attempts.is_empty() {
         return "<p class=\"hint\">No attempt yet.</p>".to_owned();
     }
@@ -254,10 +254,11 @@ fn attempt_rows(attempts: &[AttemptRecord]) -> String {
             .unwrap_or_default();
         let _ = write!(
             out,
-            r#"<tr class="attempt"><td>{n}</td><td>{when}</td><td>{status}</td><td>{ms} ms</td><td>{error}</td><td><details><summary>Request and response</summary><h4>Request headers</h4>{rq}<h4>Response headers</h4>{rs}<h4>Response body</h4>{body}</details></td></tr>"#,
+            r#"<tr class="attempt"><td>{n}</td><td>{when}</td><td>{status}</td><td>{ms} ms</td><td>{error}</td><td><details><summary>Request and response</summary>{debug}<h4>Request headers</h4>{rq}<h4>Response headers</h4>{rs}<h4>Response body</h4>{body}</details></td></tr>"#,
             n = a.number,
             when = time(a.started_at),
             ms = a.latency_ms,
+            debug = super::debugger::attempt_link(event, &a.id),
             rq = header_list(&a.request_headers),
             rs = header_list(&a.response_headers),
             body = body_excerpt(&a.response_body, a.response_truncated),
@@ -268,6 +269,7 @@ fn attempt_rows(attempts: &[AttemptRecord]) -> String {
 }
 
 fn delivery_section(
+    event: &blockhook_core::EventId,
     d: &Delivery,
     names: &HashMap<EndpointId, String>,
     attempts: &[AttemptRecord],
@@ -286,7 +288,7 @@ fn delivery_section(
         },
         id = d.id,
         n = d.attempts,
-        rows = attempt_rows(attempts),
+        rows = attempt_rows(event, attempts),
     )
 }
 
@@ -300,7 +302,7 @@ pub async fn detail(ui: Ui, State(state): State<AppState>, Path(id): Path<String
     let names = endpoint_names(&ui, &state).await?;
     let mut sections = String::new();
     for DeliveryDetail { delivery, attempts } in &deliveries {
-        sections.push_str(&delivery_section(delivery, &names, attempts));
+        sections.push_str(&delivery_section(&ev.id, delivery, &names, attempts));
     }
     if deliveries.is_empty() {
         sections.push_str("<p>No endpoint received this event.</p>");

@@ -2,4 +2,5 @@
 //! each other module drives one part of the console.
 
 mod dashboard;
+mod debugger;
 pub(crate) mod kit;
