@@ -475,6 +475,7 @@ async fn expired_session_is_sent_to_sign_in_on_every_page_and_form() {
         "/ui/events?type=Payment".to_owned(),
         ev_path.clone(),
         "/ui/health".to_owned(),
+        "/ui/debugger".to_owned(),
         "/ui/operator".to_owned(),
     ];
     let (merchant_forms, operator_forms) = every_form(&ep_id, &ev, &m, &key_id, "expired");
