@@ -641,8 +641,7 @@ fn standard_report(
         message: match key_problem {
             // The message itself can be formed; say why there is no expected signature.
             Some(why) => Err(format!(
-                "{} (message: {})",
-                why,
+                "{why} (message: {})",
                 String::from_utf8_lossy(&message)
             )),
             None => Ok(String::from_utf8_lossy(&message).into_owned()),
