@@ -633,7 +633,7 @@ fn standard_report(
         Err(why) => (None, Some(why)),
     };
     let matches = match (&expected, received) {
-        (Some(e), Some(list)) => list.iter().any(|r| r == e),
+        (Some(e), Some(list)) => list.contains(e),
         _ => false,
     };
     ModeReport {
@@ -921,7 +921,7 @@ fn try_variants(
     ) {
         let std_matches = |body: &[u8], ts: &str, key: &[u8]| -> bool {
             standard_entry(key, &standard_message(msg_id, ts, body))
-                .is_some_and(|e| received.iter().any(|r| *r == e))
+                .is_some_and(|e| received.contains(&e))
         };
         if let Ok(key) = standard_key(secret) {
             for (how, bytes) in &variants {
