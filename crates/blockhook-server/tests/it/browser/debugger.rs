@@ -219,7 +219,7 @@ async fn debugger_diagnoses_each_mistake_from_a_real_delivery() {
     assert!(text.contains("sck_ added in front of the secret"), "{text}");
     shots.take(c, "unprefixed-secret").await;
 
-    // No page showed an endpoint's secret.
+    // The page shows neither endpoint's secret (ui.rs checks the answers to endpoint posts).
     let source = c.source().await.unwrap();
     assert!(!source.contains(sorted_secret) && !source.contains(raw_secret));
 
