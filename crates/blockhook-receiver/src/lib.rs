@@ -61,6 +61,7 @@ assert_eq!(verifier.verify_at(&headers, body, t + 3_000).unwrap_err().reason(), 
 pub mod axum;
 mod error;
 mod event;
+pub mod explain;
 mod replay;
 mod verifier;
 mod webhook;

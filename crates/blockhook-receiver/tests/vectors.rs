@@ -21,6 +21,7 @@ struct Vector {
     secret: String,
     time: String,
     body: String,
+    message: String,
     signature: String,
 }
 
@@ -146,4 +147,34 @@ fn rotation_accepts_either_secret_and_reports_which() {
         .verify_at(&headers(&v, &v.signature), v.body.as_bytes(), now)
         .unwrap();
     assert_eq!(hook.secret_index(), 0, "{name}");
+}
+
+/// The signature debugger explains every vector as a match, in the vector's mode only, with
+/// the vector's message and signature and no mistake (with the mode as configured).
+#[test]
+fn every_vector_is_explained_as_a_match() {
+    use blockhook_receiver::explain::{DebugMode, Input, explain};
+    let vectors = all_vectors();
+    assert!(!vectors.is_empty());
+    for (name, v) in &vectors {
+        let mode = DebugMode::parse(&v.mode).unwrap();
+        let e = explain(&Input {
+            body: v.body.as_bytes(),
+            request_time: Some(&v.time),
+            signature_v2: Some(&v.signature),
+            secret: &v.secret,
+            expected_mode: Some(mode),
+            window_ms: 300_000,
+            ..Input::default()
+        });
+        assert!(e.matched().contains(&mode), "{name}: {}", e.to_text());
+        assert!(e.mistakes.is_empty(), "{name}: {:?}", e.mistakes);
+        let report = e.modes.iter().find(|m| m.mode == mode).unwrap();
+        assert_eq!(report.message.as_deref(), Ok(v.message.as_str()), "{name}");
+        assert_eq!(
+            report.expected.as_deref(),
+            Some(v.signature.as_str()),
+            "{name}"
+        );
+    }
 }

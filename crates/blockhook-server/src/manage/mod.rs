@@ -13,6 +13,7 @@
 //! Errors are [`ApiError`](crate::ApiError), the one type that knows how failures map to HTTP.
 
 pub mod activity;
+pub mod debugger;
 pub mod endpoints;
 pub mod events;
 pub mod merchants;

@@ -36,6 +36,7 @@ pub fn page(title: &str, ui: Option<&Ui>, notice: Option<&str>, body: &str) -> H
                 ("/ui/endpoints", "Endpoints"),
                 ("/ui/events", "Events"),
                 ("/ui/health", "Health"),
+                ("/ui/debugger", "Debugger"),
             ] {
                 let _ = write!(links, r#"<a href="{href}">{label}</a>"#);
             }

@@ -37,7 +37,7 @@ const FAVICON: &str = include_str!("assets/favicon.svg");
 /// `ui.session_lifetime`.
 pub(crate) fn router(state: AppState) -> Router {
     let session_lifetime = state.settings.ui.session_lifetime;
-    use pages::{endpoints, events, health, login, operator, ordering};
+    use pages::{debugger, endpoints, events, health, login, operator, ordering};
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/endpoints") }))
         .route("/ui/", get(|| async { Redirect::to("/ui/endpoints") }))
@@ -72,6 +72,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/ui/events/{id}/resend", post(events::resend))
         .route("/ui/deliveries/{id}/retry", post(events::retry))
         .route("/ui/health", get(health::show))
+        .route("/ui/debugger", get(debugger::show).post(debugger::explain))
         .route("/ui/operator", get(operator::show))
         .route("/ui/operator/merchants", post(operator::create_merchant))
         .route(

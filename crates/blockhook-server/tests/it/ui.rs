@@ -358,6 +358,10 @@ fn every_form(ep_id: &str, ev: &str, m: &str, key_id: &str, tag: &str) -> (Vec<F
         ),
         form(format!("{ep_path}/delete"), &[]),
         form(format!("/ui/events/{ev}/resend"), &[("endpoint", ep_id)]),
+        form(
+            "/ui/debugger".into(),
+            &[("body", "{}"), ("request_time", "1"), ("endpoint", ep_id)],
+        ),
         form("/ui/logout".into(), &[]),
     ];
     let operator = vec![
@@ -471,6 +475,7 @@ async fn expired_session_is_sent_to_sign_in_on_every_page_and_form() {
         "/ui/events?type=Payment".to_owned(),
         ev_path.clone(),
         "/ui/health".to_owned(),
+        "/ui/debugger".to_owned(),
         "/ui/operator".to_owned(),
     ];
     let (merchant_forms, operator_forms) = every_form(&ep_id, &ev, &m, &key_id, "expired");
@@ -900,4 +905,107 @@ async fn endpoint_page_shows_ordering_and_releases_a_held_key() {
         json!({ "mode": "per_key", "key_field": "orderNo", "on_final_failure": "continue" })
     );
     app.stop().await;
+}
+
+/// The signature debugger over HTTP: an endpoint's secret is used and never shown, another
+/// merchant's endpoint or attempt is not found, bad input is a clear message on the page, and
+/// nothing is cached.
+#[tokio::test]
+async fn debugger_uses_the_endpoint_secret_without_showing_it_and_keeps_tenancy() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let rx = Receiver::ok(Some(&app.ca)).await;
+    let (a, b) = (app.merchant().await, app.merchant().await);
+    let ep_a = app
+        .endpoint(&a, &rx.url(), json!({ "label": "dbg-a" }))
+        .await;
+    let ep_b = app
+        .endpoint(&b, &rx.url(), json!({ "label": "dbg-b" }))
+        .await;
+    let secret_a = ep_a["secret"].as_str().unwrap().to_owned();
+    let id_a = ep_a["id"].as_str().unwrap().to_owned();
+    let id_b = ep_b["id"].as_str().unwrap().to_owned();
+    let ev_b = app.publish(&b, "Payment", PAYMENT).await["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let got = rx.wait_for(1, Duration::from_secs(10)).await;
+    let sent = &got[0];
+
+    let mut web = Browser::new(&app);
+    web.login(&issue_key(&app, &a).await).await;
+    let r = web.get("/ui/debugger").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let html = r.text().await.unwrap();
+    assert!(html.contains(r#"href="/ui/debugger""#), "nav link");
+    assert!(html.contains("Nothing you paste is stored or logged"));
+    let token = csrf(&html);
+
+    // A's endpoint, B's delivery: the signature does not match A's secret, and the page
+    // never shows that secret.
+    let body = std::str::from_utf8(&sent.body).unwrap();
+    let form = |endpoint: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("csrf", token.clone()),
+            ("body", body.to_owned()),
+            (
+                "request_time",
+                sent.header("BlockATM-Request-Time").unwrap().to_owned(),
+            ),
+            (
+                "signature_v2",
+                sent.header("BlockATM-Signature-V2").unwrap().to_owned(),
+            ),
+            ("endpoint", endpoint.to_owned()),
+        ]
+    };
+    let r = post_debugger(&web, form(&id_a)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let html = r.text().await.unwrap();
+    assert!(html.contains(r#"id="verdict""#), "{html}");
+    assert!(html.contains("no match"), "{html}");
+    assert!(html.contains("Checked against mode sorted"));
+    assert!(
+        !html.contains(&secret_a),
+        "the endpoint's secret is never rendered"
+    );
+
+    // B's endpoint from A's session: not found, like an unknown id.
+    let r = post_debugger(&web, form(&id_b)).await;
+    assert_eq!(r.status(), 404);
+    // B's event and attempt, pre-filled from A's session: not found either.
+    let attempt = sent.header("BlockHook-Attempt-Id").unwrap();
+    let r = web
+        .get(&format!("/ui/debugger?event={ev_b}&attempt={attempt}"))
+        .await;
+    assert_eq!(r.status(), 404);
+
+    // Neither an endpoint nor a secret, and no header: clear messages, the input kept.
+    let mut none = form("");
+    let r = post_debugger(&web, none.clone()).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("choose an endpoint or paste a secret"),
+        "{html}"
+    );
+    assert!(
+        html.contains("OrderNo_202504010023"),
+        "the body is kept in the form"
+    );
+    none.retain(|(k, _)| !matches!(*k, "request_time" | "signature_v2"));
+    none.push(("secret", "sck_pasted_secret_value_0123456789".to_owned()));
+    let html = post_debugger(&web, none).await.text().await.unwrap();
+    assert!(html.contains("give BlockATM-Request-Time"), "{html}");
+    assert!(
+        !html.contains("sck_pasted_secret_value_0123456789"),
+        "a pasted secret is not echoed back"
+    );
+    app.stop().await;
+}
+
+async fn post_debugger(web: &Browser, fields: Vec<(&'static str, String)>) -> reqwest::Response {
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    web.post("/ui/debugger", &pairs).await
 }

@@ -26,9 +26,18 @@ Output and exit status:
   1  'rejected: <reason>': the signature, time or body does not pass
   2  an error (unreadable file, empty secret, bad arguments)
 
+With --explain it prints, for each mode (sorted and raw from --time/--signature, standard from
+--webhook-id/--webhook-timestamp/--webhook-signature), the exact signed message and the
+expected and received signatures, then which mode matches and the usual mistakes it finds by
+signing their variants: a re-serialised body, the wrong mode, the time in seconds instead of
+milliseconds, the secret without its prefix, a stale time, a malformed header. Exit 0 when a
+receiver checking --mode (standard, with only the Standard Webhooks headers) accepts it now,
+1 otherwise. Only the first --secret is used.
+
 Example (a request captured earlier, checked as of its own time):
   blockhook verify --secret sck_... --time 1743060268000 --signature dc6e...d963 \\
-      --now 1743060268000 payment.json";
+      --now 1743060268000 payment.json
+  blockhook verify --explain --secret sck_... --time 1743060268 --signature dc6e...d963 payment.json";
 
 /// Arguments of `blockhook verify`.
 #[derive(Debug, clap::Args)]
@@ -46,12 +55,49 @@ pub struct Args {
     secrets: Vec<String>,
 
     /// The BlockATM-Request-Time header value, exactly as received (Unix milliseconds).
-    #[arg(long, value_name = "MS", allow_hyphen_values = true)]
-    time: String,
+    #[arg(
+        long,
+        value_name = "MS",
+        allow_hyphen_values = true,
+        required_unless_present = "explain"
+    )]
+    time: Option<String>,
 
     /// The BlockATM-Signature-V2 header value (64 hex characters).
-    #[arg(long, value_name = "HEX", allow_hyphen_values = true)]
-    signature: String,
+    #[arg(
+        long,
+        value_name = "HEX",
+        allow_hyphen_values = true,
+        required_unless_present = "explain"
+    )]
+    signature: Option<String>,
+
+    /// Explain the signature instead of only judging it: each mode's message, the expected
+    /// signature, which mode matches and the usual mistakes (see --help).
+    #[arg(long)]
+    explain: bool,
+
+    /// With --explain: the Standard Webhooks webhook-id header value.
+    #[arg(long, value_name = "ID", requires = "explain")]
+    webhook_id: Option<String>,
+
+    /// With --explain: the Standard Webhooks webhook-timestamp header value (Unix seconds).
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_hyphen_values = true,
+        requires = "explain"
+    )]
+    webhook_timestamp: Option<String>,
+
+    /// With --explain: the Standard Webhooks webhook-signature header value (v1,<base64>).
+    #[arg(
+        long,
+        value_name = "V1",
+        allow_hyphen_values = true,
+        requires = "explain"
+    )]
+    webhook_signature: Option<String>,
 
     /// Which message form to accept: sorted (the default for endpoints), raw, or either.
     #[arg(
@@ -92,9 +138,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         mode: args.mode,
         window_ms,
     };
+    if args.explain {
+        return explain(&args, &body, now, window_ms);
+    }
     let secrets: Vec<&[u8]> = args.secrets.iter().map(|s| s.as_bytes()).collect();
+    let (Some(time), Some(signature)) = (args.time.as_deref(), args.signature.as_deref()) else {
+        anyhow::bail!("--time and --signature are required (or use --explain)");
+    };
 
-    match blockhook_sig::verify_parts(&args.time, &args.signature, &body, &secrets, &opts, now) {
+    match blockhook_sig::verify_parts(time, signature, &body, &secrets, &opts, now) {
         Ok(ok) => {
             println!("valid (mode {}, secret #{})", ok.mode, ok.secret_index + 1);
             Ok(ExitCode::SUCCESS)
@@ -105,6 +157,56 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `--explain`: prints the explanation; exit 0 when a receiver checking the expected mode
+/// accepts the request now (it matches in that mode and no time is stale), 1 otherwise.
+fn explain(args: &Args, body: &[u8], now: u64, window_ms: u64) -> anyhow::Result<ExitCode> {
+    use blockhook_receiver::explain::{self, DebugMode};
+    let secret = args.secrets.first().map(String::as_str).unwrap_or_default();
+    let blockatm = args.time.is_some() || args.signature.is_some();
+    let standard = args.webhook_id.is_some()
+        || args.webhook_timestamp.is_some()
+        || args.webhook_signature.is_some();
+    if !blockatm && !standard {
+        anyhow::bail!(
+            "--explain needs --time and --signature, or --webhook-id, --webhook-timestamp and \
+             --webhook-signature"
+        );
+    }
+    // The mode a receiver would check: --mode for the BlockATM headers (none for `either`),
+    // standard when only the Standard Webhooks headers are given.
+    let expected = if blockatm {
+        match args.mode {
+            VerifyMode::Sorted => Some(DebugMode::Sorted),
+            VerifyMode::Raw => Some(DebugMode::Raw),
+            VerifyMode::Either => None,
+        }
+    } else {
+        Some(DebugMode::Standard)
+    };
+    let e = explain::explain(&explain::Input {
+        body,
+        request_time: args.time.as_deref(),
+        signature_v2: args.signature.as_deref(),
+        webhook_id: args.webhook_id.as_deref(),
+        webhook_timestamp: args.webhook_timestamp.as_deref(),
+        webhook_signature: args.webhook_signature.as_deref(),
+        secret,
+        expected_mode: expected,
+        now_ms: Some(now),
+        window_ms,
+    });
+    print!("{}", e.to_text());
+    let accepted = match expected {
+        Some(mode) => e.matched().contains(&mode),
+        None => e.is_match(),
+    } && !e.mistakes.iter().any(|m| m.code() == "stale-time");
+    Ok(if accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// The rejection reason, with the window and hints the library cannot know about.

@@ -351,3 +351,126 @@ fn help_explains_the_message() {
         "{help}"
     );
 }
+
+#[test]
+fn verify_explain_shows_messages_and_exits_0_on_a_match() {
+    let file = body_file(BODY);
+    let path = file.path().to_str().unwrap();
+    let mut args = verify_args(path, SIGNATURE);
+    args.push("--explain");
+    let out = run(&args, "");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.contains(&format!("message:   {MESSAGE}")), "{text}");
+    assert!(text.contains(&format!("expected:  {SIGNATURE}")), "{text}");
+    assert!(
+        text.contains(&format!("expected:  {RAW_SIGNATURE}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("verdict: match: the signature is valid in sorted mode"),
+        "{text}"
+    );
+    assert!(text.contains("mistakes: none found"), "{text}");
+    assert!(!text.contains(SECRET), "the secret is never printed");
+}
+
+#[test]
+fn verify_explain_names_each_mistake_and_exits_1() {
+    let file = body_file(BODY);
+    let path = file.path().to_str().unwrap();
+    let now = ["--now", TIME];
+    // Time in seconds (the vector's time is a whole second, so × 1000 matches exactly).
+    let out = run(
+        &[
+            &[
+                "verify",
+                "--explain",
+                "--secret",
+                SECRET,
+                "--time",
+                "1743060268",
+            ][..],
+            &["--signature", SIGNATURE, path],
+            &now,
+        ]
+        .concat(),
+        "",
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("mistake [time-units]"), "{text}");
+    assert!(text.contains("time=1743060268000"), "{text}");
+    // Secret without its prefix.
+    let bare = SECRET.strip_prefix("sck_").unwrap();
+    let out = run(
+        &[
+            &["verify", "--explain", "--secret", bare, "--time", TIME][..],
+            &["--signature", SIGNATURE, path],
+            &now,
+        ]
+        .concat(),
+        "",
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("mistake [secret-form]"), "{text}");
+    assert!(text.contains("sck_ added"), "{text}");
+    // Wrong mode: a raw signature checked in sorted mode.
+    let out = run(
+        &[
+            &["verify", "--explain", "--secret", SECRET, "--time", TIME][..],
+            &["--signature", RAW_SIGNATURE, path],
+            &now,
+        ]
+        .concat(),
+        "",
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("mistake [wrong-mode]"), "{text}");
+    assert!(text.contains("Verify in raw mode"), "{text}");
+    // Re-serialised: the raw signature with a pretty-printed body.
+    let pretty =
+        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(BODY).unwrap())
+            .unwrap();
+    let pretty_file = body_file(&pretty);
+    let out = run(
+        &[
+            &["verify", "--explain", "--mode", "raw", "--secret", SECRET][..],
+            &["--time", TIME, "--signature", RAW_SIGNATURE],
+            &[pretty_file.path().to_str().unwrap()],
+            &now,
+        ]
+        .concat(),
+        "",
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("mistake [reserialised-body]"), "{text}");
+    // Stale: the right request, checked an hour later.
+    let out = run(
+        &[
+            &["verify", "--explain", "--secret", SECRET, "--time", TIME][..],
+            &["--signature", SIGNATURE, path, "--now", "1743063868000"],
+        ]
+        .concat(),
+        "",
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("mistake [stale-time]"), "{text}");
+}
+
+#[test]
+fn verify_explain_needs_some_headers() {
+    let out = run(&["verify", "--explain", "--secret", SECRET], "{}");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--explain needs"), "{}", stderr(&out));
+    let out = run(&["verify", "--secret", SECRET, "--time", TIME], "{}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--signature stays required without --explain"
+    );
+}

@@ -264,7 +264,11 @@ fn curl_command(a: &AttemptRecord, payload: Option<&[u8]>) -> String {
     cmd
 }
 
-fn attempt_rows(attempts: &[AttemptRecord], payload: Option<&[u8]>) -> String {
+fn attempt_rows(
+    event: &blockhook_core::EventId,
+    attempts: &[AttemptRecord],
+    payload: Option<&[u8]>,
+) -> String {
     if attempts.is_empty() {
         return "<p class=\"hint\">No attempt yet.</p>".to_owned();
     }
@@ -286,10 +290,11 @@ fn attempt_rows(attempts: &[AttemptRecord], payload: Option<&[u8]>) -> String {
         let curl_id = format!("curl-{}", a.id);
         let _ = write!(
             out,
-            r#"<tr class="attempt"><td>{n}</td><td>{when}</td><td>{status}</td><td>{ms} ms</td><td>{error}</td><td><details><summary>Request and response</summary><h4>Request headers</h4>{rq}<h4>Request body</h4><p class="hint">The event's payload above, byte for byte{size}.</p><h4>Replay it</h4><p class="hint">Sends this exact request to a receiver on your machine (<code>blockhook listen</code> listens on 127.0.0.1:9000).</p><pre class="body curl" id="{curl_id}">{curl}</pre>{copy}<h4>Response headers</h4>{rs}<h4>Response body</h4>{body}</details></td></tr>"#,
+            r#"<tr class="attempt"><td>{n}</td><td>{when}</td><td>{status}</td><td>{ms} ms</td><td>{error}</td><td><details><summary>Request and response</summary>{debug}<h4>Request headers</h4>{rq}<h4>Request body</h4><p class="hint">The event's payload above, byte for byte{size}.</p><h4>Replay it</h4><p class="hint">Sends this exact request to a receiver on your machine (<code>blockhook listen</code> listens on 127.0.0.1:9000).</p><pre class="body curl" id="{curl_id}">{curl}</pre>{copy}<h4>Response headers</h4>{rs}<h4>Response body</h4>{body}</details></td></tr>"#,
             n = a.number,
             when = time(a.started_at),
             ms = a.latency_ms,
+            debug = super::debugger::attempt_link(event, &a.id),
             rq = header_list(&a.request_headers),
             size = payload
                 .map(|p| format!(" ({} bytes)", p.len()))
@@ -306,6 +311,7 @@ fn attempt_rows(attempts: &[AttemptRecord], payload: Option<&[u8]>) -> String {
 
 fn delivery_section(
     ui: &Ui,
+    event: &blockhook_core::EventId,
     d: &Delivery,
     names: &HashMap<EndpointId, String>,
     attempts: &[AttemptRecord],
@@ -328,7 +334,7 @@ fn delivery_section(
             blockhook_core::DeliveryOrigin::Resend => "resend",
         },
         id = d.id,
-        rows = attempt_rows(attempts, payload),
+        rows = attempt_rows(event, attempts, payload),
         retry = button_form(
             ui,
             &format!("/ui/deliveries/{}/retry", d.id),
@@ -349,7 +355,9 @@ pub async fn detail(ui: Ui, State(state): State<AppState>, Path(id): Path<String
     let mut sections = String::new();
     let raw = ev.payload.as_ref().map(|p| p.bytes().as_ref());
     for DeliveryDetail { delivery, attempts } in &deliveries {
-        sections.push_str(&delivery_section(&ui, delivery, &names, attempts, raw));
+        sections.push_str(&delivery_section(
+            &ui, &ev.id, delivery, &names, attempts, raw,
+        ));
     }
     if deliveries.is_empty() {
         sections.push_str("<p>No endpoint received this event.</p>");

@@ -1,5 +1,6 @@
 //! One module per dashboard page.
 
+pub mod debugger;
 pub mod endpoints;
 pub mod events;
 pub mod health;

@@ -3,4 +3,5 @@
 
 mod console;
 mod dashboard;
+mod debugger;
 pub(crate) mod kit;
