@@ -3,3 +3,4 @@
 
 mod dashboard;
 pub(crate) mod kit;
+mod search;
