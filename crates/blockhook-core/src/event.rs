@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::{Cursor, DeliveryState, Error, EventId, MerchantId, Timestamp};
+use crate::{Cursor, DeliveryState, EndpointId, Error, EventId, MerchantId, Timestamp};
 
 /// An event type such as `Payment`, `Payout`, `QR-Payment`, `QR-Payout`, or an operator's own.
 ///
@@ -154,6 +154,9 @@ pub struct NewEvent {
     pub ordering_key: Option<crate::OrderingKey>,
     /// When it was received.
     pub created_at: Timestamp,
+    /// The (field, value) keys it can be searched by, stored with it in the same transaction
+    /// (see [`crate::SearchFields::keys_of`]); empty when nothing is searchable.
+    pub search_keys: Vec<crate::SearchKey>,
 }
 
 /// An event as a publisher sends it (over HTTP, in an outbox row, in a NATS message), before
@@ -218,6 +221,7 @@ impl NewEvent {
             idempotency_key,
             ordering_key,
             created_at,
+            search_keys: Vec::new(),
         })
     }
 }
@@ -261,10 +265,19 @@ pub struct EventQuery {
     pub since: Option<Timestamp>,
     /// Created before.
     pub until: Option<Timestamp>,
-    /// Only events with at least one delivery in this state.
+    /// Only events with at least one delivery in this state (to `endpoint`, when given).
     pub state: Option<DeliveryState>,
-    /// Continue after this cursor.
+    /// Only this event.
+    pub event_id: Option<EventId>,
+    /// Only events with at least one delivery to this endpoint.
+    pub endpoint: Option<EndpointId>,
+    /// Only events indexed under this (field, value) when they were stored.
+    pub key: Option<crate::SearchKey>,
+    /// Continue after this cursor (older events).
     pub after: Option<Cursor>,
+    /// Go back before this cursor (newer events); the page is still newest first. Not together
+    /// with `after`.
+    pub before: Option<Cursor>,
     /// Page size (1 to 250).
     pub limit: u32,
 }

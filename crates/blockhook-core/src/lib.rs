@@ -19,6 +19,7 @@ mod merchant;
 mod ordering;
 mod page;
 mod retry;
+mod search;
 mod store;
 mod time;
 
@@ -43,6 +44,7 @@ pub use ordering::{
 };
 pub use page::{Cursor, Page};
 pub use retry::{Next, RetryPolicy};
+pub use search::{MAX_SEARCH_FIELDS, MAX_SEARCH_VALUE_LEN, SearchFields, SearchKey};
 pub use store::{
     EndpointActivity, EndpointBacklog, EndpointHealth, EndpointQueue, Endpoints, Events,
     FailureStreak, HourCounts, JobLock, Maintenance, Merchants, Queue, QueueStats, ResendLimits,

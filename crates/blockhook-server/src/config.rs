@@ -44,6 +44,9 @@ pub struct Settings {
     pub keys: KeySettings,
     /// The web dashboard.
     pub ui: UiSettings,
+    /// Which payload fields events can be searched by.
+    #[serde(default)]
+    pub search: SearchSettings,
     /// Where events come from besides `POST /v1/events` (see `docs/publishing.md`).
     #[serde(default)]
     pub sources: SourcesSettings,
@@ -263,6 +266,35 @@ pub struct UiSettings {
     /// How long a dashboard session lasts after sign-in (no sliding renewal).
     #[serde(with = "humantime_serde")]
     pub session_lifetime: Duration,
+}
+
+/// `[search]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchSettings {
+    /// Top-level payload fields whose string or number value is indexed when an event is
+    /// stored (at most 8 names; none turns the index off); only these can be searched by value. Events stored before a field
+    /// was added are not indexed under it.
+    pub fields: Vec<String>,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        Self {
+            fields: blockhook_core::SearchFields::default().names().to_vec(),
+        }
+    }
+}
+
+impl SearchSettings {
+    /// The checked list (checked at load, so this only fails for settings built in code).
+    pub fn fields(&self) -> Result<blockhook_core::SearchFields, Error> {
+        blockhook_core::SearchFields::new(&self.fields).map_err(|e| match e {
+            blockhook_core::Error::Invalid { reason, .. } => {
+                Error::Config(format!("search.fields: {reason}"))
+            }
+            other => Error::Config(format!("search.fields: {other}")),
+        })
+    }
 }
 
 /// `[sources]`: event sources blockhook reads by itself.
@@ -574,6 +606,7 @@ impl Settings {
         if lifetime < Duration::from_secs(1) || lifetime > Duration::from_secs(30 * 86_400) {
             return bad("ui.session_lifetime must be between 1s and 30d");
         }
+        self.search.fields()?;
         Ok(())
     }
 
@@ -653,6 +686,29 @@ mod tests {
         assert!(with("https://collector.example:4318").is_err());
         assert!(with("http://").is_err());
         assert!(with("127.0.0.1:4318").is_err());
+    }
+
+    #[test]
+    fn search_fields_are_checked() {
+        let with = |v: serde_json::Value| {
+            Settings::load(None, serde_json::json!({ "search": { "fields": v } }))
+        };
+        assert_eq!(Settings::defaults().unwrap().search.fields, ["orderNo"]);
+        assert_eq!(
+            with(serde_json::json!(["orderNo", "txId"]))
+                .unwrap()
+                .search
+                .fields,
+            ["orderNo", "txId"]
+        );
+        for bad in [
+            serde_json::json!(["order no"]),
+            serde_json::json!(["a", "a"]),
+            serde_json::json!(["a", "b", "c", "d", "e", "f", "g", "h", "i"]),
+        ] {
+            let err = with(bad.clone()).unwrap_err().to_string();
+            assert!(err.contains("search.fields"), "{bad}: {err}");
+        }
     }
 
     #[test]

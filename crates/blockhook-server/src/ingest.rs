@@ -5,6 +5,9 @@
 //! so under load one commit (one fsync on SQLite) acknowledges many requests, and with no load a
 //! request is committed alone, at once. Nothing is answered before its transaction committed.
 //!
+//! Each event's search keys (the configured `[search] fields` its payload holds) are taken on
+//! the submitting request's task, before the queue, so the committing task only writes them.
+//!
 //! A combined batch that fails for a client reason (unknown merchant, suspended merchant) is
 //! retried request by request, so one bad request never fails its neighbours.
 
@@ -12,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use blockhook_core::{Error, Ingested, NewEvent, StoreRef};
+use blockhook_core::{Error, Ingested, NewEvent, SearchFields, StoreRef};
 
 use crate::metrics::Metrics;
 
@@ -30,6 +33,7 @@ struct Job {
 #[derive(Clone, Debug)]
 pub struct Ingestor {
     tx: mpsc::Sender<Job>,
+    search: Arc<SearchFields>,
 }
 
 impl std::fmt::Debug for Job {
@@ -39,16 +43,28 @@ impl std::fmt::Debug for Job {
 }
 
 impl Ingestor {
-    /// Starts the committing task. `wake` is notified after each commit that stored deliveries.
-    pub fn start(store: StoreRef, wake: Arc<Notify>, metrics: Arc<Metrics>) -> Self {
+    /// Starts the committing task. `wake` is notified after each commit that stored deliveries;
+    /// `search` are the payload fields events are indexed under.
+    pub fn start(
+        store: StoreRef,
+        wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
+        search: SearchFields,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(4_096);
         tokio::spawn(run(store, rx, wake, metrics));
-        Self { tx }
+        Self {
+            tx,
+            search: Arc::new(search),
+        }
     }
 
-    /// Stores `events` in one transaction (possibly shared with other requests) and returns
-    /// what was stored, in order.
-    pub async fn submit(&self, events: Vec<NewEvent>) -> Result<Vec<Ingested>, Error> {
+    /// Stores `events` in one transaction (possibly shared with other requests), indexed under
+    /// their search keys, and returns what was stored, in order.
+    pub async fn submit(&self, mut events: Vec<NewEvent>) -> Result<Vec<Ingested>, Error> {
+        for ev in &mut events {
+            ev.search_keys = self.search.keys_of(&ev.payload);
+        }
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Job { events, reply })

@@ -124,7 +124,8 @@ impl Application {
         let unix = bind_unix(&settings.server.unix_socket)?;
         let wake = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::new());
-        let ingest = Ingestor::start(store.clone(), wake.clone(), metrics.clone());
+        let search = settings.search.fields()?;
+        let ingest = Ingestor::start(store.clone(), wake.clone(), metrics.clone(), search);
         let state = AppState {
             store,
             settings: Arc::new(settings),

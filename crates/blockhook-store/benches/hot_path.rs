@@ -93,6 +93,9 @@ async fn run(quick: bool) {
                 idempotency_key: None,
                 ordering_key: None,
                 created_at: t0 + Duration::from_millis(i as u64),
+                // What ingest stores with the default `[search] fields`.
+                search_keys: blockhook_core::SearchFields::default()
+                    .keys_of(&Payload::from_trusted(body.clone())),
             })
             .collect();
         if single {

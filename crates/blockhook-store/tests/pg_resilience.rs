@@ -67,6 +67,7 @@ fn event(m: &MerchantId) -> NewEvent {
         idempotency_key: None,
         ordering_key: None,
         created_at: T0,
+        search_keys: Vec::new(),
     }
 }
 

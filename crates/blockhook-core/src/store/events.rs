@@ -39,12 +39,23 @@ pub trait Events: Send + Sync + 'static {
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, Error>;
     /// One event.
     async fn get_event(&self, merchant: &MerchantId, id: &EventId) -> Result<Event, Error>;
-    /// Events, newest first.
+    /// Events, newest first: one page of those matching every filter of `q`, after `q.after`
+    /// or before `q.before` (the page is newest first either way; `prev` is set when there
+    /// are newer matches, `next` when there may be older ones).
     async fn list_events(
         &self,
         merchant: &MerchantId,
         q: &EventQuery,
     ) -> Result<Page<Event>, Error>;
+    /// How many events match the filters of `q` (its cursors and limit ignored), counting at
+    /// most `cap + 1`: an answer above `cap` means "more than `cap`", so the cost is bounded
+    /// whatever the merchant's history.
+    async fn count_events(
+        &self,
+        merchant: &MerchantId,
+        q: &EventQuery,
+        cap: u64,
+    ) -> Result<u64, Error>;
     /// The deliveries of one event, oldest first.
     async fn list_deliveries(
         &self,

@@ -2,14 +2,13 @@
 //! attempts, and manual resends. Thin handlers over `manage::events`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 
 use super::extract::{ApiJson, ApiQuery, Tenant};
 use crate::error::ApiResult;
-use crate::manage::PageView;
 use crate::manage::events::{
-    self as ev, AttemptView, DeliveryView, EventFilterQuery, EventSummary, EventView,
+    self as ev, AttemptView, DeliveryView, EventFilterQuery, EventPageView, EventView,
     ResendRequest, Resent, delivery_id, event_id,
 };
 use crate::state::AppState;
@@ -23,15 +22,21 @@ routes! {
     post "/v1/merchants/{merchant_id}/deliveries/{delivery_id}/retry" => retry,
 }
 
-/// Lists events, newest first, with filters.
+/// Searches events: by id, by a searchable payload field's value, by endpoint, state, type and
+/// time range; newest first, paged both ways (`after` = `next`, `before` = `prev`), with the
+/// number of matches. An unknown parameter, a bad value or a field that is not searchable is a
+/// 422 naming the parameter.
 #[utoipa::path(get, path = "/v1/merchants/{merchant_id}/events", tag = "events",
     params(("merchant_id" = String, Path), EventFilterQuery),
-    responses((status = 200, body = PageView<EventSummary>)))]
+    responses((status = 200, body = EventPageView),
+        (status = 422, description = "an unknown parameter or a bad filter value")))]
 async fn list(
     tenant: Tenant,
     State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
     ApiQuery(filter): ApiQuery<EventFilterQuery>,
-) -> ApiResult<Json<PageView<EventSummary>>> {
+) -> ApiResult<Json<EventPageView>> {
+    ev::known_parameters(raw.as_deref())?;
     Ok(Json(ev::list(&state, &tenant.merchant_id, &filter).await?))
 }
 

@@ -1,4 +1,5 @@
-//! The event logs of a merchant: events (filtered, newest first), one event with its payload,
+//! The event logs of a merchant: events (searched and filtered, newest first, paged both ways,
+//! counted), one event with its payload,
 //! its deliveries, each delivery's attempts, and manual resends; for the dashboard also events
 //! with their deliveries, and one event with every delivery's attempts.
 
@@ -10,17 +11,29 @@ use utoipa::{IntoParams, ToSchema};
 
 use blockhook_core::{
     AttemptRecord, Cursor, Delivery, DeliveryId, DeliveryState, EndpointId, Event, EventId,
-    EventQuery, EventType, MerchantId, ResendScope, Timestamp,
+    EventQuery, EventType, MAX_SEARCH_VALUE_LEN, MerchantId, Page, ResendScope, SearchKey,
+    Timestamp,
 };
 
 use super::{PageQuery, PageView};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-/// Filters of the event list.
-#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+/// Filters of the event list (the search): every one given must match.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventFilterQuery {
+    /// Only this event (`evt_…`).
+    pub event_id: Option<String>,
+    /// With `value`: only events whose payload had this top-level field (one of the configured
+    /// `[search] fields`) with this value when they were stored.
+    pub field: Option<String>,
+    /// The value of `field`: a string's text, or a number as written in the payload.
+    pub value: Option<String>,
+    /// Shorthand for `field=orderNo&value=…`.
+    pub order_no: Option<String>,
+    /// Only events with a delivery to this endpoint (`ep_…`) (in `state`, when given).
+    pub endpoint_id: Option<String>,
     /// Only this type (case-insensitive).
     pub event_type: Option<String>,
     /// Created at or after (Unix ms).
@@ -29,10 +42,48 @@ pub struct EventFilterQuery {
     pub until: Option<i64>,
     /// Only events with a delivery in this state: `pending`, `in_flight`, `succeeded`, `failed`.
     pub state: Option<String>,
-    /// The `next` value of the previous page.
+    /// The `next` value of a page: the page of older matches.
     pub after: Option<String>,
+    /// The `prev` value of a page: the page of newer matches (not with `after`).
+    pub before: Option<String>,
     /// Page size, 1 to 250 (default 50).
     pub limit: Option<u32>,
+}
+
+/// The query parameters of the event list, to refuse any other (a misspelt filter must not
+/// silently list everything).
+const FILTER_PARAMETERS: [&str; 12] = [
+    "event_id",
+    "field",
+    "value",
+    "order_no",
+    "endpoint_id",
+    "event_type",
+    "since",
+    "until",
+    "state",
+    "after",
+    "before",
+    "limit",
+];
+
+/// Most matches counted for `total`: counting stops there, so a search over a long history
+/// costs at most this many index entries (`total_capped` then says "more").
+pub const TOTAL_CAP: u64 = 10_000;
+
+/// One page of matching events, with the number of matches.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventPageView {
+    /// The events, newest first.
+    pub data: Vec<EventSummary>,
+    /// Pass as `after` for the page of older matches; absent on the last page.
+    pub next: Option<String>,
+    /// Pass as `before` for the page of newer matches; absent on the first page.
+    pub prev: Option<String>,
+    /// How many events match the filters (all pages), counted up to 10000.
+    pub total: u64,
+    /// Whether counting stopped at 10000 (`total` is then a lower bound).
+    pub total_capped: bool,
 }
 
 /// An event in a list (no payload).
@@ -201,30 +252,72 @@ pub fn delivery_id(raw: &str) -> ApiResult<DeliveryId> {
     DeliveryId::parse(raw).map_err(|_| ApiError::NotFound("delivery".into()))
 }
 
-/// Events, newest first, filtered.
-pub async fn list(
+/// Refuses a query string naming a parameter the event list does not know, with a 422 that
+/// names it (serde would drop it silently, and the list would answer unfiltered).
+pub fn known_parameters(raw: Option<&str>) -> ApiResult<()> {
+    for (name, _) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if !FILTER_PARAMETERS.contains(&name.as_ref()) {
+            return Err(ApiError::invalid(
+                name.into_owned(),
+                format!("unknown parameter; known: {}", FILTER_PARAMETERS.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `filter` into a store query for `merchant`: each bad value is a 422 naming its
+/// parameter; a field that is not configured as searchable says which ones are; an endpoint
+/// that is not the merchant's is as unknown as a missing one. Empty strings are absent (what
+/// an untouched form field sends).
+pub async fn query(
     state: &AppState,
     merchant: &MerchantId,
     filter: &EventFilterQuery,
-) -> ApiResult<PageView<EventSummary>> {
+) -> ApiResult<EventQuery> {
     let page = PageQuery {
-        after: filter.after.clone(),
+        after: given(&filter.after).map(str::to_owned),
         limit: filter.limit,
     };
+    let before = PageQuery {
+        after: given(&filter.before).map(str::to_owned),
+        limit: None,
+    }
+    .cursor(EventId::parse)
+    .map_err(|_| ApiError::invalid("before", "not a cursor of this listing"))?;
+    let after = page.cursor(EventId::parse)?;
+    if after.is_some() && before.is_some() {
+        return Err(ApiError::invalid("before", "give either after or before"));
+    }
+    let event_id = given(&filter.event_id)
+        .map(|raw| {
+            EventId::parse(raw).map_err(|_| ApiError::invalid("event_id", "not an event id"))
+        })
+        .transpose()?;
+    let endpoint = match given(&filter.endpoint_id) {
+        None => None,
+        Some(raw) => {
+            let unknown = || ApiError::invalid("endpoint_id", "no such endpoint");
+            let id = EndpointId::parse(raw).map_err(|_| unknown())?;
+            match state.store.get_endpoint(merchant, &id).await {
+                Ok(_) => Some(id),
+                Err(blockhook_core::Error::NotFound(_)) => return Err(unknown()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
     let q = EventQuery {
-        event_type: filter
-            .event_type
-            .as_deref()
+        event_type: given(&filter.event_type)
             .map(EventType::parse)
             .transpose()?,
         since: filter.since.map(Timestamp::from_ms),
         until: filter.until.map(Timestamp::from_ms),
-        state: filter
-            .state
-            .as_deref()
-            .map(DeliveryState::parse)
-            .transpose()?,
-        after: page.cursor(EventId::parse)?,
+        state: given(&filter.state).map(DeliveryState::parse).transpose()?,
+        event_id,
+        endpoint,
+        key: search_key(state, filter)?,
+        after,
+        before,
         limit: page.limit()?,
     };
     if let (Some(s), Some(u)) = (q.since, q.until) {
@@ -232,8 +325,88 @@ pub async fn list(
             return Err(ApiError::invalid("until", "is before since"));
         }
     }
+    Ok(q)
+}
+
+/// A parameter's value, trimmed; empty is absent (what an untouched form field sends).
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The (field, value) of `field` + `value` or `order_no`, checked against `[search] fields`.
+fn search_key(state: &AppState, filter: &EventFilterQuery) -> ApiResult<Option<SearchKey>> {
+    let (field, value, param) = match (
+        given(&filter.order_no),
+        given(&filter.field),
+        given(&filter.value),
+    ) {
+        (None, None, None) => return Ok(None),
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(ApiError::invalid(
+                "order_no",
+                "give either order_no or field and value",
+            ));
+        }
+        (Some(no), None, None) => ("orderNo", no, "order_no"),
+        (None, Some(f), Some(v)) => (f, v, "value"),
+        (None, Some(_), None) => return Err(ApiError::invalid("value", "required with field")),
+        (None, None, Some(_)) => return Err(ApiError::invalid("field", "required with value")),
+    };
+    let fields = &state.settings.search.fields;
+    if !fields.iter().any(|f| f == field) {
+        let name = if param == "order_no" {
+            "order_no"
+        } else {
+            "field"
+        };
+        return Err(ApiError::invalid(
+            name,
+            format!(
+                "{field:?} is not searchable; searchable fields: {} (setting [search] fields)",
+                if fields.is_empty() {
+                    "none".to_owned()
+                } else {
+                    fields.join(", ")
+                }
+            ),
+        ));
+    }
+    if value.len() > MAX_SEARCH_VALUE_LEN {
+        return Err(ApiError::invalid(
+            param,
+            format!("at most {MAX_SEARCH_VALUE_LEN} bytes"),
+        ));
+    }
+    Ok(Some(SearchKey {
+        field: field.to_owned(),
+        value: value.to_owned(),
+    }))
+}
+
+/// Events matching `filter`, newest first, one page, with the number of matches.
+pub async fn list(
+    state: &AppState,
+    merchant: &MerchantId,
+    filter: &EventFilterQuery,
+) -> ApiResult<EventPageView> {
+    let q = query(state, merchant, filter).await?;
     let rows = state.store.list_events(merchant, &q).await?;
-    PageView::map(rows, |e| Ok(summary(e)))
+    let total = state.store.count_events(merchant, &q, TOTAL_CAP).await?;
+    let page = PageView::map(
+        Page {
+            data: rows.data,
+            next: rows.next,
+            prev: None,
+        },
+        |e| Ok(summary(e)),
+    )?;
+    Ok(EventPageView {
+        data: page.data,
+        next: page.next,
+        prev: rows.prev.map(|c| c.0),
+        total: total.min(TOTAL_CAP),
+        total_capped: total > TOTAL_CAP,
+    })
 }
 
 /// One event, payload included.
@@ -302,8 +475,12 @@ pub struct EventOverview {
 pub struct OverviewPage {
     /// The rows.
     pub events: Vec<EventOverview>,
-    /// Where the next page starts; `None` on the last page.
+    /// Where the next (older) page starts; `None` on the last page.
     pub next: Option<Cursor>,
+    /// Where the previous (newer) page ends; `None` on the first page.
+    pub prev: Option<Cursor>,
+    /// Matches on all pages, counted up to [`TOTAL_CAP`] + 1 (more means "over the cap").
+    pub total: u64,
 }
 
 /// Events matching `query` (already validated by the caller), each with its deliveries.
@@ -313,6 +490,7 @@ pub async fn overview(
     query: &EventQuery,
 ) -> ApiResult<OverviewPage> {
     let page = state.store.list_events(merchant, query).await?;
+    let total = state.store.count_events(merchant, query, TOTAL_CAP).await?;
     let ids: Vec<EventId> = page.data.iter().map(|e| e.id.clone()).collect();
     let mut deliveries: HashMap<EventId, Vec<Delivery>> = HashMap::new();
     for delivery in state
@@ -336,6 +514,8 @@ pub async fn overview(
     Ok(OverviewPage {
         events,
         next: page.next,
+        prev: page.prev,
+        total,
     })
 }
 

@@ -107,11 +107,14 @@ pub fn event_with(
     payload: &[u8],
     at: Timestamp,
 ) -> NewEvent {
+    let payload = Payload::from_trusted(Bytes::copy_from_slice(payload));
     NewEvent {
         id: EventId::generate(),
         merchant_id: merchant.clone(),
         event_type: ty(event_type),
-        payload: Payload::from_trusted(Bytes::copy_from_slice(payload)),
+        // As the server indexes it with the default `[search] fields` (`orderNo`).
+        search_keys: blockhook_core::SearchFields::default().keys_of(&payload),
+        payload,
         idempotency_key: None,
         ordering_key: None,
         created_at: at,

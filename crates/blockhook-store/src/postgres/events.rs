@@ -31,7 +31,9 @@ use blockhook_core::{
     Ingested, MerchantId, NewEvent, Ordering, OrderingKey, Page, Timestamp,
 };
 
-use super::db::{PgStore, cursor, overfetch};
+use sqlx::{Postgres, QueryBuilder};
+
+use super::db::{PgStore, overfetch};
 use super::listen::CHANNEL;
 use super::rows::{
     AttemptRow, DeliveryRow, EventRow, NextWhileLeased, count, filter_matches, filter_types, to_u32,
@@ -75,6 +77,9 @@ struct StoredRow {
 // serialise there, in a fixed lock order, and commit in the order of their numbers), and each
 // delivery's number is the counter's value before the batch plus its rank. Idempotent repeats
 // leave gaps, which order nothing differently. With no ordered delivery both CTEs are empty.
+//
+// `searched` stores the search keys (`$16`..`$19`) of the events `stored` inserted; a
+// data-modifying CTE runs to completion whether or not it is referenced.
 const STORE: &str = "WITH input AS ( \
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::int8[], \
             $13::text[]) \
@@ -115,6 +120,13 @@ const STORE: &str = "WITH input AS ( \
         LEFT JOIN wanted w ON w.endpoint_id = d.endpoint_id AND w.ordering_key = d.ordering_key \
         LEFT JOIN counted c ON c.endpoint_id = d.endpoint_id AND c.ordering_key = d.ordering_key \
         RETURNING event_id \
+     ), searched AS ( \
+        INSERT INTO event_search (merchant_id, field, value, event_id) \
+        SELECT k.merchant_id, k.field, k.value, k.event_id \
+        FROM unnest($16::text[], $17::text[], $18::text[], $19::text[]) \
+            AS k(merchant_id, field, value, event_id) \
+        WHERE k.event_id IN (SELECT id FROM stored) \
+        ON CONFLICT DO NOTHING \
      ), woke AS ( \
         SELECT pg_notify($12, current_schema()) FROM (SELECT 1 FROM fanned LIMIT 1) AS any_delivery \
      ) \
@@ -188,6 +200,10 @@ impl Events for PgStore {
             .bind(&ev.ordering_keys)
             .bind(&dl_keys)
             .bind(&dl.ranks)
+            .bind(&ev.search[0])
+            .bind(&ev.search[1])
+            .bind(&ev.search[2])
+            .bind(&ev.search[3])
             .fetch_all(self.on(&mut conn))
             .await
             .map_err(store_error)?;
@@ -236,42 +252,33 @@ impl Events for PgStore {
         row.ok_or(Error::NotFound("event"))?.try_into()
     }
 
+    /// Newest first by id, strictly after (or before) the cursor, so rows inserted while paging
+    /// (newer ids) never shift a page. The SQL is assembled from the filters present.
     async fn list_events(
         &self,
         merchant: &MerchantId,
         q: &EventQuery,
     ) -> Result<Page<Event>, Error> {
-        // Newest first by id with `id < cursor`, so rows inserted while paging (newer ids) never shift
-        // a page. Each other filter is off when its parameter is NULL. The state filter has no `now` to compare
-        // leases with (the query carries none), so "in flight" means "claimed and not yet finished"
-        // (a lease token is set), and `Pending` matches every undelivered delivery, leased or not.
-        const LIST_EVENTS: &str = "SELECT ev.id, ev.merchant_id, ev.event_type, ev.payload, \
-             ev.idempotency_key, ev.created_at, ev.resend_count \
-             FROM events ev \
-             WHERE ev.merchant_id = $1 \
-               AND ev.id < $2 \
-               AND ($3::text IS NULL OR lower(ev.event_type) = lower($3)) \
-               AND ($4::int8 IS NULL OR ev.created_at >= $4) \
-               AND ($5::int8 IS NULL OR ev.created_at < $5) \
-               AND ($6::text IS NULL OR EXISTS ( \
-                   SELECT 1 FROM deliveries d WHERE d.event_id = ev.id AND d.state = $6 \
-                     AND (NOT $7 OR d.lease_token IS NOT NULL))) \
-             ORDER BY ev.id DESC LIMIT $8";
-
-        let (state, leased) = match q.state {
-            None => (None, false),
-            Some(DeliveryState::InFlight) => (Some("pending"), true),
-            Some(s) => (Some(s.as_str()), false),
-        };
-        let rows: Vec<EventRow> = sqlx::query_as(LIST_EVENTS)
-            .bind(merchant.as_str())
-            .bind(cursor(q.after.as_ref()))
-            .bind(q.event_type.as_ref().map(|t| t.as_str()))
-            .bind(q.since.map(Timestamp::ms))
-            .bind(q.until.map(Timestamp::ms))
-            .bind(state)
-            .bind(leased)
-            .bind(overfetch(q.limit))
+        let mut sql: QueryBuilder<'_, Postgres> = QueryBuilder::new(
+            "SELECT ev.id, ev.merchant_id, ev.event_type, ev.payload, ev.idempotency_key, \
+             ev.created_at, ev.resend_count FROM events ev",
+        );
+        push_event_filters(&mut sql, merchant, q);
+        if let Some(after) = &q.after {
+            sql.push(" AND ev.id < ").push_bind(after.0.as_str());
+        }
+        let backwards = q.before.is_some();
+        if let Some(before) = &q.before {
+            // Backwards: the rows just newer than the cursor, oldest first, turned by the page.
+            sql.push(" AND ev.id > ").push_bind(before.0.as_str());
+            sql.push(" ORDER BY ev.id ASC LIMIT ")
+                .push_bind(overfetch(q.limit));
+        } else {
+            sql.push(" ORDER BY ev.id DESC LIMIT ")
+                .push_bind(overfetch(q.limit));
+        }
+        let rows: Vec<EventRow> = sql
+            .build_query_as()
             .fetch_all(self.db())
             .await
             .map_err(classify)?;
@@ -279,9 +286,35 @@ impl Events for PgStore {
             .into_iter()
             .map(Event::try_from)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(events, q.limit.max(1) as usize, |e| {
-            e.id.to_string()
-        }))
+        let from_cursor = q.after.is_some() || backwards;
+        Ok(Page::both_ways(
+            events,
+            q.limit.max(1) as usize,
+            from_cursor,
+            backwards,
+            |e| e.id.to_string(),
+        ))
+    }
+
+    /// One statement, stopping at `cap + 1` rows.
+    async fn count_events(
+        &self,
+        merchant: &MerchantId,
+        q: &EventQuery,
+        cap: u64,
+    ) -> Result<u64, Error> {
+        let mut sql: QueryBuilder<'_, Postgres> =
+            QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM events ev");
+        push_event_filters(&mut sql, merchant, q);
+        sql.push(" LIMIT ")
+            .push_bind(i64::try_from(cap.saturating_add(1)).unwrap_or(i64::MAX))
+            .push(") AS matching");
+        let n: i64 = sql
+            .build_query_scalar()
+            .fetch_one(self.db())
+            .await
+            .map_err(classify)?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn list_deliveries(
@@ -643,6 +676,8 @@ struct EventArrays<'a> {
     keys: Vec<Option<&'a str>>,
     created: Vec<i64>,
     ordering_keys: Vec<Option<&'a str>>,
+    /// The search keys, one entry per key: merchant, field, value, event.
+    search: [Vec<&'a str>; 4],
 }
 
 impl<'a> EventArrays<'a> {
@@ -655,6 +690,7 @@ impl<'a> EventArrays<'a> {
             keys: Vec::with_capacity(n),
             created: Vec::with_capacity(n),
             ordering_keys: Vec::with_capacity(n),
+            search: Default::default(),
         }
     }
 
@@ -668,6 +704,12 @@ impl<'a> EventArrays<'a> {
         self.created.push(e.created_at.ms());
         self.ordering_keys
             .push(e.ordering_key.as_ref().map(|k| k.as_str()));
+        for k in &e.search_keys {
+            self.search[0].push(e.merchant_id.as_str());
+            self.search[1].push(k.field.as_str());
+            self.search[2].push(k.value.as_str());
+            self.search[3].push(e.id.as_str());
+        }
     }
 }
 
@@ -870,4 +912,59 @@ struct HealthRow {
     latency_ms: i64,
     attempts: i64,
     succeeded: i64,
+}
+
+/// The `WHERE` of an event listing or count over `events ev`: the merchant and every filter of
+/// `q` present (cursors and limit are the caller's).
+fn push_event_filters<'a>(
+    sql: &mut QueryBuilder<'a, Postgres>,
+    merchant: &'a MerchantId,
+    q: &'a EventQuery,
+) {
+    sql.push(" WHERE ev.merchant_id = ")
+        .push_bind(merchant.as_str());
+    if let Some(id) = &q.event_id {
+        sql.push(" AND ev.id = ").push_bind(id.as_str());
+    }
+    if let Some(key) = &q.key {
+        // The index lookup: the merchant's events stored with this (field, value).
+        sql.push(" AND ev.id IN (SELECT event_id FROM event_search WHERE merchant_id = ")
+            .push_bind(merchant.as_str())
+            .push(" AND field = ")
+            .push_bind(key.field.as_str())
+            .push(" AND value = ")
+            .push_bind(key.value.as_str())
+            .push(")");
+    }
+    if let Some(t) = &q.event_type {
+        sql.push(" AND lower(ev.event_type) = lower(")
+            .push_bind(t.as_str())
+            .push(")");
+    }
+    if let Some(since) = q.since {
+        sql.push(" AND ev.created_at >= ").push_bind(since.ms());
+    }
+    if let Some(until) = q.until {
+        sql.push(" AND ev.created_at < ").push_bind(until.ms());
+    }
+    if q.state.is_some() || q.endpoint.is_some() {
+        // One delivery must match both: "a failed delivery to this endpoint". The query has no
+        // `now` to compare leases with, so "in flight" means "claimed and not yet finished" (a
+        // lease token is set), and `Pending` matches every undelivered delivery, leased or not.
+        sql.push(" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = ev.id");
+        if let Some(state) = q.state {
+            let cond = match state {
+                DeliveryState::Pending => " AND d.state = 'pending'",
+                DeliveryState::InFlight => " AND d.state = 'pending' AND d.lease_token IS NOT NULL",
+                DeliveryState::Succeeded => " AND d.state = 'succeeded'",
+                DeliveryState::Failed => " AND d.state = 'failed'",
+            };
+            sql.push(cond);
+        }
+        if let Some(endpoint) = &q.endpoint {
+            sql.push(" AND d.endpoint_id = ")
+                .push_bind(endpoint.as_str());
+        }
+        sql.push(")");
+    }
 }

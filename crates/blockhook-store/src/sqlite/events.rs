@@ -259,6 +259,7 @@ fn ingest_in(
     }
 
     insert_events(cx, conn, &fresh)?;
+    insert_search_keys(cx, conn, &fresh)?;
     insert_deliveries(cx, conn, &deliveries, DeliveryOrigin::Initial)?;
     Ok(results)
 }
@@ -343,6 +344,42 @@ fn insert_events(cx: &Cx, conn: &Connection, events: &[&NewEvent]) -> Result<(),
                 "an event with this id already exists".to_owned(),
             ));
         }
+    }
+    Ok(())
+}
+
+const INSERT_SEARCH_KEYS: (&str, &str) = (
+    "INSERT OR IGNORE INTO event_search (merchant_id, field, value, event_id) \
+     SELECT * FROM (VALUES ",
+    ") WHERE column1 IS NOT NULL",
+);
+
+/// Multi-row INSERT of the events' search keys, one statement per 256 keys, none when no event
+/// has one: the same transaction as the events, so an acknowledged event is findable.
+fn insert_search_keys(cx: &Cx, conn: &Connection, events: &[&NewEvent]) -> Result<(), Error> {
+    let keys: Vec<(&NewEvent, &blockhook_core::SearchKey)> = events
+        .iter()
+        .flat_map(|ev| ev.search_keys.iter().map(move |k| (*ev, k)))
+        .collect();
+    for (chunk, rows) in padded_chunks(&keys) {
+        let sql = format!(
+            "{}{}{}",
+            INSERT_SEARCH_KEYS.0,
+            placeholders(rows, 4),
+            INSERT_SEARCH_KEYS.1
+        );
+        let mut values: Vec<Bind<'_>> = Vec::with_capacity(rows * 4);
+        for (ev, k) in chunk {
+            values.push(text(ev.merchant_id.as_str()));
+            values.push(text(k.field.as_str()));
+            values.push(text(k.value.as_str()));
+            values.push(text(ev.id.as_str()));
+        }
+        values.resize(rows * 4, NULL);
+        cx.tick(1);
+        conn.prepare_cached(&sql)
+            .and_then(|mut stmt| stmt.execute(params_from_iter(values)))
+            .map_err(classify_sqlite)?;
     }
     Ok(())
 }
@@ -511,9 +548,9 @@ impl Events for SqliteStore {
         row.ok_or(Error::NotFound("event"))?.try_into()
     }
 
-    /// Newest first (ids are UUIDv7), resuming strictly after the cursor id, so rows inserted while
-    /// paging never shift a page. The SQL is assembled from the filters present, so each combination
-    /// gets its own plan using `events_merchant`.
+    /// Newest first (ids are UUIDv7), resuming strictly after (or before) the cursor id, so rows
+    /// inserted while paging never shift a page. The SQL is assembled from the filters present,
+    /// so each combination gets its own plan using `events_merchant` (or `event_search`'s key).
     async fn list_events(
         &self,
         merchant: &MerchantId,
@@ -522,37 +559,18 @@ impl Events for SqliteStore {
         let (limit, fetch) = page_limit(q.limit);
         let mut sql: QueryBuilder<'_, Sqlite> =
             QueryBuilder::new(concat!("SELECT ", event_columns!(), " FROM events"));
-        sql.push(" WHERE merchant_id = ")
-            .push_bind(merchant.as_str());
+        push_event_filters(&mut sql, merchant, q);
         if let Some(after) = &q.after {
             sql.push(" AND id < ").push_bind(after.0.as_str());
         }
-        if let Some(t) = &q.event_type {
-            // Event types are ASCII, so NOCASE is exactly the contract's case-insensitive compare.
-            sql.push(" AND event_type = ")
-                .push_bind(t.as_str())
-                .push(" COLLATE NOCASE");
+        let backwards = q.before.is_some();
+        if let Some(before) = &q.before {
+            // Backwards: the rows just newer than the cursor, oldest first, turned by the page.
+            sql.push(" AND id > ").push_bind(before.0.as_str());
+            sql.push(" ORDER BY id ASC LIMIT ").push_bind(fetch);
+        } else {
+            sql.push(" ORDER BY id DESC LIMIT ").push_bind(fetch);
         }
-        if let Some(since) = q.since {
-            sql.push(" AND created_at >= ").push_bind(since.ms());
-        }
-        if let Some(until) = q.until {
-            sql.push(" AND created_at < ").push_bind(until.ms());
-        }
-        if let Some(state) = q.state {
-            // No clock here: "in flight" is a pending delivery holding a lease token (finish and
-            // recovery clear it); "pending" is any undelivered one, leased or not.
-            let cond = match state {
-                DeliveryState::Pending => "d.state = 'pending'",
-                DeliveryState::InFlight => "d.state = 'pending' AND d.lease_token IS NOT NULL",
-                DeliveryState::Succeeded => "d.state = 'succeeded'",
-                DeliveryState::Failed => "d.state = 'failed'",
-            };
-            sql.push(" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND ")
-                .push(cond)
-                .push(")");
-        }
-        sql.push(" ORDER BY id DESC LIMIT ").push_bind(fetch);
         self.db.tick(1);
         let rows: Vec<EventRow> = sql
             .build_query_as()
@@ -563,7 +581,36 @@ impl Events for SqliteStore {
             .into_iter()
             .map(Event::try_from)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(events, limit, |e| e.id.to_string()))
+        let from_cursor = q.after.is_some() || backwards;
+        Ok(Page::both_ways(
+            events,
+            limit,
+            from_cursor,
+            backwards,
+            |e| e.id.to_string(),
+        ))
+    }
+
+    /// One statement, stopping at `cap + 1` rows.
+    async fn count_events(
+        &self,
+        merchant: &MerchantId,
+        q: &EventQuery,
+        cap: u64,
+    ) -> Result<u64, Error> {
+        let mut sql: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM events");
+        push_event_filters(&mut sql, merchant, q);
+        sql.push(" LIMIT ")
+            .push_bind(i64::try_from(cap.saturating_add(1)).unwrap_or(i64::MAX))
+            .push(")");
+        self.db.tick(1);
+        let n: i64 = sql
+            .build_query_scalar()
+            .fetch_one(&self.db.readers)
+            .await
+            .map_err(classify)?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// One statement when the event has deliveries; a second one tells "none" from "not yours".
@@ -888,4 +935,60 @@ fn health_in_order(
         .iter()
         .filter_map(|id| found.remove(id.as_str()).map(|h| (id.clone(), h)))
         .collect())
+}
+
+/// The `WHERE` of an event listing or count: the merchant and every filter of `q` present
+/// (cursors and limit are the caller's).
+fn push_event_filters<'a>(
+    sql: &mut QueryBuilder<'a, Sqlite>,
+    merchant: &'a MerchantId,
+    q: &'a EventQuery,
+) {
+    sql.push(" WHERE merchant_id = ")
+        .push_bind(merchant.as_str());
+    if let Some(id) = &q.event_id {
+        sql.push(" AND id = ").push_bind(id.as_str());
+    }
+    if let Some(key) = &q.key {
+        // The index lookup: the merchant's events stored with this (field, value).
+        sql.push(" AND id IN (SELECT event_id FROM event_search WHERE merchant_id = ")
+            .push_bind(merchant.as_str())
+            .push(" AND field = ")
+            .push_bind(key.field.as_str())
+            .push(" AND value = ")
+            .push_bind(key.value.as_str())
+            .push(")");
+    }
+    if let Some(t) = &q.event_type {
+        // Event types are ASCII, so NOCASE is exactly the contract's case-insensitive compare.
+        sql.push(" AND event_type = ")
+            .push_bind(t.as_str())
+            .push(" COLLATE NOCASE");
+    }
+    if let Some(since) = q.since {
+        sql.push(" AND created_at >= ").push_bind(since.ms());
+    }
+    if let Some(until) = q.until {
+        sql.push(" AND created_at < ").push_bind(until.ms());
+    }
+    if q.state.is_some() || q.endpoint.is_some() {
+        // One delivery must match both: "a failed delivery to this endpoint". No clock here:
+        // "in flight" is a pending delivery holding a lease token (finish and recovery clear
+        // it); "pending" is any undelivered one, leased or not.
+        sql.push(" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id");
+        if let Some(state) = q.state {
+            let cond = match state {
+                DeliveryState::Pending => " AND d.state = 'pending'",
+                DeliveryState::InFlight => " AND d.state = 'pending' AND d.lease_token IS NOT NULL",
+                DeliveryState::Succeeded => " AND d.state = 'succeeded'",
+                DeliveryState::Failed => " AND d.state = 'failed'",
+            };
+            sql.push(cond);
+        }
+        if let Some(endpoint) = &q.endpoint {
+            sql.push(" AND d.endpoint_id = ")
+                .push_bind(endpoint.as_str());
+        }
+        sql.push(")");
+    }
 }

@@ -99,6 +99,7 @@ pub(super) mod failures {
                 idempotency_key: None,
                 ordering_key: None,
                 created_at: T0,
+                search_keys: Vec::new(),
             })
             .collect()
     }

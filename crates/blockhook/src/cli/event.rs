@@ -50,6 +50,8 @@ const RESENT: Columns<'static> = &[("DELIVERIES", "delivery_ids")];
 blockhook event publish --merchant mch_... --type Payment order.json\n  \
 echo '{\"orderNo\":\"A1\"}' | blockhook event publish --merchant mch_... --type Payment -\n  \
 blockhook event list --merchant mch_... --state failed\n  \
+blockhook event search --merchant mch_... --order-no OrderNo_1001\n  \
+blockhook event search --merchant mch_... --field txId --value 0x7614... --endpoint ep_...\n  \
 blockhook event attempts dlv_...")]
 pub struct Args {
     #[command(flatten)]
@@ -78,8 +80,25 @@ enum Cmd {
         /// JSON object file with the payload, or `-` for stdin.
         payload: PathBuf,
     },
-    /// List events, newest first.
+    /// Search events, newest first: every filter given must match; prints the page and the
+    /// number of matches.
+    #[command(visible_alias = "search")]
     List {
+        /// Only this event (evt_…).
+        #[arg(long)]
+        id: Option<String>,
+        /// Only events whose payload's `orderNo` is this (shorthand for `--field orderNo --value`).
+        #[arg(long, conflicts_with_all = ["field", "value"])]
+        order_no: Option<String>,
+        /// A searchable payload field (one of the server's `[search] fields`); with `--value`.
+        #[arg(long, requires = "value")]
+        field: Option<String>,
+        /// The value of `--field`: a string's text, or a number as written.
+        #[arg(long, requires = "field")]
+        value: Option<String>,
+        /// Only events with a delivery to this endpoint (ep_…), in `--state` when given.
+        #[arg(long)]
+        endpoint: Option<String>,
         /// Only this type.
         #[arg(long)]
         event_type: Option<String>,
@@ -92,9 +111,12 @@ enum Cmd {
         /// Only events with a delivery in this state: pending, in_flight, succeeded, failed.
         #[arg(long)]
         state: Option<String>,
-        /// Continue after this cursor.
-        #[arg(long)]
+        /// The page of older matches: the `--after` value printed under a page.
+        #[arg(long, conflicts_with = "before")]
         after: Option<String>,
+        /// The page of newer matches: the `--before` value printed under a page.
+        #[arg(long)]
+        before: Option<String>,
         /// Page size (1 to 250).
         #[arg(long)]
         limit: Option<u32>,
@@ -189,14 +211,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 (v, PUBLISHED)
             }
             Cmd::List {
+                id,
+                order_no,
+                field,
+                value,
+                endpoint,
                 event_type,
                 since,
                 until,
                 state,
                 after,
+                before,
                 limit,
             } => {
                 let mut q: Vec<(&str, String)> = Vec::new();
+                q.extend(id.map(|v| ("event_id", v)));
+                q.extend(order_no.map(|v| ("order_no", v)));
+                q.extend(field.map(|v| ("field", v)));
+                q.extend(value.map(|v| ("value", v)));
+                q.extend(endpoint.map(|v| ("endpoint_id", v)));
                 q.extend(event_type.map(|v| ("event_type", v)));
                 if let Some(v) = since {
                     q.push(("since", when::parse_ms("--since", &v)?.to_string()));
@@ -206,6 +239,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 q.extend(state.map(|v| ("state", v)));
                 q.extend(after.map(|v| ("after", v)));
+                q.extend(before.map(|v| ("before", v)));
                 q.extend(limit.map(|v| ("limit", v.to_string())));
                 (api.list_events(m, &q).await?, EVENTS)
             }

@@ -30,6 +30,15 @@ pub fn print(value: &Value, json: bool, columns: Columns<'_>) {
                     .unwrap_or_default(),
                 columns,
             );
+            if let Some(total) = map.get("total").and_then(Value::as_u64) {
+                let capped = map.get("total_capped").and_then(Value::as_bool) == Some(true);
+                let s = if total == 1 { "" } else { "es" };
+                let more = if capped { "more than " } else { "" };
+                println!("{more}{total} match{s}");
+            }
+            if let Some(prev) = map.get("prev").and_then(Value::as_str) {
+                println!("(newer: --before {prev})");
+            }
             if let Some(next) = map.get("next").and_then(Value::as_str) {
                 println!("(more: --after {next})");
             }

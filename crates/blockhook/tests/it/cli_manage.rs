@@ -429,3 +429,120 @@ fn logs_are_coloured_only_on_a_terminal_without_no_color() {
     assert!(!run(true, true).contains(&0x1b), "NO_COLOR is honoured");
     assert!(!run(false, false).contains(&0x1b), "a pipe gets no colour");
 }
+
+/// `event search`: by order number (table with the number of matches, and `--json`), paged
+/// forwards and back, and a field that is not searchable refused with the server's reason.
+#[test]
+fn event_search_finds_an_order_and_pages_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = serve(dir.path(), &[]);
+    let merchant = json_of(&blockhook(
+        &url,
+        &["merchant", "create", "--name", "Search Pay", "--json"],
+    ));
+    let m = merchant["id"].as_str().unwrap().to_owned();
+    let mut ids = Vec::new();
+    for order in ["OrderNo_A", "OrderNo_B", "OrderNo_B", "OrderNo_B"] {
+        let file = dir.path().join("order.json");
+        std::fs::write(&file, format!(r#"{{"orderNo":"{order}","amount":"1.00"}}"#)).unwrap();
+        let published = json_of(&blockhook(
+            &url,
+            &[
+                "event",
+                "publish",
+                "--merchant",
+                &m,
+                "--type",
+                "Payment",
+                file.to_str().unwrap(),
+                "--json",
+            ],
+        ));
+        ids.push(published["event_id"].as_str().unwrap().to_owned());
+    }
+
+    let found = json_of(&blockhook(
+        &url,
+        &[
+            "event",
+            "search",
+            "--merchant",
+            &m,
+            "--order-no",
+            "OrderNo_A",
+            "--json",
+        ],
+    ));
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["data"][0]["id"], ids[0].as_str());
+    let table = blockhook(
+        &url,
+        &[
+            "event",
+            "search",
+            "--merchant",
+            &m,
+            "--order-no",
+            "OrderNo_A",
+        ],
+    );
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        text.starts_with("ID") && text.contains(&ids[0]) && text.contains("1 match\n"),
+        "{text}"
+    );
+
+    // Three B orders, two a page: forwards with --after, back with --before.
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "event",
+            "list",
+            "--merchant",
+            &m,
+            "--field",
+            "orderNo",
+            "--value",
+            "OrderNo_B",
+            "--limit",
+            "2",
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        json_of(&blockhook(&url, &a))
+    };
+    let page_ids = |v: &Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let p1 = args(&[]);
+    assert_eq!(p1["total"], 3);
+    assert_eq!(page_ids(&p1), vec![ids[3].clone(), ids[2].clone()]);
+    let p2 = args(&["--after", p1["next"].as_str().unwrap()]);
+    assert_eq!(page_ids(&p2), vec![ids[1].clone()]);
+    let back = args(&["--before", p2["prev"].as_str().unwrap()]);
+    assert_eq!(page_ids(&back), page_ids(&p1));
+
+    let refused = blockhook(
+        &url,
+        &[
+            "event",
+            "search",
+            "--merchant",
+            &m,
+            "--field",
+            "amount",
+            "--value",
+            "1.00",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("422") && err.contains("searchable fields: orderNo"),
+        "{err}"
+    );
+}

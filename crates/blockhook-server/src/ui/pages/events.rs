@@ -1,4 +1,5 @@
-//! Events: the newest-first list (filter by type, delivery state and time; `after` cursor), and
+//! Events: the search (by event id, a searchable payload field's value, endpoint, delivery
+//! state, type and time; newest first, Previous / Next pages, the number of matches), and
 //! one event's page: its payload, each delivery with its attempts, and resend.
 
 use std::collections::HashMap;
@@ -31,9 +32,20 @@ const PAGE: u32 = 25;
 /// Payload fields worth a column when present.
 const FIELDS: [&str; 4] = ["orderNo", "bizOrderNo", "custNo", "status"];
 
-/// The filter form (all optional).
+/// The search form (all optional). Parameter names are short, as they show in the address bar.
 #[derive(Debug, Default, Deserialize)]
 pub struct Filter {
+    /// An event id.
+    #[serde(default)]
+    id: String,
+    /// Which searchable field `value` is of (the first configured one when absent).
+    #[serde(default)]
+    field: String,
+    /// A value of `field` (an order number, by default).
+    #[serde(default)]
+    value: String,
+    #[serde(default)]
+    endpoint: String,
     #[serde(default, rename = "type")]
     event_type: String,
     #[serde(default)]
@@ -44,38 +56,57 @@ pub struct Filter {
     until: String,
     #[serde(default)]
     after: String,
+    #[serde(default)]
+    before: String,
 }
 
 impl Filter {
-    fn query(&self) -> Result<EventQuery, UiError> {
+    /// The same checks as the API's search (`manage::events::query`).
+    async fn query(&self, state: &AppState, ui: &Ui) -> Result<EventQuery, UiError> {
         let time = |raw: &str, name: &str| match raw.trim() {
             "" => Ok(None),
             t => parse_utc(t)
-                .map(Some)
+                .map(|t| Some(t.ms()))
                 .ok_or_else(|| UiError::Invalid(format!("{name}: use YYYY-MM-DDTHH:MM (UTC)"))),
         };
-        Ok(EventQuery {
-            event_type: match self.event_type.trim() {
-                "" => None,
-                t => Some(EventType::parse(t)?),
-            },
+        let some = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        let value = some(&self.value);
+        let field = value.as_ref().map(|_| {
+            some(&self.field).unwrap_or_else(|| {
+                state
+                    .settings
+                    .search
+                    .fields
+                    .first()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+        });
+        let filter = manage::EventFilterQuery {
+            event_id: some(&self.id),
+            field,
+            value,
+            endpoint_id: some(&self.endpoint),
+            event_type: some(&self.event_type),
+            state: some(&self.state),
             since: time(&self.since, "from")?,
             until: time(&self.until, "until")?,
-            state: match self.state.as_str() {
-                "" => None,
-                s => Some(DeliveryState::parse(s)?),
-            },
-            after: Some(self.after.trim())
-                .filter(|a| !a.is_empty())
-                .map(|a| Cursor(a.to_owned())),
-            limit: PAGE,
-        })
+            after: some(&self.after),
+            before: some(&self.before),
+            limit: Some(PAGE),
+            ..Default::default()
+        };
+        Ok(manage::query(state, ui.merchant()?, &filter).await?)
     }
 
-    /// The query string of the next page.
-    fn next_href(&self, next: &Cursor) -> String {
+    /// The address of this search at another page: `("after", next)` or `("before", prev)`.
+    fn page_href(&self, (key, cursor): (&str, &Cursor)) -> String {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         for (k, v) in [
+            ("id", &self.id),
+            ("field", &self.field),
+            ("value", &self.value),
+            ("endpoint", &self.endpoint),
             ("type", &self.event_type),
             ("state", &self.state),
             ("since", &self.since),
@@ -85,7 +116,7 @@ impl Filter {
                 q.append_pair(k, v);
             }
         }
-        q.append_pair("after", &next.0);
+        q.append_pair(key, &cursor.0);
         format!("/ui/events?{}", q.finish())
     }
 }
@@ -146,19 +177,27 @@ fn endpoint_name(names: &HashMap<EndpointId, String>, id: &EndpointId) -> String
         .unwrap_or_else(|| format!("{id} (deleted)"))
 }
 
-fn options(values: &[&str], current: &str, any: &str) -> String {
-    let mut out = format!(r#"<option value="">{any}</option>"#);
-    for v in values {
-        let sel = if *v == current { " selected" } else { "" };
-        let _ = write!(out, r#"<option value="{v}"{sel}>{v}</option>"#);
+fn select(values: &[(String, String)], current: &str, any: Option<&str>) -> String {
+    let mut out = any
+        .map(|a| format!(r#"<option value="">{a}</option>"#))
+        .unwrap_or_default();
+    for (v, label) in values {
+        let sel = if v == current { " selected" } else { "" };
+        let _ = write!(
+            out,
+            r#"<option value="{}"{sel}>{}</option>"#,
+            Esc(v),
+            Esc(label)
+        );
     }
     out
 }
 
-/// `GET /ui/events`.
+/// `GET /ui/events`: the search form and one page of matches.
 pub async fn list(ui: Ui, State(state): State<AppState>, Query(filter): Query<Filter>) -> UiResult {
     let merchant = ui.merchant()?;
-    let page_ = manage::overview(&state, merchant, &filter.query()?).await?;
+    let query = filter.query(&state, &ui).await?;
+    let page_ = manage::overview(&state, merchant, &query).await?;
     let names = endpoint_names(&ui, &state).await?;
     let mut rows = String::new();
     for manage::EventOverview {
@@ -199,37 +238,75 @@ pub async fn list(ui: Ui, State(state): State<AppState>, Query(filter): Query<Fi
             },
         );
     }
+    let total = if page_.total > manage::TOTAL_CAP {
+        format!("More than {} matches", manage::TOTAL_CAP)
+    } else if page_.total == 1 {
+        "1 match".to_owned()
+    } else {
+        format!("{} matches", page_.total)
+    };
     let table = if page_.events.is_empty() {
-        "<p>No events match.</p>".to_owned()
+        "<p class=\"empty\">No events match this search.</p>".to_owned()
     } else {
         format!(
             r#"<div class="scroll"><table class="stack"><thead><tr><th scope="col">Created</th><th scope="col">Type</th><th scope="col">Details</th><th scope="col">Deliveries</th></tr></thead><tbody>{rows}</tbody></table></div>"#
         )
     };
-    let more = page_
-        .next
-        .as_ref()
-        .map(|n| {
+    let link = |c: Option<&Cursor>, key: &str, rel: &str, text: &str| {
+        c.map(|c| {
             format!(
-                r#"<p><a class="button" href="{}" rel="next">Older events →</a></p>"#,
-                Esc(&filter.next_href(n))
+                r#"<a class="button" href="{}" rel="{rel}">{text}</a>"#,
+                Esc(&filter.page_href((key, c)))
             )
         })
-        .unwrap_or_default();
-    let types = EventType::BUILT_IN;
-    let states = ["pending", "in_flight", "succeeded", "failed"];
+        .unwrap_or_default()
+    };
+    let pager = format!(
+        r#"<nav class="pager" aria-label="Pages">{} {}</nav>"#,
+        link(page_.prev.as_ref(), "before", "prev", "← Previous"),
+        link(page_.next.as_ref(), "after", "next", "Next →"),
+    );
+    let types: Vec<(String, String)> = EventType::BUILT_IN
+        .iter()
+        .map(|t| ((*t).to_owned(), (*t).to_owned()))
+        .collect();
+    let states: Vec<(String, String)> = ["pending", "in_flight", "succeeded", "failed"]
+        .iter()
+        .map(|t| ((*t).to_owned(), (*t).to_owned()))
+        .collect();
+    let fields: Vec<(String, String)> = state
+        .settings
+        .search
+        .fields
+        .iter()
+        .map(|f| (f.clone(), f.clone()))
+        .collect();
+    let mut endpoints: Vec<(String, String)> = names
+        .iter()
+        .map(|(id, name)| (id.to_string(), name.clone()))
+        .collect();
+    endpoints.sort_by(|a, b| a.1.cmp(&b.1));
     let body = format!(
-        r#"<form method="get" action="/ui/events" class="filters" role="search">
-<div><label for="f-type">Type</label><select id="f-type" name="type">{}</select></div>
-<div><label for="f-state">Delivery state</label><select id="f-state" name="state">{}</select></div>
-<div><label for="f-since">From (UTC)</label><input id="f-since" name="since" type="datetime-local" value="{}"></div>
-<div><label for="f-until">Until (UTC)</label><input id="f-until" name="until" type="datetime-local" value="{}"></div>
-<div><button type="submit">Filter</button> <a href="/ui/events">Reset</a></div></form>
-{table}{more}"#,
-        options(&types, &filter.event_type, "any type"),
-        options(&states, &filter.state, "any state"),
-        Esc(&filter.since),
-        Esc(&filter.until),
+        r#"<form method="get" action="/ui/events" class="filters" role="search" aria-label="Search events">
+<div><label for="f-field">Payload field</label><select id="f-field" name="field">{fields}</select></div>
+<div><label for="f-value">Value</label><input id="f-value" name="value" type="search" value="{value}" maxlength="256" placeholder="e.g. an order number"></div>
+<div><label for="f-id">Event id</label><input id="f-id" name="id" type="search" value="{id}" placeholder="evt_…"></div>
+<div><label for="f-endpoint">Endpoint</label><select id="f-endpoint" name="endpoint">{endpoints}</select></div>
+<div><label for="f-type">Type</label><select id="f-type" name="type">{types}</select></div>
+<div><label for="f-state">Delivery state</label><select id="f-state" name="state">{states}</select></div>
+<div><label for="f-since">From (UTC)</label><input id="f-since" name="since" type="datetime-local" value="{since}"></div>
+<div><label for="f-until">Until (UTC)</label><input id="f-until" name="until" type="datetime-local" value="{until}"></div>
+<div><button type="submit">Search</button> <a href="/ui/events">Reset</a></div></form>
+<p class="total" role="status">{total}</p>
+{table}{pager}"#,
+        fields = select(&fields, &filter.field, None),
+        value = Esc(&filter.value),
+        id = Esc(&filter.id),
+        endpoints = select(&endpoints, &filter.endpoint, Some("any endpoint")),
+        types = select(&types, &filter.event_type, Some("any type")),
+        states = select(&states, &filter.state, Some("any state")),
+        since = Esc(&filter.since),
+        until = Esc(&filter.until),
     );
     Ok(page("Events", Some(&ui), ui.flash.as_deref(), &body).into_response())
 }

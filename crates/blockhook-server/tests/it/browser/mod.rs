@@ -5,3 +5,4 @@ mod console;
 mod dashboard;
 mod debugger;
 pub(crate) mod kit;
+mod search;

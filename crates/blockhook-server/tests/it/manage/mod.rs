@@ -8,6 +8,7 @@ mod events;
 mod merchants;
 mod openapi;
 mod ordering;
+mod search;
 mod standard;
 
 use reqwest::Method;

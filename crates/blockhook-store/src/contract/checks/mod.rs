@@ -12,4 +12,5 @@ pub mod merchants;
 pub mod ordering;
 pub mod retention;
 pub mod scale;
+pub mod search;
 pub mod sources;

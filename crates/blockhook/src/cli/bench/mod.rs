@@ -116,6 +116,10 @@ pub struct Args {
     /// ordering key `k<seq % K>`), and reports both delivery rates side by side.
     #[arg(long, value_name = "K")]
     pub ordering_keys: Option<u64>,
+    /// `[search] fields`, comma-separated (default: the server's, `orderNo`); `none` turns the
+    /// search index off, to measure what indexing costs at ingest.
+    #[arg(long, value_name = "FIELDS")]
+    pub search_fields: Option<String>,
 }
 
 /// Unix time in microseconds.
@@ -290,6 +294,13 @@ async fn one_run(
         source.consumer = nats::CONSUMER.to_owned();
         source.batch = u32::try_from(args.batch.clamp(100, 1000)).unwrap_or(100);
         settings.sources.nats = vec![source];
+    }
+    if let Some(fields) = &args.search_fields {
+        settings.search.fields = match fields.as_str() {
+            "none" => Vec::new(),
+            list => list.split(',').map(|f| f.trim().to_owned()).collect(),
+        };
+        settings.search.fields()?;
     }
     settings.server.listen = "127.0.0.1:0".parse()?;
     settings.server.admin_token = token.clone();
