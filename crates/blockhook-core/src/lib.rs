@@ -1,6 +1,6 @@
 //! blockhook's domain: merchants, endpoints, events, deliveries, attempts, the retry decision, and
 //! the [`Store`] traits through which everything is persisted (one per concern: [`Merchants`],
-//! [`Endpoints`], [`Events`], [`Queue`], [`Maintenance`]; `Store` is their union).
+//! [`Endpoints`], [`Events`], [`Queue`], [`Maintenance`], [`Alerts`]; `Store` is their union).
 //!
 //! This crate knows no SQL, no HTTP framework and no HTTP client. Values are parsed once at the
 //! edge into newtypes (`EndpointUrl`, `EventType`, `Payload`, ...) so every invariant is checked
@@ -8,6 +8,7 @@
 //! domain verbs, so nothing above the store knows which database is in use.
 #![forbid(unsafe_code)]
 
+mod alert;
 mod attempt;
 mod dead_letter;
 mod delivery;
@@ -22,6 +23,10 @@ mod retry;
 mod store;
 mod time;
 
+pub use alert::{
+    AlertState, DELIVERY_EXHAUSTED, ENDPOINT_DISABLED, ENDPOINT_FAILING, ENDPOINT_RECOVERED,
+    EndpointAlert, ExhaustedDelivery, FailureWindow, OPERATIONAL_TYPES, is_operational,
+};
 pub use attempt::{AttemptRecord, ErrorClass, Outcome};
 pub use dead_letter::DeadLetter;
 pub use delivery::{
@@ -44,7 +49,7 @@ pub use ordering::{
 pub use page::{Cursor, Page};
 pub use retry::{Next, RetryPolicy};
 pub use store::{
-    EndpointBacklog, EndpointHealth, Endpoints, Events, JobLock, Maintenance, Merchants, Queue,
-    QueueStats, ResendLimits, ResendScope, SecretSlot, SoleProcess, Store, StoreRef,
+    Alerts, EndpointBacklog, EndpointHealth, Endpoints, Events, JobLock, Maintenance, Merchants,
+    Queue, QueueStats, ResendLimits, ResendScope, SecretSlot, SoleProcess, Store, StoreRef,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

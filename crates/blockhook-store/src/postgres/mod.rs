@@ -22,6 +22,7 @@
 //! feature, `testing`. Imports only go downwards: concern files use `db`, `rows`, `listen`;
 //! `db` uses `listen` only.
 
+mod alerts;
 mod db;
 mod endpoints;
 mod events;

@@ -66,6 +66,7 @@ macro_rules! attempt_columns {
     };
 }
 
+mod alerts;
 mod cache;
 mod db;
 mod endpoints;

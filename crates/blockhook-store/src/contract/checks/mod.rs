@@ -2,6 +2,7 @@
 //! store misbehaves; `tests/contract.rs` lists them all.
 
 pub mod actions;
+pub mod alerts;
 pub mod batch;
 pub mod dispatch;
 pub mod endpoints;
