@@ -163,6 +163,9 @@ pub struct Ui {
     pub principal: Principal,
     /// A one-time notice from the previous action.
     pub flash: Option<String>,
+    /// The alert rows of the merchant the pages show (read once per request, for the banner
+    /// every page carries and the endpoint page; empty when no merchant is picked).
+    pub alerts: Vec<blockhook_core::EndpointAlert>,
     sessions: Arc<Sessions>,
 }
 
@@ -314,13 +317,21 @@ impl FromRequestParts<AppState> for Ui {
                 return Err(UiError::Login);
             }
         }
-        let ui = Ui {
+        let mut ui = Ui {
             id,
             csrf: entry.csrf,
             principal: entry.principal,
             flash: entry.flash,
+            alerts: Vec::new(),
             sessions,
         };
+        if let Ok(m) = ui.merchant() {
+            // The banner is advice: a page still renders when it cannot be read.
+            match crate::manage::endpoints::alerts(state, m).await {
+                Ok(rows) => ui.alerts = rows,
+                Err(e) => tracing::warn!(error = ?e, "could not read the alert banner"),
+            }
+        }
         parts.extensions.insert(ui.clone());
         Ok(ui)
     }

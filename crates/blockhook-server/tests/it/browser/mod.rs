@@ -1,5 +1,6 @@
 //! The dashboard in a real headless Chromium: [`kit`] holds what every such test needs, and
 //! each other module drives one part of the console.
 
+mod alerts;
 mod dashboard;
 pub(crate) mod kit;
