@@ -30,8 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use blockhook_core::{
     AlertState, Clock, Endpoint, EndpointAlert, EndpointId, Error, EventId, EventType,
-    ExhaustedDelivery, IdempotencyKey, JobLock, MerchantId, NewEvent, Payload, StoreRef,
-    Timestamp,
+    ExhaustedDelivery, IdempotencyKey, JobLock, MerchantId, NewEvent, Payload, StoreRef, Timestamp,
 };
 
 use crate::config::AlertsSettings;
@@ -153,15 +152,22 @@ pub(crate) async fn pass(cx: &WatchCx) -> Result<(), Error> {
             continue;
         }
         let key = w.endpoint_id.as_str().to_owned();
-        let prev = rows
-            .remove(&key)
-            .unwrap_or_else(|| EndpointAlert::ok(w.endpoint_id.clone(), w.merchant_id.clone(), now));
+        let prev = rows.remove(&key).unwrap_or_else(|| {
+            EndpointAlert::ok(w.endpoint_id.clone(), w.merchant_id.clone(), now)
+        });
         let mut next = prev.clone();
         if let Some(ok_at) = w.last_ok {
             if prev.state != AlertState::Ok {
                 let body = alert_body(&ep, &prev, now, json!({ "recovered_at": iso(ok_at) }));
                 let id = format!("{}:{}", ep.id.as_str(), since_ms(&prev));
-                publish.extend(events(cx, &ep.merchant_id, blockhook_core::ENDPOINT_RECOVERED, &id, &body, now));
+                publish.extend(events(
+                    cx,
+                    &ep.merchant_id,
+                    blockhook_core::ENDPOINT_RECOVERED,
+                    &id,
+                    &body,
+                    now,
+                ));
             }
             next.state = AlertState::Ok;
             next.streak = w.failures;
@@ -178,7 +184,14 @@ pub(crate) async fn pass(cx: &WatchCx) -> Result<(), Error> {
             next.state = AlertState::Failing;
             let body = alert_body(&ep, &next, now, json!({}));
             let id = format!("{}:{}", ep.id.as_str(), since_ms(&next));
-            publish.extend(events(cx, &ep.merchant_id, blockhook_core::ENDPOINT_FAILING, &id, &body, now));
+            publish.extend(events(
+                cx,
+                &ep.merchant_id,
+                blockhook_core::ENDPOINT_FAILING,
+                &id,
+                &body,
+                now,
+            ));
         }
         if next != prev {
             next.updated_at = now;
@@ -206,9 +219,9 @@ pub(crate) async fn pass(cx: &WatchCx) -> Result<(), Error> {
             row.updated_at = now;
             changed.push(key.clone());
         }
-        let due = row
-            .failing_since
-            .is_some_and(|since| cx.cfg.disable_after > Duration::ZERO && now >= since + cx.cfg.disable_after);
+        let due = row.failing_since.is_some_and(|since| {
+            cx.cfg.disable_after > Duration::ZERO && now >= since + cx.cfg.disable_after
+        });
         if row.state != AlertState::Disabled && ep.enabled && due {
             let since = row.failing_since.unwrap_or(now);
             let reason = format!(
@@ -222,7 +235,14 @@ pub(crate) async fn pass(cx: &WatchCx) -> Result<(), Error> {
             let id = format!("{}:{}", ep.id.as_str(), since.ms());
             // Published before the endpoint is disabled: a crash in between publishes it again
             // (the same key, ignored) and disables on the next pass.
-            let evs = events(cx, &ep.merchant_id, blockhook_core::ENDPOINT_DISABLED, &id, &body, now);
+            let evs = events(
+                cx,
+                &ep.merchant_id,
+                blockhook_core::ENDPOINT_DISABLED,
+                &id,
+                &body,
+                now,
+            );
             submit(cx, evs).await?;
             if cx
                 .store
@@ -249,7 +269,14 @@ pub(crate) async fn pass(cx: &WatchCx) -> Result<(), Error> {
         }
         let body = exhausted_body(&ep, ex, now);
         let id = format!("{}:{}", ex.delivery_id.as_str(), ex.attempts);
-        publish.extend(events(cx, &ep.merchant_id, blockhook_core::DELIVERY_EXHAUSTED, &id, &body, now));
+        publish.extend(events(
+            cx,
+            &ep.merchant_id,
+            blockhook_core::DELIVERY_EXHAUSTED,
+            &id,
+            &body,
+            now,
+        ));
     }
 
     submit(cx, publish).await?;
@@ -274,7 +301,12 @@ fn since_ms(row: &EndpointAlert) -> i64 {
 
 /// The payload of `endpoint.failing`, `.recovered` and `.disabled`: the endpoint and its state,
 /// plus `extra`.
-fn alert_body(ep: &Endpoint, row: &EndpointAlert, now: Timestamp, extra: serde_json::Value) -> serde_json::Value {
+fn alert_body(
+    ep: &Endpoint,
+    row: &EndpointAlert,
+    now: Timestamp,
+    extra: serde_json::Value,
+) -> serde_json::Value {
     let mut body = json!({
         "merchant_id": ep.merchant_id.as_str(),
         "endpoint_id": ep.id.as_str(),
@@ -332,7 +364,8 @@ fn events(
                 merchant_id: m,
                 event_type: EventType::parse(event_type).ok()?,
                 payload: Payload::from_trusted(bytes.clone()),
-                idempotency_key: IdempotencyKey::parse(&format!("blockhook:{event_type}:{about}")).ok(),
+                idempotency_key: IdempotencyKey::parse(&format!("blockhook:{event_type}:{about}"))
+                    .ok(),
                 ordering_key: None,
                 created_at: now,
             };

@@ -70,7 +70,10 @@ pub fn alert_banner(ui: &Ui) -> String {
                 a.streak
             ),
             AlertState::Disabled => {
-                format!("disabled automatically on {}, failing since {since}", time(a.updated_at))
+                format!(
+                    "disabled automatically on {}, failing since {since}",
+                    time(a.updated_at)
+                )
             }
         };
         let last = a

@@ -123,7 +123,9 @@ impl TestApp {
         dir: tempfile::TempDir,
         clock: Arc<dyn blockhook_core::Clock>,
     ) -> Self {
-        let app = Application::build_with_clock(settings, clock).await.unwrap();
+        let app = Application::build_with_clock(settings, clock)
+            .await
+            .unwrap();
         let addr = app.local_addr().unwrap();
         let state = app.state().clone();
         let stop = CancellationToken::new();

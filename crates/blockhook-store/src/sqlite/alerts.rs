@@ -13,18 +13,20 @@ use super::db::SqliteStore;
 use crate::classify;
 use crate::rows::{AlertRow, ExhaustedRow, WindowRow};
 
-// Per endpoint with attempts in the window: the latest success, the failures after it (all of
+// Per endpoint with attempts in the window (an error without detail is named with its HTTP
+// status): the latest success, the failures after it (all of
 // them without one), the first of those, and the latest failure with its error (SQLite takes
 // the bare column from the row MAX picked). Endpoints with neither a failure in the window nor
 // an alert row are left out.
 const WINDOWS: &str = "WITH w AS ( \
-       SELECT a.endpoint_id, e.merchant_id, a.started_at, a.error, a.error_detail \
+       SELECT a.endpoint_id, e.merchant_id, a.started_at, a.error, \
+         COALESCE(a.error_detail, a.error || ': HTTP ' || a.status, a.error) AS error_detail \
        FROM endpoints e JOIN attempts a ON a.endpoint_id = e.id \
        WHERE a.started_at > ?1 AND a.started_at <= ?2 \
      ), ok AS ( \
        SELECT endpoint_id, MAX(started_at) AS last_ok FROM w WHERE error IS NULL GROUP BY endpoint_id \
      ), bad AS ( \
-       SELECT endpoint_id, MAX(started_at) AS last_bad, COALESCE(error_detail, error) AS last_error \
+       SELECT endpoint_id, MAX(started_at) AS last_bad, error_detail AS last_error \
        FROM w WHERE error IS NOT NULL GROUP BY endpoint_id \
      ) \
      SELECT w.endpoint_id, MAX(w.merchant_id), MAX(ok.last_ok), \

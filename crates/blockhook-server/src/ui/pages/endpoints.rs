@@ -268,7 +268,10 @@ fn alert_facts(ui: &Ui, ep: &Endpoint) -> String {
         blockhook_core::AlertState::Disabled => format!(
             r#"<dt>Disabled</dt><dd id="disabled-why">{} — {}</dd>"#,
             time(a.updated_at),
-            Esc(ep.disabled_reason.as_deref().unwrap_or("disabled automatically"))
+            Esc(ep
+                .disabled_reason
+                .as_deref()
+                .unwrap_or("disabled automatically"))
         ),
         blockhook_core::AlertState::Failing => format!(
             r#"<dt>Failing</dt><dd id="failing-since">since {since}, {} failed attempts in a row</dd>"#,
@@ -283,7 +286,11 @@ fn alert_facts(ui: &Ui, ep: &Endpoint) -> String {
         facts.insert_str(0, &manual);
     }
     if let Some(e) = &a.last_error {
-        let _ = write!(facts, r#"<dt>Last error</dt><dd class="mono">{}</dd>"#, Esc(e));
+        let _ = write!(
+            facts,
+            r#"<dt>Last error</dt><dd class="mono">{}</dd>"#,
+            Esc(e)
+        );
     }
     facts
 }

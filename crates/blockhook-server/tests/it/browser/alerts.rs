@@ -45,11 +45,11 @@ async fn alert_banner_lists_failing_and_disabled_endpoints() {
     s.alerts.interval = Duration::from_millis(100);
     s.alerts.failure_streak = 3;
     s.alerts.disable_after = Duration::from_secs(3600);
-    let app =
-        TestApp::start_with_clock(Backend::Sqlite, s, ca, dir, Arc::new(clock.clone())).await;
+    let app = TestApp::start_with_clock(Backend::Sqlite, s, ca, dir, Arc::new(clock.clone())).await;
     let m = app.merchant().await;
     let key = merchant_key(&app, &m).await;
     let down = Receiver::scripted(Some(&app.ca), Arc::new(|_| 503), Duration::ZERO).await;
+    let down_too = Receiver::scripted(Some(&app.ca), Arc::new(|_| 503), Duration::ZERO).await;
     let old = app
         .endpoint(
             &m,
@@ -60,7 +60,7 @@ async fn alert_banner_lists_failing_and_disabled_endpoints() {
     let new = app
         .endpoint(
             &m,
-            &down.url(),
+            &down_too.url(),
             json!({ "event_types": ["Payout"], "label": "payout-contract:200910" }),
         )
         .await;
@@ -79,7 +79,7 @@ async fn alert_banner_lists_failing_and_disabled_endpoints() {
     for _ in 0..3 {
         app.publish(&m, "Payout", PAYMENT).await;
     }
-    down.wait_for(6, Duration::from_secs(10)).await;
+    down_too.wait_for(3, Duration::from_secs(10)).await;
     clock.advance(Duration::from_secs(120));
     health_state(&app, &m, &old_id, "disabled").await;
     health_state(&app, &m, &new_id, "failing").await;
@@ -91,8 +91,14 @@ async fn alert_banner_lists_failing_and_disabled_endpoints() {
     c.goto(&format!("{base}/ui/events")).await.unwrap();
     let banner = text_of(c, ".alert-banner").await;
     assert!(banner.contains("Endpoints need attention"), "{banner}");
-    assert!(banner.contains(&old_id) && banner.contains("disabled automatically"), "{banner}");
-    assert!(banner.contains(&new_id) && banner.contains("failing since"), "{banner}");
+    assert!(
+        banner.contains(&old_id) && banner.contains("disabled automatically"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&new_id) && banner.contains("failing since"),
+        "{banner}"
+    );
     assert!(banner.contains("503"), "the last error is shown: {banner}");
     let png = shots.take(c, "banner").await;
     let img = workspace_root().join("docs/img");
@@ -100,11 +106,14 @@ async fn alert_banner_lists_failing_and_disabled_endpoints() {
     std::fs::copy(png, img.join("ui-alerts.png")).unwrap();
 
     // The banner links to the endpoint page, which says why and when it was disabled.
-    css(c, &format!(".alert-banner a[href='/ui/endpoints/{old_id}']"))
-        .await
-        .click()
-        .await
-        .unwrap();
+    css(
+        c,
+        &format!(".alert-banner a[href='/ui/endpoints/{old_id}']"),
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
     text_containing(c, "h1", "cashier:91").await;
     let why = text_of(c, "#disabled-why").await;
     assert!(why.contains("no successful delivery for 1h"), "{why}");
