@@ -174,7 +174,11 @@ pub async fn watch_rows_and_cursor_round_trip(store: StoreRef) {
     a2.last_error = None;
     a2.failing_since = None;
     store
-        .save_watch(&[a2.clone()], &[b.id.clone()], t(20))
+        .save_watch(
+            std::slice::from_ref(&a2),
+            std::slice::from_ref(&b.id),
+            t(20),
+        )
         .await
         .unwrap();
     assert_eq!(store.watch_cursor().await.unwrap(), Some(t(20)));
