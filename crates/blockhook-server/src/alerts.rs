@@ -40,6 +40,9 @@ use crate::ui::html::iso;
 /// The job lock's name.
 const JOB: &str = "endpoint-watch";
 
+/// How the reason of an endpoint the watch disabled starts.
+const AUTO_DISABLED: &str = "disabled automatically";
+
 /// What the watch needs.
 pub(crate) struct WatchCx {
     /// The store.
@@ -115,11 +118,14 @@ impl Endpoints<'_> {
 pub(crate) async fn pass(cx: &WatchCx) -> Result<(), Error> {
     let now = cx.clock.now();
     let to = now - cx.settle;
-    let from = cx
-        .store
-        .watch_cursor()
-        .await?
-        .unwrap_or(to - cx.cfg.interval);
+    // The very first pass looks back one `disable_after` (a day when it is 0): enough to see
+    // endpoints already failing when alerts are turned on, without reading the whole log.
+    let first_look = if cx.cfg.disable_after > Duration::ZERO {
+        cx.cfg.disable_after
+    } else {
+        Duration::from_secs(86_400)
+    };
+    let from = cx.store.watch_cursor().await?.unwrap_or(to - first_look);
     let (windows, exhausted, cursor) = if to > from {
         let w = cx.store.failure_windows(from, to).await?;
         let e = cx.store.exhausted_deliveries(from, to).await?;
@@ -219,13 +225,26 @@ pub(crate) async fn pass(cx: &WatchCx) -> Result<(), Error> {
             row.updated_at = now;
             changed.push(key.clone());
         }
+        if row.state != AlertState::Disabled
+            && !ep.enabled
+            && ep
+                .disabled_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(AUTO_DISABLED))
+        {
+            // Disabled by an earlier pass that could not save its rows (the event went out
+            // before the disable, so only the row is behind).
+            row.state = AlertState::Disabled;
+            row.updated_at = ep.updated_at;
+            changed.push(key.clone());
+        }
         let due = row.failing_since.is_some_and(|since| {
             cx.cfg.disable_after > Duration::ZERO && now >= since + cx.cfg.disable_after
         });
         if row.state != AlertState::Disabled && ep.enabled && due {
             let since = row.failing_since.unwrap_or(now);
             let reason = format!(
-                "disabled automatically: no successful delivery for {} since {}",
+                "{AUTO_DISABLED}: no successful delivery for {} since {}",
                 humantime::format_duration(cx.cfg.disable_after),
                 iso(since)
             );

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use blockhook_core::{ManualClock, Timestamp};
+use blockhook_core::{Clock, DeliveryState, EventId, ManualClock, MerchantId, Timestamp};
 use blockhook_receiver::{Verifier, VerifyMode};
 
 use crate::helpers::{ADMIN, Backend, PAYMENT, TestApp, backends, store_url, test_settings};
@@ -146,6 +146,7 @@ async fn failing_endpoint_is_reported_disabled_and_recovers() {
         }
         failing.wait_for(3, Duration::from_secs(10)).await;
         drive(&clock, &failing, 9).await;
+        recorded(&app, &clock, 3).await;
         // Past the watch's settle time (total timeout + lease): the window is read.
         clock.advance(Duration::from_secs(60));
         let body = wait_type(&alerts_rx, &secret, "endpoint.failing").await;
@@ -223,9 +224,21 @@ async fn failing_endpoint_is_reported_disabled_and_recovers() {
         down.store(false, Ordering::SeqCst);
         patch(&app, &ep_path, json!({ "enabled": true })).await;
         tokio::time::sleep(Duration::from_millis(300)).await; // a pass sees it enabled again
-        let before = failing.count();
-        app.publish(&m, "Payment", PAYMENT).await;
-        failing.wait_for(before + 1, Duration::from_secs(10)).await;
+        let published = app.publish(&m, "Payment", PAYMENT).await;
+        let event = EventId::parse(published["event_id"].as_str().unwrap()).unwrap();
+        let merchant = MerchantId::parse(&m).unwrap();
+        for _ in 0..400 {
+            let ds = app
+                .state
+                .store
+                .list_deliveries(&merchant, &event, clock.now())
+                .await
+                .unwrap();
+            if !ds.is_empty() && ds.iter().all(|d| d.state == DeliveryState::Succeeded) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         clock.advance(Duration::from_secs(60));
         let body = wait_type(&alerts_rx, &secret, "endpoint.recovered").await;
         assert_eq!(body["endpoint_id"], ep_id.as_str());
@@ -260,6 +273,20 @@ async fn wait_health(app: &TestApp, path: &str, want: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("health never became {want}: {got}");
+}
+
+/// Waits until `failed` deliveries were recorded as failed, before the
+/// test jumps the clock past the watch's settle time: the jump stands for the time a real clock
+/// would take, during which the dispatcher records what it sent.
+async fn recorded(app: &TestApp, clock: &ManualClock, failed: u64) {
+    for _ in 0..400 {
+        let q = app.state.store.queue_stats(clock.now()).await.unwrap();
+        if q.failed >= failed {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("deliveries were not recorded");
 }
 
 /// Moves the clock a second at a time (each retry is due 1s after its attempt was recorded)

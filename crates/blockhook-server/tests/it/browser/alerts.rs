@@ -9,15 +9,16 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use blockhook_core::{ManualClock, Timestamp};
+use blockhook_core::{EndpointId, ManualClock, MerchantId, Timestamp};
 
 use super::kit::{Browser, Shots, css, merchant_key, text_containing, text_of, workspace_root};
 use crate::helpers::{ADMIN, Backend, PAYMENT, TestApp, store_url, test_settings};
 use crate::receiver::{Receiver, TestCa, now_ms};
 
 async fn health_state(app: &TestApp, merchant: &str, ep: &str, want: &str) {
+    let mut v = Value::Null;
     for _ in 0..400 {
-        let v: Value = app
+        v = app
             .get(&format!("/v1/merchants/{merchant}/endpoints/{ep}"), ADMIN)
             .await
             .json()
@@ -28,7 +29,29 @@ async fn health_state(app: &TestApp, merchant: &str, ep: &str, want: &str) {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("endpoint {ep} never reached {want}");
+    panic!("endpoint {ep} never reached {want}: {v}");
+}
+
+/// Waits until `n` attempts of endpoint `ep` are in the attempt log, before the test jumps the
+/// clock past the watch's settle time (a real clock would give the dispatcher that time).
+async fn logged(app: &TestApp, merchant: &str, ep: &str, n: u64) {
+    let (m, ep) = (
+        MerchantId::parse(merchant).unwrap(),
+        EndpointId::parse(ep).unwrap(),
+    );
+    for _ in 0..400 {
+        let h = app
+            .state
+            .store
+            .endpoint_health(&m, &ep, Timestamp::from_ms(0))
+            .await
+            .unwrap();
+        if h.attempts >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the attempts of {ep} were not logged");
 }
 
 #[tokio::test]
@@ -75,11 +98,13 @@ async fn alert_banner_lists_failing_and_disabled_endpoints() {
         app.publish(&m, "Payment", PAYMENT).await;
     }
     down.wait_for(3, Duration::from_secs(10)).await;
+    logged(&app, &m, &old_id, 3).await;
     clock.advance(Duration::from_secs(59 * 60));
     for _ in 0..3 {
         app.publish(&m, "Payout", PAYMENT).await;
     }
     down_too.wait_for(3, Duration::from_secs(10)).await;
+    logged(&app, &m, &new_id, 3).await;
     clock.advance(Duration::from_secs(120));
     health_state(&app, &m, &old_id, "disabled").await;
     health_state(&app, &m, &new_id, "failing").await;
