@@ -179,8 +179,20 @@ impl EventFilter {
     }
 
     /// Whether an event of type `t` goes to this endpoint (names compare case-insensitively).
+    /// The empty filter means every type except blockhook's operational ones
+    /// ([`crate::OPERATIONAL_TYPES`]): alerts go only where they were asked for by name, so a
+    /// merchant's ordinary endpoints never start receiving them.
     pub fn matches(&self, t: &EventType) -> bool {
-        self.0.is_empty() || self.0.iter().any(|f| f.matches(t))
+        if self.0.is_empty() {
+            return !crate::is_operational(t);
+        }
+        self.0.iter().any(|f| f.matches(t))
+    }
+
+    /// Whether this filter names an operational event type: the endpoint is an alert endpoint,
+    /// which the endpoint watch does not watch (so alerts never feed more alerts).
+    pub fn wants_operational(&self) -> bool {
+        self.0.iter().any(crate::is_operational)
     }
 
     /// The listed types (empty = all).
@@ -411,5 +423,11 @@ mod tests {
         assert!(f.matches(&EventType::parse("payment").unwrap()));
         assert!(!f.matches(&EventType::parse("Payout").unwrap()));
         assert!(EventFilter::all().matches(&EventType::parse("Payout").unwrap()));
+        // Operational events go only where they are named.
+        let failing = EventType::parse("endpoint.failing").unwrap();
+        assert!(!EventFilter::all().matches(&failing));
+        let alerts = EventFilter::new(vec![failing.clone()]).unwrap();
+        assert!(alerts.matches(&failing) && alerts.wants_operational());
+        assert!(!f.wants_operational());
     }
 }

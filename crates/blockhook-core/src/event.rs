@@ -195,13 +195,21 @@ impl std::fmt::Display for FieldError {
 }
 
 impl NewEvent {
-    /// Checks every field of `p`, in this order: merchant id, event type, idempotency key,
+    /// Checks every field of `p`, in this order: merchant id, event type (not one of the
+    /// operational types, which only blockhook publishes), idempotency key,
     /// payload (a JSON object, kept byte for byte), ordering key; the first that fails is the
     /// error. Every way of publishing checks with this one function, so they refuse alike.
     pub fn check(p: Publication<'_>, created_at: Timestamp) -> Result<Self, FieldError> {
         let at = |field: &'static str| move |error| FieldError { field, error };
         let merchant_id = MerchantId::parse(p.merchant_id).map_err(at("merchant_id"))?;
         let event_type = EventType::parse(p.event_type).map_err(at("event_type"))?;
+        if crate::is_operational(&event_type) {
+            // Only the endpoint watch publishes these: a publisher could otherwise fake alerts.
+            return Err(at("event_type")(Error::invalid(
+                "event_type",
+                "is reserved for blockhook's operational events",
+            )));
+        }
         let idempotency_key = p
             .idempotency_key
             .map(IdempotencyKey::parse)
@@ -316,6 +324,11 @@ mod tests {
         assert!(err.to_string().starts_with("idempotency_key: "), "{err}");
         let err = NewEvent::check(publication("nope", "{}"), Timestamp::from_ms(7)).unwrap_err();
         assert_eq!(err.field, "merchant_id");
+        let mut p = publication(&m, "{}");
+        p.event_type = "Endpoint.Failing";
+        let err = NewEvent::check(p, Timestamp::from_ms(7)).unwrap_err();
+        assert_eq!(err.field, "event_type");
+        assert!(err.to_string().contains("reserved"), "{err}");
         let mut p = publication(&m, "{}");
         p.ordering_key = Some("");
         assert_eq!(

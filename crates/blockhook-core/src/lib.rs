@@ -1,6 +1,6 @@
 //! blockhook's domain: merchants, endpoints, events, deliveries, attempts, the retry decision, and
 //! the [`Store`] traits through which everything is persisted (one per concern: [`Merchants`],
-//! [`Endpoints`], [`Events`], [`Queue`], [`Maintenance`]; `Store` is their union).
+//! [`Endpoints`], [`Events`], [`Queue`], [`Maintenance`], [`Alerts`]; `Store` is their union).
 //!
 //! This crate knows no SQL, no HTTP framework and no HTTP client. Values are parsed once at the
 //! edge into newtypes (`EndpointUrl`, `EventType`, `Payload`, ...) so every invariant is checked
@@ -8,6 +8,7 @@
 //! domain verbs, so nothing above the store knows which database is in use.
 #![forbid(unsafe_code)]
 
+mod alert;
 mod attempt;
 mod dead_letter;
 mod delivery;
@@ -23,6 +24,10 @@ mod search;
 mod store;
 mod time;
 
+pub use alert::{
+    AlertState, DELIVERY_EXHAUSTED, ENDPOINT_DISABLED, ENDPOINT_FAILING, ENDPOINT_RECOVERED,
+    EndpointAlert, ExhaustedDelivery, FailureWindow, OPERATIONAL_TYPES, is_operational,
+};
 pub use attempt::{AttemptRecord, ErrorClass, Outcome};
 pub use dead_letter::DeadLetter;
 pub use delivery::{
@@ -46,7 +51,7 @@ pub use page::{Cursor, Page};
 pub use retry::{Next, RetryPolicy};
 pub use search::{MAX_SEARCH_FIELDS, MAX_SEARCH_VALUE_LEN, SearchFields, SearchKey};
 pub use store::{
-    EndpointActivity, EndpointBacklog, EndpointHealth, EndpointQueue, Endpoints, Events,
+    Alerts, EndpointActivity, EndpointBacklog, EndpointHealth, EndpointQueue, Endpoints, Events,
     FailureStreak, HourCounts, JobLock, Maintenance, Merchants, Queue, QueueStats, ResendLimits,
     ResendScope, SecretSlot, SoleProcess, Store, StoreRef,
 };

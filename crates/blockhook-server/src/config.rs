@@ -36,6 +36,8 @@ pub struct Settings {
     pub recover: RecoverSettings,
     /// Data retention.
     pub retention: RetentionSettings,
+    /// Failure alerts: the endpoint watch and its operational webhooks.
+    pub alerts: AlertsSettings,
     /// Per-key API rate limit.
     pub api: ApiSettings,
     /// Logging.
@@ -210,6 +212,23 @@ pub struct RetentionSettings {
     pub interval: Duration,
     /// Rows per statement.
     pub batch: u32,
+}
+
+/// `[alerts]` (see `docs/alerts.md`)
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertsSettings {
+    /// How often the endpoint watch runs (0s turns failure alerts off).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Failed attempts in a row that make an endpoint `failing` (sends `endpoint.failing`).
+    pub failure_streak: u32,
+    /// An endpoint with no success for this long since its first failure is disabled
+    /// (sends `endpoint.disabled`); 0s never disables.
+    #[serde(with = "humantime_serde")]
+    pub disable_after: Duration,
+    /// The operator's merchant: every merchant's operational events are also published as its
+    /// events, so its endpoints subscribed to them are the operator's alert URLs ("" = none).
+    pub operator_merchant: String,
 }
 
 /// `[api]`
@@ -529,6 +548,14 @@ impl Settings {
         }
         if self.delivery.lease <= self.delivery.total_timeout {
             return bad("delivery.lease must be longer than delivery.total_timeout");
+        }
+        if self.alerts.failure_streak == 0 {
+            return bad("alerts.failure_streak must be > 0");
+        }
+        if !self.alerts.operator_merchant.is_empty()
+            && blockhook_core::MerchantId::parse(&self.alerts.operator_merchant).is_err()
+        {
+            return bad("alerts.operator_merchant must be a merchant id (mch_…) or empty");
         }
         if self.server.max_batch_events == 0 || self.server.max_batch_events > 10_000 {
             return bad("server.max_batch_events must be between 1 and 10000");

@@ -8,6 +8,7 @@
 //! secrets in clear.
 #![forbid(unsafe_code)]
 
+pub(crate) mod alerts;
 pub mod api;
 pub mod auth;
 pub mod config;

@@ -216,6 +216,19 @@ impl Application {
                 stop.child_token(),
             ))
         });
+        // The endpoint watch, like retention, runs where deliveries are made, one process at a
+        // time (see `alerts`).
+        let watch = (settings.alerts.interval > Duration::ZERO && settings.server.role.delivers())
+            .then(|| {
+                let cx = crate::alerts::WatchCx {
+                    store: state.store.clone(),
+                    clock: state.clock.clone(),
+                    ingest: state.ingest.clone(),
+                    cfg: settings.alerts.clone(),
+                    settle: settings.delivery.total_timeout + settings.delivery.lease,
+                };
+                tokio::spawn(crate::alerts::run(cx, stop.child_token()))
+            });
         // Sources (outbox relays, NATS consumers) run wherever they are configured, in any role:
         // every role ingests through the same path, and several processes may share one outbox
         // (SKIP LOCKED) or one durable consumer (each message goes to one of them).
@@ -265,6 +278,9 @@ impl Application {
         }
         if let Some(r) = retention {
             let _ = r.await;
+        }
+        if let Some(w) = watch {
+            let _ = w.await;
         }
         for relay in relays {
             let _ = relay.await;

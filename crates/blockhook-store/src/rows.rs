@@ -350,3 +350,89 @@ pub(crate) fn dead_letter((source, reference, reason, body, at): DeadLetterRow) 
         at: Timestamp::from_ms(at),
     }
 }
+
+/// An `endpoint_alerts` row: endpoint_id, merchant_id, state, streak, failing_since,
+/// last_failure_at, last_error, updated_at.
+pub(crate) type AlertRow = (
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    i64,
+);
+
+/// The alert state of a row.
+pub(crate) fn endpoint_alert(
+    (endpoint, merchant, state, streak, since, last, error, at): AlertRow,
+) -> Result<blockhook_core::EndpointAlert, Error> {
+    Ok(blockhook_core::EndpointAlert {
+        endpoint_id: EndpointId::from_trusted(endpoint),
+        merchant_id: MerchantId::from_trusted(merchant),
+        state: blockhook_core::AlertState::parse(&state)?,
+        streak: to_u32(streak, "streak")?,
+        failing_since: since.map(Timestamp::from_ms),
+        last_failure_at: last.map(Timestamp::from_ms),
+        last_error: error,
+        updated_at: Timestamp::from_ms(at),
+    })
+}
+
+/// A failure window row: endpoint_id, merchant_id, last_ok, failures after it, the first of
+/// them, the last failure, its error.
+pub(crate) type WindowRow = (
+    String,
+    String,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+/// The failure window of a row.
+pub(crate) fn failure_window(
+    (endpoint, merchant, last_ok, failures, first, last, error): WindowRow,
+) -> Result<blockhook_core::FailureWindow, Error> {
+    Ok(blockhook_core::FailureWindow {
+        endpoint_id: EndpointId::from_trusted(endpoint),
+        merchant_id: MerchantId::from_trusted(merchant),
+        last_ok: last_ok.map(Timestamp::from_ms),
+        failures: to_u32(failures, "failures")?,
+        first_failure: first.map(Timestamp::from_ms),
+        last_failure_at: last.map(Timestamp::from_ms),
+        last_error: error,
+    })
+}
+
+/// An exhausted delivery row: delivery id, event id, event type, endpoint id, merchant id,
+/// attempts, last status, start of the last attempt.
+pub(crate) type ExhaustedRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i32>,
+    i64,
+);
+
+/// The exhausted delivery of a row.
+pub(crate) fn exhausted_delivery(
+    (delivery, event, event_type, endpoint, merchant, attempts, status, at): ExhaustedRow,
+) -> Result<blockhook_core::ExhaustedDelivery, Error> {
+    Ok(blockhook_core::ExhaustedDelivery {
+        delivery_id: DeliveryId::from_trusted(delivery),
+        event_id: EventId::from_trusted(event),
+        event_type: EventType::parse(&event_type)
+            .map_err(|e| Error::Internal(format!("stored event type: {e}")))?,
+        endpoint_id: EndpointId::from_trusted(endpoint),
+        merchant_id: MerchantId::from_trusted(merchant),
+        attempts: to_u32(attempts, "attempts")?,
+        last_status: to_status(status)?,
+        failed_at: Timestamp::from_ms(at),
+    })
+}

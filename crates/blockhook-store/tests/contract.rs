@@ -15,6 +15,10 @@ macro_rules! contract {
 }
 
 contract!(
+    alerts::operational_events_only_reach_endpoints_naming_them,
+    alerts::failure_windows_and_exhausted_deliveries,
+    alerts::watch_rows_and_cursor_round_trip,
+    alerts::auto_disable_is_compare_and_set,
     merchants::merchant_crud,
     merchants::merchant_suspend,
     merchants::merchant_delete_cascades,

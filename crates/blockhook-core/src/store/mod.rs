@@ -10,6 +10,7 @@
 //!   finishing attempts, and the manual re-queueing actions (resend, recover).
 //! - [`Maintenance`] (`maintenance`): operating the database itself: identity, liveness,
 //!   statistics, retention, checkpoints, job locks, and the values key rotation re-seals.
+//! - [`Alerts`] (`alerts`): the endpoint watch's reads of the attempt log and its alert state.
 //!
 //! Rules every implementation keeps:
 //! - Tenant-scoped methods take the `MerchantId` first and answer `NotFound` for another
@@ -26,12 +27,14 @@ use serde::Serialize;
 
 use crate::{EndpointId, Timestamp};
 
+mod alerts;
 mod endpoints;
 mod events;
 mod maintenance;
 mod merchants;
 mod queue;
 
+pub use alerts::Alerts;
 pub use endpoints::Endpoints;
 pub use events::Events;
 pub use maintenance::{Maintenance, SecretSlot};
@@ -187,7 +190,7 @@ impl JobLock for SoleProcess {
 }
 
 /// Persistence for everything blockhook knows: every concern's trait at once. Implemented for
-/// every type that implements them all, so a backend implements the five traits and nothing else.
-pub trait Store: Merchants + Endpoints + Events + Queue + Maintenance {}
+/// every type that implements them all, so a backend implements the six traits and nothing else.
+pub trait Store: Merchants + Endpoints + Events + Queue + Maintenance + Alerts {}
 
-impl<T: Merchants + Endpoints + Events + Queue + Maintenance + ?Sized> Store for T {}
+impl<T: Merchants + Endpoints + Events + Queue + Maintenance + Alerts + ?Sized> Store for T {}

@@ -168,6 +168,73 @@ pub struct EndpointView {
     pub warnings: Vec<String>,
     /// Ordered delivery per key (docs/ordering.md).
     pub ordering: OrderingView,
+    /// What the endpoint watch says about it (docs/alerts.md).
+    pub health: AlertView,
+}
+
+/// The endpoint watch's view of an endpoint (docs/alerts.md): read-only.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AlertView {
+    /// `ok`, `failing` (`endpoint.failing` was sent and no success came since) or `disabled`
+    /// (disabled by the watch: no success for `alerts.disable_after`).
+    pub state: String,
+    /// Failed attempts since the last success, as of the watch's last pass.
+    pub streak: u32,
+    /// The first failure since the last success (or the re-enabling), Unix ms.
+    pub failing_since: Option<i64>,
+    /// The latest failed attempt, Unix ms.
+    pub last_failure_at: Option<i64>,
+    /// What the latest failed attempt ended with.
+    pub last_error: Option<String>,
+}
+
+impl Default for AlertView {
+    fn default() -> Self {
+        Self {
+            state: blockhook_core::AlertState::Ok.as_str().to_owned(),
+            streak: 0,
+            failing_since: None,
+            last_failure_at: None,
+            last_error: None,
+        }
+    }
+}
+
+impl AlertView {
+    /// The view of a stored alert row.
+    pub fn of(a: &blockhook_core::EndpointAlert) -> Self {
+        Self {
+            state: a.state.as_str().to_owned(),
+            streak: a.streak,
+            failing_since: a.failing_since.map(|t| t.ms()),
+            last_failure_at: a.last_failure_at.map(|t| t.ms()),
+            last_error: a.last_error.clone(),
+        }
+    }
+}
+
+/// A merchant's alert rows (endpoints failing, disabled by the watch, or with failures since
+/// their last success), one query.
+pub async fn alerts(
+    state: &AppState,
+    merchant: &MerchantId,
+) -> ApiResult<Vec<blockhook_core::EndpointAlert>> {
+    Ok(state.store.endpoint_alerts(Some(merchant)).await?)
+}
+
+/// Fills each view's `health` from the merchant's alert rows.
+async fn with_alerts(
+    state: &AppState,
+    merchant: &MerchantId,
+    views: &mut [EndpointView],
+) -> ApiResult<()> {
+    let rows = alerts(state, merchant).await?;
+    for v in views {
+        if let Some(a) = rows.iter().find(|a| a.endpoint_id.as_str() == v.id) {
+            v.health = AlertView::of(a);
+        }
+    }
+    Ok(())
 }
 
 impl EndpointView {
@@ -197,6 +264,7 @@ impl EndpointView {
             updated_at: ep.updated_at.ms(),
             warnings: Vec::new(),
             ordering: OrderingView::of(&ep.ordering),
+            health: AlertView::default(),
         }
     }
 }
@@ -476,7 +544,9 @@ pub async fn list(
         .store
         .list_endpoints(merchant, after.as_ref(), limit)
         .await?;
-    PageView::map(rows, |ep| Ok(EndpointView::of(ep)))
+    let mut page = PageView::map(rows, |ep| Ok(EndpointView::of(ep)))?;
+    with_alerts(state, merchant, &mut page.data).await?;
+    Ok(page)
 }
 
 /// One endpoint.
@@ -486,7 +556,10 @@ pub async fn get(
     id: &EndpointId,
 ) -> ApiResult<EndpointView> {
     let ep = state.store.get_endpoint(merchant, id).await?;
-    Ok(EndpointView::of(ep))
+    let mut view = [EndpointView::of(ep)];
+    with_alerts(state, merchant, &mut view).await?;
+    let [view] = view;
+    Ok(view)
 }
 
 /// One endpoint as stored (its secret sealed), for pages that render every setting.

@@ -1,12 +1,14 @@
 //! The parts of a page that depend on who is signed in: the navigation with its sign-out form,
-//! CSRF fields and one-button forms. The shell itself (`html::document`) knows no session, so
+//! the failure alert banner, CSRF fields and one-button forms. The shell itself (`html::document`) knows no session, so
 //! error pages render without one.
 
 use std::fmt::Write as _;
 
 use axum::response::Html;
 
-use super::html::{Esc, document};
+use blockhook_core::AlertState;
+
+use super::html::{Esc, document, time};
 use super::session::Ui;
 
 /// The hidden CSRF field every POST form carries.
@@ -52,5 +54,44 @@ pub fn page(title: &str, ui: Option<&Ui>, notice: Option<&str>, body: &str) -> H
         }
         None => String::new(),
     };
-    document(title, &nav, notice, body)
+    let banner = ui.map(alert_banner).unwrap_or_default();
+    document(title, &nav, notice, &format!("{banner}{body}"))
+}
+
+/// The banner of every merchant page: its endpoints the endpoint watch reports failing or has
+/// disabled, each linking to its page (nothing when all is well).
+pub fn alert_banner(ui: &Ui) -> String {
+    let mut items = String::new();
+    for a in &ui.alerts {
+        let id = a.endpoint_id.as_str();
+        let since = a.failing_since.map(time).unwrap_or_default();
+        let what = match a.state {
+            AlertState::Ok => continue,
+            AlertState::Failing => format!(
+                "failing since {since}: {} failed attempts in a row",
+                a.streak
+            ),
+            AlertState::Disabled => {
+                format!(
+                    "disabled automatically on {}, failing since {since}",
+                    time(a.updated_at)
+                )
+            }
+        };
+        let last = a
+            .last_error
+            .as_deref()
+            .map(|e| format!(r#"; last error <span class="mono">{}</span>"#, Esc(e)))
+            .unwrap_or_default();
+        let _ = write!(
+            items,
+            r#"<li><a href="/ui/endpoints/{id}" class="mono">{id}</a> {what}{last}</li>"#
+        );
+    }
+    if items.is_empty() {
+        return String::new();
+    }
+    format!(
+        r#"<section class="alert-banner" role="alert" aria-labelledby="alert-banner-title"><h2 id="alert-banner-title">Endpoints need attention</h2><ul>{items}</ul></section>"#
+    )
 }

@@ -165,6 +165,9 @@ pub struct Ui {
     pub flash: Option<String>,
     /// The signed-in merchant's name (read with the key's re-check on every request).
     pub merchant_name: Option<String>,
+    /// The alert rows of the merchant the pages show (read once per request, for the banner
+    /// every page carries and the endpoint page; empty when no merchant is picked).
+    pub alerts: Vec<blockhook_core::EndpointAlert>,
     sessions: Arc<Sessions>,
 }
 
@@ -324,14 +327,22 @@ impl FromRequestParts<AppState> for Ui {
                 return Err(UiError::Login);
             }
         }
-        let ui = Ui {
+        let mut ui = Ui {
             id,
             csrf: entry.csrf,
             principal: entry.principal,
             flash: entry.flash,
             merchant_name,
+            alerts: Vec::new(),
             sessions,
         };
+        if let Ok(m) = ui.merchant() {
+            // The banner is advice: a page still renders when it cannot be read.
+            match crate::manage::endpoints::alerts(state, m).await {
+                Ok(rows) => ui.alerts = rows,
+                Err(e) => tracing::warn!(error = ?e, "could not read the alert banner"),
+            }
+        }
         parts.extensions.insert(ui.clone());
         Ok(ui)
     }

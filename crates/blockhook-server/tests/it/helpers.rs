@@ -110,7 +110,22 @@ impl TestApp {
         ca: Arc<TestCa>,
         dir: tempfile::TempDir,
     ) -> Self {
-        let app = Application::build(settings).await.unwrap();
+        let clock = Arc::new(blockhook_core::SystemClock);
+        Self::start_with_clock(backend, settings, ca, dir, clock).await
+    }
+
+    /// [`TestApp::start`] with a given clock (a `ManualClock` drives retries and the endpoint
+    /// watch without waiting).
+    pub async fn start_with_clock(
+        backend: Backend,
+        settings: Settings,
+        ca: Arc<TestCa>,
+        dir: tempfile::TempDir,
+        clock: Arc<dyn blockhook_core::Clock>,
+    ) -> Self {
+        let app = Application::build_with_clock(settings, clock)
+            .await
+            .unwrap();
         let addr = app.local_addr().unwrap();
         let state = app.state().clone();
         let stop = CancellationToken::new();

@@ -6,6 +6,7 @@
 mod helpers;
 mod receiver;
 
+mod alerts;
 mod browser;
 mod delivery;
 mod edge;

@@ -23,6 +23,7 @@
 //! `db` uses `listen` only.
 
 mod activity;
+mod alerts;
 mod db;
 mod endpoints;
 mod events;

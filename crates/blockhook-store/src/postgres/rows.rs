@@ -45,5 +45,9 @@ pub(super) fn filter_types(event_types: &str) -> Result<Vec<String>, Error> {
 /// Whether an event of type `ty` goes to an endpoint with these filter types (case-insensitive,
 /// as `EventFilter::matches`).
 pub(super) fn filter_matches(types: &[String], ty: &EventType) -> bool {
-    types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(ty.as_str()))
+    if types.is_empty() {
+        // "Every type" leaves out the operational ones, as `EventFilter::matches` does.
+        return !blockhook_core::is_operational(ty);
+    }
+    types.iter().any(|t| t.eq_ignore_ascii_case(ty.as_str()))
 }

@@ -67,6 +67,7 @@ macro_rules! attempt_columns {
 }
 
 mod activity;
+mod alerts;
 mod cache;
 mod db;
 mod endpoints;

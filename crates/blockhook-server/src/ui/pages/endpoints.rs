@@ -280,6 +280,56 @@ fn state_badge(ep: &Endpoint) -> String {
     }
 }
 
+/// What the endpoint watch says about `ep`: why and when it was disabled, or since when it
+/// fails (nothing for an endpoint without failures).
+fn alert_facts(ui: &Ui, ep: &Endpoint) -> String {
+    let alert = ui.alerts.iter().find(|a| a.endpoint_id == ep.id);
+    let by_watch = alert.is_some_and(|a| a.state == blockhook_core::AlertState::Disabled);
+    let manual = if ep.enabled || by_watch {
+        String::new()
+    } else {
+        // Disabled otherwise (by its merchant, or a 410 Gone): the reason and the last change.
+        format!(
+            r#"<dt>Disabled</dt><dd id="disabled-why">{} — {}</dd>"#,
+            time(ep.updated_at),
+            Esc(ep.disabled_reason.as_deref().unwrap_or("disabled"))
+        )
+    };
+    let Some(a) = alert else {
+        return manual;
+    };
+    let since = a.failing_since.map(time).unwrap_or_default();
+    let mut facts = match a.state {
+        blockhook_core::AlertState::Disabled => format!(
+            r#"<dt>Disabled</dt><dd id="disabled-why">{} — {}</dd>"#,
+            time(a.updated_at),
+            Esc(ep
+                .disabled_reason
+                .as_deref()
+                .unwrap_or("disabled automatically"))
+        ),
+        blockhook_core::AlertState::Failing => format!(
+            r#"<dt>Failing</dt><dd id="failing-since">since {since}, {} failed attempts in a row</dd>"#,
+            a.streak
+        ),
+        blockhook_core::AlertState::Ok => format!(
+            r#"<dt>Failures</dt><dd>{} in a row since {since}</dd>"#,
+            a.streak
+        ),
+    };
+    if !by_watch {
+        facts.insert_str(0, &manual);
+    }
+    if let Some(e) = &a.last_error {
+        let _ = write!(
+            facts,
+            r#"<dt>Last error</dt><dd class="mono">{}</dd>"#,
+            Esc(e)
+        );
+    }
+    facts
+}
+
 fn name_of(ep: &Endpoint) -> String {
     ep.label
         .as_ref()
@@ -380,7 +430,7 @@ async fn render_detail(ui: &Ui, state: &AppState, ep: &Endpoint, extra: &str) ->
 <dt>State</dt><dd>{badge}</dd>
 <dt>Signing</dt><dd>{signing}</dd><dt>Event types</dt><dd>{types}</dd><dt>Custom headers</dt><dd>{headers}</dd>
 <dt>Created</dt><dd>{created}</dd><dt>Updated</dt><dd>{updated}</dd>
-<dt>Ordering</dt><dd id="ordering">{ordering}</dd></dl>
+<dt>Ordering</dt><dd id="ordering">{ordering}</dd>{alert}</dl>
 <div class="actions">{test}{toggle}{reveal}{rotate}
 <a class="button danger" href="/ui/endpoints/{id}/delete">Delete…</a></div></section>
 {figures}
@@ -401,6 +451,7 @@ async fn render_detail(ui: &Ui, state: &AppState, ep: &Endpoint, extra: &str) ->
         created = time(ep.created_at),
         updated = time(ep.updated_at),
         ordering = ordering::describe(&ep.ordering),
+        alert = alert_facts(ui, ep),
         held = ordering::held_section(ui, state, ep).await?,
         reveal = button_form(
             ui,

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod activity;
+pub mod alerts;
 pub mod batch;
 pub mod dispatch;
 pub mod endpoints;
