@@ -436,3 +436,54 @@ pub(crate) fn exhausted_delivery(
         failed_at: Timestamp::from_ms(at),
     })
 }
+
+/// What both backends read for an endpoint's page, as the rows their statements return:
+/// `(hour index from since, succeeded, failed, pending)` per hour, `(due, scheduled, in flight,
+/// oldest due)`, the failed attempts since the last success with the first of them, and the
+/// newest deliveries already decoded.
+pub(crate) struct ActivityRows {
+    pub(crate) hours: Vec<(i64, i64, i64, i64)>,
+    pub(crate) queue: (i64, i64, i64, Option<i64>),
+    pub(crate) last_success: Option<i64>,
+    pub(crate) failed_since: (i64, Option<i64>),
+    pub(crate) recent: Vec<Delivery>,
+}
+
+/// [`ActivityRows`] read from `since` (an hour boundary), as the store contract's value.
+pub(crate) fn endpoint_activity(
+    since: blockhook_core::Timestamp,
+    rows: ActivityRows,
+) -> blockhook_core::EndpointActivity {
+    use blockhook_core::{EndpointActivity, EndpointQueue, FailureStreak, HourCounts, Timestamp};
+    const HOUR_MS: i64 = 3_600_000;
+    let ActivityRows {
+        hours,
+        queue,
+        last_success,
+        failed_since: (failed, first),
+        recent,
+    } = rows;
+    EndpointActivity {
+        hours: hours
+            .into_iter()
+            .map(|(h, succeeded, failed, pending)| HourCounts {
+                hour: Timestamp::from_ms(since.ms() + h * HOUR_MS),
+                succeeded: count(succeeded),
+                failed: count(failed),
+                pending: count(pending),
+            })
+            .collect(),
+        queue: EndpointQueue {
+            due: count(queue.0),
+            scheduled: count(queue.1),
+            in_flight: count(queue.2),
+            oldest_due_at: queue.3.map(Timestamp::from_ms),
+        },
+        streak: FailureStreak {
+            failed_attempts: count(failed),
+            since: first.map(Timestamp::from_ms),
+            last_success: last_success.map(Timestamp::from_ms),
+        },
+        recent,
+    }
+}

@@ -2,16 +2,12 @@
 //! state, the endpoint's queue, its failure streak and its newest deliveries; and the count a
 //! recovery would re-queue (its preview).
 
-use blockhook_core::{
-    EndpointActivity, EndpointId, EndpointQueue, Error, FailureStreak, HourCounts, MerchantId,
-    Timestamp,
-};
+use blockhook_core::{EndpointActivity, EndpointId, Error, FailureStreak, MerchantId, Timestamp};
 
 use super::db::PgStore;
 use super::rows::{DeliveryRow, NextWhileLeased, count};
 use crate::classify;
-
-const HOUR_MS: i64 = 3_600_000;
+use crate::rows::ActivityRows;
 
 const ENDPOINT_EXISTS: &str =
     "SELECT EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND merchant_id = $2)";
@@ -82,39 +78,27 @@ impl PgStore {
                 .fetch_all(self.db()),
         )
         .map_err(classify)?;
-        let (failed, first): (i64, Option<i64>) = sqlx::query_as(FAILED_SINCE)
+        let failed_since: (i64, Option<i64>) = sqlx::query_as(FAILED_SINCE)
             .bind(id)
             .bind(last_success.unwrap_or(i64::MIN))
             .bind(i64::try_from(FailureStreak::CAP).unwrap_or(i64::MAX))
             .fetch_one(self.db())
             .await
             .map_err(classify)?;
-        Ok(EndpointActivity {
-            hours: hours
-                .into_iter()
-                .map(|(h, succeeded, failed, pending)| HourCounts {
-                    hour: Timestamp::from_ms(since.ms() + h * HOUR_MS),
-                    succeeded: count(succeeded),
-                    failed: count(failed),
-                    pending: count(pending),
-                })
-                .collect(),
-            queue: EndpointQueue {
-                due: count(queue.0),
-                scheduled: count(queue.1),
-                in_flight: count(queue.2),
-                oldest_due_at: queue.3.map(Timestamp::from_ms),
+        let recent = recent
+            .into_iter()
+            .map(|r| r.at(now, NextWhileLeased::Nothing))
+            .collect::<Result<_, _>>()?;
+        Ok(crate::rows::endpoint_activity(
+            since,
+            ActivityRows {
+                hours,
+                queue,
+                last_success,
+                failed_since,
+                recent,
             },
-            streak: FailureStreak {
-                failed_attempts: count(failed),
-                since: first.map(Timestamp::from_ms),
-                last_success: last_success.map(Timestamp::from_ms),
-            },
-            recent: recent
-                .into_iter()
-                .map(|r| r.at(now, NextWhileLeased::Nothing))
-                .collect::<Result<_, _>>()?,
-        })
+        ))
     }
 
     pub(super) async fn count_recoverable(

@@ -355,16 +355,7 @@ pub async fn list(ui: Ui, State(state): State<AppState>) -> UiResult {
             url = Esc(ep.url.as_str()),
             badge = state_badge(ep),
             rate = success_rate(health),
-            types = Esc(&if ep.filter.types().is_empty() {
-                "all".to_owned()
-            } else {
-                ep.filter
-                    .types()
-                    .iter()
-                    .map(EventType::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }),
+            types = Esc(&types_of(ep)),
         );
     }
     let table = if endpoints.is_empty() {
@@ -842,9 +833,10 @@ pub async fn delete(
 
 fn secret_section(title: &str, secret: &str) -> String {
     format!(
-        r#"<section class="card reveal" aria-live="polite"><h2>{}</h2><p><code class="secret" id="secret">{}</code></p><p class="hint">Shown on request only; not stored in this page's address.</p></section>"#,
+        r#"<section class="card reveal" aria-live="polite"><h2>{}</h2><p><code class="secret" id="secret">{}</code> {}</p><p class="hint">Shown on request only; not stored in this page's address.</p></section>"#,
         Esc(title),
-        Esc(secret)
+        Esc(secret),
+        copy_button("#secret", "Copy secret"),
     )
 }
 

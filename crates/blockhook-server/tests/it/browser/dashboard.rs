@@ -107,6 +107,11 @@ async fn dashboard_end_to_end_in_headless_chromium() {
         .await
         .unwrap();
     assert!(text_of(c, "#secret").await.starts_with("sck_"));
+    let copy = css(c, "button[data-copy='#secret']").await;
+    assert!(
+        copy.is_displayed().await.unwrap(),
+        "a copy button beside it"
+    );
     shots.take(c, "secret-rotated").await;
 
     // Sign out: back to the sign-in page, and the dashboard is closed again.
