@@ -34,8 +34,15 @@ use crate::common::{Api, Backend, Behaviour, Conf, Receiver, Server, backends, f
 /// Events whose first attempt fails before the jump.
 const EVENTS: u64 = 3;
 
-/// Where Debian and a local build put the library.
+/// Where Debian and a local build put the library. The thread-safe build (`MT`) comes first:
+/// the server reads the clock from many threads at once, and the plain build, which re-reads
+/// the offset file on every call without a lock, can hand one of them the unshifted time (seen
+/// as a retry logged without the jump, on PostgreSQL, whose driver adds threads).
 const LIB_PATHS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/faketime/libfaketimeMT.so.1",
+    "/usr/local/lib/faketime/libfaketimeMT.so.1",
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
     "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
     "/usr/lib/faketime/libfaketime.so.1",
