@@ -20,6 +20,8 @@ use serde_json::Value;
 use blockhook_sig::standard::{self, StandardSecret};
 use blockhook_sig::{Mode, Signature};
 
+use crate::json_text::{compact, respace};
+
 /// The prefix of a BlockATM endpoint secret as blockhook generates it.
 pub const BLOCKATM_SECRET_PREFIX: &str = "sck_";
 
@@ -716,88 +718,6 @@ fn sort_keys(value: Value) -> Value {
         Value::Array(items) => Value::Array(items.into_iter().map(sort_keys).collect()),
         other => other,
     }
-}
-
-/// `text` (valid JSON) without whitespace outside strings; keys, order and literals unchanged.
-fn compact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for c in text.chars() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !c.is_whitespace() {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Compact JSON re-spaced: `None` puts a space after `,` and `:` (Python's `json.dumps`),
-/// `Some(n)` pretty-prints with an `n`-space indent (`JSON.stringify(v, null, n)`).
-fn respace(compact: &str, indent: Option<usize>) -> String {
-    let mut out = String::with_capacity(compact.len() * 2);
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut depth = 0usize;
-    let chars: Vec<char> = compact.chars().collect();
-    let newline = |out: &mut String, depth: usize, n: usize| {
-        out.push('\n');
-        out.push_str(&" ".repeat(depth * n));
-    };
-    for (i, &c) in chars.iter().enumerate() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match (c, indent) {
-            ('"', _) => {
-                in_string = true;
-                out.push(c);
-            }
-            (',', None) => out.push_str(", "),
-            (':', _) => out.push_str(": "),
-            ('{' | '[', Some(n)) => {
-                out.push(c);
-                depth += 1;
-                let empty = matches!(chars.get(i + 1), Some('}' | ']'));
-                if !empty {
-                    newline(&mut out, depth, n);
-                }
-            }
-            ('}' | ']', Some(n)) => {
-                depth = depth.saturating_sub(1);
-                let empty = i > 0 && matches!(chars.get(i - 1), Some('{' | '['));
-                if !empty {
-                    newline(&mut out, depth, n);
-                }
-                out.push(c);
-            }
-            (',', Some(n)) => {
-                out.push(',');
-                newline(&mut out, depth, n);
-            }
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// Secret variants: `(key text, what differs)` for the BlockATM modes.

@@ -62,6 +62,7 @@ pub mod axum;
 mod error;
 mod event;
 pub mod explain;
+pub mod json_text;
 mod replay;
 mod verifier;
 mod webhook;

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use blockhook_core::{EndpointId, FailureStreak, HourCounts, MerchantId, Timestamp};
+use blockhook_core::{
+    EndpointHealth, EndpointId, FailureStreak, HourCounts, MerchantId, Timestamp,
+};
 
 use super::events::DeliveryView;
 use crate::error::ApiResult;
@@ -143,6 +145,16 @@ pub async fn activity(
     merchant: &MerchantId,
     id: &EndpointId,
 ) -> ApiResult<ActivityView> {
+    Ok(activity_with_health(state, merchant, id).await?.0)
+}
+
+/// [`activity`], with the 24 h health it was computed from (the dashboard also charts its
+/// latencies per hour), so a page reads the store once.
+pub async fn activity_with_health(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &EndpointId,
+) -> ApiResult<(ActivityView, EndpointHealth)> {
     let now = state.clock.now();
     let this_hour = now.ms() - now.ms().rem_euclid(HOUR_MS);
     let today = now.ms() - now.ms().rem_euclid(DAY_MS);
@@ -162,7 +174,7 @@ pub async fn activity(
     )?;
     let mut latencies: Vec<u32> = health.latencies.iter().map(|(_, ms)| *ms).collect();
     latencies.sort_unstable();
-    Ok(ActivityView {
+    let view = ActivityView {
         hourly: bars(first_hour, HOUR_MS, HOURS, &a.hours),
         daily: bars(first_day, DAY_MS, DAYS, &a.hours),
         latency: Latency {
@@ -184,7 +196,8 @@ pub async fn activity(
             last_success: a.streak.last_success.map(Timestamp::ms),
         },
         recent: a.recent.into_iter().map(DeliveryView::from).collect(),
-    })
+    };
+    Ok((view, health))
 }
 
 #[cfg(test)]

@@ -580,16 +580,6 @@ pub async fn newest(state: &AppState, merchant: &MerchantId) -> ApiResult<Vec<En
         .data)
 }
 
-/// One endpoint's attempts and latencies since `since`.
-pub async fn health(
-    state: &AppState,
-    merchant: &MerchantId,
-    id: &EndpointId,
-    since: Timestamp,
-) -> ApiResult<EndpointHealth> {
-    Ok(state.store.endpoint_health(merchant, id, since).await?)
-}
-
 /// An endpoint with its health over each of `N` windows.
 #[derive(Debug, Clone)]
 pub struct EndpointWithHealth<const N: usize> {

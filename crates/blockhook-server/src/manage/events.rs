@@ -586,17 +586,16 @@ pub async fn resend(
     resend_to(state, merchant, id, &scope).await
 }
 
-/// The event a delivery of the merchant delivers.
-pub async fn delivery_event(
+/// One delivery of the merchant.
+pub async fn delivery(
     state: &AppState,
     merchant: &MerchantId,
     id: &DeliveryId,
-) -> ApiResult<EventId> {
+) -> ApiResult<Delivery> {
     Ok(state
         .store
         .get_delivery(merchant, id, state.clock.now())
-        .await?
-        .event_id)
+        .await?)
 }
 
 /// Sends one delivery again: a new delivery of its event to its endpoint, due now. It is a
@@ -606,15 +605,16 @@ pub async fn retry_delivery(
     merchant: &MerchantId,
     id: &DeliveryId,
 ) -> ApiResult<Resent> {
-    let d = state
-        .store
-        .get_delivery(merchant, id, state.clock.now())
-        .await?;
+    retry(state, merchant, &delivery(state, merchant, id).await?).await
+}
+
+/// [`retry_delivery`] of a delivery already read.
+pub async fn retry(state: &AppState, merchant: &MerchantId, d: &Delivery) -> ApiResult<Resent> {
     resend_to(
         state,
         merchant,
         &d.event_id,
-        &ResendScope::Endpoint(d.endpoint_id),
+        &ResendScope::Endpoint(d.endpoint_id.clone()),
     )
     .await
 }

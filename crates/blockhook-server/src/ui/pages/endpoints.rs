@@ -12,7 +12,10 @@ use serde::Deserialize;
 
 use blockhook_core::{Endpoint, EventType, SigningMode, Timestamp};
 
-use super::{DAY, body_excerpt, copy_button, endpoint_id, header_list, ordering, success_rate};
+use super::{
+    DAY, body_excerpt, copy_button, delivery_badge, endpoint_id, header_list, ordering,
+    success_rate,
+};
 use crate::manage::activity::{self, ActivityView, Bar};
 use crate::manage::endpoints::{
     self as manage, CreateEndpoint, EndpointWithHealth, RecoverRequest, RotateSecret,
@@ -397,8 +400,7 @@ async fn load(ui: &Ui, state: &AppState, raw: &str) -> Result<Endpoint, UiError>
 async fn render_detail(ui: &Ui, state: &AppState, ep: &Endpoint, extra: &str) -> UiResult {
     let merchant = ui.merchant()?;
     let now = state.clock.now();
-    let a = activity::activity(state, merchant, &ep.id).await?;
-    let latencies = manage::health(state, merchant, &ep.id, now - DAY).await?;
+    let (a, latencies) = activity::activity_with_health(state, merchant, &ep.id).await?;
     let id = &ep.id;
     let toggle = if ep.enabled {
         button_form(
@@ -486,17 +488,6 @@ fn types_of(ep: &Endpoint) -> String {
     }
 }
 
-/// `3 h 12 min`, `45 s`: an age at a glance.
-fn age(ms: i64) -> String {
-    let secs = ms.max(0) / 1000;
-    match secs {
-        0..60 => format!("{secs} s"),
-        60..3600 => format!("{} min", secs / 60),
-        3600..86_400 => format!("{} h {} min", secs / 3600, secs / 60 % 60),
-        _ => format!("{} d {} h", secs / 86_400, secs / 3600 % 24),
-    }
-}
-
 /// The four figure cards: success and latency, queue, failure streak.
 fn figures(a: &ActivityView, day: &blockhook_core::EndpointHealth) -> String {
     let ms = |v: Option<u32>| v.map_or_else(|| "—".to_owned(), |v| format!("{v} ms"));
@@ -534,7 +525,13 @@ fn figures(a: &ActivityView, day: &blockhook_core::EndpointHealth) -> String {
         oldest = a
             .queue
             .oldest_due_age_ms
-            .map(|ms| format!(" · oldest due for {}", age(ms)))
+            .map(|ms| {
+                let ms = u64::try_from(ms).unwrap_or(0);
+                format!(
+                    " · oldest due for {}",
+                    duration(std::time::Duration::from_millis(ms))
+                )
+            })
             .unwrap_or_default(),
     )
 }
@@ -591,15 +588,6 @@ fn activity_charts(a: &ActivityView) -> String {
         stacked_bars(&hours, "per hour, last 24 h"),
         stacked_bars(&days, "per day, last 7 days"),
     )
-}
-
-fn delivery_badge(state: &str) -> String {
-    let class = match state {
-        "succeeded" => "ok",
-        "failed" => "bad",
-        _ => "wait",
-    };
-    format!(r#"<span class="badge {class}">{}</span>"#, Esc(state))
 }
 
 /// The newest deliveries, each linking to its event.

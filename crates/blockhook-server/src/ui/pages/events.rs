@@ -12,11 +12,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use blockhook_core::{
-    AttemptRecord, Cursor, Delivery, DeliveryId, DeliveryState, EndpointId, Event, EventQuery,
-    EventType,
+    AttemptRecord, Cursor, Delivery, DeliveryId, EndpointId, Event, EventQuery, EventType,
 };
 
-use super::{body_excerpt, copy_button, endpoint_id, event_id, header_list};
+use super::{body_excerpt, copy_button, delivery_badge, endpoint_id, event_id, header_list};
 use crate::ApiError;
 use crate::manage::endpoints as manage_endpoints;
 use crate::manage::events::{self as manage, DeliveryDetail, ResendRequest};
@@ -147,15 +146,6 @@ fn key_fields(ev: &Event) -> Vec<(&'static str, String)> {
         .collect()
 }
 
-fn state_badge(s: DeliveryState) -> String {
-    let class = match s {
-        DeliveryState::Succeeded => "ok",
-        DeliveryState::Failed => "bad",
-        DeliveryState::Pending | DeliveryState::InFlight => "wait",
-    };
-    format!(r#"<span class="badge {class}">{}</span>"#, s.as_str())
-}
-
 /// Endpoint names of a merchant (label or URL), to show next to deliveries.
 async fn endpoint_names(ui: &Ui, state: &AppState) -> Result<HashMap<EndpointId, String>, UiError> {
     Ok(manage_endpoints::newest(state, ui.merchant()?)
@@ -220,7 +210,7 @@ pub async fn list(ui: Ui, State(state): State<AppState>, Query(filter): Query<Fi
             .map(|d| {
                 format!(
                     r#"<div>{} <span class="hint">{}</span></div>"#,
-                    state_badge(d.state),
+                    delivery_badge(d.state.as_str()),
                     Esc(&endpoint_name(&names, &d.endpoint_id))
                 )
             })
@@ -404,7 +394,7 @@ fn delivery_section(
     };
     format!(
         r#"<section class="card delivery" id="{id}"><h3>{state} {name}</h3><p class="hint">{origin} delivery <span class="mono">{id}</span> · {n}{next}</p>{rows}<div class="actions">{retry}</div></section>"#,
-        state = state_badge(d.state),
+        state = delivery_badge(d.state.as_str()),
         name = Esc(&endpoint_name(names, &d.endpoint_id)),
         origin = match d.origin {
             blockhook_core::DeliveryOrigin::Initial => "initial",
@@ -537,11 +527,12 @@ pub async fn retry(
 ) -> UiResult {
     let merchant = ui.merchant()?;
     let delivery = DeliveryId::parse(&id).map_err(|_| UiError::NotFound)?;
-    let event = manage::delivery_event(&state, merchant, &delivery).await?;
-    match manage::retry_delivery(&state, merchant, &delivery).await {
+    let d = manage::delivery(&state, merchant, &delivery).await?;
+    match manage::retry(&state, merchant, &d).await {
         Ok(r) => ui.flash(queued("Retry queued", r.delivery_ids.len())),
         Err(ApiError::Conflict(why)) => ui.flash(format!("Not retried: {why}")),
         Err(e) => return Err(e.into()),
     }
+    let event = d.event_id;
     Ok(Redirect::to(&format!("/ui/events/{event}")).into_response())
 }

@@ -76,3 +76,13 @@ pub fn copy_button(target: &str, label: &str) -> String {
         Esc(label)
     )
 }
+
+/// A delivery's state (`succeeded`, `failed`, `pending`, `in_flight`) as a coloured badge.
+pub fn delivery_badge(state: &str) -> String {
+    let class = match state {
+        "succeeded" => "ok",
+        "failed" => "bad",
+        _ => "wait",
+    };
+    format!(r#"<span class="badge {class}">{}</span>"#, Esc(state))
+}
