@@ -171,4 +171,8 @@ pub struct Completion {
     pub next: Next,
     /// Why the endpoint is being disabled, with `Next::DisableEndpoint`.
     pub disable_reason: Option<String>,
+    /// Whether recording it lets another delivery go: the final outcome of an ordered delivery
+    /// makes the next one of its key claimable. A store that holds completions back to commit
+    /// them together with other writes commits these at once.
+    pub releases_key: bool,
 }

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use blockhook_core::{Error, Ingested, NewEvent, SearchFields, StoreRef};
 
+use crate::dispatch::Handoff;
 use crate::metrics::Metrics;
 
 /// Largest number of events committed in one transaction.
@@ -43,16 +44,22 @@ impl std::fmt::Debug for Job {
 }
 
 impl Ingestor {
-    /// Starts the committing task. `wake` is notified after each commit that stored deliveries;
-    /// `search` are the payload fields events are indexed under.
+    /// Starts the committing task. Deliveries the store leases at ingest go to the dispatcher
+    /// through `handoff`; `wake` is notified after each commit that stored deliveries it did
+    /// not hand off; `search` are the payload fields events are indexed under.
     pub fn start(
         store: StoreRef,
-        wake: Arc<Notify>,
+        (wake, handoff): (Arc<Notify>, Arc<Handoff>),
         metrics: Arc<Metrics>,
         search: SearchFields,
     ) -> Self {
         let (tx, rx) = mpsc::channel(4_096);
-        tokio::spawn(run(store, rx, wake, metrics));
+        let out = Out {
+            wake,
+            handoff,
+            metrics,
+        };
+        tokio::spawn(run(store, rx, out));
         Self {
             tx,
             search: Arc::new(search),
@@ -76,12 +83,14 @@ impl Ingestor {
     }
 }
 
-async fn run(
-    store: StoreRef,
-    mut rx: mpsc::Receiver<Job>,
+/// Where the committing task's results go.
+struct Out {
     wake: Arc<Notify>,
+    handoff: Arc<Handoff>,
     metrics: Arc<Metrics>,
-) {
+}
+
+async fn run(store: StoreRef, mut rx: mpsc::Receiver<Job>, out: Out) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         let mut total = jobs[0].events.len();
@@ -94,24 +103,27 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit(&store, jobs, &metrics).await;
-        wake.notify_one();
+        if commit(&store, jobs, &out).await {
+            out.wake.notify_one();
+        }
     }
 }
 
-async fn commit(store: &StoreRef, jobs: Vec<Job>, metrics: &Metrics) {
+/// Stores the jobs' events, in one transaction if they can share it, and answers each job.
+/// Whether the dispatcher must look for work: deliveries were stored that it was not handed
+/// (or something failed, and a look costs little).
+async fn commit(store: &StoreRef, jobs: Vec<Job>, out: &Out) -> bool {
+    let mut left = false;
     if jobs.len() == 1 {
         for job in jobs {
-            let result = store.ingest(&job.events).await;
-            count(&result, metrics);
+            let result = store_events(store, &job.events, out, &mut left).await;
             let _ = job.reply.send(result);
         }
-        return;
+        return left;
     }
     let all: Vec<NewEvent> = jobs.iter().flat_map(|j| j.events.iter().cloned()).collect();
-    match store.ingest(&all).await {
+    match store_events(store, &all, out, &mut left).await {
         Ok(results) => {
-            count(&Ok(results.clone()), metrics);
             let mut rest = results.into_iter();
             for job in jobs {
                 let mine: Vec<Ingested> = rest.by_ref().take(job.events.len()).collect();
@@ -125,8 +137,7 @@ async fn commit(store: &StoreRef, jobs: Vec<Job>, metrics: &Metrics) {
             | Error::IdempotencyConflict { .. },
         ) => {
             for job in jobs {
-                let result = store.ingest(&job.events).await;
-                count(&result, metrics);
+                let result = store_events(store, &job.events, out, &mut left).await;
                 let _ = job.reply.send(result);
             }
         }
@@ -136,6 +147,32 @@ async fn commit(store: &StoreRef, jobs: Vec<Job>, metrics: &Metrics) {
             }
         }
     }
+    left
+}
+
+/// One store call: with free delivery slots, the store leases deliveries in the ingest's
+/// transaction and they go straight to the dispatcher. Sets `left` when deliveries were stored
+/// that were not handed off.
+async fn store_events(
+    store: &StoreRef,
+    events: &[NewEvent],
+    out: &Out,
+    left: &mut bool,
+) -> Result<Vec<Ingested>, Error> {
+    let (result, handed) = match out.handoff.reserve() {
+        Some(reserved) => match store.ingest_and_claim(events, reserved.request()).await {
+            Ok((done, claims)) => (Ok(done), reserved.hand(claims)),
+            Err(e) => (Err(e), 0),
+        },
+        None => (store.ingest(events).await, 0),
+    };
+    count(&result, &out.metrics);
+    let stored: u64 = match &result {
+        Ok(done) => done.iter().map(|i| u64::from(i.deliveries)).sum(),
+        Err(_) => 1,
+    };
+    *left |= stored > handed as u64;
+    result
 }
 
 fn count(result: &Result<Vec<Ingested>, Error>, metrics: &Metrics) {

@@ -125,7 +125,13 @@ impl Application {
         let wake = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::new());
         let search = settings.search.fields()?;
-        let ingest = Ingestor::start(store.clone(), wake.clone(), metrics.clone(), search);
+        let handoff = Arc::new(crate::dispatch::Handoff::default());
+        let ingest = Ingestor::start(
+            store.clone(),
+            (wake.clone(), handoff.clone()),
+            metrics.clone(),
+            search,
+        );
         let state = AppState {
             store,
             settings: Arc::new(settings),
@@ -133,6 +139,7 @@ impl Application {
             admin,
             egress,
             wake,
+            handoff,
             clock,
             metrics,
             ingest,
@@ -200,6 +207,7 @@ impl Application {
                 settings: settings.delivery.clone(),
                 metrics: state.metrics.clone(),
                 wake: state.wake.clone(),
+                handoff: state.handoff.clone(),
             };
             tokio::spawn(dispatch::run(cx, stop.child_token()))
         });

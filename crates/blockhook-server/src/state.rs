@@ -27,6 +27,8 @@ pub struct AppState {
     pub egress: blockhook_egress::Client,
     /// Wakes the local dispatcher when work was stored.
     pub wake: Arc<Notify>,
+    /// Where ingest hands deliveries it leased to this process's dispatcher.
+    pub handoff: Arc<crate::dispatch::Handoff>,
     /// Time source.
     pub clock: Arc<dyn Clock>,
     /// Metrics registry.

@@ -167,6 +167,7 @@ async fn run(quick: bool) {
                 },
                 next: Next::Succeeded,
                 disable_reason: None,
+                releases_key: false,
             })
             .collect();
         let lap = Instant::now();

@@ -48,6 +48,8 @@ contract!(
     dispatch::attempt_record_round_trips,
     dispatch::renew_leases_needs_the_right_token,
     dispatch::next_due_at_reports_earliest,
+    dispatch::ingest_and_claim_leases_like_a_claim,
+    ordering::ingest_and_claim_hands_only_a_keys_head,
     logs::list_events_newest_first,
     logs::list_events_stable_under_concurrent_inserts,
     logs::list_events_filters,

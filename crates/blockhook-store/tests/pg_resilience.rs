@@ -129,6 +129,7 @@ async fn cycle(store: &StoreRef, m: &MerchantId, now: Timestamp) -> Result<(), E
             },
             next: Next::Succeeded,
             disable_reason: None,
+            releases_key: false,
         })
         .collect();
     store.finish(&done, now).await?;

@@ -66,6 +66,21 @@ impl EndpointLoad {
     }
 }
 
+/// A claim of up to `free` due deliveries (at most `claim_batch`) now, leaving this process's
+/// saturated endpoints out.
+pub(super) fn request(cx: &DispatchCx, load: &EndpointLoad, free: usize) -> ClaimRequest {
+    let now = cx.clock.now();
+    ClaimRequest {
+        now,
+        max: u32::try_from(free)
+            .unwrap_or(u32::MAX)
+            .min(cx.settings.claim_batch),
+        lease_until: now + cx.settings.lease,
+        per_endpoint_max: u32::try_from(cx.settings.per_endpoint_concurrency).unwrap_or(u32::MAX),
+        exclude: load.saturated(cx.settings.per_endpoint_concurrency),
+    }
+}
+
 /// What one claim brought.
 pub(super) struct Claimed {
     /// The leased deliveries, to be sent now.
@@ -99,18 +114,8 @@ impl Claimer {
         free: usize,
         stop: &CancellationToken,
     ) -> Option<Claimed> {
-        let want = u32::try_from(free)
-            .unwrap_or(u32::MAX)
-            .min(cx.settings.claim_batch);
-        let now = cx.clock.now();
-        let req = ClaimRequest {
-            now,
-            max: want,
-            lease_until: now + cx.settings.lease,
-            per_endpoint_max: u32::try_from(cx.settings.per_endpoint_concurrency)
-                .unwrap_or(u32::MAX),
-            exclude: load.saturated(cx.settings.per_endpoint_concurrency),
-        };
+        let req = request(cx, load, free);
+        let want = req.max;
         match cx.store.claim_due(&req).await {
             Ok(claims) => {
                 self.backoff = FIRST_BACKOFF;

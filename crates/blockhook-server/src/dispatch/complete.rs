@@ -42,34 +42,27 @@ pub(super) fn completion(claim: Claim, attempted: Attempted, next: Next) -> Comp
         },
         error_detail: resp.detail,
     };
+    let releases_key = claim.endpoint.ordering.per_key() && !matches!(next, Next::RetryAt(_));
     Completion {
         delivery_id: claim.delivery_id,
         lease: claim.lease,
         attempt,
         next,
         disable_reason,
+        releases_key,
     }
 }
 
-/// A completion on its way to the store, and whether writing it lets another delivery go: the
-/// final outcome of an ordered delivery makes the next one of its key claimable.
-pub(super) struct Queued {
-    pub(super) completion: Completion,
-    pub(super) frees_key: bool,
-}
-
 /// Runs until every sender is dropped and the queue is empty.
-pub(super) async fn run(cx: Arc<DispatchCx>, mut rx: mpsc::Receiver<Queued>) {
-    let mut queued = Vec::with_capacity(MAX_BATCH);
+pub(super) async fn run(cx: Arc<DispatchCx>, mut rx: mpsc::Receiver<Completion>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // A retry may now be due sooner than the dispatcher's current sleep, and a key's next
         // delivery was due all along (only unordered completions go without a wake: waking per
         // completion would cost one claim per event).
-        let wake = queued
+        let wake = batch
             .iter()
-            .any(|q| q.frees_key || matches!(q.completion.next, Next::RetryAt(_)));
-        batch.extend(queued.drain(..).map(|q| q.completion));
+            .any(|c| c.releases_key || matches!(c.next, Next::RetryAt(_)));
         write(&cx, &batch).await;
         if wake {
             cx.wake.notify_one();

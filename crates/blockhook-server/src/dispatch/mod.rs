@@ -17,6 +17,7 @@
 mod attempt;
 mod claim;
 mod complete;
+mod handoff;
 mod lease;
 mod observe;
 mod prepare;
@@ -29,7 +30,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use blockhook_core::{Claim, Clock, Next, RetryPolicy, StoreRef};
+use blockhook_core::{Claim, Clock, Completion, RetryPolicy, StoreRef};
 
 use crate::config::DeliverySettings;
 use crate::keys::MasterKey;
@@ -37,6 +38,7 @@ use crate::metrics::Metrics;
 
 pub(crate) use attempt::{Message, attempt};
 use claim::{Claimer, EndpointLoad};
+pub use handoff::Handoff;
 use lease::LeaseBook;
 
 /// What the dispatcher needs.
@@ -58,6 +60,8 @@ pub struct DispatchCx {
     pub metrics: Arc<Metrics>,
     /// Wakes the loop when new work may be due.
     pub wake: Arc<Notify>,
+    /// Where ingest hands freshly leased deliveries to this dispatcher.
+    pub handoff: Arc<Handoff>,
 }
 
 /// What every delivery task of one dispatcher shares.
@@ -66,7 +70,7 @@ struct Worker {
     load: EndpointLoad,
     signers: signers::Signers,
     book: Arc<LeaseBook>,
-    done: mpsc::Sender<complete::Queued>,
+    done: mpsc::Sender<Completion>,
 }
 
 /// Runs until `stop` is cancelled, then stops claiming and lets in-flight attempts finish up
@@ -74,7 +78,7 @@ struct Worker {
 /// another worker (or this one after a restart) sends them again.
 pub async fn run(cx: DispatchCx, stop: CancellationToken) {
     let cx = Arc::new(cx);
-    let (done, done_rx) = mpsc::channel::<complete::Queued>(8_192);
+    let (done, done_rx) = mpsc::channel::<Completion>(8_192);
     let recorder = tokio::spawn(complete::run(cx.clone(), done_rx));
     let book = Arc::new(LeaseBook::default());
     let renewer_stop = CancellationToken::new();
@@ -87,22 +91,34 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
         book,
         done,
     });
+    let (to_loop, mut handed) = mpsc::unbounded_channel();
+    cx.handoff.open(handoff::Taker {
+        cx: cx.clone(),
+        worker: worker.clone(),
+        global: global.clone(),
+        to_loop,
+    });
     let mut claimer = Claimer::new();
     let mut tasks = JoinSet::new();
 
     tracing::info!(concurrency = cx.settings.concurrency, "dispatcher started");
     while !stop.is_cancelled() {
         while tasks.try_join_next().is_some() {}
+        while let Ok(claims) = handed.try_recv() {
+            worker.start_all(&mut tasks, claims);
+        }
         let free = global.available_permits();
         if free == 0 {
             tokio::select! {
                 _ = tasks.join_next() => {}
+                Some(claims) = handed.recv() => worker.start_all(&mut tasks, claims),
                 () = stop.cancelled() => {}
             }
             continue;
         }
         // Register interest before claiming, so a wake between the claim and the wait is kept.
         let woken = cx.wake.notified();
+        tokio::pin!(woken);
         let Some(mut claimed) = claimer.claim(&cx, &worker.load, free, &stop).await else {
             continue;
         };
@@ -117,15 +133,30 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
             continue;
         }
         let idle = claim::idle_wait(&cx, &claimed).await;
-        tokio::select! {
-            () = woken => {}
-            () = tokio::time::sleep(idle) => {}
-            () = cx.store.wait_for_work(idle) => {}
-            Some(_) = tasks.join_next(), if claimed.waiting_on_slots && !tasks.is_empty() => {}
-            () = stop.cancelled() => {}
+        let sleep = tokio::time::sleep(idle);
+        let work = cx.store.wait_for_work(idle);
+        tokio::pin!(sleep, work);
+        // Until there may be something to claim; hand-offs start as they come, without a claim.
+        loop {
+            tokio::select! {
+                () = &mut woken => break,
+                () = &mut sleep => break,
+                () = &mut work => break,
+                Some(claims) = handed.recv() => {
+                    worker.start_all(&mut tasks, claims);
+                    while tasks.try_join_next().is_some() {}
+                }
+                Some(_) = tasks.join_next(), if claimed.waiting_on_slots && !tasks.is_empty() => break,
+                () = stop.cancelled() => break,
+            }
         }
     }
 
+    // No more hand-offs; those already made still go.
+    cx.handoff.close();
+    while let Ok(claims) = handed.try_recv() {
+        worker.start_all(&mut tasks, claims);
+    }
     drain(&cx, tasks).await;
     drop(worker);
     let _ = recorder.await;
@@ -155,6 +186,13 @@ async fn drain(cx: &DispatchCx, mut tasks: JoinSet<()>) {
 }
 
 impl Worker {
+    /// Starts every handed claim with its slot.
+    fn start_all(self: &Arc<Self>, tasks: &mut JoinSet<()>, claims: handoff::Handed) {
+        for (claim, permit) in claims {
+            self.start(tasks, claim, permit);
+        }
+    }
+
     /// Starts delivering `claim` in its own task and span; `permit` is its global slot.
     fn start(
         self: &Arc<Self>,
@@ -206,13 +244,9 @@ impl Worker {
             .decide(claim.round_attempt, &attempted.outcome, now, rand::random());
         observe::observe(&cx.metrics, &claim, &attempted, &next, now);
         let ok = attempted.delivered();
-        let frees_key = endpoint.ordering.per_key() && !matches!(next, Next::RetryAt(_));
         let (endpoint_id, delivery_id) = (endpoint.id.clone(), claim.delivery_id.clone());
-        let queued = complete::Queued {
-            completion: complete::completion(claim, attempted, next),
-            frees_key,
-        };
-        if self.done.send(queued).await.is_err() {
+        let completion = complete::completion(claim, attempted, next);
+        if self.done.send(completion).await.is_err() {
             tracing::error!("recorder stopped; the lease will expire and the delivery be retried");
         }
         self.load.leave(&endpoint_id, ok, &cx.metrics);

@@ -216,6 +216,7 @@ pub fn completion(claim: &Claim, next: Next, at: Timestamp) -> Completion {
         attempt: attempt_for(claim, at, status, error),
         next,
         disable_reason: matches!(next, Next::DisableEndpoint).then(|| "410 Gone".to_owned()),
+        releases_key: claim.endpoint.ordering.per_key() && !matches!(next, Next::RetryAt(_)),
     }
 }
 

@@ -69,7 +69,11 @@ struct StoredRow {
 // `woke` notifies only when a delivery was created; it is referenced (scalar subquery) because
 // an unreferenced plain CTE would not run. `earlier` finds the original of a repeated key among
 // committed events; a repeat of a key used earlier in the same batch, or committed concurrently
-// after this statement's snapshot, is resolved by the caller.
+// after this statement's snapshot, is resolved by the caller. `clash` and `earlier` look keys up
+// through LATERAL subqueries with LIMIT 1, which PostgreSQL can only run as index probes of
+// `events_idempotency`: as plain joins they were planned as hash joins over a sequential scan of
+// `events` while the table's statistics were young (measured: one scan of the whole table per
+// ingest until autovacuum's first analyze, BENCHMARKS.md).
 //
 // Ordered deliveries (`$14` key, `$15` rank: 1, 2, ... per (endpoint, key) in batch order; NULL for
 // unordered ones): `wanted` counts the numbers each key needs, `counted` takes them from the key's
@@ -86,8 +90,10 @@ const STORE: &str = "WITH input AS ( \
             WITH ORDINALITY AS i(id, merchant_id, event_type, payload, idempotency_key, created_at, \
                 ordering_key, ord) \
      ), clash AS ( \
-        SELECT 1 FROM input i JOIN events e \
-            ON e.merchant_id = i.merchant_id AND e.idempotency_key = i.idempotency_key \
+        SELECT 1 FROM input i CROSS JOIN LATERAL ( \
+            SELECT e.event_type, e.payload FROM events e \
+            WHERE e.merchant_id = i.merchant_id AND e.idempotency_key = i.idempotency_key LIMIT 1 \
+        ) e \
         WHERE e.event_type <> i.event_type OR e.payload <> i.payload LIMIT 1 \
      ), stored AS ( \
         INSERT INTO events (id, merchant_id, event_type, payload, idempotency_key, created_at, \
@@ -137,8 +143,10 @@ const STORE: &str = "WITH input AS ( \
      FROM input i \
      LEFT JOIN stored s ON s.id = i.id \
      LEFT JOIN (SELECT event_id, count(*) AS n FROM fanned GROUP BY event_id) f ON f.event_id = i.id \
-     LEFT JOIN events earlier \
-        ON earlier.merchant_id = i.merchant_id AND earlier.idempotency_key = i.idempotency_key \
+     LEFT JOIN LATERAL ( \
+        SELECT e.id, e.event_type, e.payload FROM events e \
+        WHERE e.merchant_id = i.merchant_id AND e.idempotency_key = i.idempotency_key LIMIT 1 \
+     ) earlier ON true \
      ORDER BY i.ord";
 
 #[async_trait::async_trait]

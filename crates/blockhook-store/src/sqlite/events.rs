@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 
 use blockhook_core::{
-    AttemptRecord, DeadLetter, Delivery, DeliveryId, DeliveryOrigin, DeliveryState,
-    EndpointActivity, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventFilter,
-    EventId, EventQuery, Events, Ingested, MerchantId, NewEvent, Ordering, OrderingKey, Page,
-    Timestamp,
+    AttemptRecord, Claim, ClaimRequest, DeadLetter, Delivery, DeliveryId, DeliveryOrigin,
+    DeliveryState, EndpointActivity, EndpointBacklog, EndpointHealth, EndpointId, Error, Event,
+    EventFilter, EventId, EventQuery, Events, Ingested, MerchantId, NewEvent, Ordering,
+    OrderingKey, Page, Timestamp,
 };
 use rusqlite::{Connection, params_from_iter};
 use sqlx::{QueryBuilder, Sqlite};
@@ -19,7 +19,7 @@ use super::rows::{
     AttemptRow, DeliveryRow, EventRow, MAX_ROWS, NextWhileLeased, count, filter_from_json,
     json_list, padded_chunks, page_limit, placeholders, to_u32,
 };
-use super::writer::{Bind, Cx, Durability, NULL, Session, blob, int, text};
+use super::writer::{Bind, Cx, NULL, blob, int, text};
 use crate::{classify, classify_sqlite};
 
 // One statement answers for every merchant of the batch: whether it exists, its status, and its
@@ -47,41 +47,14 @@ pub(super) struct NewDelivery<'a> {
     pub(super) ordering_key: Option<OrderingKey>,
 }
 
-/// Stores several callers' batches in ONE transaction, so that they share one commit (see
-/// `writer`), and answers each. A fixed number of statements per transaction (plus one per 256
-/// rows): targets, taken keys (only if any event has a key), events, deliveries. A batch naming
-/// an unknown or suspended merchant fails alone before anything is written; if the shared
-/// transaction itself fails, each batch is retried alone, so one bad batch cannot fail others.
-pub(super) fn ingest_batches(
-    w: &mut Session,
+/// After the commit of [`ingest_group`]: events with deliveries are about to be claimed, so
+/// what a claim needs is kept at hand.
+pub(super) fn remember_ingested(
+    cx: &Cx,
     batches: &[&[NewEvent]],
-) -> Vec<Result<Vec<Ingested>, Error>> {
-    match ingest_together(w, batches) {
-        Ok(results) => results,
-        Err(e) if batches.len() == 1 => vec![Err(e)],
-        Err(_) => batches
-            .iter()
-            .map(|batch| {
-                ingest_together(w, std::slice::from_ref(batch)).and_then(|r| {
-                    r.into_iter()
-                        .next()
-                        .unwrap_or_else(|| Err(Error::Internal("no ingest result".into())))
-                })
-            })
-            .collect(),
-    }
-}
-
-fn ingest_together(
-    w: &mut Session,
-    batches: &[&[NewEvent]],
-) -> Result<Vec<Result<Vec<Ingested>, Error>>, Error> {
-    let (results, cx) = w.transaction(Durability::Durable, |conn, cx| {
-        Ok((ingest_in(cx, conn, batches)?, cx.clone()))
-    })?;
-
-    // Events with deliveries are about to be claimed: keep what a claim needs at hand.
-    for (batch, result) in batches.iter().zip(&results) {
+    results: &[Result<Vec<Ingested>, Error>],
+) {
+    for (batch, result) in batches.iter().zip(results) {
         let Ok(done) = result else { continue };
         let fresh = batch
             .iter()
@@ -96,12 +69,15 @@ fn ingest_together(
             (ev.id.as_str().to_owned(), cached)
         }));
     }
-    Ok(results)
 }
 
-/// The body of [`ingest_together`], inside its transaction: every batch's answer, or an error
-/// that fails the whole transaction.
-fn ingest_in(
+/// Stores several callers' batches inside the writer's transaction (see `writer`: they share
+/// one commit) and answers each. A fixed number of statements (plus one per 256 rows): targets,
+/// taken keys (only if any event has a key), events, deliveries. A batch naming an unknown or
+/// suspended merchant fails alone before anything is written; an `Err` fails the whole
+/// transaction, and the writer then retries each batch alone, so one bad batch cannot fail
+/// others.
+pub(super) fn ingest_group(
     cx: &Cx,
     conn: &Connection,
     batches: &[&[NewEvent]],
@@ -498,7 +474,16 @@ pub(super) fn insert_deliveries(
 #[async_trait::async_trait]
 impl Events for SqliteStore {
     async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
-        self.db.thread.ingest(events).await
+        self.db.thread.ingest(events, None).await
+    }
+
+    /// See [`SqliteStore::ingest_and_lease`].
+    async fn ingest_and_claim(
+        &self,
+        events: &[NewEvent],
+        lease: &ClaimRequest,
+    ) -> Result<(Vec<Ingested>, Vec<Claim>), Error> {
+        self.ingest_and_lease(events, lease).await
     }
 
     async fn dead_letter(&self, letter: &DeadLetter) -> Result<bool, Error> {

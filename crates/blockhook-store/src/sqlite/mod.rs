@@ -8,8 +8,9 @@
 //!   serialising writes in-process means they queue instead of spinning on `SQLITE_BUSY`, and
 //!   read-then-write sequences inside a write transaction (idempotency lookups, lease checks)
 //!   cannot race. WAL lets the readers run alongside. No HTTP inside a transaction (STYLE rule 6).
-//! - **Group commit** (`writer`): concurrent `ingest` calls share one transaction, and so do
-//!   concurrent `finish` calls, so an fsync per commit does not cap throughput.
+//! - **Group commit** (`writer`): concurrent `ingest` and `finish` calls share one transaction,
+//!   so an fsync per commit does not cap throughput; at an everyday rate finishes wait a moment
+//!   for the next ingest's commit, and `ingest_and_claim` leases in the ingest's transaction.
 //! - **Few statements, few result rows** per call, whatever the batch size: multi-row writes
 //!   padded to a handful of cached shapes (`rows::padded_chunks`), id lists bound as one JSON
 //!   array, hot-path reads aggregated into one JSON row (sqlx hands every row across a thread).
@@ -97,8 +98,9 @@ impl SqliteStore {
     pub async fn open(url_or_path: &str, opts: &StoreOptions) -> Result<Self, Error> {
         // Here, at the top, because the writer thread (below the concern files) runs these.
         let groups = writer::Groups {
-            ingest: events::ingest_batches,
-            finish: queue::finish_batches,
+            ingest: events::ingest_group,
+            ingested: events::remember_ingested,
+            finish: queue::finish_group,
         };
         Self::open_with(url_or_path, opts, groups).await
     }

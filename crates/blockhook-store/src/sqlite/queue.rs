@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use blockhook_core::{
     Claim, ClaimRequest, Completion, DeliveryId, DeliveryOrigin, DeliveryState, Endpoint,
-    EndpointId, Error, EventId, EventType, HeldKey, LeaseToken, MerchantId, Next, Ordering,
-    OrderingKey, Payload, Queue, ResendLimits, ResendScope, Timestamp,
+    EndpointId, Error, EventId, EventType, HeldKey, Ingested, LeaseToken, MerchantId, NewEvent,
+    Next, Ordering, OrderingKey, Payload, Queue, ResendLimits, ResendScope, Timestamp,
 };
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -26,7 +26,7 @@ use super::db::SqliteStore;
 use super::endpoints;
 use super::events::{NewDelivery, insert_deliveries};
 use super::rows::{json_list, padded_chunks, pairs_json, placeholders, to_u32};
-use super::writer::{Bind, Cx, Durability, NULL, Session, blob, int, text};
+use super::writer::{Bind, Cx, Durability, Joined, NULL, blob, int, text};
 use crate::{classify, classify_sqlite};
 
 /// The subquery that keeps an ordered delivery `d` from being claimed: a sibling of the same
@@ -71,7 +71,11 @@ type Candidate = (String, String, String, i64, i64, i64, i64);
 
 /// What a claim's transaction hands back: the token, the leased candidates, and their endpoints
 /// as they are in that transaction.
-type Leased = (LeaseToken, Vec<Candidate>, HashMap<String, Arc<Endpoint>>);
+pub(super) struct Leased {
+    token: LeaseToken,
+    chosen: Vec<Candidate>,
+    endpoints: HashMap<String, Arc<Endpoint>>,
+}
 
 // `OR IGNORE`: a statement that cannot abort needs no statement journal.
 const LEASE: &str = "UPDATE OR IGNORE deliveries SET lease_token = ?1, lease_until = ?2, \
@@ -93,13 +97,22 @@ fn decode<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T, E
 /// `per_endpoint_max` per endpoint), leases them under one fresh token, and reads their
 /// endpoints (from the endpoint cache when it holds the version the candidates saw). `None`:
 /// nothing due.
-fn lease_due(
+pub(super) fn lease_due(
     cx: &Cx,
     conn: &Connection,
     req: &ClaimRequest,
-    exclude: &str,
-    look_at: i64,
 ) -> Result<Option<Leased>, Error> {
+    /// The most candidate rows one claim looks at when `per_endpoint_max` may reject some.
+    const MAX_CANDIDATES: i64 = 10_000;
+    if req.max == 0 || req.per_endpoint_max == 0 {
+        return Ok(None);
+    }
+    let look_at = if req.per_endpoint_max < req.max {
+        (i64::from(req.max) * 4).min(MAX_CANDIDATES)
+    } else {
+        i64::from(req.max)
+    };
+    let exclude = json_list(req.exclude.iter().map(EndpointId::as_str))?;
     cx.tick(1);
     let json: String = conn
         .prepare_cached(CANDIDATES)
@@ -135,54 +148,56 @@ fn lease_due(
         .map_err(classify_sqlite)?;
     let wanted: Vec<(&str, i64)> = chosen.iter().map(|c| (c.2.as_str(), c.6)).collect();
     let endpoints = endpoints::current(cx, conn, &wanted)?;
-    Ok(Some((token, chosen, endpoints)))
+    Ok(Some(Leased {
+        token,
+        chosen,
+        endpoints,
+    }))
 }
 
-#[async_trait::async_trait]
-impl Queue for SqliteStore {
-    async fn wait_for_work(&self, max: Duration) {
-        // One process uses the file, and its dispatcher is woken directly on ingest.
-        tokio::time::sleep(max).await;
+impl SqliteStore {
+    /// `Events::ingest_and_claim`: the lease is taken in the ingest's own transaction, after
+    /// the events, by the same query as a claim (so ordering, caps and exclusions hold as for
+    /// `claim_due`), and only the payloads the event cache lacks are read after the commit: for
+    /// fresh events, none. A lease that fails leaves the ingest standing, with no claims.
+    pub(super) async fn ingest_and_lease(
+        &self,
+        events: &[NewEvent],
+        lease: &ClaimRequest,
+    ) -> Result<(Vec<Ingested>, Vec<Claim>), Error> {
+        let (tx, leased) = tokio::sync::oneshot::channel();
+        let req = lease.clone();
+        let joined: Joined = Box::new(move |conn, cx| {
+            let leased = lease_due(cx, conn, &req);
+            Box::new(move |committed| {
+                let _ = tx.send(leased.map(|l| l.filter(|_| committed)));
+            })
+        });
+        let ingested = self.db.thread.ingest(events, Some(joined)).await?;
+        let claims = match leased.await {
+            Ok(Ok(Some(leased))) => self.claims(leased).await?,
+            Ok(Ok(None)) | Err(_) => Vec::new(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "leasing at ingest failed; the deliveries stay due");
+                Vec::new()
+            }
+        };
+        Ok((ingested, claims))
     }
 
-    async fn finish(&self, done: &[Completion], now: Timestamp) -> Result<u32, Error> {
-        self.db.thread.finish(done, now).await
-    }
-
-    /// A fixed number of statements whatever the batch size: candidates, lease and (only for
-    /// endpoints the cache lacks at their current version) endpoints in one short write transaction,
-    /// then, after the commit and on readers, only the events the cache lacks. Each event's payload
-    /// is one shared `Bytes` for all its claims, each endpoint one shared `Arc`.
-    async fn claim_due(&self, req: &ClaimRequest) -> Result<Vec<Claim>, Error> {
-        /// The most candidate rows one claim looks at when `per_endpoint_max` may reject some.
-        const MAX_CANDIDATES: i64 = 10_000;
+    /// The claims of a committed lease: each event's payload is one shared `Bytes` for all its
+    /// claims (from the event cache, or read once for the events it lacks), each endpoint one
+    /// shared `Arc`.
+    pub(super) async fn claims(&self, leased: Leased) -> Result<Vec<Claim>, Error> {
         // Only for events the cache does not hold (see `cache`).
         const CLAIMED_EVENTS: &str = "SELECT id, event_type, payload, created_at FROM events \
              WHERE id IN (SELECT value FROM json_each(?1))";
 
-        if req.max == 0 || req.per_endpoint_max == 0 {
-            return Ok(Vec::new());
-        }
-        let capped = req.per_endpoint_max < req.max;
-        let look_at = if capped {
-            (i64::from(req.max) * 4).min(MAX_CANDIDATES)
-        } else {
-            i64::from(req.max)
-        };
-        let exclude = json_list(req.exclude.iter().map(EndpointId::as_str))?;
-
-        // Only leases are written: see `Durability::Relaxed` for why they need no fsync.
-        let owned = req.clone();
-        let leased = self
-            .db
-            .thread
-            .run(Durability::Relaxed, move |conn, cx| {
-                lease_due(cx, conn, &owned, &exclude, look_at)
-            })
-            .await?;
-        let Some((token, chosen, endpoints_by_id)) = leased else {
-            return Ok(Vec::new());
-        };
+        let Leased {
+            token,
+            chosen,
+            endpoints: endpoints_by_id,
+        } = leased;
         let mut event_ids: Vec<&str> = chosen.iter().map(|c| c.1.as_str()).collect();
         event_ids.sort_unstable();
         event_ids.dedup();
@@ -237,6 +252,41 @@ impl Queue for SqliteStore {
             });
         }
         Ok(claims)
+    }
+}
+
+#[async_trait::async_trait]
+impl Queue for SqliteStore {
+    async fn wait_for_work(&self, max: Duration) {
+        // One process uses the file, and its dispatcher is woken directly on ingest.
+        tokio::time::sleep(max).await;
+    }
+
+    async fn finish(&self, done: &[Completion], now: Timestamp) -> Result<u32, Error> {
+        self.db.thread.finish(done, now).await
+    }
+
+    /// A fixed number of statements whatever the batch size: candidates, lease and (only for
+    /// endpoints the cache lacks at their current version) endpoints in one short write
+    /// transaction, then, after the commit and on readers, only the events the cache lacks (see
+    /// [`SqliteStore::claims`]).
+    async fn claim_due(&self, req: &ClaimRequest) -> Result<Vec<Claim>, Error> {
+        if req.max == 0 || req.per_endpoint_max == 0 {
+            return Ok(Vec::new());
+        }
+        // Only leases are written: see `Durability::Relaxed` for why they need no fsync.
+        let owned = req.clone();
+        let leased = self
+            .db
+            .thread
+            .run(Durability::Relaxed, move |conn, cx| {
+                lease_due(cx, conn, &owned)
+            })
+            .await?;
+        match leased {
+            Some(leased) => self.claims(leased).await,
+            None => Ok(Vec::new()),
+        }
     }
 
     /// One transaction on the writer thread; one statement per 256 leases.
@@ -509,30 +559,16 @@ struct Row<'a> {
     response_headers: String,
 }
 
-/// Finishes several callers' completions (`(completions, now)` each) in ONE transaction, so
-/// that they share one commit (see `writer`), and says how many of each applied. Stale
+/// Finishes several callers' completions (`(completions, now)` each) inside the writer's
+/// transaction (see `writer`: they share one commit), and says how many of each applied. Stale
 /// completions fail the token join of every statement, so they change nothing and log nothing.
-/// If the shared transaction fails, each caller is retried alone, so one bad batch cannot fail
-/// the others.
-pub(super) fn finish_batches(
-    w: &mut Session,
-    jobs: &[(&[Completion], Timestamp)],
-) -> Vec<Result<u32, Error>> {
-    match finish_together(w, jobs) {
-        Ok(counts) => counts.into_iter().map(Ok).collect(),
-        Err(e) if jobs.len() == 1 => vec![Err(e)],
-        Err(_) => jobs
-            .iter()
-            .map(|job| finish_together(w, std::slice::from_ref(job)).map(|c| c.iter().sum()))
-            .collect(),
-    }
-}
-
-/// BEGIN, (for a group of several callers: which leases are live,) log the attempts, apply the
-/// states, COMMIT: the middle statements once per 256 completions, whatever the callers, plus one
-/// per endpoint disabled.
-fn finish_together(
-    w: &mut Session,
+/// For a group of several callers, which leases are live is read first; then the attempts are
+/// logged and the states applied: those statements once per 256 completions, whatever the
+/// callers, plus one per endpoint disabled. An `Err` fails the whole transaction, and the writer
+/// then retries each caller alone, so one bad batch cannot fail the others.
+pub(super) fn finish_group(
+    cx: &Cx,
+    conn: &Connection,
     jobs: &[(&[Completion], Timestamp)],
 ) -> Result<Vec<u32>, Error> {
     let mut rows = Vec::new();
@@ -558,26 +594,22 @@ fn finish_together(
     if rows.is_empty() {
         return Ok(counts);
     }
-
-    w.transaction(Durability::Durable, |conn, cx| {
-        if jobs.len() == 1 {
-            counts[0] = apply_rows(cx, conn, &rows)?;
-            return Ok(());
+    if jobs.len() == 1 {
+        counts[0] = apply_rows(cx, conn, &rows)?;
+        return Ok(counts);
+    }
+    let live = live_leases(cx, conn, &rows)?;
+    let applied = apply_rows(cx, conn, &rows)?;
+    for r in &rows {
+        if live.get(r.done.delivery_id.as_str()) == Some(&r.done.lease.0) {
+            counts[r.job] += 1;
         }
-        let live = live_leases(cx, conn, &rows)?;
-        let applied = apply_rows(cx, conn, &rows)?;
-        for r in &rows {
-            if live.get(r.done.delivery_id.as_str()) == Some(&r.done.lease.0) {
-                counts[r.job] += 1;
-            }
-        }
-        if counts.iter().sum::<u32>() != applied {
-            return Err(Error::Internal(
-                "finish: live leases and applied rows disagree".into(),
-            ));
-        }
-        Ok(())
-    })?;
+    }
+    if counts.iter().sum::<u32>() != applied {
+        return Err(Error::Internal(
+            "finish: live leases and applied rows disagree".into(),
+        ));
+    }
     Ok(counts)
 }
 

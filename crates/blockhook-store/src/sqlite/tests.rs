@@ -363,6 +363,7 @@ pub(super) mod failures {
             },
             next: Next::Succeeded,
             disable_reason: None,
+            releases_key: false,
         };
 
         // Queue every call while the writer is held, so they are taken as groups.

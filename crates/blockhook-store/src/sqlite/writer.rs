@@ -7,9 +7,17 @@
 //! four or five per transaction, held the database's single write lock about 6 ms per
 //! transaction for well under 1 ms of work, and every other write queued behind them. Here a
 //! transaction costs one hop: callers queue jobs, the thread takes every job waiting, runs all
-//! ingests together in one transaction and all finishes together in another (group commit: one
-//! fsync shared by many callers), then the other jobs one transaction each, and answers every
-//! caller.
+//! ingests and all finishes together in one transaction (group commit: one fsync shared by many
+//! callers), then the other jobs one transaction each, and answers every caller.
+//!
+//! Finished attempts may wait a moment for company. While events are being ingested, a turn
+//! with finishes but no ingest keeps them back (up to [`FINISH_WINDOW`]) for the next ingest's
+//! transaction, so that at an everyday rate one commit and one fsync serve the event and the
+//! previous delivery's outcome, instead of two. Nothing waits when no ingest is expected (no
+//! ingest for a window), when a completion lets an ordered delivery go
+//! (`Completion::releases_key`), or when enough have gathered. A caller is answered only after
+//! its commit, and a completion lost with the process before it is simply attempted again once
+//! its lease expires (delivery is at least once), so the window costs no durability.
 //!
 //! Management writes (merchants, keys, endpoints, recover, retention) stay on sqlx's writer
 //! connection: they are rare, and SQLite's busy timeout orders the two writers on the file lock.
@@ -21,11 +29,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use blockhook_core::{Completion, Error, Ingested, NewEvent, Timestamp};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::cache::{EndpointCache, EventCache};
 use super::files::BUSY_TIMEOUT;
@@ -37,6 +46,9 @@ const QUEUE_DEPTH: usize = 1024;
 const MAX_GROUP_ROWS: usize = 4096;
 /// ...or this many jobs in all.
 const MAX_GROUP_JOBS: usize = 512;
+/// How long finished attempts may wait for an ingest transaction to share, while ingests come
+/// at least this often (see the module's doc).
+const FINISH_WINDOW: Duration = Duration::from_millis(20);
 
 /// How a transaction's commit must reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,36 +100,47 @@ pub(super) fn int(i: i64) -> Bind<'static> {
     ToSqlOutput::Owned(Value::Integer(i))
 }
 
-/// The transactions the thread runs for a group of ingests and for a group of finishes, one
-/// answer per job (`events::ingest_batches`, `queue::finish_batches`). Handed in when the thread
-/// starts, so that this file, below the concern files, does not import them.
+/// What the thread runs inside a group's transaction, handed in when the thread starts, so that
+/// this file, below the concern files, does not import them (`events::ingest_group`,
+/// `events::remember_ingested`, `queue::finish_group`).
 #[derive(Clone, Copy)]
 pub(super) struct Groups {
-    /// Stores several callers' event batches in one transaction.
+    /// Stores several callers' event batches: one answer per batch, or an error that fails the
+    /// transaction.
     pub(super) ingest: IngestGroup,
-    /// Applies several callers' completions in one transaction.
+    /// After the commit: what the store keeps of the events just stored.
+    pub(super) ingested: RememberIngested,
+    /// Applies several callers' completions (with their `now`): how many of each applied.
     pub(super) finish: FinishGroup,
 }
 
-/// See [`Groups::ingest`]: one answer per batch.
-pub(super) type IngestGroup = fn(&mut Session, &[&[NewEvent]]) -> Vec<Result<Vec<Ingested>, Error>>;
+/// See [`Groups::ingest`].
+pub(super) type IngestGroup =
+    fn(&Cx, &Connection, &[&[NewEvent]]) -> Result<Vec<Result<Vec<Ingested>, Error>>, Error>;
 
-/// See [`Groups::finish`]: one answer per caller's completions (with their `now`).
+/// See [`Groups::ingested`].
+pub(super) type RememberIngested = fn(&Cx, &[&[NewEvent]], &[Result<Vec<Ingested>, Error>]);
+
+/// See [`Groups::finish`].
 pub(super) type FinishGroup =
-    fn(&mut Session, &[(&[Completion], Timestamp)]) -> Vec<Result<u32, Error>>;
+    fn(&Cx, &Connection, &[(&[Completion], Timestamp)]) -> Result<Vec<u32>, Error>;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
+/// Work that joins an ingest's transaction, after the ingest (a hand-off's lease): it returns
+/// what answers its caller once the transaction has ended, told whether it committed.
+pub(super) type Joined = Box<dyn FnOnce(&Connection, &Cx) -> Box<dyn FnOnce(bool) + Send> + Send>;
+
+/// An ingest job: the events, the work joining its transaction, who waits.
+struct Ingest {
+    events: Vec<NewEvent>,
+    joined: Option<Joined>,
+    reply: Reply<Vec<Ingested>>,
+}
+
 enum Job {
-    Ingest {
-        events: Vec<NewEvent>,
-        reply: Reply<Vec<Ingested>>,
-    },
-    Finish {
-        done: Vec<Completion>,
-        now: Timestamp,
-        reply: Reply<u32>,
-    },
+    Ingest(Ingest),
+    Finish(Finish),
     /// Any other write: runs in a transaction of its own and answers its caller itself.
     Run(Box<dyn FnOnce(&mut Session) + Send>),
 }
@@ -125,17 +148,24 @@ enum Job {
 impl Job {
     fn rows(&self) -> usize {
         match self {
-            Job::Ingest { events, .. } => events.len(),
-            Job::Finish { done, .. } => done.len(),
+            Job::Ingest(i) => i.events.len(),
+            Job::Finish(f) => f.done.len(),
             Job::Run(_) => 1,
         }
     }
 }
 
+/// Completions on their way to a transaction, and who waits for them.
+struct Finish {
+    done: Vec<Completion>,
+    now: Timestamp,
+    reply: Reply<u32>,
+}
+
 /// The handle the store's async methods send jobs through. Dropping it stops the thread once
 /// the jobs already queued are done.
 pub(super) struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: flume::Sender<Job>,
 }
 
 fn stopped() -> Error {
@@ -159,7 +189,7 @@ impl Writer {
             cx,
         };
         session.connection()?;
-        let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
+        let (jobs, rx) = flume::bounded(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("blockhook-sqlite-writer".to_owned())
             .spawn(move || run(session, rx, groups))
@@ -167,17 +197,23 @@ impl Writer {
         Ok(Self { jobs })
     }
 
-    /// Stores `events` (possibly in one transaction with other callers' events).
-    pub(super) async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
+    /// Stores `events` (possibly in one transaction with other callers' events), then runs
+    /// `joined` in the same transaction.
+    pub(super) async fn ingest(
+        &self,
+        events: &[NewEvent],
+        joined: Option<Joined>,
+    ) -> Result<Vec<Ingested>, Error> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
-        let job = Job::Ingest {
+        let job = Job::Ingest(Ingest {
             events: events.to_vec(),
+            joined,
             reply,
-        };
-        self.jobs.send(job).await.map_err(|_| stopped())?;
+        });
+        self.jobs.send_async(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -187,12 +223,12 @@ impl Writer {
             return Ok(0);
         }
         let (reply, answer) = oneshot::channel();
-        let job = Job::Finish {
+        let job = Job::Finish(Finish {
             done: done.to_vec(),
             now,
             reply,
-        };
-        self.jobs.send(job).await.map_err(|_| stopped())?;
+        });
+        self.jobs.send_async(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -209,7 +245,7 @@ impl Writer {
             // The caller may have given up; a committed write stays committed.
             let _ = reply.send(result);
         }));
-        self.jobs.send(job).await.map_err(|_| stopped())?;
+        self.jobs.send_async(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -226,7 +262,7 @@ impl Writer {
             let result = session.connection().map(|conn| f(conn));
             let _ = reply.send(result);
         }));
-        self.jobs.send(job).await.map_err(|_| stopped())?;
+        self.jobs.send_async(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -346,11 +382,29 @@ fn open(path: &Path, sync: SqliteSync) -> Result<Connection, Error> {
     Ok(conn)
 }
 
-/// The thread: takes every job waiting (within the group limits), runs the ingests together,
-/// the finishes together, then each other job, and answers all of them.
-fn run(mut session: Session, mut rx: mpsc::Receiver<Job>, groups: Groups) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut rows = first.rows();
+/// The thread: takes every job waiting (within the group limits), runs the ingests and the
+/// finishes together (or keeps the finishes back a moment, see the module's doc), then each
+/// other job, and answers all of them.
+fn run(mut session: Session, rx: flume::Receiver<Job>, groups: Groups) {
+    let mut held: Vec<Finish> = Vec::new();
+    // Since when finishes are held back, and when the last ingest was written.
+    let mut held_since: Option<Instant> = None;
+    let mut last_ingest: Option<Instant> = None;
+    loop {
+        let first = match held_since {
+            None => rx.recv().ok(),
+            Some(since) => match rx.recv_deadline(since + FINISH_WINDOW) {
+                Ok(job) => Some(job),
+                Err(flume::RecvTimeoutError::Timeout) => {
+                    write_group(&mut session, groups, Vec::new(), std::mem::take(&mut held));
+                    held_since = None;
+                    continue;
+                }
+                Err(flume::RecvTimeoutError::Disconnected) => None,
+            },
+        };
+        let Some(first) = first else { break };
+        let mut rows = first.rows() + held.iter().map(|f| f.done.len()).sum::<usize>();
         let mut group = vec![first];
         while rows < MAX_GROUP_ROWS && group.len() < MAX_GROUP_JOBS {
             match rx.try_recv() {
@@ -362,35 +416,93 @@ fn run(mut session: Session, mut rx: mpsc::Receiver<Job>, groups: Groups) {
             }
         }
         let mut ingests = Vec::new();
-        let mut finishes = Vec::new();
         let mut others = Vec::new();
         for job in group {
             match job {
-                Job::Ingest { events, reply } => ingests.push((events, reply)),
-                Job::Finish { done, now, reply } => finishes.push((done, now, reply)),
+                Job::Ingest(i) => ingests.push(i),
+                Job::Finish(f) => held.push(f),
                 Job::Run(work) => others.push(work),
             }
         }
-        // Ingests first: a claim queued behind them then sees their deliveries.
+        let now = Instant::now();
+        let expecting_ingest = last_ingest.is_some_and(|at| now - at < FINISH_WINDOW);
+        let hold = ingests.is_empty()
+            && expecting_ingest
+            && rows < MAX_GROUP_ROWS
+            && !held.iter().flat_map(|f| &f.done).any(|c| c.releases_key)
+            && held_since.is_none_or(|since| now - since < FINISH_WINDOW);
         if !ingests.is_empty() {
-            let batches: Vec<&[NewEvent]> = ingests.iter().map(|(e, _)| e.as_slice()).collect();
-            let results = (groups.ingest)(&mut session, &batches);
-            for ((_, reply), result) in ingests.into_iter().zip(results) {
-                let _ = reply.send(result);
-            }
+            last_ingest = Some(now);
         }
-        if !finishes.is_empty() {
-            let jobs: Vec<(&[Completion], Timestamp)> = finishes
-                .iter()
-                .map(|(d, now, _)| (d.as_slice(), *now))
-                .collect();
-            let results = (groups.finish)(&mut session, &jobs);
-            for ((_, _, reply), result) in finishes.into_iter().zip(results) {
-                let _ = reply.send(result);
-            }
+        if hold {
+            held_since.get_or_insert(now);
+        } else if !ingests.is_empty() || !held.is_empty() {
+            // Ingests first in the transaction: a claim queued behind them sees their deliveries.
+            write_group(&mut session, groups, ingests, std::mem::take(&mut held));
+            held_since = None;
         }
         for work in others {
             work(&mut session);
+        }
+    }
+    // The queue closed (the store was dropped): what is held back is still written.
+    write_group(&mut session, groups, Vec::new(), held);
+}
+
+/// Ingests, finishes and the work joining the ingests in one durable transaction, each caller
+/// answered; if it fails, each caller is tried alone (without joined work), so that one bad
+/// batch cannot fail the others.
+fn write_group(session: &mut Session, groups: Groups, ingests: Vec<Ingest>, finishes: Vec<Finish>) {
+    if ingests.is_empty() && finishes.is_empty() {
+        return;
+    }
+    let mut ingests = ingests;
+    let joined: Vec<Joined> = ingests.iter_mut().filter_map(|i| i.joined.take()).collect();
+    let batches: Vec<&[NewEvent]> = ingests.iter().map(|i| i.events.as_slice()).collect();
+    let jobs: Vec<(&[Completion], Timestamp)> = finishes
+        .iter()
+        .map(|f| (f.done.as_slice(), f.now))
+        .collect();
+    let mut answers: Vec<Box<dyn FnOnce(bool) + Send>> = Vec::new();
+    let together = session.transaction(Durability::Durable, |conn, cx| {
+        let stored = match batches.is_empty() {
+            true => Vec::new(),
+            false => (groups.ingest)(cx, conn, &batches)?,
+        };
+        let applied = match jobs.is_empty() {
+            true => Vec::new(),
+            false => (groups.finish)(cx, conn, &jobs)?,
+        };
+        answers.extend(joined.into_iter().map(|work| work(conn, cx)));
+        Ok((stored, applied))
+    });
+    for answer in answers {
+        answer(together.is_ok());
+    }
+    match together {
+        Ok((stored, applied)) => {
+            (groups.ingested)(&session.cx, &batches, &stored);
+            for (ingest, result) in ingests.into_iter().zip(stored) {
+                let _ = ingest.reply.send(result);
+            }
+            for (f, n) in finishes.into_iter().zip(applied) {
+                let _ = f.reply.send(Ok(n));
+            }
+        }
+        Err(e) if ingests.len() + finishes.len() == 1 => {
+            if let Some(ingest) = ingests.into_iter().next() {
+                let _ = ingest.reply.send(Err(e));
+            } else if let Some(f) = finishes.into_iter().next() {
+                let _ = f.reply.send(Err(e));
+            }
+        }
+        Err(_) => {
+            for ingest in ingests {
+                write_group(session, groups, vec![ingest], Vec::new());
+            }
+            for finish in finishes {
+                write_group(session, groups, Vec::new(), vec![finish]);
+            }
         }
     }
 }

@@ -1,26 +1,33 @@
-//! `blockhook bench --quick` end to end, through the built binary: every figure is printed and
-//! nothing is lost. Completeness only; speed is never asserted (this runs in debug builds on
+//! `blockhook bench --quick` and `--drain` end to end, through the built binary: every figure is
+//! printed and nothing is lost. Completeness only; speed is never asserted (this runs in debug builds on
 //! shared CI machines).
 
 use std::process::Command;
 
-#[test]
-fn quick_bench_prints_every_figure_and_loses_nothing() {
+/// Runs `blockhook bench` with `args`; its standard output, once it succeeded.
+fn bench(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_blockhook"))
-        .args(["bench", "--quick", "--events", "2000", "--timeout", "240"])
+        .arg("bench")
+        .args(args)
         .env("RUST_LOG", "warn")
         .output();
     let out = match out {
         Ok(out) => out,
         Err(e) => panic!("cannot run blockhook bench: {e}"),
     };
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
         "bench failed: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
+    stdout
+}
+
+#[test]
+fn quick_bench_prints_every_figure_and_loses_nothing() {
+    let stdout = bench(&["--quick", "--events", "2000", "--timeout", "240"]);
     for figure in [
         "bare limit:",
         "ingest rate:",
@@ -31,6 +38,7 @@ fn quick_bench_prints_every_figure_and_loses_nothing() {
         "latency p99:",
         "latency max:",
         "duplicates:",
+        "server cpu per event:",
         "cpu per 1000 deliveries:",
         "peak rss:",
     ] {
@@ -56,4 +64,37 @@ fn quick_bench_prints_every_figure_and_loses_nothing() {
         line("delivery rate:").is_some_and(|l| l.contains("(2000 in")),
         "{stdout}"
     );
+}
+
+/// `--drain`: every delivery is refused once during the outage and fails, the recovery
+/// re-queues exactly those, and all of them arrive once, with the drain's figures printed.
+#[test]
+fn drain_bench_recovers_every_failed_delivery() {
+    let stdout = bench(&[
+        "--drain",
+        "--events",
+        "600",
+        "--batch",
+        "50",
+        "--endpoints",
+        "10",
+        "--timeout",
+        "240",
+    ]);
+    let line = |key: &str| stdout.lines().find(|l| l.starts_with(key)).unwrap_or("");
+    assert!(
+        line("outage:").contains("600 deliveries failed"),
+        "{stdout}"
+    );
+    assert!(
+        line("recovered:").starts_with("recovered: 600 deliveries re-queued"),
+        "{stdout}"
+    );
+    assert!(
+        line("drain rate:").contains("(600 delivered in"),
+        "{stdout}"
+    );
+    assert!(!line("drain ratio to bare limit:").is_empty(), "{stdout}");
+    assert_eq!(line("lost:"), "lost: 0", "{stdout}");
+    assert_eq!(line("duplicates:"), "duplicates: 0", "{stdout}");
 }

@@ -406,6 +406,7 @@ pub async fn attempt_record_round_trips(store: StoreRef) {
         attempt: failed.clone(),
         next: Next::RetryAt(t(61)),
         disable_reason: None,
+        releases_key: false,
     };
     assert_eq!(store.finish(&[done], t(11)).await.unwrap(), 1);
 
@@ -435,6 +436,7 @@ pub async fn attempt_record_round_trips(store: StoreRef) {
                 attempt: ok.clone(),
                 next: Next::Succeeded,
                 disable_reason: None,
+                releases_key: false,
             }],
             t(62),
         )
@@ -525,4 +527,70 @@ pub async fn next_due_at_reports_earliest(store: StoreRef) {
     let c = claim_all(&store, t(50)).await.remove(0);
     finish_one(&store, &c, Next::GiveUp, t(51)).await;
     assert_eq!(store.next_due_at().await.unwrap(), None);
+}
+
+/// `ingest_and_claim` stores like `ingest` and leases at most what the same claim would, under
+/// one lease: the handed deliveries are not claimed again while it lives, the rest stay due,
+/// excluded endpoints are left out, and a handed claim finishes like any other. (A store may
+/// hand nothing; the embedded one hands off.)
+pub async fn ingest_and_claim_leases_like_a_claim(store: StoreRef) {
+    let m = merchant(&store).await;
+    let a = endpoint(&store, &m, &["Payment"]).await;
+    let skipped = endpoint(&store, &m, &["Payout"]).await;
+    let batch: Vec<_> = (0..3)
+        .flat_map(|i| [event(&m, "Payment", t(i)), event(&m, "Payout", t(i))])
+        .collect();
+    let req = ClaimRequest {
+        now: t(10),
+        max: 2,
+        lease_until: t(40),
+        per_endpoint_max: 10,
+        exclude: vec![skipped.id.clone()],
+    };
+    let (ingested, handed) = store.ingest_and_claim(&batch, &req).await.unwrap();
+    assert_eq!(ingested.len(), 6, "every event stored");
+    assert!(ingested.iter().all(|i| !i.duplicate && i.deliveries == 1));
+    assert!(handed.len() <= 2, "at most `max`");
+    if store.backend() == "sqlite" {
+        assert_eq!(handed.len(), 2, "the embedded store hands off");
+    }
+    let times: Vec<_> = handed.iter().map(|c| c.event_created_at).collect();
+    assert_eq!(times, [t(0), t(1)][..handed.len()], "oldest due first");
+    for c in &handed {
+        assert_same_endpoint(&c.endpoint, &a);
+        assert_eq!(c.attempt, 1);
+        assert_eq!(c.payload.bytes().as_ref(), PAYLOAD.as_bytes());
+    }
+
+    // The rest is due: exactly what was not handed, under a live lease for the handed ones.
+    let rest = store.claim_due(&claim_req(t(11), 100)).await.unwrap();
+    assert_eq!(rest.len(), 6 - handed.len());
+    let handed_ids: HashSet<_> = handed.iter().map(|c| c.delivery_id.clone()).collect();
+    assert!(rest.iter().all(|c| !handed_ids.contains(&c.delivery_id)));
+    for c in &handed {
+        finish_one(&store, c, Next::Succeeded, t(12)).await;
+    }
+    if let Some(first) = handed.first() {
+        let states: HashSet<_> = store
+            .list_deliveries(&m, &first.event_id, t(13))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.state)
+            .collect();
+        assert_eq!(states, HashSet::from([DeliveryState::Succeeded]));
+    }
+    // A duplicate ingest hands nothing and stores nothing.
+    let mut keyed = keyed_event(&m, "Payment", "k-1", t(20));
+    store
+        .ingest_and_claim(std::slice::from_ref(&keyed), &claim_req(t(21), 10))
+        .await
+        .unwrap();
+    keyed.id = blockhook_core::EventId::generate();
+    let (again, none) = store
+        .ingest_and_claim(std::slice::from_ref(&keyed), &claim_req(t(22), 10))
+        .await
+        .unwrap();
+    assert!(again[0].duplicate);
+    assert!(none.is_empty(), "nothing new to hand");
 }

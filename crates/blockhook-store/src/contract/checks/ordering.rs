@@ -412,3 +412,40 @@ pub async fn mode_change_applies_to_new_deliveries(store: StoreRef) {
         "the unordered one does not hold up B, nor wait for it"
     );
 }
+
+/// A hand-off at ingest leases like a claim: of a key's deliveries stored together, only the
+/// head goes, and the next is claimable once the head is done.
+pub async fn ingest_and_claim_hands_only_a_keys_head(store: StoreRef) {
+    let m = merchant(&store).await;
+    ordered_endpoint(&store, &m, per_key(OnFinalFailure::Continue, None)).await;
+    let batch: Vec<_> = (0..3)
+        .map(|i| {
+            let mut ev = event_with(&m, "Payment", b"{}", t(i));
+            ev.ordering_key = Some(OrderingKey::parse("order-1").expect("fixture key"));
+            ev
+        })
+        .collect();
+    let req = blockhook_core::ClaimRequest {
+        now: t(10),
+        max: 10,
+        lease_until: t(40),
+        per_endpoint_max: 10,
+        exclude: Vec::new(),
+    };
+    let (ingested, handed) = store.ingest_and_claim(&batch, &req).await.expect("ingest");
+    assert_eq!(ingested.len(), 3);
+    assert!(handed.len() <= 1, "only the head of the key");
+    let head = match handed.first() {
+        Some(head) => head.clone(),
+        None => {
+            let claimed = claim_all(&store, t(10)).await;
+            assert_eq!(claimed.len(), 1);
+            claimed[0].clone()
+        }
+    };
+    assert_eq!(head.event_id, ingested[0].event_id, "the key's first event");
+    assert!(claim_all(&store, t(11)).await.is_empty(), "the key waits");
+    finish_one(&store, &head, Next::Succeeded, t(12)).await;
+    let next = claim_all(&store, t(13)).await;
+    assert_eq!(events_of(&next), vec![ingested[1].event_id.clone()]);
+}

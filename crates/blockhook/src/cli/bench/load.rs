@@ -54,9 +54,19 @@ pub async fn bare(sink: &Sink, total: u64, concurrency: usize) -> anyhow::Result
     Ok(())
 }
 
+/// The merchants and endpoints a run created.
+#[derive(Debug, Default)]
+pub struct Setup {
+    /// Merchant ids, in order.
+    pub merchants: Vec<String>,
+    /// Healthy endpoints of each merchant.
+    pub healthy: Vec<u64>,
+    /// Every endpoint, as (merchant id, endpoint id).
+    pub endpoints: Vec<(String, String)>,
+}
+
 /// Creates `groups` merchants with `fanout` endpoints each (endpoint `k` at `/hook/k`, or an
-/// unhealthy path per [`Mode::of`]) and returns the merchant ids with the number of healthy
-/// endpoints of each. With `ordered`, every endpoint orders its deliveries per key.
+/// unhealthy path per [`Mode::of`]). With `ordered`, every endpoint orders its deliveries per key.
 pub async fn setup(
     client: &reqwest::Client,
     base: &str,
@@ -65,14 +75,13 @@ pub async fn setup(
     (groups, fanout): (u64, u64),
     unhealthy_pct: (u64, u64),
     ordered: bool,
-) -> anyhow::Result<(Vec<String>, Vec<u64>)> {
+) -> anyhow::Result<Setup> {
     let ordering = if ordered {
         json!({ "mode": "per_key" })
     } else {
         json!({ "mode": "none" })
     };
-    let mut merchants = Vec::new();
-    let mut healthy = Vec::new();
+    let mut out = Setup::default();
     for i in 0..groups {
         let r = client
             .post(format!("{base}/v1/merchants"))
@@ -99,17 +108,17 @@ pub async fn setup(
                 .send()
                 .await?;
             let status = r.status();
+            let v: Value = r.json().await.unwrap_or_default();
             if status != 201 {
-                bail!(
-                    "creating an endpoint: {status} {}",
-                    r.text().await.unwrap_or_default()
-                );
+                bail!("creating an endpoint: {status} {v}");
             }
+            let endpoint = v["id"].as_str().context("endpoint id")?.to_owned();
+            out.endpoints.push((id.clone(), endpoint));
         }
-        merchants.push(id);
-        healthy.push(ok);
+        out.merchants.push(id);
+        out.healthy.push(ok);
     }
-    Ok((merchants, healthy))
+    Ok(out)
 }
 
 /// What to publish and how.
@@ -264,4 +273,34 @@ pub async fn publish(client: reqwest::Client, plan: Plan, load: Load) -> anyhow:
     }
     while tasks.join_next().await.is_some() {}
     Ok(started.elapsed().as_secs_f64())
+}
+
+/// Re-queues every endpoint's failed deliveries created since `since_ms` (or, with `dry_run`,
+/// counts them), one endpoint after the other as a merchant would after an outage; returns how
+/// many, in all.
+pub async fn recover(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    endpoints: &[(String, String)],
+    (since_ms, dry_run): (u64, bool),
+) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for (merchant, endpoint) in endpoints {
+        let r = client
+            .post(format!(
+                "{base}/v1/merchants/{merchant}/endpoints/{endpoint}/recover"
+            ))
+            .bearer_auth(token)
+            .json(&json!({ "since": since_ms, "dry_run": dry_run }))
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if status != 200 {
+            bail!("recovering an endpoint: {status} {v}");
+        }
+        total += v["requeued"].as_u64().context("requeued")?;
+    }
+    Ok(total)
 }

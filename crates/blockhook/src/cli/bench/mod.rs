@@ -46,7 +46,8 @@ blockhook bench --store postgres --database-url postgres://postgres@127.0.0.1:54
 blockhook bench --rate 2000   (fixed offered rate, for latency at a given load)\n  \
 blockhook bench --merchants 100 --endpoints 1000 --failing-pct 5 --flapping-pct 5 --batch 100\n  \
 blockhook bench --events 100000 --delivery-concurrency 1 --timeout 60   (a backlog; exits 1)\n  \
-blockhook bench --ordering-keys 50   (ordering off, then per key over 50 keys)\n\n\
+blockhook bench --ordering-keys 50   (ordering off, then per key over 50 keys)\n  \
+blockhook bench --drain --events 100000 --batch 100   (a backlog after an outage, drained)\n\n\
 blockhook bench --source outbox --database-url postgres://postgres@127.0.0.1:5432/test --batch 100\n\n\
 Exits 1 when any delivery was lost (did not arrive before --timeout).")]
 pub struct Args {
@@ -120,6 +121,12 @@ pub struct Args {
     /// search index off, to measure what indexing costs at ingest.
     #[arg(long, value_name = "FIELDS")]
     pub search_fields: Option<String>,
+    /// A backlog drained after an outage: the receiver answers 503 while the events are
+    /// published (blockhook runs with no retries, so each delivery fails once, for good), then
+    /// comes back, and every endpoint is recovered (`POST .../recover`, as a merchant would);
+    /// reports deliveries/s from the recovery until the backlog is empty.
+    #[arg(long)]
+    pub drain: bool,
 }
 
 /// Unix time in microseconds.
@@ -162,16 +169,101 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.source != "http" && args.ordering_keys.is_some() {
         bail!("--ordering-keys measures HTTP publishing; leave it out with --source outbox|nats");
     }
+    if args.drain
+        && (args.source != "http"
+            || args.ordering_keys.is_some()
+            || args.failing_pct + args.flapping_pct > 0)
+    {
+        bail!(
+            "--drain measures HTTP publishing to healthy endpoints: leave out --source, --ordering-keys and the unhealthy percentages"
+        );
+    }
     if args.source == "outbox" && args.database_url.is_none() {
         bail!("--source outbox needs --database-url (the gateway's PostgreSQL database)");
     }
-    let rt = tokio::runtime::Runtime::new()?;
-    let lost = rt.block_on(bench(&args, events, database_url))?;
+    // Two runtimes, so that the server's CPU time can be told from the load's: the load
+    // generator and the receiver run on `bench-load` threads (and this one), blockhook on its
+    // own runtime, sized as `serve` sizes it.
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(LOAD_THREADS)
+        .build()?;
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("blockhook-server")
+        .build()?;
+    let lost = load.block_on(bench(&args, events, database_url, server.handle()))?;
     Ok(if lost > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The name of the load side's threads (see [`run`]).
+const LOAD_THREADS: &str = "bench-load";
+
+/// CPU seconds of the server alone so far: the process's, less the load side's threads.
+fn server_cpu_seconds() -> Option<f64> {
+    Some(procfs::cpu_seconds()? - procfs::threads_cpu_seconds(LOAD_THREADS, true)?)
+}
+
+/// CPU counters read at the start and at the end of a measured span.
+#[derive(Clone, Copy)]
+struct CpuSample {
+    process: Option<f64>,
+    server: Option<f64>,
+    postgres: Option<f64>,
+}
+
+impl CpuSample {
+    fn now(postgres: bool) -> Self {
+        Self {
+            process: procfs::cpu_seconds(),
+            server: server_cpu_seconds(),
+            postgres: postgres.then(procfs::postgres_cpu_seconds).flatten(),
+        }
+    }
+
+    /// Prints the CPU used since `start`, per event and per 1000 deliveries.
+    fn report_since(&self, start: &Self, events: u64, deliveries: u64) {
+        let delta = |b: Option<f64>, a: Option<f64>| b.zip(a).map(|(b, a)| (b - a).max(0.0));
+        let (process, server, postgres) = (
+            delta(self.process, start.process),
+            delta(self.server, start.server),
+            delta(self.postgres, start.postgres),
+        );
+        if events == 0 || deliveries == 0 {
+            println!("cpu per 1000 deliveries: n/a");
+            return;
+        }
+        let ms_per_event = |s: f64| s / events as f64 * 1000.0;
+        if let Some(server) = server {
+            println!(
+                "server cpu per event: {:.3} ms ({server:.2} s in all, blockhook's threads only)",
+                ms_per_event(server)
+            );
+        }
+        if let Some(pg) = postgres {
+            println!(
+                "postgres cpu per event: {:.3} ms ({pg:.2} s in all, every postgres process)",
+                ms_per_event(pg)
+            );
+            if let Some(server) = server {
+                println!(
+                    "server + postgres cpu per event: {:.3} ms",
+                    ms_per_event(server + pg)
+                );
+            }
+        }
+        match process {
+            Some(cpu) => println!(
+                "cpu per 1000 deliveries: {:.3} s ({cpu:.2} s in all, load generator and receiver included)",
+                cpu / deliveries as f64 * 1000.0
+            ),
+            None => println!("cpu per 1000 deliveries: n/a"),
+        }
+    }
 }
 
 /// Merchants and endpoints per merchant.
@@ -182,7 +274,12 @@ fn groups(args: &Args) -> (u64, u64) {
     }
 }
 
-async fn bench(args: &Args, events: u64, database_url: Option<String>) -> anyhow::Result<u64> {
+async fn bench(
+    args: &Args,
+    events: u64,
+    database_url: Option<String>,
+    server_rt: &tokio::runtime::Handle,
+) -> anyhow::Result<u64> {
     let (groups, fanout) = groups(args);
     let expected = events * fanout;
     let rate = args
@@ -240,7 +337,8 @@ async fn bench(args: &Args, events: u64, database_url: Option<String>) -> anyhow
         } else if args.ordering_keys.is_some() {
             println!("-- ordering: none --");
         }
-        let (l, rate) = one_run(args, events, &database_url, bare, ordering_keys).await?;
+        let (l, rate) =
+            one_run(args, events, &database_url, bare, ordering_keys, server_rt).await?;
         lost += l;
         rates.push((ordering_keys, rate));
     }
@@ -261,6 +359,7 @@ async fn one_run(
     database_url: &Option<String>,
     bare: f64,
     ordering_keys: Option<u64>,
+    server_rt: &tokio::runtime::Handle,
 ) -> anyhow::Result<(u64, f64)> {
     let (_, fanout) = groups(args);
     let expected = events * fanout;
@@ -322,6 +421,10 @@ async fn one_run(
         settings.delivery.per_endpoint_concurrency =
             settings.delivery.per_endpoint_concurrency.min(c.max(1));
     }
+    if args.drain {
+        // The outage's deliveries fail once, for good, and wait for the recovery.
+        settings.delivery.retry_schedule = Vec::new();
+    }
     settings.log.filter = "warn".into();
     let key: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
         .iter()
@@ -338,7 +441,7 @@ async fn one_run(
     };
     let result = run_app(
         args,
-        settings,
+        (settings, server_rt),
         &sink,
         &token,
         (events, ordering_keys),
@@ -364,25 +467,36 @@ async fn one_run(
 /// delivery rate.
 async fn run_app(
     args: &Args,
-    settings: Settings,
+    (settings, server_rt): (Settings, &tokio::runtime::Handle),
     sink: &Sink,
     token: &str,
     (events, ordering_keys): (u64, Option<u64>),
     bare: f64,
     source: Source<'_>,
 ) -> anyhow::Result<(u64, f64)> {
-    let app = Application::build(settings)
-        .await
-        .context("starting blockhook")?;
-    let base = format!("http://{}", app.local_addr()?);
     let stop = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
+    let (bound, addr) = tokio::sync::oneshot::channel();
+    let server = server_rt.spawn({
+        let stop = stop.clone();
+        async move {
+            let app = Application::build(settings).await?;
+            let _ = bound.send(app.local_addr()?);
+            app.run_until_stopped(stop).await
+        }
+    });
+    let Ok(addr) = addr.await else {
+        return match server.await {
+            Ok(Err(e)) => Err(anyhow::Error::from(e).context("starting blockhook")),
+            _ => bail!("blockhook stopped while starting"),
+        };
+    };
+    let base = format!("http://{addr}");
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     let (groups, fanout) = groups(args);
-    let (merchants, healthy) = load::setup(
+    let setup = load::setup(
         &client,
         &base,
         token,
@@ -392,6 +506,7 @@ async fn run_app(
         ordering_keys.is_some(),
     )
     .await?;
+    let (merchants, healthy) = (setup.merchants, setup.healthy);
     // Healthy deliveries: event `seq` goes to merchant `seq % groups`.
     let healthy_expected: u64 = healthy
         .iter()
@@ -413,7 +528,7 @@ async fn run_app(
     }
     let expected = sink.tally.target();
     let plan = Plan {
-        base,
+        base: base.clone(),
         token: token.to_owned(),
         merchants: Arc::new(merchants),
         events,
@@ -423,7 +538,8 @@ async fn run_app(
         ordering_keys,
     };
 
-    let cpu0 = procfs::cpu_seconds();
+    let postgres = args.store == "postgres" || args.source == "outbox";
+    let cpu0 = CpuSample::now(postgres);
     let t0_us = now_us();
     let started = Instant::now();
     let load = Load::default();
@@ -435,6 +551,8 @@ async fn run_app(
         progress_stop.clone(),
     ));
     let deadline = started + Duration::from_secs(args.timeout);
+    // With --drain: when the receiver came back, and the CPU counters then.
+    let mut drained: Option<(u64, CpuSample)> = None;
     let (ingest_secs, relay_secs) = match source {
         Source::Nats(s) => {
             let secs =
@@ -463,9 +581,23 @@ async fn run_app(
             (secs, Some(started.elapsed().as_secs_f64()))
         }
         Source::Http => {
+            sink.tally.down.store(args.drain, Ordering::Relaxed);
+            let since_ms = now_us() / 1000 - 1000;
             let publish = load::publish(client.clone(), plan, load.clone());
             tokio::pin!(publish);
-            (publish.as_mut().await?, None)
+            let secs = publish.as_mut().await?;
+            if args.drain {
+                let outage = Outage {
+                    client: &client,
+                    base: &base,
+                    token,
+                    endpoints: &setup.endpoints,
+                    since_ms,
+                    postgres,
+                };
+                drained = Some(outage.recover(sink, expected, deadline).await?);
+            }
+            (secs, None)
         }
     };
     while sink.tally.unique.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
@@ -475,7 +607,7 @@ async fn run_app(
     tokio::time::sleep(Duration::from_millis(200)).await;
     progress_stop.cancel();
     let _ = progress.await;
-    let cpu = procfs::cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
+    let cpu = CpuSample::now(postgres);
     stop.cancel();
     match tokio::time::timeout(Duration::from_secs(30), server).await {
         Ok(Ok(Err(e))) => eprintln!("blockhook stopped with an error: {e}"),
@@ -539,6 +671,20 @@ async fn run_app(
         t.unexpected.load(Ordering::Relaxed)
     );
     println!("lost: {lost}");
+    if let Some((back_us, cpu_back)) = drained {
+        let secs = t.last_us.load(Ordering::Relaxed).saturating_sub(back_us) as f64 / 1e6;
+        let rate = if secs > 0.0 {
+            delivered as f64 / secs
+        } else {
+            0.0
+        };
+        println!(
+            "drain rate: {rate:.0} deliveries/s ({delivered} delivered in {secs:.2} s from the recovery)"
+        );
+        println!("drain ratio to bare limit: {:.3}", rate / bare);
+        print!("during the drain: ");
+        cpu.report_since(&cpu_back, delivered, delivered);
+    }
     if args.failing_pct + args.flapping_pct > 0 {
         println!(
             "unhealthy endpoints: {} requests to failing (500), {} answered 500 and {} answered 200 by flapping",
@@ -547,18 +693,70 @@ async fn run_app(
             t.flapping_200.load(Ordering::Relaxed),
         );
     }
-    match cpu {
-        Some(cpu) if delivered > 0 => println!(
-            "cpu per 1000 deliveries: {:.3} s ({cpu:.2} s in all, load generator and receiver included)",
-            cpu / delivered as f64 * 1000.0
-        ),
-        _ => println!("cpu per 1000 deliveries: n/a"),
-    }
+    cpu.report_since(&cpu0, acked, delivered);
     match procfs::peak_rss_bytes() {
         Some(b) => println!("peak rss: {:.1} MiB", b as f64 / (1024.0 * 1024.0)),
         None => println!("peak rss: n/a"),
     }
     Ok((lost, delivery_rate))
+}
+
+/// The outage of a `--drain` run, seen from the merchant's side.
+struct Outage<'a> {
+    client: &'a reqwest::Client,
+    base: &'a str,
+    token: &'a str,
+    endpoints: &'a [(String, String)],
+    since_ms: u64,
+    /// Whether to read PostgreSQL's CPU too.
+    postgres: bool,
+}
+
+impl Outage<'_> {
+    /// Once every delivery failed (each was refused once and recorded as failed), brings the
+    /// receiver back and recovers every endpoint. Returns when the receiver came back (Unix µs)
+    /// and the CPU counters then.
+    async fn recover(
+        &self,
+        sink: &Sink,
+        expected: u64,
+        deadline: Instant,
+    ) -> anyhow::Result<(u64, CpuSample)> {
+        let t = &sink.tally;
+        let recover = |dry_run| {
+            load::recover(
+                self.client,
+                self.base,
+                self.token,
+                self.endpoints,
+                (self.since_ms, dry_run),
+            )
+        };
+        while t.refused.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Attempts are recorded after they end: wait until every one is, as failed.
+        let mut failed = 0;
+        while failed < expected && Instant::now() < deadline {
+            failed = recover(true).await?;
+            if failed < expected {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        println!(
+            "outage: {} requests refused with 503, {failed} deliveries failed; recovering",
+            t.refused.load(Ordering::Relaxed)
+        );
+        let cpu = CpuSample::now(self.postgres);
+        t.down.store(false, Ordering::Relaxed);
+        let back_us = now_us();
+        let requeued = recover(false).await?;
+        println!(
+            "recovered: {requeued} deliveries re-queued in {:.2} s",
+            (now_us() - back_us) as f64 / 1e6
+        );
+        Ok((back_us, cpu))
+    }
 }
 
 /// Where the events of a run come from.

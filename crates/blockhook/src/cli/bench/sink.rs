@@ -8,10 +8,13 @@
 //! Unhealthy endpoints (`--failing-pct`, `--flapping-pct`) are served under other paths:
 //! `/fail/...` always answers `500`; `/flap/...` alternates `500` and `200` per path. Neither
 //! is recorded in the slots or the latencies, so the figures cover healthy endpoints only.
+//!
+//! For `--drain`, the receiver can be **down**: while [`Tally::down`] is set, healthy paths answer
+//! `503` and nothing is recorded (the attempts are counted in [`Tally::refused`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -52,6 +55,10 @@ pub struct Tally {
     pub flapping_500: AtomicU64,
     /// See `flapping_500`.
     pub flapping_200: AtomicU64,
+    /// While set, healthy endpoints answer `503` (an outage, for `--drain`).
+    pub down: AtomicBool,
+    /// Requests answered `503` while down.
+    pub refused: AtomicU64,
     flap_state: Mutex<HashMap<String, u64>>,
     latencies_us: Mutex<Vec<u64>>,
 }
@@ -70,6 +77,8 @@ impl Tally {
             failing_hits: AtomicU64::new(0),
             flapping_500: AtomicU64::new(0),
             flapping_200: AtomicU64::new(0),
+            down: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
             flap_state: Mutex::new(HashMap::new()),
             latencies_us: Mutex::new(Vec::with_capacity(len)),
         }
@@ -90,6 +99,10 @@ impl Tally {
 
     /// The status an unhealthy endpoint answers, or `None` for a healthy one.
     fn unhealthy(&self, path: &str) -> Option<u16> {
+        if self.down.load(Ordering::Relaxed) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Some(503);
+        }
         if path.starts_with("/fail/") {
             self.failing_hits.fetch_add(1, Ordering::Relaxed);
             return Some(500);

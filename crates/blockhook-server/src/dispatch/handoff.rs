@@ -1,0 +1,114 @@
+//! The hand-off: deliveries leased in their event's own ingest transaction and given straight
+//! to this process's dispatcher, with no claim round trip and no wait between the commit and the
+//! first attempt.
+//!
+//! Why (measured, `BENCHMARKS.md`): at an everyday rate every event paid alone for a claim
+//! transaction, a look at the next due time and a wake of the dispatcher loop; with the hand-off
+//! the ingest's transaction does the claim's work on pages it has just written.
+//!
+//! The ingest task asks [`Handoff::reserve`] for free delivery slots before it writes; the store
+//! leases at most that many due deliveries in the same transaction (`Events::ingest_and_claim`,
+//! the same choice as a claim: oldest due first, ordering, per-endpoint caps); [`Reserved::hand`]
+//! gives the claims with their slots to the dispatcher loop, which starts them like its own.
+//! With no dispatcher running (an API-only process, before start or after stop) nothing is
+//! reserved, and a store that cannot lease at ingest hands back no claims: then ingest wakes the
+//! dispatcher, as it always did.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use blockhook_core::{Claim, ClaimRequest};
+
+use super::{DispatchCx, Worker, claim};
+
+/// Claims handed over, each with its delivery slot.
+pub(super) type Handed = Vec<(Claim, OwnedSemaphorePermit)>;
+
+/// Where ingest finds the running dispatcher, if any. One per process.
+#[derive(Default)]
+pub struct Handoff {
+    open: Mutex<Option<Taker>>,
+}
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handoff").finish_non_exhaustive()
+    }
+}
+
+/// The running dispatcher's side.
+#[derive(Clone)]
+pub(super) struct Taker {
+    pub(super) cx: Arc<DispatchCx>,
+    pub(super) worker: Arc<Worker>,
+    pub(super) global: Arc<Semaphore>,
+    pub(super) to_loop: mpsc::UnboundedSender<Handed>,
+}
+
+/// Delivery slots reserved for the claims of one ingest.
+pub struct Reserved {
+    permits: Vec<OwnedSemaphorePermit>,
+    request: ClaimRequest,
+    to_loop: mpsc::UnboundedSender<Handed>,
+}
+
+impl Handoff {
+    /// The dispatcher takes hand-offs from now on.
+    pub(super) fn open(&self, taker: Taker) {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = Some(taker);
+    }
+
+    /// The dispatcher stops: hand-offs end (and its worker is let go).
+    pub(super) fn close(&self) {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Free delivery slots (as many as one claim takes), with the claim request to lease at
+    /// most that many under; `None` with no dispatcher or no free slot.
+    pub fn reserve(&self) -> Option<Reserved> {
+        let taker = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let want = taker.cx.settings.claim_batch as usize;
+        let mut permits = Vec::new();
+        while permits.len() < want {
+            match taker.global.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        if permits.is_empty() {
+            return None;
+        }
+        let request = claim::request(&taker.cx, &taker.worker.load, permits.len());
+        Some(Reserved {
+            permits,
+            request,
+            to_loop: taker.to_loop,
+        })
+    }
+}
+
+impl Reserved {
+    /// What the store may lease.
+    pub fn request(&self) -> &ClaimRequest {
+        &self.request
+    }
+
+    /// Gives `claims` to the dispatcher; the slots left over are freed. Returns how many were
+    /// handed (a stopped dispatcher takes none: their leases expire and they are claimed again).
+    pub fn hand(mut self, claims: Vec<Claim>) -> usize {
+        let n = claims.len().min(self.permits.len());
+        if n == 0 {
+            return 0;
+        }
+        let handed: Handed = claims.into_iter().zip(self.permits.drain(..n)).collect();
+        match self.to_loop.send(handed) {
+            Ok(()) => n,
+            Err(_) => 0,
+        }
+    }
+}
