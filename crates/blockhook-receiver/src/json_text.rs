@@ -6,34 +6,46 @@
 /// `text` (valid JSON) without whitespace outside strings; keys, order and literals unchanged.
 pub fn compact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut in_string = false;
-    let mut escaped = false;
+    let mut strings = Strings::default();
     for c in text.chars() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !c.is_whitespace() {
+        if strings.takes(c) || !c.is_whitespace() {
             out.push(c);
         }
     }
     out
 }
 
+/// Tells, character by character, which characters belong to a string literal (its quotes
+/// included): only those are copied verbatim by the re-spacers.
+#[derive(Default)]
+struct Strings {
+    inside: bool,
+    escaped: bool,
+}
+
+impl Strings {
+    /// Whether `c`, the next character, is part of a string literal.
+    fn takes(&mut self, c: char) -> bool {
+        if self.inside {
+            if self.escaped {
+                self.escaped = false;
+            } else if c == '\\' {
+                self.escaped = true;
+            } else if c == '"' {
+                self.inside = false;
+            }
+            return true;
+        }
+        self.inside = c == '"';
+        self.inside
+    }
+}
+
 /// Compact JSON re-spaced: `None` puts a space after `,` and `:` (Python's `json.dumps`),
 /// `Some(n)` pretty-prints with an `n`-space indent (`JSON.stringify(v, null, n)`).
 pub fn respace(compact: &str, indent: Option<usize>) -> String {
     let mut out = String::with_capacity(compact.len() * 2);
-    let mut in_string = false;
-    let mut escaped = false;
+    let mut strings = Strings::default();
     let mut depth = 0usize;
     let chars: Vec<char> = compact.chars().collect();
     let newline = |out: &mut String, depth: usize, n: usize| {
@@ -41,22 +53,11 @@ pub fn respace(compact: &str, indent: Option<usize>) -> String {
         out.push_str(&" ".repeat(depth * n));
     };
     for (i, &c) in chars.iter().enumerate() {
-        if in_string {
+        if strings.takes(c) {
             out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
             continue;
         }
         match (c, indent) {
-            ('"', _) => {
-                in_string = true;
-                out.push(c);
-            }
             (',', None) => out.push_str(", "),
             (':', _) => out.push_str(": "),
             ('{' | '[', Some(n)) => {

@@ -46,9 +46,9 @@ pub(super) struct Taker {
     pub(super) to_loop: mpsc::UnboundedSender<Handed>,
 }
 
-/// Delivery slots reserved for the claims of one ingest.
+/// Delivery slots reserved for the claims of one ingest (one permit per slot, held together).
 pub struct Reserved {
-    permits: Vec<OwnedSemaphorePermit>,
+    permits: OwnedSemaphorePermit,
     request: ClaimRequest,
     to_loop: mpsc::UnboundedSender<Handed>,
 }
@@ -72,18 +72,11 @@ impl Handoff {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()?;
-        let want = taker.cx.settings.claim_batch as usize;
-        let mut permits = Vec::new();
-        while permits.len() < want {
-            match taker.global.clone().try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
-            }
-        }
-        if permits.is_empty() {
-            return None;
-        }
-        let request = claim::request(&taker.cx, &taker.worker.load, permits.len());
+        // One semaphore operation for all of them: this runs on every ingest.
+        let want = (taker.cx.settings.claim_batch as usize).min(taker.global.available_permits());
+        let n = u32::try_from(want).ok().filter(|n| *n > 0)?;
+        let permits = taker.global.clone().try_acquire_many_owned(n).ok()?;
+        let request = claim::request(&taker.cx, &taker.worker.load, want);
         Some(Reserved {
             permits,
             request,
@@ -101,11 +94,14 @@ impl Reserved {
     /// Gives `claims` to the dispatcher; the slots left over are freed. Returns how many were
     /// handed (a stopped dispatcher takes none: their leases expire and they are claimed again).
     pub fn hand(mut self, claims: Vec<Claim>) -> usize {
-        let n = claims.len().min(self.permits.len());
+        let handed: Handed = claims
+            .into_iter()
+            .map_while(|claim| Some((claim, self.permits.split(1)?)))
+            .collect();
+        let n = handed.len();
         if n == 0 {
             return 0;
         }
-        let handed: Handed = claims.into_iter().zip(self.permits.drain(..n)).collect();
         match self.to_loop.send(handed) {
             Ok(()) => n,
             Err(_) => 0,
