@@ -74,6 +74,13 @@ impl Default for StoreOptions {
     }
 }
 
+/// How many endpoints a claim's second pass walks (both stores; see "Claims spread over
+/// endpoints" in docs/decisions.md): enough to fill the `missing` part of the claim if each gives
+/// its share, twice over, within bounds (each endpoint costs one index probe).
+pub(crate) fn spread_walk(missing: u32, per_endpoint_max: u32) -> i64 {
+    i64::from((missing.div_ceil(per_endpoint_max.max(1)) * 2).clamp(8, 256))
+}
+
 /// Where a database's schema stands against the migrations this release knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Schema {

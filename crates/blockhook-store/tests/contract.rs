@@ -38,6 +38,7 @@ contract!(
     dispatch::claim_sees_endpoint_updates,
     dispatch::lease_excludes_reclaim_until_expired,
     dispatch::claim_honours_per_endpoint_max_and_exclude,
+    dispatch::claim_spreads_over_endpoints_behind_one_backlog,
     dispatch::disabled_endpoint_not_claimed,
     dispatch::concurrent_claimers_never_share,
     dispatch::finish_succeeded,

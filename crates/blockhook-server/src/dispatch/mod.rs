@@ -116,6 +116,14 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
             }
             continue;
         }
+        // The slots are taken before the claim: hand-offs take slots from the same semaphore
+        // while the claim runs, and a claim that came back to fewer free slots than it asked
+        // for would leave its extra leases to expire unsent. Lost to a hand-off since
+        // `available_permits`: look again.
+        let free = free.min(cx.settings.claim_batch as usize);
+        let Ok(mut slots) = global.clone().try_acquire_many_owned(permits(free)) else {
+            continue;
+        };
         // Register interest before claiming, so a wake between the claim and the wait is kept.
         let woken = cx.wake.notified();
         tokio::pin!(woken);
@@ -123,12 +131,15 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
             continue;
         };
         for claim in claimed.claims.drain(..) {
-            // Cannot fail (the claim asked for at most `free`); the lease expires if it does.
-            let Ok(permit) = global.clone().try_acquire_owned() else {
-                break;
+            // Cannot fail: the claim asked for at most `free`.
+            let Some(permit) = slots.split(1) else {
+                tracing::error!(delivery = %claim.delivery_id, "claimed past the free slots; the lease will expire");
+                continue;
             };
             worker.start(&mut tasks, claim, permit);
         }
+        // The slots left over are freed.
+        drop(slots);
         if claimed.full {
             continue;
         }
@@ -163,6 +174,11 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
     renewer_stop.cancel();
     let _ = renewer.await;
     tracing::info!("dispatcher stopped");
+}
+
+/// `free` slots as a permit count (a semaphore counts in `u32`).
+fn permits(free: usize) -> u32 {
+    u32::try_from(free).unwrap_or(u32::MAX)
 }
 
 /// Waits for in-flight attempts up to the drain deadline, then abandons the rest.

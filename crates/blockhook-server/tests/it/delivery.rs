@@ -128,6 +128,39 @@ async fn one_event_fans_out_to_exactly_the_matching_endpoints_over_https() {
     }
 }
 
+/// Ingests racing the dispatcher's own claims for a few delivery slots: every delivery goes out
+/// without waiting for a lease to expire. (A claim used to come back with more leases than free
+/// slots when hand-offs at ingest took slots meanwhile; the extra leases lay unsent until they
+/// expired.) The lease is an hour here, so a lost lease is a delivery that does not arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingests_racing_claims_for_few_slots_lose_no_lease() {
+    const PUBLISHERS: usize = 16;
+    const EACH: usize = 25;
+    const ENDPOINTS: usize = 3;
+    for backend in backends() {
+        let app = TestApp::spawn_with(backend, |s| {
+            s.delivery.concurrency = 4;
+            s.delivery.lease = Duration::from_secs(3600);
+        })
+        .await;
+        let rx =
+            Receiver::scripted(Some(&app.ca), Arc::new(|_| 200), Duration::from_millis(1)).await;
+        let m = app.merchant().await;
+        for _ in 0..ENDPOINTS {
+            app.endpoint(&m, &rx.url(), json!({})).await;
+        }
+        futures::future::join_all((0..PUBLISHERS).map(|_| async {
+            for _ in 0..EACH {
+                app.publish(&m, "Payment", PAYMENT).await;
+            }
+        }))
+        .await;
+        let want = PUBLISHERS * EACH * ENDPOINTS;
+        rx.wait_for(want, Duration::from_secs(120)).await;
+        app.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn failing_twice_then_200_takes_exactly_three_attempts_at_the_configured_spacing() {
     for backend in backends() {

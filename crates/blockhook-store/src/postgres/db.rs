@@ -34,6 +34,9 @@ pub struct PgStore {
     pub(super) schema: String,
     pub(super) statements: AtomicU64,
     pub(super) wake: Arc<Notify>,
+    /// Where a claim's second pass over endpoints resumes (see `queue::SPREAD`): a hint of this
+    /// process, not shared.
+    pub(super) claim_cursor: std::sync::Mutex<Option<String>>,
     listener: JoinHandle<()>,
 }
 
@@ -117,6 +120,7 @@ impl PgStore {
             schema,
             statements: AtomicU64::new(0),
             wake,
+            claim_cursor: std::sync::Mutex::new(None),
             listener,
         })
     }

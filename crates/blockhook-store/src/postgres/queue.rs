@@ -42,6 +42,8 @@ struct ClaimRow {
     payload: Option<Vec<u8>>,
     #[sqlx(flatten)]
     endpoint: EndpointRow,
+    /// How many candidates the claim looked at (the same on every row).
+    pool: i64,
 }
 
 /// The subquery that keeps an ordered delivery `d` from being claimed: a sibling of the same
@@ -67,15 +69,48 @@ macro_rules! blocked_by_sibling {
     };
 }
 
-// 1. `candidates`: the oldest due pending deliveries of enabled, non-excluded endpoints, walked
-//    in due order on the partial index and locked (skipping rows other claimers hold). The pool
-//    is larger than `max` when a per-endpoint cap applies, so one busy endpoint at the head of
-//    the queue does not crowd out the others.
+// 1. `candidates` (the claim's first part, below): the deliveries that may be leased, locked
+//    (skipping rows other claimers hold).
 // 2. `picked`: at most `per_endpoint_max` per endpoint, then `max` in all, oldest due first.
 // 3. `leased`: sets the lease; `next_attempt_at` moves to the lease's expiry, so an expired lease
 //    is simply due again. Candidates not picked are unlocked when the statement ends.
 // 4. The events and endpoints are joined in the same round trip. A payload is sent once per event
 //    (the first of its claims), and the caller shares those bytes across the event's claims.
+macro_rules! lease_candidates {
+    () => {
+        concat!(
+            "picked AS ( \
+                SELECT id, next_attempt_at FROM ( \
+                    SELECT id, next_attempt_at, \
+                        row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS nth \
+                    FROM candidates \
+                ) ranked \
+                WHERE nth <= $6 \
+                ORDER BY next_attempt_at, id \
+                LIMIT $3 \
+             ), leased AS ( \
+                UPDATE deliveries d SET lease_token = $7, lease_until = $2, next_attempt_at = $2 \
+                FROM picked p WHERE d.id = p.id \
+                RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.round_start, \
+                    p.next_attempt_at AS due_at \
+             ) \
+             SELECT l.id AS delivery_id, l.attempts, l.round_start, l.event_id, \
+                ev.event_type, ev.created_at AS event_created_at, \
+                CASE WHEN row_number() OVER (PARTITION BY l.event_id ORDER BY l.id) = 1 \
+                    THEN ev.payload END AS payload, ",
+            endpoint_columns!(),
+            ", (SELECT count(*) FROM candidates) AS pool \
+             FROM leased l \
+             JOIN events ev ON ev.id = l.event_id \
+             JOIN endpoints e ON e.id = l.endpoint_id \
+             ORDER BY l.due_at, l.id"
+        )
+    };
+}
+
+// The first pass: the oldest due pending deliveries of enabled, non-excluded endpoints, walked
+// in due order on the partial index. The pool (`$4`) is larger than `max` when a per-endpoint
+// cap applies, so one busy endpoint at the head of the queue does not crowd out the others.
 const CLAIM: &str = concat!(
     "WITH candidates AS ( \
         SELECT d.id, d.endpoint_id, d.next_attempt_at \
@@ -88,30 +123,42 @@ const CLAIM: &str = concat!(
         ORDER BY d.next_attempt_at, d.id \
         LIMIT $4 \
         FOR UPDATE OF d SKIP LOCKED \
-     ), picked AS ( \
-        SELECT id, next_attempt_at FROM ( \
-            SELECT id, next_attempt_at, \
-                row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS nth \
-            FROM candidates \
-        ) ranked \
-        WHERE nth <= $6 \
-        ORDER BY next_attempt_at, id \
-        LIMIT $3 \
-     ), leased AS ( \
-        UPDATE deliveries d SET lease_token = $7, lease_until = $2, next_attempt_at = $2 \
-        FROM picked p WHERE d.id = p.id \
-        RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.round_start, \
-            p.next_attempt_at AS due_at \
-     ) \
-     SELECT l.id AS delivery_id, l.attempts, l.round_start, l.event_id, \
-        ev.event_type, ev.created_at AS event_created_at, \
-        CASE WHEN row_number() OVER (PARTITION BY l.event_id ORDER BY l.id) = 1 \
-            THEN ev.payload END AS payload, ",
-    endpoint_columns!(),
-    " FROM leased l \
-     JOIN events ev ON ev.id = l.event_id \
-     JOIN endpoints e ON e.id = l.endpoint_id \
-     ORDER BY l.due_at, l.id"
+     ), ",
+    lease_candidates!()
+);
+
+// The second pass, when the first one's pool was full and the claim is not: a backlog of a few
+// endpoints fills the head of the queue (after an outage, a recovered endpoint's deliveries are
+// all due at once). `WALK` lists the next endpoints that have pending deliveries after `$1` (one
+// probe of `deliveries_endpoint_due` each, at most `$2` of them); `SPREAD` takes up to `$6` due
+// deliveries of each (`$4`), so the claim fills from many endpoints instead of waiting for one
+// endpoint's slots.
+const WALK: &str = "WITH RECURSIVE walked(id, n) AS ( \
+        SELECT (SELECT endpoint_id FROM deliveries WHERE state = 'pending' AND endpoint_id > $1 \
+                ORDER BY endpoint_id LIMIT 1), 1 \
+        UNION ALL \
+        SELECT (SELECT endpoint_id FROM deliveries WHERE state = 'pending' \
+                  AND endpoint_id > w.id ORDER BY endpoint_id LIMIT 1), w.n + 1 \
+        FROM walked w WHERE w.id IS NOT NULL AND w.n < $2 \
+     ) SELECT id FROM walked WHERE id IS NOT NULL ORDER BY n";
+
+const SPREAD: &str = concat!(
+    "WITH candidates AS ( \
+        SELECT c.id, c.endpoint_id, c.next_attempt_at \
+        FROM unnest($4::text[]) AS w(id) JOIN endpoints e ON e.id = w.id AND e.enabled \
+        CROSS JOIN LATERAL ( \
+            SELECT d.id, d.endpoint_id, d.next_attempt_at FROM deliveries d \
+            WHERE d.endpoint_id = w.id AND d.state = 'pending' AND d.next_attempt_at <= $1 \
+              AND (d.ordering_key IS NULL OR NOT EXISTS (",
+    blocked_by_sibling!("$1"),
+    ")) \
+            ORDER BY d.next_attempt_at, d.id \
+            LIMIT $6 \
+            FOR UPDATE OF d SKIP LOCKED \
+        ) c \
+        WHERE w.id <> ALL ($5::text[]) \
+     ), ",
+    lease_candidates!()
 );
 
 /// How many due rows one claim may lock to pick `max` under a per-endpoint cap.
@@ -137,17 +184,60 @@ impl Queue for PgStore {
         }
         let lease = LeaseToken::generate();
         let exclude: Vec<&str> = req.exclude.iter().map(|e| e.as_str()).collect();
-        let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
+        let pool = candidate_pool(req);
+        let mut rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
             .bind(req.now.ms())
             .bind(req.lease_until.ms())
             .bind(i64::from(req.max))
-            .bind(candidate_pool(req))
+            .bind(pool)
             .bind(&exclude)
             .bind(i64::from(req.per_endpoint_max))
             .bind(lease.0)
             .fetch_all(self.db())
             .await
             .map_err(classify)?;
+        let window_full = rows.first().is_some_and(|r| r.pool >= pool);
+        if window_full && rows.len() < req.max as usize {
+            // Endpoints of the first pass are left out, so none exceeds its share of the claim.
+            let mut exclude = exclude;
+            exclude.extend(rows.iter().map(|r| r.endpoint.id()));
+            exclude.sort_unstable();
+            exclude.dedup();
+            let missing = req.max - rows.len() as u32;
+            let from = self
+                .claim_cursor
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_default();
+            let walk = crate::spread_walk(missing, req.per_endpoint_max);
+            let walked: Vec<String> = sqlx::query_scalar(WALK)
+                .bind(from)
+                .bind(walk)
+                .fetch_all(self.db())
+                .await
+                .map_err(classify)?;
+            // The walk ran out of endpoints: the next one starts from the first again.
+            let next = match walked.last() {
+                Some(last) if walked.len() as i64 >= walk => Some(last.clone()),
+                _ => None,
+            };
+            *self.claim_cursor.lock().unwrap_or_else(|p| p.into_inner()) = next;
+            if !walked.is_empty() {
+                let more: Vec<ClaimRow> = sqlx::query_as(SPREAD)
+                    .bind(req.now.ms())
+                    .bind(req.lease_until.ms())
+                    .bind(i64::from(missing))
+                    .bind(&walked)
+                    .bind(&exclude)
+                    .bind(i64::from(req.per_endpoint_max))
+                    .bind(lease.0)
+                    .fetch_all(self.db())
+                    .await
+                    .map_err(classify)?;
+                rows.extend(more);
+            }
+        }
         claims_from(rows, lease)
     }
 

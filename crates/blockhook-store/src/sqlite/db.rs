@@ -203,6 +203,7 @@ pub(super) fn shared() -> Cx {
         statements: Arc::new(AtomicU64::new(0)),
         events: Arc::new(EventCache::new(EVENT_CACHE_BYTES)),
         endpoints: Arc::new(EndpointCache::new()),
+        claim_cursor: Arc::default(),
     }
 }
 

@@ -66,6 +66,32 @@ const CANDIDATES: &str = concat!(
      ORDER BY d.next_attempt_at LIMIT ?3)"
 );
 
+// The second pass of a claim whose oldest-due window was filled by a few endpoints: walks the
+// endpoints that have pending deliveries (one probe of `deliveries_endpoint_due` each, from
+// `?1`, at most `?2` of them) and takes up to `?5` due deliveries of each, oldest first. Returns
+// the candidates (as `CANDIDATES`), the last endpoint walked and how many were walked.
+const SPREAD: &str = concat!(
+    "WITH RECURSIVE walked(id, n) AS ( \
+       SELECT (SELECT endpoint_id FROM deliveries WHERE state = 'pending' AND endpoint_id > ?1 \
+               ORDER BY endpoint_id LIMIT 1), 1 \
+       UNION ALL \
+       SELECT (SELECT endpoint_id FROM deliveries WHERE state = 'pending' \
+                 AND endpoint_id > walked.id ORDER BY endpoint_id LIMIT 1), n + 1 \
+       FROM walked WHERE walked.id IS NOT NULL AND n < ?2) \
+     SELECT (SELECT json_group_array(json_array(c.id, c.event_id, c.endpoint_id, c.attempts, \
+               c.round_start, c.next_attempt_at, e.version)) \
+             FROM walked w CROSS JOIN endpoints e CROSS JOIN deliveries c \
+             WHERE e.id = w.id AND e.enabled = 1 \
+               AND w.id NOT IN (SELECT value FROM json_each(?4)) \
+               AND c.id IN (SELECT d.id FROM deliveries d \
+                 WHERE d.endpoint_id = w.id AND d.state = 'pending' AND d.next_attempt_at <= ?3 \
+                   AND (d.ordering_key IS NULL OR NOT EXISTS (",
+    blocked_by_sibling!("?3"),
+    ")) \
+                 ORDER BY d.next_attempt_at LIMIT ?5)), \
+       (SELECT max(id) FROM walked), (SELECT count(id) FROM walked)"
+);
+
 /// `[id, event_id, endpoint_id, attempts, round_start, next_attempt_at, endpoint version]`.
 type Candidate = (String, String, String, i64, i64, i64, i64);
 
@@ -119,20 +145,34 @@ pub(super) fn lease_due(
         .and_then(|mut stmt| stmt.query_row(params![req.now.ms(), exclude, look_at], |r| r.get(0)))
         .map_err(classify_sqlite)?;
     let mut candidates: Vec<Candidate> = decode(&json, "claim candidates")?;
+    let window_full = candidates.len() as i64 >= look_at;
     // Oldest due first (the aggregate's input order is not guaranteed to survive).
     candidates.sort_by_key(|c| c.5);
 
     let mut per_endpoint: HashMap<String, u32> = HashMap::new();
     let mut chosen: Vec<Candidate> = Vec::with_capacity(candidates.len().min(req.max as usize));
-    for c in candidates {
-        if chosen.len() >= req.max as usize {
-            break;
+    let mut choose = |candidates: Vec<Candidate>, chosen: &mut Vec<Candidate>| {
+        for c in candidates {
+            if chosen.len() >= req.max as usize {
+                break;
+            }
+            let n = per_endpoint.entry(c.2.clone()).or_insert(0);
+            if *n < req.per_endpoint_max {
+                *n += 1;
+                chosen.push(c);
+            }
         }
-        let n = per_endpoint.entry(c.2.clone()).or_insert(0);
-        if *n < req.per_endpoint_max {
-            *n += 1;
-            chosen.push(c);
-        }
+    };
+    choose(candidates, &mut chosen);
+    // The window was full yet the claim is not: a few endpoints' backlogs fill the head of the
+    // queue. Other endpoints' due deliveries come from a second pass.
+    if window_full && chosen.len() < req.max as usize {
+        let missing = req.max - chosen.len() as u32;
+        let taken: HashSet<&str> = chosen.iter().map(|c| c.0.as_str()).collect();
+        let mut more = spread(cx, conn, req, missing, &exclude)?;
+        more.retain(|c| !taken.contains(c.0.as_str()));
+        more.sort_by_key(|c| c.5);
+        choose(more, &mut chosen);
     }
     if chosen.is_empty() {
         return Ok(None);
@@ -153,6 +193,36 @@ pub(super) fn lease_due(
         chosen,
         endpoints,
     }))
+}
+
+/// The second pass of a claim (`SPREAD`): up to `per_endpoint_max` due deliveries from each of
+/// the next endpoints with pending work, walked round-robin from where the last pass stopped so
+/// every endpoint gets its turn.
+fn spread(
+    cx: &Cx,
+    conn: &Connection,
+    req: &ClaimRequest,
+    missing: u32,
+    exclude: &str,
+) -> Result<Vec<Candidate>, Error> {
+    let walk = crate::spread_walk(missing, req.per_endpoint_max);
+    let from = cx.claim_cursor().unwrap_or_default();
+    cx.tick(1);
+    let (json, last, walked): (Option<String>, Option<String>, i64) = conn
+        .prepare_cached(SPREAD)
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![from, walk, req.now.ms(), exclude, req.per_endpoint_max],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        })
+        .map_err(classify_sqlite)?;
+    // The walk ran out of endpoints: the next one starts from the first again.
+    cx.set_claim_cursor(if walked < walk { None } else { last });
+    match json {
+        Some(json) => decode(&json, "spread candidates"),
+        None => Ok(Vec::new()),
+    }
 }
 
 impl SqliteStore {

@@ -73,9 +73,24 @@ pub(super) struct Cx {
     pub(super) statements: Arc<AtomicU64>,
     pub(super) events: Arc<EventCache>,
     pub(super) endpoints: Arc<EndpointCache>,
+    /// Where a claim's second pass over endpoints resumes (see `queue::spread`).
+    pub(super) claim_cursor: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Cx {
+    /// The endpoint after which the next second pass of a claim starts.
+    pub(super) fn claim_cursor(&self) -> Option<String> {
+        self.claim_cursor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records where the next second pass starts; `None`: from the first endpoint.
+    pub(super) fn set_claim_cursor(&self, cursor: Option<String>) {
+        *self.claim_cursor.lock().unwrap_or_else(|p| p.into_inner()) = cursor;
+    }
+
     /// Counts `n` statements executed.
     pub(super) fn tick(&self, n: u64) {
         self.statements.fetch_add(n, Ordering::Relaxed);

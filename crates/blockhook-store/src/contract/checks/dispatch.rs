@@ -135,6 +135,72 @@ pub async fn claim_honours_per_endpoint_max_and_exclude(store: StoreRef) {
     assert!(rest.iter().all(|cl| cl.endpoint.id == c.id));
 }
 
+/// One endpoint's backlog at the head of the queue (an endpoint recovered after an outage) does
+/// not cut a claim to that endpoint's share: the rest comes from the other endpoints with due
+/// deliveries, each its oldest, and successive claims walk on so that no endpoint waits for the
+/// backlog to drain.
+pub async fn claim_spreads_over_endpoints_behind_one_backlog(store: StoreRef) {
+    let head = merchant(&store).await;
+    let backlog = endpoint(&store, &head, &[]).await;
+    let batch: Vec<_> = (0..200).map(|i| event(&head, "Payment", t(i))).collect();
+    store.ingest(&batch).await.unwrap();
+    // Twelve more endpoints (more than one claim's walk), each with a few later deliveries.
+    let mut others = Vec::new();
+    for _ in 0..12 {
+        let m = merchant(&store).await;
+        others.push(endpoint(&store, &m, &[]).await.id);
+        let batch: Vec<_> = (0..4).map(|i| event(&m, "Payment", t(300 + i))).collect();
+        store.ingest(&batch).await.unwrap();
+    }
+
+    let req = ClaimRequest {
+        now: t(1000),
+        max: 20,
+        lease_until: t(2000),
+        per_endpoint_max: 4,
+        exclude: vec![],
+    };
+    let first = store.claim_due(&req).await.unwrap();
+    assert_eq!(first.len(), 20, "the claim is filled from other endpoints");
+    let count =
+        |got: &[blockhook_core::Claim], id| got.iter().filter(|c| &c.endpoint.id == id).count();
+    assert_eq!(
+        count(&first, &backlog.id),
+        4,
+        "the backlog gets its share, no more"
+    );
+    let backlog_times: Vec<_> = first
+        .iter()
+        .filter(|c| c.endpoint.id == backlog.id)
+        .map(|c| c.event_created_at)
+        .collect();
+    assert_eq!(backlog_times, vec![t(0), t(1), t(2), t(3)], "oldest first");
+    for other in &others {
+        let times: Vec<_> = first
+            .iter()
+            .filter(|c| &c.endpoint.id == other)
+            .map(|c| c.event_created_at)
+            .collect();
+        let oldest: Vec<_> = (0..times.len() as i64).map(|i| t(300 + i)).collect();
+        assert!(times.len() <= 4, "an endpoint's share at most: {times:?}");
+        assert_eq!(times, oldest, "each endpoint's oldest first");
+    }
+
+    // Claim on: every endpoint is reached long before the backlog drains.
+    let mut served: HashSet<_> = first.iter().map(|c| c.endpoint.id.clone()).collect();
+    let mut claims = 1;
+    while !others.iter().all(|o| served.contains(o)) {
+        claims += 1;
+        assert!(
+            claims <= 6,
+            "endpoints still waiting behind the backlog: {served:?}"
+        );
+        let got = store.claim_due(&req).await.unwrap();
+        assert!(count(&got, &backlog.id) <= 4);
+        served.extend(got.iter().map(|c| c.endpoint.id.clone()));
+    }
+}
+
 /// A disabled endpoint's pending deliveries wait; they are claimed again once it is re-enabled.
 pub async fn disabled_endpoint_not_claimed(store: StoreRef) {
     let m = merchant(&store).await;
