@@ -253,18 +253,25 @@ pub async fn serve(
             let served = match acceptor {
                 None => connection(&builder, stream, deadlines, service, watcher).await,
                 // The handshake within the header timeout, then the first request as promptly.
+                // Boxed: a TLS connection's state is larger, and every plain connection's task
+                // would otherwise be sized for it (memory per idle connection, BENCHMARKS.md).
                 Some(acceptor) => {
-                    match tokio::time::timeout(first_byte, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => connection(&builder, tls, deadlines, service, watcher).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            Ok(())
+                    Box::pin(async {
+                        match tokio::time::timeout(first_byte, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                connection(&builder, tls, deadlines, service, watcher).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                Ok(())
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                Ok(())
+                            }
                         }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            Ok(())
-                        }
-                    }
+                    })
+                    .await
                 }
             };
             if let Err(e) = served {
