@@ -108,6 +108,20 @@ macro_rules! lease_candidates {
     };
 }
 
+/// The end of a claim's candidate query over deliveries `d` already filtered to due ones: only
+/// ordering heads, oldest due first, at most `$limit`, locked (skipping rows other claimers hold).
+macro_rules! claimable_oldest {
+    ($limit:literal) => {
+        concat!(
+            " AND (d.ordering_key IS NULL OR NOT EXISTS (",
+            blocked_by_sibling!("$1"),
+            ")) ORDER BY d.next_attempt_at, d.id LIMIT ",
+            $limit,
+            " FOR UPDATE OF d SKIP LOCKED"
+        )
+    };
+}
+
 // The first pass: the oldest due pending deliveries of enabled, non-excluded endpoints, walked
 // in due order on the partial index. The pool (`$4`) is larger than `max` when a per-endpoint
 // cap applies, so one busy endpoint at the head of the queue does not crowd out the others.
@@ -116,14 +130,9 @@ const CLAIM: &str = concat!(
         SELECT d.id, d.endpoint_id, d.next_attempt_at \
         FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id \
         WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND e.enabled \
-          AND d.endpoint_id <> ALL ($5::text[]) \
-          AND (d.ordering_key IS NULL OR NOT EXISTS (",
-    blocked_by_sibling!("$1"),
-    ")) \
-        ORDER BY d.next_attempt_at, d.id \
-        LIMIT $4 \
-        FOR UPDATE OF d SKIP LOCKED \
-     ), ",
+          AND d.endpoint_id <> ALL ($5::text[])",
+    claimable_oldest!("$4"),
+    "), ",
     lease_candidates!()
 );
 
@@ -148,14 +157,9 @@ const SPREAD: &str = concat!(
         FROM unnest($4::text[]) AS w(id) JOIN endpoints e ON e.id = w.id AND e.enabled \
         CROSS JOIN LATERAL ( \
             SELECT d.id, d.endpoint_id, d.next_attempt_at FROM deliveries d \
-            WHERE d.endpoint_id = w.id AND d.state = 'pending' AND d.next_attempt_at <= $1 \
-              AND (d.ordering_key IS NULL OR NOT EXISTS (",
-    blocked_by_sibling!("$1"),
-    ")) \
-            ORDER BY d.next_attempt_at, d.id \
-            LIMIT $6 \
-            FOR UPDATE OF d SKIP LOCKED \
-        ) c \
+            WHERE d.endpoint_id = w.id AND d.state = 'pending' AND d.next_attempt_at <= $1",
+    claimable_oldest!("$6"),
+    ") c \
         WHERE w.id <> ALL ($5::text[]) \
      ), ",
     lease_candidates!()
@@ -168,6 +172,35 @@ fn candidate_pool(req: &ClaimRequest) -> i64 {
         max
     } else {
         max.saturating_mul(4)
+    }
+}
+
+impl PgStore {
+    /// Runs `CLAIM` or `SPREAD` for at most `max` deliveries; `fourth` is their `$4` (the pool
+    /// size, or the endpoints walked).
+    async fn lease_rows<'q, P>(
+        &self,
+        sql: &'static str,
+        req: &'q ClaimRequest,
+        max: u32,
+        fourth: P,
+        exclude: &'q Vec<&'q str>,
+        lease: LeaseToken,
+    ) -> Result<Vec<ClaimRow>, Error>
+    where
+        P: 'q + Send + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        sqlx::query_as(sql)
+            .bind(req.now.ms())
+            .bind(req.lease_until.ms())
+            .bind(i64::from(max))
+            .bind(fourth)
+            .bind(exclude)
+            .bind(i64::from(req.per_endpoint_max))
+            .bind(lease.0)
+            .fetch_all(self.db())
+            .await
+            .map_err(classify)
     }
 }
 
@@ -185,17 +218,9 @@ impl Queue for PgStore {
         let lease = LeaseToken::generate();
         let exclude: Vec<&str> = req.exclude.iter().map(|e| e.as_str()).collect();
         let pool = candidate_pool(req);
-        let mut rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
-            .bind(req.now.ms())
-            .bind(req.lease_until.ms())
-            .bind(i64::from(req.max))
-            .bind(pool)
-            .bind(&exclude)
-            .bind(i64::from(req.per_endpoint_max))
-            .bind(lease.0)
-            .fetch_all(self.db())
-            .await
-            .map_err(classify)?;
+        let mut rows = self
+            .lease_rows(CLAIM, req, req.max, pool, &exclude, lease)
+            .await?;
         let window_full = rows.first().is_some_and(|r| r.pool >= pool);
         if window_full && rows.len() < req.max as usize {
             // Endpoints of the first pass are left out, so none exceeds its share of the claim.
@@ -224,17 +249,9 @@ impl Queue for PgStore {
             };
             *self.claim_cursor.lock().unwrap_or_else(|p| p.into_inner()) = next;
             if !walked.is_empty() {
-                let more: Vec<ClaimRow> = sqlx::query_as(SPREAD)
-                    .bind(req.now.ms())
-                    .bind(req.lease_until.ms())
-                    .bind(i64::from(missing))
-                    .bind(&walked)
-                    .bind(&exclude)
-                    .bind(i64::from(req.per_endpoint_max))
-                    .bind(lease.0)
-                    .fetch_all(self.db())
-                    .await
-                    .map_err(classify)?;
+                let more = self
+                    .lease_rows(SPREAD, req, missing, &walked, &exclude, lease)
+                    .await?;
                 rows.extend(more);
             }
         }
