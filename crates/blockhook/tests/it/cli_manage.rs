@@ -39,15 +39,20 @@ fn json_of(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Starts `blockhook serve` on a free loopback port with `dir` as data and working directory
-/// (and `extra` flags); returns the guard and the base URL once it accepts connections.
+/// Starts `blockhook serve` on a loopback port of its own with `dir` as data and working
+/// directory (and `extra` flags); returns the guard and the base URL once it accepts
+/// connections.
+///
+/// The server binds port 0 and writes the port it got (`--port-file`): a port chosen before
+/// the server starts could be taken in between, and a connection that then succeeded would not
+/// be to this server.
 fn serve(dir: &std::path::Path, extra: &[&std::ffi::OsStr]) -> (Server, String) {
-    // `--listen 127.0.0.1:0` would not tell us the port: take a free one first.
-    let port = crate::common::free_port();
-    let listen = format!("127.0.0.1:{port}");
+    let port_file = dir.join("listening.port");
     let server = Server(
         Command::new(env!("CARGO_BIN_EXE_blockhook"))
-            .args(["serve", "--listen", &listen, "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--port-file"])
+            .arg(&port_file)
+            .arg("--data-dir")
             .arg(dir)
             .args(extra)
             .env("BLOCKHOOK_SERVER__ADMIN_TOKEN", ADMIN)
@@ -59,10 +64,17 @@ fn serve(dir: &std::path::Path, extra: &[&std::ffi::OsStr]) -> (Server, String) 
             .unwrap(),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&listen).is_err() {
+    let listen = loop {
+        if let Ok(written) = std::fs::read_to_string(&port_file) {
+            break written.trim().to_owned();
+        }
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    assert!(
+        TcpStream::connect(&listen).is_ok(),
+        "server at {listen} does not accept"
+    );
     (server, format!("http://{listen}"))
 }
 
