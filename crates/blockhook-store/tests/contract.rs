@@ -27,6 +27,7 @@ contract!(
     endpoints::endpoint_tenant_isolation,
     endpoints::endpoint_delete_removes_deliveries,
     ingest::ingest_fans_out,
+    ingest::fan_out_follows_changes_after_an_ingest,
     ingest::ingest_idempotency,
     ingest::ingest_idempotency_conflict,
     ingest::ingest_refuses_unknown_and_suspended_merchants,

@@ -32,6 +32,14 @@ pub trait Events: Send + Sync + 'static {
         let _ = lease;
         Ok((self.ingest(events).await?, Vec::new()))
     }
+    /// Whether [`ingest_and_claim`](Events::ingest_and_claim) leases inside the ingest's own
+    /// transaction, at no extra statement, so that it pays at any load. A store whose hand-off
+    /// costs a claim statement of its own (PostgreSQL) is only asked while few deliveries are in
+    /// flight: there it replaces a wake-up, two claims and a look at the next due time, but under
+    /// load the dispatcher's batched claims are cheaper than one claim per ingest (BENCHMARKS.md).
+    fn claims_within_ingest(&self) -> bool {
+        false
+    }
     /// Records a message a source could not ingest. A second record of the same (source,
     /// reference), a redelivery after a crash, is ignored; whether this one was new.
     async fn dead_letter(&self, letter: &DeadLetter) -> Result<bool, Error>;

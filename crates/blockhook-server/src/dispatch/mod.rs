@@ -97,6 +97,7 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
         worker: worker.clone(),
         global: global.clone(),
         to_loop,
+        at_any_load: cx.store.claims_within_ingest(),
     });
     let mut claimer = Claimer::new();
     let mut tasks = JoinSet::new();

@@ -16,6 +16,9 @@
 //! found after the commit; a batch's other events are then stored (a single publish stores
 //! nothing either way).
 //!
+//! The hand-off (`ingest_and_claim`) is the same ingest without its `NOTIFY`, then a claim; see
+//! its doc and "The hand-off on PostgreSQL" in docs/decisions.md.
+//!
 //! A merchant suspended or an endpoint disabled between the two steps is treated as if the change
 //! came just after the ingest, which is indistinguishable to anyone outside.
 //!
@@ -23,12 +26,13 @@
 //! (backlog, health). Every query is scoped by merchant; another merchant's ids read exactly like
 //! unknown ones.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use blockhook_core::{
-    AttemptRecord, DeadLetter, Delivery, DeliveryId, DeliveryState, EndpointActivity,
-    EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId, EventQuery, Events,
-    Ingested, MerchantId, NewEvent, Ordering, OrderingKey, Page, Timestamp,
+    AttemptRecord, Claim, ClaimRequest, DeadLetter, Delivery, DeliveryId, DeliveryState,
+    EndpointActivity, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId,
+    EventQuery, Events, Ingested, MerchantId, NewEvent, Ordering, OrderingKey, Page, Queue,
+    Timestamp,
 };
 
 use sqlx::{Postgres, QueryBuilder};
@@ -81,6 +85,9 @@ struct StoredRow {
 // serialise there, in a fixed lock order, and commit in the order of their numbers), and each
 // delivery's number is the counter's value before the batch plus its rank. Idempotent repeats
 // leave gaps, which order nothing differently. With no ordered delivery both CTEs are empty.
+//
+// `woke` runs only with `$20`: an ingest that hands its deliveries to its own dispatcher wakes other
+// processes itself, and only for what it did not take (`ingest_and_claim`).
 //
 // `searched` stores the search keys (`$16`..`$19`) of the events `stored` inserted; a
 // data-modifying CTE runs to completion whether or not it is referenced.
@@ -135,6 +142,7 @@ const STORE: &str = "WITH input AS ( \
         ON CONFLICT DO NOTHING \
      ), woke AS ( \
         SELECT pg_notify($12, current_schema()) FROM (SELECT 1 FROM fanned LIMIT 1) AS any_delivery \
+        WHERE $20::bool \
      ) \
      SELECT i.id, s.id IS NOT NULL AS stored, earlier.id AS earlier_id, \
         (earlier.event_type = i.event_type AND earlier.payload = i.payload) AS same, \
@@ -149,10 +157,13 @@ const STORE: &str = "WITH input AS ( \
      ) earlier ON true \
      ORDER BY i.ord";
 
-#[async_trait::async_trait]
-impl Events for PgStore {
-    /// Stores `events` and their deliveries; see the module doc.
-    async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
+impl PgStore {
+    /// `ingest`, notifying other processes of the new deliveries at commit or not (`notify`).
+    async fn store_events(
+        &self,
+        events: &[NewEvent],
+        notify: bool,
+    ) -> Result<Vec<Ingested>, Error> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -212,11 +223,68 @@ impl Events for PgStore {
             .bind(&ev.search[1])
             .bind(&ev.search[2])
             .bind(&ev.search[3])
+            .bind(notify)
             .fetch_all(self.on(&mut conn))
             .await
             .map_err(store_error)?;
         drop(conn);
         resolve(self, events, rows).await
+    }
+
+    /// Wakes every process's dispatcher (`LISTEN`), best effort: a process not woken finds the
+    /// deliveries at its next look at the queue.
+    async fn announce_due(&self) {
+        const ANNOUNCE: &str = "SELECT pg_notify($1, current_schema())";
+        if let Err(e) = sqlx::query(ANNOUNCE).bind(CHANNEL).execute(self.db()).await {
+            tracing::warn!(error = %e, "could not announce due deliveries");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Events for PgStore {
+    /// Stores `events` and their deliveries; see the module doc.
+    async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
+        self.store_events(events, true).await
+    }
+
+    /// The hand-off on this backend: `STORE` without its notification, then a claim (the same
+    /// choice as `claim_due`: oldest due first, caps, ordering heads), and a notification only if
+    /// the claim left some of the new deliveries due. At an everyday rate an event thus costs three
+    /// statements before its first attempt (lookup, ingest, claim), not a notification that wakes
+    /// every dispatcher into a claim, another claim that finds nothing, and a look at the next due
+    /// time.
+    ///
+    /// The claim runs after the commit: a concurrent claimer may take some of the new deliveries
+    /// first (`SKIP LOCKED` keeps them apart), and a claim that fails leaves the ingest standing,
+    /// its deliveries due and announced.
+    async fn ingest_and_claim(
+        &self,
+        events: &[NewEvent],
+        lease: &ClaimRequest,
+    ) -> Result<(Vec<Ingested>, Vec<Claim>), Error> {
+        let ingested = self.store_events(events, false).await?;
+        let fresh: usize = ingested
+            .iter()
+            .filter(|i| !i.duplicate)
+            .map(|i| i.deliveries as usize)
+            .sum();
+        if fresh == 0 {
+            return Ok((ingested, Vec::new()));
+        }
+        let claims = self.claim_due(lease).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "claiming at ingest failed; the deliveries stay due");
+            Vec::new()
+        });
+        let batch: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        let taken = claims
+            .iter()
+            .filter(|c| batch.contains(c.event_id.as_str()))
+            .count();
+        if taken < fresh {
+            self.announce_due().await;
+        }
+        Ok((ingested, claims))
     }
 
     async fn dead_letter(&self, letter: &DeadLetter) -> Result<bool, Error> {

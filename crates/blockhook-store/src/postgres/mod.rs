@@ -5,7 +5,8 @@
 //! - **Few round trips.** Every hot-path verb is one statement (one implicit transaction) over
 //!   arrays, whatever the batch size: `claim_due`, `finish`, `renew_leases`; `ingest` is two (read
 //!   the merchants' endpoints, then one statement that stores events and deliveries and
-//!   notifies). Transaction control is only used where a read must gate a write (`resend`).
+//!   notifies), and the hand-off (`ingest_and_claim`) adds the claim. Transaction control is only
+//!   used where a read must gate a write (`resend`).
 //! - **Safe concurrent claiming.** `FOR UPDATE SKIP LOCKED` plus a lease that moves
 //!   `next_attempt_at` to its expiry (see `queue`).
 //! - **Cross-process wake-ups.** `LISTEN`/`NOTIFY` on `blockhook_due` (see `listen`).

@@ -51,6 +51,33 @@ pub async fn fresh_db() -> Option<TestDb> {
     }
 }
 
+impl TestDb {
+    /// Another store on the same schema, as a second blockhook process would open it.
+    pub async fn another_store(&self) -> StoreRef {
+        let store = PgStore::open_with(connect_to(&self.url, &self.schema), &test_options())
+            .await
+            .unwrap_or_else(|e| panic!("a second store on {}: {e}", self.schema));
+        Arc::new(store)
+    }
+}
+
+/// Options for a store of `schema`, named after it in `pg_stat_activity`.
+fn connect_to(url: &str, schema: &str) -> PgConnectOptions {
+    // `create` parsed the same URL before.
+    PgConnectOptions::from_str(url)
+        .unwrap_or_else(|e| panic!("bad URL: {e}"))
+        .options([("search_path", schema)])
+        .application_name(schema)
+}
+
+fn test_options() -> StoreOptions {
+    StoreOptions {
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(5),
+        ..StoreOptions::default()
+    }
+}
+
 async fn create(url: &str) -> Result<TestDb, String> {
     let base = PgConnectOptions::from_str(url).map_err(|e| format!("bad URL: {e}"))?;
     let schema = format!("bh_test_{}", uuid::Uuid::now_v7().simple());
@@ -66,15 +93,7 @@ async fn create(url: &str) -> Result<TestDb, String> {
         .map_err(|e| format!("create schema: {e}"))?;
     let _ = admin.close().await;
 
-    let connect = base
-        .options([("search_path", schema.as_str())])
-        .application_name(&schema);
-    let opts = StoreOptions {
-        max_connections: 4,
-        acquire_timeout: Duration::from_secs(5),
-        ..StoreOptions::default()
-    };
-    let store = PgStore::open_with(connect, &opts)
+    let store = PgStore::open_with(connect_to(url, &schema), &test_options())
         .await
         .map_err(|e| format!("open: {e}"))?;
     Ok(TestDb {

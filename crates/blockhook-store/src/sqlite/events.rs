@@ -486,6 +486,10 @@ impl Events for SqliteStore {
         self.ingest_and_lease(events, lease).await
     }
 
+    fn claims_within_ingest(&self) -> bool {
+        true
+    }
+
     async fn dead_letter(&self, letter: &DeadLetter) -> Result<bool, Error> {
         const DEAD_LETTER: &str = "INSERT INTO dead_letters (source, reference, reason, body, \
              created_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (source, reference) DO NOTHING";

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use blockhook_core::{
     DeliveryId, DeliveryOrigin, DeliveryState, EventId, IdempotencyKey, MerchantId, MerchantStatus,
-    StoreRef,
+    Next, StoreRef,
 };
 
 use crate::contract::fixtures::*;
@@ -97,6 +97,71 @@ pub async fn ingest_fans_out(store: StoreRef) {
     assert_eq!(got.idempotency_key, None);
     assert_eq!(got.created_at, t(1));
     assert_eq!(got.resend_count, 0);
+}
+
+/// Every change to a merchant's endpoints after an ingest (added, filter edited, disabled, switched
+/// off by a 410, deleted, enabled again) and to the merchant's status is followed by the very next
+/// ingest, whatever the store keeps between ingests.
+pub async fn fan_out_follows_changes_after_an_ingest(store: StoreRef) {
+    let m = merchant(&store).await;
+    let other = merchant_named(&store, "Other").await;
+    let first = endpoint(&store, &m, &[]).await;
+    endpoint(&store, &other, &[]).await;
+    let mut at = 0;
+    let mut fan_out = |event_type: &'static str| {
+        at += 1;
+        let (store, m, other) = (store.clone(), m.clone(), other.clone());
+        let evs = vec![
+            event(&m, event_type, t(at)),
+            event(&other, event_type, t(at)),
+        ];
+        async move {
+            let done = store.ingest(&evs).await.unwrap();
+            assert_eq!(done[1].deliveries, 1, "the other merchant is untouched");
+            done[0].deliveries
+        }
+    };
+    assert_eq!(fan_out("Payment").await, 1);
+
+    let second = endpoint(&store, &m, &["Payout"]).await;
+    assert_eq!(fan_out("Payment").await, 1, "added, filtered out");
+    assert_eq!(fan_out("Payout").await, 2, "added");
+
+    let mut edited = store.get_endpoint(&m, &second.id).await.unwrap();
+    edited.filter = blockhook_core::EventFilter::all();
+    store.update_endpoint(&edited).await.unwrap();
+    assert_eq!(fan_out("Payment").await, 2, "filter edited");
+
+    set_enabled(&store, &first, false).await;
+    assert_eq!(fan_out("Payment").await, 1, "disabled");
+
+    // Switched off by its receiver: a 410 Gone on a claimed delivery.
+    let claims = claim_all(&store, t(100)).await;
+    let gone = claims.iter().find(|c| c.endpoint.id == second.id).unwrap();
+    finish_one(&store, gone, Next::DisableEndpoint, t(100)).await;
+    assert_eq!(fan_out("Payment").await, 0, "switched off by a 410");
+
+    set_enabled(&store, &second, true).await;
+    assert_eq!(fan_out("Payment").await, 1, "enabled again");
+    store.delete_endpoint(&m, &second.id).await.unwrap();
+    assert_eq!(fan_out("Payment").await, 0, "deleted");
+    set_enabled(&store, &first, true).await;
+    assert_eq!(fan_out("Payment").await, 1, "the first enabled again");
+
+    store
+        .set_merchant_status(&m, MerchantStatus::Suspended)
+        .await
+        .unwrap();
+    let r = store.ingest(&[event(&m, "Payment", t(50))]).await;
+    assert!(
+        matches!(r, Err(blockhook_core::Error::Conflict(_))),
+        "suspended after an ingest: {r:?}"
+    );
+    store
+        .set_merchant_status(&m, MerchantStatus::Active)
+        .await
+        .unwrap();
+    assert_eq!(fan_out("Payment").await, 1, "active again");
 }
 
 /// A repeated idempotency key of the same merchant returns the original id and stores nothing

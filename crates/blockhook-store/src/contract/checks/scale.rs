@@ -223,6 +223,38 @@ pub async fn notify_wakes_wait_for_work(store: StoreRef) {
     })
     .await;
     assert!(woke < quick, "recover did not wake the waiter: {woke:?}");
+
+    // A hand-off at ingest that takes every new delivery wakes no one (nothing is left to
+    // claim); one that leaves some due announces them.
+    for c in claim_all(&store, t(5)).await {
+        finish_one(&store, &c, Next::Succeeded, t(5)).await;
+    }
+    drain_wakeups(&store).await;
+    let quiet = wait_around(&store, Duration::from_millis(300), async {
+        let (_, handed) = store
+            .ingest_and_claim(&[event(&m, "Payment", t(6))], &claim_req(t(6), 10))
+            .await
+            .unwrap();
+        assert_eq!(handed.len(), 1, "handed off");
+    })
+    .await;
+    assert!(
+        quiet >= Duration::from_millis(250),
+        "a hand-off that took everything woke a waiter: {quiet:?}"
+    );
+    drain_wakeups(&store).await;
+    let woke = wait_around(&store, long, async {
+        let (_, handed) = store
+            .ingest_and_claim(&[event(&m, "Payment", t(7))], &claim_req(t(7), 0))
+            .await
+            .unwrap();
+        assert!(handed.is_empty(), "no slot, nothing handed");
+    })
+    .await;
+    assert!(
+        woke < quick,
+        "a hand-off that left work did not wake the waiter: {woke:?}"
+    );
 }
 
 /// The happy path's round trips: ingest in batches of 10, claim and finish in batches of 25.
