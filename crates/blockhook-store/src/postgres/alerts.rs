@@ -2,7 +2,8 @@
 //! deliveries), its alert rows and cursor, and auto-disabling. The [`Alerts`] impl.
 //!
 //! The window reads start from `endpoints` and reach each endpoint's attempts through
-//! `attempts_by_endpoint` (or `attempts_by_start`), so a pass costs the attempts of its window.
+//! `attempts_by_endpoint`, so a pass costs one probe per endpoint and the attempts of its window
+//! (there is no index on `started_at` alone: it would cost every attempt's insert).
 
 use blockhook_core::{
     Alerts, EndpointAlert, EndpointId, Error, ExhaustedDelivery, FailureWindow, MerchantId,

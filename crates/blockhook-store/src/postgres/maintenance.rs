@@ -84,7 +84,10 @@ impl Maintenance for PgStore {
     async fn purge_before(&self, before: Timestamp, batch: u32) -> Result<u64, Error> {
         // Both halves in one statement, each bounded by `$2`. Payloads still needed by a pending
         // delivery stay; the event rows stay (only the bytes go). Rows locked by a concurrent writer are
-        // skipped and picked up by the next call.
+        // skipped and picked up by the next call. Old attempts are found per endpoint through
+        // `attempts_by_endpoint`, so no index on `started_at` alone is kept up on the hot insert
+        // path (migration 10); every attempt's endpoint exists (deleting an endpoint deletes its
+        // deliveries, and theirs their attempts).
         const PURGE: &str = "WITH emptied AS ( \
                 UPDATE events SET payload = NULL WHERE id IN ( \
                     SELECT ev.id FROM events ev \
@@ -95,9 +98,12 @@ impl Maintenance for PgStore {
                     FOR UPDATE SKIP LOCKED) \
                 RETURNING 1 \
              ), dropped AS ( \
-                DELETE FROM attempts WHERE id IN ( \
-                    SELECT id FROM attempts WHERE started_at < $1 ORDER BY started_at LIMIT $2 \
-                    FOR UPDATE SKIP LOCKED) \
+                DELETE FROM attempts WHERE (delivery_id, id) IN ( \
+                    SELECT a.delivery_id, a.id FROM endpoints e CROSS JOIN LATERAL ( \
+                        SELECT delivery_id, id FROM attempts \
+                        WHERE endpoint_id = e.id AND started_at < $1 LIMIT $2 \
+                        FOR UPDATE SKIP LOCKED) a \
+                    LIMIT $2) \
                 RETURNING 1 \
              ) \
              SELECT (SELECT count(*) FROM emptied) + (SELECT count(*) FROM dropped)";
