@@ -177,14 +177,14 @@ async fn run(quick: bool) {
                 .into_iter()
                 .map(|c| {
                     let store = Arc::clone(&store);
-                    tokio::spawn(async move { store.finish(&[c], now).await.unwrap() })
+                    tokio::spawn(async move { store.finish(Arc::from([c]), now).await.unwrap() })
                 })
                 .collect();
             for c in calls {
                 done += c.await.unwrap();
             }
         } else {
-            done += store.finish(&completions, now).await.unwrap();
+            done += store.finish(completions.into(), now).await.unwrap();
         }
         in_finish += lap.elapsed();
     }

@@ -132,7 +132,7 @@ async fn cycle(store: &StoreRef, m: &MerchantId, now: Timestamp) -> Result<(), E
             releases_key: false,
         })
         .collect();
-    store.finish(&done, now).await?;
+    store.finish(done.into(), now).await?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The delivery queue: what moves deliveries through their states. Dispatchers claim due work
 //! under a lease, renew and finish it; operators put work back (resend, recover).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
@@ -30,7 +31,9 @@ pub trait Queue: Send + Sync + 'static {
     /// Logs each attempt and applies its `Next` (state, attempts, next time, lease released,
     /// endpoint disabled on `DisableEndpoint`), in one transaction. Completions whose lease token
     /// is stale are skipped entirely (not even the attempt is logged). Returns how many applied.
-    async fn finish(&self, done: &[Completion], now: Timestamp) -> Result<u32, Error>;
+    /// Shared, not borrowed: a store that hands them to another thread keeps them without copying
+    /// every attempt's headers and response excerpt, and a caller retrying keeps them too.
+    async fn finish(&self, done: Arc<[Completion]>, now: Timestamp) -> Result<u32, Error>;
     /// The earliest time any pending delivery becomes due (incl. expired leases), if any.
     async fn next_due_at(&self) -> Result<Option<Timestamp>, Error>;
 

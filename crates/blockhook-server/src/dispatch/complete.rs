@@ -63,21 +63,22 @@ pub(super) async fn run(cx: Arc<DispatchCx>, mut rx: mpsc::Receiver<Completion>)
         let wake = batch
             .iter()
             .any(|c| c.releases_key || matches!(c.next, Next::RetryAt(_)));
-        write(&cx, &batch).await;
+        // Moved into one shared slice, not copied: the store may hand it to its writer thread.
+        let done: Arc<[Completion]> = std::mem::take(&mut batch).into();
+        write(&cx, &done).await;
         if wake {
             cx.wake.notify_one();
         }
-        batch.clear();
     }
 }
 
 /// Writes one batch, retrying while the store is unavailable. Past the lease length it gives up:
 /// by then the leases have expired and the deliveries will be attempted again (at least once).
-async fn write(cx: &DispatchCx, batch: &[Completion]) {
+async fn write(cx: &DispatchCx, batch: &Arc<[Completion]>) {
     let give_up = cx.clock.now() + cx.settings.lease;
     let mut pause = Duration::from_millis(100);
     loop {
-        match cx.store.finish(batch, cx.clock.now()).await {
+        match cx.store.finish(Arc::clone(batch), cx.clock.now()).await {
             Ok(_) => return,
             Err(Error::Unavailable(e)) if cx.clock.now() < give_up => {
                 tracing::warn!(error = %e, completions = batch.len(), "store unavailable; retrying");

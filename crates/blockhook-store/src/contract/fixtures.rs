@@ -4,6 +4,7 @@
 //! Every time is relative to [`T0`] (a fixed instant), never the wall clock, so a check reads the
 //! same on any machine and a store that secretly reads the clock gets caught.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use blockhook_core::{
@@ -223,7 +224,7 @@ pub fn completion(claim: &Claim, next: Next, at: Timestamp) -> Completion {
 /// Finishes one claim with `next` at `at`, asserting it applied.
 pub async fn finish_one(store: &StoreRef, claim: &Claim, next: Next, at: Timestamp) {
     let applied = store
-        .finish(&[completion(claim, next, at)], at)
+        .finish(Arc::from([completion(claim, next, at)]), at)
         .await
         .expect("finish");
     assert_eq!(applied, 1, "finish with a live lease applies");

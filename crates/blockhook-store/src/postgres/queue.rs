@@ -284,7 +284,7 @@ impl Queue for PgStore {
         Ok(())
     }
 
-    async fn finish(&self, done: &[Completion], now: Timestamp) -> Result<u32, Error> {
+    async fn finish(&self, done: Arc<[Completion]>, now: Timestamp) -> Result<u32, Error> {
         // One row per completion in `input`. `applied` updates only deliveries still leased with the
         // completion's token, so a stale completion matches nothing; the attempt log and the endpoint
         // switch-off join `applied`, so a stale completion logs nothing either. An endpoint already
@@ -328,7 +328,7 @@ impl Queue for PgStore {
             return Ok(0);
         }
         let mut c = Completions::default();
-        for d in done {
+        for d in done.iter() {
             c.push(d)?;
         }
         let applied: i64 = sqlx::query_scalar(FINISH)

@@ -332,7 +332,7 @@ impl Queue for SqliteStore {
         tokio::time::sleep(max).await;
     }
 
-    async fn finish(&self, done: &[Completion], now: Timestamp) -> Result<u32, Error> {
+    async fn finish(&self, done: Arc<[Completion]>, now: Timestamp) -> Result<u32, Error> {
         self.db.thread.finish(done, now).await
     }
 

@@ -372,7 +372,7 @@ pub(super) mod failures {
         let mut send = |done: Vec<Completion>| {
             let store = Arc::clone(&store);
             calls.push(tokio::spawn(async move {
-                store.finish(&done, T0).await.unwrap()
+                store.finish(done.into(), T0).await.unwrap()
             }));
         };
         send(vec![completion(

@@ -172,7 +172,7 @@ impl Job {
 
 /// Completions on their way to a transaction, and who waits for them.
 struct Finish {
-    done: Vec<Completion>,
+    done: Arc<[Completion]>,
     now: Timestamp,
     reply: Reply<u32>,
 }
@@ -233,16 +233,16 @@ impl Writer {
     }
 
     /// Records finished attempts (possibly in one transaction with other callers' completions).
-    pub(super) async fn finish(&self, done: &[Completion], now: Timestamp) -> Result<u32, Error> {
+    pub(super) async fn finish(
+        &self,
+        done: Arc<[Completion]>,
+        now: Timestamp,
+    ) -> Result<u32, Error> {
         if done.is_empty() {
             return Ok(0);
         }
         let (reply, answer) = oneshot::channel();
-        let job = Job::Finish(Finish {
-            done: done.to_vec(),
-            now,
-            reply,
-        });
+        let job = Job::Finish(Finish { done, now, reply });
         self.jobs.send_async(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -444,7 +444,10 @@ fn run(mut session: Session, rx: flume::Receiver<Job>, groups: Groups) {
         let hold = ingests.is_empty()
             && expecting_ingest
             && rows < MAX_GROUP_ROWS
-            && !held.iter().flat_map(|f| &f.done).any(|c| c.releases_key)
+            && !held
+                .iter()
+                .flat_map(|f| f.done.iter())
+                .any(|c| c.releases_key)
             && held_since.is_none_or(|since| now - since < FINISH_WINDOW);
         if !ingests.is_empty() {
             last_ingest = Some(now);
@@ -474,10 +477,8 @@ fn write_group(session: &mut Session, groups: Groups, ingests: Vec<Ingest>, fini
     let mut ingests = ingests;
     let joined: Vec<Joined> = ingests.iter_mut().filter_map(|i| i.joined.take()).collect();
     let batches: Vec<&[NewEvent]> = ingests.iter().map(|i| i.events.as_slice()).collect();
-    let jobs: Vec<(&[Completion], Timestamp)> = finishes
-        .iter()
-        .map(|f| (f.done.as_slice(), f.now))
-        .collect();
+    let jobs: Vec<(&[Completion], Timestamp)> =
+        finishes.iter().map(|f| (&f.done[..], f.now)).collect();
     let mut answers: Vec<Box<dyn FnOnce(bool) + Send>> = Vec::new();
     let together = session.transaction(Durability::Durable, |conn, cx| {
         let stored = match batches.is_empty() {

@@ -328,7 +328,7 @@ pub async fn endpoint_health_window(store: StoreRef) {
         }
         done.push(comp);
     }
-    assert_eq!(store.finish(&done, t(20)).await.unwrap(), 4);
+    assert_eq!(store.finish(done.into(), t(20)).await.unwrap(), 4);
 
     let h = store.endpoint_health(&m, &ep.id, t(11)).await.unwrap();
     assert_eq!(h.attempts, 3);

@@ -106,7 +106,7 @@ pub async fn attempts_of_an_event(store: StoreRef) {
         }
         done.push(comp);
     }
-    assert_eq!(store.finish(&done, t(2)).await.unwrap(), 2);
+    assert_eq!(store.finish(done.into(), t(2)).await.unwrap(), 2);
     let again = claim_all(&store, t(6)).await;
     assert_eq!(again.len(), 1);
     finish_one(&store, &again[0], Next::Succeeded, t(7)).await;
@@ -159,7 +159,7 @@ pub async fn health_of_several_endpoints(store: StoreRef) {
         }
         done.push(comp);
     }
-    assert_eq!(store.finish(&done, t(20)).await.unwrap(), 5);
+    assert_eq!(store.finish(done.into(), t(20)).await.unwrap(), 5);
 
     for since in [T0, t(11), t(30)] {
         let got = store

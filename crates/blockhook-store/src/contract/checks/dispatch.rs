@@ -2,6 +2,7 @@
 //! `next_due_at` reports.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use blockhook_core::{
     AttemptId, AttemptRecord, ClaimRequest, Completion, DeliveryId, DeliveryState, ErrorClass,
@@ -83,7 +84,10 @@ pub async fn lease_excludes_reclaim_until_expired(store: StoreRef) {
 
     // The old holder can no longer finish; the new one can.
     let stale = store
-        .finish(&[completion(&first[0], Next::Succeeded, t(32))], t(32))
+        .finish(
+            Arc::from([completion(&first[0], Next::Succeeded, t(32))]),
+            t(32),
+        )
         .await
         .unwrap();
     assert_eq!(stale, 0);
@@ -261,7 +265,7 @@ pub async fn finish_succeeded(store: StoreRef) {
     assert_eq!(store.next_due_at().await.unwrap(), None);
     // Finishing twice changes nothing: the lease was released.
     let again = store
-        .finish(&[completion(&c, Next::Succeeded, t(4))], t(4))
+        .finish(Arc::from([completion(&c, Next::Succeeded, t(4))]), t(4))
         .await
         .unwrap();
     assert_eq!(again, 0);
@@ -367,10 +371,10 @@ pub async fn finish_disable_endpoint(store: StoreRef) {
     let fine = claims.iter().find(|c| c.endpoint.id == other.id).unwrap();
     let applied = store
         .finish(
-            &[
+            Arc::from([
                 completion(gone, Next::DisableEndpoint, t(2)),
                 completion(fine, Next::Succeeded, t(2)),
-            ],
+            ]),
             t(2),
         )
         .await
@@ -403,7 +407,7 @@ pub async fn finish_with_stale_token_changes_nothing(store: StoreRef) {
     let mut forged = completion(&claims[0], Next::GiveUp, t(2));
     forged.lease = LeaseToken(claims[0].lease.0.wrapping_add(1));
     let good = completion(&claims[1], Next::Succeeded, t(2));
-    let applied = store.finish(&[forged, good], t(2)).await.unwrap();
+    let applied = store.finish(Arc::from([forged, good]), t(2)).await.unwrap();
     assert_eq!(applied, 1);
 
     let d = store
@@ -436,8 +440,8 @@ pub async fn finish_with_stale_token_changes_nothing(store: StoreRef) {
     let mut ghost = completion(&claims[0], Next::Succeeded, t(2));
     ghost.delivery_id = DeliveryId::generate();
     ghost.attempt.delivery_id = ghost.delivery_id.clone();
-    assert_eq!(store.finish(&[ghost], t(2)).await.unwrap(), 0);
-    assert_eq!(store.finish(&[], t(2)).await.unwrap(), 0);
+    assert_eq!(store.finish(Arc::from([ghost]), t(2)).await.unwrap(), 0);
+    assert_eq!(store.finish(Arc::from([]), t(2)).await.unwrap(), 0);
 }
 
 /// Every field of an attempt record round-trips, oldest attempt first.
@@ -474,7 +478,7 @@ pub async fn attempt_record_round_trips(store: StoreRef) {
         disable_reason: None,
         releases_key: false,
     };
-    assert_eq!(store.finish(&[done], t(11)).await.unwrap(), 1);
+    assert_eq!(store.finish(Arc::from([done]), t(11)).await.unwrap(), 1);
 
     let c2 = claim_all(&store, t(61)).await.remove(0);
     // A capped binary body, not valid UTF-8.
@@ -496,14 +500,14 @@ pub async fn attempt_record_round_trips(store: StoreRef) {
     };
     store
         .finish(
-            &[Completion {
+            Arc::from([Completion {
                 delivery_id: c2.delivery_id.clone(),
                 lease: c2.lease,
                 attempt: ok.clone(),
                 next: Next::Succeeded,
                 disable_reason: None,
                 releases_key: false,
-            }],
+            }]),
             t(62),
         )
         .await
