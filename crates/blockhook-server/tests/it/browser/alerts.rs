@@ -54,6 +54,20 @@ async fn logged(app: &TestApp, merchant: &str, ep: &str, n: u64) {
     panic!("the attempts of {ep} were not logged");
 }
 
+/// Waits for the watch's first pass. Until then it has no cursor, and its first pass looks back
+/// one `disable_after` from the clock of that moment: a test that jumps the clock an hour ahead
+/// before the watch has run once would hide the failures it just caused from it (a real clock
+/// gives the watch its interval long before an hour has passed).
+async fn watching(app: &TestApp) {
+    for _ in 0..400 {
+        if app.state.store.watch_cursor().await.unwrap().is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the endpoint watch never ran");
+}
+
 #[tokio::test]
 async fn alert_banner_lists_failing_and_disabled_endpoints() {
     let Some(browser) = Browser::start("alert_banner_lists_failing_and_disabled_endpoints").await
@@ -99,6 +113,7 @@ async fn alert_banner_lists_failing_and_disabled_endpoints() {
     }
     down.wait_for(3, Duration::from_secs(10)).await;
     logged(&app, &m, &old_id, 3).await;
+    watching(&app).await;
     clock.advance(Duration::from_secs(59 * 60));
     for _ in 0..3 {
         app.publish(&m, "Payout", PAYMENT).await;
