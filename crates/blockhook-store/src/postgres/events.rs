@@ -264,11 +264,8 @@ impl Events for PgStore {
         lease: &ClaimRequest,
     ) -> Result<(Vec<Ingested>, Vec<Claim>), Error> {
         let ingested = self.store_events(events, false).await?;
-        let fresh: usize = ingested
-            .iter()
-            .filter(|i| !i.duplicate)
-            .map(|i| i.deliveries as usize)
-            .sum();
+        // A duplicate's `deliveries` is 0: it stored none.
+        let fresh: usize = ingested.iter().map(|i| i.deliveries as usize).sum();
         if fresh == 0 {
             return Ok((ingested, Vec::new()));
         }

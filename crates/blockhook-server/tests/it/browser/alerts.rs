@@ -13,6 +13,7 @@ use blockhook_core::{EndpointId, ManualClock, MerchantId, Timestamp};
 
 use super::kit::{Browser, Shots, css, merchant_key, text_containing, text_of, workspace_root};
 use crate::helpers::{ADMIN, Backend, PAYMENT, TestApp, store_url, test_settings};
+use crate::outbox::eventually;
 use crate::receiver::{Receiver, TestCa, now_ms};
 
 async fn health_state(app: &TestApp, merchant: &str, ep: &str, want: &str) {
@@ -59,13 +60,12 @@ async fn logged(app: &TestApp, merchant: &str, ep: &str, n: u64) {
 /// before the watch has run once would hide the failures it just caused from it (a real clock
 /// gives the watch its interval long before an hour has passed).
 async fn watching(app: &TestApp) {
-    for _ in 0..400 {
-        if app.state.store.watch_cursor().await.unwrap().is_some() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the endpoint watch never ran");
+    let store = app.state.store.clone();
+    eventually("the endpoint watch's first pass", move || {
+        let store = store.clone();
+        async move { store.watch_cursor().await.unwrap().is_some() }
+    })
+    .await;
 }
 
 #[tokio::test]
