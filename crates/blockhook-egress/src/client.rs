@@ -172,13 +172,12 @@ impl Client {
             return Response::failed(FailClass::Blocked, refusal, started);
         }
 
-        let attempt = self
-            .inner
-            .http
-            .post(req.url)
-            .headers(req.headers)
-            .body(req.body)
-            .send();
+        // The request is built whole, not through a builder, whose `headers` rebuilds the map
+        // entry by entry.
+        let mut request = reqwest::Request::new(http::Method::POST, req.url);
+        *request.headers_mut() = req.headers;
+        *request.body_mut() = Some(req.body.into());
+        let attempt = self.inner.http.execute(request);
         let mut resp = match timeout_at(deadline, attempt).await {
             Ok(Ok(resp)) => resp,
             Ok(Err(err)) => {

@@ -63,19 +63,17 @@ pub(super) fn request(
     now: Timestamp,
 ) -> Result<Prepared, PrepareError> {
     let time_ms = u64::try_from(now.ms()).unwrap_or(0);
-    let mut pairs: Vec<(String, String)> = Vec::with_capacity(10 + endpoint.headers.pairs().len());
-    pairs.push(("Content-Type".into(), "application/json".into()));
+    let mut out = Headers::with_capacity(10 + endpoint.headers.pairs().len());
+    out.fixed(&CONTENT_TYPE, "application/json");
     match signer {
         EndpointSigner::BlockAtm { signer, mode } => {
             let signature = signer.sign(*mode, payload, time_ms)?;
-            pairs.extend([
-                (h::EVENT.into(), event_type.as_str().into()),
-                (h::REQUEST_TIME.into(), time_ms.to_string()),
-                (h::SIGNATURE_V2.into(), signature.to_hex()),
-            ]);
+            out.own(&EVENT, event_type.as_str().to_owned())?;
+            out.own(&REQUEST_TIME, time_ms.to_string())?;
+            out.own(&SIGNATURE_V2, signature.to_hex())?;
         }
         EndpointSigner::Standard { current, previous } => {
-            let id = event_id.to_string();
+            let id = event_id.as_str().to_owned();
             let time_s = time_ms / 1000;
             let mut signature = current.sign(&id, time_s, payload);
             if let Some((old, until)) = previous {
@@ -84,42 +82,133 @@ pub(super) fn request(
                     signature.push_str(&old.sign(&id, time_s, payload));
                 }
             }
-            pairs.extend([
-                (standard::WEBHOOK_ID.into(), id),
-                (standard::WEBHOOK_TIMESTAMP.into(), time_s.to_string()),
-                (standard::WEBHOOK_SIGNATURE.into(), signature),
-                (h::EVENT_TYPE.into(), event_type.as_str().into()),
-            ]);
+            out.own(&WEBHOOK_ID, id)?;
+            out.own(&WEBHOOK_TIMESTAMP, time_s.to_string())?;
+            out.own(&WEBHOOK_SIGNATURE, signature)?;
+            out.own(&EVENT_TYPE, event_type.as_str().to_owned())?;
         }
     }
-    pairs.extend([
-        (h::EVENT_ID.into(), event_id.to_string()),
-        (h::ATTEMPT.into(), attempt.number.to_string()),
-        (h::ATTEMPT_ID.into(), attempt.id.to_string()),
-        ("User-Agent".into(), USER_AGENT.into()),
-        ("Accept".into(), "*/*".into()),
-    ]);
-    pairs.extend(endpoint.headers.pairs().iter().cloned());
-    let mut headers = HeaderMap::with_capacity(pairs.len());
-    for (name, value) in &pairs {
-        let n = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| PrepareError::Header(name.clone()))?;
-        let v = HeaderValue::from_str(value).map_err(|_| PrepareError::Header(name.clone()))?;
-        headers.append(n, v);
+    out.own(&EVENT_ID, event_id.as_str().to_owned())?;
+    out.own(&ATTEMPT, attempt.number.to_string())?;
+    out.own(&ATTEMPT_ID, attempt.id.as_str().to_owned())?;
+    out.fixed(&USER_AGENT_HEADER, USER_AGENT);
+    out.fixed(&ACCEPT, "*/*");
+    for (name, value) in endpoint.headers.pairs() {
+        out.extra(name, value)?;
     }
-    let url = endpoint.url.as_url();
+    let Headers { map, mut logged } = out;
     // The client sets this one itself (ExtraHeaders refuses it), from the body. The host is not
     // a header over HTTP/2 (it is the `:authority`), and is the URL's in either version.
-    pairs.push(("Content-Length".into(), payload.len().to_string()));
+    logged.push(("Content-Length".into(), payload.len().to_string()));
     Ok(Prepared {
         request: blockhook_egress::Request {
-            url: url.clone(),
-            headers,
+            url: endpoint.url.as_url().clone(),
+            headers: map,
             body: payload.clone(),
         },
-        logged_headers: pairs,
+        logged_headers: logged,
     })
+}
+
+/// A header blockhook sets itself: the name sent, parsed once (`HeaderName::from_bytes` on
+/// every request was a tenth of a delivery's allocations), and the name logged, as the
+/// contract spells it.
+struct Own {
+    name: HeaderName,
+    logged: &'static str,
+}
+
+const fn own(name: &'static str, logged: &'static str) -> Own {
+    Own {
+        name: HeaderName::from_static(name),
+        logged,
+    }
+}
+
+static CONTENT_TYPE: Own = own("content-type", "Content-Type");
+static USER_AGENT_HEADER: Own = own("user-agent", "User-Agent");
+static ACCEPT: Own = own("accept", "Accept");
+static EVENT: Own = own("blockatm-event", h::EVENT);
+static REQUEST_TIME: Own = own("blockatm-request-time", h::REQUEST_TIME);
+static SIGNATURE_V2: Own = own("blockatm-signature-v2", h::SIGNATURE_V2);
+static EVENT_ID: Own = own("blockhook-event-id", h::EVENT_ID);
+static EVENT_TYPE: Own = own("blockhook-event-type", h::EVENT_TYPE);
+static ATTEMPT: Own = own("blockhook-attempt", h::ATTEMPT);
+static ATTEMPT_ID: Own = own("blockhook-attempt-id", h::ATTEMPT_ID);
+static WEBHOOK_ID: Own = own("webhook-id", standard::WEBHOOK_ID);
+static WEBHOOK_TIMESTAMP: Own = own("webhook-timestamp", standard::WEBHOOK_TIMESTAMP);
+static WEBHOOK_SIGNATURE: Own = own("webhook-signature", standard::WEBHOOK_SIGNATURE);
+
+/// The request's headers and, in the same order, the pairs the attempt log keeps.
+struct Headers {
+    map: HeaderMap,
+    logged: Vec<(String, String)>,
+}
+
+impl Headers {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            map: HeaderMap::with_capacity(n),
+            logged: Vec::with_capacity(n + 1),
+        }
+    }
+
+    /// One of blockhook's own headers with a value computed for this request.
+    fn own(&mut self, header: &Own, value: String) -> Result<(), PrepareError> {
+        let v = HeaderValue::from_str(&value)
+            .map_err(|_| PrepareError::Header(header.logged.to_owned()))?;
+        self.map.append(header.name.clone(), v);
+        self.logged.push((header.logged.to_owned(), value));
+        Ok(())
+    }
+
+    /// One of blockhook's own headers with a constant value.
+    fn fixed(&mut self, header: &Own, value: &'static str) {
+        self.map
+            .append(header.name.clone(), HeaderValue::from_static(value));
+        self.logged
+            .push((header.logged.to_owned(), value.to_owned()));
+    }
+
+    /// One of the endpoint's extra headers, as its merchant spelled it.
+    fn extra(&mut self, name: &str, value: &str) -> Result<(), PrepareError> {
+        let bad = || PrepareError::Header(name.to_owned());
+        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+        let v = HeaderValue::from_str(value).map_err(|_| bad())?;
+        self.map.append(n, v);
+        self.logged.push((name.to_owned(), value.to_owned()));
+        Ok(())
+    }
 }
 
 /// The `User-Agent` of every webhook.
 pub(crate) const USER_AGENT: &str = concat!("blockhook/", env!("CARGO_PKG_VERSION"));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each name sent is the logged name, parsed as any header name would be: the two
+    /// spellings cannot drift apart.
+    #[test]
+    fn own_header_names_are_their_logged_names() {
+        for header in [
+            &CONTENT_TYPE,
+            &USER_AGENT_HEADER,
+            &ACCEPT,
+            &EVENT,
+            &REQUEST_TIME,
+            &SIGNATURE_V2,
+            &EVENT_ID,
+            &EVENT_TYPE,
+            &ATTEMPT,
+            &ATTEMPT_ID,
+            &WEBHOOK_ID,
+            &WEBHOOK_TIMESTAMP,
+            &WEBHOOK_SIGNATURE,
+        ] {
+            let parsed = HeaderName::from_bytes(header.logged.as_bytes()).unwrap();
+            assert_eq!(header.name, parsed, "{}", header.logged);
+        }
+    }
+}
