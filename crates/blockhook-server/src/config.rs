@@ -104,6 +104,13 @@ pub struct ServerSettings {
     /// `max_body_bytes / body_read_timeout`); later answers 408.
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// A body must arrive at this many bytes per second at least, on average since its start,
+    /// once `body_min_rate_grace` has passed; slower answers 408 (0 = no minimum). Cuts a
+    /// trickling client long before `body_read_timeout`, which must allow the largest body.
+    pub body_min_rate: u64,
+    /// The first seconds of a body, exempt from `body_min_rate` (a slow start, a small body).
+    #[serde(with = "humantime_serde")]
+    pub body_min_rate_grace: Duration,
     /// A connection on which no byte moves either way for this long is closed (slow readers,
     /// dead peers); HTTP/2 connections are pinged at half this interval.
     #[serde(with = "humantime_serde")]

@@ -126,10 +126,15 @@ pub fn router(state: AppState) -> Router {
 /// size and read time, header size, store-recovery notes, tracing, and panics as a 500.
 pub fn layers(app: Router, server: &ServerSettings) -> Router {
     let limit = server.max_body_bytes;
-    let body_timeout = server.body_read_timeout;
+    let body = crate::edge::body::BodyLimits {
+        max_bytes: limit,
+        timeout: server.body_read_timeout,
+        min_rate: server.body_min_rate,
+        grace: server.body_min_rate_grace,
+    };
     app.layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
-            (limit, body_timeout),
+            body,
             crate::edge::read_body_within,
         ))
         .layer(axum::middleware::from_fn(limit_headers))

@@ -4,8 +4,8 @@
 //!   the health probes are answered, so the local supervisor still sees the process;
 //! - time: the TLS handshake and each request's headers within `header_read_timeout` (from the
 //!   request's first byte, so idle keep-alive connections last), each body within
-//!   `body_read_timeout` ([`read_body_within`]), and no connection on which nothing moves for
-//!   `idle_timeout` ([`timing::Timed`]);
+//!   `body_read_timeout` and at `body_min_rate` at least ([`body`]), and no connection on which
+//!   nothing moves for `idle_timeout` ([`timing::Timed`]);
 //! - HTTP/2: a cap on concurrent streams, on the header list, and on streams reset before the
 //!   server saw them (the "rapid reset" attack), and pings to drop dead peers;
 //! - TLS ([`tls`]) when a certificate is configured.
@@ -13,6 +13,7 @@
 //! axum's own `serve` sets none of these (hyper's header timeout needs a timer it does not
 //! give), which is why blockhook drives hyper itself.
 
+pub mod body;
 pub mod limits;
 mod timing;
 pub mod tls;
@@ -92,30 +93,28 @@ where
     watcher.watch(conn.into_owned()).await
 }
 
-/// Reads a request's whole body within `server.body_read_timeout` (408 after it) and at most
-/// `server.max_body_bytes` (413), so a client trickling its body cannot hold a handler. Every
-/// handler reads the whole body anyway; they get it from memory.
+/// Reads a request's whole body within its bounds ([`body`]): at most `server.max_body_bytes`
+/// (413), within `server.body_read_timeout` and no slower than `server.body_min_rate` after its
+/// grace (408), so a client trickling its body cannot hold a handler. Every handler reads the
+/// whole body anyway; they get it from memory.
 pub async fn read_body_within(
-    State((limit, timeout)): State<(usize, Duration)>,
+    State(limits): State<body::BodyLimits>,
     request: Request,
     next: Next,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(bytes)) => {
+    let (parts, incoming) = request.into_parts();
+    match body::read(incoming, limits).await {
+        Ok(bytes) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Ok(Err(e)) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                ApiError::PayloadTooLarge.into_response()
-            } else {
-                ApiError::MalformedBody(format!("reading the request body: {e}")).into_response()
-            }
+        Err(body::BodyError::TooLarge) => ApiError::PayloadTooLarge.into_response(),
+        Err(body::BodyError::TimedOut | body::BodyError::TooSlow) => {
+            ApiError::RequestTimeout.into_response()
         }
-        Err(_) => ApiError::RequestTimeout.into_response(),
+        Err(body::BodyError::Broken(e)) => {
+            ApiError::MalformedBody(format!("reading the request body: {e}")).into_response()
+        }
     }
 }
 

@@ -172,6 +172,77 @@ async fn a_body_sent_at_one_byte_per_second_is_cut_at_the_body_timeout() {
     app.stop().await;
 }
 
+/// `server.body_min_rate`: bodies trickled at 1 byte/s are cut once the grace is over, with
+/// `body_read_timeout` at 10 minutes, so within this test's 30 s bound only the rate can cut
+/// them; a body arriving at about twice the minimum rate is read whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_below_the_minimum_rate_is_cut_and_a_steady_one_is_read() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.server.body_read_timeout = Duration::from_secs(600);
+        s.server.body_min_rate = 1024;
+        s.server.body_min_rate_grace = Duration::from_secs(2);
+        s.server.max_connections_per_ip = 0;
+    })
+    .await;
+    let addr = app.addr();
+    let head = |length: usize| {
+        format!(
+            "POST /v1/merchants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    let started = Instant::now();
+    let trickled = futures::future::join_all((0..100).map(|_| async move {
+        let c = TcpStream::connect(addr).await.unwrap();
+        let (mut rd, mut wr) = c.into_split();
+        wr.write_all(head(10_000).as_bytes()).await.unwrap();
+        let trickle = tokio::spawn(async move {
+            for _ in 0..60 {
+                if wr.write_all(b" ").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let (answer, closed) = read_until_closed(&mut rd, Duration::from_secs(30)).await;
+        trickle.abort();
+        (String::from_utf8_lossy(&answer).into_owned(), closed)
+    }))
+    .await;
+    let elapsed = started.elapsed();
+    // As in the body-timeout test: every connection is cut; what was read is the 408 problem
+    // (a reset may discard it before it is read).
+    assert!(
+        trickled.iter().all(|(_, closed)| *closed),
+        "every trickled body is cut by the rate"
+    );
+    let answered: Vec<_> = trickled.iter().filter(|(a, _)| !a.is_empty()).collect();
+    assert!(!answered.is_empty());
+    for (a, _) in &answered {
+        assert!(
+            a.starts_with("HTTP/1.1 408") && a.contains("application/problem+json"),
+            "{a}"
+        );
+    }
+    eprintln!("100 bodies at 1 byte/s cut by the minimum rate within {elapsed:?}");
+
+    // About 2 KiB/s (512 bytes every 250 ms) for 4 s: JSON after 8 KiB of leading whitespace.
+    let json = br#"{"name":"Steady uploader"}"#;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(head(16 * 512 + json.len()).as_bytes())
+        .await
+        .unwrap();
+    for _ in 0..16 {
+        c.write_all(&[b' '; 512]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    c.write_all(json).await.unwrap();
+    let response = read_response(&mut c).await;
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(response.contains("Steady uploader"), "{response}");
+    app.stop().await;
+}
+
 /// A client on another loopback address, as a well-behaved gateway next to a flood.
 fn client_from(local: &str) -> reqwest::Client {
     reqwest::Client::builder()
