@@ -122,6 +122,13 @@ pub struct ServerSettings {
     pub max_connections_per_ip: usize,
     /// Concurrent streams at most on one HTTP/2 connection.
     pub http2_max_concurrent_streams: u32,
+    /// An HTTP/2 request's header list, decoded, at most (bytes, counting 32 per field as
+    /// HTTP/2 does); a larger one answers 431. HPACK lets a few bytes on the wire decode to far
+    /// more, so the cap is on the decoded size.
+    pub http2_max_header_list_bytes: u32,
+    /// HTTP/2 streams a client may reset before the server processed them, per connection;
+    /// past it the connection is closed (the "rapid reset" attack).
+    pub http2_max_pending_resets: usize,
     /// PEM certificate chain: with `tls_key`, `serve` speaks HTTPS (HTTP/1.1 and HTTP/2 by ALPN).
     pub tls_cert: PathBuf,
     /// PEM private key of `tls_cert`.
@@ -581,6 +588,12 @@ impl Settings {
             return bad(
                 "server.max_connections and server.http2_max_concurrent_streams must be > 0",
             );
+        }
+        if server.http2_max_header_list_bytes < 1024 {
+            return bad("server.http2_max_header_list_bytes must be at least 1024");
+        }
+        if server.http2_max_pending_resets == 0 {
+            return bad("server.http2_max_pending_resets must be > 0");
         }
         if server.tls_cert.as_os_str().is_empty() != server.tls_key.as_os_str().is_empty() {
             return bad("server.tls_cert and server.tls_key go together: set both or neither");

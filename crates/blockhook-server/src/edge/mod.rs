@@ -6,8 +6,9 @@
 //!   request's first byte, so idle keep-alive connections last), each body within
 //!   `body_read_timeout` and at `body_min_rate` at least ([`body`]), and no connection on which
 //!   nothing moves for `idle_timeout` ([`timing::Timed`]);
-//! - HTTP/2: a cap on concurrent streams, on the header list, and on streams reset before the
-//!   server saw them (the "rapid reset" attack), and pings to drop dead peers;
+//! - HTTP/2: a cap on concurrent streams, on the header list (HTTP/1 answers 431 past 16 KiB
+//!   in the router), and on streams reset before the server saw them (the "rapid reset"
+//!   attack), and pings to drop dead peers;
 //! - TLS ([`tls`]) when a certificate is configured.
 //!
 //! axum's own `serve` sets none of these (hyper's header timeout needs a timer it does not
@@ -41,11 +42,6 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use limits::{Admission, ConnectionLimits};
 
-/// Headers of one request, all together, at most (HTTP/2 header list; HTTP/1 answers 431
-/// past 16 KiB in the router).
-const MAX_HEADER_LIST: u32 = 64 * 1024;
-/// HTTP/2 streams a client may reset before the server processed them, per connection.
-const MAX_PENDING_RESETS: usize = 20;
 /// Headers of a request on an overflow connection (health probes only).
 const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// On shutdown, open connections get this long to finish their requests.
@@ -171,8 +167,8 @@ pub async fn serve(
     http.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(settings.http2_max_concurrent_streams)
-        .max_header_list_size(MAX_HEADER_LIST)
-        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .max_header_list_size(settings.http2_max_header_list_bytes)
+        .max_pending_accept_reset_streams(settings.http2_max_pending_resets)
         .keep_alive_interval(settings.idle_timeout / 2)
         .keep_alive_timeout(settings.idle_timeout / 2);
     let mut overflow = auto::Builder::new(TokioExecutor::new());
