@@ -133,6 +133,16 @@ pub struct ServerSettings {
     pub tls_cert: PathBuf,
     /// PEM private key of `tls_cert`.
     pub tls_key: PathBuf,
+    /// Reverse proxies (CIDRs) whose `client_ip_header` is believed: a request from a peer in
+    /// them gets, as its client address, the right-most entry of that header that is not
+    /// itself one of them; from any other peer the header is ignored, so it cannot be spoofed.
+    /// Empty: the client is always the TCP peer. Requests on `unix_socket` come from the local
+    /// proxy by construction: their header is always read.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header a trusted proxy puts the client's address in: a comma-separated list of
+    /// addresses, each proxy appending the one it got the request from (`X-Forwarded-For`),
+    /// or a single address (`X-Real-IP`).
+    pub client_ip_header: String,
     /// Also serve plain HTTP on this Unix socket, for a reverse proxy on the same host (empty:
     /// none). A stale socket file is replaced; the socket is made readable and writable by the
     /// owner and group only.
@@ -594,6 +604,9 @@ impl Settings {
         }
         if server.http2_max_pending_resets == 0 {
             return bad("server.http2_max_pending_resets must be > 0");
+        }
+        if http::HeaderName::from_bytes(server.client_ip_header.as_bytes()).is_err() {
+            return bad("server.client_ip_header must be a header name, such as X-Forwarded-For");
         }
         if server.tls_cert.as_os_str().is_empty() != server.tls_key.as_os_str().is_empty() {
             return bad("server.tls_cert and server.tls_key go together: set both or neither");

@@ -105,6 +105,22 @@ async fn note_store_answers(
     resp
 }
 
+/// Each request's span (tower-http's default fields, at the same level), with the client's
+/// address as the edge decided it (`edge::client`): behind a trusted proxy, the proxy's client.
+fn request_span(request: &http::Request<axum::body::Body>) -> tracing::Span {
+    let client = request
+        .extensions()
+        .get::<crate::edge::client::ClientAddr>()
+        .map(|c| tracing::field::display(c.0));
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        uri = %request.uri(),
+        version = ?request.version(),
+        client,
+    )
+}
+
 /// The API's routes for this role (health always; the rest where the role serves the API),
 /// answering problem+json 404 for any other path. `startup` merges the dashboard's router
 /// beside it and wraps both in [`layers`].
@@ -141,7 +157,11 @@ pub fn layers(app: Router, server: &ServerSettings) -> Router {
         .layer(axum::middleware::from_fn(note_store_answers))
         // A 5xx is logged where it is made (`ApiError`: 500s at ERROR, an unavailable store
         // once at WARN), not again per request here.
-        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+        )
         // The last layer is the outermost: a panic anywhere becomes a 500 problem, not a reset.
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::Internal(
