@@ -305,6 +305,89 @@ async fn a_flood_past_the_caps_leaves_the_api_and_the_probes_answering() {
     app.stop().await;
 }
 
+/// A request on a new connection, read until the server closes it (connections over a cap are
+/// not kept alive).
+async fn on_a_new_connection(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    String::from_utf8(read_until_closed(&mut c, Duration::from_secs(5)).await.0).unwrap()
+}
+
+/// Past `server.max_connections` (300 here; no per-address cap): a gateway's keep-alive
+/// connection opened before the flood keeps being served, a new connection gets the probes
+/// only (503 for the rest), and the refusals are counted under the total cap's kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_past_max_connections_leaves_open_connections_and_the_probes_answering() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.server.max_connections = 300;
+        s.server.max_connections_per_ip = 0;
+        s.server.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let addr = app.addr();
+    // One keep-alive connection (not a client's pool, which may open a new connection when
+    // the pooled one is not back yet).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut gateway = socket.connect(addr).await.unwrap();
+    let mut ask = async |path: &str| {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n");
+        gateway.write_all(request.as_bytes()).await.unwrap();
+        read_response(&mut gateway).await
+    };
+    let first = ask("/v1/merchants").await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // 500 idle connections: the free places go first, then the overflow slots (which close
+    // after their short header timeout), then the rest are closed at once.
+    let mut flood = Vec::new();
+    for _ in 0..500 {
+        flood.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let health = on_a_new_connection(addr, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let ready = on_a_new_connection(addr, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    let api = on_a_new_connection(addr, "/v1/merchants").await;
+    assert!(
+        api.starts_with("HTTP/1.1 503") && api.contains("application/problem+json"),
+        "{api}"
+    );
+    // The gateway's connection predates the flood: it is served as usual.
+    let mut latencies = Vec::new();
+    for i in 0..200 {
+        let t = Instant::now();
+        let r = ask("/v1/merchants").await;
+        latencies.push(t.elapsed());
+        assert!(r.starts_with("HTTP/1.1 200"), "request {i}: {r}");
+    }
+    latencies.sort();
+    eprintln!(
+        "past max_connections (a 500-connection flood, cap 300): p50 {:?}, p99 {:?} over 200 \
+         requests on a connection opened before it",
+        latencies[100], latencies[197]
+    );
+    let text = ask("/metrics").await;
+    let total = metric(
+        &text,
+        "blockhook_http_connections_refused_total{kind=\"max_connections\"}",
+    );
+    let per_ip = metric(
+        &text,
+        "blockhook_http_connections_refused_total{kind=\"max_connections_per_ip\"}",
+    );
+    assert!(
+        total >= 200.0,
+        "refusals by the total cap counted: {total}\n{text}"
+    );
+    assert_eq!(per_ip, 0.0, "none by the per-address cap\n{text}");
+    drop(flood);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_client_opening_streams_without_end_is_held_to_the_stream_cap() {
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
