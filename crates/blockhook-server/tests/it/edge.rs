@@ -596,6 +596,7 @@ async fn https_serves_ingest_and_the_dashboard_over_http2_and_reloads_its_certif
         .send()
         .await
         .unwrap();
+    assert_eq!(login.status(), 303, "signed in");
     let cookie = login
         .headers()
         .get("set-cookie")
@@ -604,6 +605,18 @@ async fn https_serves_ingest_and_the_dashboard_over_http2_and_reloads_its_certif
         .unwrap()
         .to_owned();
     assert!(cookie.contains("; Secure"), "{cookie}");
+    // The session works over HTTPS: a dashboard page, signed in (not a redirect to the login).
+    let session = cookie.split(';').next().unwrap();
+    let page = client
+        .get(format!("{base}/ui/operator"))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.version(), reqwest::Version::HTTP_2);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Sign out"), "{html}");
 
     // A certificate swapped on disk is served to new connections (SIGHUP skips the wait).
     let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
