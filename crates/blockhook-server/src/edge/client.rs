@@ -4,11 +4,12 @@
 //!
 //! A client can put anything in that header, and each proxy on the way appends the address it
 //! got the request from. So the header is read only from a trusted peer, and from the right:
-//! the right-most entry that is not itself a trusted proxy is the first address no trusted
-//! party vouches for beyond, the client. Entries left of it were written by the client and are
-//! never used. An entry that does not parse ends the walk and the peer's address is kept:
-//! a garbled chain names nobody. A Unix socket peer is the local proxy by construction (the
-//! socket is the owner's and group's only), so its header is read the same way.
+//! walking left past the entries that are trusted proxies, the first other entry was appended
+//! by a trusted proxy about the peer it saw, the client. Entries left of it may be the
+//! client's own inventions and are never used. An entry that does not parse ends the walk and
+//! the peer's address is kept: a garbled chain names nobody. A Unix socket peer is the local
+//! proxy by construction (the socket is the owner's and group's only), so its header is read
+//! the same way.
 
 use std::net::{IpAddr, SocketAddr};
 
