@@ -104,6 +104,13 @@ pub struct ServerSettings {
     /// `max_body_bytes / body_read_timeout`); later answers 408.
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// A body must arrive at this many bytes per second at least, on average since its start,
+    /// once `body_min_rate_grace` has passed; slower answers 408 (0 = no minimum). Cuts a
+    /// trickling client long before `body_read_timeout`, which must allow the largest body.
+    pub body_min_rate: u64,
+    /// The first seconds of a body, exempt from `body_min_rate` (a slow start, a small body).
+    #[serde(with = "humantime_serde")]
+    pub body_min_rate_grace: Duration,
     /// A connection on which no byte moves either way for this long is closed (slow readers,
     /// dead peers); HTTP/2 connections are pinged at half this interval.
     #[serde(with = "humantime_serde")]
@@ -115,10 +122,27 @@ pub struct ServerSettings {
     pub max_connections_per_ip: usize,
     /// Concurrent streams at most on one HTTP/2 connection.
     pub http2_max_concurrent_streams: u32,
+    /// An HTTP/2 request's header list, decoded, at most (bytes, counting 32 per field as
+    /// HTTP/2 does); a larger one answers 431. HPACK lets a few bytes on the wire decode to far
+    /// more, so the cap is on the decoded size.
+    pub http2_max_header_list_bytes: u32,
+    /// HTTP/2 streams a client may reset before the server processed them, per connection;
+    /// past it the connection is closed (the "rapid reset" attack).
+    pub http2_max_pending_resets: usize,
     /// PEM certificate chain: with `tls_key`, `serve` speaks HTTPS (HTTP/1.1 and HTTP/2 by ALPN).
     pub tls_cert: PathBuf,
     /// PEM private key of `tls_cert`.
     pub tls_key: PathBuf,
+    /// Reverse proxies (CIDRs) whose `client_ip_header` is believed: a request from a peer in
+    /// them gets, as its client address, the right-most entry of that header that is not
+    /// itself one of them; from any other peer the header is ignored, so it cannot be spoofed.
+    /// Empty: the client is always the TCP peer. Requests on `unix_socket` come from the local
+    /// proxy by construction: their header is always read.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header a trusted proxy puts the client's address in: a comma-separated list of
+    /// addresses, each proxy appending the one it got the request from (`X-Forwarded-For`),
+    /// or a single address (`X-Real-IP`).
+    pub client_ip_header: String,
     /// Also serve plain HTTP on this Unix socket, for a reverse proxy on the same host (empty:
     /// none). A stale socket file is replaced; the socket is made readable and writable by the
     /// owner and group only.
@@ -574,6 +598,15 @@ impl Settings {
             return bad(
                 "server.max_connections and server.http2_max_concurrent_streams must be > 0",
             );
+        }
+        if server.http2_max_header_list_bytes < 1024 {
+            return bad("server.http2_max_header_list_bytes must be at least 1024");
+        }
+        if server.http2_max_pending_resets == 0 {
+            return bad("server.http2_max_pending_resets must be > 0");
+        }
+        if http::HeaderName::from_bytes(server.client_ip_header.as_bytes()).is_err() {
+            return bad("server.client_ip_header must be a header name, such as X-Forwarded-For");
         }
         if server.tls_cert.as_os_str().is_empty() != server.tls_key.as_os_str().is_empty() {
             return bad("server.tls_cert and server.tls_key go together: set both or neither");

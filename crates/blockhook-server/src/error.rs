@@ -63,8 +63,12 @@ pub enum ApiError {
     /// Too large.
     #[error("request body larger than the configured limit (server.max_body_bytes)")]
     PayloadTooLarge,
-    /// The request's body did not arrive within `server.body_read_timeout`.
-    #[error("the request body did not arrive within server.body_read_timeout")]
+    /// The request's body did not arrive within `server.body_read_timeout`, or arrived slower
+    /// than `server.body_min_rate`.
+    #[error(
+        "the request body did not arrive within server.body_read_timeout, or arrived slower \
+         than server.body_min_rate"
+    )]
     RequestTimeout,
     /// The connection is over `server.max_connections` (or the per-address cap).
     #[error("the server is at its connection limit; retry shortly")]

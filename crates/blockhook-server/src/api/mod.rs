@@ -105,6 +105,22 @@ async fn note_store_answers(
     resp
 }
 
+/// Each request's span (tower-http's default fields, at the same level), with the client's
+/// address as the edge decided it (`edge::client`): behind a trusted proxy, the proxy's client.
+fn request_span(request: &http::Request<axum::body::Body>) -> tracing::Span {
+    let client = request
+        .extensions()
+        .get::<crate::edge::client::ClientAddr>()
+        .map(|c| tracing::field::display(c.0));
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        uri = %request.uri(),
+        version = ?request.version(),
+        client,
+    )
+}
+
 /// The API's routes for this role (health always; the rest where the role serves the API),
 /// answering problem+json 404 for any other path. `startup` merges the dashboard's router
 /// beside it and wraps both in [`layers`].
@@ -126,17 +142,26 @@ pub fn router(state: AppState) -> Router {
 /// size and read time, header size, store-recovery notes, tracing, and panics as a 500.
 pub fn layers(app: Router, server: &ServerSettings) -> Router {
     let limit = server.max_body_bytes;
-    let body_timeout = server.body_read_timeout;
+    let body = crate::edge::body::BodyLimits {
+        max_bytes: limit,
+        timeout: server.body_read_timeout,
+        min_rate: server.body_min_rate,
+        grace: server.body_min_rate_grace,
+    };
     app.layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
-            (limit, body_timeout),
+            body,
             crate::edge::read_body_within,
         ))
         .layer(axum::middleware::from_fn(limit_headers))
         .layer(axum::middleware::from_fn(note_store_answers))
         // A 5xx is logged where it is made (`ApiError`: 500s at ERROR, an unavailable store
         // once at WARN), not again per request here.
-        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+        )
         // The last layer is the outermost: a panic anywhere becomes a 500 problem, not a reset.
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::Internal(

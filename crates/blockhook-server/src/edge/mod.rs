@@ -4,20 +4,26 @@
 //!   the health probes are answered, so the local supervisor still sees the process;
 //! - time: the TLS handshake and each request's headers within `header_read_timeout` (from the
 //!   request's first byte, so idle keep-alive connections last), each body within
-//!   `body_read_timeout` ([`read_body_within`]), and no connection on which nothing moves for
-//!   `idle_timeout` ([`timing::Timed`]);
-//! - HTTP/2: a cap on concurrent streams, on the header list, and on streams reset before the
-//!   server saw them (the "rapid reset" attack), and pings to drop dead peers;
+//!   `body_read_timeout` and at `body_min_rate` at least ([`body`]), and no connection on which
+//!   nothing moves for `idle_timeout` ([`timing::Timed`]);
+//! - HTTP/2: a cap on concurrent streams, on the header list (HTTP/1 answers 431 past 16 KiB
+//!   in the router), and on streams reset before the server saw them (the "rapid reset"
+//!   attack), and pings to drop dead peers;
 //! - TLS ([`tls`]) when a certificate is configured.
+//!
+//! It also decides, once per request, which address the client has ([`client::ClientAddr`]):
+//! the peer, or what a trusted proxy says it is.
 //!
 //! axum's own `serve` sets none of these (hyper's header timeout needs a timer it does not
 //! give), which is why blockhook drives hyper itself.
 
+pub mod body;
+pub mod client;
 pub mod limits;
 mod timing;
 pub mod tls;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,13 +44,9 @@ use tower::ServiceExt as _;
 use crate::config::ServerSettings;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use client::TrustedProxies;
 use limits::{Admission, ConnectionLimits};
 
-/// Headers of one request, all together, at most (HTTP/2 header list; HTTP/1 answers 431
-/// past 16 KiB in the router).
-const MAX_HEADER_LIST: u32 = 64 * 1024;
-/// HTTP/2 streams a client may reset before the server processed them, per connection.
-const MAX_PENDING_RESETS: usize = 20;
 /// Headers of a request on an overflow connection (health probes only).
 const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// On shutdown, open connections get this long to finish their requests.
@@ -65,13 +67,18 @@ pub struct Edge {
     pub tls: Option<Arc<tls::CertStore>>,
 }
 
+/// Who is at the other end of a connection: its peer (`None` on the Unix socket) and the
+/// proxies whose header names the client.
+type Peer = (Option<IpAddr>, Arc<TrustedProxies>);
+
 /// Serves one connection until it ends or a graceful shutdown completes it, with its time
-/// limits: the service tells the IO when each request's handler is called ([`timing`]).
+/// limits: the service tells the IO when each request's handler is called ([`timing`]). Each
+/// request gets its client's address here, the one place it is decided.
 async fn connection<IO>(
     builder: &auto::Builder<TokioExecutor>,
     io: IO,
     (header_limit, idle_limit): (Duration, Duration),
-    service: Router,
+    (service, (peer, proxies)): (Router, Peer),
     watcher: hyper_util::server::graceful::Watcher,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
@@ -79,8 +86,11 @@ where
 {
     let requests = Arc::new(timing::Requests::default());
     let io = timing::Timed::new(io, header_limit, idle_limit, requests.clone());
-    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
         let handling = requests.begin(request.version() == http::Version::HTTP_2);
+        if let Some(client) = proxies.client(peer, request.headers()) {
+            request.extensions_mut().insert(client);
+        }
         let response = service.clone().oneshot(request);
         async move {
             let response = response.await;
@@ -92,30 +102,28 @@ where
     watcher.watch(conn.into_owned()).await
 }
 
-/// Reads a request's whole body within `server.body_read_timeout` (408 after it) and at most
-/// `server.max_body_bytes` (413), so a client trickling its body cannot hold a handler. Every
-/// handler reads the whole body anyway; they get it from memory.
+/// Reads a request's whole body within its bounds ([`body`]): at most `server.max_body_bytes`
+/// (413), within `server.body_read_timeout` and no slower than `server.body_min_rate` after its
+/// grace (408), so a client trickling its body cannot hold a handler. Every handler reads the
+/// whole body anyway; they get it from memory.
 pub async fn read_body_within(
-    State((limit, timeout)): State<(usize, Duration)>,
+    State(limits): State<body::BodyLimits>,
     request: Request,
     next: Next,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(bytes)) => {
+    let (parts, incoming) = request.into_parts();
+    match body::read(incoming, limits).await {
+        Ok(bytes) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Ok(Err(e)) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                ApiError::PayloadTooLarge.into_response()
-            } else {
-                ApiError::MalformedBody(format!("reading the request body: {e}")).into_response()
-            }
+        Err(body::BodyError::TooLarge) => ApiError::PayloadTooLarge.into_response(),
+        Err(body::BodyError::TimedOut | body::BodyError::TooSlow) => {
+            ApiError::RequestTimeout.into_response()
         }
-        Err(_) => ApiError::RequestTimeout.into_response(),
+        Err(body::BodyError::Broken(e)) => {
+            ApiError::MalformedBody(format!("reading the request body: {e}")).into_response()
+        }
     }
 }
 
@@ -163,6 +171,10 @@ pub async fn serve(
 ) {
     let settings = edge.settings;
     let limits = ConnectionLimits::new(settings.max_connections, settings.max_connections_per_ip);
+    let proxies = Arc::new(TrustedProxies::new(
+        &settings.trusted_proxies,
+        &settings.client_ip_header,
+    ));
     let mut http = auto::Builder::new(TokioExecutor::new());
     // hyper's header timer also runs while a keep-alive connection waits for its next request,
     // cutting idle connections at the header limit: `timing` times headers instead.
@@ -172,8 +184,8 @@ pub async fn serve(
     http.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(settings.http2_max_concurrent_streams)
-        .max_header_list_size(MAX_HEADER_LIST)
-        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .max_header_list_size(settings.http2_max_header_list_bytes)
+        .max_pending_accept_reset_streams(settings.http2_max_pending_resets)
         .keep_alive_interval(settings.idle_timeout / 2)
         .keep_alive_timeout(settings.idle_timeout / 2);
     let mut overflow = auto::Builder::new(TokioExecutor::new());
@@ -236,6 +248,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         let deadlines = (first_byte, settings.idle_timeout);
+        let service = (service, (peer_ip, proxies.clone()));
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _open = metrics.connection_opened();
@@ -286,5 +299,81 @@ pub async fn serve(
         () = tokio::time::sleep(SHUTDOWN_GRACE) => {
             tracing::warn!("connections still open after the shutdown grace; closing them");
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpSocket;
+
+    use super::*;
+    use crate::edge::client::ClientAddr;
+
+    /// Asks `/whoami` from a socket bound to `from` (a loopback address), with `headers`;
+    /// returns the client address the edge put in the request.
+    async fn whoami(server: SocketAddr, from: &str, headers: &str) -> String {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let mut c = socket.connect(server).await.unwrap();
+        let request =
+            format!("GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n");
+        c.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        tokio::time::timeout(Duration::from_secs(10), c.read_to_string(&mut response))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response.split("\r\n\r\n").nth(1).unwrap().to_owned()
+    }
+
+    /// Over real loopback connections: 127.0.0.1 is a trusted proxy, 127.0.0.2 a client that
+    /// is not; the address the edge hands to the router is the one a handler (and the request
+    /// log) sees.
+    #[tokio::test]
+    async fn the_client_address_is_read_from_the_header_of_a_trusted_proxy_only() {
+        let mut settings = crate::config::Settings::defaults().unwrap().server;
+        settings.trusted_proxies = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let app = Router::new().route(
+            "/whoami",
+            axum::routing::get(|request: Request| async move {
+                request
+                    .extensions()
+                    .get::<ClientAddr>()
+                    .map_or_else(|| "none".to_owned(), ToString::to_string)
+            }),
+        );
+        let edge = Edge {
+            settings,
+            metrics: Arc::new(Metrics::new()),
+            tls: None,
+        };
+        let stop = CancellationToken::new();
+        let listeners = Listeners { tcp, unix: None };
+        let server = tokio::spawn(serve(edge, listeners, app.clone(), app, stop.clone()));
+
+        // An untrusted peer cannot name another address.
+        let spoofed = whoami(addr, "127.0.0.2", "X-Forwarded-For: 203.0.113.9\r\n").await;
+        assert_eq!(spoofed, "127.0.0.2");
+        // A trusted proxy can; without the header the proxy is the client.
+        let proxied = whoami(addr, "127.0.0.1", "X-Forwarded-For: 203.0.113.9\r\n").await;
+        assert_eq!(proxied, "203.0.113.9");
+        assert_eq!(whoami(addr, "127.0.0.1", "").await, "127.0.0.1");
+        // A chain: a forged first entry, the client, a second trusted proxy.
+        let chain = "X-Forwarded-For: 198.51.100.1, 203.0.113.9, 10.1.2.3\r\n";
+        assert_eq!(whoami(addr, "127.0.0.1", chain).await, "203.0.113.9");
+        // The same over several header lines.
+        let lines = "X-Forwarded-For: 198.51.100.1\r\nX-Forwarded-For: 203.0.113.9, 10.1.2.3\r\n";
+        assert_eq!(whoami(addr, "127.0.0.1", lines).await, "203.0.113.9");
+
+        stop.cancel();
+        server.await.unwrap();
     }
 }
