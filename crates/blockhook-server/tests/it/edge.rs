@@ -125,29 +125,12 @@ async fn a_body_sent_at_one_byte_per_second_is_cut_at_the_body_timeout() {
     .await;
     let addr = app.addr();
     let started = Instant::now();
-    let answers = futures::future::join_all((0..1000).map(|_| async move {
-        let c = TcpStream::connect(addr).await.unwrap();
-        let (mut rd, mut wr) = c.into_split();
-        let head = format!(
-            "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\
-             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
-        );
-        wr.write_all(head.as_bytes()).await.unwrap();
-        // One byte a second, far fewer than the 100 announced, until the server answers.
-        let trickle = tokio::spawn(async move {
-            for _ in 0..20 {
-                if wr.write_all(b" ").await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-        // Generous: a loaded machine may take seconds to accept a thousand connections.
-        let (answer, closed) = read_until_closed(&mut rd, Duration::from_secs(30)).await;
-        trickle.abort();
-        (String::from_utf8_lossy(&answer).into_owned(), closed)
-    }))
-    .await;
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    );
+    // One byte a second, far fewer than the 100 announced, until the server answers.
+    let answers = trickled_bodies(addr, 1000, &head, 20).await;
     let mut seen = std::collections::BTreeMap::new();
     for (a, _) in &answers {
         *seen
@@ -196,23 +179,7 @@ async fn a_body_below_the_minimum_rate_is_cut_and_a_steady_one_is_read() {
         )
     };
     let started = Instant::now();
-    let trickled = futures::future::join_all((0..100).map(|_| async move {
-        let c = TcpStream::connect(addr).await.unwrap();
-        let (mut rd, mut wr) = c.into_split();
-        wr.write_all(head(10_000).as_bytes()).await.unwrap();
-        let trickle = tokio::spawn(async move {
-            for _ in 0..60 {
-                if wr.write_all(b" ").await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-        let (answer, closed) = read_until_closed(&mut rd, Duration::from_secs(30)).await;
-        trickle.abort();
-        (String::from_utf8_lossy(&answer).into_owned(), closed)
-    }))
-    .await;
+    let trickled = trickled_bodies(addr, 100, &head(10_000), 60).await;
     let elapsed = started.elapsed();
     // As in the body-timeout test: every connection is cut; what was read is the 408 problem
     // (a reset may discard it before it is read).
@@ -245,6 +212,35 @@ async fn a_body_below_the_minimum_rate_is_cut_and_a_steady_one_is_read() {
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
     assert!(response.contains("Steady uploader"), "{response}");
     app.stop().await;
+}
+
+/// Opens `connections` connections that each send `head`, then one body byte a second for up
+/// to `seconds`, and reads each one's answer until the server closes it (within 30 s: generous,
+/// a loaded machine may take seconds to accept a thousand connections). Returns each answer as
+/// text and whether the connection was closed.
+async fn trickled_bodies(
+    addr: std::net::SocketAddr,
+    connections: usize,
+    head: &str,
+    seconds: usize,
+) -> Vec<(String, bool)> {
+    futures::future::join_all((0..connections).map(|_| async move {
+        let c = TcpStream::connect(addr).await.unwrap();
+        let (mut rd, mut wr) = c.into_split();
+        wr.write_all(head.as_bytes()).await.unwrap();
+        let trickle = tokio::spawn(async move {
+            for _ in 0..seconds {
+                if wr.write_all(b" ").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let (answer, closed) = read_until_closed(&mut rd, Duration::from_secs(30)).await;
+        trickle.abort();
+        (String::from_utf8_lossy(&answer).into_owned(), closed)
+    }))
+    .await
 }
 
 /// A client on another loopback address, as a well-behaved gateway next to a flood.
