@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::dispatch::{self, DispatchCx};
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::{Error, api, keyring, retention, ui};
 
 /// A built, bound, not yet running blockhook.
@@ -132,7 +132,7 @@ impl Application {
             metrics.clone(),
             search,
         );
-        let state = AppState {
+        let state = AppState::new(Shared {
             store,
             settings: Arc::new(settings),
             keys,
@@ -144,7 +144,7 @@ impl Application {
             metrics,
             ingest,
             api_limiter: Arc::default(),
-        };
+        });
         Ok(Self {
             listener,
             unix,

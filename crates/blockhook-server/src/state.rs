@@ -12,9 +12,29 @@ use crate::keys::{AdminToken, MasterKey};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 
-/// Shared state, cheap to clone.
+/// Shared state: one `Arc`, so the copy axum takes for every request and middleware is one
+/// reference count, not a copy of every field (the admin token's `String` was an allocation per
+/// request, and the fields' own reference counts a dozen atomic operations).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Shares `shared`.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     /// The store.
     pub store: StoreRef,
     /// Settings in force.
