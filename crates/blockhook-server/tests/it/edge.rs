@@ -590,13 +590,20 @@ async fn healthz_on(held: &mut h2::client::SendRequest<bytes::Bytes>, base: &str
     response.await.unwrap().status().as_u16()
 }
 
+/// Puts a certificate and its key where `spawn_tls` reads them: the key first, so a reload
+/// check between the two writes sees a key that does not match the old certificate and keeps
+/// the old pair, never a new certificate with the old key.
+fn install(dir: &std::path::Path, cert: &str, key: &str) {
+    std::fs::write(dir.join("key.pem"), key).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_serves_ingest_and_the_dashboard_over_http2_and_reloads_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
     let (cert, key, first_der) = pki.leaf(false);
-    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
-    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    install(dir.path(), &cert, &key);
     let (base, stop) = spawn_tls(dir.path()).await.unwrap();
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(pki.ca.pem().as_bytes()).unwrap())
@@ -676,8 +683,7 @@ async fn https_serves_ingest_and_the_dashboard_over_http2_and_reloads_its_certif
     // old certificate) keeps the old pair until the next one, hence the 25 s bound. This comes
     // before the SIGHUP below, which would reload it at once (as any app of this process).
     let (cert, key, second_der) = pki.leaf(false);
-    std::fs::write(dir.path().join("key.pem"), key).unwrap();
-    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    install(dir.path(), &cert, &key);
     let took = until_served(port, &ca_pem, &second_der, Duration::from_secs(25)).await;
     eprintln!("a certificate changed on disk served after {took:?}");
     assert_eq!(
@@ -688,8 +694,7 @@ async fn https_serves_ingest_and_the_dashboard_over_http2_and_reloads_its_certif
 
     // On SIGHUP the files are read at once.
     let (cert, key, third_der) = pki.leaf(false);
-    std::fs::write(dir.path().join("key.pem"), key).unwrap();
-    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    install(dir.path(), &cert, &key);
     let hup = std::process::Command::new("kill")
         .args(["-HUP", &std::process::id().to_string()])
         .status()
@@ -711,8 +716,7 @@ async fn tls_1_2_and_1_3_clients_connect() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
     let (cert, key, _) = pki.leaf(false);
-    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
-    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    install(dir.path(), &cert, &key);
     let (base, stop) = spawn_tls(dir.path()).await.unwrap();
     let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
     let ca_pem = pki.ca.pem();
@@ -739,15 +743,13 @@ async fn an_expired_certificate_stops_the_start_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new();
     let (cert, key, _) = pki.leaf(true);
-    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
-    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    install(dir.path(), &cert, &key);
     let err = spawn_tls(dir.path()).await.unwrap_err();
     assert!(err.contains("cert.pem") && err.contains("expired"), "{err}");
     // And a key that is not the certificate's.
     let (cert, _, _) = pki.leaf(false);
     let (_, other_key, _) = pki.leaf(false);
-    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
-    std::fs::write(dir.path().join("key.pem"), other_key).unwrap();
+    install(dir.path(), &cert, &other_key);
     let err = spawn_tls(dir.path()).await.unwrap_err();
     assert!(err.contains("does not match"), "{err}");
 }

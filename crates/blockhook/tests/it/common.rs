@@ -292,6 +292,14 @@ impl Server {
             .collect()
     }
 
+    /// Waits until the server's log contains `text` (panics with `what` at `deadline`).
+    pub async fn wait_for_log(&self, text: &str, deadline: Instant, what: &str) {
+        while !String::from_utf8_lossy(&self.logs()).contains(text) {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

@@ -323,13 +323,13 @@ async fn a_failing_gateway_is_logged_once_then_its_recovery() {
     let merchant = Api::new(server.base()).merchant("outage").await;
     // Let several passes fail (backoff 0.1 s doubling) before the table appears.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !String::from_utf8_lossy(&server.logs()).contains("outbox relay failed") {
-        assert!(
-            Instant::now() < deadline,
-            "the failing relay logged nothing"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server
+        .wait_for_log(
+            "outbox relay failed",
+            deadline,
+            "the failing relay logged nothing",
+        )
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let gw = PgPool::connect(&base).await.unwrap();
     sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
@@ -361,10 +361,13 @@ async fn a_failing_gateway_is_logged_once_then_its_recovery() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The row can be gone before the recovery's log line has come through the server's pipe.
-    while !String::from_utf8_lossy(&server.logs()).contains("outbox relay recovered") {
-        assert!(Instant::now() < deadline, "the recovery was never logged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server
+        .wait_for_log(
+            "outbox relay recovered",
+            deadline,
+            "the recovery was never logged",
+        )
+        .await;
     let log = String::from_utf8_lossy(&server.logs()).into_owned();
     let lines = |level: &str, text: &str| {
         log.lines()
