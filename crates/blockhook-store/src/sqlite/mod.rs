@@ -9,8 +9,9 @@
 //!   read-then-write sequences inside a write transaction (idempotency lookups, lease checks)
 //!   cannot race. WAL lets the readers run alongside. No HTTP inside a transaction (STYLE rule 6).
 //! - **Group commit** (`writer`): concurrent `ingest` and `finish` calls share one transaction,
-//!   so an fsync per commit does not cap throughput; at an everyday rate finishes wait a moment
-//!   for the next ingest's commit, and `ingest_and_claim` leases in the ingest's transaction.
+//!   so an fsync per commit does not cap throughput; at an everyday rate finishes wait on a tray
+//!   for the next ingest's commit (without waking the thread), and `ingest_and_claim` leases in
+//!   the ingest's transaction.
 //! - **Few statements, few result rows** per call, whatever the batch size: multi-row writes
 //!   padded to a handful of cached shapes (`rows::padded_chunks`), id lists bound as one JSON
 //!   array, hot-path reads aggregated into one JSON row (sqlx hands every row across a thread).

@@ -335,7 +335,7 @@ pub(super) mod failures {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn grouped_finishes_answer_each_caller() {
-        use blockhook_core::{AttemptId, AttemptRecord, Completion, LeaseToken, Next};
+        use blockhook_core::{Completion, LeaseToken};
 
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(open_at(&dir.path().join("bh.db"), SqliteSync::Full).await);
@@ -343,29 +343,6 @@ pub(super) mod failures {
         store.ingest(&events(&m, 20, 10)).await.unwrap();
         let claims = store.claim_due(&claim_req(100)).await.unwrap();
         assert_eq!(claims.len(), 20);
-        let completion = |c: &blockhook_core::Claim, lease: LeaseToken| Completion {
-            delivery_id: c.delivery_id.clone(),
-            lease,
-            attempt: AttemptRecord {
-                id: AttemptId::generate(),
-                delivery_id: c.delivery_id.clone(),
-                number: c.attempt,
-                started_at: T0,
-                url: c.endpoint.url.as_str().to_owned(),
-                request_headers: vec![],
-                status: Some(200),
-                response_headers: vec![],
-                response_body: Bytes::new(),
-                response_truncated: false,
-                latency_ms: 1,
-                error: None,
-                error_detail: None,
-            },
-            next: Next::Succeeded,
-            disable_reason: None,
-            releases_key: false,
-        };
-
         // Queue every call while the writer is held, so they are taken as groups.
         let held = store.writer().acquire().await.unwrap();
         let mut calls = Vec::new();
@@ -395,6 +372,96 @@ pub(super) mod failures {
         assert_eq!(counts[2] + counts[21], 1, "{counts:?}");
         let others = counts[1..21].iter().enumerate().filter(|(i, _)| *i != 1);
         assert!(others.clone().all(|(_, &n)| n == 1), "{counts:?}");
+        for c in &claims {
+            assert_eq!(
+                store.list_attempts(&m, &c.delivery_id).await.unwrap().len(),
+                1
+            );
+        }
+    }
+
+    /// A successful attempt's completion of some delivery.
+    pub(in crate::sqlite) fn any_completion(releases_key: bool) -> blockhook_core::Completion {
+        use blockhook_core::{AttemptId, AttemptRecord, Completion, DeliveryId, LeaseToken, Next};
+        let delivery_id = DeliveryId::generate();
+        Completion {
+            delivery_id: delivery_id.clone(),
+            lease: LeaseToken(1),
+            attempt: AttemptRecord {
+                id: AttemptId::generate(),
+                delivery_id,
+                number: 1,
+                started_at: T0,
+                url: "https://127.0.0.1/hook".to_owned(),
+                request_headers: vec![],
+                status: Some(200),
+                response_headers: vec![],
+                response_body: Bytes::new(),
+                response_truncated: false,
+                latency_ms: 1,
+                error: None,
+                error_detail: None,
+            },
+            next: Next::Succeeded,
+            disable_reason: None,
+            releases_key,
+        }
+    }
+
+    /// The completion of a successful attempt of `c` under `lease`.
+    fn completion(
+        c: &blockhook_core::Claim,
+        lease: blockhook_core::LeaseToken,
+    ) -> blockhook_core::Completion {
+        let mut done = any_completion(false);
+        done.delivery_id = c.delivery_id.clone();
+        done.lease = lease;
+        done.attempt.delivery_id = c.delivery_id.clone();
+        done.attempt.number = c.attempt;
+        done.attempt.url = c.endpoint.url.as_str().to_owned();
+        done
+    }
+
+    /// Finishes sent while events are being ingested are left on the writer's tray: they are
+    /// written with the next ingest, or by the thread alone once no ingest has come for the
+    /// window. Either way each caller is answered, and nothing is lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn finishes_left_on_the_tray_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_at(&dir.path().join("bh.db"), SqliteSync::Full).await);
+        let m = tenant(&store).await;
+        store.ingest(&events(&m, 3, 10)).await.unwrap();
+        let claims = store.claim_due(&claim_req(10)).await.unwrap();
+        assert_eq!(claims.len(), 3);
+
+        // Ingests keep coming: the finish rides with the next one.
+        store.ingest(&events(&m, 1, 10)).await.unwrap();
+        let finish = {
+            let (store, done) = (
+                Arc::clone(&store),
+                vec![completion(&claims[0], claims[0].lease)],
+            );
+            tokio::spawn(async move { store.finish(done.into(), T0).await })
+        };
+        store.ingest(&events(&m, 1, 10)).await.unwrap();
+        assert_eq!(finish.await.unwrap().unwrap(), 1);
+
+        // No ingest follows: the thread writes the tray when the window closes.
+        store.ingest(&events(&m, 1, 10)).await.unwrap();
+        let done = vec![completion(&claims[1], claims[1].lease)];
+        let alone = tokio::time::timeout(Duration::from_secs(10), store.finish(done.into(), T0));
+        assert_eq!(
+            alone
+                .await
+                .expect("the tray is written without an ingest")
+                .unwrap(),
+            1
+        );
+
+        // Long after the last ingest, a finish goes straight to the thread.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let done = vec![completion(&claims[2], claims[2].lease)];
+        assert_eq!(store.finish(done.into(), T0).await.unwrap(), 1);
         for c in &claims {
             assert_eq!(
                 store.list_attempts(&m, &c.delivery_id).await.unwrap().len(),

@@ -10,14 +10,16 @@
 //! ingests and all finishes together in one transaction (group commit: one fsync shared by many
 //! callers), then the other jobs one transaction each, and answers every caller.
 //!
-//! Finished attempts may wait a moment for company. While events are being ingested, a turn
-//! with finishes but no ingest keeps them back (up to [`FINISH_WINDOW`]) for the next ingest's
-//! transaction, so that at an everyday rate one commit and one fsync serve the event and the
-//! previous delivery's outcome, instead of two. Nothing waits when no ingest is expected (no
-//! ingest for a window), when a completion lets an ordered delivery go
-//! (`Completion::releases_key`), or when enough have gathered. A caller is answered only after
-//! its commit, and a completion lost with the process before it is simply attempted again once
-//! its lease expires (delivery is at least once), so the window costs no durability.
+//! Finished attempts may wait a moment for company. While events are being ingested (one came
+//! within [`FINISH_WINDOW`]), finishes are left on a tray that the thread empties into the next
+//! ingest's transaction, without waking it: at an everyday rate one commit and one fsync then
+//! serve the event and the previous delivery's outcome, and the thread wakes once per event
+//! instead of twice. If no ingest comes within the window, the thread wakes by itself and writes
+//! the tray. Finishes go straight to the thread when no ingest is expected, when one lets an
+//! ordered delivery go (`Completion::releases_key`), or when enough have gathered. A caller is
+//! answered only after its commit, and a completion lost with the process before it is simply
+//! attempted again once its lease expires (delivery is at least once), so the tray costs no
+//! durability.
 //!
 //! Management writes (merchants, keys, endpoints, recover, retention) stay on sqlx's writer
 //! connection: they are rare, and SQLite's busy timeout orders the two writers on the file lock.
@@ -27,8 +29,8 @@
 //! moment never leaves the only writer stuck inside a transaction.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use blockhook_core::{Completion, Error, Ingested, NewEvent, Timestamp};
@@ -181,6 +183,43 @@ struct Finish {
 /// the jobs already queued are done.
 pub(super) struct Writer {
     jobs: flume::Sender<Job>,
+    tray: Arc<Mutex<Tray>>,
+}
+
+/// Finishes left for the thread to take into its next ingest transaction (see the module's doc).
+#[derive(Default)]
+struct Tray {
+    finishes: Vec<Finish>,
+    rows: usize,
+    /// The thread is writing ingests and will take the tray within [`FINISH_WINDOW`] without a
+    /// wake. Set and cleared by the thread, under the same lock as the tray, so that a finish
+    /// left while it is set is always taken.
+    collecting: bool,
+}
+
+impl Tray {
+    /// Leaves `finish` on the tray if the thread will come for it; otherwise gives it back.
+    fn leave(&mut self, finish: Finish) -> Option<Finish> {
+        let rows = self.rows + finish.done.len();
+        if !self.collecting || rows >= MAX_GROUP_ROWS || finish.done.iter().any(|c| c.releases_key)
+        {
+            return Some(finish);
+        }
+        self.rows = rows;
+        self.finishes.push(finish);
+        None
+    }
+
+    /// Takes what is on the tray; `collecting` says whether the thread keeps coming for more.
+    fn take(&mut self, collecting: bool) -> Vec<Finish> {
+        self.collecting = collecting;
+        self.rows = 0;
+        std::mem::take(&mut self.finishes)
+    }
+}
+
+fn lock(tray: &Mutex<Tray>) -> std::sync::MutexGuard<'_, Tray> {
+    tray.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn stopped() -> Error {
@@ -205,11 +244,13 @@ impl Writer {
         };
         session.connection()?;
         let (jobs, rx) = flume::bounded(QUEUE_DEPTH);
+        let tray = Arc::new(Mutex::new(Tray::default()));
+        let thread_tray = Arc::clone(&tray);
         std::thread::Builder::new()
             .name("blockhook-sqlite-writer".to_owned())
-            .spawn(move || run(session, rx, groups))
+            .spawn(move || run(session, rx, &thread_tray, groups))
             .map_err(|e| Error::Unavailable(format!("start the SQLite writer thread: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, tray })
     }
 
     /// Stores `events` (possibly in one transaction with other callers' events), then runs
@@ -242,8 +283,12 @@ impl Writer {
             return Ok(0);
         }
         let (reply, answer) = oneshot::channel();
-        let job = Job::Finish(Finish { done, now, reply });
-        self.jobs.send_async(job).await.map_err(|_| stopped())?;
+        let finish = Finish { done, now, reply };
+        let unattended = lock(&self.tray).leave(finish);
+        if let Some(finish) = unattended {
+            let job = Job::Finish(finish);
+            self.jobs.send_async(job).await.map_err(|_| stopped())?;
+        }
         answer.await.map_err(|_| stopped())?
     }
 
@@ -398,28 +443,28 @@ fn open(path: &Path, sync: SqliteSync) -> Result<Connection, Error> {
 }
 
 /// The thread: takes every job waiting (within the group limits), runs the ingests and the
-/// finishes together (or keeps the finishes back a moment, see the module's doc), then each
-/// other job, and answers all of them.
-fn run(mut session: Session, rx: flume::Receiver<Job>, groups: Groups) {
-    let mut held: Vec<Finish> = Vec::new();
-    // Since when finishes are held back, and when the last ingest was written.
-    let mut held_since: Option<Instant> = None;
+/// finishes together (with those left on the tray while ingests come, see the module's doc),
+/// then each other job, and answers all of them.
+fn run(mut session: Session, rx: flume::Receiver<Job>, tray: &Mutex<Tray>, groups: Groups) {
+    // When the last ingest was written, while the tray is being collected.
     let mut last_ingest: Option<Instant> = None;
     loop {
-        let first = match held_since {
+        let first = match last_ingest {
             None => rx.recv().ok(),
-            Some(since) => match rx.recv_deadline(since + FINISH_WINDOW) {
+            Some(at) => match rx.recv_deadline(at + FINISH_WINDOW) {
                 Ok(job) => Some(job),
                 Err(flume::RecvTimeoutError::Timeout) => {
-                    write_group(&mut session, groups, Vec::new(), std::mem::take(&mut held));
-                    held_since = None;
+                    // No ingest came: write what was left, and have finishes sent from now on.
+                    let left = lock(tray).take(false);
+                    write_group(&mut session, groups, Vec::new(), left);
+                    last_ingest = None;
                     continue;
                 }
                 Err(flume::RecvTimeoutError::Disconnected) => None,
             },
         };
         let Some(first) = first else { break };
-        let mut rows = first.rows() + held.iter().map(|f| f.done.len()).sum::<usize>();
+        let mut rows = first.rows();
         let mut group = vec![first];
         while rows < MAX_GROUP_ROWS && group.len() < MAX_GROUP_JOBS {
             match rx.try_recv() {
@@ -431,40 +476,31 @@ fn run(mut session: Session, rx: flume::Receiver<Job>, groups: Groups) {
             }
         }
         let mut ingests = Vec::new();
+        let mut finishes = Vec::new();
         let mut others = Vec::new();
         for job in group {
             match job {
                 Job::Ingest(i) => ingests.push(i),
-                Job::Finish(f) => held.push(f),
+                Job::Finish(f) => finishes.push(f),
                 Job::Run(work) => others.push(work),
             }
         }
-        let now = Instant::now();
-        let expecting_ingest = last_ingest.is_some_and(|at| now - at < FINISH_WINDOW);
-        let hold = ingests.is_empty()
-            && expecting_ingest
-            && rows < MAX_GROUP_ROWS
-            && !held
-                .iter()
-                .flat_map(|f| f.done.iter())
-                .any(|c| c.releases_key)
-            && held_since.is_none_or(|since| now - since < FINISH_WINDOW);
         if !ingests.is_empty() {
-            last_ingest = Some(now);
+            last_ingest = Some(Instant::now());
         }
-        if hold {
-            held_since.get_or_insert(now);
-        } else if !ingests.is_empty() || !held.is_empty() {
+        if !ingests.is_empty() || !finishes.is_empty() {
+            // The tray rides along; it stays open while ingests come.
+            finishes.extend(lock(tray).take(last_ingest.is_some()));
             // Ingests first in the transaction: a claim queued behind them sees their deliveries.
-            write_group(&mut session, groups, ingests, std::mem::take(&mut held));
-            held_since = None;
+            write_group(&mut session, groups, ingests, finishes);
         }
         for work in others {
             work(&mut session);
         }
     }
-    // The queue closed (the store was dropped): what is held back is still written.
-    write_group(&mut session, groups, Vec::new(), held);
+    // The queue closed (the store was dropped): what is on the tray is still written.
+    let left = lock(tray).take(false);
+    write_group(&mut session, groups, Vec::new(), left);
 }
 
 /// Ingests, finishes and the work joining the ingests in one durable transaction, each caller
@@ -520,5 +556,45 @@ fn write_group(session: &mut Session, groups: Groups, ingests: Vec<Ingest>, fini
                 write_group(session, groups, Vec::new(), vec![finish]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::sqlite::tests::failures::T0;
+
+    fn finish(rows: usize, releases_key: bool) -> Finish {
+        let c = crate::sqlite::tests::failures::any_completion(releases_key);
+        let done: Arc<[Completion]> = vec![c; rows].into();
+        Finish {
+            done,
+            now: T0,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn the_tray_keeps_a_finish_only_while_the_thread_collects() {
+        let mut tray = Tray::default();
+        assert!(tray.leave(finish(1, false)).is_some(), "not collecting");
+        tray.take(true);
+        assert!(tray.leave(finish(2, false)).is_none());
+        assert!(tray.leave(finish(1, false)).is_none());
+        assert_eq!(tray.rows, 3);
+        assert!(
+            tray.leave(finish(1, true)).is_some(),
+            "a key's release is not kept waiting"
+        );
+        assert!(
+            tray.leave(finish(MAX_GROUP_ROWS, false)).is_some(),
+            "too many for one group"
+        );
+        let taken = tray.take(false);
+        assert_eq!(taken.len(), 2);
+        assert_eq!(tray.rows, 0);
+        assert!(tray.leave(finish(1, false)).is_some(), "closed again");
     }
 }
