@@ -34,6 +34,13 @@ pub trait Queue: Send + Sync + 'static {
     /// Shared, not borrowed: a store that hands them to another thread keeps them without copying
     /// every attempt's headers and response excerpt, and a caller retrying keeps them too.
     async fn finish(&self, done: Arc<[Completion]>, now: Timestamp) -> Result<u32, Error>;
+    /// Whether [`finish`](Queue::finish) gathers completions into other transactions by itself
+    /// (the embedded store's writer thread puts them into the next ingest's), so that callers
+    /// need not gather them first. When false, the dispatcher waits a moment for company before
+    /// it calls `finish` at an everyday rate (`dispatch::complete`).
+    fn gathers_finishes(&self) -> bool {
+        false
+    }
     /// The earliest time any pending delivery becomes due (incl. expired leases), if any.
     async fn next_due_at(&self) -> Result<Option<Timestamp>, Error>;
 

@@ -53,10 +53,24 @@ pub(super) fn completion(claim: Claim, attempted: Attempted, next: Next) -> Comp
     }
 }
 
+/// How long a completion may wait for others to share its transaction, when the store does not
+/// gather them itself (`Queue::gathers_finishes`): at an everyday rate each completion would
+/// otherwise be a transaction (and a WAL flush) of its own. Far below any lease, so a completion
+/// never outlives its lease waiting.
+const GATHER: Duration = Duration::from_millis(20);
+
+/// Batches at least this big do not wait: under load the previous write's time has gathered them
+/// already, and waiting would only delay the bookkeeping.
+const FEW: usize = 32;
+
 /// Runs until every sender is dropped and the queue is empty.
 pub(super) async fn run(cx: Arc<DispatchCx>, mut rx: mpsc::Receiver<Completion>) {
+    let gather = !cx.store.gathers_finishes();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if gather && batch.len() < FEW {
+            wait_for_company(&mut rx, &mut batch).await;
+        }
         // A retry may now be due sooner than the dispatcher's current sleep, and a key's next
         // delivery was due all along (only unordered completions go without a wake: waking per
         // completion would cost one claim per event).
@@ -68,6 +82,19 @@ pub(super) async fn run(cx: Arc<DispatchCx>, mut rx: mpsc::Receiver<Completion>)
         write(&cx, &done).await;
         if wake {
             cx.wake.notify_one();
+        }
+    }
+}
+
+/// Adds to `batch` what arrives within [`GATHER`], unless the batch is full or holds a
+/// completion that should not wait: one that lets an ordered key's next delivery go.
+async fn wait_for_company(rx: &mut mpsc::Receiver<Completion>, batch: &mut Vec<Completion>) {
+    let until = tokio::time::Instant::now() + GATHER;
+    while batch.len() < MAX_BATCH && !batch.iter().any(|c| c.releases_key) {
+        let room = MAX_BATCH - batch.len();
+        match tokio::time::timeout_at(until, rx.recv_many(batch, room)).await {
+            Ok(n) if n > 0 => {}
+            _ => return,
         }
     }
 }
@@ -90,5 +117,86 @@ async fn write(cx: &DispatchCx, batch: &Arc<[Completion]>) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use blockhook_core::{AttemptId, AttemptRecord, DeliveryId, LeaseToken, Timestamp};
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn done(releases_key: bool) -> Completion {
+        let delivery_id = DeliveryId::generate();
+        Completion {
+            delivery_id: delivery_id.clone(),
+            lease: LeaseToken(1),
+            attempt: AttemptRecord {
+                id: AttemptId::generate(),
+                delivery_id,
+                number: 1,
+                started_at: Timestamp::from_ms(0),
+                url: "https://127.0.0.1/hook".to_owned(),
+                request_headers: vec![],
+                status: Some(200),
+                response_headers: vec![],
+                response_body: Bytes::new(),
+                response_truncated: false,
+                latency_ms: 1,
+                error: None,
+                error_detail: None,
+            },
+            next: Next::Succeeded,
+            disable_reason: None,
+            releases_key,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_completion_waits_for_company_until_the_window_ends() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut batch = vec![done(false)];
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            tx.send(done(false)).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            drop(tx);
+        });
+        let start = tokio::time::Instant::now();
+        wait_for_company(&mut rx, &mut batch).await;
+        assert_eq!(batch.len(), 2, "the one sent 5 ms later joined");
+        assert_eq!(start.elapsed(), GATHER, "and the window ran out");
+        later.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_release_or_a_closed_queue_does_not_wait() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let start = tokio::time::Instant::now();
+        let mut batch = vec![done(true)];
+        wait_for_company(&mut rx, &mut batch).await;
+        assert_eq!((batch.len(), start.elapsed()), (1, Duration::ZERO));
+
+        let mut batch = vec![done(false)];
+        drop(tx);
+        wait_for_company(&mut rx, &mut batch).await;
+        assert_eq!((batch.len(), start.elapsed()), (1, Duration::ZERO));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_goes_at_once() {
+        let (tx, mut rx) = mpsc::channel(MAX_BATCH);
+        let mut batch = vec![done(false)];
+        for _ in 1..MAX_BATCH + 5 {
+            if tx.try_send(done(false)).is_err() {
+                break;
+            }
+        }
+        let start = tokio::time::Instant::now();
+        wait_for_company(&mut rx, &mut batch).await;
+        assert_eq!((batch.len(), start.elapsed()), (MAX_BATCH, Duration::ZERO));
     }
 }

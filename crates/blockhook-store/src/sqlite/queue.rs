@@ -336,6 +336,10 @@ impl Queue for SqliteStore {
         self.db.thread.finish(done, now).await
     }
 
+    fn gathers_finishes(&self) -> bool {
+        true
+    }
+
     /// A fixed number of statements whatever the batch size: candidates, lease and (only for
     /// endpoints the cache lacks at their current version) endpoints in one short write
     /// transaction, then, after the commit and on readers, only the events the cache lacks (see
