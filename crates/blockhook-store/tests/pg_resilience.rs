@@ -15,6 +15,7 @@ use blockhook_core::{
     ExtraHeaders, MerchantId, NewEvent, NewMerchant, Next, Payload, SealedSecret, SigningMode,
     StoreRef, SuccessPolicy, Timestamp,
 };
+use blockhook_store::contract::fixtures;
 use blockhook_store::postgres::testing::{self, TestDb};
 use blockhook_store::{StoreOptions, postgres::PgStore};
 use sqlx::{Connection, PgConnection};
@@ -109,28 +110,7 @@ async fn cycle(store: &StoreRef, m: &MerchantId, now: Timestamp) -> Result<(), E
     let claims = store.claim_due(&req).await?;
     let done: Vec<Completion> = claims
         .iter()
-        .map(|c| Completion {
-            delivery_id: c.delivery_id.clone(),
-            lease: c.lease,
-            attempt: blockhook_core::AttemptRecord {
-                id: blockhook_core::AttemptId::generate(),
-                delivery_id: c.delivery_id.clone(),
-                number: c.attempt,
-                started_at: now,
-                url: c.endpoint.url.as_str().to_owned(),
-                request_headers: vec![],
-                status: Some(200),
-                response_headers: vec![],
-                response_body: bytes::Bytes::new(),
-                response_truncated: false,
-                latency_ms: 1,
-                error: None,
-                error_detail: None,
-            },
-            next: Next::Succeeded,
-            disable_reason: None,
-            releases_key: false,
-        })
+        .map(|c| fixtures::completion(c, Next::Succeeded, now))
         .collect();
     store.finish(done.into(), now).await?;
     Ok(())
