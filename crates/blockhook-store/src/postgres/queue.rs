@@ -73,11 +73,7 @@ macro_rules! blocked_by_sibling {
 //    (skipping rows other claimers hold).
 // 2. `picked`: at most `per_endpoint_max` per endpoint, then `max` in all, oldest due first.
 // 3. `leased`: sets the lease; `next_attempt_at` moves to the lease's expiry, so an expired lease
-//    is simply due again. Candidates not picked are unlocked when the statement ends. The
-//    statement's transaction commits without waiting for its WAL flush (`synchronous_commit`
-//    off for this transaction only), as the embedded store's lease-only commits skip their
-//    fsync: a lease lost to a PostgreSQL crash only lets the delivery be claimed again (delivery
-//    is at least once), and the next durable commit flushes the WAL up to and past it.
+//    is simply due again. Candidates not picked are unlocked when the statement ends.
 // 4. The events and endpoints are joined in the same round trip. A payload is sent once per event
 //    (the first of its claims), and the caller shares those bytes across the event's claims.
 macro_rules! lease_candidates {
@@ -94,8 +90,7 @@ macro_rules! lease_candidates {
                 LIMIT $3 \
              ), leased AS ( \
                 UPDATE deliveries d SET lease_token = $7, lease_until = $2, next_attempt_at = $2 \
-                FROM picked p, (SELECT set_config('synchronous_commit', 'off', true)) relaxed \
-                WHERE d.id = p.id \
+                FROM picked p WHERE d.id = p.id \
                 RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.round_start, \
                     p.next_attempt_at AS due_at \
              ) \
@@ -761,54 +756,4 @@ struct HeldRow {
     id: Option<String>,
     updated_at: Option<i64>,
     waiting: Option<i64>,
-}
-
-#[cfg(all(test, feature = "contract"))]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use blockhook_core::StoreRef;
-
-    use super::*;
-    use crate::StoreOptions;
-    use crate::contract::fixtures;
-    use crate::postgres::testing;
-
-    /// A claim commits without waiting for its WAL flush, and only the claim: on the same (only)
-    /// connection, the statements after it run at the server's `synchronous_commit` again.
-    #[tokio::test]
-    async fn a_claim_relaxes_only_its_own_commit() {
-        let Some(db) = testing::fresh_db().await else {
-            eprintln!("skipped: {} is not set", testing::ENV);
-            return;
-        };
-        let one = StoreOptions {
-            max_connections: 1,
-            ..StoreOptions::default()
-        };
-        let pg = Arc::new(
-            PgStore::open_with(testing::connect_to(&db.url, &db.schema), &one)
-                .await
-                .unwrap(),
-        );
-        let store: StoreRef = pg.clone();
-        let setting = || async {
-            sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
-                .fetch_one(pg.db())
-                .await
-                .unwrap()
-        };
-        let server_default = setting().await;
-        assert_ne!(server_default, "off", "the test needs a durable default");
-
-        let m = fixtures::merchant(&store).await;
-        fixtures::endpoint(&store, &m, &[]).await;
-        let at = fixtures::t(0);
-        fixtures::ingest_one(&store, &m, "Payment", at).await;
-        let claims = store.claim_due(&fixtures::claim_req(at, 10)).await.unwrap();
-        assert_eq!(claims.len(), 1, "the claim leased the delivery");
-        assert_eq!(setting().await, server_default);
-        fixtures::finish_one(&store, &claims[0], Next::Succeeded, at).await;
-        assert_eq!(setting().await, server_default);
-    }
 }

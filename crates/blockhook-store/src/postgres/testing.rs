@@ -62,7 +62,7 @@ impl TestDb {
 }
 
 /// Options for a store of `schema`, named after it in `pg_stat_activity`.
-pub(super) fn connect_to(url: &str, schema: &str) -> PgConnectOptions {
+fn connect_to(url: &str, schema: &str) -> PgConnectOptions {
     // `create` parsed the same URL before.
     PgConnectOptions::from_str(url)
         .unwrap_or_else(|e| panic!("bad URL: {e}"))
