@@ -69,7 +69,7 @@ pub(super) async fn run(cx: Arc<DispatchCx>, mut rx: mpsc::Receiver<Completion>)
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if gather && batch.len() < FEW {
-            wait_for_company(&mut rx, &mut batch).await;
+            wait_for_company(&mut rx, &mut batch, |c| c.releases_key).await;
         }
         // A retry may now be due sooner than the dispatcher's current sleep, and a key's next
         // delivery was due all along (only unordered completions go without a wake: waking per
@@ -86,11 +86,18 @@ pub(super) async fn run(cx: Arc<DispatchCx>, mut rx: mpsc::Receiver<Completion>)
     }
 }
 
-/// Adds to `batch` what arrives within [`GATHER`], unless the batch is full or holds a
-/// completion that should not wait: one that lets an ordered key's next delivery go.
-async fn wait_for_company(rx: &mut mpsc::Receiver<Completion>, batch: &mut Vec<Completion>) {
+/// Adds to `batch` what arrives within [`GATHER`], unless the batch is full or holds an item
+/// that should not wait (`urgent`: a completion that lets an ordered key's next delivery go).
+async fn wait_for_company<T>(
+    rx: &mut mpsc::Receiver<T>,
+    batch: &mut Vec<T>,
+    urgent: impl Fn(&T) -> bool,
+) {
     let until = tokio::time::Instant::now() + GATHER;
-    while batch.len() < MAX_BATCH && !batch.iter().any(|c| c.releases_key) {
+    // Each item is looked at once, as it arrives.
+    let mut seen = 0;
+    while batch.len() < MAX_BATCH && !batch[seen..].iter().any(&urgent) {
+        seen = batch.len();
         let room = MAX_BATCH - batch.len();
         match tokio::time::timeout_at(until, rx.recv_many(batch, room)).await {
             Ok(n) if n > 0 => {}
@@ -124,49 +131,25 @@ async fn write(cx: &DispatchCx, batch: &Arc<[Completion]>) {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use blockhook_core::{AttemptId, AttemptRecord, DeliveryId, LeaseToken, Timestamp};
-    use bytes::Bytes;
-
     use super::*;
 
-    fn done(releases_key: bool) -> Completion {
-        let delivery_id = DeliveryId::generate();
-        Completion {
-            delivery_id: delivery_id.clone(),
-            lease: LeaseToken(1),
-            attempt: AttemptRecord {
-                id: AttemptId::generate(),
-                delivery_id,
-                number: 1,
-                started_at: Timestamp::from_ms(0),
-                url: "https://127.0.0.1/hook".to_owned(),
-                request_headers: vec![],
-                status: Some(200),
-                response_headers: vec![],
-                response_body: Bytes::new(),
-                response_truncated: false,
-                latency_ms: 1,
-                error: None,
-                error_detail: None,
-            },
-            next: Next::Succeeded,
-            disable_reason: None,
-            releases_key,
-        }
+    // Items are `bool`s here: whether each is urgent.
+    async fn wait(rx: &mut mpsc::Receiver<bool>, batch: &mut Vec<bool>) {
+        wait_for_company(rx, batch, |urgent| *urgent).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_lone_completion_waits_for_company_until_the_window_ends() {
         let (tx, mut rx) = mpsc::channel(8);
-        let mut batch = vec![done(false)];
+        let mut batch = vec![false];
         let later = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            tx.send(done(false)).await.unwrap();
+            tx.send(false).await.unwrap();
             tokio::time::sleep(Duration::from_secs(1)).await;
             drop(tx);
         });
         let start = tokio::time::Instant::now();
-        wait_for_company(&mut rx, &mut batch).await;
+        wait(&mut rx, &mut batch).await;
         assert_eq!(batch.len(), 2, "the one sent 5 ms later joined");
         assert_eq!(start.elapsed(), GATHER, "and the window ran out");
         later.abort();
@@ -176,27 +159,46 @@ mod tests {
     async fn a_key_release_or_a_closed_queue_does_not_wait() {
         let (tx, mut rx) = mpsc::channel(8);
         let start = tokio::time::Instant::now();
-        let mut batch = vec![done(true)];
-        wait_for_company(&mut rx, &mut batch).await;
+        let mut batch = vec![true];
+        wait(&mut rx, &mut batch).await;
         assert_eq!((batch.len(), start.elapsed()), (1, Duration::ZERO));
 
-        let mut batch = vec![done(false)];
+        let mut batch = vec![false];
         drop(tx);
-        wait_for_company(&mut rx, &mut batch).await;
+        wait(&mut rx, &mut batch).await;
         assert_eq!((batch.len(), start.elapsed()), (1, Duration::ZERO));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_urgent_arrival_ends_the_wait() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut batch = vec![false];
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            tx.send(true).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            drop(tx);
+        });
+        let start = tokio::time::Instant::now();
+        wait(&mut rx, &mut batch).await;
+        assert_eq!(
+            (batch, start.elapsed()),
+            (vec![false, true], Duration::from_millis(5))
+        );
+        later.abort();
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_full_batch_goes_at_once() {
         let (tx, mut rx) = mpsc::channel(MAX_BATCH);
-        let mut batch = vec![done(false)];
+        let mut batch = vec![false];
         for _ in 1..MAX_BATCH + 5 {
-            if tx.try_send(done(false)).is_err() {
+            if tx.try_send(false).is_err() {
                 break;
             }
         }
         let start = tokio::time::Instant::now();
-        wait_for_company(&mut rx, &mut batch).await;
+        wait(&mut rx, &mut batch).await;
         assert_eq!((batch.len(), start.elapsed()), (MAX_BATCH, Duration::ZERO));
     }
 }
