@@ -138,16 +138,20 @@ mod tests {
         wait_for_company(rx, batch, |urgent| *urgent).await;
     }
 
+    /// Sends `item` 5 ms from now, and keeps the queue open a second longer.
+    fn send_after_5ms(tx: mpsc::Sender<bool>, item: bool) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            tx.send(item).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_lone_completion_waits_for_company_until_the_window_ends() {
         let (tx, mut rx) = mpsc::channel(8);
         let mut batch = vec![false];
-        let later = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            tx.send(false).await.unwrap();
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            drop(tx);
-        });
+        let later = send_after_5ms(tx, false);
         let start = tokio::time::Instant::now();
         wait(&mut rx, &mut batch).await;
         assert_eq!(batch.len(), 2, "the one sent 5 ms later joined");
@@ -173,12 +177,7 @@ mod tests {
     async fn an_urgent_arrival_ends_the_wait() {
         let (tx, mut rx) = mpsc::channel(8);
         let mut batch = vec![false];
-        let later = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            tx.send(true).await.unwrap();
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            drop(tx);
-        });
+        let later = send_after_5ms(tx, true);
         let start = tokio::time::Instant::now();
         wait(&mut rx, &mut batch).await;
         assert_eq!(
