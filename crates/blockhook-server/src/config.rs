@@ -147,6 +147,33 @@ pub struct ServerSettings {
     /// none). A stale socket file is replaced; the socket is made readable and writable by the
     /// owner and group only.
     pub unix_socket: PathBuf,
+    /// Threads of the async runtime (HTTP, delivery); 0 = automatic (see
+    /// [`Settings::runtime_workers`]).
+    pub workers: usize,
+}
+
+/// The runtime's threads when `server.workers` is 0: `TOKIO_WORKER_THREADS` if set (tokio's own
+/// convention), else one per core, less one for the embedded store's writer thread (`embedded`),
+/// at least one.
+///
+/// Decision (docs/decisions.md, "One core for the embedded store's writer"): the writer thread
+/// does every SQLite write beside the runtime; a worker for its core only adds wake-ups. At an
+/// everyday rate an idle second worker is woken to look for work several times per event
+/// (measured in BENCHMARKS.md), and at saturation the writer keeps its core busy anyway.
+pub fn automatic_workers(embedded: bool) -> usize {
+    let from_env = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0);
+    if let Some(n) = from_env {
+        return n;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if embedded {
+        cores.saturating_sub(1).max(1)
+    } else {
+        cores
+    }
 }
 
 /// `[store]`
@@ -581,6 +608,9 @@ impl Settings {
         {
             return bad("alerts.operator_merchant must be a merchant id (mch_…) or empty");
         }
+        if self.server.workers > 1024 {
+            return bad("server.workers must be between 0 (automatic) and 1024");
+        }
         if self.server.max_batch_events == 0 || self.server.max_batch_events > 10_000 {
             return bad("server.max_batch_events must be between 1 and 10000");
         }
@@ -682,6 +712,15 @@ impl Settings {
         }
     }
 
+    /// How many threads the async runtime gets: `server.workers`, or when it is 0,
+    /// [`automatic_workers`] for this store.
+    pub fn runtime_workers(&self) -> usize {
+        match self.server.workers {
+            0 => automatic_workers(self.store_url().starts_with("sqlite:")),
+            n => n,
+        }
+    }
+
     /// The retry policy these settings describe.
     pub fn retry_policy(&self) -> blockhook_core::RetryPolicy {
         blockhook_core::RetryPolicy {
@@ -735,6 +774,29 @@ mod tests {
         assert_eq!(s.server.max_body_bytes, 256 * 1024);
         assert_eq!(s.delivery.connect_timeout, Duration::from_secs(5));
         assert!(!s.delivery.allow_http);
+    }
+
+    #[test]
+    fn workers_are_set_or_sized_to_the_store() {
+        let with = |v: serde_json::Value| Settings::load(None, v);
+        let set = with(serde_json::json!({ "server": { "workers": 3 } })).unwrap();
+        assert_eq!(set.runtime_workers(), 3);
+        assert!(with(serde_json::json!({ "server": { "workers": 1025 } })).is_err());
+
+        let sqlite = Settings::defaults().unwrap();
+        assert_eq!(sqlite.server.workers, 0);
+        assert_eq!(sqlite.runtime_workers(), automatic_workers(true));
+        let postgres = with(serde_json::json!({
+            "store": { "url": "postgres://postgres@127.0.0.1/test" }
+        }))
+        .unwrap();
+        assert_eq!(postgres.runtime_workers(), automatic_workers(false));
+        // The environment is the same for both calls; only the writer's core differs.
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+            let cores = std::thread::available_parallelism().unwrap().get();
+            assert_eq!(automatic_workers(false), cores);
+            assert_eq!(automatic_workers(true), (cores - 1).max(1));
+        }
     }
 
     #[test]

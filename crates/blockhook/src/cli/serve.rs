@@ -108,7 +108,10 @@ fn write_port_file(path: &std::path::Path, addr: SocketAddr) -> anyhow::Result<(
 /// Runs until SIGINT/SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.runtime_workers())
+        .enable_all()
+        .build()?;
     // Inside the runtime: the OTLP exporter, when configured, is one of its tasks.
     let telemetry = rt.block_on(async { telemetry::init(&settings.log) });
     if telemetry.exports() {

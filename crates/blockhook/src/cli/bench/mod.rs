@@ -183,12 +183,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     // Two runtimes, so that the server's CPU time can be told from the load's: the load
     // generator and the receiver run on `bench-load` threads (and this one), blockhook on its
-    // own runtime, sized as `serve` sizes it.
+    // own runtime, sized as `serve` sizes it (`server.workers` left automatic).
     let load = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name(LOAD_THREADS)
         .build()?;
     let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(blockhook_server::config::automatic_workers(
+            args.store == "sqlite",
+        ))
         .enable_all()
         .thread_name("blockhook-server")
         .build()?;
