@@ -51,6 +51,7 @@ contract!(
     dispatch::renew_leases_needs_the_right_token,
     dispatch::next_due_at_reports_earliest,
     dispatch::ingest_and_claim_leases_like_a_claim,
+    dispatch::ingest_and_claim_keeps_a_claims_limits,
     ordering::ingest_and_claim_hands_only_a_keys_head,
     logs::list_events_newest_first,
     logs::list_events_stable_under_concurrent_inserts,

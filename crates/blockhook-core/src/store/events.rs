@@ -22,8 +22,10 @@ pub trait Events: Send + Sync + 'static {
     /// to the caller, who is about to send them (direct handoff: no `claim_due` round trip, and
     /// no delay between commit and first attempt). `lease` is read like a claim: at most
     /// `lease.max` deliveries, at most `lease.per_endpoint_max` per endpoint, none of the
-    /// `lease.exclude`d endpoints, under one fresh token until `lease.lease_until`. The rest stay
-    /// due for `claim_due`. A store that cannot hand off returns no claims (the default).
+    /// `lease.exclude`d endpoints, under fresh tokens until `lease.lease_until`, none due after
+    /// `lease.now`. The rest stay due for `claim_due`. A store may prefer the batch's own
+    /// deliveries to older due ones (PostgreSQL leases them as it inserts them). A store that
+    /// cannot hand off returns no claims (the default).
     async fn ingest_and_claim(
         &self,
         events: &[NewEvent],
@@ -34,9 +36,10 @@ pub trait Events: Send + Sync + 'static {
     }
     /// Whether [`ingest_and_claim`](Events::ingest_and_claim) leases inside the ingest's own
     /// transaction, at no extra statement, so that it pays at any load. A store whose hand-off
-    /// costs a claim statement of its own (PostgreSQL) is only asked while few deliveries are in
-    /// flight: there it replaces a wake-up, two claims and a look at the next due time, but under
-    /// load the dispatcher's batched claims are cheaper than one claim per ingest (BENCHMARKS.md).
+    /// may cost statements of its own (PostgreSQL: the endpoints read whole, and a claim for what
+    /// its insert could not lease) is only asked while few deliveries are in flight: there it
+    /// replaces a wake-up, two claims and a look at the next due time, but under load the
+    /// dispatcher's batched claims are cheaper than one claim per ingest (BENCHMARKS.md).
     fn claims_within_ingest(&self) -> bool {
         false
     }

@@ -7,12 +7,13 @@
 //! the ingest's transaction does the claim's work on pages it has just written.
 //!
 //! The ingest task asks [`Handoff::reserve`] for free delivery slots before it writes; the store
-//! leases at most that many due deliveries in the same transaction (`Events::ingest_and_claim`,
-//! the same choice as a claim: oldest due first, ordering, per-endpoint caps); [`Reserved::hand`]
+//! leases at most that many due deliveries as it writes (`Events::ingest_and_claim`: a claim's
+//! limits, ordering and per-endpoint caps; SQLite runs the claim itself in the ingest's
+//! transaction, PostgreSQL inserts the batch's deliveries leased); [`Reserved::hand`]
 //! gives the claims with their slots to the dispatcher loop, which starts them like its own.
 //! With no dispatcher running (an API-only process, before start or after stop) nothing is
 //! reserved, and a store that cannot lease at ingest hands back no claims: then ingest wakes the
-//! dispatcher, as it always did. A store whose hand-off is a claim statement of its own
+//! dispatcher, as it always did. A store whose hand-off may cost statements of its own
 //! (`Events::claims_within_ingest` false: PostgreSQL) is only given slots while at most
 //! [`QUIET_IN_FLIGHT`] deliveries are in flight, the everyday case it pays in.
 

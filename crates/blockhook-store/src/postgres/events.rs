@@ -16,8 +16,10 @@
 //! found after the commit; a batch's other events are then stored (a single publish stores
 //! nothing either way).
 //!
-//! The hand-off (`ingest_and_claim`) is the same ingest without its `NOTIFY`, then a claim; see
-//! its doc and "The hand-off on PostgreSQL" in docs/decisions.md.
+//! The hand-off (`ingest_and_claim`) is the same ingest without its `NOTIFY`, whose `STORE` inserts
+//! the batch's unordered deliveries already leased (`LOAD` then reads the endpoints whole, to
+//! build their claims); a claim statement follows only for what that left due. See its doc and
+//! "The hand-off on PostgreSQL" in docs/decisions.md.
 //!
 //! A merchant suspended or an endpoint disabled between the two steps is treated as if the change
 //! came just after the ingest, which is indistinguishable to anyone outside.
@@ -27,36 +29,38 @@
 //! unknown ones.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use blockhook_core::{
-    AttemptRecord, Claim, ClaimRequest, DeadLetter, Delivery, DeliveryId, DeliveryState,
+    AttemptRecord, Claim, ClaimRequest, DeadLetter, Delivery, DeliveryId, DeliveryState, Endpoint,
     EndpointActivity, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId,
-    EventQuery, Events, Ingested, MerchantId, NewEvent, Ordering, OrderingKey, Page, Queue,
-    Timestamp,
+    EventQuery, Events, Ingested, LeaseToken, MerchantId, NewEvent, Ordering, OrderingKey, Page,
+    Queue, Timestamp,
 };
 
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow as _, Postgres, QueryBuilder, Row as _};
 
 use super::db::{PgStore, overfetch};
 use super::listen::CHANNEL;
 use super::rows::{
-    AttemptRow, DeliveryRow, EventRow, NextWhileLeased, count, filter_matches, filter_types, to_u32,
+    AttemptRow, DeliveryRow, EndpointRow, EventRow, NextWhileLeased, count, endpoint_columns,
+    filter_matches, filter_types, to_u32,
 };
 use crate::classify;
 
-#[derive(sqlx::FromRow)]
-struct TargetRow {
-    merchant_id: String,
-    status: String,
-    endpoint_id: Option<String>,
-    event_types: Option<String>,
-    ordering: Option<String>,
-}
-
-const LOAD: &str = "SELECT m.id AS merchant_id, m.status, e.id AS endpoint_id, e.event_types, \
-     e.ordering \
+/// Every merchant of a batch (`$1`) with its enabled endpoints: only what the fan-out needs.
+const LOAD: &str = "SELECT m.id AS m_id, m.status AS m_status, e.id, e.event_types, e.ordering \
      FROM merchants m LEFT JOIN endpoints e ON e.merchant_id = m.id AND e.enabled \
      WHERE m.id = ANY($1) ORDER BY m.id, e.id";
+
+/// `LOAD` with the endpoints whole, for a hand-off that leases at insert and builds the claims.
+const LOAD_WHOLE: &str = concat!(
+    "SELECT m.id AS m_id, m.status AS m_status, ",
+    endpoint_columns!(),
+    " FROM merchants m LEFT JOIN endpoints e ON e.merchant_id = m.id AND e.enabled \
+     WHERE m.id = ANY($1) ORDER BY m.id, e.id"
+);
 
 #[derive(sqlx::FromRow)]
 struct StoredRow {
@@ -89,6 +93,9 @@ struct StoredRow {
 // `woke` runs only with `$20`: an ingest that hands its deliveries to its own dispatcher wakes other
 // processes itself, and only for what it did not take (`ingest_and_claim`).
 //
+// A delivery flagged in `$21` is inserted leased, as a claim would leave it: token `$22`, due
+// again when the lease `$23` expires. Only the hand-off flags any, and only unordered ones.
+//
 // `searched` stores the search keys (`$16`..`$19`) of the events `stored` inserted; a
 // data-modifying CTE runs to completion whether or not it is referenced.
 const STORE: &str = "WITH input AS ( \
@@ -112,8 +119,8 @@ const STORE: &str = "WITH input AS ( \
         RETURNING id \
      ), dl AS ( \
         SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::int8[], \
-            $14::text[], $15::int8[]) \
-            AS d(id, event_id, endpoint_id, merchant_id, due, ordering_key, rank) \
+            $14::text[], $15::int8[], $21::bool[]) \
+            AS d(id, event_id, endpoint_id, merchant_id, due, ordering_key, rank, leased) \
         WHERE d.event_id IN (SELECT id FROM stored) \
      ), wanted AS ( \
         SELECT endpoint_id, ordering_key, max(rank) AS taken FROM dl \
@@ -126,9 +133,12 @@ const STORE: &str = "WITH input AS ( \
         RETURNING endpoint_id, ordering_key, last_seq \
      ), fanned AS ( \
         INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, state, origin, \
-            next_attempt_at, created_at, updated_at, ordering_key, ordering_seq) \
-        SELECT d.id, d.event_id, d.endpoint_id, d.merchant_id, 'pending', 'initial', d.due, d.due, d.due, \
-            d.ordering_key, c.last_seq - w.taken + d.rank \
+            next_attempt_at, created_at, updated_at, ordering_key, ordering_seq, lease_token, \
+            lease_until) \
+        SELECT d.id, d.event_id, d.endpoint_id, d.merchant_id, 'pending', 'initial', \
+            CASE WHEN d.leased THEN $23::int8 ELSE d.due END, d.due, d.due, \
+            d.ordering_key, c.last_seq - w.taken + d.rank, \
+            CASE WHEN d.leased THEN $22::int8 END, CASE WHEN d.leased THEN $23::int8 END \
         FROM dl d \
         LEFT JOIN wanted w ON w.endpoint_id = d.endpoint_id AND w.ordering_key = d.ordering_key \
         LEFT JOIN counted c ON c.endpoint_id = d.endpoint_id AND c.ordering_key = d.ordering_key \
@@ -158,14 +168,18 @@ const STORE: &str = "WITH input AS ( \
      ORDER BY i.ord";
 
 impl PgStore {
-    /// `ingest`, notifying other processes of the new deliveries at commit or not (`notify`).
+    /// `ingest`, notifying other processes of the new deliveries at commit or not (`notify`),
+    /// and with `lease`, inserting the deliveries that request may take already leased: the
+    /// batch's unordered deliveries due by its time, in batch order, at most its `max` and its
+    /// `per_endpoint_max`, none to an excluded endpoint. Returns their claims beside the answers.
     async fn store_events(
         &self,
         events: &[NewEvent],
         notify: bool,
-    ) -> Result<Vec<Ingested>, Error> {
+        lease: Option<&ClaimRequest>,
+    ) -> Result<(Vec<Ingested>, Vec<Claim>), Error> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         if let Some(clash) = repeated_in_batch(events) {
             return Err(clash);
@@ -176,16 +190,17 @@ impl PgStore {
 
         // One checkout for both statements: no transaction needs to span them.
         let mut conn = self.conn().await?;
-        let rows: Vec<TargetRow> = sqlx::query_as(LOAD)
+        let rows: Vec<PgRow> = sqlx::query(if lease.is_some() { LOAD_WHOLE } else { LOAD })
             .bind(&merchants)
             .fetch_all(self.on(&mut conn))
             .await
             .map_err(classify)?;
-        let targets = targets_by_merchant(rows)?;
+        let targets = targets_by_merchant(&rows, lease.is_some())?;
 
         let mut ev = EventArrays::with_capacity(events.len());
         let mut dl = DeliveryArrays::default();
-        for e in events {
+        let mut plan = lease.map(LeasePlan::new);
+        for (index, e) in events.iter().enumerate() {
             let endpoints = targets
                 .get(e.merchant_id.as_str())
                 .ok_or(Error::NotFound("merchant"))?;
@@ -193,7 +208,13 @@ impl PgStore {
             for t in endpoints {
                 if filter_matches(&t.types, &e.event_type) {
                     let key = t.ordering.key_for(e.ordering_key.as_ref(), &e.payload);
-                    dl.push(e, &t.endpoint_id, key);
+                    let leased = match (&mut plan, &t.endpoint) {
+                        (Some(plan), Some(endpoint)) if key.is_none() => {
+                            plan.take(index, e, endpoint, dl.ids.len())
+                        }
+                        _ => false,
+                    };
+                    dl.push(e, &t.endpoint_id, key, leased);
                 }
             }
         }
@@ -224,11 +245,21 @@ impl PgStore {
             .bind(&ev.search[2])
             .bind(&ev.search[3])
             .bind(notify)
+            .bind(&dl.leased)
+            .bind(plan.as_ref().map(|p| p.token.0))
+            .bind(lease.map(|r| r.lease_until.ms()))
             .fetch_all(self.on(&mut conn))
             .await
             .map_err(store_error)?;
         drop(conn);
-        resolve(self, events, rows).await
+        // Only an event `STORE` really inserted has deliveries, leased or not.
+        let stored: Vec<bool> = rows.iter().map(|r| r.stored).collect();
+        let ingested = resolve(self, events, rows).await?;
+        let claims = match plan {
+            Some(plan) => plan.claims(events, &dl.ids, &stored),
+            None => Vec::new(),
+        };
+        Ok((ingested, claims))
     }
 
     /// Wakes every process's dispatcher (`LISTEN`), best effort: a process not woken finds the
@@ -245,39 +276,47 @@ impl PgStore {
 impl Events for PgStore {
     /// Stores `events` and their deliveries; see the module doc.
     async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
-        self.store_events(events, true).await
+        Ok(self.store_events(events, true, None).await?.0)
     }
 
-    /// The hand-off on this backend: `STORE` without its notification, then a claim (the same
-    /// choice as `claim_due`: oldest due first, caps, ordering heads), and a notification only if
-    /// the claim left some of the new deliveries due. At an everyday rate an event thus costs three
-    /// statements before its first attempt (lookup, ingest, claim), not a notification that wakes
-    /// every dispatcher into a claim, another claim that finds nothing, and a look at the next due
-    /// time.
+    /// The hand-off on this backend: `STORE` without its notification, inserting the batch's
+    /// unordered deliveries already leased under `lease` (due by its time, in batch order, within
+    /// its caps and exclusions), so an everyday event costs two statements before its first
+    /// attempt (lookup, ingest). What that left due (ordered deliveries, whose place in their
+    /// key's queue only a claim can judge; endpoints at their cap; more than `max`) is offered to
+    /// a claim with the rest of the request, and announced to every process if still left.
     ///
-    /// The claim runs after the commit: a concurrent claimer may take some of the new deliveries
-    /// first (`SKIP LOCKED` keeps them apart), and a claim that fails leaves the ingest standing,
-    /// its deliveries due and announced.
+    /// Unlike a claim, the insert does not look at older due deliveries first: they are the
+    /// dispatcher loop's, which claims them at their due time. The hand-off only runs while the
+    /// dispatcher is quiet (see `Handoff`), when no backlog waits for it.
+    ///
+    /// A claim that fails leaves the ingest standing, its deliveries due and announced.
     async fn ingest_and_claim(
         &self,
         events: &[NewEvent],
         lease: &ClaimRequest,
     ) -> Result<(Vec<Ingested>, Vec<Claim>), Error> {
-        let ingested = self.store_events(events, false).await?;
+        let (ingested, mut claims) = self.store_events(events, false, Some(lease)).await?;
         // A duplicate's `deliveries` is 0: it stored none.
         let fresh: usize = ingested.iter().map(|i| i.deliveries as usize).sum();
-        if fresh == 0 {
-            return Ok((ingested, Vec::new()));
+        if claims.len() >= fresh {
+            return Ok((ingested, claims));
         }
-        let claims = self.claim_due(lease).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "claiming at ingest failed; the deliveries stay due");
-            Vec::new()
-        });
+        let taken_at_insert = claims.len();
+        let rest = rest_of(lease, &claims);
+        if rest.max > 0 {
+            let more = self.claim_due(&rest).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "claiming at ingest failed; the deliveries stay due");
+                Vec::new()
+            });
+            claims.extend(more);
+        }
         let batch: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
-        let taken = claims
-            .iter()
-            .filter(|c| batch.contains(c.event_id.as_str()))
-            .count();
+        let taken = taken_at_insert
+            + claims[taken_at_insert..]
+                .iter()
+                .filter(|c| batch.contains(c.event_id.as_str()))
+                .count();
         if taken < fresh {
             self.announce_due().await;
         }
@@ -712,32 +751,138 @@ struct Target {
     types: Vec<String>,
     /// Its ordering setting.
     ordering: Ordering,
+    /// The endpoint whole, when read for a hand-off (`LOAD_WHOLE`).
+    endpoint: Option<Arc<Endpoint>>,
 }
 
 /// Each merchant's enabled endpoints, by merchant id.
 type Targets = HashMap<String, Vec<Target>>;
 
-/// Groups `LOAD`'s rows by merchant; refuses the batch if a merchant is suspended (an unknown
-/// one is simply absent, and the caller answers `NotFound`).
-fn targets_by_merchant(rows: Vec<TargetRow>) -> Result<Targets, Error> {
+/// Groups `LOAD`'s (or with `whole`, `LOAD_WHOLE`'s) rows by merchant; refuses the batch if a
+/// merchant is suspended (an unknown one is simply absent, and the caller answers `NotFound`).
+fn targets_by_merchant(rows: &[PgRow], whole: bool) -> Result<Targets, Error> {
     let mut targets = Targets::new();
-    for r in rows {
-        if r.status != "active" {
+    for row in rows {
+        let merchant_id: String = row.try_get("m_id").map_err(classify)?;
+        let status: String = row.try_get("m_status").map_err(classify)?;
+        if status != "active" {
             return Err(Error::Conflict(format!(
-                "merchant {} is suspended",
-                r.merchant_id
+                "merchant {merchant_id} is suspended"
             )));
         }
-        let endpoints = targets.entry(r.merchant_id).or_default();
-        if let (Some(endpoint_id), Some(types)) = (r.endpoint_id, r.event_types) {
-            endpoints.push(Target {
-                endpoint_id,
-                types: filter_types(&types)?,
-                ordering: Ordering::from_stored(r.ordering.as_deref())?,
-            });
-        }
+        let endpoints = targets.entry(merchant_id).or_default();
+        // A merchant without enabled endpoints comes as one row without an endpoint.
+        let Some(endpoint_id) = row.try_get::<Option<String>, _>("id").map_err(classify)? else {
+            continue;
+        };
+        let types: String = row.try_get("event_types").map_err(classify)?;
+        let ordering: Option<String> = row.try_get("ordering").map_err(classify)?;
+        let endpoint = if whole {
+            let parsed = EndpointRow::from_row(row).map_err(classify)?;
+            Some(Arc::new(Endpoint::try_from(parsed)?))
+        } else {
+            None
+        };
+        endpoints.push(Target {
+            endpoint_id,
+            types: filter_types(&types)?,
+            ordering: Ordering::from_stored(ordering.as_deref())?,
+            endpoint,
+        });
     }
     Ok(targets)
+}
+
+/// The deliveries a hand-off leases as `STORE` inserts them, chosen as the batch fans out.
+struct LeasePlan<'r> {
+    request: &'r ClaimRequest,
+    token: LeaseToken,
+    per_endpoint: HashMap<EndpointId, u32>,
+    /// (index of the event in the batch, index of the delivery in `DeliveryArrays`, endpoint).
+    picked: Vec<(usize, usize, Arc<Endpoint>)>,
+}
+
+impl<'r> LeasePlan<'r> {
+    fn new(request: &'r ClaimRequest) -> Self {
+        Self {
+            request,
+            token: LeaseToken::generate(),
+            per_endpoint: HashMap::new(),
+            picked: Vec::new(),
+        }
+    }
+
+    /// Whether delivery `delivery` (of event `index`, `e`, to `endpoint`) is leased at insert:
+    /// as a claim would take it, it is due by the request's time, its endpoint is not excluded
+    /// nor at `per_endpoint_max`, and the request is not full.
+    fn take(
+        &mut self,
+        index: usize,
+        e: &NewEvent,
+        endpoint: &Arc<Endpoint>,
+        delivery: usize,
+    ) -> bool {
+        let req = self.request;
+        if self.picked.len() >= req.max as usize
+            || e.created_at > req.now
+            || req.exclude.contains(&endpoint.id)
+        {
+            return false;
+        }
+        let n = self.per_endpoint.entry(endpoint.id.clone()).or_default();
+        if *n >= req.per_endpoint_max {
+            return false;
+        }
+        *n += 1;
+        self.picked.push((index, delivery, endpoint.clone()));
+        true
+    }
+
+    /// The claims of the leased deliveries whose event was stored (`stored`, by event index);
+    /// `ids` are the deliveries' ids.
+    fn claims(self, events: &[NewEvent], ids: &[String], stored: &[bool]) -> Vec<Claim> {
+        self.picked
+            .into_iter()
+            .filter(|(index, _, _)| stored.get(*index).copied().unwrap_or(false))
+            .map(|(index, delivery, endpoint)| {
+                let e = &events[index];
+                Claim {
+                    delivery_id: DeliveryId::from_trusted(ids[delivery].clone()),
+                    lease: self.token,
+                    attempt: 1,
+                    round_attempt: 1,
+                    event_id: e.id.clone(),
+                    event_type: e.event_type.clone(),
+                    payload: e.payload.clone(),
+                    event_created_at: e.created_at,
+                    endpoint,
+                }
+            })
+            .collect()
+    }
+}
+
+/// What is left of a hand-off's request once `claims` were leased at insert: fewer slots, and the
+/// endpoints those filled to `per_endpoint_max` left out.
+fn rest_of(request: &ClaimRequest, claims: &[Claim]) -> ClaimRequest {
+    let mut per_endpoint: HashMap<&EndpointId, u32> = HashMap::new();
+    for c in claims {
+        *per_endpoint.entry(&c.endpoint.id).or_default() += 1;
+    }
+    let mut exclude = request.exclude.clone();
+    exclude.extend(
+        per_endpoint
+            .into_iter()
+            .filter(|(_, n)| *n >= request.per_endpoint_max)
+            .map(|(id, _)| id.clone()),
+    );
+    ClaimRequest {
+        max: request
+            .max
+            .saturating_sub(u32::try_from(claims.len()).unwrap_or(u32::MAX)),
+        exclude,
+        ..request.clone()
+    }
 }
 
 /// The events of a batch as parallel arrays (bound once each, whatever the batch size).
@@ -797,12 +942,21 @@ struct DeliveryArrays<'a> {
     ordering_keys: Vec<Option<OrderingKey>>,
     /// 1, 2, ... per (endpoint, key), in batch order; `None` for unordered deliveries.
     ranks: Vec<Option<i64>>,
+    /// Inserted leased (`LeasePlan`).
+    leased: Vec<bool>,
     seen: HashMap<(&'a str, OrderingKey), i64>,
 }
 
 impl<'a> DeliveryArrays<'a> {
-    fn push(&mut self, e: &'a NewEvent, endpoint_id: &'a str, key: Option<OrderingKey>) {
+    fn push(
+        &mut self,
+        e: &'a NewEvent,
+        endpoint_id: &'a str,
+        key: Option<OrderingKey>,
+        leased: bool,
+    ) {
         self.ids.push(DeliveryId::generate().to_string());
+        self.leased.push(leased);
         self.events.push(e.id.as_str());
         self.endpoints.push(endpoint_id);
         self.merchants.push(e.merchant_id.as_str());

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use blockhook_core::{
-    AttemptId, AttemptRecord, ClaimRequest, Completion, DeliveryId, DeliveryState, ErrorClass,
-    LeaseToken, Next, StoreRef,
+    AttemptId, AttemptRecord, ClaimRequest, Completion, DeliveryId, DeliveryState, EndpointId,
+    ErrorClass, LeaseToken, Next, StoreRef,
 };
 use bytes::Bytes;
 
@@ -597,6 +597,55 @@ pub async fn next_due_at_reports_earliest(store: StoreRef) {
     let c = claim_all(&store, t(50)).await.remove(0);
     finish_one(&store, &c, Next::GiveUp, t(51)).await;
     assert_eq!(store.next_due_at().await.unwrap(), None);
+}
+
+/// `ingest_and_claim` keeps a claim's other limits: at most `per_endpoint_max` of one endpoint,
+/// nothing due after the request's time, and a lease that renews and finishes like a claim's.
+pub async fn ingest_and_claim_keeps_a_claims_limits(store: StoreRef) {
+    let m = merchant(&store).await;
+    let a = endpoint(&store, &m, &[]).await;
+    let b = endpoint(&store, &m, &[]).await;
+    // Three events at t(0)..t(2) and one at t(30), after the request's time.
+    let mut batch: Vec<_> = (0..3).map(|i| event(&m, "Payment", t(i))).collect();
+    batch.push(event(&m, "Payment", t(30)));
+    let req = ClaimRequest {
+        now: t(10),
+        max: 100,
+        lease_until: t(40),
+        per_endpoint_max: 2,
+        exclude: vec![],
+    };
+    let (ingested, handed) = store.ingest_and_claim(&batch, &req).await.unwrap();
+    assert!(ingested.iter().all(|i| i.deliveries == 2));
+    let of = |id: &EndpointId| handed.iter().filter(|c| &c.endpoint.id == id).count();
+    assert_eq!(
+        (of(&a.id), of(&b.id)),
+        (2, 2),
+        "per_endpoint_max of each endpoint"
+    );
+    assert!(
+        handed.iter().all(|c| c.event_created_at <= t(10)),
+        "nothing due after the request's time"
+    );
+
+    // Handed leases renew like claimed ones: still leased past the first expiry.
+    let leases: Vec<_> = handed
+        .iter()
+        .map(|c| (c.delivery_id.clone(), c.lease))
+        .collect();
+    store.renew_leases(&leases, t(100)).await.unwrap();
+    let rest = store.claim_due(&claim_req(t(50), 100)).await.unwrap();
+    let handed_ids: HashSet<_> = handed.iter().map(|c| c.delivery_id.clone()).collect();
+    assert_eq!(rest.len(), 8 - handed.len(), "the others, once due");
+    assert!(rest.iter().all(|c| !handed_ids.contains(&c.delivery_id)));
+    for c in handed.iter().chain(&rest) {
+        finish_one(&store, c, Next::Succeeded, t(60)).await;
+    }
+    assert_eq!(
+        store.next_due_at().await.unwrap(),
+        None,
+        "every lease finished"
+    );
 }
 
 /// `ingest_and_claim` stores like `ingest` and leases at most what the same claim would, under
