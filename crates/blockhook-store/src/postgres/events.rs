@@ -252,7 +252,9 @@ impl PgStore {
             .await
             .map_err(store_error)?;
         drop(conn);
-        // Only an event `STORE` really inserted has deliveries, leased or not.
+        // Only an event `STORE` really inserted has deliveries, leased or not. Should `resolve`
+        // fail after this commit, the leased deliveries are not handed: they wait out their
+        // lease and are claimed then, late but not lost.
         let stored: Vec<bool> = rows.iter().map(|r| r.stored).collect();
         let ingested = resolve(self, events, rows).await?;
         let claims = match plan {
