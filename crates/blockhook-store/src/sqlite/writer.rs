@@ -432,13 +432,9 @@ fn open(path: &Path, sync: SqliteSync) -> Result<Connection, Error> {
         SqliteSync::Full => "FULL",
         SqliteSync::Normal => "NORMAL",
     };
-    // A checkpoint every 4,000 WAL pages (32 MiB) instead of SQLite's 1,000: the hot pages
-    // (the tables' and time-ordered indexes' right edges) are rewritten by every commit, and a
-    // checkpoint copies each page once however many frames it has, so checkpoints four times
-    // rarer copy far less per event (docs/decisions.md, "A larger WAL between checkpoints").
     conn.execute_batch(&format!(
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = {level}; PRAGMA temp_store = MEMORY; \
-         PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 4000;"
+         PRAGMA cache_size = -16384;"
     ))
     .map_err(classify_sqlite)?;
     // Statements are few and fixed (plus nine padded shapes per multi-row statement).
