@@ -104,6 +104,25 @@ pub(super) mod failures {
             .collect()
     }
 
+    /// A fresh store (`synchronous = FULL`) in its own directory, with `n` (at most 100) events
+    /// of one tenant ingested and claimed.
+    async fn claimed(
+        n: usize,
+    ) -> (
+        tempfile::TempDir,
+        Arc<SqliteStore>,
+        MerchantId,
+        Vec<blockhook_core::Claim>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_at(&dir.path().join("bh.db"), SqliteSync::Full).await);
+        let m = tenant(&store).await;
+        store.ingest(&events(&m, n, 10)).await.unwrap();
+        let claims = store.claim_due(&claim_req(100)).await.unwrap();
+        assert_eq!(claims.len(), n);
+        (dir, store, m, claims)
+    }
+
     fn claim_req(max: u32) -> ClaimRequest {
         ClaimRequest {
             now: T0 + Duration::from_secs(1),
@@ -337,12 +356,7 @@ pub(super) mod failures {
     async fn grouped_finishes_answer_each_caller() {
         use blockhook_core::{Completion, LeaseToken};
 
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(open_at(&dir.path().join("bh.db"), SqliteSync::Full).await);
-        let m = tenant(&store).await;
-        store.ingest(&events(&m, 20, 10)).await.unwrap();
-        let claims = store.claim_due(&claim_req(100)).await.unwrap();
-        assert_eq!(claims.len(), 20);
+        let (_dir, store, m, claims) = claimed(20).await;
         // Queue every call while the writer is held, so they are taken as groups.
         let held = store.writer().acquire().await.unwrap();
         let mut calls = Vec::new();
@@ -427,12 +441,7 @@ pub(super) mod failures {
     /// window. Either way each caller is answered, and nothing is lost.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn finishes_left_on_the_tray_are_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(open_at(&dir.path().join("bh.db"), SqliteSync::Full).await);
-        let m = tenant(&store).await;
-        store.ingest(&events(&m, 3, 10)).await.unwrap();
-        let claims = store.claim_due(&claim_req(10)).await.unwrap();
-        assert_eq!(claims.len(), 3);
+        let (_dir, store, m, claims) = claimed(3).await;
 
         // Ingests keep coming: the finish rides with the next one.
         store.ingest(&events(&m, 1, 10)).await.unwrap();
