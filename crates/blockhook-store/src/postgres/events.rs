@@ -28,6 +28,7 @@
 //! (backlog, health). Every query is scoped by merchant; another merchant's ids read exactly like
 //! unknown ones.
 
+use std::cell::{OnceCell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -208,10 +209,8 @@ impl PgStore {
             for t in endpoints {
                 if filter_matches(&t.types, &e.event_type) {
                     let key = t.ordering.key_for(e.ordering_key.as_ref(), &e.payload);
-                    let leased = match (&mut plan, &t.endpoint) {
-                        (Some(plan), Some(endpoint)) if key.is_none() => {
-                            plan.take(index, e, endpoint, dl.ids.len())
-                        }
+                    let leased = match &mut plan {
+                        Some(plan) if key.is_none() => plan.take(index, e, t, dl.ids.len())?,
                         _ => false,
                     };
                     dl.push(e, &t.endpoint_id, key, leased);
@@ -753,8 +752,24 @@ struct Target {
     types: Vec<String>,
     /// Its ordering setting.
     ordering: Ordering,
-    /// The endpoint whole, when read for a hand-off (`LOAD_WHOLE`).
-    endpoint: Option<Arc<Endpoint>>,
+    /// The endpoint's row, when read whole for a hand-off (`LOAD_WHOLE`); made an [`Endpoint`]
+    /// only if one of its deliveries is leased (`Target::endpoint`).
+    row: RefCell<Option<EndpointRow>>,
+    endpoint: OnceCell<Arc<Endpoint>>,
+}
+
+impl Target {
+    /// The endpoint whole, parsed on first use; `None` unless read by `LOAD_WHOLE`.
+    fn endpoint(&self) -> Result<Option<Arc<Endpoint>>, Error> {
+        if let Some(endpoint) = self.endpoint.get() {
+            return Ok(Some(endpoint.clone()));
+        }
+        let Some(row) = self.row.borrow_mut().take() else {
+            return Ok(None);
+        };
+        let endpoint = Arc::new(Endpoint::try_from(row)?);
+        Ok(Some(self.endpoint.get_or_init(|| endpoint).clone()))
+    }
 }
 
 /// Each merchant's enabled endpoints, by merchant id.
@@ -779,9 +794,8 @@ fn targets_by_merchant(rows: &[PgRow], whole: bool) -> Result<Targets, Error> {
         };
         let types: String = row.try_get("event_types").map_err(classify)?;
         let ordering: Option<String> = row.try_get("ordering").map_err(classify)?;
-        let endpoint = if whole {
-            let parsed = EndpointRow::from_row(row).map_err(classify)?;
-            Some(Arc::new(Endpoint::try_from(parsed)?))
+        let whole = if whole {
+            Some(EndpointRow::from_row(row).map_err(classify)?)
         } else {
             None
         };
@@ -789,7 +803,8 @@ fn targets_by_merchant(rows: &[PgRow], whole: bool) -> Result<Targets, Error> {
             endpoint_id,
             types: filter_types(&types)?,
             ordering: Ordering::from_stored(ordering.as_deref())?,
-            endpoint,
+            row: RefCell::new(whole),
+            endpoint: OnceCell::new(),
         });
     }
     Ok(targets)
@@ -814,30 +829,33 @@ impl<'r> LeasePlan<'r> {
         }
     }
 
-    /// Whether delivery `delivery` (of event `index`, `e`, to `endpoint`) is leased at insert:
+    /// Whether delivery `delivery` (of event `index`, `e`, to `target`) is leased at insert:
     /// as a claim would take it, it is due by the request's time, its endpoint is not excluded
     /// nor at `per_endpoint_max`, and the request is not full.
     fn take(
         &mut self,
         index: usize,
         e: &NewEvent,
-        endpoint: &Arc<Endpoint>,
+        target: &Target,
         delivery: usize,
-    ) -> bool {
+    ) -> Result<bool, Error> {
         let req = self.request;
-        if self.picked.len() >= req.max as usize
-            || e.created_at > req.now
-            || req.exclude.contains(&endpoint.id)
-        {
-            return false;
+        if self.picked.len() >= req.max as usize || e.created_at > req.now {
+            return Ok(false);
+        }
+        let Some(endpoint) = target.endpoint()? else {
+            return Ok(false);
+        };
+        if req.exclude.contains(&endpoint.id) {
+            return Ok(false);
         }
         let n = self.per_endpoint.entry(endpoint.id.clone()).or_default();
         if *n >= req.per_endpoint_max {
-            return false;
+            return Ok(false);
         }
         *n += 1;
-        self.picked.push((index, delivery, endpoint.clone()));
-        true
+        self.picked.push((index, delivery, endpoint));
+        Ok(true)
     }
 
     /// The claims of the leased deliveries whose event was stored (`stored`, by event index);
