@@ -138,25 +138,27 @@ mod tests {
         wait_for_company(rx, batch, |urgent| *urgent).await;
     }
 
-    /// Sends `item` 5 ms from now, and keeps the queue open a second longer.
-    fn send_after_5ms(tx: mpsc::Sender<bool>, item: bool) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
+    /// Waits with a batch of one non-urgent item while `item` arrives 5 ms later (the queue
+    /// stays open a second longer); returns the batch and how long the wait took.
+    async fn wait_while_one_arrives(item: bool) -> (Vec<bool>, Duration) {
+        let (tx, mut rx) = mpsc::channel(8);
+        let later = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
             tx.send(item).await.unwrap();
             tokio::time::sleep(Duration::from_secs(1)).await;
-        })
+        });
+        let mut batch = vec![false];
+        let start = tokio::time::Instant::now();
+        wait(&mut rx, &mut batch).await;
+        later.abort();
+        (batch, start.elapsed())
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_lone_completion_waits_for_company_until_the_window_ends() {
-        let (tx, mut rx) = mpsc::channel(8);
-        let mut batch = vec![false];
-        let later = send_after_5ms(tx, false);
-        let start = tokio::time::Instant::now();
-        wait(&mut rx, &mut batch).await;
+        let (batch, waited) = wait_while_one_arrives(false).await;
         assert_eq!(batch.len(), 2, "the one sent 5 ms later joined");
-        assert_eq!(start.elapsed(), GATHER, "and the window ran out");
-        later.abort();
+        assert_eq!(waited, GATHER, "and the window ran out");
     }
 
     #[tokio::test(start_paused = true)]
@@ -175,16 +177,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_urgent_arrival_ends_the_wait() {
-        let (tx, mut rx) = mpsc::channel(8);
-        let mut batch = vec![false];
-        let later = send_after_5ms(tx, true);
-        let start = tokio::time::Instant::now();
-        wait(&mut rx, &mut batch).await;
         assert_eq!(
-            (batch, start.elapsed()),
+            wait_while_one_arrives(true).await,
             (vec![false, true], Duration::from_millis(5))
         );
-        later.abort();
     }
 
     #[tokio::test(start_paused = true)]
