@@ -1,6 +1,7 @@
 //! Two stores on one PostgreSQL schema, as two blockhook processes share a database: whatever one
 //! of them (or an operator's `UPDATE`) changes about a merchant's endpoints, the other's very next
-//! ingest fans out accordingly, though it keeps the targets it read between ingests.
+//! ingest fans out accordingly, though it keeps the targets it read between ingests (and reads
+//! them again only when they changed).
 //!
 //! Needs `BLOCKHOOK_TEST_DATABASE_URL`; without it the test prints why it skips and passes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -29,9 +30,22 @@ async fn another_instances_endpoint_changes_reach_the_next_ingest() {
     let m = merchant(&a).await;
     let first = endpoint(&a, &m, &[]).await;
     assert_eq!(fan_out(&a, &m, 1).await, 1);
+    let before = a.statements();
+    assert_eq!(fan_out(&a, &m, 11).await, 1);
+    assert_eq!(
+        a.statements() - before,
+        1,
+        "a merchant seen lately costs the ingest statement alone"
+    );
 
     let second = endpoint(&b, &m, &["Payout"]).await;
+    let before = a.statements();
     assert_eq!(fan_out(&a, &m, 2).await, 1, "added elsewhere, filtered out");
+    assert_eq!(
+        a.statements() - before,
+        3,
+        "a change elsewhere: the ingest statement refused, the targets read again, stored"
+    );
     let mut edited = b.get_endpoint(&m, &second.id).await.unwrap();
     edited.filter = EventFilter::all();
     b.update_endpoint(&edited).await.unwrap();

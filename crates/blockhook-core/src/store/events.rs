@@ -36,8 +36,8 @@ pub trait Events: Send + Sync + 'static {
     }
     /// Whether [`ingest_and_claim`](Events::ingest_and_claim) leases inside the ingest's own
     /// transaction, at no extra statement, so that it pays at any load. A store whose hand-off
-    /// may cost statements of its own (PostgreSQL: the endpoints read whole, and a claim for what
-    /// its insert could not lease) is only asked while few deliveries are in flight: there it
+    /// may cost statements of its own (PostgreSQL: a claim for what its insert could not lease)
+    /// is only asked while few deliveries are in flight: there it
     /// replaces a wake-up, two claims and a look at the next due time, but under load the
     /// dispatcher's batched claims are cheaper than one claim per ingest (BENCHMARKS.md).
     fn claims_within_ingest(&self) -> bool {

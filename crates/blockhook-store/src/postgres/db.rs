@@ -37,6 +37,8 @@ pub struct PgStore {
     /// Where a claim's second pass over endpoints resumes (see `queue::SPREAD`): a hint of this
     /// process, not shared.
     pub(super) claim_cursor: std::sync::Mutex<Option<String>>,
+    /// The fan-out targets of merchants ingested for lately (see `targets`).
+    pub(super) targets: super::targets::TargetCache,
     listener: JoinHandle<()>,
 }
 
@@ -121,6 +123,7 @@ impl PgStore {
             statements: AtomicU64::new(0),
             wake,
             claim_cursor: std::sync::Mutex::new(None),
+            targets: Default::default(),
             listener,
         })
     }

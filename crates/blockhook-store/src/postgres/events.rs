@@ -1,13 +1,18 @@
 //! Events: the [`Events`] impl.
 //!
-//! Ingest: a batch of events and their fan-out in two round trips, whatever the batch size.
+//! Ingest: a batch of events and their fan-out in one round trip, whatever the batch size, once
+//! the batch's merchants are known to the process.
 //!
-//! 1. `LOAD` reads every merchant of the batch with its enabled endpoints (once per merchant,
-//!    not per event), and the fan-out (which endpoint wants which event) is decided here in Rust,
-//!    where delivery ids are generated like every other id.
+//! 1. The fan-out targets of every merchant of the batch (its enabled endpoints) come from the
+//!    process's cache (`targets`), or from `LOAD` for a merchant it has not seen lately. The
+//!    fan-out (which endpoint wants which event) is decided here in Rust, where delivery ids are
+//!    generated like every other id.
 //! 2. `STORE` is one statement, hence one transaction: it inserts the events (array-bound,
 //!    `ON CONFLICT DO NOTHING` on the idempotency key), the deliveries of the events actually
-//!    inserted, and issues the `pg_notify` that wakes other processes at commit.
+//!    inserted, and issues the `pg_notify` that wakes other processes at commit. It stores
+//!    nothing if a cached merchant's `targets_revision` moved since it was read (another process
+//!    or an operator changed its status or endpoints); the targets are then read again and the
+//!    batch stored with them.
 //!
 //! An idempotency key that already names a different event (another type, other payload bytes)
 //! refuses the whole batch: repeats inside the batch are found here before any statement, and
@@ -17,51 +22,38 @@
 //! nothing either way).
 //!
 //! The hand-off (`ingest_and_claim`) is the same ingest without its `NOTIFY`, whose `STORE` inserts
-//! the batch's unordered deliveries already leased (`LOAD` then reads the endpoints whole, to
-//! build their claims); a claim statement follows only for what that left due. See its doc and
+//! the batch's unordered deliveries already leased (built into claims from the endpoints the
+//! targets hold whole); a claim statement follows only for what that left due. See its doc and
 //! "The hand-off on PostgreSQL" in docs/decisions.md.
 //!
-//! A merchant suspended or an endpoint disabled between the two steps is treated as if the change
-//! came just after the ingest, which is indistinguishable to anyone outside.
+//! A merchant suspended or an endpoint disabled after `STORE`'s snapshot (or, for a merchant read
+//! fresh, after `LOAD`'s) is treated as if the change came just after the ingest, which is
+//! indistinguishable to anyone outside.
 //!
 //! Reading what happened: events, their deliveries and attempts, and the per-endpoint views
 //! (backlog, health). Every query is scoped by merchant; another merchant's ids read exactly like
 //! unknown ones.
 
-use std::cell::{OnceCell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use blockhook_core::{
     AttemptRecord, Claim, ClaimRequest, DeadLetter, Delivery, DeliveryId, DeliveryState, Endpoint,
     EndpointActivity, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId,
-    EventQuery, Events, Ingested, LeaseToken, MerchantId, NewEvent, Ordering, OrderingKey, Page,
-    Queue, Timestamp,
+    EventQuery, Events, Ingested, LeaseToken, MerchantId, NewEvent, OrderingKey, Page, Queue,
+    Timestamp,
 };
 
 use sqlx::postgres::PgRow;
-use sqlx::{FromRow as _, Postgres, QueryBuilder, Row as _};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::db::{PgStore, overfetch};
 use super::listen::CHANNEL;
 use super::rows::{
-    AttemptRow, DeliveryRow, EndpointRow, EventRow, NextWhileLeased, count, endpoint_columns,
-    filter_matches, filter_types, to_u32,
+    AttemptRow, DeliveryRow, EventRow, NextWhileLeased, count, filter_matches, to_u32,
 };
+use super::targets::{self, MerchantTargets, Target};
 use crate::classify;
-
-/// Every merchant of a batch (`$1`) with its enabled endpoints: only what the fan-out needs.
-const LOAD: &str = "SELECT m.id AS m_id, m.status AS m_status, e.id, e.event_types, e.ordering \
-     FROM merchants m LEFT JOIN endpoints e ON e.merchant_id = m.id AND e.enabled \
-     WHERE m.id = ANY($1) ORDER BY m.id, e.id";
-
-/// `LOAD` with the endpoints whole, for a hand-off that leases at insert and builds the claims.
-const LOAD_WHOLE: &str = concat!(
-    "SELECT m.id AS m_id, m.status AS m_status, ",
-    endpoint_columns!(),
-    " FROM merchants m LEFT JOIN endpoints e ON e.merchant_id = m.id AND e.enabled \
-     WHERE m.id = ANY($1) ORDER BY m.id, e.id"
-);
 
 #[derive(sqlx::FromRow)]
 struct StoredRow {
@@ -71,6 +63,8 @@ struct StoredRow {
     /// Whether `earlier_id`'s event has the same type and payload bytes.
     same: Option<bool>,
     deliveries: Option<i64>,
+    /// A revision given in `$25` is no longer its merchant's: nothing was stored.
+    stale: bool,
 }
 
 // `input` keeps the batch order (ORDINALITY), so within one batch the first use of a key wins.
@@ -94,6 +88,10 @@ struct StoredRow {
 // `woke` runs only with `$20`: an ingest that hands its deliveries to its own dispatcher wakes other
 // processes itself, and only for what it did not take (`ingest_and_claim`).
 //
+// `stale` keeps the statement from storing anything when a merchant's `targets_revision` is no
+// longer the one its fan-out was decided with (`$24` merchants, `$25` revisions: the targets
+// came from the process's cache, see `targets`); a merchant deleted since counts as changed.
+//
 // A delivery flagged in `$21` is inserted leased, as a claim would leave it: token `$22`, due
 // again when the lease `$23` expires. Only the hand-off flags any, and only unordered ones.
 //
@@ -110,12 +108,16 @@ const STORE: &str = "WITH input AS ( \
             WHERE e.merchant_id = i.merchant_id AND e.idempotency_key = i.idempotency_key LIMIT 1 \
         ) e \
         WHERE e.event_type <> i.event_type OR e.payload <> i.payload LIMIT 1 \
+     ), stale AS ( \
+        SELECT 1 FROM unnest($24::text[], $25::int8[]) AS c(id, revision) \
+        LEFT JOIN merchants m ON m.id = c.id \
+        WHERE m.targets_revision IS DISTINCT FROM c.revision LIMIT 1 \
      ), stored AS ( \
         INSERT INTO events (id, merchant_id, event_type, payload, idempotency_key, created_at, \
             ordering_key) \
         SELECT id, merchant_id, event_type, payload, idempotency_key, created_at, ordering_key \
         FROM input \
-        WHERE NOT EXISTS (SELECT 1 FROM clash) ORDER BY ord \
+        WHERE NOT EXISTS (SELECT 1 FROM clash) AND NOT EXISTS (SELECT 1 FROM stale) ORDER BY ord \
         ON CONFLICT (merchant_id, idempotency_key) DO NOTHING \
         RETURNING id \
      ), dl AS ( \
@@ -158,7 +160,7 @@ const STORE: &str = "WITH input AS ( \
      SELECT i.id, s.id IS NOT NULL AS stored, earlier.id AS earlier_id, \
         (earlier.event_type = i.event_type AND earlier.payload = i.payload) AS same, \
         f.n AS deliveries, \
-        (SELECT count(*) FROM woke) AS woke \
+        (SELECT count(*) FROM woke) AS woke, EXISTS (SELECT 1 FROM stale) AS stale \
      FROM input i \
      LEFT JOIN stored s ON s.id = i.id \
      LEFT JOIN (SELECT event_id, count(*) AS n FROM fanned GROUP BY event_id) f ON f.event_id = i.id \
@@ -189,28 +191,97 @@ impl PgStore {
         merchants.sort_unstable();
         merchants.dedup();
 
-        // One checkout for both statements: no transaction needs to span them.
+        // One checkout for every statement: no transaction needs to span them.
         let mut conn = self.conn().await?;
-        let rows: Vec<PgRow> = sqlx::query(if lease.is_some() { LOAD_WHOLE } else { LOAD })
-            .bind(&merchants)
-            .fetch_all(self.on(&mut conn))
+        let mut targets = HashMap::new();
+        // Only what came from the cache needs its revision checked; a fresh read is as good as
+        // the `LOAD` every ingest used to make.
+        let mut checked = Vec::new();
+        let mut unknown = Vec::new();
+        for m in &merchants {
+            match self.targets.get(m) {
+                Some(cached) => {
+                    checked.push((*m, cached.revision));
+                    targets.insert((*m).to_owned(), cached);
+                }
+                None => unknown.push(*m),
+            }
+        }
+        if !unknown.is_empty() {
+            targets.extend(self.load_targets(&mut conn, &unknown).await?);
+        }
+        let stored = match self
+            .fan_out_and_store(&mut conn, events, &targets, &checked, notify, lease)
+            .await?
+        {
+            Some(stored) => stored,
+            None => {
+                // A cached merchant changed since it was read: read them all again.
+                self.targets.forget(merchants.iter().copied());
+                let targets = self.load_targets(&mut conn, &merchants).await?;
+                self.fan_out_and_store(&mut conn, events, &targets, &[], notify, lease)
+                    .await?
+                    .ok_or_else(|| Error::Internal("ingest: fresh targets found stale".into()))?
+            }
+        };
+        drop(conn);
+        let Stored {
+            rows,
+            deliveries,
+            plan,
+        } = stored;
+        // Only an event `STORE` really inserted has deliveries, leased or not. Should `resolve`
+        // fail after this commit, the leased deliveries are not handed: they wait out their
+        // lease and are claimed then, late but not lost.
+        let inserted: Vec<bool> = rows.iter().map(|r| r.stored).collect();
+        let ingested = resolve(self, events, rows).await?;
+        let claims = match plan {
+            Some(plan) => plan.claims(events, &deliveries, &inserted),
+            None => Vec::new(),
+        };
+        Ok((ingested, claims))
+    }
+
+    /// Reads the targets of `merchants` (`LOAD`) and keeps them for the next ingests.
+    async fn load_targets(
+        &self,
+        conn: &mut PgConnection,
+        merchants: &[&str],
+    ) -> Result<HashMap<String, Arc<MerchantTargets>>, Error> {
+        let rows: Vec<PgRow> = sqlx::query(targets::LOAD)
+            .bind(merchants)
+            .fetch_all(self.on(conn))
             .await
             .map_err(classify)?;
-        let targets = targets_by_merchant(&rows, lease.is_some())?;
+        let read = targets::from_rows(&rows)?;
+        self.targets.put(&read);
+        Ok(read)
+    }
 
+    /// Fans `events` out to `targets` and runs `STORE`; `None` if a revision in `checked` was
+    /// stale, in which case nothing was stored.
+    async fn fan_out_and_store<'r>(
+        &self,
+        conn: &mut PgConnection,
+        events: &[NewEvent],
+        targets: &HashMap<String, Arc<MerchantTargets>>,
+        checked: &[(&str, i64)],
+        notify: bool,
+        lease: Option<&'r ClaimRequest>,
+    ) -> Result<Option<Stored<'r>>, Error> {
         let mut ev = EventArrays::with_capacity(events.len());
         let mut dl = DeliveryArrays::default();
         let mut plan = lease.map(LeasePlan::new);
         for (index, e) in events.iter().enumerate() {
-            let endpoints = targets
+            let merchant = targets
                 .get(e.merchant_id.as_str())
                 .ok_or(Error::NotFound("merchant"))?;
             ev.push(e);
-            for t in endpoints {
+            for t in &merchant.endpoints {
                 if filter_matches(&t.types, &e.event_type) {
                     let key = t.ordering.key_for(e.ordering_key.as_ref(), &e.payload);
                     let leased = match &mut plan {
-                        Some(plan) if key.is_none() => plan.take(index, e, t, dl.ids.len())?,
+                        Some(plan) if key.is_none() => plan.take(index, e, t, dl.ids.len()),
                         _ => false,
                     };
                     dl.push(e, &t.endpoint_id, key, leased);
@@ -223,6 +294,7 @@ impl PgStore {
             .iter()
             .map(|k| k.as_ref().map(OrderingKey::as_str))
             .collect();
+        let (checked_ids, revisions): (Vec<&str>, Vec<i64>) = checked.iter().copied().unzip();
         let rows: Vec<StoredRow> = sqlx::query_as(STORE)
             .bind(&ev.ids)
             .bind(&ev.merchants)
@@ -247,20 +319,19 @@ impl PgStore {
             .bind(&dl.leased)
             .bind(plan.as_ref().map(|p| p.token.0))
             .bind(lease.map(|r| r.lease_until.ms()))
-            .fetch_all(self.on(&mut conn))
+            .bind(&checked_ids)
+            .bind(&revisions)
+            .fetch_all(self.on(conn))
             .await
             .map_err(store_error)?;
-        drop(conn);
-        // Only an event `STORE` really inserted has deliveries, leased or not. Should `resolve`
-        // fail after this commit, the leased deliveries are not handed: they wait out their
-        // lease and are claimed then, late but not lost.
-        let stored: Vec<bool> = rows.iter().map(|r| r.stored).collect();
-        let ingested = resolve(self, events, rows).await?;
-        let claims = match plan {
-            Some(plan) => plan.claims(events, &dl.ids, &stored),
-            None => Vec::new(),
-        };
-        Ok((ingested, claims))
+        if rows.iter().any(|r| r.stale) {
+            return Ok(None);
+        }
+        Ok(Some(Stored {
+            rows,
+            deliveries: dl.ids,
+            plan,
+        }))
     }
 
     /// Wakes every process's dispatcher (`LISTEN`), best effort: a process not woken finds the
@@ -282,8 +353,8 @@ impl Events for PgStore {
 
     /// The hand-off on this backend: `STORE` without its notification, inserting the batch's
     /// unordered deliveries already leased under `lease` (due by its time, in batch order, within
-    /// its caps and exclusions), so an everyday event costs two statements before its first
-    /// attempt (lookup, ingest). What that left due (ordered deliveries, whose place in their
+    /// its caps and exclusions), so an everyday event costs one statement before its first
+    /// attempt (its merchant's targets are cached). What that left due (ordered deliveries, whose place in their
     /// key's queue only a claim can judge; endpoints at their cap; more than `max`) is offered to
     /// a claim with the rest of the request, and announced to every process if still left.
     ///
@@ -745,69 +816,11 @@ fn repeated_in_batch(events: &[NewEvent]) -> Option<Error> {
     None
 }
 
-/// An enabled endpoint an event may fan out to.
-struct Target {
-    endpoint_id: String,
-    /// Its filter's event types (empty = every type).
-    types: Vec<String>,
-    /// Its ordering setting.
-    ordering: Ordering,
-    /// The endpoint's row, when read whole for a hand-off (`LOAD_WHOLE`); made an [`Endpoint`]
-    /// only if one of its deliveries is leased (`Target::endpoint`).
-    row: RefCell<Option<EndpointRow>>,
-    endpoint: OnceCell<Arc<Endpoint>>,
-}
-
-impl Target {
-    /// The endpoint whole, parsed on first use; `None` unless read by `LOAD_WHOLE`.
-    fn endpoint(&self) -> Result<Option<Arc<Endpoint>>, Error> {
-        if let Some(endpoint) = self.endpoint.get() {
-            return Ok(Some(endpoint.clone()));
-        }
-        let Some(row) = self.row.borrow_mut().take() else {
-            return Ok(None);
-        };
-        let endpoint = Arc::new(Endpoint::try_from(row)?);
-        Ok(Some(self.endpoint.get_or_init(|| endpoint).clone()))
-    }
-}
-
-/// Each merchant's enabled endpoints, by merchant id.
-type Targets = HashMap<String, Vec<Target>>;
-
-/// Groups `LOAD`'s (or with `whole`, `LOAD_WHOLE`'s) rows by merchant; refuses the batch if a
-/// merchant is suspended (an unknown one is simply absent, and the caller answers `NotFound`).
-fn targets_by_merchant(rows: &[PgRow], whole: bool) -> Result<Targets, Error> {
-    let mut targets = Targets::new();
-    for row in rows {
-        let merchant_id: String = row.try_get("m_id").map_err(classify)?;
-        let status: String = row.try_get("m_status").map_err(classify)?;
-        if status != "active" {
-            return Err(Error::Conflict(format!(
-                "merchant {merchant_id} is suspended"
-            )));
-        }
-        let endpoints = targets.entry(merchant_id).or_default();
-        // A merchant without enabled endpoints comes as one row without an endpoint.
-        let Some(endpoint_id) = row.try_get::<Option<String>, _>("id").map_err(classify)? else {
-            continue;
-        };
-        let types: String = row.try_get("event_types").map_err(classify)?;
-        let ordering: Option<String> = row.try_get("ordering").map_err(classify)?;
-        let whole = if whole {
-            Some(EndpointRow::from_row(row).map_err(classify)?)
-        } else {
-            None
-        };
-        endpoints.push(Target {
-            endpoint_id,
-            types: filter_types(&types)?,
-            ordering: Ordering::from_stored(ordering.as_deref())?,
-            row: RefCell::new(whole),
-            endpoint: OnceCell::new(),
-        });
-    }
-    Ok(targets)
+/// What `STORE` answered, with the ids of the deliveries it was given and the hand-off's plan.
+struct Stored<'r> {
+    rows: Vec<StoredRow>,
+    deliveries: Vec<String>,
+    plan: Option<LeasePlan<'r>>,
 }
 
 /// The deliveries a hand-off leases as `STORE` inserts them, chosen as the batch fans out.
@@ -832,30 +845,24 @@ impl<'r> LeasePlan<'r> {
     /// Whether delivery `delivery` (of event `index`, `e`, to `target`) is leased at insert:
     /// as a claim would take it, it is due by the request's time, its endpoint is not excluded
     /// nor at `per_endpoint_max`, and the request is not full.
-    fn take(
-        &mut self,
-        index: usize,
-        e: &NewEvent,
-        target: &Target,
-        delivery: usize,
-    ) -> Result<bool, Error> {
+    fn take(&mut self, index: usize, e: &NewEvent, target: &Target, delivery: usize) -> bool {
         let req = self.request;
         if self.picked.len() >= req.max as usize || e.created_at > req.now {
-            return Ok(false);
+            return false;
         }
-        let Some(endpoint) = target.endpoint()? else {
-            return Ok(false);
+        let Some(endpoint) = target.endpoint.clone() else {
+            return false;
         };
         if req.exclude.contains(&endpoint.id) {
-            return Ok(false);
+            return false;
         }
         let n = self.per_endpoint.entry(endpoint.id.clone()).or_default();
         if *n >= req.per_endpoint_max {
-            return Ok(false);
+            return false;
         }
         *n += 1;
         self.picked.push((index, delivery, endpoint));
-        Ok(true)
+        true
     }
 
     /// The claims of the leased deliveries whose event was stored (`stored`, by event index);
@@ -992,7 +999,7 @@ impl<'a> DeliveryArrays<'a> {
     }
 }
 
-/// A merchant deleted between the two statements is `NotFound`, like one that never existed; an
+/// A merchant deleted between reading its targets and `STORE` is `NotFound`, like one that never existed; an
 /// endpoint deleted in between makes the batch fail as a conflict the caller may retry.
 fn store_error(e: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &e {

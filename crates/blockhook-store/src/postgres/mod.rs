@@ -34,6 +34,7 @@ mod merchants;
 mod queue;
 mod rows;
 pub mod schema;
+mod targets;
 #[cfg(feature = "contract")]
 pub mod testing;
 
