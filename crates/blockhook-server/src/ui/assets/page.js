@@ -37,6 +37,7 @@ document.querySelectorAll("button[data-copy]").forEach(function (button) {
       button.setAttribute("data-copied", "true");
     }, function () {
       button.textContent = "Copy failed: select and copy by hand";
+      button.setAttribute("data-copied", "false");
     });
     setTimeout(function () { button.textContent = label; }, 2000);
   });
