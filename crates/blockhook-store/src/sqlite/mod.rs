@@ -71,6 +71,7 @@ macro_rules! attempt_columns {
 mod activity;
 mod alerts;
 mod cache;
+mod checkpoints;
 mod db;
 mod endpoints;
 mod events;

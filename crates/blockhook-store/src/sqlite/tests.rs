@@ -157,6 +157,27 @@ pub(super) mod failures {
     }
 
     #[tokio::test]
+    async fn the_writer_checkpoints_at_a_size_the_free_space_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_at(&dir.path().join("bh.db"), SqliteSync::Full).await;
+        let m = tenant(&store).await;
+        store.ingest(&events(&m, 3, 10)).await.unwrap();
+        let set = writer_pragma(&store, "PRAGMA wal_autocheckpoint").await;
+        let fs = rustix::fs::statvfs(dir.path()).unwrap();
+        let expected = crate::sqlite::checkpoints::pages_for(fs.f_bavail * fs.f_frsize, 8192);
+        // The free space moves a little with whatever else runs on the machine.
+        let near = |a: i64, b: u32| (a - i64::from(b)).abs() <= i64::from(b) / 20 + 1;
+        assert!(
+            near(set, expected),
+            "wal_autocheckpoint {set}, a quarter of the free space is {expected} pages"
+        );
+        assert_ne!(
+            set, 1000,
+            "not SQLite's default unless the free space says so"
+        );
+    }
+
+    #[tokio::test]
     async fn full_disk_is_unavailable_and_the_store_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let store = open_at(&dir.path().join("bh.db"), SqliteSync::Full).await;

@@ -39,6 +39,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use super::cache::{EndpointCache, EventCache};
+use super::checkpoints::Checkpoints;
 use super::files::BUSY_TIMEOUT;
 use crate::{SqliteSync, classify_sqlite};
 
@@ -240,6 +241,8 @@ impl Writer {
             path: path.to_owned(),
             configured: sync,
             level: None,
+            checkpoints: Checkpoints::new(path),
+            refused: false,
             cx,
         };
         session.connection()?;
@@ -335,6 +338,10 @@ pub(super) struct Session {
     configured: SqliteSync,
     /// The connection's current `synchronous` level; `None` when unknown.
     level: Option<SqliteSync>,
+    /// Its checkpoint size, kept in step with the free space.
+    checkpoints: Checkpoints,
+    /// The last transaction was refused by the environment: checkpoint before the next one.
+    refused: bool,
     cx: Cx,
 }
 
@@ -349,6 +356,24 @@ impl Session {
         self.conn
             .as_mut()
             .ok_or_else(|| Error::Internal("SQLite writer connection missing".into()))
+    }
+
+    /// Sizes the WAL to the free space (see `checkpoints`) and, after a transaction the
+    /// environment refused, checkpoints what it can: a WAL that cannot grow may then start over
+    /// from its beginning, where it needs no new space.
+    fn keep_checkpoints(&mut self) -> Result<(), Error> {
+        self.connection()?;
+        let Some(conn) = self.conn.as_ref() else {
+            return Ok(());
+        };
+        if std::mem::take(&mut self.refused) {
+            self.cx.tick(1);
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                tracing::debug!(error = %e, "checkpoint after a refused transaction failed");
+            }
+        }
+        self.checkpoints.keep(conn);
+        Ok(())
     }
 
     /// Runs `work` between `BEGIN IMMEDIATE` and `COMMIT` (or `ROLLBACK` on error).
@@ -374,6 +399,7 @@ impl Session {
             conn.execute_batch(pragma).map_err(classify_sqlite)?;
             self.level = Some(want);
         }
+        self.keep_checkpoints()?;
         let conn = self.connection()?;
         cx.tick(1);
         let result = conn
@@ -400,6 +426,8 @@ impl Session {
             // again. A reopen costs little, and only on this path.
             self.conn = None;
             self.level = None;
+            self.checkpoints.refused();
+            self.refused = true;
         }
         result
     }

@@ -36,9 +36,9 @@ use crate::common;
 use crate::common::{Api, Backend, Behaviour, Conf, Receiver, Server, free_port, ledger};
 use serde_json::{Value, json};
 
-/// The tmpfs under the data directory. Large enough for the WAL to reach its checkpoint size
-/// (1,000 pages of 8 KiB) with room to spare, so that a full disk is caused by the filler, not by
-/// the WAL alone (a WAL that fills the disk by itself can never be checkpointed).
+/// The tmpfs under the data directory. The writer checkpoints once the WAL holds a quarter of the
+/// free space (at least 2 MiB: `sqlite/checkpoints.rs` in the store crate), so the WAL never
+/// fills the disk by itself, and a full disk is the filler's doing.
 const TMPFS_SIZE: &str = "24m";
 
 /// Whether this process may mount: tries a tmpfs in a throwaway mount namespace. `Err(why)` when
