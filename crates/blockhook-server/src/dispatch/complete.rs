@@ -55,9 +55,11 @@ pub(super) fn completion(claim: Claim, attempted: Attempted, next: Next) -> Comp
 
 /// How long a completion may wait for others to share its transaction, when the store does not
 /// gather them itself (`Queue::gathers_finishes`): at an everyday rate each completion would
-/// otherwise be a transaction (and a WAL flush) of its own. Far below any lease, so a completion
-/// never outlives its lease waiting.
-const GATHER: Duration = Duration::from_millis(20);
+/// otherwise be a transaction (and a WAL flush) of its own. About ten share one at 100
+/// deliveries/s. Far below any lease, so a completion never outlives its lease waiting; the
+/// attempt log shows an outcome at most this much later (docs/decisions.md, "Completions wait
+/// for company before PostgreSQL's finish").
+const GATHER: Duration = Duration::from_millis(100);
 
 /// Batches at least this big do not wait: under load the previous write's time has gathered them
 /// already, and waiting would only delay the bookkeeping.
