@@ -52,7 +52,10 @@ use super::listen::CHANNEL;
 use super::rows::{
     AttemptRow, DeliveryRow, EventRow, NextWhileLeased, count, filter_matches, to_u32,
 };
-use super::targets::{self, MerchantTargets, Target};
+use super::targets::{self, MerchantTargets};
+
+/// The fan-out targets of a batch's merchants, by merchant id (borrowed from the batch).
+type ByMerchant<'e> = HashMap<&'e str, Arc<MerchantTargets>>;
 use crate::classify;
 
 #[derive(sqlx::FromRow)]
@@ -193,7 +196,7 @@ impl PgStore {
 
         // One checkout for every statement: no transaction needs to span them.
         let mut conn = self.conn().await?;
-        let mut targets = HashMap::new();
+        let mut targets = ByMerchant::new();
         // Only what came from the cache needs its revision checked; a fresh read is as good as
         // the `LOAD` every ingest used to make.
         let mut checked = Vec::new();
@@ -202,13 +205,13 @@ impl PgStore {
             match self.targets.get(m) {
                 Some(cached) => {
                     checked.push((*m, cached.revision));
-                    targets.insert((*m).to_owned(), cached);
+                    targets.insert(m, cached);
                 }
                 None => unknown.push(*m),
             }
         }
         if !unknown.is_empty() {
-            targets.extend(self.load_targets(&mut conn, &unknown).await?);
+            self.load_targets(&mut conn, &unknown, &mut targets).await?;
         }
         let stored = match self
             .fan_out_and_store(&mut conn, events, &targets, &checked, notify, lease)
@@ -218,7 +221,9 @@ impl PgStore {
             None => {
                 // A cached merchant changed since it was read: read them all again.
                 self.targets.forget(merchants.iter().copied());
-                let targets = self.load_targets(&mut conn, &merchants).await?;
+                let mut targets = ByMerchant::new();
+                self.load_targets(&mut conn, &merchants, &mut targets)
+                    .await?;
                 self.fan_out_and_store(&mut conn, events, &targets, &[], notify, lease)
                     .await?
                     .ok_or_else(|| Error::Internal("ingest: fresh targets found stale".into()))?
@@ -242,12 +247,14 @@ impl PgStore {
         Ok((ingested, claims))
     }
 
-    /// Reads the targets of `merchants` (`LOAD`) and keeps them for the next ingests.
-    async fn load_targets(
+    /// Reads the targets of `merchants` (`LOAD`) into `into`, and keeps them for the next
+    /// ingests. A merchant that does not exist is left out.
+    async fn load_targets<'e>(
         &self,
         conn: &mut PgConnection,
-        merchants: &[&str],
-    ) -> Result<HashMap<String, Arc<MerchantTargets>>, Error> {
+        merchants: &[&'e str],
+        into: &mut ByMerchant<'e>,
+    ) -> Result<(), Error> {
         let rows: Vec<PgRow> = sqlx::query(targets::LOAD)
             .bind(merchants)
             .fetch_all(self.on(conn))
@@ -255,7 +262,12 @@ impl PgStore {
             .map_err(classify)?;
         let read = targets::from_rows(&rows)?;
         self.targets.put(&read);
-        Ok(read)
+        for m in merchants {
+            if let Some(t) = read.get(*m) {
+                into.insert(m, t.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Fans `events` out to `targets` and runs `STORE`; `None` if a revision in `checked` was
@@ -264,7 +276,7 @@ impl PgStore {
         &self,
         conn: &mut PgConnection,
         events: &[NewEvent],
-        targets: &HashMap<String, Arc<MerchantTargets>>,
+        targets: &ByMerchant<'_>,
         checked: &[(&str, i64)],
         notify: bool,
         lease: Option<&'r ClaimRequest>,
@@ -280,8 +292,10 @@ impl PgStore {
             for t in &merchant.endpoints {
                 if filter_matches(&t.types, &e.event_type) {
                     let key = t.ordering.key_for(e.ordering_key.as_ref(), &e.payload);
-                    let leased = match &mut plan {
-                        Some(plan) if key.is_none() => plan.take(index, e, t, dl.ids.len()),
+                    let leased = match (&mut plan, &t.endpoint) {
+                        (Some(plan), Some(endpoint)) if key.is_none() => {
+                            plan.take(index, e, endpoint, dl.ids.len())
+                        }
                         _ => false,
                     };
                     dl.push(e, &t.endpoint_id, key, leased);
@@ -354,9 +368,10 @@ impl Events for PgStore {
     /// The hand-off on this backend: `STORE` without its notification, inserting the batch's
     /// unordered deliveries already leased under `lease` (due by its time, in batch order, within
     /// its caps and exclusions), so an everyday event costs one statement before its first
-    /// attempt (its merchant's targets are cached). What that left due (ordered deliveries, whose place in their
-    /// key's queue only a claim can judge; endpoints at their cap; more than `max`) is offered to
-    /// a claim with the rest of the request, and announced to every process if still left.
+    /// attempt (its merchant's targets are cached). What that left due (ordered deliveries,
+    /// whose place in their key's queue only a claim can judge; endpoints at their cap; more
+    /// than `max`) is offered to a claim with the rest of the request, and announced to every
+    /// process if still left.
     ///
     /// Unlike a claim, the insert does not look at older due deliveries first: they are the
     /// dispatcher loop's, which claims them at their due time. The hand-off only runs while the
@@ -842,18 +857,21 @@ impl<'r> LeasePlan<'r> {
         }
     }
 
-    /// Whether delivery `delivery` (of event `index`, `e`, to `target`) is leased at insert:
+    /// Whether delivery `delivery` (of event `index`, `e`, to `endpoint`) is leased at insert:
     /// as a claim would take it, it is due by the request's time, its endpoint is not excluded
     /// nor at `per_endpoint_max`, and the request is not full.
-    fn take(&mut self, index: usize, e: &NewEvent, target: &Target, delivery: usize) -> bool {
+    fn take(
+        &mut self,
+        index: usize,
+        e: &NewEvent,
+        endpoint: &Arc<Endpoint>,
+        delivery: usize,
+    ) -> bool {
         let req = self.request;
-        if self.picked.len() >= req.max as usize || e.created_at > req.now {
-            return false;
-        }
-        let Some(endpoint) = target.endpoint.clone() else {
-            return false;
-        };
-        if req.exclude.contains(&endpoint.id) {
+        if self.picked.len() >= req.max as usize
+            || e.created_at > req.now
+            || req.exclude.contains(&endpoint.id)
+        {
             return false;
         }
         let n = self.per_endpoint.entry(endpoint.id.clone()).or_default();
@@ -861,7 +879,7 @@ impl<'r> LeasePlan<'r> {
             return false;
         }
         *n += 1;
-        self.picked.push((index, delivery, endpoint));
+        self.picked.push((index, delivery, endpoint.clone()));
         true
     }
 
@@ -999,8 +1017,9 @@ impl<'a> DeliveryArrays<'a> {
     }
 }
 
-/// A merchant deleted between reading its targets and `STORE` is `NotFound`, like one that never existed; an
-/// endpoint deleted in between makes the batch fail as a conflict the caller may retry.
+/// A merchant deleted between reading its targets and `STORE` is `NotFound`, like one that never
+/// existed; an endpoint deleted in between makes the batch fail as a conflict the caller may
+/// retry.
 fn store_error(e: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &e {
         if db.is_foreign_key_violation() {
