@@ -38,9 +38,14 @@ pub(super) fn pages_for(free: u64, page_size: u64) -> u32 {
 pub(super) struct Checkpoints {
     /// The database's directory, whose file system is looked at.
     dir: PathBuf,
+    /// The database's page size, read once.
+    page_size: Option<u64>,
     /// What the current connection was set to; `None` for a connection not set yet.
     applied: Option<u32>,
-    checked_at: Instant,
+    /// The last look at the free space; `None`: look before the next transaction.
+    checked_at: Option<Instant>,
+    /// The last transaction was refused: checkpoint before the next one.
+    after_refusal: bool,
 }
 
 impl Checkpoints {
@@ -49,42 +54,65 @@ impl Checkpoints {
             dir: database
                 .parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_owned),
+            page_size: None,
             applied: None,
-            checked_at: Instant::now(),
+            checked_at: None,
+            after_refusal: false,
         }
     }
 
-    /// Sets `conn`'s checkpoint size if it is new, or the last look is older than [`RECHECK`].
-    pub(super) fn keep(&mut self, conn: &Connection) {
-        if self.applied.is_some() && self.checked_at.elapsed() < RECHECK {
-            return;
+    /// Before a transaction on `conn`: after a refusal, checkpoints what it can (a WAL wholly
+    /// copied starts over from its beginning, where it needs no new space); then sets the
+    /// checkpoint size if the last look at the free space is older than [`RECHECK`]. Returns
+    /// the statements it ran.
+    pub(super) fn keep(&mut self, conn: &Connection) -> u64 {
+        let mut statements = 0;
+        if std::mem::take(&mut self.after_refusal) {
+            statements += 1;
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                tracing::debug!(error = %e, "checkpoint after a refused transaction failed");
+            }
         }
-        self.checked_at = Instant::now();
+        if self.checked_at.is_some_and(|at| at.elapsed() < RECHECK) {
+            return statements;
+        }
+        self.checked_at = Some(Instant::now());
         let free = match rustix::fs::statvfs(&self.dir) {
             Ok(fs) => fs.f_bavail.saturating_mul(fs.f_frsize),
             Err(e) => {
                 tracing::debug!(error = %e, "free space unknown; checkpoint size unchanged");
-                return;
+                return statements;
             }
         };
-        let page_size = conn
-            .query_row("PRAGMA page_size", [], |r| r.get::<_, u64>(0))
-            .unwrap_or(8192);
+        let page_size = match self.page_size {
+            Some(size) => size,
+            None => {
+                statements += 1;
+                let size = conn
+                    .query_row("PRAGMA page_size", [], |r| r.get::<_, u64>(0))
+                    .unwrap_or(8192);
+                *self.page_size.insert(size)
+            }
+        };
         let pages = pages_for(free, page_size);
         if self.applied == Some(pages) {
-            return;
+            return statements;
         }
+        statements += 1;
         // A failure leaves the size as it was (at first SQLite's default, 1,000 pages).
         match conn.execute_batch(&format!("PRAGMA wal_autocheckpoint = {pages}")) {
             Ok(()) => self.applied = Some(pages),
             Err(e) => tracing::debug!(error = %e, "could not set the checkpoint size"),
         }
+        statements
     }
 
-    /// After a transaction the environment refused (disk full, I/O error): the free space is
-    /// looked at again before the next one, on a connection that may be new.
+    /// After a transaction the environment refused (disk full, I/O error), whose connection is
+    /// replaced: the next one checkpoints first and is sized afresh.
     pub(super) fn refused(&mut self) {
+        self.after_refusal = true;
         self.applied = None;
+        self.checked_at = None;
     }
 }
 

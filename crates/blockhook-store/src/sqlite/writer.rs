@@ -242,7 +242,6 @@ impl Writer {
             configured: sync,
             level: None,
             checkpoints: Checkpoints::new(path),
-            refused: false,
             cx,
         };
         session.connection()?;
@@ -338,10 +337,8 @@ pub(super) struct Session {
     configured: SqliteSync,
     /// The connection's current `synchronous` level; `None` when unknown.
     level: Option<SqliteSync>,
-    /// Its checkpoint size, kept in step with the free space.
+    /// Its checkpoint size, kept in step with the free space (and a checkpoint after a refusal).
     checkpoints: Checkpoints,
-    /// The last transaction was refused by the environment: checkpoint before the next one.
-    refused: bool,
     cx: Cx,
 }
 
@@ -356,24 +353,6 @@ impl Session {
         self.conn
             .as_mut()
             .ok_or_else(|| Error::Internal("SQLite writer connection missing".into()))
-    }
-
-    /// Sizes the WAL to the free space (see `checkpoints`) and, after a transaction the
-    /// environment refused, checkpoints what it can: a WAL that cannot grow may then start over
-    /// from its beginning, where it needs no new space.
-    fn keep_checkpoints(&mut self) -> Result<(), Error> {
-        self.connection()?;
-        let Some(conn) = self.conn.as_ref() else {
-            return Ok(());
-        };
-        if std::mem::take(&mut self.refused) {
-            self.cx.tick(1);
-            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
-                tracing::debug!(error = %e, "checkpoint after a refused transaction failed");
-            }
-        }
-        self.checkpoints.keep(conn);
-        Ok(())
     }
 
     /// Runs `work` between `BEGIN IMMEDIATE` and `COMMIT` (or `ROLLBACK` on error).
@@ -399,8 +378,14 @@ impl Session {
             conn.execute_batch(pragma).map_err(classify_sqlite)?;
             self.level = Some(want);
         }
-        self.keep_checkpoints()?;
-        let conn = self.connection()?;
+        // Opened above: borrowed beside the checkpoint state, not through `connection`.
+        let Self {
+            conn, checkpoints, ..
+        } = self;
+        let conn = conn
+            .as_ref()
+            .ok_or_else(|| Error::Internal("SQLite writer connection missing".into()))?;
+        cx.tick(checkpoints.keep(conn));
         cx.tick(1);
         let result = conn
             .prepare_cached("BEGIN IMMEDIATE")
@@ -427,7 +412,6 @@ impl Session {
             self.conn = None;
             self.level = None;
             self.checkpoints.refused();
-            self.refused = true;
         }
         result
     }
