@@ -13,11 +13,19 @@
 //! gives the claims with their slots to the dispatcher loop, which starts them like its own.
 //! With no dispatcher running (an API-only process, before start or after stop) nothing is
 //! reserved, and a store that cannot lease at ingest hands back no claims: then ingest wakes the
-//! dispatcher, as it always did. A store whose hand-off may cost statements of its own
-//! (`Events::claims_within_ingest` false: PostgreSQL) is only given slots while at most
-//! [`QUIET_IN_FLIGHT`] deliveries are in flight, the everyday case it pays in.
+//! dispatcher, as it always did.
+//!
+//! A store whose hand-off leases only the new batch's deliveries (`Events::claims_within_ingest`
+//! false: PostgreSQL inserts them leased; SQLite's hand-off is a real claim, oldest due first)
+//! is given slots while at most [`QUIET_IN_FLIGHT`] deliveries are in flight, or above that
+//! while the dispatcher loop is caught up ([`CaughtUp`]): its last claim, less than
+//! [`CAUGHT_UP_FOR`] ago, came back short. So new events never take the slots a backlog waits
+//! for (retries now due, deliveries an outage left behind): once the loop finds more due than
+//! it could take, hand-offs above the quiet level stop until a claim comes back short again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
@@ -25,11 +33,53 @@ use blockhook_core::{Claim, ClaimRequest};
 
 use super::{DispatchCx, Worker, claim};
 
-/// The most deliveries in flight at which a store that claims in a statement of its own still
-/// gets a hand-off. Measured on PostgreSQL (BENCHMARKS.md): at 400 events/s a hand-off replaces
-/// about four statements per event; at saturation, one claim per ingest instead of the loop's
-/// batched claims cost a fifth of the throughput.
+/// The most deliveries in flight at which a store whose hand-off leases only the new batch's
+/// deliveries gets a hand-off whatever the dispatcher loop last found: so few in flight, the
+/// loop has free slots for any backlog. Above it, only while the loop is caught up ([`CaughtUp`]).
 pub(super) const QUIET_IN_FLIGHT: usize = 4;
+
+/// How long a short claim of the dispatcher loop lets hand-offs run above [`QUIET_IN_FLIGHT`]:
+/// when hand-offs keep every slot busy the loop claims seldom, so its word must lapse, or a
+/// retry falling due meanwhile would wait behind new events for as long as they keep coming.
+/// A backlog thus waits at most this long (and one request) for its first slot.
+pub(super) const CAUGHT_UP_FOR: Duration = Duration::from_millis(250);
+
+/// Whether the dispatcher loop has lately found nothing due beyond what it took: written by the
+/// loop after each claim, read by every ingest's [`Handoff::reserve`].
+#[derive(Debug)]
+pub(super) struct CaughtUp {
+    start: Instant,
+    /// Until when, in ms since `start` (0: not caught up).
+    until_ms: AtomicU64,
+}
+
+impl CaughtUp {
+    pub(super) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            until_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a claim made `at`: `short` when it came back with fewer than it asked for.
+    pub(super) fn record(&self, short: bool, at: Instant) {
+        let until = if short {
+            self.ms(at + CAUGHT_UP_FOR)
+        } else {
+            0
+        };
+        self.until_ms.store(until, Ordering::Relaxed);
+    }
+
+    /// Whether the loop was caught up `at`.
+    pub(super) fn holds(&self, at: Instant) -> bool {
+        self.ms(at) < self.until_ms.load(Ordering::Relaxed)
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
+    }
+}
 
 /// Claims handed over, each with its delivery slot.
 pub(super) type Handed = Vec<(Claim, OwnedSemaphorePermit)>;
@@ -55,6 +105,8 @@ pub(super) struct Taker {
     pub(super) to_loop: mpsc::UnboundedSender<Handed>,
     /// Whether the store's hand-off pays at any load (`Events::claims_within_ingest`).
     pub(super) at_any_load: bool,
+    /// Whether the loop lately found no backlog (see the module's doc).
+    pub(super) caught_up: Arc<CaughtUp>,
 }
 
 /// Delivery slots reserved for the claims of one ingest (one permit per slot, held together).
@@ -84,8 +136,10 @@ impl Handoff {
             .unwrap_or_else(|p| p.into_inner())
             .clone()?;
         let free = taker.global.available_permits();
+        let in_flight = taker.cx.settings.concurrency.saturating_sub(free);
         if !taker.at_any_load
-            && taker.cx.settings.concurrency.saturating_sub(free) > QUIET_IN_FLIGHT
+            && in_flight > QUIET_IN_FLIGHT
+            && !taker.caught_up.holds(Instant::now())
         {
             return None;
         }
@@ -123,5 +177,31 @@ impl Reserved {
             Ok(()) => n,
             Err(_) => 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_claim_lets_hand_offs_run_for_a_while_and_a_full_one_stops_them() {
+        let caught_up = CaughtUp::new();
+        let t0 = Instant::now();
+        assert!(!caught_up.holds(t0), "no claim yet: not caught up");
+
+        caught_up.record(true, t0);
+        assert!(caught_up.holds(t0));
+        assert!(caught_up.holds(t0 + CAUGHT_UP_FOR - Duration::from_millis(10)));
+        assert!(
+            !caught_up.holds(t0 + CAUGHT_UP_FOR + Duration::from_millis(1)),
+            "a short claim's word lapses: the loop must claim again to keep hand-offs going"
+        );
+
+        caught_up.record(false, t0 + Duration::from_millis(5));
+        assert!(
+            !caught_up.holds(t0 + Duration::from_millis(6)),
+            "a full claim found a backlog: it goes first"
+        );
     }
 }

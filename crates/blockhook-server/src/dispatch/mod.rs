@@ -92,12 +92,14 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
         done,
     });
     let (to_loop, mut handed) = mpsc::unbounded_channel();
+    let caught_up = Arc::new(handoff::CaughtUp::new());
     cx.handoff.open(handoff::Taker {
         cx: cx.clone(),
         worker: worker.clone(),
         global: global.clone(),
         to_loop,
         at_any_load: cx.store.claims_within_ingest(),
+        caught_up: caught_up.clone(),
     });
     let mut claimer = Claimer::new();
     let mut tasks = JoinSet::new();
@@ -131,6 +133,7 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
         let Some(mut claimed) = claimer.claim(&cx, &worker.load, free, &stop).await else {
             continue;
         };
+        caught_up.record(!claimed.full, std::time::Instant::now());
         for claim in claimed.claims.drain(..) {
             // Cannot fail: the claim asked for at most `free`.
             let Some(permit) = slots.split(1) else {

@@ -161,6 +161,68 @@ async fn ingests_racing_claims_for_few_slots_lose_no_lease() {
     }
 }
 
+/// Retries falling due while new events keep every delivery slot busy still go out while the
+/// flood lasts: once the dispatcher finds more due than it can take, new events stop taking
+/// freed slots at ingest (the hand-off) until it has caught up, so a backlog is served in due
+/// order instead of waiting for the flood to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_falling_due_during_a_flood_go_out_while_it_lasts() {
+    const RETRIES: usize = 10;
+    const PUBLISHERS: usize = 8;
+    const FLOOD_AT_MOST: Duration = Duration::from_secs(30);
+    for backend in backends() {
+        let app = TestApp::spawn_with(backend, |s| {
+            s.delivery.concurrency = 6;
+            s.delivery.per_endpoint_concurrency = 6;
+        })
+        .await;
+        // Fails the first attempt of each of the first events: each comes due again 1 s later
+        // (the tests' retry schedule).
+        let failing = Receiver::scripted(
+            Some(&app.ca),
+            Arc::new(|n| if n < RETRIES { 500 } else { 200 }),
+            Duration::ZERO,
+        )
+        .await;
+        let slow =
+            Receiver::scripted(Some(&app.ca), Arc::new(|_| 200), Duration::from_millis(10)).await;
+        let (a, b) = (app.merchant().await, app.merchant().await);
+        app.endpoint(&a, &failing.url(), json!({})).await;
+        app.endpoint(&b, &slow.url(), json!({})).await;
+        for _ in 0..RETRIES {
+            app.publish(&a, "Payment", PAYMENT).await;
+        }
+        failing.wait_for(RETRIES, Duration::from_secs(30)).await;
+
+        let flooding = std::sync::atomic::AtomicBool::new(true);
+        let still = || flooding.load(std::sync::atomic::Ordering::Relaxed);
+        let publishers = futures::future::join_all((0..PUBLISHERS).map(|_| async {
+            while still() {
+                app.publish(&b, "Payment", PAYMENT).await;
+            }
+        }));
+        let watch = async {
+            let deadline = tokio::time::Instant::now() + FLOOD_AT_MOST;
+            while failing.count() < 2 * RETRIES && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+        };
+        futures::future::join(publishers, watch).await;
+        assert_eq!(
+            failing.count(),
+            2 * RETRIES,
+            "{backend:?}: the retries waited behind the flood ({} of {RETRIES} in {FLOOD_AT_MOST:?})",
+            failing.count() - RETRIES
+        );
+        assert!(
+            slow.count() > 0,
+            "{backend:?}: the flood was delivered meanwhile"
+        );
+        app.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn failing_twice_then_200_takes_exactly_three_attempts_at_the_configured_spacing() {
     for backend in backends() {
