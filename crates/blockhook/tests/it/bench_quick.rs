@@ -66,6 +66,23 @@ fn quick_bench_prints_every_figure_and_loses_nothing() {
     );
 }
 
+/// `--rate`: the bare requests run again at the offered rate, and their CPU per request is
+/// printed beside the server's, as the floor a run at that rate is read against.
+#[test]
+fn a_fixed_rate_prints_the_bare_cost_of_a_request_at_that_rate() {
+    let stdout = bench(&["--quick", "--events", "300", "--rate", "200"]);
+    let bare = stdout
+        .lines()
+        .find(|l| l.starts_with("bare cpu per request at 200 requests/s:"))
+        .unwrap_or_else(|| panic!("no bare figure at the rate in:\n{stdout}"));
+    assert!(
+        bare.ends_with("(client and receiver, 300 requests)"),
+        "{bare}"
+    );
+    assert!(stdout.contains("server cpu per event:"), "{stdout}");
+    assert!(stdout.lines().any(|l| l == "lost: 0"), "{stdout}");
+}
+
 /// `--drain`: every delivery is refused once during the outage and fails, the recovery
 /// re-queues exactly those, and all of them arrive once, with the drain's figures printed.
 #[test]

@@ -38,19 +38,48 @@ pub async fn bare(sink: &Sink, total: u64, concurrency: usize) -> anyhow::Result
                 if seq >= total {
                     return anyhow::Ok(());
                 }
-                let r = client
-                    .post(url.as_str())
-                    .header("content-type", "application/json")
-                    .body(payload(seq, now_us()))
-                    .send()
-                    .await?;
-                r.bytes().await?;
+                post_bare(&client, &url, seq).await?;
             }
         });
     }
     while let Some(done) = workers.join_next().await {
         done??;
     }
+    Ok(())
+}
+
+/// POSTs `total` bodies straight to the sink at `rate` per second, as the publisher paces a
+/// run with `--rate`: what one loopback request costs its two sides at that rate, with nothing
+/// in between.
+pub async fn bare_at(sink: &Sink, total: u64, rate: f64) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let url = Arc::new(sink.url(0));
+    let gap = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for seq in 0..total {
+        tokio::time::sleep_until((started + gap.mul_f64(seq as f64)).into()).await;
+        let (client, url) = (client.clone(), url.clone());
+        tasks.spawn(async move { post_bare(&client, &url, seq).await });
+        while let Some(done) = tasks.try_join_next() {
+            done??;
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+async fn post_bare(client: &reqwest::Client, url: &str, seq: u64) -> anyhow::Result<()> {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(payload(seq, now_us()))
+        .send()
+        .await?
+        .bytes()
+        .await?;
     Ok(())
 }
 

@@ -2,7 +2,8 @@
 //!
 //! One run, one process: a loopback receiver ([`sink`]) is started; the **bare limit** is
 //! measured by POSTing the same bodies to it with a plain `reqwest` client at the same
-//! concurrency (no storage, no signing); then a real blockhook (`Application::build`, temporary
+//! concurrency (no storage, no signing), and with `--rate` once more at that rate (the loopback
+//! floor of a run at that rate); then a real blockhook (`Application::build`, temporary
 //! data directory, SQLite or a fresh PostgreSQL schema) is started in process, merchants and
 //! endpoints pointing at the receiver are created, and N events are published through the real
 //! ingest API ([`load`]). The run ends when every expected delivery arrived (or at the timeout)
@@ -211,6 +212,34 @@ fn server_cpu_seconds() -> Option<f64> {
     Some(procfs::cpu_seconds()? - procfs::threads_cpu_seconds(LOAD_THREADS, true)?)
 }
 
+/// How long the bare requests at a fixed rate run (at most the run's own count of deliveries).
+const BARE_AT_RATE: Duration = Duration::from_secs(5);
+
+/// The bare requests again, at the run's offered rate: what one loopback request costs its two
+/// sides (reqwest client, hyper receiver) at that rate. blockhook receives one request and sends
+/// one per event, so this is the floor under its own CPU per event at that rate, before any
+/// storage: at a low rate most of it is waking idle threads, not HTTP.
+async fn bare_at(rate: f64, expected: u64) -> anyhow::Result<()> {
+    let n = expected
+        .min((rate * BARE_AT_RATE.as_secs_f64()).ceil() as u64)
+        .max(1);
+    let sink = Sink::start(n, 1).await?;
+    let cpu0 = procfs::cpu_seconds();
+    load::bare_at(&sink, n, rate).await?;
+    let cpu = procfs::cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
+    let got = sink.tally.unique.load(Ordering::Relaxed);
+    if got < n {
+        bail!("the bare receiver got {got} of {n} requests at {rate}/s");
+    }
+    if let Some(cpu) = cpu {
+        println!(
+            "bare cpu per request at {rate} requests/s: {:.3} ms (client and receiver, {n} requests)",
+            cpu / n as f64 * 1000.0
+        );
+    }
+    Ok(())
+}
+
 /// CPU counters read at the start and at the end of a measured span.
 #[derive(Clone, Copy)]
 struct CpuSample {
@@ -326,6 +355,9 @@ async fn bench(
         }
         rate
     };
+    if let Some(rate) = args.rate {
+        bare_at(rate, expected).await?;
+    }
 
     // (c) blockhook in process: once, or ordering off then on.
     let modes: Vec<Option<u64>> = match args.ordering_keys {
