@@ -1,14 +1,17 @@
-//! [`PgStore`]: the connection pool, the statement counter, the wake-up listener, opening and
+//! [`PgStore`]: the connection pool and the hot path's warm connections, the statement counter,
+//! the wake-up listener, opening and
 //! migrating, and the small SQL helpers every concern file shares (cursors, page sizes, insert
 //! errors). The `Store` traits are implemented in the concern files above this one.
 
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use blockhook_core::{Cursor, Error};
 use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::Notify;
@@ -25,9 +28,24 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 /// with `Unavailable` and is then discarded (sqlx tests every connection on release).
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
+/// The most connections the hot path keeps checked out between its statements (see
+/// [`PgStore::warm`]): one serves an everyday rate; the second covers an ingest and a finish at
+/// the same moment. At most a quarter of the pool, so that the rest stays free for everything
+/// else (a pool of fewer than four keeps none).
+const WARM_KEPT: usize = 2;
+
+/// How many connections a pool of `max_connections` keeps warm.
+pub(super) fn warm_kept(max_connections: u32) -> usize {
+    (usize::try_from(max_connections).unwrap_or(usize::MAX) / 4).min(WARM_KEPT)
+}
+
 /// The PostgreSQL store: for several blockhook processes sharing one database.
 pub struct PgStore {
     pool: PgPool,
+    /// The hot path's connections between statements, most recently used last.
+    warm: std::sync::Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
+    /// How many `warm` may hold ([`warm_kept`]).
+    warm_kept: usize,
     /// For connections outside the pool (job locks live as long as their session).
     pub(super) connect: PgConnectOptions,
     /// The schema in use: job locks are per database, so their keys name it.
@@ -118,6 +136,8 @@ impl PgStore {
         .await?;
         Ok(Self {
             pool,
+            warm: std::sync::Mutex::new(Vec::new()),
+            warm_kept: warm_kept(opts.max_connections.max(1)),
             connect,
             schema,
             statements: AtomicU64::new(0),
@@ -140,9 +160,30 @@ impl PgStore {
         conn
     }
 
-    /// A connection for several statements in a row (one checkout, no transaction).
-    pub(super) async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, Error> {
-        self.pool.acquire().await.map_err(classify)
+    /// A connection for the hot path's statements (ingest, finish), the one used last if it is
+    /// free: give it back with [`Warm::keep`] once its statements succeeded.
+    ///
+    /// Why: sqlx's pool hands out its idle connections first in, first out, so at an everyday
+    /// rate consecutive statements go to different PostgreSQL backends, each of them cold in the
+    /// CPU's caches. Measured (BENCHMARKS.md, "The hot path on a warm connection"): with every
+    /// statement on one backend, PostgreSQL's CPU per event at 400/s fell by a quarter. Under
+    /// load the stack stays empty and statements take pooled connections as before.
+    pub(super) async fn warm(&self) -> Result<Warm<'_>, Error> {
+        loop {
+            let top = self.warm.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let Some((mut conn, since)) = top else {
+                let conn = self.pool.acquire().await.map_err(classify)?;
+                return Ok(Warm { store: self, conn });
+            };
+            // As the pool's own check before handing out a connection idle this long.
+            if since.elapsed() >= PING_IF_IDLE_FOR
+                && sqlx::Connection::ping(&mut *conn).await.is_err()
+            {
+                conn.close_on_drop();
+                continue;
+            }
+            return Ok(Warm { store: self, conn });
+        }
     }
 
     /// `BEGIN` (one statement).
@@ -155,6 +196,37 @@ impl PgStore {
     pub(super) async fn commit(&self, tx: Transaction<'static, Postgres>) -> Result<(), Error> {
         self.statements.fetch_add(1, Ordering::Relaxed);
         tx.commit().await.map_err(classify)
+    }
+}
+
+/// A connection from [`PgStore::warm`]. Dropped, it goes back to the pool (after an error, the
+/// pool's checks decide whether it is fit to serve again); kept, to the warm stack.
+pub(super) struct Warm<'s> {
+    store: &'s PgStore,
+    conn: PoolConnection<Postgres>,
+}
+
+impl Warm<'_> {
+    /// Its statements succeeded: the next hot-path statement takes it first.
+    pub(super) fn keep(self) {
+        let mut warm = self.store.warm.lock().unwrap_or_else(|p| p.into_inner());
+        if warm.len() < self.store.warm_kept {
+            warm.push((self.conn, Instant::now()));
+        }
+    }
+}
+
+impl Deref for Warm<'_> {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Warm<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
     }
 }
 
@@ -229,4 +301,18 @@ pub(super) fn cursor(after: Option<&Cursor>) -> &str {
 /// A page size as a `LIMIT` that fetches one extra row (which only says there is more).
 pub(super) fn overfetch(limit: u32) -> i64 {
     i64::from(limit.max(1)) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::warm_kept;
+
+    #[test]
+    fn a_quarter_of_the_pool_is_kept_warm_at_most_two_and_none_below_four() {
+        assert_eq!(warm_kept(1), 0);
+        assert_eq!(warm_kept(3), 0);
+        assert_eq!(warm_kept(4), 1);
+        assert_eq!(warm_kept(8), 2);
+        assert_eq!(warm_kept(100), 2);
+    }
 }

@@ -195,7 +195,7 @@ impl PgStore {
         merchants.dedup();
 
         // One checkout for every statement: no transaction needs to span them.
-        let mut conn = self.conn().await?;
+        let mut conn = self.warm().await?;
         let mut targets = ByMerchant::new();
         // Only what came from the cache needs its revision checked; a fresh read is as good as
         // the `LOAD` every ingest used to make.
@@ -229,7 +229,7 @@ impl PgStore {
                     .ok_or_else(|| Error::Internal("ingest: fresh targets found stale".into()))?
             }
         };
-        drop(conn);
+        conn.keep();
         let Stored {
             rows,
             deliveries,

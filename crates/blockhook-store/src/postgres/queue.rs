@@ -331,6 +331,7 @@ impl Queue for PgStore {
         for d in done.iter() {
             c.push(d)?;
         }
+        let mut conn = self.warm().await?;
         let applied: i64 = sqlx::query_scalar(FINISH)
             .bind(&c.delivery)
             .bind(&c.lease)
@@ -351,9 +352,10 @@ impl Queue for PgStore {
             .bind(&c.error)
             .bind(&c.error_detail)
             .bind(now.ms())
-            .fetch_one(self.db())
+            .fetch_one(self.on(&mut conn))
             .await
             .map_err(classify)?;
+        conn.keep();
         Ok(u32::try_from(applied).unwrap_or(u32::MAX))
     }
 
