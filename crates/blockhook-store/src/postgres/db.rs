@@ -1,7 +1,7 @@
 //! [`PgStore`]: the connection pool and the hot path's warm connections, the statement counter,
-//! the wake-up listener, opening and
-//! migrating, and the small SQL helpers every concern file shares (cursors, page sizes, insert
-//! errors). The `Store` traits are implemented in the concern files above this one.
+//! the wake-up listener, opening and migrating, and the small SQL helpers every concern file
+//! shares (cursors, page sizes, insert errors). The `Store` traits are implemented in the
+//! concern files above this one.
 
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
