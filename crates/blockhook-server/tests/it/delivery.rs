@@ -167,6 +167,7 @@ async fn ingests_racing_claims_for_few_slots_lose_no_lease() {
 /// order instead of waiting for the flood to end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_falling_due_during_a_flood_go_out_while_it_lasts() {
+    use std::sync::atomic::{AtomicBool, Ordering};
     const RETRIES: usize = 10;
     const PUBLISHERS: usize = 8;
     const FLOOD_AT_MOST: Duration = Duration::from_secs(30);
@@ -194,8 +195,8 @@ async fn retries_falling_due_during_a_flood_go_out_while_it_lasts() {
         }
         failing.wait_for(RETRIES, Duration::from_secs(30)).await;
 
-        let flooding = std::sync::atomic::AtomicBool::new(true);
-        let still = || flooding.load(std::sync::atomic::Ordering::Relaxed);
+        let flooding = AtomicBool::new(true);
+        let still = || flooding.load(Ordering::Relaxed);
         let publishers = futures::future::join_all((0..PUBLISHERS).map(|_| async {
             while still() {
                 app.publish(&b, "Payment", PAYMENT).await;
@@ -206,7 +207,7 @@ async fn retries_falling_due_during_a_flood_go_out_while_it_lasts() {
             while failing.count() < 2 * RETRIES && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+            flooding.store(false, Ordering::Relaxed);
         };
         futures::future::join(publishers, watch).await;
         assert_eq!(

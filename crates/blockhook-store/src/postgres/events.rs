@@ -53,10 +53,10 @@ use super::rows::{
     AttemptRow, DeliveryRow, EventRow, NextWhileLeased, count, filter_matches, to_u32,
 };
 use super::targets::{self, MerchantTargets};
+use crate::classify;
 
 /// The fan-out targets of a batch's merchants, by merchant id (borrowed from the batch).
 type ByMerchant<'e> = HashMap<&'e str, Arc<MerchantTargets>>;
-use crate::classify;
 
 #[derive(sqlx::FromRow)]
 struct StoredRow {

@@ -219,18 +219,11 @@ const BARE_AT_RATE: Duration = Duration::from_secs(5);
 /// sides (reqwest client, hyper receiver) at that rate. blockhook receives one request and sends
 /// one per event, so this is the floor under its own CPU per event at that rate, before any
 /// storage: at a low rate most of it is waking idle threads, not HTTP.
-async fn bare_at(rate: f64, expected: u64) -> anyhow::Result<()> {
+async fn bare_at(rate: f64, expected: u64, concurrency: usize) -> anyhow::Result<()> {
     let n = expected
         .min((rate * BARE_AT_RATE.as_secs_f64()).ceil() as u64)
         .max(1);
-    let sink = Sink::start(n, 1).await?;
-    let cpu0 = procfs::cpu_seconds();
-    load::bare_at(&sink, n, rate).await?;
-    let cpu = procfs::cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
-    let got = sink.tally.unique.load(Ordering::Relaxed);
-    if got < n {
-        bail!("the bare receiver got {got} of {n} requests at {rate}/s");
-    }
+    let (_, cpu) = bare_run(n, concurrency, Some(rate)).await?;
     if let Some(cpu) = cpu {
         println!(
             "bare cpu per request at {rate} requests/s: {:.3} ms (client and receiver, {n} requests)",
@@ -238,6 +231,29 @@ async fn bare_at(rate: f64, expected: u64) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// POSTs `n` bodies straight to a fresh loopback receiver, `concurrency` at a time or at `rate`
+/// per second; returns the seconds it took and the process's CPU seconds meanwhile.
+async fn bare_run(
+    n: u64,
+    concurrency: usize,
+    rate: Option<f64>,
+) -> anyhow::Result<(f64, Option<f64>)> {
+    let sink = Sink::start(n, 1).await?;
+    let cpu0 = procfs::cpu_seconds();
+    let started = Instant::now();
+    match rate {
+        None => load::bare(&sink, n, concurrency).await?,
+        Some(rate) => load::bare_at(&sink, n, rate).await?,
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = procfs::cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
+    let got = sink.tally.unique.load(Ordering::Relaxed);
+    if got < n {
+        bail!("the bare receiver got {got} of {n} requests");
+    }
+    Ok((secs, cpu))
 }
 
 /// CPU counters read at the start and at the end of a measured span.
@@ -332,16 +348,7 @@ async fn bench(
 
     // (b) The bare limit: the same bodies, the same concurrency, nothing in between.
     let bare = {
-        let sink = Sink::start(expected, 1).await?;
-        let cpu0 = procfs::cpu_seconds();
-        let started = Instant::now();
-        load::bare(&sink, expected, args.concurrency).await?;
-        let secs = started.elapsed().as_secs_f64();
-        let cpu = procfs::cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
-        let got = sink.tally.unique.load(Ordering::Relaxed);
-        if got < expected {
-            bail!("the bare receiver got {got} of {expected} requests");
-        }
+        let (secs, cpu) = bare_run(expected, args.concurrency, None).await?;
         let rate = expected as f64 / secs;
         println!(
             "bare limit: {rate:.0} deliveries/s ({expected} requests, {} concurrent)",
@@ -356,7 +363,7 @@ async fn bench(
         rate
     };
     if let Some(rate) = args.rate {
-        bare_at(rate, expected).await?;
+        bare_at(rate, expected, args.concurrency).await?;
     }
 
     // (c) blockhook in process: once, or ordering off then on.
