@@ -156,6 +156,11 @@ pub struct ClaimRequest {
     pub per_endpoint_max: u32,
     /// Skip these endpoints (saturated in this worker).
     pub exclude: Vec<EndpointId>,
+    /// For a hand-off ([`Events::ingest_and_claim`](crate::Events::ingest_and_claim)): the
+    /// dispatcher has slots for any backlog (few deliveries in flight, or its last claim came
+    /// back short), so the store may lease the batch's own new deliveries as it inserts them
+    /// instead of the oldest due first. `claim_due` ignores it.
+    pub new_first: bool,
 }
 
 /// A finished attempt, handed back to the store in one transaction.

@@ -139,6 +139,7 @@ async fn run(quick: bool) {
             lease_until: now + Duration::from_secs(30),
             per_endpoint_max: 256,
             exclude: vec![],
+            new_first: false,
         };
         let claims = store.claim_due(&req).await.unwrap();
         in_claim += lap.elapsed();

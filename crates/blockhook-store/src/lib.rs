@@ -15,6 +15,7 @@
 #[cfg(feature = "contract")]
 pub mod contract;
 mod error;
+mod lease_plan;
 pub mod outbox;
 pub mod postgres;
 mod rows;

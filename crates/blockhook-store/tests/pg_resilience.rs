@@ -106,6 +106,7 @@ async fn cycle(store: &StoreRef, m: &MerchantId, now: Timestamp) -> Result<(), E
         lease_until: now + Duration::from_secs(30),
         per_endpoint_max: 50,
         exclude: vec![],
+        new_first: false,
     };
     let claims = store.claim_due(&req).await?;
     let done: Vec<Completion> = claims

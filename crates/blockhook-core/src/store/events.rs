@@ -23,9 +23,10 @@ pub trait Events: Send + Sync + 'static {
     /// no delay between commit and first attempt). `lease` is read like a claim: at most
     /// `lease.max` deliveries, at most `lease.per_endpoint_max` per endpoint, none of the
     /// `lease.exclude`d endpoints, under fresh tokens until `lease.lease_until`, none due after
-    /// `lease.now`. The rest stay due for `claim_due`. A store may prefer the batch's own
-    /// deliveries to older due ones (PostgreSQL leases them as it inserts them). A store that
-    /// cannot hand off returns no claims (the default).
+    /// `lease.now`. The rest stay due for `claim_due`. With `lease.new_first` a store may prefer
+    /// the batch's own deliveries to older due ones (both of ours then insert them leased); a
+    /// store that claims within the ingest (`claims_within_ingest`) takes the oldest due first
+    /// without it. A store that cannot hand off returns no claims (the default).
     async fn ingest_and_claim(
         &self,
         events: &[NewEvent],
@@ -34,10 +35,10 @@ pub trait Events: Send + Sync + 'static {
         let _ = lease;
         Ok((self.ingest(events).await?, Vec::new()))
     }
-    /// Whether [`ingest_and_claim`](Events::ingest_and_claim) leases inside the ingest's own
-    /// transaction, at no extra statement, so that it pays at any load. A store whose hand-off
+    /// Whether [`ingest_and_claim`](Events::ingest_and_claim) can claim, oldest due first,
+    /// inside the ingest's own transaction, so that it pays at any load. A store whose hand-off
     /// may cost statements of its own (PostgreSQL: a claim for what its insert could not lease)
-    /// is only asked while few deliveries are in flight: there it
+    /// is only asked with `new_first`, while the dispatcher has room for any backlog: there it
     /// replaces a wake-up, two claims and a look at the next due time, but under load the
     /// dispatcher's batched claims are cheaper than one claim per ingest (BENCHMARKS.md).
     fn claims_within_ingest(&self) -> bool {

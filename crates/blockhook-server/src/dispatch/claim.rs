@@ -78,6 +78,7 @@ pub(super) fn request(cx: &DispatchCx, load: &EndpointLoad, free: usize) -> Clai
         lease_until: now + cx.settings.lease,
         per_endpoint_max: u32::try_from(cx.settings.per_endpoint_concurrency).unwrap_or(u32::MAX),
         exclude: load.saturated(cx.settings.per_endpoint_concurrency),
+        new_first: false,
     }
 }
 

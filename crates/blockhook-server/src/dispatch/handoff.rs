@@ -8,20 +8,20 @@
 //!
 //! The ingest task asks [`Handoff::reserve`] for free delivery slots before it writes; the store
 //! leases at most that many due deliveries as it writes (`Events::ingest_and_claim`: a claim's
-//! limits, ordering and per-endpoint caps; SQLite runs the claim itself in the ingest's
-//! transaction, PostgreSQL inserts the batch's deliveries leased); [`Reserved::hand`]
-//! gives the claims with their slots to the dispatcher loop, which starts them like its own.
-//! With no dispatcher running (an API-only process, before start or after stop) nothing is
-//! reserved, and a store that cannot lease at ingest hands back no claims: then ingest wakes the
-//! dispatcher, as it always did.
+//! limits, ordering and per-endpoint caps); [`Reserved::hand`] gives the claims with their slots
+//! to the dispatcher loop, which starts them like its own. With no dispatcher running (an
+//! API-only process, before start or after stop) nothing is reserved, and a store that cannot
+//! lease at ingest hands back no claims: then ingest wakes the dispatcher, as it always did.
 //!
-//! A store whose hand-off leases only the new batch's deliveries (`Events::claims_within_ingest`
-//! false: PostgreSQL inserts them leased; SQLite's hand-off is a real claim, oldest due first)
-//! is given slots while at most [`QUIET_IN_FLIGHT`] deliveries are in flight, or above that
-//! while the dispatcher loop is caught up ([`CaughtUp`]): its last claim, less than
-//! [`CAUGHT_UP_FOR`] ago, came back short. So new events never take the slots a backlog waits
-//! for (retries now due, deliveries an outage left behind): once the loop finds more due than
-//! it could take, hand-offs above the quiet level stop until a claim comes back short again.
+//! While at most [`QUIET_IN_FLIGHT`] deliveries are in flight, or the dispatcher loop is caught
+//! up ([`CaughtUp`]: its last claim, less than [`CAUGHT_UP_FOR`] ago, came back short), the loop
+//! has slots for any backlog, and the request says so (`ClaimRequest::new_first`): both stores
+//! then insert the batch's own deliveries already leased, with no claim statement. Otherwise a
+//! store whose hand-off is a real claim in the ingest's transaction, oldest due first
+//! (`Events::claims_within_ingest`: SQLite) still gets slots, and the other (PostgreSQL) none.
+//! So new events never take the slots a backlog waits for (retries now due, deliveries an outage
+//! left behind): once the loop finds more due than it could take, hand-offs that lease only the
+//! new batch stop until a claim comes back short again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -137,17 +137,17 @@ impl Handoff {
             .clone()?;
         let free = taker.global.available_permits();
         let in_flight = taker.cx.settings.concurrency.saturating_sub(free);
-        if !taker.at_any_load
-            && in_flight > QUIET_IN_FLIGHT
-            && !taker.caught_up.holds(Instant::now())
-        {
+        // Checked last: the clock is read only above the quiet level.
+        let new_first = in_flight <= QUIET_IN_FLIGHT || taker.caught_up.holds(Instant::now());
+        if !taker.at_any_load && !new_first {
             return None;
         }
         // One semaphore operation for all of them: this runs on every ingest.
         let want = (taker.cx.settings.claim_batch as usize).min(free);
         let n = u32::try_from(want).ok().filter(|n| *n > 0)?;
         let permits = taker.global.clone().try_acquire_many_owned(n).ok()?;
-        let request = claim::request(&taker.cx, &taker.worker.load, want);
+        let mut request = claim::request(&taker.cx, &taker.worker.load, want);
+        request.new_first = new_first;
         Some(Reserved {
             permits,
             request,

@@ -159,6 +159,7 @@ pub fn claim_req(now: Timestamp, max: u32) -> ClaimRequest {
         lease_until: now + LEASE,
         per_endpoint_max: max,
         exclude: Vec::new(),
+        new_first: false,
     }
 }
 

@@ -38,10 +38,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use blockhook_core::{
-    AttemptRecord, Claim, ClaimRequest, DeadLetter, Delivery, DeliveryId, DeliveryState, Endpoint,
+    AttemptRecord, Claim, ClaimRequest, DeadLetter, Delivery, DeliveryId, DeliveryState,
     EndpointActivity, EndpointBacklog, EndpointHealth, EndpointId, Error, Event, EventId,
-    EventQuery, Events, Ingested, LeaseToken, MerchantId, NewEvent, OrderingKey, Page, Queue,
-    Timestamp,
+    EventQuery, Events, Ingested, MerchantId, NewEvent, OrderingKey, Page, Queue, Timestamp,
 };
 
 use sqlx::postgres::PgRow;
@@ -54,6 +53,7 @@ use super::rows::{
 };
 use super::targets::{self, MerchantTargets};
 use crate::classify;
+use crate::lease_plan::{LeasePlan, rest_of};
 
 /// The fan-out targets of a batch's merchants, by merchant id (borrowed from the batch).
 type ByMerchant<'e> = HashMap<&'e str, Arc<MerchantTargets>>;
@@ -241,7 +241,11 @@ impl PgStore {
         let inserted: Vec<bool> = rows.iter().map(|r| r.stored).collect();
         let ingested = resolve(self, events, rows).await?;
         let claims = match plan {
-            Some(plan) => plan.claims(events, &deliveries, &inserted),
+            Some(plan) => plan.claims(
+                events,
+                |n| DeliveryId::from_trusted(deliveries[n].clone()),
+                |i| inserted.get(i).copied().unwrap_or(false),
+            ),
             None => Vec::new(),
         };
         Ok((ingested, claims))
@@ -374,8 +378,9 @@ impl Events for PgStore {
     /// process if still left.
     ///
     /// Unlike a claim, the insert does not look at older due deliveries first: they are the
-    /// dispatcher loop's, which claims them at their due time. The hand-off only runs while the
-    /// dispatcher is quiet (see `Handoff`), when no backlog waits for it.
+    /// dispatcher loop's, which claims them at their due time. The hand-off is only asked with
+    /// `lease.new_first` (see `Handoff`), when no backlog waits for it, so every request is read
+    /// as one.
     ///
     /// A claim that fails leaves the ingest standing, its deliveries due and announced.
     async fn ingest_and_claim(
@@ -836,98 +841,6 @@ struct Stored<'r> {
     rows: Vec<StoredRow>,
     deliveries: Vec<String>,
     plan: Option<LeasePlan<'r>>,
-}
-
-/// The deliveries a hand-off leases as `STORE` inserts them, chosen as the batch fans out.
-struct LeasePlan<'r> {
-    request: &'r ClaimRequest,
-    token: LeaseToken,
-    per_endpoint: HashMap<EndpointId, u32>,
-    /// (index of the event in the batch, index of the delivery in `DeliveryArrays`, endpoint).
-    picked: Vec<(usize, usize, Arc<Endpoint>)>,
-}
-
-impl<'r> LeasePlan<'r> {
-    fn new(request: &'r ClaimRequest) -> Self {
-        Self {
-            request,
-            token: LeaseToken::generate(),
-            per_endpoint: HashMap::new(),
-            picked: Vec::new(),
-        }
-    }
-
-    /// Whether delivery `delivery` (of event `index`, `e`, to `endpoint`) is leased at insert:
-    /// as a claim would take it, it is due by the request's time, its endpoint is not excluded
-    /// nor at `per_endpoint_max`, and the request is not full.
-    fn take(
-        &mut self,
-        index: usize,
-        e: &NewEvent,
-        endpoint: &Arc<Endpoint>,
-        delivery: usize,
-    ) -> bool {
-        let req = self.request;
-        if self.picked.len() >= req.max as usize
-            || e.created_at > req.now
-            || req.exclude.contains(&endpoint.id)
-        {
-            return false;
-        }
-        let n = self.per_endpoint.entry(endpoint.id.clone()).or_default();
-        if *n >= req.per_endpoint_max {
-            return false;
-        }
-        *n += 1;
-        self.picked.push((index, delivery, endpoint.clone()));
-        true
-    }
-
-    /// The claims of the leased deliveries whose event was stored (`stored`, by event index);
-    /// `ids` are the deliveries' ids.
-    fn claims(self, events: &[NewEvent], ids: &[String], stored: &[bool]) -> Vec<Claim> {
-        self.picked
-            .into_iter()
-            .filter(|(index, _, _)| stored.get(*index).copied().unwrap_or(false))
-            .map(|(index, delivery, endpoint)| {
-                let e = &events[index];
-                Claim {
-                    delivery_id: DeliveryId::from_trusted(ids[delivery].clone()),
-                    lease: self.token,
-                    attempt: 1,
-                    round_attempt: 1,
-                    event_id: e.id.clone(),
-                    event_type: e.event_type.clone(),
-                    payload: e.payload.clone(),
-                    event_created_at: e.created_at,
-                    endpoint,
-                }
-            })
-            .collect()
-    }
-}
-
-/// What is left of a hand-off's request once `claims` were leased at insert: fewer slots, and the
-/// endpoints those filled to `per_endpoint_max` left out.
-fn rest_of(request: &ClaimRequest, claims: &[Claim]) -> ClaimRequest {
-    let mut per_endpoint: HashMap<&EndpointId, u32> = HashMap::new();
-    for c in claims {
-        *per_endpoint.entry(&c.endpoint.id).or_default() += 1;
-    }
-    let mut exclude = request.exclude.clone();
-    exclude.extend(
-        per_endpoint
-            .into_iter()
-            .filter(|(_, n)| *n >= request.per_endpoint_max)
-            .map(|(id, _)| id.clone()),
-    );
-    ClaimRequest {
-        max: request
-            .max
-            .saturating_sub(u32::try_from(claims.len()).unwrap_or(u32::MAX)),
-        exclude,
-        ..request.clone()
-    }
 }
 
 /// The events of a batch as parallel arrays (bound once each, whatever the batch size).

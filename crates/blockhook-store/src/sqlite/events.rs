@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use blockhook_core::{
     AttemptRecord, Claim, ClaimRequest, DeadLetter, Delivery, DeliveryId, DeliveryOrigin,
     DeliveryState, EndpointActivity, EndpointBacklog, EndpointHealth, EndpointId, Error, Event,
-    EventFilter, EventId, EventQuery, Events, Ingested, MerchantId, NewEvent, Ordering,
+    EventFilter, EventId, EventQuery, Events, Ingested, LeaseToken, MerchantId, NewEvent, Ordering,
     OrderingKey, Page, Timestamp,
 };
 use rusqlite::{Connection, params_from_iter};
@@ -19,13 +19,14 @@ use super::rows::{
     AttemptRow, DeliveryRow, EventRow, MAX_ROWS, NextWhileLeased, count, filter_from_json,
     json_list, padded_chunks, page_limit, placeholders, to_u32,
 };
-use super::writer::{Bind, Cx, NULL, blob, int, text};
+use super::writer::{Batch, Bind, Cx, NULL, Stored, blob, int, text};
+use crate::lease_plan::{LeasePlan, rest_of};
 use crate::{classify, classify_sqlite};
 
 // One statement answers for every merchant of the batch: whether it exists, its status, and its
 // enabled endpoints with their filters (a merchant without endpoints comes back once with NULLs).
 const TARGETS: &str = "SELECT m.id AS merchant_id, m.status, e.id AS endpoint_id, e.event_types, \
-     e.ordering \
+     e.ordering, e.version \
      FROM merchants m LEFT JOIN endpoints e ON e.merchant_id = m.id AND e.enabled = 1 \
      WHERE m.id IN (SELECT value FROM json_each(?1))";
 
@@ -45,20 +46,20 @@ pub(super) struct NewDelivery<'a> {
     pub(super) at: Timestamp,
     /// The ordering key (ordered endpoints only); its sequence number is assigned at insert.
     pub(super) ordering_key: Option<OrderingKey>,
+    /// Inserted leased, as a claim would leave it (the hand-off): the token, and when the lease
+    /// expires (the delivery is due again then).
+    pub(super) lease: Option<(LeaseToken, Timestamp)>,
 }
 
 /// After the commit of [`ingest_group`]: events with deliveries are about to be claimed, so
 /// what a claim needs is kept at hand.
-pub(super) fn remember_ingested(
-    cx: &Cx,
-    batches: &[&[NewEvent]],
-    results: &[Result<Vec<Ingested>, Error>],
-) {
+pub(super) fn remember_ingested(cx: &Cx, batches: &[Batch<'_>], results: &[Result<Stored, Error>]) {
     for (batch, result) in batches.iter().zip(results) {
-        let Ok(done) = result else { continue };
+        let Ok(stored) = result else { continue };
         let fresh = batch
+            .events
             .iter()
-            .zip(done)
+            .zip(&stored.answers)
             .filter(|(_, d)| !d.duplicate && d.deliveries > 0);
         cx.events.put_all(fresh.map(|(ev, _)| {
             let cached = CachedEvent {
@@ -77,18 +78,25 @@ pub(super) fn remember_ingested(
 /// suspended merchant fails alone before anything is written; an `Err` fails the whole
 /// transaction, and the writer then retries each batch alone, so one bad batch cannot fail
 /// others.
+///
+/// A hand-off's batch (`Batch::lease`) whose request says the dispatcher has room for any backlog
+/// (`ClaimRequest::new_first`) has its unordered deliveries inserted already leased, as a claim
+/// would leave them, within the request's limits (`LeasePlan`), and their claims built from the
+/// events in hand: no claim statement, and no second write of the rows. What that leaves (ordered
+/// deliveries, endpoints at their cap), or the whole request when it is not `new_first`, is the
+/// batch's `rest`, claimed oldest due first by the work joining the transaction.
 pub(super) fn ingest_group(
     cx: &Cx,
     conn: &Connection,
-    batches: &[&[NewEvent]],
-) -> Result<Vec<Result<Vec<Ingested>, Error>>, Error> {
-    let all = || batches.iter().flat_map(|b| b.iter());
+    batches: &[Batch<'_>],
+) -> Result<Vec<Result<Stored, Error>>, Error> {
+    let all = || batches.iter().flat_map(|b| b.events.iter());
     let mut merchants: Vec<&str> = all().map(|e| e.merchant_id.as_str()).collect();
     merchants.sort_unstable();
     merchants.dedup();
 
-    // Merchant -> (active, its enabled endpoints with their filters and ordering).
-    type Target = (String, EventFilter, Ordering);
+    // Merchant -> (active, its enabled endpoints with their filters, ordering and version).
+    type Target = (String, EventFilter, Ordering, i64);
     let mut targets: HashMap<String, (bool, Vec<Target>)> = HashMap::new();
     cx.tick(1);
     {
@@ -102,12 +110,15 @@ pub(super) fn ingest_group(
             let endpoint_id: Option<String> = r.get(2).map_err(classify_sqlite)?;
             let event_types: Option<String> = r.get(3).map_err(classify_sqlite)?;
             let ordering: Option<String> = r.get(4).map_err(classify_sqlite)?;
+            let version: Option<i64> = r.get(5).map_err(classify_sqlite)?;
             let entry = targets
                 .entry(merchant_id)
                 .or_insert_with(|| (status == "active", Vec::new()));
-            if let (Some(id), Some(types)) = (endpoint_id, event_types) {
+            if let (Some(id), Some(types), Some(version)) = (endpoint_id, event_types, version) {
                 let ordering = Ordering::from_stored(ordering.as_deref())?;
-                entry.1.push((id, filter_from_json(&types)?, ordering));
+                entry
+                    .1
+                    .push((id, filter_from_json(&types)?, ordering, version));
             }
         }
     }
@@ -115,7 +126,7 @@ pub(super) fn ingest_group(
     let verdicts: Vec<Result<(), Error>> = batches
         .iter()
         .map(|batch| {
-            for ev in *batch {
+            for ev in batch.events {
                 match targets.get(ev.merchant_id.as_str()) {
                     None => return Err(Error::NotFound("merchant")),
                     Some((false, _)) => {
@@ -135,7 +146,7 @@ pub(super) fn ingest_group(
             .iter()
             .zip(&verdicts)
             .filter(|(_, v)| v.is_ok())
-            .flat_map(|(b, _)| b.iter())
+            .flat_map(|(b, _)| b.events.iter())
     };
 
     // (merchant, key) -> the event that owns it: stored ones first, then the batches' own, in
@@ -174,6 +185,21 @@ pub(super) fn ingest_group(
         );
     }
 
+    // The endpoints a lease at insert may hand, read in this transaction (from the endpoint
+    // cache when it holds their current version): only for batches that lease at insert.
+    let wanted: Vec<(&str, i64)> = batches
+        .iter()
+        .zip(&verdicts)
+        .filter(|(b, v)| v.is_ok() && b.lease.is_some_and(|r| r.new_first))
+        .flat_map(|(b, _)| b.events.iter())
+        .filter_map(|ev| targets.get(ev.merchant_id.as_str()))
+        .flat_map(|(_, eps)| eps.iter().map(|t| (t.0.as_str(), t.3)))
+        .collect();
+    let handed = match wanted.is_empty() {
+        true => HashMap::new(),
+        false => super::endpoints::current(cx, conn, &wanted)?,
+    };
+
     let mut results = Vec::with_capacity(batches.len());
     let mut fresh: Vec<&NewEvent> = Vec::new();
     let mut deliveries: Vec<NewDelivery<'_>> = Vec::new();
@@ -182,16 +208,18 @@ pub(super) fn ingest_group(
             results.push(Err(e));
             continue;
         }
-        if let Some(clash) = idempotency_clash(batch, &owners) {
+        if let Some(clash) = idempotency_clash(batch.events, &owners) {
             results.push(Err(clash));
             continue;
         }
-        let mut out = Vec::with_capacity(batch.len());
-        for ev in *batch {
+        let mut plan = batch.lease.filter(|r| r.new_first).map(LeasePlan::new);
+        let first = deliveries.len();
+        let mut answers = Vec::with_capacity(batch.events.len());
+        for (index, ev) in batch.events.iter().enumerate() {
             if let Some(key) = &ev.idempotency_key {
                 let slot = (ev.merchant_id.as_str(), key.as_str());
                 if let Some((original, _, _)) = owners.get(&slot) {
-                    out.push(Ingested {
+                    answers.push(Ingested {
                         event_id: original.clone(),
                         duplicate: true,
                         deliveries: 0,
@@ -211,27 +239,52 @@ pub(super) fn ingest_group(
             let endpoints = targets
                 .get(ev.merchant_id.as_str())
                 .map(|(_, eps)| eps.as_slice());
-            for (endpoint_id, filter, ordering) in endpoints.unwrap_or_default() {
-                if filter.matches(&ev.event_type) {
-                    deliveries.push(NewDelivery {
-                        id: DeliveryId::generate(),
-                        event_id: ev.id.as_str(),
-                        endpoint_id,
-                        merchant_id: ev.merchant_id.as_str(),
-                        at: ev.created_at,
-                        ordering_key: ordering.key_for(ev.ordering_key.as_ref(), &ev.payload),
-                    });
+            for (endpoint_id, filter, ordering, _) in endpoints.unwrap_or_default() {
+                if !filter.matches(&ev.event_type) {
+                    continue;
                 }
+                let ordering_key = ordering.key_for(ev.ordering_key.as_ref(), &ev.payload);
+                let lease = match (&mut plan, handed.get(endpoint_id.as_str())) {
+                    (Some(plan), Some(endpoint)) if ordering_key.is_none() => plan
+                        .take(index, ev, endpoint, deliveries.len())
+                        .then(|| (plan.token, plan.lease_until())),
+                    _ => None,
+                };
+                deliveries.push(NewDelivery {
+                    id: DeliveryId::generate(),
+                    event_id: ev.id.as_str(),
+                    endpoint_id,
+                    merchant_id: ev.merchant_id.as_str(),
+                    at: ev.created_at,
+                    ordering_key,
+                    lease,
+                });
             }
             let made = u32::try_from(deliveries.len() - before).unwrap_or(u32::MAX);
-            out.push(Ingested {
+            answers.push(Ingested {
                 event_id: ev.id.clone(),
                 duplicate: false,
                 deliveries: made,
             });
             fresh.push(ev);
         }
-        results.push(Ok(out));
+        // Every event that fanned out is inserted: a repeat of a key made no deliveries.
+        let claims = match plan {
+            Some(plan) => plan.claims(batch.events, |n| deliveries[n].id.clone(), |_| true),
+            None => Vec::new(),
+        };
+        let rest = match batch.lease {
+            Some(request) if request.new_first => {
+                (claims.len() < deliveries.len() - first).then(|| rest_of(request, &claims))
+            }
+            Some(request) => Some(request.clone()),
+            None => None,
+        };
+        results.push(Ok(Stored {
+            answers,
+            claims,
+            rest,
+        }));
     }
 
     insert_events(cx, conn, &fresh)?;
@@ -360,11 +413,14 @@ fn insert_search_keys(cx: &Cx, conn: &Connection, events: &[&NewEvent]) -> Resul
     Ok(())
 }
 
+// A leased row (`column9` token, `column10` expiry) is due again when its lease expires, as a
+// claim leaves it.
 const INSERT_DELIVERIES: (&str, &str) = (
     "INSERT OR IGNORE INTO deliveries (id, event_id, endpoint_id, merchant_id, state, origin, \
-     next_attempt_at, created_at, updated_at, ordering_key, ordering_seq) \
-     SELECT column1, column2, column3, column4, 'pending', column5, column6, column6, column6, \
-       column7, column8 \
+     next_attempt_at, created_at, updated_at, ordering_key, ordering_seq, lease_token, \
+     lease_until) \
+     SELECT column1, column2, column3, column4, 'pending', column5, coalesce(column10, column6), \
+       column6, column6, column7, column8, column9, column10 \
      FROM (VALUES ",
     ") WHERE column1 IS NOT NULL",
 );
@@ -428,8 +484,8 @@ fn sequence(
         .collect()
 }
 
-/// Multi-row INSERT of pending deliveries, due at their creation time, one statement per 256;
-/// ordered ones take their key's next sequence numbers first.
+/// Multi-row INSERT of pending deliveries, due at their creation time (or leased), one
+/// statement per 256; ordered ones take their key's next sequence numbers first.
 pub(super) fn insert_deliveries(
     cx: &Cx,
     conn: &Connection,
@@ -441,11 +497,11 @@ pub(super) fn insert_deliveries(
         let sql = format!(
             "{}{}{}",
             INSERT_DELIVERIES.0,
-            placeholders(rows, 8),
+            placeholders(rows, 10),
             INSERT_DELIVERIES.1
         );
         let seqs = &seqs[n * MAX_ROWS..];
-        let mut values: Vec<Bind<'_>> = Vec::with_capacity(rows * 8);
+        let mut values: Vec<Bind<'_>> = Vec::with_capacity(rows * 10);
         for (d, seq) in chunk.iter().zip(seqs) {
             values.push(text(d.id.as_str()));
             values.push(text(d.event_id));
@@ -455,8 +511,10 @@ pub(super) fn insert_deliveries(
             values.push(int(d.at.ms()));
             values.push(d.ordering_key.as_ref().map_or(NULL, |k| text(k.as_str())));
             values.push(seq.map_or(NULL, int));
+            values.push(d.lease.map_or(NULL, |(token, _)| int(token.0)));
+            values.push(d.lease.map_or(NULL, |(_, until)| int(until.ms())));
         }
-        values.resize(rows * 8, NULL);
+        values.resize(rows * 10, NULL);
         cx.tick(1);
         let done = conn
             .prepare_cached(&sql)
@@ -474,7 +532,7 @@ pub(super) fn insert_deliveries(
 #[async_trait::async_trait]
 impl Events for SqliteStore {
     async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<Ingested>, Error> {
-        self.db.thread.ingest(events, None).await
+        Ok(self.db.thread.ingest(events, None, None).await?.0)
     }
 
     /// See [`SqliteStore::ingest_and_lease`].

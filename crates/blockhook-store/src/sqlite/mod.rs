@@ -11,7 +11,8 @@
 //! - **Group commit** (`writer`): concurrent `ingest` and `finish` calls share one transaction,
 //!   so an fsync per commit does not cap throughput; at an everyday rate finishes wait on a tray
 //!   for the next ingest's commit (without waking the thread), and `ingest_and_claim` leases in
-//!   the ingest's transaction.
+//!   the ingest's transaction: the batch's own deliveries inserted already leased while the
+//!   dispatcher has room (`ClaimRequest::new_first`), a claim oldest due first otherwise.
 //! - **Few statements, few result rows** per call, whatever the batch size: multi-row writes
 //!   padded to a handful of cached shapes (`rows::padded_chunks`), id lists bound as one JSON
 //!   array, hot-path reads aggregated into one JSON row (sqlx hands every row across a thread).

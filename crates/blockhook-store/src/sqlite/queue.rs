@@ -226,32 +226,40 @@ fn spread(
 }
 
 impl SqliteStore {
-    /// `Events::ingest_and_claim`: the lease is taken in the ingest's own transaction, after
-    /// the events, by the same query as a claim (so ordering, caps and exclusions hold as for
-    /// `claim_due`), and only the payloads the event cache lacks are read after the commit: for
-    /// fresh events, none. A lease that fails leaves the ingest standing, with no claims.
+    /// `Events::ingest_and_claim`, in the ingest's own transaction. With `lease.new_first` the
+    /// batch's unordered deliveries are inserted already leased, within the request's limits,
+    /// and their claims built from the events in hand; what that leaves is claimed after the
+    /// group's writes by the same query as a claim (so ordering, caps and exclusions hold as for
+    /// `claim_due`). Without it the whole request is such a claim, oldest due first. Only the
+    /// payloads the event cache lacks are read after the commit: for fresh events, none. A claim
+    /// that fails leaves the ingest standing, with the claims leased at insert.
     pub(super) async fn ingest_and_lease(
         &self,
         events: &[NewEvent],
         lease: &ClaimRequest,
     ) -> Result<(Vec<Ingested>, Vec<Claim>), Error> {
         let (tx, leased) = tokio::sync::oneshot::channel();
-        let req = lease.clone();
-        let joined: Joined = Box::new(move |conn, cx| {
-            let leased = lease_due(cx, conn, &req);
+        let joined: Joined = Box::new(move |conn, cx, rest| {
+            let leased = match rest {
+                Some(rest) => lease_due(cx, conn, rest),
+                None => Ok(None),
+            };
             Box::new(move |committed| {
                 let _ = tx.send(leased.map(|l| l.filter(|_| committed)));
             })
         });
-        let ingested = self.db.thread.ingest(events, Some(joined)).await?;
-        let claims = match leased.await {
-            Ok(Ok(Some(leased))) => self.claims(leased).await?,
-            Ok(Ok(None)) | Err(_) => Vec::new(),
+        let (ingested, mut claims) = self
+            .db
+            .thread
+            .ingest(events, Some(lease.clone()), Some(joined))
+            .await?;
+        match leased.await {
+            Ok(Ok(Some(leased))) => claims.extend(self.claims(leased).await?),
+            Ok(Ok(None)) | Err(_) => {}
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "leasing at ingest failed; the deliveries stay due");
-                Vec::new()
             }
-        };
+        }
         Ok((ingested, claims))
     }
 
@@ -897,6 +905,7 @@ fn resend_in(
             merchant_id: merchant.as_str(),
             at: now,
             ordering_key: ordering.key_for(explicit.as_ref(), &payload),
+            lease: None,
         });
     }
     for (endpoint_id, _) in &targets {

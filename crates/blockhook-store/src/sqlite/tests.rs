@@ -130,6 +130,7 @@ pub(super) mod failures {
             lease_until: T0 + Duration::from_secs(31),
             per_endpoint_max: max,
             exclude: Vec::new(),
+            new_first: false,
         }
     }
 
@@ -294,6 +295,62 @@ pub(super) mod failures {
             2,
             "FULL again"
         );
+    }
+
+    /// The point of leasing at insert: with `new_first` a hand-off runs exactly the statements
+    /// of a plain ingest (no claim query, no second write of the rows), and its claims are
+    /// leased like a claim's: not claimable again until their lease expires.
+    #[tokio::test]
+    async fn a_new_first_hand_off_costs_no_statement_beyond_the_ingest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_at(&dir.path().join("bh.db"), SqliteSync::Full).await;
+        let m = tenant(&store).await;
+        // Warm: the first ingest reads the endpoint into the cache.
+        store.ingest(&events(&m, 1, 10)).await.unwrap();
+        assert_eq!(store.claim_due(&claim_req(10)).await.unwrap().len(), 1);
+
+        let before = store.statements();
+        let waiting = store.ingest(&events(&m, 1, 10)).await.unwrap();
+        let plain = store.statements() - before;
+
+        let req = ClaimRequest {
+            new_first: true,
+            ..claim_req(10)
+        };
+        let before = store.statements();
+        let (ingested, handed) = store
+            .ingest_and_claim(&events(&m, 1, 10), &req)
+            .await
+            .unwrap();
+        let hand_off = store.statements() - before;
+        assert_eq!(handed.len(), 1);
+        assert_eq!(handed[0].event_id, ingested[0].event_id);
+        assert_eq!(
+            hand_off, plain,
+            "a hand-off leasing at insert runs the ingest's statements and no more"
+        );
+
+        let old_way = ClaimRequest {
+            new_first: false,
+            ..claim_req(10)
+        };
+        let before = store.statements();
+        let (_, taken) = store
+            .ingest_and_claim(&events(&m, 1, 10), &old_way)
+            .await
+            .unwrap();
+        assert!(
+            store.statements() - before > plain,
+            "the claim in the ingest's transaction costs statements of its own"
+        );
+        assert_eq!(
+            taken[0].event_id, waiting[0].event_id,
+            "without new_first, the oldest due first: the plain ingest's delivery"
+        );
+        assert_eq!(taken.len(), 2);
+
+        // Every delivery is leased now, the handed one included, until its lease expires.
+        assert!(store.claim_due(&claim_req(10)).await.unwrap().is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use blockhook_core::{Completion, Error, Ingested, NewEvent, Timestamp};
+use blockhook_core::{Claim, ClaimRequest, Completion, Error, Ingested, NewEvent, Timestamp};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
@@ -134,10 +134,24 @@ pub(super) struct Groups {
 
 /// See [`Groups::ingest`].
 pub(super) type IngestGroup =
-    fn(&Cx, &Connection, &[&[NewEvent]]) -> Result<Vec<Result<Vec<Ingested>, Error>>, Error>;
+    fn(&Cx, &Connection, &[Batch<'_>]) -> Result<Vec<Result<Stored, Error>>, Error>;
 
 /// See [`Groups::ingested`].
-pub(super) type RememberIngested = fn(&Cx, &[&[NewEvent]], &[Result<Vec<Ingested>, Error>]);
+pub(super) type RememberIngested = fn(&Cx, &[Batch<'_>], &[Result<Stored, Error>]);
+
+/// One caller's events in a group, with the hand-off's request when it asked to lease.
+pub(super) struct Batch<'a> {
+    pub(super) events: &'a [NewEvent],
+    pub(super) lease: Option<&'a ClaimRequest>,
+}
+
+/// What one batch stored: the answers, the claims of the deliveries inserted already leased,
+/// and what is left of the hand-off's request for its joined claim (`None`: nothing to claim).
+pub(super) struct Stored {
+    pub(super) answers: Vec<Ingested>,
+    pub(super) claims: Vec<Claim>,
+    pub(super) rest: Option<ClaimRequest>,
+}
 
 /// See [`Groups::finish`].
 pub(super) type FinishGroup =
@@ -145,15 +159,19 @@ pub(super) type FinishGroup =
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
-/// Work that joins an ingest's transaction, after the ingest (a hand-off's lease): it returns
+/// Work that joins an ingest's transaction, after the group's ingests and finishes (a
+/// hand-off's claim), given what is left of its batch's request ([`Stored::rest`]): it returns
 /// what answers its caller once the transaction has ended, told whether it committed.
-pub(super) type Joined = Box<dyn FnOnce(&Connection, &Cx) -> Box<dyn FnOnce(bool) + Send> + Send>;
+pub(super) type Joined =
+    Box<dyn FnOnce(&Connection, &Cx, Option<&ClaimRequest>) -> Box<dyn FnOnce(bool) + Send> + Send>;
 
-/// An ingest job: the events, the work joining its transaction, who waits.
+/// An ingest job: the events, the hand-off's request, the work joining its transaction, who
+/// waits.
 struct Ingest {
     events: Vec<NewEvent>,
+    lease: Option<ClaimRequest>,
     joined: Option<Joined>,
-    reply: Reply<Vec<Ingested>>,
+    reply: Reply<(Vec<Ingested>, Vec<Claim>)>,
 }
 
 enum Job {
@@ -255,19 +273,22 @@ impl Writer {
         Ok(Self { jobs, tray })
     }
 
-    /// Stores `events` (possibly in one transaction with other callers' events), then runs
-    /// `joined` in the same transaction.
+    /// Stores `events` (possibly in one transaction with other callers' events), leasing at
+    /// insert what `lease` allows (see `events::ingest_group`), then runs `joined` in the same
+    /// transaction. Returns the answers and the claims leased at insert.
     pub(super) async fn ingest(
         &self,
         events: &[NewEvent],
+        lease: Option<ClaimRequest>,
         joined: Option<Joined>,
-    ) -> Result<Vec<Ingested>, Error> {
+    ) -> Result<(Vec<Ingested>, Vec<Claim>), Error> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let (reply, answer) = oneshot::channel();
         let job = Job::Ingest(Ingest {
             events: events.to_vec(),
+            lease,
             joined,
             reply,
         });
@@ -523,8 +544,19 @@ fn write_group(session: &mut Session, groups: Groups, ingests: Vec<Ingest>, fini
         return;
     }
     let mut ingests = ingests;
-    let joined: Vec<Joined> = ingests.iter_mut().filter_map(|i| i.joined.take()).collect();
-    let batches: Vec<&[NewEvent]> = ingests.iter().map(|i| i.events.as_slice()).collect();
+    // Each with the index of its ingest, whose rest of the request it is given.
+    let joined: Vec<(usize, Joined)> = ingests
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(n, i)| Some((n, i.joined.take()?)))
+        .collect();
+    let batches: Vec<Batch<'_>> = ingests
+        .iter()
+        .map(|i| Batch {
+            events: &i.events,
+            lease: i.lease.as_ref(),
+        })
+        .collect();
     let jobs: Vec<(&[Completion], Timestamp)> =
         finishes.iter().map(|f| (&f.done[..], f.now)).collect();
     let mut answers: Vec<Box<dyn FnOnce(bool) + Send>> = Vec::new();
@@ -537,7 +569,13 @@ fn write_group(session: &mut Session, groups: Groups, ingests: Vec<Ingest>, fini
             true => Vec::new(),
             false => (groups.finish)(cx, conn, &jobs)?,
         };
-        answers.extend(joined.into_iter().map(|work| work(conn, cx)));
+        answers.extend(joined.into_iter().map(|(n, work)| {
+            let rest = stored
+                .get(n)
+                .and_then(|s| s.as_ref().ok())
+                .and_then(|s| s.rest.as_ref());
+            work(conn, cx, rest)
+        }));
         Ok((stored, applied))
     });
     for answer in answers {
@@ -547,7 +585,7 @@ fn write_group(session: &mut Session, groups: Groups, ingests: Vec<Ingest>, fini
         Ok((stored, applied)) => {
             (groups.ingested)(&session.cx, &batches, &stored);
             for (ingest, result) in ingests.into_iter().zip(stored) {
-                let _ = ingest.reply.send(result);
+                let _ = ingest.reply.send(result.map(|s| (s.answers, s.claims)));
             }
             for (f, n) in finishes.into_iter().zip(applied) {
                 let _ = f.reply.send(Ok(n));

@@ -114,6 +114,7 @@ pub async fn claim_honours_per_endpoint_max_and_exclude(store: StoreRef) {
         lease_until: t(200),
         per_endpoint_max: 3,
         exclude: vec![c.id.clone()],
+        new_first: false,
     };
     let got = store.claim_due(&req).await.unwrap();
     let count = |id| got.iter().filter(|cl| &cl.endpoint.id == id).count();
@@ -131,6 +132,7 @@ pub async fn claim_honours_per_endpoint_max_and_exclude(store: StoreRef) {
     let rest = store
         .claim_due(&ClaimRequest {
             exclude: vec![a.id.clone(), b.id.clone()],
+            new_first: false,
             ..req.clone()
         })
         .await
@@ -163,6 +165,7 @@ pub async fn claim_spreads_over_endpoints_behind_one_backlog(store: StoreRef) {
         lease_until: t(2000),
         per_endpoint_max: 4,
         exclude: vec![],
+        new_first: false,
     };
     let first = store.claim_due(&req).await.unwrap();
     assert_eq!(first.len(), 20, "the claim is filled from other endpoints");
@@ -602,6 +605,15 @@ pub async fn next_due_at_reports_earliest(store: StoreRef) {
 /// `ingest_and_claim` keeps a claim's other limits: at most `per_endpoint_max` of one endpoint,
 /// nothing due after the request's time, and a lease that renews and finishes like a claim's.
 pub async fn ingest_and_claim_keeps_a_claims_limits(store: StoreRef) {
+    keeps_a_claims_limits(store, false).await;
+}
+
+/// The same with `new_first`, when a store may lease the batch's deliveries as it inserts them.
+pub async fn ingest_and_claim_new_first_keeps_a_claims_limits(store: StoreRef) {
+    keeps_a_claims_limits(store, true).await;
+}
+
+async fn keeps_a_claims_limits(store: StoreRef, new_first: bool) {
     let m = merchant(&store).await;
     let a = endpoint(&store, &m, &[]).await;
     let b = endpoint(&store, &m, &[]).await;
@@ -614,6 +626,7 @@ pub async fn ingest_and_claim_keeps_a_claims_limits(store: StoreRef) {
         lease_until: t(40),
         per_endpoint_max: 2,
         exclude: vec![],
+        new_first,
     };
     let (ingested, handed) = store.ingest_and_claim(&batch, &req).await.unwrap();
     assert!(ingested.iter().all(|i| i.deliveries == 2));
@@ -653,6 +666,15 @@ pub async fn ingest_and_claim_keeps_a_claims_limits(store: StoreRef) {
 /// excluded endpoints are left out, and a handed claim finishes like any other. (The trait allows
 /// a store to hand nothing; both of ours hand off.)
 pub async fn ingest_and_claim_leases_like_a_claim(store: StoreRef) {
+    leases_like_a_claim(store, false).await;
+}
+
+/// The same with `new_first`, when a store may lease the batch's deliveries as it inserts them.
+pub async fn ingest_and_claim_new_first_leases_like_a_claim(store: StoreRef) {
+    leases_like_a_claim(store, true).await;
+}
+
+async fn leases_like_a_claim(store: StoreRef, new_first: bool) {
     let m = merchant(&store).await;
     let a = endpoint(&store, &m, &["Payment"]).await;
     let skipped = endpoint(&store, &m, &["Payout"]).await;
@@ -665,6 +687,7 @@ pub async fn ingest_and_claim_leases_like_a_claim(store: StoreRef) {
         lease_until: t(40),
         per_endpoint_max: 10,
         exclude: vec![skipped.id.clone()],
+        new_first,
     };
     let (ingested, handed) = store.ingest_and_claim(&batch, &req).await.unwrap();
     assert_eq!(ingested.len(), 6, "every event stored");
@@ -709,4 +732,36 @@ pub async fn ingest_and_claim_leases_like_a_claim(store: StoreRef) {
         .unwrap();
     assert!(again[0].duplicate);
     assert!(none.is_empty(), "nothing new to hand");
+}
+
+/// With `new_first` (the dispatcher has room for any backlog) a hand-off leases the batch's own
+/// deliveries, even while an older one is due: that one stays for the dispatcher's claim. Both
+/// stores insert them already leased.
+pub async fn ingest_and_claim_new_first_hands_the_batchs_own(store: StoreRef) {
+    let m = merchant(&store).await;
+    endpoint(&store, &m, &[]).await;
+    let older = store.ingest(&[event(&m, "Payment", t(0))]).await.unwrap();
+    let batch = [event(&m, "Payment", t(5))];
+    let req = ClaimRequest {
+        now: t(10),
+        max: 1,
+        lease_until: t(40),
+        per_endpoint_max: 10,
+        exclude: vec![],
+        new_first: true,
+    };
+    let (ingested, handed) = store.ingest_and_claim(&batch, &req).await.unwrap();
+    let handed: Vec<_> = handed.iter().map(|c| c.event_id.clone()).collect();
+    assert_eq!(
+        handed,
+        [ingested[0].event_id.clone()],
+        "the batch's own delivery"
+    );
+    let claimed = store.claim_due(&claim_req(t(11), 10)).await.unwrap();
+    let claimed: Vec<_> = claimed.iter().map(|c| c.event_id.clone()).collect();
+    assert_eq!(
+        claimed,
+        [older[0].event_id.clone()],
+        "the older one, still due"
+    );
 }

@@ -416,6 +416,15 @@ pub async fn mode_change_applies_to_new_deliveries(store: StoreRef) {
 /// A hand-off at ingest leases like a claim: of a key's deliveries stored together, only the
 /// head goes, and the next is claimable once the head is done.
 pub async fn ingest_and_claim_hands_only_a_keys_head(store: StoreRef) {
+    hands_only_a_keys_head(store, false).await;
+}
+
+/// The same with `new_first`: ordered deliveries are never leased at insert, only claimed.
+pub async fn ingest_and_claim_new_first_hands_only_a_keys_head(store: StoreRef) {
+    hands_only_a_keys_head(store, true).await;
+}
+
+async fn hands_only_a_keys_head(store: StoreRef, new_first: bool) {
     let m = merchant(&store).await;
     ordered_endpoint(&store, &m, per_key(OnFinalFailure::Continue, None)).await;
     let batch: Vec<_> = (0..3)
@@ -431,6 +440,7 @@ pub async fn ingest_and_claim_hands_only_a_keys_head(store: StoreRef) {
         lease_until: t(40),
         per_endpoint_max: 10,
         exclude: Vec::new(),
+        new_first,
     };
     let (ingested, handed) = store.ingest_and_claim(&batch, &req).await.expect("ingest");
     assert_eq!(ingested.len(), 3);

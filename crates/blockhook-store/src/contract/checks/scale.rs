@@ -49,6 +49,7 @@ pub async fn many_claimers_never_double_claim(store: StoreRef) {
                     lease_until: now + LEASE,
                     per_endpoint_max: 2,
                     exclude: Vec::new(),
+                    new_first: false,
                 };
                 let got = store.claim_due(&req).await.unwrap();
                 if got.is_empty() {
