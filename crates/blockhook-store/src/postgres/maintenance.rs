@@ -87,7 +87,7 @@ impl Maintenance for PgStore {
         // skipped and picked up by the next call. Old attempts are found per endpoint through
         // `attempts_by_endpoint`, so no index on `started_at` alone is kept up on the hot insert
         // path (migration 10); every attempt's endpoint exists (deleting an endpoint deletes its
-        // deliveries, and theirs their attempts).
+        // deliveries and its attempts, see `delete_endpoint`).
         const PURGE: &str = "WITH emptied AS ( \
                 UPDATE events SET payload = NULL WHERE id IN ( \
                     SELECT ev.id FROM events ev \

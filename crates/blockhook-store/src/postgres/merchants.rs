@@ -80,18 +80,46 @@ impl Merchants for PgStore {
     }
 
     async fn delete_merchant(&self, id: &MerchantId) -> Result<(), Error> {
-        // Keys, endpoints and events cascade; deliveries and attempts cascade from those.
+        // Attempts have no foreign key (migration 12): they go by their endpoints, so the order
+        // matters. The merchant's row lock comes first: creating an endpoint takes a key-share
+        // lock on its merchant, so no endpoint is added meanwhile. Then the endpoints (their
+        // deliveries cascade), which waits for any finish holding one of those deliveries locked;
+        // the attempts' statement comes after it, so its fresh snapshot (READ COMMITTED) sees
+        // what such a finish logged, and it needs the endpoints' ids from their delete, as they
+        // are gone by then. Last the merchant: its keys, events and search rows cascade.
+        const LOCK: &str = "SELECT 1 FROM merchants WHERE id = $1 FOR UPDATE";
+        const DELETE_ENDPOINTS: &str = "DELETE FROM endpoints WHERE merchant_id = $1 RETURNING id";
+        const DELETE_ATTEMPTS: &str = "DELETE FROM attempts WHERE endpoint_id = ANY($1)";
         const DELETE: &str = "DELETE FROM merchants WHERE id = $1";
 
-        let done = sqlx::query(DELETE)
+        let mut tx = self.begin().await?;
+        let found: Option<i32> = sqlx::query_scalar(LOCK)
             .bind(id.as_str())
-            .execute(self.db())
+            .fetch_optional(self.on(&mut tx))
             .await
             .map_err(classify)?;
-        if done.rows_affected() == 0 {
+        if found.is_none() {
+            // Dropping the transaction rolls it back.
             return Err(Error::NotFound("merchant"));
         }
-        Ok(())
+        let endpoints: Vec<String> = sqlx::query_scalar(DELETE_ENDPOINTS)
+            .bind(id.as_str())
+            .fetch_all(self.on(&mut tx))
+            .await
+            .map_err(classify)?;
+        if !endpoints.is_empty() {
+            sqlx::query(DELETE_ATTEMPTS)
+                .bind(&endpoints)
+                .execute(self.on(&mut tx))
+                .await
+                .map_err(classify)?;
+        }
+        sqlx::query(DELETE)
+            .bind(id.as_str())
+            .execute(self.on(&mut tx))
+            .await
+            .map_err(classify)?;
+        self.commit(tx).await
     }
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<ApiKey, Error> {

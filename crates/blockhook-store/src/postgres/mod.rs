@@ -6,7 +6,9 @@
 //!   arrays, whatever the batch size: `claim_due`, `finish`, `renew_leases`; `ingest` is two (read
 //!   the merchants' endpoints, then one statement that stores events and deliveries and
 //!   notifies), and the hand-off (`ingest_and_claim`) adds the claim. Transaction control is only
-//!   used where a read must gate a write (`resend`).
+//!   used where a read must gate a write (`resend`), where several writes must land together
+//!   (`save_watch`), and where a later statement must see what an earlier one waited for
+//!   (deleting an endpoint or a merchant: their attempts go last, see `endpoints`).
 //! - **Safe concurrent claiming.** `FOR UPDATE SKIP LOCKED` plus a lease that moves
 //!   `next_attempt_at` to its expiry (see `queue`).
 //! - **Cross-process wake-ups.** `LISTEN`/`NOTIFY` on `blockhook_due` (see `listen`).
