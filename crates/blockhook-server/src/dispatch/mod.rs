@@ -112,9 +112,14 @@ pub async fn run(cx: DispatchCx, stop: CancellationToken) {
         }
         let free = global.available_permits();
         if free == 0 {
+            // Every branch must wait: a select that completes at once (an empty set's
+            // `join_next`) would turn this loop into a spin that never yields its worker, and
+            // the hand-offs holding the slots might then never run to give them back.
             tokio::select! {
-                _ = tasks.join_next() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 Some(claims) = handed.recv() => worker.start_all(&mut tasks, claims),
+                // Every slot is reserved by hand-offs still writing: wait for one to come back.
+                Ok(permit) = global.clone().acquire_owned(), if tasks.is_empty() => drop(permit),
                 () = stop.cancelled() => {}
             }
             continue;

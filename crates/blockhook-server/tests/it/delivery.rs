@@ -224,6 +224,50 @@ async fn retries_falling_due_during_a_flood_go_out_while_it_lasts() {
     }
 }
 
+/// With every delivery slot reserved by ingests still writing and nothing in flight, the
+/// dispatcher loop waits for a slot to come back instead of spinning. On a runtime of one thread
+/// (as here) a loop that never yields would starve everything else, the slots' holders included,
+/// for good: that is how this was found, as a test that hung under load. A watchdog turns such a
+/// hang into a failure.
+#[tokio::test(flavor = "current_thread")]
+async fn the_dispatcher_waits_while_hand_offs_hold_every_slot() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const WATCHDOG: Duration = Duration::from_secs(60);
+    let finished = Arc::new(AtomicBool::new(false));
+    let watched = Arc::clone(&finished);
+    std::thread::spawn(move || {
+        std::thread::sleep(WATCHDOG);
+        if !watched.load(Ordering::Relaxed) {
+            eprintln!("the dispatcher loop never yielded while hand-offs held every slot");
+            std::process::exit(1);
+        }
+    });
+    for backend in backends() {
+        let app = TestApp::spawn_with(backend, |s| s.delivery.concurrency = 6).await;
+        let rx = Receiver::ok(Some(&app.ca)).await;
+        let m = app.merchant().await;
+        app.endpoint(&m, &rx.url(), json!({})).await;
+
+        // Every slot, as ingests reserve them before they write (once the dispatcher is up).
+        let mut held = Vec::new();
+        while held.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            while let Some(reserved) = app.state.handoff.reserve() {
+                held.push(reserved);
+            }
+        }
+        // The loop runs meanwhile, with no free slot and nothing in flight.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(held);
+
+        // Given back, the slots serve deliveries again.
+        app.publish(&m, "Payment", PAYMENT).await;
+        rx.wait_for(1, Duration::from_secs(15)).await;
+        app.stop().await;
+    }
+    finished.store(true, Ordering::Relaxed);
+}
+
 #[tokio::test]
 async fn failing_twice_then_200_takes_exactly_three_attempts_at_the_configured_spacing() {
     for backend in backends() {
