@@ -17,17 +17,6 @@ use blockhook_store::contract::fixtures::{
 use blockhook_store::postgres::testing::{self, TestDb};
 use sqlx::{Connection, PgConnection};
 
-async fn fresh_or_skip(test: &str) -> Option<TestDb> {
-    let db = testing::fresh_db().await;
-    if db.is_none() {
-        eprintln!(
-            "{test}: skipped, {} is not set (e.g. postgres://postgres@127.0.0.1:5432/test)",
-            testing::ENV
-        );
-    }
-    db
-}
-
 /// A connection outside the store, on the test's schema.
 async fn admin(db: &TestDb) -> PgConnection {
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
@@ -73,7 +62,7 @@ async fn deliver(store: &StoreRef, m: &MerchantId, events: i64, at: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_endpoint_then_its_merchant_leaves_none_of_their_rows() {
     let test = "deleting_an_endpoint_then_its_merchant_leaves_none_of_their_rows";
-    let Some(db) = fresh_or_skip(test).await else {
+    let Some(db) = testing::fresh_db_or_skip(test).await else {
         return;
     };
     let store = db.store.clone();
@@ -212,7 +201,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finish_in_flight_during_a_delete_leaves_no_attempt() {
     let test = "a_finish_in_flight_during_a_delete_leaves_no_attempt";
-    let Some(db) = fresh_or_skip(test).await else {
+    let Some(db) = testing::fresh_db_or_skip(test).await else {
         return;
     };
     let store = db.store.clone();
@@ -234,7 +223,7 @@ async fn a_finish_in_flight_during_a_delete_leaves_no_attempt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_two_hot_path_keys_are_dropped() {
-    let Some(db) = fresh_or_skip("only_the_two_hot_path_keys_are_dropped").await else {
+    let Some(db) = testing::fresh_db_or_skip("only_the_two_hot_path_keys_are_dropped").await else {
         return;
     };
     let mut admin = admin(&db).await;

@@ -19,11 +19,9 @@ async fn fan_out(ingesting: &StoreRef, m: &blockhook_core::MerchantId, at: i64) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_instances_endpoint_changes_reach_the_next_ingest() {
-    let Some(db) = testing::fresh_db().await else {
-        eprintln!(
-            "another_instances_endpoint_changes_reach_the_next_ingest: skipped, {} is not set",
-            testing::ENV
-        );
+    let Some(db) =
+        testing::fresh_db_or_skip("another_instances_endpoint_changes_reach_the_next_ingest").await
+    else {
         return;
     };
     let (a, b) = (db.store.clone(), db.another_store().await);

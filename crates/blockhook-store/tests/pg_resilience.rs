@@ -22,17 +22,6 @@ use sqlx::{Connection, PgConnection};
 
 const T0: Timestamp = Timestamp::from_ms(1_700_000_000_000);
 
-async fn fresh_or_skip(test: &str) -> Option<TestDb> {
-    let db = testing::fresh_db().await;
-    if db.is_none() {
-        eprintln!(
-            "{test}: skipped, {} is not set (e.g. postgres://postgres@127.0.0.1:5432/test)",
-            testing::ENV
-        );
-    }
-    db
-}
-
 async fn merchant_with_endpoint(store: &StoreRef) -> MerchantId {
     let m = NewMerchant::parse(MerchantId::generate(), "Resilient Ltd", T0).unwrap();
     store.create_merchant(&m).await.unwrap();
@@ -134,7 +123,8 @@ async fn heals_within(store: &StoreRef, m: &MerchantId, deadline: Duration) -> D
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminated_backends_are_unavailable_then_heal() {
-    let Some(db) = fresh_or_skip("terminated_backends_are_unavailable_then_heal").await else {
+    let Some(db) = testing::fresh_db_or_skip("terminated_backends_are_unavailable_then_heal").await
+    else {
         return;
     };
     let store = db.store.clone();
@@ -174,7 +164,8 @@ async fn terminated_backends_are_unavailable_then_heal() {
 /// the same load runs cleanly a moment later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_under_load_never_panics_or_misclassifies() {
-    let Some(db) = fresh_or_skip("kill_under_load_never_panics_or_misclassifies").await else {
+    let Some(db) = testing::fresh_db_or_skip("kill_under_load_never_panics_or_misclassifies").await
+    else {
         return;
     };
     let store = db.store.clone();
@@ -221,7 +212,7 @@ async fn kill_under_load_never_panics_or_misclassifies() {
 /// PostgreSQL, from the ingest's `pg_notify` to the LISTEN connection.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_resubscribes_after_kill() {
-    let Some(db) = fresh_or_skip("listener_resubscribes_after_kill").await else {
+    let Some(db) = testing::fresh_db_or_skip("listener_resubscribes_after_kill").await else {
         return;
     };
     let store = db.store.clone();
@@ -267,10 +258,7 @@ async fn listener_resubscribes_after_kill() {
 #[tokio::test]
 async fn unreachable_database_is_unavailable() {
     if std::env::var(testing::ENV).is_err() {
-        eprintln!(
-            "unreachable_database_is_unavailable: skipped, {} is not set",
-            testing::ENV
-        );
+        testing::skipped("unreachable_database_is_unavailable");
         return;
     }
     let opts = StoreOptions {
@@ -291,10 +279,7 @@ async fn unreachable_database_is_unavailable() {
 #[tokio::test]
 async fn classify_reads_postgres_sqlstates() {
     let Ok(url) = std::env::var(testing::ENV) else {
-        eprintln!(
-            "classify_reads_postgres_sqlstates: skipped, {} is not set",
-            testing::ENV
-        );
+        testing::skipped("classify_reads_postgres_sqlstates");
         return;
     };
     let mut conn = PgConnection::connect(&url).await.unwrap();

@@ -26,11 +26,9 @@ async fn ingesting_backends(admin: &mut PgConnection, schema: &str, since: Optio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingests_one_at_a_time_run_on_the_backend_used_last() {
-    let Some(db) = testing::fresh_db().await else {
-        eprintln!(
-            "ingests_one_at_a_time_run_on_the_backend_used_last: skipped, {} is not set",
-            testing::ENV
-        );
+    let Some(db) =
+        testing::fresh_db_or_skip("ingests_one_at_a_time_run_on_the_backend_used_last").await
+    else {
         return;
     };
     let store = db.store.clone();

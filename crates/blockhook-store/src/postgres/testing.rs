@@ -51,6 +51,20 @@ pub async fn fresh_db() -> Option<TestDb> {
     }
 }
 
+/// [`fresh_db`], or `None` after saying that `test` was skipped (no test database).
+pub async fn fresh_db_or_skip(test: &str) -> Option<TestDb> {
+    let db = fresh_db().await;
+    if db.is_none() {
+        skipped(test);
+    }
+    db
+}
+
+/// Says on stderr that `test` was skipped for want of a test database.
+pub fn skipped(test: &str) {
+    eprintln!("{test}: skipped, {ENV} is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
+}
+
 impl TestDb {
     /// Another store on the same schema, as a second blockhook process would open it.
     pub async fn another_store(&self) -> StoreRef {
