@@ -137,7 +137,7 @@ impl Handoff {
             .clone()?;
         let free = taker.global.available_permits();
         let in_flight = taker.cx.settings.concurrency.saturating_sub(free);
-        // Checked last: the clock is read only above the quiet level.
+        // The clock is read only above the quiet level.
         let new_first = in_flight <= QUIET_IN_FLIGHT || taker.caught_up.holds(Instant::now());
         if !taker.at_any_load && !new_first {
             return None;

@@ -186,13 +186,19 @@ pub(super) fn ingest_group(
     }
 
     // The endpoints a lease at insert may hand, read in this transaction (from the endpoint
-    // cache when it holds their current version): only for batches that lease at insert.
-    let wanted: Vec<(&str, i64)> = batches
+    // cache when it holds their current version): only those of the merchants of batches that
+    // lease at insert, each merchant once.
+    let mut leasing: Vec<&str> = batches
         .iter()
         .zip(&verdicts)
         .filter(|(b, v)| v.is_ok() && b.lease.is_some_and(|r| r.new_first))
-        .flat_map(|(b, _)| b.events.iter())
-        .filter_map(|ev| targets.get(ev.merchant_id.as_str()))
+        .flat_map(|(b, _)| b.events.iter().map(|ev| ev.merchant_id.as_str()))
+        .collect();
+    leasing.sort_unstable();
+    leasing.dedup();
+    let wanted: Vec<(&str, i64)> = leasing
+        .iter()
+        .filter_map(|m| targets.get(*m))
         .flat_map(|(_, eps)| eps.iter().map(|t| (t.0.as_str(), t.3)))
         .collect();
     let handed = match wanted.is_empty() {
