@@ -15,6 +15,7 @@
 #[cfg(feature = "contract")]
 pub mod contract;
 mod error;
+pub mod floor;
 mod lease_plan;
 pub mod outbox;
 pub mod postgres;

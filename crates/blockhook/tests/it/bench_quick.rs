@@ -66,19 +66,50 @@ fn quick_bench_prints_every_figure_and_loses_nothing() {
     );
 }
 
-/// `--rate`: the bare requests run again at the offered rate, and their CPU per request is
-/// printed beside the server's, as the floor a run at that rate is read against.
+/// `--rate`: the bare requests run again at the offered rate, then the durable floor (one
+/// event-sized row committed alone per event) at that rate, and both are printed beside the
+/// server's CPU per event, with their sum, as the floor a run at that rate is read against.
 #[test]
-fn a_fixed_rate_prints_the_bare_cost_of_a_request_at_that_rate() {
+fn a_fixed_rate_prints_the_bare_cost_of_a_request_and_the_durable_floor_at_that_rate() {
     let stdout = bench(&["--quick", "--events", "300", "--rate", "200"]);
-    let bare = stdout
-        .lines()
-        .find(|l| l.starts_with("bare cpu per request at 200 requests/s:"))
-        .unwrap_or_else(|| panic!("no bare figure at the rate in:\n{stdout}"));
+    let find = |prefix: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix:?} in:\n{stdout}"))
+    };
+    let bare = find("bare cpu per request at 200 requests/s:");
     assert!(
         bare.ends_with("(client and receiver, 300 requests)"),
         "{bare}"
     );
+    let durable = find("durable floor per event at 200 events/s:");
+    assert!(
+        durable.ends_with(
+            "(one event-sized row committed alone, SQLite synchronous=full, 300 commits)"
+        ),
+        "{durable}"
+    );
+    // The sum line adds the two figures printed above it.
+    let ms = |line: &str, after: &str| -> f64 {
+        let rest = &line[line.find(after).unwrap_or_else(|| panic!("{line}")) + after.len()..];
+        rest.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no figure after {after:?} in {line}"))
+    };
+    let floor = find("floor per event at 200 events/s:");
+    let (b, d) = (ms(bare, "requests/s: "), ms(durable, "events/s: "));
+    assert!(b > 0.0 && d > 0.0, "{bare}\n{durable}");
+    assert!(
+        floor.starts_with(&format!(
+            "floor per event at 200 events/s: {b:.3} + {d:.3} = "
+        )) && floor.ends_with(" ms (bare request + durable commit)"),
+        "{floor}"
+    );
+    // Each figure was rounded on its own, so the sum may differ from theirs in the last place.
+    let sum = ms(floor, " = ");
+    assert!((sum - (b + d)).abs() < 0.0015, "{floor}");
     assert!(stdout.contains("server cpu per event:"), "{stdout}");
     assert!(stdout.lines().any(|l| l == "lost: 0"), "{stdout}");
 }

@@ -218,16 +218,93 @@ const BARE_AT_RATE: Duration = Duration::from_secs(5);
 /// The bare requests again, at the run's offered rate: what one loopback request costs its two
 /// sides (reqwest client, hyper receiver) at that rate. blockhook receives one request and sends
 /// one per event, so this is the floor under its own CPU per event at that rate, before any
-/// storage: at a low rate most of it is waking idle threads, not HTTP.
-async fn bare_at(rate: f64, expected: u64, concurrency: usize) -> anyhow::Result<()> {
-    let n = expected
-        .min((rate * BARE_AT_RATE.as_secs_f64()).ceil() as u64)
-        .max(1);
+/// storage: at a low rate most of it is waking idle threads, not HTTP. Returns it in ms.
+async fn bare_at(rate: f64, expected: u64, concurrency: usize) -> anyhow::Result<Option<f64>> {
+    let n = at_rate_count(rate, expected);
     let (_, cpu) = bare_run(n, concurrency, Some(rate)).await?;
-    if let Some(cpu) = cpu {
+    let per_request = cpu.map(|cpu| cpu / n as f64 * 1000.0);
+    if let Some(ms) = per_request {
         println!(
-            "bare cpu per request at {rate} requests/s: {:.3} ms (client and receiver, {n} requests)",
-            cpu / n as f64 * 1000.0
+            "bare cpu per request at {rate} requests/s: {ms:.3} ms (client and receiver, {n} requests)"
+        );
+    }
+    Ok(per_request)
+}
+
+/// How many requests or commits a floor run at `rate` makes: [`BARE_AT_RATE`]'s worth, at most
+/// the run's own count.
+fn at_rate_count(rate: f64, expected: u64) -> u64 {
+    expected
+        .min((rate * BARE_AT_RATE.as_secs_f64()).ceil() as u64)
+        .max(1)
+}
+
+/// The durable floor at the run's offered rate (`blockhook_store::floor`): CPU per commit of
+/// one event-sized row committed alone, in the run's store, with its durability. With the loopback
+/// floor it is the least any server keeping this promise spends per event at this rate; both are
+/// printed, and their sum, so that a run's CPU per event can be read against it.
+async fn durable_floor_at(
+    args: &Args,
+    rate: f64,
+    expected: u64,
+    bare: Option<f64>,
+) -> anyhow::Result<()> {
+    use blockhook_store::floor::{self, Pace};
+    let pace = Pace {
+        commits: at_rate_count(rate, expected),
+        gap: Duration::from_secs_f64(1.0 / rate),
+    };
+    let body = |i: u64| load::payload(i, now_us());
+    let postgres = args.database_url.is_some() && args.store == "postgres";
+    let start = CpuSample::now(postgres);
+    let what = match (&args.database_url, args.store.as_str()) {
+        (Some(base), "postgres") => {
+            let schema = PgSchema::create(base).await?;
+            let run = floor::postgres_commits(&schema.url, pace, body).await;
+            schema.drop_it().await;
+            run.context("the durable floor's commits in PostgreSQL")?;
+            "PostgreSQL".to_owned()
+        }
+        _ => {
+            let dir = std::env::temp_dir()
+                .join(format!("blockhook-floor-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir).context("a directory for the durable floor")?;
+            let path = dir.join("floor.db");
+            let sync = sqlite_sync(args);
+            let run =
+                tokio::task::spawn_blocking(move || floor::sqlite_commits(&path, sync, pace, body))
+                    .await;
+            let _ = std::fs::remove_dir_all(&dir);
+            run?.context("the durable floor's commits in SQLite")?;
+            format!("SQLite synchronous={}", args.sqlite_sync)
+        }
+    };
+    let end = CpuSample::now(postgres);
+    let ms = |a: Option<f64>, b: Option<f64>| {
+        b.zip(a)
+            .map(|(b, a)| (b - a).max(0.0) / pace.commits as f64 * 1000.0)
+    };
+    let (Some(client), pg) = (
+        ms(start.process, end.process),
+        ms(start.postgres, end.postgres),
+    ) else {
+        return Ok(());
+    };
+    let durable = client + pg.unwrap_or(0.0);
+    match pg {
+        Some(pg) => println!(
+            "durable floor per event at {rate} events/s: {client:.3} + {pg:.3} = {durable:.3} ms (client + postgres; one event-sized row committed alone, {what}, {} commits)",
+            pace.commits
+        ),
+        None => println!(
+            "durable floor per event at {rate} events/s: {durable:.3} ms (one event-sized row committed alone, {what}, {} commits)",
+            pace.commits
+        ),
+    }
+    if let Some(bare) = bare {
+        println!(
+            "floor per event at {rate} events/s: {bare:.3} + {durable:.3} = {:.3} ms (bare request + durable commit)",
+            bare + durable
         );
     }
     Ok(())
@@ -314,6 +391,15 @@ impl CpuSample {
     }
 }
 
+/// The run's `--sqlite-sync`.
+fn sqlite_sync(args: &Args) -> blockhook_store::SqliteSync {
+    if args.sqlite_sync == "normal" {
+        blockhook_store::SqliteSync::Normal
+    } else {
+        blockhook_store::SqliteSync::Full
+    }
+}
+
 /// Merchants and endpoints per merchant.
 fn groups(args: &Args) -> (u64, u64) {
     match args.merchants {
@@ -363,7 +449,8 @@ async fn bench(
         rate
     };
     if let Some(rate) = args.rate {
-        bare_at(rate, expected, args.concurrency).await?;
+        let bare = bare_at(rate, expected, args.concurrency).await?;
+        durable_floor_at(args, rate, expected, bare).await?;
     }
 
     // (c) blockhook in process: once, or ordering off then on.
@@ -453,11 +540,7 @@ async fn one_run(
     settings.delivery.allow_nets = vec!["127.0.0.0/8".parse()?];
     settings.api.requests_per_second = 0;
     settings.retention.max_age = Duration::ZERO;
-    settings.store.sqlite_sync = if args.sqlite_sync == "normal" {
-        blockhook_store::SqliteSync::Normal
-    } else {
-        blockhook_store::SqliteSync::Full
-    };
+    settings.store.sqlite_sync = sqlite_sync(args);
     if let Some(c) = args.delivery_concurrency {
         settings.delivery.concurrency = c.max(1);
         settings.delivery.per_endpoint_concurrency =
