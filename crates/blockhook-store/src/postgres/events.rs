@@ -86,7 +86,7 @@ struct StoredRow {
 // counter row (`ON CONFLICT DO UPDATE` row-locks it until commit, so concurrent ingests of one key
 // serialise there, in a fixed lock order, and commit in the order of their numbers), and each
 // delivery's number is the counter's value before the batch plus its rank. Idempotent repeats
-// leave gaps, which order nothing differently. With no ordered delivery both CTEs are empty.
+// leave gaps, which order nothing differently.
 //
 // `woke` runs only with `$20`: an ingest that hands its deliveries to its own dispatcher wakes other
 // processes itself, and only for what it did not take (`ingest_and_claim`).
@@ -100,78 +100,150 @@ struct StoredRow {
 //
 // `searched` stores the search keys (`$16`..`$19`) of the events `stored` inserted; a
 // data-modifying CTE runs to completion whether or not it is referenced.
-const STORE: &str = "WITH input AS ( \
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::int8[], \
-            $13::text[]) \
-            WITH ORDINALITY AS i(id, merchant_id, event_type, payload, idempotency_key, created_at, \
-                ordering_key, ord) \
-     ), clash AS ( \
-        SELECT 1 FROM input i CROSS JOIN LATERAL ( \
-            SELECT e.event_type, e.payload FROM events e \
-            WHERE e.merchant_id = i.merchant_id AND e.idempotency_key = i.idempotency_key LIMIT 1 \
-        ) e \
-        WHERE e.event_type <> i.event_type OR e.payload <> i.payload LIMIT 1 \
-     ), stale AS ( \
-        SELECT 1 FROM unnest($24::text[], $25::int8[]) AS c(id, revision) \
-        LEFT JOIN merchants m ON m.id = c.id \
-        WHERE m.targets_revision IS DISTINCT FROM c.revision LIMIT 1 \
-     ), stored AS ( \
-        INSERT INTO events (id, merchant_id, event_type, payload, idempotency_key, created_at, \
-            ordering_key) \
-        SELECT id, merchant_id, event_type, payload, idempotency_key, created_at, ordering_key \
-        FROM input \
-        WHERE NOT EXISTS (SELECT 1 FROM clash) AND NOT EXISTS (SELECT 1 FROM stale) ORDER BY ord \
-        ON CONFLICT (merchant_id, idempotency_key) DO NOTHING \
-        RETURNING id \
-     ), dl AS ( \
-        SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::int8[], \
-            $14::text[], $15::int8[], $21::bool[]) \
-            AS d(id, event_id, endpoint_id, merchant_id, due, ordering_key, rank, leased) \
-        WHERE d.event_id IN (SELECT id FROM stored) \
-     ), wanted AS ( \
-        SELECT endpoint_id, ordering_key, max(rank) AS taken FROM dl \
-        WHERE ordering_key IS NOT NULL GROUP BY endpoint_id, ordering_key \
-     ), counted AS ( \
-        INSERT INTO ordering_counters (endpoint_id, ordering_key, last_seq) \
-        SELECT endpoint_id, ordering_key, taken FROM wanted ORDER BY endpoint_id, ordering_key \
-        ON CONFLICT (endpoint_id, ordering_key) \
-            DO UPDATE SET last_seq = ordering_counters.last_seq + EXCLUDED.last_seq \
-        RETURNING endpoint_id, ordering_key, last_seq \
-     ), fanned AS ( \
-        INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, state, origin, \
-            next_attempt_at, created_at, updated_at, ordering_key, ordering_seq, lease_token, \
-            lease_until) \
-        SELECT d.id, d.event_id, d.endpoint_id, d.merchant_id, 'pending', 'initial', \
-            CASE WHEN d.leased THEN $23::int8 ELSE d.due END, d.due, d.due, \
-            d.ordering_key, c.last_seq - w.taken + d.rank, \
-            CASE WHEN d.leased THEN $22::int8 END, CASE WHEN d.leased THEN $23::int8 END \
-        FROM dl d \
-        LEFT JOIN wanted w ON w.endpoint_id = d.endpoint_id AND w.ordering_key = d.ordering_key \
-        LEFT JOIN counted c ON c.endpoint_id = d.endpoint_id AND c.ordering_key = d.ordering_key \
-        RETURNING event_id \
-     ), searched AS ( \
-        INSERT INTO event_search (merchant_id, field, value, event_id) \
-        SELECT k.merchant_id, k.field, k.value, k.event_id \
-        FROM unnest($16::text[], $17::text[], $18::text[], $19::text[]) \
-            AS k(merchant_id, field, value, event_id) \
-        WHERE k.event_id IN (SELECT id FROM stored) \
-        ON CONFLICT DO NOTHING \
-     ), woke AS ( \
-        SELECT pg_notify($12, current_schema()) FROM (SELECT 1 FROM fanned LIMIT 1) AS any_delivery \
-        WHERE $20::bool \
-     ) \
-     SELECT i.id, s.id IS NOT NULL AS stored, earlier.id AS earlier_id, \
-        (earlier.event_type = i.event_type AND earlier.payload = i.payload) AS same, \
-        f.n AS deliveries, \
-        (SELECT count(*) FROM woke) AS woke, EXISTS (SELECT 1 FROM stale) AS stale \
-     FROM input i \
-     LEFT JOIN stored s ON s.id = i.id \
-     LEFT JOIN (SELECT event_id, count(*) AS n FROM fanned GROUP BY event_id) f ON f.event_id = i.id \
-     LEFT JOIN LATERAL ( \
-        SELECT e.id, e.event_type, e.payload FROM events e \
-        WHERE e.merchant_id = i.merchant_id AND e.idempotency_key = i.idempotency_key LIMIT 1 \
-     ) earlier ON true \
-     ORDER BY i.ord";
+//
+// Decision: the statement comes in four shapes (`StoreShape`), with the idempotency parts
+// (`clash`, `earlier`) only when the batch carries a key and the ordering parts (`wanted`,
+// `counted` and their joins) only when it has an ordered delivery. Without them, they found
+// nothing, but PostgreSQL still set up their plan nodes, opened `ordering_counters` and its
+// index, and probed `events_idempotency` twice per event: a quarter of its CPU per everyday
+// event (BENCHMARKS.md, "A leaner ingest statement on PostgreSQL"). Every shape binds the same
+// parameters, so the code that fills them is one.
+
+/// Which optional parts of `STORE` a batch needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StoreShape {
+    /// Some event carries an idempotency key: look for earlier uses of it.
+    keys: bool,
+    /// Some delivery is ordered: number it from its key's counter.
+    ordered: bool,
+}
+
+impl StoreShape {
+    /// The statement of this shape, composed once per process.
+    fn sql(self) -> &'static str {
+        static SHAPES: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(|| {
+            [0, 1, 2, 3].map(|i| {
+                store_sql(StoreShape {
+                    keys: i & 1 != 0,
+                    ordered: i & 2 != 0,
+                })
+            })
+        });
+        &SHAPES[usize::from(self.keys) | usize::from(self.ordered) << 1]
+    }
+}
+
+/// Composes `STORE` for `shape` (see the comment above `StoreShape`).
+fn store_sql(shape: StoreShape) -> String {
+    let clash = if shape.keys {
+        "clash AS ( \
+            SELECT 1 FROM input i CROSS JOIN LATERAL ( \
+                SELECT e.event_type, e.payload FROM events e \
+                WHERE e.merchant_id = i.merchant_id AND e.idempotency_key = i.idempotency_key \
+                LIMIT 1 \
+            ) e \
+            WHERE e.event_type <> i.event_type OR e.payload <> i.payload LIMIT 1 \
+         ), "
+    } else {
+        ""
+    };
+    let no_clash = if shape.keys {
+        "NOT EXISTS (SELECT 1 FROM clash) AND "
+    } else {
+        ""
+    };
+    let counters = if shape.ordered {
+        "wanted AS ( \
+            SELECT endpoint_id, ordering_key, max(rank) AS taken FROM dl \
+            WHERE ordering_key IS NOT NULL GROUP BY endpoint_id, ordering_key \
+         ), counted AS ( \
+            INSERT INTO ordering_counters (endpoint_id, ordering_key, last_seq) \
+            SELECT endpoint_id, ordering_key, taken FROM wanted ORDER BY endpoint_id, ordering_key \
+            ON CONFLICT (endpoint_id, ordering_key) \
+                DO UPDATE SET last_seq = ordering_counters.last_seq + EXCLUDED.last_seq \
+            RETURNING endpoint_id, ordering_key, last_seq \
+         ), "
+    } else {
+        ""
+    };
+    let (seq, numbered) = if shape.ordered {
+        (
+            "c.last_seq - w.taken + d.rank",
+            "LEFT JOIN wanted w ON w.endpoint_id = d.endpoint_id AND w.ordering_key = d.ordering_key \
+             LEFT JOIN counted c ON c.endpoint_id = d.endpoint_id AND c.ordering_key = d.ordering_key ",
+        )
+    } else {
+        ("NULL::int8", "")
+    };
+    let (earlier, earlier_join) = if shape.keys {
+        (
+            "earlier.id AS earlier_id, \
+             (earlier.event_type = i.event_type AND earlier.payload = i.payload) AS same, ",
+            "LEFT JOIN LATERAL ( \
+                SELECT e.id, e.event_type, e.payload FROM events e \
+                WHERE e.merchant_id = i.merchant_id AND e.idempotency_key = i.idempotency_key \
+                LIMIT 1 \
+             ) earlier ON true ",
+        )
+    } else {
+        ("NULL::text AS earlier_id, NULL::bool AS same, ", "")
+    };
+    format!(
+        "WITH input AS ( \
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], \
+                $6::int8[], $13::text[]) \
+                WITH ORDINALITY AS i(id, merchant_id, event_type, payload, idempotency_key, \
+                    created_at, ordering_key, ord) \
+         ), {clash}stale AS ( \
+            SELECT 1 FROM unnest($24::text[], $25::int8[]) AS c(id, revision) \
+            LEFT JOIN merchants m ON m.id = c.id \
+            WHERE m.targets_revision IS DISTINCT FROM c.revision LIMIT 1 \
+         ), stored AS ( \
+            INSERT INTO events (id, merchant_id, event_type, payload, idempotency_key, created_at, \
+                ordering_key) \
+            SELECT id, merchant_id, event_type, payload, idempotency_key, created_at, ordering_key \
+            FROM input \
+            WHERE {no_clash}NOT EXISTS (SELECT 1 FROM stale) ORDER BY ord \
+            ON CONFLICT (merchant_id, idempotency_key) DO NOTHING \
+            RETURNING id \
+         ), dl AS ( \
+            SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::int8[], \
+                $14::text[], $15::int8[], $21::bool[]) \
+                AS d(id, event_id, endpoint_id, merchant_id, due, ordering_key, rank, leased) \
+            WHERE d.event_id IN (SELECT id FROM stored) \
+         ), {counters}fanned AS ( \
+            INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, state, origin, \
+                next_attempt_at, created_at, updated_at, ordering_key, ordering_seq, lease_token, \
+                lease_until) \
+            SELECT d.id, d.event_id, d.endpoint_id, d.merchant_id, 'pending', 'initial', \
+                CASE WHEN d.leased THEN $23::int8 ELSE d.due END, d.due, d.due, \
+                d.ordering_key, {seq}, \
+                CASE WHEN d.leased THEN $22::int8 END, CASE WHEN d.leased THEN $23::int8 END \
+            FROM dl d {numbered}\
+            RETURNING event_id \
+         ), searched AS ( \
+            INSERT INTO event_search (merchant_id, field, value, event_id) \
+            SELECT k.merchant_id, k.field, k.value, k.event_id \
+            FROM unnest($16::text[], $17::text[], $18::text[], $19::text[]) \
+                AS k(merchant_id, field, value, event_id) \
+            WHERE k.event_id IN (SELECT id FROM stored) \
+            ON CONFLICT DO NOTHING \
+         ), woke AS ( \
+            SELECT pg_notify($12, current_schema()) \
+            FROM (SELECT 1 FROM fanned LIMIT 1) AS any_delivery \
+            WHERE $20::bool \
+         ) \
+         SELECT i.id, s.id IS NOT NULL AS stored, {earlier}\
+            f.n AS deliveries, \
+            (SELECT count(*) FROM woke) AS woke, EXISTS (SELECT 1 FROM stale) AS stale \
+         FROM input i \
+         LEFT JOIN stored s ON s.id = i.id \
+         LEFT JOIN (SELECT event_id, count(*) AS n FROM fanned GROUP BY event_id) f \
+            ON f.event_id = i.id \
+         {earlier_join}\
+         ORDER BY i.ord"
+    )
+}
 
 impl PgStore {
     /// `ingest`, notifying other processes of the new deliveries at commit or not (`notify`),
@@ -313,7 +385,11 @@ impl PgStore {
             .map(|k| k.as_ref().map(OrderingKey::as_str))
             .collect();
         let (checked_ids, revisions): (Vec<&str>, Vec<i64>) = checked.iter().copied().unzip();
-        let rows: Vec<StoredRow> = sqlx::query_as(STORE)
+        let shape = StoreShape {
+            keys: ev.keys.iter().any(Option::is_some),
+            ordered: dl.ranks.iter().any(Option::is_some),
+        };
+        let rows: Vec<StoredRow> = sqlx::query_as(shape.sql())
             .bind(&ev.ids)
             .bind(&ev.merchants)
             .bind(&ev.types)
@@ -1152,5 +1228,69 @@ fn push_event_filters<'a>(
                 .push_bind(endpoint.as_str());
         }
         sql.push(")");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreShape;
+
+    const SHAPES: [StoreShape; 4] = [
+        StoreShape {
+            keys: false,
+            ordered: false,
+        },
+        StoreShape {
+            keys: true,
+            ordered: false,
+        },
+        StoreShape {
+            keys: false,
+            ordered: true,
+        },
+        StoreShape {
+            keys: true,
+            ordered: true,
+        },
+    ];
+
+    /// PostgreSQL must infer every parameter's type from the statement, so a shape that left one
+    /// out would fail to prepare: each shape uses all 25, and only them.
+    #[test]
+    fn every_shape_binds_the_same_parameters() {
+        for shape in SHAPES {
+            let sql = shape.sql();
+            for n in 1..=25 {
+                let used = sql
+                    .match_indices(&format!("${n}"))
+                    .any(|(at, p)| !sql[at + p.len()..].starts_with(|c: char| c.is_ascii_digit()));
+                assert!(used, "{shape:?} does not use ${n}");
+            }
+            assert!(!sql.contains("$26"), "{shape:?}");
+        }
+    }
+
+    /// The optional parts are in exactly the shapes that need them.
+    #[test]
+    fn each_shape_has_only_the_parts_it_needs() {
+        for shape in SHAPES {
+            let sql = shape.sql();
+            assert_eq!(sql.contains("clash AS"), shape.keys, "{shape:?}");
+            assert_eq!(sql.contains("earlier ON true"), shape.keys, "{shape:?}");
+            assert_eq!(
+                sql.contains("ordering_counters"),
+                shape.ordered,
+                "{shape:?}"
+            );
+            assert_eq!(sql.contains("counted c ON"), shape.ordered, "{shape:?}");
+            for always in [
+                "INSERT INTO events",
+                "INSERT INTO deliveries",
+                "event_search",
+                "stale AS",
+            ] {
+                assert!(sql.contains(always), "{shape:?} lacks {always}");
+            }
+        }
     }
 }
