@@ -7,7 +7,8 @@
 //!    process's cache (`targets`), or from `LOAD` for a merchant it has not seen lately. The
 //!    fan-out (which endpoint wants which event) is decided here in Rust, where delivery ids are
 //!    generated like every other id.
-//! 2. `STORE` is one statement, hence one transaction: it inserts the events (array-bound,
+//! 2. `STORE` is one statement, hence one transaction (composed with only the parts the batch
+//!    needs, see `StoreShape`): it inserts the events (array-bound,
 //!    `ON CONFLICT DO NOTHING` on the idempotency key), the deliveries of the events actually
 //!    inserted, and issues the `pg_notify` that wakes other processes at commit. It stores
 //!    nothing if a cached merchant's `targets_revision` moved since it was read (another process
@@ -101,13 +102,15 @@ struct StoredRow {
 // `searched` stores the search keys (`$16`..`$19`) of the events `stored` inserted; a
 // data-modifying CTE runs to completion whether or not it is referenced.
 //
-// Decision: the statement comes in four shapes (`StoreShape`), with the idempotency parts
-// (`clash`, `earlier`) only when the batch carries a key and the ordering parts (`wanted`,
-// `counted` and their joins) only when it has an ordered delivery. Without them, they found
-// nothing, but PostgreSQL still set up their plan nodes, opened `ordering_counters` and its
-// index, and probed `events_idempotency` twice per event: a quarter of its CPU per everyday
-// event (BENCHMARKS.md, "A leaner ingest statement on PostgreSQL"). Every shape binds the same
-// parameters, so the code that fills them is one.
+// Decision: the statement comes in eight shapes (`StoreShape`), with the idempotency parts
+// (`clash`, `earlier`) only when the batch carries a key, the ordering parts (`wanted`,
+// `counted` and their joins) only when it has an ordered delivery, and `woke` only when it
+// notifies. Without them, they found or did nothing, but PostgreSQL still set up their plan
+// nodes for every execution (executor start-up was a fifth of its CPU per everyday event),
+// opened `ordering_counters` and its index, and probed `events_idempotency` twice per event
+// (BENCHMARKS.md, "A leaner ingest statement on PostgreSQL"). Every shape takes the same
+// parameters, so the code that fills them is one: a shape without `woke` still names `$12` and
+// `$20`, in a column nobody reads, because PostgreSQL must infer every parameter's type.
 
 /// Which optional parts of `STORE` a batch needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,20 +119,25 @@ struct StoreShape {
     keys: bool,
     /// Some delivery is ordered: number it from its key's counter.
     ordered: bool,
+    /// Other processes are woken (`NOTIFY`) when a delivery was created.
+    notify: bool,
 }
 
 impl StoreShape {
     /// The statement of this shape, composed once per process.
     fn sql(self) -> &'static str {
-        static SHAPES: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(|| {
-            [0, 1, 2, 3].map(|i| {
+        static SHAPES: std::sync::LazyLock<[String; 8]> = std::sync::LazyLock::new(|| {
+            [0, 1, 2, 3, 4, 5, 6, 7].map(|i| {
                 store_sql(StoreShape {
                     keys: i & 1 != 0,
                     ordered: i & 2 != 0,
+                    notify: i & 4 != 0,
                 })
             })
         });
-        &SHAPES[usize::from(self.keys) | usize::from(self.ordered) << 1]
+        &SHAPES[usize::from(self.keys)
+            | usize::from(self.ordered) << 1
+            | usize::from(self.notify) << 2]
     }
 }
 
@@ -174,6 +182,18 @@ fn store_sql(shape: StoreShape) -> String {
         )
     } else {
         ("NULL::int8", "")
+    };
+    let (woke, woke_column) = if shape.notify {
+        (
+            ", woke AS ( \
+                SELECT pg_notify($12, current_schema()) \
+                FROM (SELECT 1 FROM fanned LIMIT 1) AS any_delivery \
+                WHERE $20::bool \
+             ) ",
+            "(SELECT count(*) FROM woke)",
+        )
+    } else {
+        (" ", "CASE WHEN $20::bool THEN $12::text END")
     };
     let (earlier, earlier_join) = if shape.keys {
         (
@@ -228,14 +248,10 @@ fn store_sql(shape: StoreShape) -> String {
                 AS k(merchant_id, field, value, event_id) \
             WHERE k.event_id IN (SELECT id FROM stored) \
             ON CONFLICT DO NOTHING \
-         ), woke AS ( \
-            SELECT pg_notify($12, current_schema()) \
-            FROM (SELECT 1 FROM fanned LIMIT 1) AS any_delivery \
-            WHERE $20::bool \
-         ) \
+         ){woke}\
          SELECT i.id, s.id IS NOT NULL AS stored, {earlier}\
             f.n AS deliveries, \
-            (SELECT count(*) FROM woke) AS woke, EXISTS (SELECT 1 FROM stale) AS stale \
+            {woke_column} AS woke, EXISTS (SELECT 1 FROM stale) AS stale \
          FROM input i \
          LEFT JOIN stored s ON s.id = i.id \
          LEFT JOIN (SELECT event_id, count(*) AS n FROM fanned GROUP BY event_id) f \
@@ -388,6 +404,7 @@ impl PgStore {
         let shape = StoreShape {
             keys: ev.keys.iter().any(Option::is_some),
             ordered: dl.ranks.iter().any(Option::is_some),
+            notify,
         };
         let rows: Vec<StoredRow> = sqlx::query_as(shape.sql())
             .bind(&ev.ids)
@@ -1235,30 +1252,20 @@ fn push_event_filters<'a>(
 mod tests {
     use super::StoreShape;
 
-    const SHAPES: [StoreShape; 4] = [
-        StoreShape {
-            keys: false,
-            ordered: false,
-        },
-        StoreShape {
-            keys: true,
-            ordered: false,
-        },
-        StoreShape {
-            keys: false,
-            ordered: true,
-        },
-        StoreShape {
-            keys: true,
-            ordered: true,
-        },
-    ];
+    /// All eight.
+    fn shapes() -> impl Iterator<Item = StoreShape> {
+        (0..8).map(|i| StoreShape {
+            keys: i & 1 != 0,
+            ordered: i & 2 != 0,
+            notify: i & 4 != 0,
+        })
+    }
 
     /// PostgreSQL must infer every parameter's type from the statement, so a shape that left one
     /// out would fail to prepare: each shape uses all 25, and only them.
     #[test]
     fn every_shape_binds_the_same_parameters() {
-        for shape in SHAPES {
+        for shape in shapes() {
             let sql = shape.sql();
             for n in 1..=25 {
                 let used = sql
@@ -1273,7 +1280,7 @@ mod tests {
     /// The optional parts are in exactly the shapes that need them.
     #[test]
     fn each_shape_has_only_the_parts_it_needs() {
-        for shape in SHAPES {
+        for shape in shapes() {
             let sql = shape.sql();
             assert_eq!(sql.contains("clash AS"), shape.keys, "{shape:?}");
             assert_eq!(sql.contains("earlier ON true"), shape.keys, "{shape:?}");
@@ -1283,6 +1290,7 @@ mod tests {
                 "{shape:?}"
             );
             assert_eq!(sql.contains("counted c ON"), shape.ordered, "{shape:?}");
+            assert_eq!(sql.contains("pg_notify"), shape.notify, "{shape:?}");
             for always in [
                 "INSERT INTO events",
                 "INSERT INTO deliveries",

@@ -71,13 +71,24 @@ fn quick_bench_prints_every_figure_and_loses_nothing() {
 /// server's CPU per event, with their sum, as the floor a run at that rate is read against.
 #[test]
 fn a_fixed_rate_prints_the_bare_cost_of_a_request_and_the_durable_floor_at_that_rate() {
-    let stdout = bench(&["--quick", "--events", "300", "--rate", "200"]);
+    let stdout = bench(&[
+        "--quick",
+        "--events",
+        "300",
+        "--rate",
+        "200",
+        "--idempotency-keys",
+    ]);
     let find = |prefix: &str| {
         stdout
             .lines()
             .find(|l| l.starts_with(prefix))
             .unwrap_or_else(|| panic!("no line {prefix:?} in:\n{stdout}"))
     };
+    assert!(
+        find("bench: ").contains(" idempotency_keys=true "),
+        "{stdout}"
+    );
     let bare = find("bare cpu per request at 200 requests/s:");
     assert!(
         bare.ends_with("(client and receiver, 300 requests)"),

@@ -169,6 +169,9 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// Event `seq` carries the ordering key `k<seq % n>` (with ordered endpoints).
     pub ordering_keys: Option<u64>,
+    /// Event `seq` carries the idempotency key `e<seq>`, as a gateway that retries its
+    /// publishes safely sends one.
+    pub idempotency_keys: bool,
 }
 
 impl Plan {
@@ -190,8 +193,13 @@ impl Plan {
             let key = self.ordering_keys.map_or_else(String::new, |n| {
                 format!(r#","ordering_key":"k{}""#, seq % n)
             });
+            let idempotency = if self.idempotency_keys {
+                format!(r#","idempotency_key":"e{seq}""#)
+            } else {
+                String::new()
+            };
             format!(
-                r#"{{"merchant_id":"{merchant}","event_type":"Payment","payload":{}{key}}}"#,
+                r#"{{"merchant_id":"{merchant}","event_type":"Payment","payload":{}{key}{idempotency}}}"#,
                 payload(seq, now_us())
             )
         };

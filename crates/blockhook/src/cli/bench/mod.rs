@@ -48,6 +48,7 @@ blockhook bench --rate 2000   (fixed offered rate, for latency at a given load)\
 blockhook bench --merchants 100 --endpoints 1000 --failing-pct 5 --flapping-pct 5 --batch 100\n  \
 blockhook bench --events 100000 --delivery-concurrency 1 --timeout 60   (a backlog; exits 1)\n  \
 blockhook bench --ordering-keys 50   (ordering off, then per key over 50 keys)\n  \
+blockhook bench --rate 400 --idempotency-keys   (every event with an idempotency key of its own)\n  \
 blockhook bench --drain --events 100000 --batch 100   (a backlog after an outage, drained)\n\n\
 blockhook bench --source outbox --database-url postgres://postgres@127.0.0.1:5432/test --batch 100\n\n\
 Exits 1 when any delivery was lost (did not arrive before --timeout).")]
@@ -122,6 +123,10 @@ pub struct Args {
     /// search index off, to measure what indexing costs at ingest.
     #[arg(long, value_name = "FIELDS")]
     pub search_fields: Option<String>,
+    /// Every event carries an idempotency key of its own (`e<seq>`), as a gateway that retries
+    /// its publishes safely sends them.
+    #[arg(long)]
+    pub idempotency_keys: bool,
     /// A backlog drained after an outage: the receiver answers 503 while the events are
     /// published (blockhook runs with no retries, so each delivery fails once, for good), then
     /// comes back, and every endpoint is recovered (`POST .../recover`, as a merchant would);
@@ -167,8 +172,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ("postgres", None) => bail!("--store postgres needs --database-url"),
         _ => None,
     };
-    if args.source != "http" && args.ordering_keys.is_some() {
-        bail!("--ordering-keys measures HTTP publishing; leave it out with --source outbox|nats");
+    if args.source != "http" && (args.ordering_keys.is_some() || args.idempotency_keys) {
+        bail!(
+            "--ordering-keys and --idempotency-keys measure HTTP publishing; leave them out with --source outbox|nats"
+        );
     }
     if args.drain
         && (args.source != "http"
@@ -420,11 +427,12 @@ async fn bench(
         .rate
         .map_or("max".to_owned(), |r| format!("{r} events/s"));
     println!(
-        "bench: store={} source={} events={events} batch={} concurrency={} merchants={groups} fanout={fanout} rate={rate} sqlite_sync={} failing_pct={} flapping_pct={} delivery_concurrency={}",
+        "bench: store={} source={} events={events} batch={} concurrency={} merchants={groups} fanout={fanout} rate={rate} idempotency_keys={} sqlite_sync={} failing_pct={} flapping_pct={} delivery_concurrency={}",
         args.store,
         args.source,
         args.batch,
         args.concurrency,
+        args.idempotency_keys,
         args.sqlite_sync,
         args.failing_pct,
         args.flapping_pct,
@@ -661,6 +669,7 @@ async fn run_app(
         concurrency: args.concurrency,
         rate: args.rate,
         ordering_keys,
+        idempotency_keys: args.idempotency_keys,
     };
 
     let postgres = args.store == "postgres" || args.source == "outbox";
