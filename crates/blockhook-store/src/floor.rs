@@ -15,6 +15,7 @@ use blockhook_core::Error;
 use rusqlite::Connection;
 use sqlx::Connection as _;
 
+use crate::sqlite::PAGE_SIZE;
 use crate::{SqliteSync, classify, classify_sqlite};
 
 /// `n` commits, one every `gap`, as a publisher at a fixed rate paces them.
@@ -34,7 +35,7 @@ impl Pace {
 }
 
 /// Commits `pace.commits` rows of `body(i)`, each alone and paced, into a fresh SQLite database
-/// at `path` (WAL, 8 KiB pages, `sync`). Blocks the calling thread for the whole run.
+/// at `path` (WAL, the store's page size, `sync`). Blocks the calling thread for the whole run.
 pub fn sqlite_commits(
     path: &Path,
     sync: SqliteSync,
@@ -47,7 +48,7 @@ pub fn sqlite_commits(
         SqliteSync::Normal => "NORMAL",
     };
     conn.execute_batch(&format!(
-        "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = {level}; \
+        "PRAGMA page_size = {PAGE_SIZE}; PRAGMA journal_mode = WAL; PRAGMA synchronous = {level}; \
          CREATE TABLE floor (id INTEGER PRIMARY KEY, body BLOB NOT NULL);"
     ))
     .map_err(classify_sqlite)?;
@@ -119,7 +120,7 @@ mod tests {
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
         assert_eq!(mode, "wal");
         let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        assert_eq!(page, 8192);
+        assert_eq!(page, i64::from(PAGE_SIZE));
         Ok(())
     }
 

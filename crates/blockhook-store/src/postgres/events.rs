@@ -124,20 +124,28 @@ struct StoreShape {
 }
 
 impl StoreShape {
+    /// How many shapes there are.
+    const COUNT: usize = 8;
+
+    /// Shape number `i` (below [`Self::COUNT`]): its parts are the bits of `i`.
+    fn nth(i: usize) -> Self {
+        Self {
+            keys: i & 1 != 0,
+            ordered: i & 2 != 0,
+            notify: i & 4 != 0,
+        }
+    }
+
+    /// This shape's number: the inverse of [`Self::nth`].
+    fn index(self) -> usize {
+        usize::from(self.keys) | usize::from(self.ordered) << 1 | usize::from(self.notify) << 2
+    }
+
     /// The statement of this shape, composed once per process.
     fn sql(self) -> &'static str {
-        static SHAPES: std::sync::LazyLock<[String; 8]> = std::sync::LazyLock::new(|| {
-            [0, 1, 2, 3, 4, 5, 6, 7].map(|i| {
-                store_sql(StoreShape {
-                    keys: i & 1 != 0,
-                    ordered: i & 2 != 0,
-                    notify: i & 4 != 0,
-                })
-            })
-        });
-        &SHAPES[usize::from(self.keys)
-            | usize::from(self.ordered) << 1
-            | usize::from(self.notify) << 2]
+        static SHAPES: std::sync::LazyLock<[String; StoreShape::COUNT]> =
+            std::sync::LazyLock::new(|| std::array::from_fn(|i| store_sql(StoreShape::nth(i))));
+        &SHAPES[self.index()]
     }
 }
 
@@ -1252,12 +1260,12 @@ fn push_event_filters<'a>(
 mod tests {
     use super::StoreShape;
 
-    /// All eight.
+    /// All of them, each checked to be the shape its number names.
     fn shapes() -> impl Iterator<Item = StoreShape> {
-        (0..8).map(|i| StoreShape {
-            keys: i & 1 != 0,
-            ordered: i & 2 != 0,
-            notify: i & 4 != 0,
+        (0..StoreShape::COUNT).map(|i| {
+            let shape = StoreShape::nth(i);
+            assert_eq!(shape.index(), i);
+            shape
         })
     }
 

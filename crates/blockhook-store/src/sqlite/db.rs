@@ -39,6 +39,10 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Unavailable(format!("{what}: {e}"))
 }
 
+/// The page size of a new database file. Larger pages than SQLite's default 4 KiB mean fewer WAL
+/// frames (one write each) per commit for this append-heavy load.
+pub(crate) const PAGE_SIZE: u32 = 8192;
+
 impl SqliteStore {
     /// [`SqliteStore::open`] (in `sqlite/mod.rs`), with the writer thread's group transactions
     /// `groups` (see `writer::Groups`).
@@ -53,9 +57,8 @@ impl SqliteStore {
             SqliteSync::Normal => SqliteSynchronous::Normal,
         };
         let base = SqliteConnectOptions::new()
-            // Only takes effect when the file is created. Larger pages than the default 4 KiB
-            // mean fewer WAL frames (one write each) per commit for this append-heavy load.
-            .page_size(8192)
+            // Only takes effect when the file is created.
+            .page_size(PAGE_SIZE)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .synchronous(sync)

@@ -87,6 +87,7 @@ mod writer;
 
 use blockhook_core::Error;
 
+pub(crate) use db::PAGE_SIZE;
 pub use db::SqliteStore;
 pub use files::{StoreLock, backup, database_path, lock, restore};
 

@@ -262,17 +262,20 @@ async fn durable_floor_at(
         gap: Duration::from_secs_f64(1.0 / rate),
     };
     let body = |i: u64| load::payload(i, now_us());
-    let postgres = args.database_url.is_some() && args.store == "postgres";
-    let start = CpuSample::now(postgres);
-    let what = match (&args.database_url, args.store.as_str()) {
-        (Some(base), "postgres") => {
+    let postgres = args
+        .database_url
+        .as_deref()
+        .filter(|_| args.store == "postgres");
+    let start = CpuSample::now(postgres.is_some());
+    let what = match postgres {
+        Some(base) => {
             let schema = PgSchema::create(base).await?;
             let run = floor::postgres_commits(&schema.url, pace, body).await;
             schema.drop_it().await;
             run.context("the durable floor's commits in PostgreSQL")?;
             "PostgreSQL".to_owned()
         }
-        _ => {
+        None => {
             let dir = std::env::temp_dir()
                 .join(format!("blockhook-floor-{}", uuid::Uuid::new_v4().simple()));
             std::fs::create_dir_all(&dir).context("a directory for the durable floor")?;
@@ -286,15 +289,9 @@ async fn durable_floor_at(
             format!("SQLite synchronous={}", args.sqlite_sync)
         }
     };
-    let end = CpuSample::now(postgres);
-    let ms = |a: Option<f64>, b: Option<f64>| {
-        b.zip(a)
-            .map(|(b, a)| (b - a).max(0.0) / pace.commits as f64 * 1000.0)
-    };
-    let (Some(client), pg) = (
-        ms(start.process, end.process),
-        ms(start.postgres, end.postgres),
-    ) else {
+    let spent = CpuSample::now(postgres.is_some()).since(&start);
+    let ms = |s: Option<f64>| s.map(|s| s / pace.commits as f64 * 1000.0);
+    let (Some(client), pg) = (ms(spent.process), ms(spent.postgres)) else {
         return Ok(());
     };
     let durable = client + pg.unwrap_or(0.0);
@@ -357,14 +354,23 @@ impl CpuSample {
         }
     }
 
+    /// The CPU seconds used since `start`, of each counter read both times.
+    fn since(&self, start: &Self) -> Self {
+        let delta = |b: Option<f64>, a: Option<f64>| b.zip(a).map(|(b, a)| (b - a).max(0.0));
+        Self {
+            process: delta(self.process, start.process),
+            server: delta(self.server, start.server),
+            postgres: delta(self.postgres, start.postgres),
+        }
+    }
+
     /// Prints the CPU used since `start`, per event and per 1000 deliveries.
     fn report_since(&self, start: &Self, events: u64, deliveries: u64) {
-        let delta = |b: Option<f64>, a: Option<f64>| b.zip(a).map(|(b, a)| (b - a).max(0.0));
-        let (process, server, postgres) = (
-            delta(self.process, start.process),
-            delta(self.server, start.server),
-            delta(self.postgres, start.postgres),
-        );
+        let Self {
+            process,
+            server,
+            postgres,
+        } = self.since(start);
         if events == 0 || deliveries == 0 {
             println!("cpu per 1000 deliveries: n/a");
             return;
